@@ -1,0 +1,1 @@
+"""Operator tooling: the embedded runner, the simulator and the benchmark."""

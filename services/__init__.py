@@ -1,0 +1,1 @@
+"""The four Khidma services. A service never imports another one."""

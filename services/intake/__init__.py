@@ -1,0 +1,1 @@
+"""Intake: receives requests from the channels, follows them to delivery."""

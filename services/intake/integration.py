@@ -1,0 +1,80 @@
+"""Intake's boundary: its public domain events become integration events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from services.intake.domain import Case
+from shared.events import (
+    Actor,
+    IntegrationEvent,
+    ReferredToResearcher,
+    ReferredToResearcherPayload,
+    RequestReceived,
+    RequestReceivedPayload,
+    ServiceDelivered,
+    ServiceDeliveredPayload,
+)
+
+
+def request_received(event: Any) -> IntegrationEvent:
+    return RequestReceived(
+        event_id=event.event_id,
+        occurred_at=event.timestamp,
+        association_id=event.association_id,
+        case_id=event.originator_id,
+        case_ref=event.case_ref,
+        correlation_id=event.event_id,
+        actor=Actor(**event.actor),
+        payload=RequestReceivedPayload(
+            channel=event.channel,
+            channel_ref=event.channel_ref,
+            service_code=event.service_code,
+            applicant=event.applicant,
+            fields=event.fields,
+            attestation=event.attestation,
+        ),
+    )
+
+
+def referred_to_researcher(event: Any) -> IntegrationEvent:
+    return ReferredToResearcher(
+        event_id=event.event_id,
+        occurred_at=event.timestamp,
+        association_id=event.association_id,
+        case_id=event.originator_id,
+        case_ref=event.case_ref,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        actor=Actor(kind="officer", id=event.referred_by),
+        payload=ReferredToResearcherPayload(
+            reason=event.reason, questions=event.questions, referred_by=event.referred_by
+        ),
+    )
+
+
+def service_delivered(event: Any) -> IntegrationEvent:
+    return ServiceDelivered(
+        event_id=event.event_id,
+        occurred_at=event.timestamp,
+        association_id=event.association_id,
+        case_id=event.originator_id,
+        case_ref=event.case_ref,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        actor=Actor(kind="officer", id=event.delivered_by),
+        payload=ServiceDeliveredPayload(
+            service_code=event.service_code,
+            delivered=event.delivered,
+            delivered_by=event.delivered_by,
+        ),
+    )
+
+
+TRANSLATORS = {
+    get_topic(Case.Received): request_received,
+    get_topic(Case.ReferredToResearcher): referred_to_researcher,
+    get_topic(Case.ServiceDelivered): service_delivered,
+}

@@ -1,0 +1,44 @@
+"""Assembles intake: the one place its dependencies are built."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.intake import api
+from services.intake.application import IntakeApplication
+from services.intake.handlers import consumer_handlers, register_submission_subscriber
+from services.intake.integration import TRANSLATORS
+from services.intake.views import project
+from shared.clock import Clock
+from shared.logging import configure_logging
+from shared.runtime import ServiceRuntime, create_http_app, serve
+from shared.settings import ServiceSettings, load_settings
+from shared.store import open_application
+
+
+class IntakeSettings(ServiceSettings):
+    service_name: str = "intake"
+    http_port: int = 8101
+
+
+def build(settings: IntakeSettings, clock: Clock | None = None) -> FastAPI:
+    app = open_application(IntakeApplication, settings.eventsourcing_env(), clock=clock)
+    runtime = ServiceRuntime(
+        settings,
+        app,
+        translators=TRANSLATORS,
+        handlers=consumer_handlers(app),
+        projector=project,
+    )
+    register_submission_subscriber(runtime.broker, app, runtime.store, runtime.recorded)
+    return create_http_app(runtime, title="Khidma intake", include=api.include)
+
+
+def main() -> None:
+    settings = load_settings(IntakeSettings)
+    configure_logging(settings.service_name, settings.log_level)
+    serve(build(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Contracts and plumbing every Khidma service uses. No business rule lives here."""

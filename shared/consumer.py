@@ -1,0 +1,219 @@
+"""The tracking consumer: exactly-once in effect over an at-least-once stream.
+
+A durable pull consumer with explicit acks. Each message is handled on the
+store thread; the handler's new events and the message's stream sequence are
+recorded in one transaction, and only then is the message acknowledged. A
+message whose sequence is already recorded (redelivered after a crash between
+commit and ack, or handled by another instance) is acknowledged and skipped.
+A message that fails validation, or still fails after the maximum number of
+deliveries, goes to the dead-letter subject with its reason and is terminated,
+so it never blocks the ones behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import Tracking
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+
+from shared.events import IntegrationEvent, decode_event
+from shared.store import (
+    DuplicateDelivery,
+    ServiceApplication,
+    StoreRunner,
+    consumer_tracking_name,
+    process_tracked,
+)
+from shared.subjects import STREAM_NAME, dead_letter_subject, event_type_filter
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[IntegrationEvent, ProcessingEvent], None]
+
+REASON_HEADER = "Khidma-Dead-Letter-Reason"
+SUBJECT_HEADER = "Khidma-Original-Subject"
+SEQUENCE_HEADER = "Khidma-Original-Sequence"
+SERVICE_HEADER = "Khidma-Service"
+
+
+class RetryLater(Exception):
+    """A handler cannot act yet (an earlier event has not arrived): redeliver it."""
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_letters: int = 0
+    handled_by_type: dict[str, int] = field(default_factory=dict)
+    last_sequence: int = 0
+
+
+class TrackingConsumer:
+    def __init__(
+        self,
+        app: ServiceApplication,
+        store: StoreRunner,
+        js: JetStreamContext,
+        *,
+        service: str,
+        handlers: Mapping[str, Handler],
+        durable: str | None = None,
+        max_deliveries: int = 5,
+        ack_wait: float = 30.0,
+        batch_size: int = 64,
+        on_recorded: Callable[[], None] = lambda: None,
+    ):
+        self.app = app
+        self.store = store
+        self.js = js
+        self.service = service
+        self.handlers = dict(handlers)
+        self.durable = durable or service
+        self.max_deliveries = max_deliveries
+        self.ack_wait = ack_wait
+        self.batch_size = batch_size
+        self.on_recorded = on_recorded
+        self.tracking_name = consumer_tracking_name(STREAM_NAME)
+        self.stats = ConsumerStats()
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            name=self.durable,
+            durable_name=self.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            # Dead-lettering is ours (after max_deliveries); the server must not
+            # stop redelivering first and strand the message.
+            max_deliver=-1,
+            max_ack_pending=max(1000, self.batch_size * 4),
+            filter_subjects=[event_type_filter(t) for t in sorted(self.handlers)],
+        )
+
+    async def ensure_consumer(self) -> None:
+        """Creates the durable consumer or updates it to this code's configuration.
+
+        The server keeps an existing durable's old configuration unless told to
+        update it, so a changed filter would otherwise be silently ignored.
+        """
+        wanted = self.consumer_config()
+        info = await self.js.add_consumer(STREAM_NAME, wanted)
+        if sorted(info.config.filter_subjects or []) != sorted(wanted.filter_subjects or []):
+            log.warning("recreating consumer %s with new filters", self.durable)
+            await self.js.delete_consumer(STREAM_NAME, self.durable)
+            await self.js.add_consumer(STREAM_NAME, wanted)
+
+    async def run(self) -> None:
+        await self.ensure_consumer()
+        subscription = await self.js.pull_subscribe_bind(self.durable, STREAM_NAME)
+        while True:
+            try:
+                messages = await subscription.fetch(self.batch_size, timeout=1.0)
+            except (NatsTimeoutError, asyncio.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("fetch failed on %s; binding again", self.durable)
+                await asyncio.sleep(1.0)
+                try:
+                    await self.ensure_consumer()
+                    subscription = await self.js.pull_subscribe_bind(self.durable, STREAM_NAME)
+                except Exception:
+                    log.exception("could not bind consumer %s", self.durable)
+                continue
+            for message in messages:
+                await self.handle_message(message)
+
+    async def handle_message(self, message: Msg) -> None:
+        metadata = message.metadata
+        sequence = metadata.sequence.stream
+        try:
+            event = decode_event(message.data)
+        except ValidationError as error:
+            await self.dead_letter(message, f"invalid event: {_summary(error)}")
+            return
+        handler = self.handlers.get(event.event_type)
+        if handler is None:
+            await self.dead_letter(message, f"no handler for {event.event_type}")
+            return
+        tracking = Tracking(self.tracking_name, sequence)
+        try:
+            await self.store.run(
+                process_tracked, self.app, tracking, lambda p: handler(event, p)
+            )
+        except DuplicateDelivery:
+            self.stats.duplicates += 1
+        except Exception as error:
+            if metadata.num_delivered >= self.max_deliveries:
+                log.exception(
+                    "giving up on message",
+                    extra={"case_id": str(event.case_id), "sequence": sequence},
+                )
+                await self.dead_letter(
+                    message, f"failed {metadata.num_delivered} times: {error!r}"
+                )
+                return
+            self.stats.retried += 1
+            level = logging.INFO if isinstance(error, RetryLater) else logging.WARNING
+            log.log(
+                level,
+                "will retry message: %r",
+                error,
+                extra={"case_id": str(event.case_id), "sequence": sequence},
+            )
+            await message.nak(delay=min(0.2 * 2 ** metadata.num_delivered, 10.0))
+            return
+        else:
+            self.stats.handled += 1
+            self.stats.handled_by_type[event.event_type] = (
+                self.stats.handled_by_type.get(event.event_type, 0) + 1
+            )
+            self.on_recorded()
+        self.stats.last_sequence = max(self.stats.last_sequence, sequence)
+        await message.ack()
+
+    async def dead_letter(self, message: Msg, reason: str) -> None:
+        sequence = message.metadata.sequence.stream
+        await self.js.publish(
+            dead_letter_subject(self.service),
+            message.data,
+            headers={
+                REASON_HEADER: _header_safe(reason),
+                SUBJECT_HEADER: message.subject,
+                SEQUENCE_HEADER: str(sequence),
+                SERVICE_HEADER: self.service,
+                "Nats-Msg-Id": f"deadletter:{self.service}:{sequence}",
+            },
+        )
+        self.stats.dead_letters += 1
+        log.error(
+            "dead-lettered message: %s", reason, extra={"sequence": sequence}
+        )
+        await message.term()
+
+    async def pending(self) -> int:
+        info = await self.js.consumer_info(STREAM_NAME, self.durable)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
+def _summary(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in problem['loc']) or '(body)'}: {problem['msg']}"
+        for problem in error.errors()[:5]
+    )
+
+
+def _header_safe(text: str) -> str:
+    return " ".join(text.split())[:1000]

@@ -1,0 +1,227 @@
+"""Integration events: the contract between the services.
+
+Each event is the envelope of the brief's wire format with a typed payload.
+Models forbid unknown fields when a service builds an event (strict on the way
+out) and `decode_event` ignores them when a service reads one (tolerant on the
+way in), so a producer can add a field without breaking older consumers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+)
+
+SCHEMA_VERSION = 1
+
+# An association id is a subject token: lower-case letters, digits and dashes.
+ASSOCIATION_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
+RESERVED_ASSOCIATION_IDS = frozenset({"submissions", "deadletter"})
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Actor(Contract):
+    kind: Literal[
+        "applicant", "adapter", "officer", "researcher", "committee", "system"
+    ]
+    id: str = Field(min_length=1, max_length=200)
+
+
+class Applicant(Contract):
+    national_id: str = Field(min_length=1, max_length=20)
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
+
+
+class Attestation(Contract):
+    """The applicant's declaration that the data is correct (policy step 4)."""
+
+    attested: bool
+    attested_at: AwareDatetime | None = None
+    method: str | None = Field(default=None, max_length=64)
+
+
+class RequestReceivedPayload(Contract):
+    channel: str = Field(min_length=1, max_length=64)
+    channel_ref: str = Field(min_length=1, max_length=200)
+    service_code: str = Field(min_length=1, max_length=64)
+    applicant: Applicant
+    fields: dict[str, Any] = Field(default_factory=dict)
+    attestation: Attestation | None = None
+
+
+class CheckResult(Contract):
+    name: str = Field(min_length=1)
+    passed: bool
+    detail: str = ""
+
+
+class DataVerifiedPayload(Contract):
+    outcome: Literal["verified", "discrepancies", "ineligible"]
+    checks: list[CheckResult]
+    officer: str = Field(min_length=1)
+
+
+class ReferredToResearcherPayload(Contract):
+    reason: str = Field(min_length=1, max_length=2000)
+    questions: list[str] = Field(default_factory=list)
+    referred_by: str = Field(min_length=1)
+
+
+class Vote(Contract):
+    member: str = Field(min_length=1)
+    vote: Literal["approve", "reject", "abstain"]
+
+
+class CommitteeDecidedPayload(Contract):
+    decision: Literal["approved", "rejected"]
+    reasons: list[str]
+    votes: list[Vote]
+    window_days: int = Field(ge=1)
+    within_window: bool
+
+
+class ServiceDeliveredPayload(Contract):
+    service_code: str = Field(min_length=1)
+    delivered: str = Field(min_length=1, max_length=2000)
+    delivered_by: str = Field(min_length=1)
+
+
+class Ratings(Contract):
+    satisfaction: int = Field(ge=1, le=5)
+    recommend: int | None = Field(default=None, ge=0, le=10)
+
+
+class SurveyAnsweredPayload(Contract):
+    ratings: Ratings
+    comment: str | None = Field(default=None, max_length=4000)
+    anonymous: bool = True
+
+
+class IntegrationEvent(Contract):
+    event_id: UUID
+    event_type: str
+    schema_version: int = SCHEMA_VERSION
+    occurred_at: AwareDatetime
+    association_id: str = Field(pattern=ASSOCIATION_ID_PATTERN)
+    case_id: UUID
+    case_ref: str = Field(min_length=1, max_length=64)
+    correlation_id: UUID
+    causation_id: UUID | None
+    actor: Actor
+    payload: Contract
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(timezone.utc)
+
+    @field_validator("association_id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_ASSOCIATION_IDS:
+            raise ValueError(f"'{value}' is a reserved subject token")
+        return value
+
+
+class RequestReceived(IntegrationEvent):
+    event_type: Literal["RequestReceived"] = "RequestReceived"
+    causation_id: None = None
+    payload: RequestReceivedPayload
+
+
+class DataVerified(IntegrationEvent):
+    event_type: Literal["DataVerified"] = "DataVerified"
+    causation_id: UUID
+    payload: DataVerifiedPayload
+
+
+class ReferredToResearcher(IntegrationEvent):
+    event_type: Literal["ReferredToResearcher"] = "ReferredToResearcher"
+    causation_id: UUID
+    payload: ReferredToResearcherPayload
+
+
+class CommitteeDecided(IntegrationEvent):
+    event_type: Literal["CommitteeDecided"] = "CommitteeDecided"
+    causation_id: UUID
+    payload: CommitteeDecidedPayload
+
+
+class ServiceDelivered(IntegrationEvent):
+    event_type: Literal["ServiceDelivered"] = "ServiceDelivered"
+    causation_id: UUID
+    payload: ServiceDeliveredPayload
+
+
+class SurveyAnswered(IntegrationEvent):
+    event_type: Literal["SurveyAnswered"] = "SurveyAnswered"
+    causation_id: UUID
+    payload: SurveyAnsweredPayload
+
+
+EVENT_CLASSES: tuple[type[IntegrationEvent], ...] = (
+    RequestReceived,
+    DataVerified,
+    ReferredToResearcher,
+    CommitteeDecided,
+    ServiceDelivered,
+    SurveyAnswered,
+)
+EVENT_TYPES: tuple[str, ...] = tuple(cls.__name__ for cls in EVENT_CLASSES)
+
+# Which service publishes each event: exactly one producer per type.
+PRODUCERS: dict[str, str] = {
+    "RequestReceived": "intake",
+    "DataVerified": "verification",
+    "ReferredToResearcher": "intake",
+    "CommitteeDecided": "committee",
+    "ServiceDelivered": "intake",
+    "SurveyAnswered": "surveys",
+}
+
+AnyEvent = Annotated[
+    Union[
+        RequestReceived,
+        DataVerified,
+        ReferredToResearcher,
+        CommitteeDecided,
+        ServiceDelivered,
+        SurveyAnswered,
+    ],
+    Field(discriminator="event_type"),
+]
+_any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+
+def decode_event(data: bytes | str) -> IntegrationEvent:
+    """Reads an event from the wire, ignoring fields this version does not know.
+
+    Raises pydantic.ValidationError for anything that is not a valid event.
+    """
+    return _any_event.validate_json(data, extra="ignore")
+
+
+def encode_event(event: IntegrationEvent) -> bytes:
+    return event.model_dump_json().encode("utf-8")
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each integration event, keyed by event type."""
+    return {
+        cls.__name__: cls.model_json_schema(mode="serialization")
+        for cls in EVENT_CLASSES
+    }

@@ -1,0 +1,222 @@
+"""What runs beside a service's application: broker, relay, consumer, views, HTTP.
+
+Each service's `main` builds its application and hands it here with its
+translators (outbox), handlers (consumer) and projector (views).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from faststream.nats import NatsBroker
+from faststream.security import SASLPlaintext
+
+from shared.consumer import Handler, TrackingConsumer
+from shared.errors import Refused
+from shared.outbox import OutboxRelay, Translator
+from shared.settings import ServiceSettings
+from shared.store import ServiceApplication, StoreRunner
+from shared.stream import ensure_stream
+from shared.views import ProjectionRunner, Projector, ViewStore
+
+log = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        app: ServiceApplication,
+        *,
+        translators: Mapping[str, Translator] | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        projector: Projector | None = None,
+    ):
+        self.settings = settings
+        self.app = app
+        self.store = StoreRunner()
+        self.translators = dict(translators or {})
+        self.handlers = dict(handlers or {})
+        self.views = ViewStore(settings.views_path) if projector else None  # type: ignore[arg-type]
+        self.projections = (
+            ProjectionRunner(
+                app,
+                self.store,
+                self.views,  # type: ignore[arg-type]
+                projector,
+                batch_size=500,
+                poll_interval=settings.poll_interval_seconds,
+            )
+            if projector
+            else None
+        )
+        security = (
+            SASLPlaintext(settings.nats_user, settings.nats_password or "")
+            if settings.nats_user
+            else None
+        )
+        self.broker = NatsBroker(
+            settings.nats_url,
+            name=f"khidma-{settings.service_name}",
+            security=security,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            logger=logging.getLogger(f"faststream.{settings.service_name}"),
+        )
+        self.relay: OutboxRelay | None = None
+        self.consumer: TrackingConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    def recorded(self) -> None:
+        """Called after anything was written to the store: wakes the tailers."""
+        if self.relay:
+            self.relay.wake()
+        if self.projections:
+            self.projections.wake()
+
+    async def start(self) -> None:
+        await self.broker.start()
+        js = self.broker.connection.jetstream()
+        await ensure_stream(
+            js, self.settings.stream_replicas, self.settings.duplicate_window_seconds
+        )
+        if self.projections:
+            await self.store.run(self.projections.catch_up)
+            self._spawn(self.projections.run(), "projections")
+        if self.translators:
+            self.relay = OutboxRelay(
+                self.app,
+                self.store,
+                js,
+                self.translators,
+                batch_size=self.settings.relay_batch,
+                poll_interval=self.settings.poll_interval_seconds,
+            )
+            self._spawn(self.relay.run(), "outbox relay")
+        if self.handlers:
+            self.consumer = TrackingConsumer(
+                self.app,
+                self.store,
+                js,
+                service=self.settings.service_name,
+                handlers=self.handlers,
+                max_deliveries=self.settings.max_deliveries,
+                ack_wait=self.settings.ack_wait_seconds,
+                batch_size=self.settings.consumer_batch,
+                on_recorded=self.recorded,
+            )
+            await self.consumer.ensure_consumer()
+            self._spawn(self.consumer.run(), "consumer")
+        self.started = True
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s stopped on an error", name)
+                raise
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.broker.stop()
+        self.store.close()
+        self.app.close()
+
+    async def health(self) -> dict[str, Any]:
+        alive = all(not task.done() for task in self._tasks)
+        return {"service": self.settings.service_name, "alive": self.started and alive}
+
+    async def readiness(self) -> dict[str, Any]:
+        connected = bool(
+            self.started and self.broker.connection and self.broker.connection.is_connected
+        )
+        report: dict[str, Any] = {"nats": connected}
+        try:
+            report["store_position"] = await self.store.run(self.app.max_notification_id)
+            report["store"] = True
+        except Exception as error:  # the store is down: report it, do not crash
+            report["store"] = False
+            report["store_error"] = repr(error)
+        if self.relay:
+            report["outbox_lag"] = await self.relay.lag() if report["store"] else None
+            report["published"] = self.relay.stats.published
+        if self.consumer:
+            stats = self.consumer.stats
+            report["consumed"] = stats.handled
+            report["duplicates_skipped"] = stats.duplicates
+            report["dead_letters"] = stats.dead_letters
+            try:
+                report["consumer_pending"] = await self.consumer.pending()
+            except Exception:
+                report["consumer_pending"] = None
+        if self.projections:
+            report["views_lag"] = await self.projections.lag() if report["store"] else None
+        report["ready"] = bool(connected and report["store"])
+        return report
+
+
+def create_http_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    include: Callable[[FastAPI], None],
+    extra_startup: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        if extra_startup:
+            await extra_startup()
+        yield
+        await runtime.stop()
+
+    api = FastAPI(title=title, lifespan=lifespan)
+    api.state.runtime = runtime
+
+    @api.exception_handler(Refused)
+    async def refused(_: Request, error: Refused) -> JSONResponse:
+        return JSONResponse(error.as_dict(), status_code=error.status)
+
+    @api.get("/health", tags=["operations"])
+    async def health() -> JSONResponse:
+        report = await runtime.health()
+        return JSONResponse(report, status_code=200 if report["alive"] else 503)
+
+    @api.get("/ready", tags=["operations"])
+    async def ready() -> JSONResponse:
+        report = await runtime.readiness()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    include(api)
+    return api
+
+
+def serve(api: FastAPI, settings: ServiceSettings) -> None:
+    config = uvicorn.Config(
+        api,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve())

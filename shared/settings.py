@@ -1,0 +1,97 @@
+"""Settings: one object per service, read from the environment, failing fast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs. A service subclasses it and sets `service_name`."""
+
+    model_config = SettingsConfigDict(env_prefix="KHIDMA_", extra="ignore")
+
+    service_name: str = "service"
+    nats_url: str = Field(description="NATS server URL, e.g. nats://127.0.0.1:4222")
+    nats_user: str | None = None
+    nats_password: str | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    data_dir: Path = Path("data")
+    sqlite_path: Path | None = None
+    views_path: Path | None = None
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_dbname: str = "khidma"
+    postgres_user: str = "postgres"
+    postgres_password: str = ""
+    postgres_schema: str | None = None
+
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    duplicate_window_seconds: int = Field(default=600, ge=120)
+    max_deliveries: int = Field(default=5, ge=1)
+    ack_wait_seconds: float = Field(default=30.0, gt=0)
+    consumer_batch: int = Field(default=64, ge=1, le=1000)
+    relay_batch: int = Field(default=256, ge=1, le=5000)
+    poll_interval_seconds: float = Field(default=0.25, gt=0)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> "ServiceSettings":
+        if self.sqlite_path is None:
+            self.sqlite_path = self.data_dir / f"{self.service_name}.sqlite"
+        if self.views_path is None:
+            self.views_path = self.data_dir / f"{self.service_name}-views.sqlite"
+        if self.postgres_schema is None:
+            self.postgres_schema = self.service_name
+        return self
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment the eventsourcing library reads to build the store."""
+        # Multi-row tracking: a redelivered older stream position must still be
+        # accepted after a newer one was processed (see docs/decisions.md).
+        env = {"SINGLE_ROW_TRACKING": "n", "CREATE_TABLE": "y"}
+        if self.store == "sqlite":
+            assert self.sqlite_path is not None
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.sqlite",
+                SQLITE_DBNAME=str(self.sqlite_path),
+                SQLITE_LOCK_TIMEOUT="10",
+            )
+        else:
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.postgres",
+                POSTGRES_HOST=self.postgres_host,
+                POSTGRES_PORT=str(self.postgres_port),
+                POSTGRES_DBNAME=self.postgres_dbname,
+                POSTGRES_USER=self.postgres_user,
+                POSTGRES_PASSWORD=self.postgres_password,
+                POSTGRES_SCHEMA=str(self.postgres_schema),
+            )
+        return env
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def load_settings(cls: type[SettingsT], **overrides: object) -> SettingsT:
+    """Builds the settings or exits at once with a message an operator can act on."""
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        lines = [
+            f"{cls.__name__}: invalid configuration / إعدادات غير صالحة:",
+        ]
+        for problem in error.errors():
+            name = "KHIDMA_" + "_".join(str(p) for p in problem["loc"]).upper()
+            lines.append(f"  {name}: {problem['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,148 @@
+"""Each service's own event store, built on the eventsourcing library.
+
+The application uses a process recorder, so that the events a handler records
+and the stream position it consumed are written in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence, TypeVar
+
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    Notification,
+    ProcessRecorder,
+    Tracking,
+)
+
+T = TypeVar("T")
+AppT = TypeVar("AppT", bound="ServiceApplication")
+
+OUTBOX_TRACKING = "outbox:KHIDMA"
+
+
+def consumer_tracking_name(stream: str) -> str:
+    return f"nats:{stream}"
+
+
+class ServiceApplication(Application):
+    """An eventsourcing application whose recorder also records tracking positions."""
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        recorder = self.recorder
+        assert isinstance(recorder, ProcessRecorder)
+        return recorder
+
+    def record_processing(self, processing: ProcessingEvent) -> None:
+        """Writes a handler's new events together with the position it consumed."""
+        self.events.put(processing.events, tracking=processing.tracking)
+
+    def position_recorded(self, tracking: Tracking) -> bool:
+        """Whether this exact position was recorded (not just a greater one)."""
+        return position_recorded(self.process_recorder, tracking)
+
+    def read_notifications(
+        self, after: int, limit: int, topics: Sequence[str] = ()
+    ) -> Sequence[Notification]:
+        return self.recorder.select_notifications(
+            start=after, limit=limit, topics=topics, inclusive_of_start=False
+        )
+
+    def max_notification_id(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+
+def prepare_postgres_schema(env: dict[str, str]) -> None:
+    """Creates the service's schema: eventsourcing creates tables, not schemas."""
+    import psycopg
+
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        dbname=env["POSTGRES_DBNAME"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"] or None,
+        autocommit=True,
+    ) as connection:
+        connection.execute(
+            psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                psycopg.sql.Identifier(env["POSTGRES_SCHEMA"])
+            )
+        )
+
+
+def open_application(cls: type[AppT], env: dict[str, str], **kwargs: Any) -> AppT:
+    """Builds a service's application on the store its environment names."""
+    if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+        prepare_postgres_schema(env)
+    return cls(env=env, **kwargs)
+
+
+class DuplicateDelivery(Exception):
+    """The consumed position was already recorded: the message had its effect."""
+
+
+def process_tracked(
+    app: ServiceApplication,
+    tracking: Tracking,
+    handle: Callable[[ProcessingEvent], None],
+) -> None:
+    """Runs a handler and records its events with the position, exactly once.
+
+    Raises DuplicateDelivery when the position was already recorded, before or
+    during the write (another instance may have won the race).
+    """
+    if app.position_recorded(tracking):
+        raise DuplicateDelivery(tracking)
+    processing = ProcessingEvent(tracking=tracking)
+    handle(processing)
+    try:
+        app.record_processing(processing)
+    except IntegrityError:
+        if app.position_recorded(tracking):
+            raise DuplicateDelivery(tracking) from None
+        raise
+
+
+def position_recorded(recorder: ProcessRecorder, tracking: Tracking) -> bool:
+    datastore: Any = getattr(recorder, "datastore")
+    if type(recorder).__module__.startswith("eventsourcing.sqlite"):
+        statement = (
+            "SELECT 1 FROM tracking WHERE application_name=? AND notification_id=?"
+        )
+    else:
+        table = f'"{datastore.schema}"."{recorder.tracking_table_name}"'  # type: ignore[attr-defined]
+        statement = (
+            f"SELECT 1 FROM {table} WHERE application_name=%s AND notification_id=%s"
+        )
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute(statement, (tracking.application_name, tracking.notification_id))
+        return cursor.fetchone() is not None
+
+
+class StoreRunner:
+    """Runs store calls on one worker thread, off the event loop.
+
+    One thread per process serialises the writes of that process (the stores
+    serialise them anyway) and keeps the asyncio loop free for I/O.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(fn, *args, **kwargs)
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)

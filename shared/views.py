@@ -1,0 +1,216 @@
+"""Read models: projections of a service's own event store.
+
+A view is a set of JSON documents kept in a local SQLite file together with
+the notification id it has reached, updated in one transaction. Deleting the
+file is always safe: the runner rebuilds every view from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from eventsourcing.domain import DomainEventProtocol
+
+from shared.store import ServiceApplication, StoreRunner
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+
+class ViewTransaction:
+    """What a projection may do to its documents while applying one batch."""
+
+    def __init__(self, cursor: sqlite3.Cursor):
+        self._cursor = cursor
+
+    def get(self, view: str, key: str) -> Document | None:
+        row = self._cursor.execute(
+            "SELECT doc FROM docs WHERE view=? AND key=?", (view, key)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, view: str, key: str, doc: Document) -> None:
+        self._cursor.execute(
+            "INSERT INTO docs (view, key, doc) VALUES (?, ?, ?) "
+            "ON CONFLICT (view, key) DO UPDATE SET doc=excluded.doc",
+            (view, key, json.dumps(doc, ensure_ascii=False, default=str)),
+        )
+
+    def delete(self, view: str, key: str) -> None:
+        self._cursor.execute("DELETE FROM docs WHERE view=? AND key=?", (view, key))
+
+
+Projector = Callable[[DomainEventProtocol, ViewTransaction], None]
+
+
+class ViewStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._transaction() as cursor:
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS docs ("
+                "view TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, "
+                "PRIMARY KEY (view, key)) WITHOUT ROWID"
+            )
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS positions ("
+                "name TEXT PRIMARY KEY, position INTEGER NOT NULL)"
+            )
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+        return connection
+
+    class _Tx:
+        def __init__(self, connection: sqlite3.Connection):
+            self.connection = connection
+
+        def __enter__(self) -> sqlite3.Cursor:
+            self.cursor = self.connection.cursor()
+            self.cursor.execute("BEGIN IMMEDIATE")
+            return self.cursor
+
+        def __exit__(self, kind: object, *_: object) -> None:
+            self.cursor.execute("COMMIT" if kind is None else "ROLLBACK")
+
+    def _transaction(self) -> "ViewStore._Tx":
+        return ViewStore._Tx(self._connection())
+
+    def position(self, name: str) -> int:
+        row = self._connection().execute(
+            "SELECT position FROM positions WHERE name=?", (name,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def apply(
+        self,
+        name: str,
+        projector: Projector,
+        events: Sequence[DomainEventProtocol],
+        position: int,
+    ) -> None:
+        with self._transaction() as cursor:
+            transaction = ViewTransaction(cursor)
+            for event in events:
+                projector(event, transaction)
+            cursor.execute(
+                "INSERT INTO positions (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position=excluded.position",
+                (name, position),
+            )
+
+    def get(self, view: str, key: str) -> Document | None:
+        row = self._connection().execute(
+            "SELECT doc FROM docs WHERE view=? AND key=?", (view, key)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def find(
+        self, view: str, *, limit: int = 100, offset: int = 0, **equals: Any
+    ) -> list[Document]:
+        """Documents of a view whose top-level fields equal the given values."""
+        clauses = ["view=?"]
+        params: list[Any] = [view]
+        for field_name, value in equals.items():
+            if not field_name.isidentifier():
+                raise ValueError(f"bad field name {field_name!r}")
+            clauses.append(f"json_extract(doc, '$.{field_name}')=?")
+            params.append(value)
+        params += [limit, offset]
+        rows = self._connection().execute(
+            f"SELECT doc FROM docs WHERE {' AND '.join(clauses)} "
+            "ORDER BY json_extract(doc, '$.sort_key'), key LIMIT ? OFFSET ?",
+            params,
+        ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def count(self, view: str) -> int:
+        row = self._connection().execute(
+            "SELECT COUNT(*) FROM docs WHERE view=?", (view,)
+        ).fetchone()
+        return int(row[0])
+
+    def iter_all(self, view: str) -> Iterator[Document]:
+        for row in self._connection().execute(
+            "SELECT doc FROM docs WHERE view=? ORDER BY key", (view,)
+        ):
+            yield json.loads(row[0])
+
+
+class ProjectionRunner:
+    """Keeps a service's views up to date by tailing its notification log."""
+
+    def __init__(
+        self,
+        app: ServiceApplication,
+        store: StoreRunner,
+        views: ViewStore,
+        projector: Projector,
+        *,
+        name: str = "views",
+        batch_size: int = 500,
+        poll_interval: float = 0.25,
+    ):
+        self.app = app
+        self.store = store
+        self.views = views
+        self.projector = projector
+        self.name = name
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.position = 0
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def catch_up_once(self) -> int:
+        """Applies one batch; returns how many notifications it applied."""
+        self.position = self.views.position(self.name)
+        notifications = self.app.read_notifications(self.position, self.batch_size)
+        if not notifications:
+            return 0
+        events = [self.app.mapper.to_domain_event(n) for n in notifications]
+        self.views.apply(self.name, self.projector, events, notifications[-1].id)
+        self.position = notifications[-1].id
+        return len(notifications)
+
+    def catch_up(self) -> int:
+        total = 0
+        while moved := self.catch_up_once():
+            total += moved
+        return total
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                moved = await self.store.run(self.catch_up_once)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("projection %s failed; retrying", self.name)
+                await asyncio.sleep(1.0)
+                continue
+            if moved == 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def lag(self) -> int:
+        return max(0, await self.store.run(self.app.max_notification_id) - self.position)
