@@ -1,0 +1,113 @@
+"""Starting the services as separate processes, for the runner, the tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from khidma.nats_server import free_port, port_is_free
+
+SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
+DEFAULT_PORTS = {"intake": 8101, "verification": 8102, "committee": 8103, "surveys": 8104}
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    nats_url: str
+    data_dir: Path
+    port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    log_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self, timeout: float = 30.0) -> "ServiceProcess":
+        if not self.port:
+            self.port = free_port()
+        environment = {
+            **os.environ,
+            "KHIDMA_NATS_URL": self.nats_url,
+            "KHIDMA_HTTP_PORT": str(self.port),
+            "KHIDMA_DATA_DIR": str(self.data_dir),
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_file or self.data_dir / f"{self.name}.log"
+        output = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        output.close()
+        self.wait_ready(timeout, log_path)
+        return self
+
+    def wait_ready(self, timeout: float, log_path: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{self.name} exited during start-up:\n{tail}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"{self.name} was not ready within {timeout}s (log: {log_path})")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """Ends the process at once, as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def peak_memory_kib(self) -> int | None:
+        """The process's peak resident memory (VmHWM), while it runs."""
+        if not self.process:
+            return None
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+
+def pick_port(name: str, preferred: dict[str, int] | None = None) -> int:
+    """The service's usual port when it is free, else any free port."""
+    port = (preferred or DEFAULT_PORTS).get(name, 0)
+    return port if port and port_is_free(port) else free_port()

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from khidma.nats_server import NatsServer
+
+POSTGRES_DSN = dict(host="127.0.0.1", port=5432, dbname="test", user="postgres")
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A real JetStream server of our own, on a free port, with a fresh store."""
+    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_available() -> dict[str, str]:
+    """Connection settings of the machine's PostgreSQL; under CI, failing to connect fails."""
+    import psycopg
+
+    try:
+        with psycopg.connect(connect_timeout=3, **POSTGRES_DSN):
+            pass
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI and could not connect: {error}")
+        pytest.skip(f"PostgreSQL not reachable: {error}")
+    return {k: str(v) for k, v in POSTGRES_DSN.items()}

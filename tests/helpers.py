@@ -1,0 +1,95 @@
+"""Waiting on conditions, reading the stream: helpers shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Awaitable, Callable, TypeVar
+
+import nats
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Polls `condition` until it returns something truthy; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception as error:  # the condition may fail until it holds
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or condition}; last error: {last_error!r}"
+    )
+
+
+async def async_wait_for(
+    condition: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> T:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = await condition()
+            if result:
+                return result
+        except Exception as error:
+            last_error = error
+        await asyncio.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or condition}; last error: {last_error!r}"
+    )
+
+
+async def stream_messages(nats_url: str, subject_filter: str) -> list[dict[str, Any]]:
+    """Every message the KHIDMA stream holds on a subject filter, in stream order."""
+    connection = await nats.connect(nats_url)
+    try:
+        js = connection.jetstream()
+        info = await js.stream_info("KHIDMA")
+        if not info.state.messages:
+            return []
+        subscription = await js.subscribe(
+            subject_filter,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        messages: list[dict[str, Any]] = []
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=0.5)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                break
+            messages.append(
+                {
+                    "subject": message.subject,
+                    "sequence": message.metadata.sequence.stream,
+                    "headers": dict(message.headers or {}),
+                    "data": message.data,
+                    "event": _json_or_none(message.data),
+                }
+            )
+        await subscription.unsubscribe()
+        return messages
+    finally:
+        await connection.close()
+
+
+def stream_messages_sync(nats_url: str, subject_filter: str) -> list[dict[str, Any]]:
+    return asyncio.run(stream_messages(nats_url, subject_filter))
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
