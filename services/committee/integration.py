@@ -1,0 +1,44 @@
+"""The committee's boundary: its one public domain event becomes CommitteeDecided."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from services.committee.domain import CommitteeCase
+from shared.events import (
+    Actor,
+    CommitteeDecided,
+    CommitteeDecidedPayload,
+    IntegrationEvent,
+    Vote,
+)
+
+COMMITTEE_ACTOR = Actor(kind="committee", id="committee")
+
+
+def committee_decided(event: Any) -> IntegrationEvent:
+    return CommitteeDecided(
+        event_id=event.event_id,
+        # The clock's time of the decision, the one `within_window` was judged by.
+        occurred_at=event.decided_at,
+        association_id=event.association_id,
+        case_id=event.originator_id,
+        case_ref=event.case_ref,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        actor=COMMITTEE_ACTOR,
+        payload=CommitteeDecidedPayload(
+            decision=event.decision,
+            reasons=list(event.reasons),
+            votes=[Vote(**vote) for vote in event.votes],
+            window_days=event.window_days,
+            within_window=event.within_window,
+        ),
+    )
+
+
+TRANSLATORS = {
+    get_topic(CommitteeCase.Decided): committee_decided,
+}

@@ -1,0 +1,3 @@
+from services.surveys.main import main
+
+main()

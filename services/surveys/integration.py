@@ -1,0 +1,42 @@
+"""Surveys' boundary: the applicant's answer becomes the `SurveyAnswered` integration event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from services.surveys.domain import Survey
+from shared.events import (
+    Actor,
+    IntegrationEvent,
+    Ratings,
+    SurveyAnswered,
+    SurveyAnsweredPayload,
+)
+
+ANONYMOUS = "anonymous"
+
+
+def survey_answered(event: Any) -> IntegrationEvent:
+    actor_id = ANONYMOUS if event.anonymous else event.case_ref
+    return SurveyAnswered(
+        event_id=event.event_id,
+        occurred_at=event.answered_at,
+        association_id=event.association_id,
+        case_id=event.originator_id,
+        case_ref=event.case_ref,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        actor=Actor(kind="applicant", id=actor_id),
+        payload=SurveyAnsweredPayload(
+            ratings=Ratings(**event.ratings),
+            comment=event.comment,
+            anonymous=event.anonymous,
+        ),
+    )
+
+
+TRANSLATORS = {
+    get_topic(Survey.Answered): survey_answered,
+}

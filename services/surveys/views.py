@@ -1,0 +1,73 @@
+"""Surveys' read models: the invitations, their tokens, and the results' tallies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.surveys.domain import GroupTally, Survey
+from shared.views import ViewTransaction
+
+SURVEYS = "surveys"
+TOKENS = "survey_tokens"
+RESULTS = "survey_results"
+
+# The groups the results are reported by. Never by officer: a survey does not
+# even know who served the applicant.
+DIMENSIONS = ("service_code", "channel")
+
+
+def result_key(association_id: str, dimension: str, value: str) -> str:
+    return f"{association_id}:{dimension}:{value}"
+
+
+def project(event: Any, views: ViewTransaction) -> None:
+    key = str(event.originator_id)
+    if isinstance(event, Survey.Invited):
+        invited_at = event.invited_at.isoformat()
+        views.put(
+            SURVEYS,
+            key,
+            {
+                "case_id": key,
+                "case_ref": event.case_ref,
+                "association_id": event.association_id,
+                "channel": event.channel,
+                "service_code": event.service_code,
+                "stage": event.stage,
+                "token": event.token,
+                "invited_at": invited_at,
+                "answered": False,
+                "answered_at": None,
+                "sort_key": invited_at,
+            },
+        )
+        views.put(TOKENS, event.token, {"case_id": key})
+    elif isinstance(event, Survey.Answered):
+        doc = views.get(SURVEYS, key)
+        if doc is not None:
+            doc["answered"] = True
+            doc["answered_at"] = event.answered_at.isoformat()
+            views.put(SURVEYS, key, doc)
+        satisfaction = int(event.ratings["satisfaction"])
+        for dimension in DIMENSIONS:
+            value = getattr(event, dimension)
+            tally_key = result_key(event.association_id, dimension, value)
+            tally = views.get(RESULTS, tally_key) or {
+                "association_id": event.association_id,
+                "dimension": dimension,
+                "value": value,
+                "answers": 0,
+                "satisfaction_sum": 0,
+                "sort_key": tally_key,
+            }
+            tally["answers"] += 1
+            tally["satisfaction_sum"] += satisfaction
+            views.put(RESULTS, tally_key, tally)
+
+
+def tallies(docs: list[dict[str, Any]], dimension: str) -> list[GroupTally]:
+    return [
+        GroupTally(doc["value"], doc["answers"], doc["satisfaction_sum"])
+        for doc in docs
+        if doc["dimension"] == dimension
+    ]

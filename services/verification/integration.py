@@ -1,0 +1,40 @@
+"""Verification's boundary: its public domain event becomes the integration event DataVerified."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from services.verification.domain import Verification
+from shared.events import (
+    Actor,
+    CheckResult,
+    DataVerified,
+    DataVerifiedPayload,
+    IntegrationEvent,
+)
+
+
+def data_verified(event: Any) -> IntegrationEvent:
+    return DataVerified(
+        event_id=event.event_id,
+        # The officer's confirmation time, from the service's injectable clock.
+        occurred_at=event.confirmed_at,
+        association_id=event.association_id,
+        case_id=event.originator_id,
+        case_ref=event.case_ref,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        actor=Actor(kind="officer", id=event.officer),
+        payload=DataVerifiedPayload(
+            outcome=event.outcome,
+            checks=[CheckResult(**check) for check in event.checks],
+            officer=event.officer,
+        ),
+    )
+
+
+TRANSLATORS = {
+    get_topic(Verification.Confirmed): data_verified,
+}

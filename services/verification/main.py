@@ -1,0 +1,45 @@
+"""Assembles verification: the one place its dependencies are built."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.verification import api
+from services.verification.application import VerificationApplication
+from services.verification.handlers import consumer_handlers
+from services.verification.integration import TRANSLATORS
+from services.verification.views import project
+from shared.clock import Clock
+from shared.logging import configure_logging
+from shared.runtime import ServiceRuntime, create_http_app, serve
+from shared.settings import ServiceSettings, load_settings
+from shared.store import open_application
+
+
+class VerificationSettings(ServiceSettings):
+    service_name: str = "verification"
+    http_port: int = 8102
+
+
+def build(settings: VerificationSettings, clock: Clock | None = None) -> FastAPI:
+    app = open_application(
+        VerificationApplication, settings.eventsourcing_env(), clock=clock
+    )
+    runtime = ServiceRuntime(
+        settings,
+        app,
+        translators=TRANSLATORS,
+        handlers=consumer_handlers(app),
+        projector=project,
+    )
+    return create_http_app(runtime, title="Khidma verification", include=api.include)
+
+
+def main() -> None:
+    settings = load_settings(VerificationSettings)
+    configure_logging(settings.service_name, settings.log_level)
+    serve(build(settings), settings)
+
+
+if __name__ == "__main__":
+    main()
