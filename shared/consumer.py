@@ -117,24 +117,32 @@ class TrackingConsumer:
     async def run(self) -> None:
         await self.ensure_consumer()
         subscription = await self.js.pull_subscribe_bind(self.durable, STREAM_NAME)
-        while True:
-            try:
-                messages = await subscription.fetch(self.batch_size, timeout=1.0)
-            except (NatsTimeoutError, asyncio.TimeoutError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("fetch failed on %s; binding again", self.durable)
-                await asyncio.sleep(1.0)
+        try:
+            while True:
                 try:
-                    await self.ensure_consumer()
-                    subscription = await self.js.pull_subscribe_bind(self.durable, STREAM_NAME)
+                    messages = await subscription.fetch(self.batch_size, timeout=1.0)
+                except (NatsTimeoutError, asyncio.TimeoutError):
+                    continue
+                except asyncio.CancelledError:
+                    raise
                 except Exception:
-                    log.exception("could not bind consumer %s", self.durable)
-                continue
-            for message in messages:
-                await self.handle_message(message)
+                    log.exception("fetch failed on %s; binding again", self.durable)
+                    await asyncio.sleep(1.0)
+                    try:
+                        await self.ensure_consumer()
+                        await _unsubscribe(subscription)
+                        subscription = await self.js.pull_subscribe_bind(
+                            self.durable, STREAM_NAME
+                        )
+                    except Exception:
+                        log.exception("could not bind consumer %s", self.durable)
+                    continue
+                for message in messages:
+                    await self.handle_message(message)
+        finally:
+            # A fetch cancelled mid-flight leaves its late reply queued; without
+            # this, draining the connection at shutdown waits on it.
+            await _unsubscribe(subscription)
 
     async def handle_message(self, message: Msg) -> None:
         metadata = message.metadata
@@ -206,6 +214,13 @@ class TrackingConsumer:
     async def pending(self) -> int:
         info = await self.js.consumer_info(STREAM_NAME, self.durable)
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
+async def _unsubscribe(subscription: object) -> None:
+    try:
+        await subscription.unsubscribe()  # type: ignore[attr-defined]
+    except Exception:
+        log.debug("unsubscribe failed", exc_info=True)
 
 
 def _summary(error: ValidationError) -> str:

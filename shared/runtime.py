@@ -14,6 +14,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from faststream.security import SASLPlaintext
@@ -194,6 +196,22 @@ def create_http_app(
     @api.exception_handler(Refused)
     async def refused(_: Request, error: Refused) -> JSONResponse:
         return JSONResponse(error.as_dict(), status_code=error.status)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's `detail` (each problem with its field's location) plus a
+        # sentence a person can read in either language.
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "message": {
+                    "en": "The request is not valid; see the fields listed in detail.",
+                    "ar": "الطلب غير صالح؛ راجع الحقول المذكورة في التفاصيل.",
+                },
+                "detail": jsonable_encoder(error.errors()),
+            },
+            status_code=422,
+        )
 
     @api.get("/health", tags=["operations"])
     async def health() -> JSONResponse:

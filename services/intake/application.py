@@ -77,13 +77,22 @@ class IntakeApplication(ServiceApplication):
     ) -> None:
         case = self._get_case(case_id)
         case.refer_to_researcher(
-            event_id=uuid4(), reason=reason, questions=questions, referred_by=referred_by
+            event_id=uuid4(),
+            at=self.clock.now(),
+            reason=reason,
+            questions=questions,
+            referred_by=referred_by,
         )
         self.save(case)
 
     def deliver(self, case_id: UUID, *, delivered: str, delivered_by: str) -> None:
         case = self._get_case(case_id)
-        case.deliver(event_id=uuid4(), delivered=delivered, delivered_by=delivered_by)
+        case.deliver(
+            event_id=uuid4(),
+            at=self.clock.now(),
+            delivered=delivered,
+            delivered_by=delivered_by,
+        )
         self.save(case)
 
     def case_status(self, case_id: UUID) -> dict[str, Any]:

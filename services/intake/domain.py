@@ -77,7 +77,13 @@ class Case(Aggregate):
     # Commands of the front desk -------------------------------------------------
 
     def refer_to_researcher(
-        self, *, event_id: UUID, reason: str, questions: list[str], referred_by: str
+        self,
+        *,
+        event_id: UUID,
+        at: datetime,
+        reason: str,
+        questions: list[str],
+        referred_by: str,
     ) -> None:
         if self.delivered:
             raise Refused(
@@ -87,6 +93,7 @@ class Case(Aggregate):
             )
         self._referred(
             **self._public(event_id, self.received_event_id),
+            at=at,
             reason=reason,
             questions=list(questions),
             referred_by=referred_by,
@@ -101,13 +108,16 @@ class Case(Aggregate):
         association_id: str,
         case_ref: str,
         correlation_id: UUID,
+        at: datetime,
         reason: str,
         questions: list[str],
         referred_by: str,
     ) -> None:
         self.referred = True
 
-    def deliver(self, *, event_id: UUID, delivered: str, delivered_by: str) -> None:
+    def deliver(
+        self, *, event_id: UUID, at: datetime, delivered: str, delivered_by: str
+    ) -> None:
         if self.decision != "approved" or self.decision_event_id is None:
             raise Refused(
                 "not_approved",
@@ -122,6 +132,7 @@ class Case(Aggregate):
             )
         self._delivered(
             **self._public(event_id, self.decision_event_id),
+            at=at,
             service_code=self.service_code,
             delivered=delivered,
             delivered_by=delivered_by,
@@ -136,6 +147,7 @@ class Case(Aggregate):
         association_id: str,
         case_ref: str,
         correlation_id: UUID,
+        at: datetime,
         service_code: str,
         delivered: str,
         delivered_by: str,

@@ -22,7 +22,7 @@ from shared.events import (
 def request_received(event: Any) -> IntegrationEvent:
     return RequestReceived(
         event_id=event.event_id,
-        occurred_at=event.timestamp,
+        occurred_at=event.received_at,
         association_id=event.association_id,
         case_id=event.originator_id,
         case_ref=event.case_ref,
@@ -42,7 +42,7 @@ def request_received(event: Any) -> IntegrationEvent:
 def referred_to_researcher(event: Any) -> IntegrationEvent:
     return ReferredToResearcher(
         event_id=event.event_id,
-        occurred_at=event.timestamp,
+        occurred_at=event.at,
         association_id=event.association_id,
         case_id=event.originator_id,
         case_ref=event.case_ref,
@@ -58,7 +58,7 @@ def referred_to_researcher(event: Any) -> IntegrationEvent:
 def service_delivered(event: Any) -> IntegrationEvent:
     return ServiceDelivered(
         event_id=event.event_id,
-        occurred_at=event.timestamp,
+        occurred_at=event.at,
         association_id=event.association_id,
         case_id=event.originator_id,
         case_ref=event.case_ref,

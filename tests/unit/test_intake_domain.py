@@ -8,6 +8,8 @@ from shared.errors import Refused
 
 pytestmark = pytest.mark.unit
 
+NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
+
 
 def received_case() -> Case:
     case_id = uuid4()
@@ -35,7 +37,7 @@ def test_a_received_case_is_identified_by_its_case_id():
 
 def test_referral_is_caused_by_the_request():
     case = received_case()
-    case.refer_to_researcher(event_id=uuid4(), reason="unclear", questions=["q"], referred_by="o1")
+    case.refer_to_researcher(event_id=uuid4(), at=NOW, reason="unclear", questions=["q"], referred_by="o1")
     referred = case.collect_events()[-1]
     assert isinstance(referred, Case.ReferredToResearcher)
     assert referred.causation_id == case.received_event_id
@@ -46,7 +48,7 @@ def test_referral_is_caused_by_the_request():
 def test_delivery_before_approval_is_refused():
     case = received_case()
     with pytest.raises(Refused) as refused:
-        case.deliver(event_id=uuid4(), delivered="x", delivered_by="o1")
+        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
     assert refused.value.code == "not_approved"
     assert refused.value.ar and refused.value.en
 
@@ -55,7 +57,7 @@ def test_delivery_after_rejection_is_refused():
     case = received_case()
     case.note_decision(source_event_id=uuid4(), decision="rejected")
     with pytest.raises(Refused):
-        case.deliver(event_id=uuid4(), delivered="x", delivered_by="o1")
+        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
 
 
 def test_delivery_after_approval_is_caused_by_the_decision():
@@ -63,7 +65,7 @@ def test_delivery_after_approval_is_caused_by_the_decision():
     decision_id = uuid4()
     case.note_verification(source_event_id=uuid4(), outcome="verified")
     case.note_decision(source_event_id=decision_id, decision="approved")
-    case.deliver(event_id=uuid4(), delivered="food basket", delivered_by="o1")
+    case.deliver(event_id=uuid4(), at=NOW, delivered="food basket", delivered_by="o1")
     delivered = case.collect_events()[-1]
     assert isinstance(delivered, Case.ServiceDelivered)
     assert delivered.causation_id == decision_id
@@ -73,9 +75,9 @@ def test_delivery_after_approval_is_caused_by_the_decision():
 def test_a_service_is_delivered_once():
     case = received_case()
     case.note_decision(source_event_id=uuid4(), decision="approved")
-    case.deliver(event_id=uuid4(), delivered="x", delivered_by="o1")
+    case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
     with pytest.raises(Refused) as refused:
-        case.deliver(event_id=uuid4(), delivered="x", delivered_by="o1")
+        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
     assert refused.value.code == "already_delivered"
 
 

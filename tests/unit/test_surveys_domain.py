@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
@@ -204,7 +205,7 @@ def app() -> SurveysApplication:
     )
 
 
-_positions = iter(range(1, 1_000_000))
+_positions = itertools.count(1)
 
 
 def handle(app: SurveysApplication, handler: object, event: object) -> None:

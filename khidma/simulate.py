@@ -1,0 +1,300 @@
+"""Drives cases through the public interfaces of a running Khidma.
+
+Each simulated case is submitted to intake, confirmed by a verification
+officer, optionally referred to and answered by the social researcher,
+decided by the committee, delivered when approved, and rated by the
+applicant, each step through the services' HTTP APIs, waiting for the
+system to be ready for the next one as a person would.
+
+    python -m khidma.simulate --cases 50 --mix approved=6,rejected=2,referred=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from uuid import uuid4
+
+import httpx
+
+KINDS = ("approved", "rejected", "referred", "ineligible")
+DEFAULT_MIX = {"approved": 6, "rejected": 2, "referred": 2, "ineligible": 0}
+
+
+class SimulationError(Exception):
+    pass
+
+
+@dataclass
+class Endpoints:
+    intake: str
+    verification: str
+    committee: str
+    surveys: str
+
+    @classmethod
+    def from_file(cls, path: Path) -> "Endpoints":
+        data = json.loads(path.read_text())
+        return cls(**{name: data[name] for name in ("intake", "verification", "committee", "surveys")})
+
+
+@dataclass
+class CaseRun:
+    kind: str
+    case_id: str = ""
+    case_ref: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+    error: str | None = None
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SimulationReport:
+    runs: list[CaseRun]
+    elapsed: float
+
+    @property
+    def completed(self) -> list[CaseRun]:
+        return [run for run in self.runs if run.error is None]
+
+    @property
+    def failed(self) -> list[CaseRun]:
+        return [run for run in self.runs if run.error is not None]
+
+    def summary(self) -> str:
+        kinds = Counter(run.kind for run in self.completed)
+        lines = [
+            f"simulated {len(self.runs)} cases in {self.elapsed:.2f}s: "
+            f"{len(self.completed)} completed, {len(self.failed)} failed",
+            "  by kind: " + ", ".join(f"{kind}={kinds[kind]}" for kind in KINDS if kinds[kind]),
+        ]
+        if self.completed:
+            lines.append(f"  full cases per second: {len(self.completed) / self.elapsed:.1f}")
+        for run in self.failed[:5]:
+            lines.append(f"  failed {run.kind} {run.case_ref or '(not submitted)'}: {run.error}")
+        return "\n".join(lines)
+
+
+def parse_mix(text: str) -> dict[str, int]:
+    mix = {kind: 0 for kind in KINDS}
+    for part in text.split(","):
+        kind, _, weight = part.partition("=")
+        if kind.strip() not in mix or not weight.strip().isdigit():
+            raise argparse.ArgumentTypeError(
+                f"bad mix entry {part!r}: use kind=weight with kinds {', '.join(KINDS)}"
+            )
+        mix[kind.strip()] = int(weight)
+    if not sum(mix.values()):
+        raise argparse.ArgumentTypeError("the mix needs at least one positive weight")
+    return mix
+
+
+class CaseDriver:
+    """The people around one case, acting through the public APIs."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        endpoints: Endpoints,
+        *,
+        association_id: str = "sidr",
+        step_timeout: float = 60.0,
+    ):
+        self.client = client
+        self.endpoints = endpoints
+        self.association_id = association_id
+        self.step_timeout = step_timeout
+
+    async def run(self, kind: str) -> CaseRun:
+        run = CaseRun(kind=kind, started=time.perf_counter())
+        try:
+            await self._drive(run)
+        except Exception as error:  # reported per case; the others go on
+            run.error = f"{type(error).__name__}: {error}"
+        run.finished = time.perf_counter()
+        return run
+
+    async def _drive(self, run: CaseRun) -> None:
+        kind = run.kind
+        national_id = "3000000001" if kind == "ineligible" else "1000000008"
+        submitted = await self._post(
+            f"{self.endpoints.intake}/submissions",
+            {
+                "association_id": self.association_id,
+                "channel": random.choice(["website", "phone", "interview", "branch_office"]),
+                "channel_ref": f"sim-{uuid4()}",
+                "service_code": "food-basket",
+                "applicant": {"national_id": national_id, "name": "Simulated applicant", "phone": "+966500000000"},
+                "fields": {"family_size": 4},
+                "attestation": {"attested": True, "method": "in_person"},
+            },
+            expect=(201,),
+        )
+        run.case_id, run.case_ref = submitted["case_id"], submitted["case_ref"]
+        run.steps.append("submitted")
+        case_id = run.case_id
+
+        if kind == "referred":
+            await self._post(
+                f"{self.endpoints.intake}/cases/{case_id}/referral",
+                {"reason": "The procedure is unclear to the applicant", "questions": ["Which documents?"], "referred_by": "officer-1"},
+            )
+            run.steps.append("referred")
+
+        verification = await self._wait_for(f"{self.endpoints.verification}/verifications/{case_id}")
+        await self._post(
+            f"{self.endpoints.verification}/verifications/{case_id}/confirmation",
+            {"officer": "officer-2"},
+        )
+        run.steps.append(f"verified:{verification.get('suggested_outcome')}")
+
+        if kind == "referred":
+            await self._wait_for(
+                f"{self.endpoints.committee}/cases/{case_id}",
+                lambda doc: bool(doc.get("referral_open")),
+            )
+            await self._post(
+                f"{self.endpoints.committee}/referrals/{case_id}/closure",
+                {"researcher": "researcher-1", "answers": ["Only the ID is needed"], "note": "Explained the procedure."},
+            )
+            run.steps.append("researched")
+
+        await self._wait_for(
+            f"{self.endpoints.committee}/cases/{case_id}",
+            lambda doc: doc.get("verification_outcome") is not None,
+        )
+        approve = kind in ("approved", "referred")
+        vote = "approve" if approve else "reject"
+        await self._post(
+            f"{self.endpoints.committee}/cases/{case_id}/decision",
+            {
+                "decision": "approved" if approve else "rejected",
+                "reasons": ["Meets the criteria" if approve else "Does not meet the criteria"],
+                "votes": [{"member": f"member-{n}", "vote": vote} for n in range(1, 4)],
+            },
+        )
+        run.steps.append("decided")
+
+        if approve:
+            await self._wait_for(
+                f"{self.endpoints.intake}/cases/{case_id}",
+                lambda doc: doc.get("status") == "approved",
+            )
+            await self._post(
+                f"{self.endpoints.intake}/cases/{case_id}/delivery",
+                {"delivered": "One food basket", "delivered_by": "officer-1"},
+            )
+            run.steps.append("delivered")
+
+        survey = await self._wait_for(f"{self.endpoints.surveys}/surveys/by-case/{case_id}")
+        await self._post(
+            f"{self.endpoints.surveys}/surveys/{survey['token']}/answers",
+            {"ratings": {"satisfaction": random.randint(3, 5), "recommend": random.randint(6, 10)}, "comment": None},
+        )
+        run.steps.append("surveyed")
+
+    async def _post(self, url: str, body: dict[str, Any], expect: tuple[int, ...] = (200, 201, 202)) -> Any:
+        response = await self.client.post(url, json=body)
+        if response.status_code not in expect:
+            raise SimulationError(f"POST {url} -> {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    async def _wait_for(
+        self, url: str, ready: Callable[[dict[str, Any]], bool] = lambda doc: True
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + self.step_timeout
+        pause = 0.01
+        while time.monotonic() < deadline:
+            response = await self.client.get(url)
+            if response.status_code == 200:
+                doc = response.json()
+                if ready(doc):
+                    return doc
+            elif response.status_code != 404:
+                raise SimulationError(f"GET {url} -> {response.status_code} {response.text[:300]}")
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.2)
+        raise SimulationError(f"timed out after {self.step_timeout}s waiting on {url}")
+
+
+def plan(cases: int, mix: dict[str, int], seed: int | None = None) -> list[str]:
+    """Which kind each case is: the mix's weights, spread evenly, then shuffled."""
+    total = sum(mix.values())
+    kinds: list[str] = []
+    for kind in KINDS:
+        kinds += [kind] * (cases * mix.get(kind, 0) // total)
+    weighted = [kind for kind in KINDS for _ in range(mix.get(kind, 0))]
+    while len(kinds) < cases:
+        kinds.append(weighted[len(kinds) % len(weighted)])
+    random.Random(seed).shuffle(kinds)
+    return kinds
+
+
+async def simulate(
+    endpoints: Endpoints,
+    kinds: list[str],
+    *,
+    concurrency: int = 16,
+    association_id: str = "sidr",
+    step_timeout: float = 60.0,
+    progress: Callable[[int, int], Awaitable[None] | None] | None = None,
+) -> SimulationReport:
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+    semaphore = asyncio.Semaphore(concurrency)
+    done = 0
+    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
+        driver = CaseDriver(client, endpoints, association_id=association_id, step_timeout=step_timeout)
+
+        async def one(kind: str) -> CaseRun:
+            nonlocal done
+            async with semaphore:
+                run = await driver.run(kind)
+            done += 1
+            if progress:
+                result = progress(done, len(kinds))
+                if asyncio.iscoroutine(result):
+                    await result
+            return run
+
+        started = time.perf_counter()
+        runs = await asyncio.gather(*(one(kind) for kind in kinds))
+        return SimulationReport(list(runs), time.perf_counter() - started)
+
+
+def print_progress(done: int, total: int) -> None:
+    if done == total or done % max(1, total // 20) == 0:
+        print(f"\r  {done}/{total} cases", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Drive simulated cases through a running Khidma.")
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX, help="e.g. approved=6,rejected=2,referred=2,ineligible=1")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--association", default="sidr")
+    parser.add_argument("--endpoints", type=Path, default=Path("data/endpoints.json"), help="written by `make run`")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    if not args.endpoints.exists():
+        print(f"{args.endpoints} not found: start the system with `make run` first.", file=sys.stderr)
+        return 2
+    endpoints = Endpoints.from_file(args.endpoints)
+    kinds = plan(args.cases, args.mix, args.seed)
+    report = asyncio.run(
+        simulate(endpoints, kinds, concurrency=args.concurrency, association_id=args.association, progress=print_progress)
+    )
+    print(report.summary())
+    return 0 if not report.failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

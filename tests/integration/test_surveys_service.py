@@ -1,0 +1,249 @@
+"""Surveys as a real process on a real JetStream server: invitation, answer, publication."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+from uuid import UUID, uuid4
+
+import httpx
+import nats
+import pytest
+
+from khidma.nats_server import NatsServer
+from khidma.processes import ServiceProcess
+from shared.events import (
+    Actor,
+    Applicant,
+    CommitteeDecided,
+    CommitteeDecidedPayload,
+    IntegrationEvent,
+    RequestReceived,
+    RequestReceivedPayload,
+    ServiceDelivered,
+    ServiceDeliveredPayload,
+    encode_event,
+)
+from shared.subjects import event_subject
+from tests.helpers import stream_messages_sync, wait_for
+
+pytestmark = pytest.mark.integration
+
+ASSOCIATION = "sidr"
+
+
+@pytest.fixture
+def surveys(nats_server: NatsServer, tmp_path: Path) -> Iterator[ServiceProcess]:
+    # Started before anything is published: it creates the KHIDMA stream.
+    service = ServiceProcess("surveys", nats_server.url, tmp_path / "data").start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def publish(nats_url: str, *events: IntegrationEvent) -> None:
+    async def send() -> None:
+        connection = await nats.connect(nats_url)
+        try:
+            js = connection.jetstream()
+            for event in events:
+                await js.publish(
+                    event_subject(event.association_id, event.case_id, event.event_type),
+                    encode_event(event),
+                    headers={"Nats-Msg-Id": str(event.event_id)},
+                )
+        finally:
+            await connection.close()
+
+    asyncio.run(send())
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def request_received(channel: str = "website", service_code: str = "food-basket") -> RequestReceived:
+    case_id = uuid4()
+    event_id = uuid4()
+    return RequestReceived(
+        event_id=event_id,
+        occurred_at=now(),
+        association_id=ASSOCIATION,
+        case_id=case_id,
+        case_ref=f"SID-{case_id.hex[:8].upper()}",
+        correlation_id=event_id,
+        actor=Actor(kind="adapter", id=f"http:{channel}"),
+        payload=RequestReceivedPayload(
+            channel=channel,
+            channel_ref=f"ref-{case_id.hex}",
+            service_code=service_code,
+            applicant=Applicant(national_id="1000000001", name="Applicant"),
+        ),
+    )
+
+
+def follow_up(received: RequestReceived) -> dict[str, Any]:
+    return dict(
+        event_id=uuid4(),
+        occurred_at=now(),
+        association_id=received.association_id,
+        case_id=received.case_id,
+        case_ref=received.case_ref,
+        correlation_id=received.correlation_id,
+        causation_id=uuid4(),
+    )
+
+
+def service_delivered(received: RequestReceived) -> ServiceDelivered:
+    return ServiceDelivered(
+        **follow_up(received),
+        actor=Actor(kind="officer", id="officer-7"),
+        payload=ServiceDeliveredPayload(
+            service_code=received.payload.service_code,
+            delivered="one food basket",
+            delivered_by="officer-7",
+        ),
+    )
+
+
+def committee_decided(received: RequestReceived, decision: str) -> CommitteeDecided:
+    return CommitteeDecided(
+        **follow_up(received),
+        actor=Actor(kind="committee", id="committee"),
+        payload=CommitteeDecidedPayload(
+            decision=decision,  # type: ignore[arg-type]
+            reasons=["per policy"],
+            votes=[],
+            window_days=14,
+            within_window=True,
+        ),
+    )
+
+
+def invitation(service: ServiceProcess, case_id: UUID) -> dict[str, Any]:
+    def invited() -> dict[str, Any] | None:
+        response = httpx.get(f"{service.url}/surveys/by-case/{case_id}", timeout=2.0)
+        return response.json() if response.status_code == 200 else None
+
+    return wait_for(invited, timeout=15.0, what=f"the invitation of case {case_id}")
+
+
+def answer(service: ServiceProcess, token: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{service.url}/surveys/{token}/answers", json=body, timeout=5.0)
+
+
+def test_an_answer_after_delivery_is_published_once_caused_by_the_delivery(
+    nats_server: NatsServer, surveys: ServiceProcess
+) -> None:
+    received = request_received()
+    delivered = service_delivered(received)
+    publish(nats_server.url, received, delivered)
+
+    invited = invitation(surveys, received.case_id)
+    assert invited["stage"] == "delivered"
+    assert invited["answered"] is False
+
+    out_of_range = answer(surveys, invited["token"], {"ratings": {"satisfaction": 6}})
+    assert out_of_range.status_code == 422
+    assert ["body", "ratings", "satisfaction"] in [
+        problem["loc"] for problem in out_of_range.json()["detail"]
+    ]
+
+    answered = answer(
+        surveys,
+        invited["token"],
+        {"ratings": {"satisfaction": 5, "recommend": 9}, "comment": "شكرًا"},
+    )
+    assert answered.status_code == 202
+    assert answered.json() == {"case_id": str(received.case_id), "status": "answered"}
+
+    again = answer(surveys, invited["token"], {"ratings": {"satisfaction": 1}})
+    assert again.status_code == 409
+    assert again.json()["error"] == "already_answered"
+    assert again.json()["message"]["en"] and again.json()["message"]["ar"]
+
+    wait_for(
+        lambda: stream_messages_sync(nats_server.url, "khidma.*.*.SurveyAnswered"),
+        what="SurveyAnswered on the stream",
+    )
+    wait_for(
+        lambda: httpx.get(f"{surveys.url}/ready").json().get("outbox_lag") == 0,
+        what="the outbox relay to catch up",
+    )
+    published = stream_messages_sync(nats_server.url, "khidma.*.*.SurveyAnswered")
+    assert len(published) == 1
+    event = published[0]["event"]
+    assert published[0]["headers"]["Nats-Msg-Id"] == event["event_id"]
+    assert event["case_id"] == str(received.case_id)
+    assert event["causation_id"] == str(delivered.event_id)
+    assert event["correlation_id"] == str(received.correlation_id)
+    assert event["actor"] == {"kind": "applicant", "id": "anonymous"}
+    assert event["payload"] == {
+        "ratings": {"satisfaction": 5, "recommend": 9},
+        "comment": "شكرًا",
+        "anonymous": True,
+    }
+
+
+def test_a_rejection_invites_the_applicant_and_an_approval_does_not(
+    nats_server: NatsServer, surveys: ServiceProcess
+) -> None:
+    approved = request_received()
+    rejected = request_received()
+    rejection = committee_decided(rejected, "rejected")
+    # The approval is published first: once the later rejection is visible,
+    # the approval was handled too (one consumer, in stream order).
+    publish(
+        nats_server.url,
+        approved,
+        rejected,
+        committee_decided(approved, "approved"),
+        rejection,
+    )
+
+    invited = invitation(surveys, rejected.case_id)
+    assert invited["stage"] == "rejected"
+
+    not_invited = httpx.get(f"{surveys.url}/surveys/by-case/{approved.case_id}")
+    assert not_invited.status_code == 404
+    assert not_invited.json()["message"]["en"] and not_invited.json()["message"]["ar"]
+    waiting = httpx.get(f"{surveys.url}/surveys", params={"answered": "false"}).json()
+    assert [doc["case_id"] for doc in waiting] == [str(rejected.case_id)]
+
+    unknown = answer(surveys, "no-such-token", {"ratings": {"satisfaction": 3}})
+    assert unknown.status_code == 404
+    assert unknown.json()["message"]["en"] and unknown.json()["message"]["ar"]
+
+
+def test_results_show_only_groups_of_five_answers_or_more(
+    nats_server: NatsServer, surveys: ServiceProcess
+) -> None:
+    cases = [request_received("website") for _ in range(5)] + [request_received("phone")]
+    publish(nats_server.url, *cases, *(service_delivered(case) for case in cases))
+
+    for case in cases:
+        token = invitation(surveys, case.case_id)["token"]
+        assert answer(surveys, token, {"ratings": {"satisfaction": 4}}).status_code == 202
+
+    def all_counted() -> dict[str, Any] | None:
+        report = httpx.get(f"{surveys.url}/results").json()
+        by_service = report["by_service_code"]
+        return report if by_service and by_service[0].get("answers") == 6 else None
+
+    report = wait_for(all_counted, what="six answers in the results")
+    assert report["by_channel"] == [
+        {"channel": "phone", "suppressed": True},
+        {"channel": "website", "suppressed": False, "answers": 5, "average_satisfaction": 4.0},
+    ]
+    assert report["by_service_code"] == [
+        {
+            "service_code": "food-basket",
+            "suppressed": False,
+            "answers": 6,
+            "average_satisfaction": 4.0,
+        }
+    ]
+    assert "officer" not in str(report)

@@ -1,0 +1,245 @@
+"""The verification service as a real process, against a real JetStream server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+from uuid import UUID, uuid4
+
+import httpx
+import nats
+import pytest
+
+from khidma.nats_server import NatsServer
+from khidma.processes import ServiceProcess
+from shared.events import (
+    Actor,
+    Applicant,
+    Attestation,
+    RequestReceived,
+    RequestReceivedPayload,
+    encode_event,
+)
+from shared.subjects import event_subject
+from tests.helpers import stream_messages_sync, wait_for
+
+pytestmark = pytest.mark.integration
+
+DATA_VERIFIED = "khidma.*.*.DataVerified"
+
+
+@pytest.fixture
+def verification(nats_server: NatsServer, tmp_path: Path) -> Iterator[ServiceProcess]:
+    # The service declares the KHIDMA stream on start: start it before publishing.
+    service = ServiceProcess("verification", nats_server.url, tmp_path / "data").start()
+    try:
+        yield service
+    finally:
+        # A clean stop takes well under a second. Until the shared consumer
+        # unsubscribes its pull subscription on shutdown, the broker's drain can
+        # wait on it (a nats-py fetch leaves a queue item unfinished): bound it.
+        service.stop(timeout=5)
+
+
+def request_received(
+    *, attestation: Attestation | None = Attestation(attested=True)
+) -> RequestReceived:
+    event_id = uuid4()
+    return RequestReceived(
+        event_id=event_id,
+        occurred_at=datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc),
+        association_id="sidr",
+        case_id=uuid4(),
+        case_ref="SID-0001",
+        correlation_id=event_id,
+        actor=Actor(kind="adapter", id="http:website"),
+        payload=RequestReceivedPayload(
+            channel="website",
+            channel_ref=f"form-{uuid4().hex[:8]}",
+            service_code="food-basket",
+            applicant=Applicant(national_id="1012345678", name="Aisha", phone="+966501234567"),
+            attestation=attestation,
+        ),
+    )
+
+
+def publish(nats_url: str, event: RequestReceived, msg_id: str | None = None) -> None:
+    async def go() -> None:
+        connection = await nats.connect(nats_url)
+        try:
+            ack = await connection.jetstream().publish(
+                event_subject(event.association_id, event.case_id, event.event_type),
+                encode_event(event),
+                headers={"Nats-Msg-Id": msg_id or str(event.event_id)},
+            )
+            assert not ack.duplicate
+        finally:
+            await connection.close()
+
+    asyncio.run(go())
+
+
+def pending_with(service: ServiceProcess, case_id: UUID, suggested: str) -> dict[str, Any]:
+    def shown() -> dict[str, Any] | None:
+        response = httpx.get(f"{service.url}/verifications/{case_id}", timeout=2.0)
+        if response.status_code != 200:
+            return None
+        doc: dict[str, Any] = response.json()
+        return doc if doc["status"] == "pending" else None
+
+    doc = wait_for(shown, timeout=10, what=f"verification {case_id} pending")
+    assert doc["suggested_outcome"] == suggested
+    return doc
+
+
+def confirm(service: ServiceProcess, case_id: UUID, body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{service.url}/verifications/{case_id}/confirmation", json=body, timeout=5.0
+    )
+
+
+def readiness(service: ServiceProcess) -> dict[str, Any]:
+    return httpx.get(f"{service.url}/ready", timeout=2.0).json()  # type: ignore[no-any-return]
+
+
+def published_once(nats_url: str, service: ServiceProcess) -> dict[str, Any]:
+    """The one DataVerified on the stream, once the outbox has nothing left to publish."""
+    wait_for(
+        lambda: readiness(service).get("outbox_lag") == 0
+        and stream_messages_sync(nats_url, DATA_VERIFIED),
+        timeout=10,
+        what="DataVerified published",
+    )
+    messages = stream_messages_sync(nats_url, DATA_VERIFIED)
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def test_a_received_request_is_confirmed_and_published_as_data_verified(
+    nats_server: NatsServer, verification: ServiceProcess
+) -> None:
+    received = request_received(attestation=None)
+    publish(nats_server.url, received)
+
+    doc = pending_with(verification, received.case_id, "discrepancies")
+    assert doc["case_ref"] == "SID-0001"
+    assert doc["submitted_at"].startswith("2025-03-01T09:30:00")
+    assert {c["name"]: c["passed"] for c in doc["checks"]}["attestation_signed"] is False
+    queue = httpx.get(f"{verification.url}/verifications", params={"status": "pending"}).json()
+    assert [d["case_id"] for d in queue] == [str(received.case_id)]
+
+    response = confirm(verification, received.case_id, {"officer": "officer-7"})
+    assert response.status_code == 202, response.text
+    assert response.json() == {"case_id": str(received.case_id), "outcome": "discrepancies"}
+
+    message = published_once(nats_server.url, verification)
+    event = message["event"]
+    assert message["subject"] == f"khidma.sidr.{received.case_id}.DataVerified"
+    assert message["headers"]["Nats-Msg-Id"] == event["event_id"]
+    assert event["causation_id"] == str(received.event_id)
+    assert event["correlation_id"] == str(received.correlation_id)
+    assert event["case_id"] == str(received.case_id)
+    assert event["actor"] == {"kind": "officer", "id": "officer-7"}
+    assert event["payload"]["outcome"] == "discrepancies"
+    assert event["payload"]["officer"] == "officer-7"
+    assert [c["name"] for c in event["payload"]["checks"]] == [
+        "national_id_format",
+        "name_present",
+        "phone_format",
+        "attestation_signed",
+    ]
+
+    wait_for(
+        lambda: httpx.get(f"{verification.url}/verifications/{received.case_id}").json()[
+            "status"
+        ]
+        == "confirmed",
+        timeout=10,
+        what="verification shown confirmed",
+    )
+    again = confirm(verification, received.case_id, {"officer": "officer-8"})
+    assert again.status_code == 409
+    assert again.json()["error"] == "already_confirmed"
+
+
+def test_the_same_request_delivered_twice_is_verified_once(
+    nats_server: NatsServer, verification: ServiceProcess
+) -> None:
+    received = request_received()
+    publish(nats_server.url, received)
+    # The same content again under another message id: beyond the server's
+    # duplicate window, the stream holds it twice and the service sees both.
+    publish(nats_server.url, received, msg_id=f"{received.event_id}-again")
+    wait_for(
+        lambda: readiness(verification).get("consumed") == 2,
+        timeout=10,
+        what="both deliveries consumed",
+    )
+
+    pending_with(verification, received.case_id, "verified")
+    assert len(httpx.get(f"{verification.url}/verifications").json()) == 1
+    response = confirm(verification, received.case_id, {"officer": "officer-7"})
+    assert response.status_code == 202, response.text
+
+    message = published_once(nats_server.url, verification)
+    assert message["event"]["causation_id"] == str(received.event_id)
+    assert message["event"]["payload"]["outcome"] == "verified"
+
+
+def test_an_override_without_reason_is_refused_in_english_and_arabic(
+    nats_server: NatsServer, verification: ServiceProcess
+) -> None:
+    received = request_received()
+    publish(nats_server.url, received)
+    pending_with(verification, received.case_id, "verified")
+
+    response = confirm(
+        verification, received.case_id, {"officer": "officer-7", "outcome": "ineligible"}
+    )
+    assert response.status_code == 409
+    body = response.json()
+    assert body["error"] == "override_needs_reason"
+    assert body["message"]["en"] and body["message"]["ar"]
+
+    overridden = confirm(
+        verification,
+        received.case_id,
+        {"officer": "officer-7", "outcome": "ineligible", "reason": "Applicant is deceased"},
+    )
+    assert overridden.status_code == 202, overridden.text
+    event = published_once(nats_server.url, verification)["event"]
+    assert event["payload"]["outcome"] == "ineligible"
+    assert event["payload"]["checks"][-1] == {
+        "name": "officer_override",
+        "passed": True,
+        "detail": "Applicant is deceased",
+    }
+
+
+def test_a_malformed_confirmation_is_rejected_naming_the_field(
+    verification: ServiceProcess,
+) -> None:
+    case_id = uuid4()
+    missing_officer = confirm(verification, case_id, {"outcome": "verified"})
+    assert missing_officer.status_code == 422
+    assert ["body", "officer"] in [problem["loc"] for problem in missing_officer.json()["detail"]]
+
+    bad_outcome = confirm(verification, case_id, {"officer": "officer-7", "outcome": "maybe"})
+    assert bad_outcome.status_code == 422
+    assert ["body", "outcome"] in [problem["loc"] for problem in bad_outcome.json()["detail"]]
+
+
+def test_an_unknown_case_is_not_found_in_english_and_arabic(
+    verification: ServiceProcess,
+) -> None:
+    case_id = uuid4()
+    for response in (
+        httpx.get(f"{verification.url}/verifications/{case_id}"),
+        confirm(verification, case_id, {"officer": "officer-7"}),
+    ):
+        assert response.status_code == 404
+        body = response.json()
+        assert body["error"] == "verification_not_found"
+        assert body["message"]["en"] and body["message"]["ar"]
