@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Protocol
 
 
@@ -28,3 +29,27 @@ class FrozenClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+class OffsetFileClock:
+    """System time shifted by the seconds written in a file (absent file: no shift).
+
+    Lets an end-to-end test move the clock of running services, e.g. past a
+    decision window, without touching their code: `KHIDMA_CLOCK_FILE`.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def offset(self) -> timedelta:
+        try:
+            return timedelta(seconds=float(self.path.read_text().strip() or 0))
+        except FileNotFoundError:
+            return timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset()
+
+
+def clock_from(path: Path | None) -> Clock:
+    return OffsetFileClock(path) if path else SystemClock()

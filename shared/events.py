@@ -8,7 +8,7 @@ way in), so a producer can add a field without breaking older consumers.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
@@ -47,11 +47,34 @@ class Applicant(Contract):
 
 
 class Attestation(Contract):
-    """The applicant's declaration that the data is correct (policy step 4)."""
+    """The applicant's declaration that the data is correct and theirs to answer for (step 4).
+
+    `data_hash` is the SHA-256 of the exact data attested (see `attested_data_hash`
+    in intake), so a later change of the data is visible.
+    """
 
     attested: bool
+    attested_by: str | None = Field(default=None, max_length=200)
     attested_at: AwareDatetime | None = None
-    method: str | None = Field(default=None, max_length=64)
+    method: Literal["paper_scan", "one_time_code", "in_person"] | None = None
+    data_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class Document(Contract):
+    """A document the applicant provided; validity is judged at submission time."""
+
+    code: str = Field(min_length=1, max_length=64)
+    number: str | None = Field(default=None, max_length=64)
+    issued_on: date | None = None
+    expires_on: date | None = None
+
+
+class Correction(Contract):
+    """What the applicant must correct, in both languages."""
+
+    field: str
+    ar: str
+    en: str
 
 
 class RequestReceivedPayload(Contract):
@@ -60,7 +83,12 @@ class RequestReceivedPayload(Contract):
     service_code: str = Field(min_length=1, max_length=64)
     applicant: Applicant
     fields: dict[str, Any] = Field(default_factory=dict)
+    documents: list[Document] = Field(default_factory=list)
     attestation: Attestation | None = None
+    submitted_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the applicant first submitted: validity is judged at that time",
+    )
 
 
 class CheckResult(Contract):
@@ -73,6 +101,9 @@ class DataVerifiedPayload(Contract):
     outcome: Literal["verified", "discrepancies", "ineligible"]
     checks: list[CheckResult]
     officer: str = Field(min_length=1)
+    corrections: list[Correction] = Field(default_factory=list)
+    ineligible_rule: str | None = None
+    override_reason: str | None = None
 
 
 class ReferredToResearcherPayload(Contract):
@@ -92,6 +123,12 @@ class CommitteeDecidedPayload(Contract):
     votes: list[Vote]
     window_days: int = Field(ge=1)
     within_window: bool
+    deadline: AwareDatetime | None = None
+    sitting_id: str | None = None
+    members_present: list[str] = Field(default_factory=list)
+    quorum: int | None = None
+    recusals: list[str] = Field(default_factory=list)
+    dissent_notes: list[str] = Field(default_factory=list)
 
 
 class ServiceDeliveredPayload(Contract):
@@ -109,6 +146,9 @@ class SurveyAnsweredPayload(Contract):
     ratings: Ratings
     comment: str | None = Field(default=None, max_length=4000)
     anonymous: bool = True
+    stage: Literal["delivered", "rejected"] | None = None
+    service_code: str | None = None
+    channel: str | None = None
 
 
 class IntegrationEvent(Contract):

@@ -42,6 +42,12 @@ class ServiceSettings(BaseSettings):
     relay_batch: int = Field(default=256, ge=1, le=5000)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     log_level: str = "INFO"
+    policies_dir: Path = Field(
+        default_factory=lambda: Path(__file__).resolve().parent.parent / "policies"
+    )
+    clock_file: Path | None = Field(
+        default=None, description="tests only: a file holding a clock offset in seconds"
+    )
 
     @model_validator(mode="after")
     def _fill_paths(self) -> "ServiceSettings":

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from shared.events import ASSOCIATION_ID_PATTERN, Applicant, Attestation, Contract
+from shared.events import ASSOCIATION_ID_PATTERN, Applicant, Attestation, Contract, Document
 
 # The channels named by the seed policies; each association enables a subset.
 CHANNELS: tuple[str, ...] = (
@@ -31,6 +31,7 @@ class Submission(Contract):
     service_code: str = Field(min_length=1, max_length=64)
     applicant: Applicant
     fields: dict[str, Any] = Field(default_factory=dict)
+    documents: list[Document] = Field(default_factory=list)
     attestation: Attestation | None = None
 
 
@@ -41,6 +42,7 @@ class SubmissionBody(Contract):
     service_code: str = Field(min_length=1, max_length=64)
     applicant: Applicant
     fields: dict[str, Any] = Field(default_factory=dict)
+    documents: list[Document] = Field(default_factory=list)
     attestation: Attestation | None = None
 
 

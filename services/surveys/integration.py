@@ -33,6 +33,9 @@ def survey_answered(event: Any) -> IntegrationEvent:
             ratings=Ratings(**event.ratings),
             comment=event.comment,
             anonymous=event.anonymous,
+            stage=event.stage,
+            service_code=event.service_code,
+            channel=event.channel,
         ),
     )
 

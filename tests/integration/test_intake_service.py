@@ -31,7 +31,7 @@ SUBMISSION = {
     "service_code": "food-basket",
     "applicant": {"national_id": "1000000008", "name": "علي", "phone": "0500000000"},
     "fields": {"family_size": 5},
-    "attestation": {"attested": True, "method": "otp"},
+    "attestation": {"attested": True, "method": "one_time_code"},
 }
 
 

@@ -185,6 +185,9 @@ def test_an_answer_after_delivery_is_published_once_caused_by_the_delivery(
         "ratings": {"satisfaction": 5, "recommend": 9},
         "comment": "شكرًا",
         "anonymous": True,
+        "stage": "delivered",
+        "service_code": received.payload.service_code,
+        "channel": received.payload.channel,
     }
 
 
