@@ -92,7 +92,7 @@ class ServiceRuntime:
         )
         if self.projections:
             await self.store.run(self.projections.catch_up)
-            self._spawn(self.projections.run(), "projections")
+            self.spawn(self.projections.run(), "projections")
         if self.translators:
             self.relay = OutboxRelay(
                 self.app,
@@ -102,7 +102,7 @@ class ServiceRuntime:
                 batch_size=self.settings.relay_batch,
                 poll_interval=self.settings.poll_interval_seconds,
             )
-            self._spawn(self.relay.run(), "outbox relay")
+            self.spawn(self.relay.run(), "outbox relay")
         if self.handlers:
             self.consumer = TrackingConsumer(
                 self.app,
@@ -116,10 +116,10 @@ class ServiceRuntime:
                 on_recorded=self.recorded,
             )
             await self.consumer.ensure_consumer()
-            self._spawn(self.consumer.run(), "consumer")
+            self.spawn(self.consumer.run(), "consumer")
         self.started = True
 
-    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
+    def spawn(self, coroutine: Awaitable[None], name: str) -> None:
         async def guarded() -> None:
             try:
                 await coroutine
