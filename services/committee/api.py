@@ -1,4 +1,5 @@
-"""The committee's HTTP API: the researcher's queue and closures, the agenda and decisions."""
+"""The committee's HTTP API: the researcher's queue, sittings (votes, recusals, decisions,
+minutes), the agenda and the decision-window flags."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import HTMLResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.committee.application import CommitteeApplication
 from services.committee.views import CASES
 from shared.errors import NotFound
-from shared.events import Vote
 from shared.runtime import ServiceRuntime
 
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
+MemberId = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class Closure(BaseModel):
@@ -27,39 +29,100 @@ class Closure(BaseModel):
     note: str = Field(default="", max_length=8000)
 
 
+class Convening(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    association_id: str = Field(min_length=1, max_length=32)
+    members_present: list[MemberId] = Field(min_length=1)
+    held_at: AwareDatetime | None = None
+
+
+class Recusal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member: MemberId
+    reason: Text
+
+
+class CastVote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member: MemberId
+    vote: Literal["approve", "reject", "abstain"]
+    dissent_note: str | None = Field(default=None, max_length=4000)
+
+
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approved", "rejected"]
     reasons: list[Text] = Field(min_length=1)
-    votes: list[Vote] = Field(min_length=1)
 
 
 def runtime_of(request: Request) -> ServiceRuntime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
+def _filters(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def build_router() -> APIRouter:
     router = APIRouter()
 
+    def application(runtime: ServiceRuntime) -> CommitteeApplication:
+        return runtime.app  # type: ignore[return-value]
+
     @router.get("/agenda")
     async def agenda(
-        limit: int = 100, offset: int = 0, runtime: ServiceRuntime = Depends(runtime_of)
+        association_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        runtime: ServiceRuntime = Depends(runtime_of),
     ) -> list[dict[str, Any]]:
-        """Verified cases waiting for a decision, the nearest deadline first."""
+        """Received, attested, verified cases waiting for a decision, the nearest deadline first."""
         assert runtime.views is not None
         return runtime.views.find(
-            CASES, limit=min(limit, 1000), offset=offset, on_agenda=True
+            CASES,
+            limit=min(limit, 1000),
+            offset=offset,
+            on_agenda=True,
+            **_filters(association_id=association_id),
         )
 
     @router.get("/researcher/queue")
     async def researcher_queue(
-        limit: int = 100, offset: int = 0, runtime: ServiceRuntime = Depends(runtime_of)
+        association_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        runtime: ServiceRuntime = Depends(runtime_of),
     ) -> list[dict[str, Any]]:
         """Cases with a referral the researcher has not closed, the nearest deadline first."""
         assert runtime.views is not None
         return runtime.views.find(
-            CASES, limit=min(limit, 1000), offset=offset, referral_open=True
+            CASES,
+            limit=min(limit, 1000),
+            offset=offset,
+            referral_open=True,
+            **_filters(association_id=association_id),
+        )
+
+    @router.get("/deadlines")
+    async def deadlines(
+        status: Literal["approaching", "overdue"] | None = None,
+        association_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> list[dict[str, Any]]:
+        """Undecided cases flagged by the scanner as approaching or past their deadline."""
+        assert runtime.views is not None
+        return runtime.views.find(
+            CASES,
+            limit=min(limit, 1000),
+            offset=offset,
+            deadline_flagged=True,
+            **_filters(deadline_flag=status, association_id=association_id),
         )
 
     @router.get("/cases/{case_id}")
@@ -78,21 +141,123 @@ def build_router() -> APIRouter:
     async def close_referral(
         case_id: UUID, closure: Closure, runtime: ServiceRuntime = Depends(runtime_of)
     ) -> dict[str, str]:
-        app: CommitteeApplication = runtime.app  # type: ignore[assignment]
+        app = application(runtime)
         await runtime.store.run(lambda: app.close_referral(case_id, **closure.model_dump()))
         runtime.recorded()
         return {"case_id": str(case_id), "referral": "closed"}
 
-    @router.post("/cases/{case_id}/decision", status_code=202)
-    async def decide(
-        case_id: UUID, decision: Decision, runtime: ServiceRuntime = Depends(runtime_of)
+    # Sittings -----------------------------------------------------------------------
+
+    @router.post("/sittings", status_code=201)
+    async def convene(
+        body: Convening, runtime: ServiceRuntime = Depends(runtime_of)
     ) -> dict[str, Any]:
-        app: CommitteeApplication = runtime.app  # type: ignore[assignment]
+        app = application(runtime)
         result = await runtime.store.run(
-            lambda: app.decide(case_id, **decision.model_dump(mode="json"))
+            lambda: app.convene(
+                association_id=body.association_id,
+                members_present=list(body.members_present),
+                held_at=body.held_at,
+            )
         )
         runtime.recorded()
         return result
+
+    @router.get("/sittings/{sitting_id}")
+    async def sitting(
+        sitting_id: UUID, runtime: ServiceRuntime = Depends(runtime_of)
+    ) -> dict[str, Any]:
+        app = application(runtime)
+        return await runtime.store.run(app.sitting_status, sitting_id)
+
+    @router.get("/sittings/{sitting_id}/agenda")
+    async def sitting_agenda(
+        sitting_id: UUID,
+        limit: int = 100,
+        offset: int = 0,
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> list[dict[str, Any]]:
+        """The verified, attested, undecided cases of the sitting's association, by deadline."""
+        assert runtime.views is not None
+        app = application(runtime)
+        status = await runtime.store.run(app.sitting_status, sitting_id)
+        return runtime.views.find(
+            CASES,
+            limit=min(limit, 1000),
+            offset=offset,
+            on_agenda=True,
+            association_id=status["association_id"],
+        )
+
+    @router.post("/sittings/{sitting_id}/cases/{case_id}/recusals", status_code=201)
+    async def recuse(
+        sitting_id: UUID,
+        case_id: UUID,
+        body: Recusal,
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> dict[str, Any]:
+        app = application(runtime)
+        result = await runtime.store.run(
+            lambda: app.recuse(sitting_id, case_id, member=body.member, reason=body.reason)
+        )
+        runtime.recorded()
+        return result
+
+    @router.post("/sittings/{sitting_id}/cases/{case_id}/votes", status_code=201)
+    async def vote(
+        sitting_id: UUID,
+        case_id: UUID,
+        body: CastVote,
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> dict[str, Any]:
+        app = application(runtime)
+        result = await runtime.store.run(
+            lambda: app.vote(
+                sitting_id,
+                case_id,
+                member=body.member,
+                vote=body.vote,
+                dissent_note=body.dissent_note,
+            )
+        )
+        runtime.recorded()
+        return result
+
+    @router.post("/sittings/{sitting_id}/cases/{case_id}/decision", status_code=202)
+    async def decide(
+        sitting_id: UUID,
+        case_id: UUID,
+        body: Decision,
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> dict[str, Any]:
+        app = application(runtime)
+        result = await runtime.store.run(
+            lambda: app.decide(
+                sitting_id, case_id, decision=body.decision, reasons=list(body.reasons)
+            )
+        )
+        runtime.recorded()
+        return result
+
+    @router.post("/sittings/{sitting_id}/close")
+    async def close_sitting(
+        sitting_id: UUID, runtime: ServiceRuntime = Depends(runtime_of)
+    ) -> dict[str, Any]:
+        app = application(runtime)
+        result = await runtime.store.run(app.close_sitting, sitting_id)
+        runtime.recorded()
+        return result
+
+    @router.get("/sittings/{sitting_id}/minutes", response_class=HTMLResponse)
+    async def minutes(
+        sitting_id: UUID,
+        lang: Literal["ar", "en"] = "ar",
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> HTMLResponse:
+        """The minutes of the sitting, printable: Arabic (right to left) or English."""
+        app = application(runtime)
+        page = await runtime.store.run(app.minutes, sitting_id, lang)
+        return HTMLResponse(page)
 
     return router
 

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Iterable, Mapping
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 
-from services.committee.domain import CommitteeCase
+from services.committee.domain import CommitteeCase, Sitting
+from services.committee.minutes import render_minutes
 from shared.clock import Clock, SystemClock
 from shared.consumer import RetryLater
+from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import DataVerified, ReferredToResearcher, RequestReceived
+from shared.policy import PolicyPack
 from shared.store import ServiceApplication
 
-DEFAULT_WINDOW_DAYS = 14  # the seeds say two weeks
+DEFAULT_WINDOW_DAYS = 14  # the seeds say two weeks; a pack's own window comes first
+DEFAULT_WARNING_DAYS = 3
+
+
+def _display(moment: datetime | None) -> dict[str, str] | None:
+    return None if moment is None else both_calendars(moment)
 
 
 class CommitteeApplication(ServiceApplication):
@@ -25,30 +34,48 @@ class CommitteeApplication(ServiceApplication):
         env: dict[str, str] | None = None,
         clock: Clock | None = None,
         window_days: int = DEFAULT_WINDOW_DAYS,
+        packs: Mapping[str, PolicyPack] | None = None,
+        warning_days: int = DEFAULT_WARNING_DAYS,
     ):
         super().__init__(env)
         if window_days < 1:
             raise ValueError("the decision window is at least one day")
+        if warning_days < 0:
+            raise ValueError("the warning days cannot be negative")
         self.clock = clock or SystemClock()
         self.window_days = window_days
+        self.warning_days = warning_days
+        self.packs: dict[str, PolicyPack] = dict(packs or {})
+
+    def window_for(self, association_id: str) -> int:
+        """The association's decision window from its pack; the setting only as a fallback."""
+        pack = self.packs.get(association_id)
+        return pack.decision_window_days if pack else self.window_days
 
     # What the other services tell the committee -----------------------------------
 
     def on_request_received(
         self, event: RequestReceived, processing: ProcessingEvent
     ) -> None:
-        if self._find_case(event.case_id) is not None:
+        case = self._find_case(event.case_id)
+        if case is not None and case.received:
             return  # the same request, delivered again
-        case = CommitteeCase.open(
-            case_id=event.case_id,
+        if case is None:
+            case = CommitteeCase.register(
+                case_id=event.case_id,
+                association_id=event.association_id,
+                case_ref=event.case_ref,
+                correlation_id=event.correlation_id,
+            )
+        attestation = event.payload.attestation
+        case.receive_request(
             request_event_id=event.event_id,
-            association_id=event.association_id,
-            case_ref=event.case_ref,
-            correlation_id=event.correlation_id,
             service_code=event.payload.service_code,
             channel=event.payload.channel,
+            # The request is complete when RequestReceived is published: the window starts.
             received_at=event.occurred_at,
-            window_days=self.window_days,
+            window_days=self.window_for(event.association_id),
+            attestation=attestation.model_dump(mode="json") if attestation else None,
         )
         processing.collect_events(case)
 
@@ -64,7 +91,16 @@ class CommitteeApplication(ServiceApplication):
     def on_referred_to_researcher(
         self, event: ReferredToResearcher, processing: ProcessingEvent
     ) -> None:
-        case = self._case_or_retry(event.case_id, event.event_type)
+        # Intake may refer an incomplete request, before its RequestReceived: the
+        # researcher's queue takes it at once; the request merges when it arrives.
+        case = self._find_case(event.case_id)
+        if case is None:
+            case = CommitteeCase.register(
+                case_id=event.case_id,
+                association_id=event.association_id,
+                case_ref=event.case_ref,
+                correlation_id=event.correlation_id,
+            )
         case.open_referral_from(
             source_event_id=event.event_id,
             reason=event.payload.reason,
@@ -73,7 +109,7 @@ class CommitteeApplication(ServiceApplication):
         )
         processing.collect_events(case)
 
-    # The researcher and the committee ------------------------------------------------
+    # The researcher ------------------------------------------------------------------
 
     def close_referral(
         self, case_id: UUID, *, researcher: str, answers: list[str], note: str
@@ -84,49 +120,187 @@ class CommitteeApplication(ServiceApplication):
         )
         self.save(case)
 
-    def decide(
+    # Sittings -------------------------------------------------------------------------
+
+    def convene(
         self,
+        *,
+        association_id: str,
+        members_present: list[str],
+        held_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        pack = self._pack(association_id)
+        sitting = Sitting.convene(
+            association_id=association_id,
+            committee_members=[member.id for member in pack.committee.members],
+            quorum=pack.committee.quorum,
+            members_present=members_present,
+            held_at=held_at or self.clock.now(),
+        )
+        self.save(sitting)
+        return self.sitting_status(sitting.id)
+
+    def recuse(
+        self, sitting_id: UUID, case_id: UUID, *, member: str, reason: str
+    ) -> dict[str, Any]:
+        sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
+        sitting.recuse(case=case, member=member, reason=reason)
+        self.save(sitting)
+        return self._case_in_sitting(sitting, case_id)
+
+    def vote(
+        self,
+        sitting_id: UUID,
         case_id: UUID,
         *,
-        decision: str,
-        reasons: list[str],
-        votes: list[dict[str, str]],
+        member: str,
+        vote: str,
+        dissent_note: str | None = None,
     ) -> dict[str, Any]:
-        case = self._get_case(case_id)
-        case.decide(
+        sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
+        sitting.cast_vote(case=case, member=member, vote=vote, dissent_note=dissent_note)
+        self.save(sitting)
+        return self._case_in_sitting(sitting, case_id)
+
+    def decide(
+        self, sitting_id: UUID, case_id: UUID, *, decision: str, reasons: list[str]
+    ) -> dict[str, Any]:
+        sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
+        sitting.decide(
+            case=case,
             event_id=uuid4(),
             decision=decision,
             reasons=reasons,
-            votes=votes,
             decided_at=self.clock.now(),
         )
-        self.save(case)
+        self.save(sitting, case)  # one transaction: the sitting's record and the case's decision
+        assert case.deadline is not None
         return {
             "case_id": str(case.id),
+            "case_ref": case.case_ref,
+            "sitting_id": str(sitting.id),
             "decision": case.decision,
             "within_window": case.within_window,
+            "deadline": case.deadline.isoformat(),
+            "deadline_display": both_calendars(case.deadline),
         }
+
+    def close_sitting(self, sitting_id: UUID) -> dict[str, Any]:
+        sitting = self._get_sitting(sitting_id)
+        sitting.close(closed_at=self.clock.now())
+        self.save(sitting)
+        return self.sitting_status(sitting_id)
+
+    def sitting_status(self, sitting_id: UUID) -> dict[str, Any]:
+        sitting = self._get_sitting(sitting_id)
+        return {
+            "sitting_id": str(sitting.id),
+            "association_id": sitting.association_id,
+            "held_at": sitting.held_at.isoformat(),
+            "held_at_display": both_calendars(sitting.held_at),
+            "members_present": list(sitting.members_present),
+            "quorum": sitting.quorum,
+            "quorate": sitting.quorate,
+            "closed": sitting.closed,
+            "closed_at": sitting.closed_at.isoformat() if sitting.closed_at else None,
+            "cases": [self._case_in_sitting(sitting, case_id) for case_id in sitting.cases],
+        }
+
+    def minutes(self, sitting_id: UUID, lang: str = "ar") -> str:
+        """The sitting's minutes: a printable, self-contained HTML page."""
+        status = self.sitting_status(sitting_id)
+        return render_minutes(status, self._pack(status["association_id"]), lang)
+
+    # The decision window ----------------------------------------------------------------
+
+    def scan_deadlines(self, case_ids: Iterable[UUID | str]) -> list[dict[str, Any]]:
+        """Flags each undecided candidate approaching or past its deadline, once per flag.
+
+        The candidates come from the read model; the case itself decides.
+        Returns the flags recorded by this scan.
+        """
+        now = self.clock.now()
+        flagged: list[dict[str, Any]] = []
+        changed: list[CommitteeCase] = []
+        for case_id in case_ids:
+            case = self._find_case(UUID(str(case_id)))
+            if case is None:
+                continue
+            flag = case.flag_deadline(now=now, warning_days=self.warning_days)
+            if flag:
+                changed.append(case)
+                flagged.append(
+                    {"case_id": str(case.id), "case_ref": case.case_ref, "flag": flag}
+                )
+        if changed:
+            self.save(*changed)
+        return flagged
 
     def case_status(self, case_id: UUID) -> dict[str, Any]:
         case = self._get_case(case_id)
         return {
             "case_id": str(case.id),
             "case_ref": case.case_ref,
-            "deadline": case.deadline.isoformat(),
+            "association_id": case.association_id,
+            "received": case.received,
+            "attested": case.attested,
+            "deadline": case.deadline.isoformat() if case.deadline else None,
+            "deadline_display": _display(case.deadline),
             "verification_outcome": case.verification_outcome,
             "referral_open": case.open_referral is not None,
             "decision": case.decision,
             "within_window": case.within_window,
+            "deadline_flags": list(case.deadline_flags),
             "version": case.version,
         }
 
     # -----------------------------------------------------------------------
 
+    def _case_in_sitting(self, sitting: Sitting, case_id: UUID | str) -> dict[str, Any]:
+        record = sitting.case_record(case_id)
+        decision = record["decision"]
+        return {
+            "case_id": str(case_id),
+            "case_ref": record["case_ref"],
+            "voters": sitting.voters(case_id),
+            "recusals": [
+                {"member": member, "reason": reason}
+                for member, reason in record["recusals"].items()
+            ],
+            "votes": [
+                {"member": member, "vote": cast["vote"], "dissent_note": cast["dissent_note"]}
+                for member, cast in record["votes"].items()
+            ],
+            "decision": None
+            if decision is None
+            else {
+                "decision": decision["decision"],
+                "reasons": list(decision["reasons"]),
+                "within_window": decision["within_window"],
+                "dissent_notes": list(decision["dissent_notes"]),
+                "deadline": decision["deadline"].isoformat() if decision["deadline"] else None,
+                "deadline_display": _display(decision["deadline"]),
+                "decided_at": decision["decided_at"].isoformat(),
+                "decided_at_display": both_calendars(decision["decided_at"]),
+            },
+        }
+
+    def _pack(self, association_id: str) -> PolicyPack:
+        pack = self.packs.get(association_id)
+        if pack is None:
+            raise NotFound(
+                "unknown_association",
+                f"No policy pack for association '{association_id}'.",
+                f"لا توجد سياسة معتمدة للجمعية '{association_id}'.",
+            )
+        return pack
+
     def _find_case(self, case_id: UUID) -> CommitteeCase | None:
         try:
-            return self.repository.get(case_id)
+            case = self.repository.get(case_id)
         except AggregateNotFoundError:
             return None
+        return case if isinstance(case, CommitteeCase) else None
 
     def _case_or_retry(self, case_id: UUID, event_type: str) -> CommitteeCase:
         """The case, or RetryLater: its RequestReceived has not been consumed yet."""
@@ -144,3 +318,16 @@ class CommitteeApplication(ServiceApplication):
                 f"لم يصل إلى اللجنة طلب بالرقم {case_id}.",
             )
         return case
+
+    def _get_sitting(self, sitting_id: UUID) -> Sitting:
+        try:
+            sitting = self.repository.get(sitting_id)
+        except AggregateNotFoundError:
+            sitting = None
+        if not isinstance(sitting, Sitting):
+            raise NotFound(
+                "sitting_not_found",
+                f"No committee sitting with id {sitting_id}.",
+                f"لا توجد جلسة للجنة بالرقم {sitting_id}.",
+            )
+        return sitting

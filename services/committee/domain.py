@@ -1,10 +1,12 @@
-"""The committee's domain: a case from its receipt to the committee's decision.
+"""The committee's domain: a case from its receipt to the decision, and the sittings.
 
 The committee learns three things from the other services (a request was
 received, its data was verified, the applicant was referred to the social
-researcher); it does two things itself (the researcher closes a referral, the
-committee decides). Each command checks its rule, then records a past-tense
-event. Only `Decided` is public: the outbox publishes it as CommitteeDecided.
+researcher); the researcher closes referrals; the committee decides in
+sittings (members present, quorum, recusals, votes, dissent notes). The
+deadline scanner flags cases approaching and past their decision window.
+Each command checks its rule, then records a past-tense event. Only
+`CommitteeCase.Decided` is public: the outbox publishes it as CommitteeDecided.
 
 Time is given, never read: the application passes its clock's `now`.
 """
@@ -21,6 +23,7 @@ from shared.errors import Refused
 
 DECISIONS = ("approved", "rejected")
 VOTES = ("approve", "reject", "abstain")
+AGAINST = {"approved": "reject", "rejected": "approve"}
 
 
 def decision_deadline(received_at: datetime, window_days: int) -> datetime:
@@ -39,10 +42,27 @@ def majority(votes: list[dict[str, str]]) -> str | None:
     return None
 
 
+def is_attested(attestation: dict[str, Any] | None) -> bool:
+    """The applicant's declaration (step 4): attested, with the hash of the data attested."""
+    return bool(attestation and attestation.get("attested") and attestation.get("data_hash"))
+
+
 class CommitteeCase(Aggregate):
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
         return case_id
+
+    @classmethod
+    def register(
+        cls, *, case_id: UUID, association_id: str, case_ref: str, correlation_id: UUID
+    ) -> "CommitteeCase":
+        """The committee hears of a case: by its request, or by a referral that came first."""
+        return cls(
+            case_id=case_id,
+            association_id=association_id,
+            case_ref=case_ref,
+            correlation_id=correlation_id,
+        )
 
     @classmethod
     def open(
@@ -57,47 +77,40 @@ class CommitteeCase(Aggregate):
         channel: str,
         received_at: datetime,
         window_days: int,
+        attestation: dict[str, Any] | None = None,
     ) -> "CommitteeCase":
-        """Opens the case when its request is received; the deadline is fixed now, for good."""
-        if window_days < 1:
-            raise ValueError("the decision window is at least one day")
-        return cls(
+        """Registers the case and records its request (the usual order)."""
+        case = cls.register(
             case_id=case_id,
-            request_event_id=request_event_id,
             association_id=association_id,
             case_ref=case_ref,
             correlation_id=correlation_id,
+        )
+        case.receive_request(
+            request_event_id=request_event_id,
             service_code=service_code,
             channel=channel,
             received_at=received_at,
             window_days=window_days,
-            deadline=decision_deadline(received_at, window_days),
+            attestation=attestation,
         )
+        return case
 
-    @event("Opened")
+    @event("Registered")
     def __init__(
-        self,
-        *,
-        case_id: UUID,
-        request_event_id: UUID,
-        association_id: str,
-        case_ref: str,
-        correlation_id: UUID,
-        service_code: str,
-        channel: str,
-        received_at: datetime,
-        window_days: int,
-        deadline: datetime,
+        self, *, case_id: UUID, association_id: str, case_ref: str, correlation_id: UUID
     ):
-        self.request_event_id = request_event_id
         self.association_id = association_id
         self.case_ref = case_ref
         self.correlation_id = correlation_id
-        self.service_code = service_code
-        self.channel = channel
-        self.received_at = received_at
-        self.window_days = window_days
-        self.deadline = deadline
+        self.request_event_id: UUID | None = None
+        self.service_code: str | None = None
+        self.channel: str | None = None
+        self.received_at: datetime | None = None
+        self.window_days: int | None = None
+        self.deadline: datetime | None = None
+        self.attestation: dict[str, Any] | None = None
+        self.attested = False
         self.verification_outcome: str | None = None
         self.verification_event_id: UUID | None = None
         self.verified_at: datetime | None = None
@@ -105,10 +118,15 @@ class CommitteeCase(Aggregate):
         self.decision: str | None = None
         self.decision_event_id: UUID | None = None
         self.within_window: bool | None = None
+        self.deadline_flags: list[str] = []
         self.noted_event_ids: list[UUID] = []
 
     def has_noted(self, source_event_id: UUID) -> bool:
         return source_event_id in self.noted_event_ids
+
+    @property
+    def received(self) -> bool:
+        return self.request_event_id is not None
 
     @property
     def decided(self) -> bool:
@@ -120,9 +138,61 @@ class CommitteeCase(Aggregate):
         return next((r for r in self.referrals if r["open"]), None)
 
     def is_within_window(self, at: datetime) -> bool:
-        return at <= self.deadline
+        return self.deadline is not None and at <= self.deadline
 
     # What the committee learns from the other services ---------------------------
+
+    def receive_request(
+        self,
+        *,
+        request_event_id: UUID,
+        service_code: str,
+        channel: str,
+        received_at: datetime,
+        window_days: int,
+        attestation: dict[str, Any] | None,
+    ) -> None:
+        """Records the (complete) request; the deadline is fixed now, for good.
+
+        The first request recorded wins: a repeat changes nothing.
+        """
+        if self.received:
+            return
+        if window_days < 1:
+            raise ValueError("the decision window is at least one day")
+        self._request_recorded(
+            request_event_id=request_event_id,
+            service_code=service_code,
+            channel=channel,
+            received_at=received_at,
+            window_days=window_days,
+            deadline=decision_deadline(received_at, window_days),
+            attestation=dict(attestation) if attestation else None,
+            attested=is_attested(attestation),
+        )
+
+    @event("RequestRecorded")
+    def _request_recorded(
+        self,
+        *,
+        request_event_id: UUID,
+        service_code: str,
+        channel: str,
+        received_at: datetime,
+        window_days: int,
+        deadline: datetime,
+        attestation: dict[str, Any] | None,
+        attested: bool,
+    ) -> None:
+        self.request_event_id = request_event_id
+        self.noted_event_ids.append(request_event_id)
+        self.service_code = service_code
+        self.channel = channel
+        self.received_at = received_at
+        self.window_days = window_days
+        self.deadline = deadline
+        self.attestation = attestation
+        self.attested = attested
 
     def record_verification(
         self, *, source_event_id: UUID, outcome: str, verified_at: datetime
@@ -190,7 +260,7 @@ class CommitteeCase(Aggregate):
             }
         )
 
-    # What the researcher and the committee do ------------------------------------
+    # What the researcher does ------------------------------------------------------
 
     def close_referral(
         self, *, researcher: str, answers: list[str], note: str, closed_at: datetime
@@ -227,6 +297,38 @@ class CommitteeCase(Aggregate):
                     open=False, researcher=researcher, answers=list(answers), note=note
                 )
 
+    # The decision window ---------------------------------------------------------------
+
+    def flag_deadline(self, *, now: datetime, warning_days: int) -> str | None:
+        """Flags an undecided case approaching (within `warning_days`) or past its deadline.
+
+        Each flag is recorded once; a case found already past its deadline is
+        flagged overdue only. Returns the flag recorded, if any.
+        """
+        if self.decided or self.deadline is None:
+            return None
+        if now > self.deadline:
+            if "overdue" in self.deadline_flags:
+                return None
+            self._deadline_overdue(deadline=self.deadline, flagged_at=now)
+            return "overdue"
+        if now >= self.deadline - timedelta(days=warning_days):
+            if self.deadline_flags:
+                return None
+            self._deadline_approaching(deadline=self.deadline, flagged_at=now)
+            return "approaching"
+        return None
+
+    @event("DeadlineApproaching")
+    def _deadline_approaching(self, *, deadline: datetime, flagged_at: datetime) -> None:
+        self.deadline_flags.append("approaching")
+
+    @event("DeadlineOverdue")
+    def _deadline_overdue(self, *, deadline: datetime, flagged_at: datetime) -> None:
+        self.deadline_flags.append("overdue")
+
+    # The committee's decision (taken in a sitting: see Sitting.decide) -------------
+
     def decide(
         self,
         *,
@@ -235,13 +337,33 @@ class CommitteeCase(Aggregate):
         reasons: list[str],
         votes: list[dict[str, str]],
         decided_at: datetime,
+        sitting_id: UUID | None = None,
+        members_present: list[str] | None = None,
+        quorum: int | None = None,
+        recusals: list[str] | None = None,
+        dissent_notes: list[str] | None = None,
     ) -> None:
-        """The committee's answer; quorum and recusal are not rules yet."""
+        """The committee's answer on a received, attested, verified request."""
         if self.decided:
             raise Refused(
                 "already_decided",
                 f"The committee already decided this request ({self.decision}).",
                 "سبق أن أصدرت اللجنة قرارها في هذا الطلب.",
+            )
+        if not self.received:
+            raise Refused(
+                "request_not_received",
+                "The committee has only a referral for this case; the request itself "
+                "has not reached it yet.",
+                "لم يصل الطلب نفسه إلى اللجنة بعد، وإنما وصلت إحالته فقط.",
+            )
+        if not self.attested:
+            raise Refused(
+                "attestation_missing",
+                "The applicant has not signed the declaration that the data is correct "
+                "(policy step 4); the request cannot go to the committee.",
+                "لم يوقّع مقدم الطلب الإقرار بصحة البيانات ومسؤوليته عنها، "
+                "فلا يجوز عرض الطلب على اللجنة.",
             )
         if self.verification_event_id is None or self.verification_outcome is None:
             raise Refused(
@@ -295,6 +417,7 @@ class CommitteeCase(Aggregate):
                 "(a tie cannot approve).",
                 "القرار لا يوافق أغلبية أصوات اللجنة (ولا يجوز القبول عند تعادل الأصوات).",
             )
+        assert self.deadline is not None and self.window_days is not None
         self._decided(
             event_id=event_id,
             causation_id=self.verification_event_id,
@@ -302,11 +425,17 @@ class CommitteeCase(Aggregate):
             case_ref=self.case_ref,
             correlation_id=self.correlation_id,
             decision=decision,
-            reasons=list(reasons),
+            reasons=[reason for reason in reasons if reason.strip()],
             votes=[{"member": v["member"], "vote": v["vote"]} for v in votes],
             window_days=self.window_days,
+            deadline=self.deadline,
             within_window=self.is_within_window(decided_at),
             decided_at=decided_at,
+            sitting_id=str(sitting_id) if sitting_id else None,
+            members_present=list(members_present or []),
+            quorum=quorum,
+            recusals=list(recusals or []),
+            dissent_notes=list(dissent_notes or []),
         )
 
     @event("Decided")
@@ -322,9 +451,295 @@ class CommitteeCase(Aggregate):
         reasons: list[str],
         votes: list[dict[str, str]],
         window_days: int,
+        deadline: datetime,
         within_window: bool,
         decided_at: datetime,
+        sitting_id: str | None,
+        members_present: list[str],
+        quorum: int | None,
+        recusals: list[str],
+        dissent_notes: list[str],
     ) -> None:
         self.decision = decision
         self.decision_event_id = event_id
         self.within_window = within_window
+
+
+class Sitting(Aggregate):
+    """A sitting of the research committee: who is present, and what it did with each case.
+
+    A member who declares a conflict of interest on a case is recused from it;
+    a vote that member had already cast on the case is withdrawn by the recusal.
+    """
+
+    @classmethod
+    def convene(
+        cls,
+        *,
+        association_id: str,
+        committee_members: list[str],
+        quorum: int,
+        members_present: list[str],
+        held_at: datetime,
+    ) -> "Sitting":
+        if not members_present:
+            raise Refused(
+                "members_required",
+                "A sitting needs the committee members present.",
+                "يجب تحديد أعضاء اللجنة الحاضرين للجلسة.",
+            )
+        unknown = [m for m in members_present if m not in committee_members]
+        if unknown:
+            raise Refused(
+                "unknown_member",
+                f"Not members of this association's committee: {', '.join(unknown)}.",
+                f"ليسوا من أعضاء لجنة هذه الجمعية: {'، '.join(unknown)}.",
+            )
+        if len(set(members_present)) != len(members_present):
+            raise Refused(
+                "duplicate_member",
+                "A member is listed as present more than once.",
+                "ذُكر أحد الأعضاء الحاضرين أكثر من مرة.",
+            )
+        return cls(
+            association_id=association_id,
+            members_present=list(members_present),
+            quorum=quorum,
+            held_at=held_at,
+        )
+
+    @event("Convened")
+    def __init__(
+        self,
+        *,
+        association_id: str,
+        members_present: list[str],
+        quorum: int,
+        held_at: datetime,
+    ):
+        self.association_id = association_id
+        self.members_present = list(members_present)
+        self.quorum = quorum
+        self.held_at = held_at
+        self.closed_at: datetime | None = None
+        # case id (text) -> {case_ref, recusals {member: reason}, votes {member: {vote, dissent_note}}, decision...}
+        self.cases: dict[str, dict[str, Any]] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+    @property
+    def quorate(self) -> bool:
+        return len(self.members_present) >= self.quorum
+
+    def case_record(self, case_id: UUID | str) -> dict[str, Any]:
+        return self.cases.get(
+            str(case_id),
+            {"case_ref": None, "recusals": {}, "votes": {}, "decision": None},
+        )
+
+    def voters(self, case_id: UUID | str) -> list[str]:
+        """The members present who are not recused from this case."""
+        recused = self.case_record(case_id)["recusals"]
+        return [m for m in self.members_present if m not in recused]
+
+    def _check_case(self, case: CommitteeCase, member: str | None = None) -> None:
+        if self.closed:
+            raise Refused(
+                "sitting_closed",
+                "This sitting is closed.",
+                "هذه الجلسة مغلقة.",
+            )
+        if case.association_id != self.association_id:
+            raise Refused(
+                "case_of_another_association",
+                "This case belongs to another association's committee.",
+                "هذا الطلب يتبع لجنة جمعية أخرى.",
+            )
+        if case.decided:
+            raise Refused(
+                "already_decided",
+                f"The committee already decided this request ({case.decision}).",
+                "سبق أن أصدرت اللجنة قرارها في هذا الطلب.",
+            )
+        if member is not None and member not in self.members_present:
+            raise Refused(
+                "member_not_present",
+                f"{member} is not among the members present at this sitting.",
+                f"العضو {member} ليس من الأعضاء الحاضرين في هذه الجلسة.",
+            )
+
+    # Recusal and votes -------------------------------------------------------------------
+
+    def recuse(self, *, case: CommitteeCase, member: str, reason: str) -> None:
+        """A member declares a conflict of interest; a vote already cast is withdrawn."""
+        self._check_case(case, member)
+        if not reason.strip():
+            raise Refused(
+                "recusal_reason_required",
+                "A recusal needs the reason (the conflict of interest).",
+                "يجب ذكر سبب التنحي (تعارض المصالح).",
+            )
+        record = self.case_record(case.id)
+        if member in record["recusals"]:
+            raise Refused(
+                "already_recused",
+                f"{member} is already recused from this case.",
+                f"سبق أن تنحّى العضو {member} عن هذا الطلب.",
+            )
+        self._recused(
+            case_id=case.id,
+            case_ref=case.case_ref,
+            member=member,
+            reason=reason.strip(),
+            withdrawn_vote=record["votes"].get(member, {}).get("vote"),
+        )
+
+    @event("MemberRecused")
+    def _recused(
+        self,
+        *,
+        case_id: UUID,
+        case_ref: str,
+        member: str,
+        reason: str,
+        withdrawn_vote: str | None,
+    ) -> None:
+        record = self._record(case_id, case_ref)
+        record["recusals"][member] = reason
+        record["votes"].pop(member, None)
+
+    def cast_vote(
+        self, *, case: CommitteeCase, member: str, vote: str, dissent_note: str | None
+    ) -> None:
+        """A member present and not recused votes; a later vote replaces an earlier one."""
+        self._check_case(case, member)
+        if member in self.case_record(case.id)["recusals"]:
+            raise Refused(
+                "member_recused",
+                f"{member} is recused from this case and cannot vote on it.",
+                f"العضو {member} متنحٍّ عن هذا الطلب ولا يحق له التصويت عليه.",
+            )
+        if vote not in VOTES:
+            raise Refused(
+                "unknown_vote",
+                "Each vote must be 'approve', 'reject' or 'abstain'.",
+                "يجب أن يكون كل صوت موافقة أو رفضاً أو امتناعاً.",
+            )
+        note = (dissent_note or "").strip() or None
+        self._vote_cast(
+            case_id=case.id, case_ref=case.case_ref, member=member, vote=vote, dissent_note=note
+        )
+
+    @event("VoteCast")
+    def _vote_cast(
+        self,
+        *,
+        case_id: UUID,
+        case_ref: str,
+        member: str,
+        vote: str,
+        dissent_note: str | None,
+    ) -> None:
+        self._record(case_id, case_ref)["votes"][member] = {
+            "vote": vote,
+            "dissent_note": dissent_note,
+        }
+
+    # The decision -----------------------------------------------------------------------
+
+    def decide(
+        self,
+        *,
+        case: CommitteeCase,
+        event_id: UUID,
+        decision: str,
+        reasons: list[str],
+        decided_at: datetime,
+    ) -> None:
+        """Decides the case by the votes of this sitting; records on the case and here."""
+        self._check_case(case)
+        voters = self.voters(case.id)
+        if len(voters) < self.quorum:
+            raise Refused(
+                "quorum_not_reached",
+                f"{len(voters)} members may vote on this case (present and not recused); "
+                f"the quorum is {self.quorum}.",
+                f"عدد الأعضاء الذين يحق لهم التصويت على هذا الطلب {len(voters)}، "
+                f"والنصاب {self.quorum}.",
+            )
+        record = self.case_record(case.id)
+        votes = [
+            {"member": member, "vote": record["votes"][member]["vote"]}
+            for member in self.members_present
+            if member in record["votes"]
+        ]
+        against = AGAINST.get(decision)
+        dissent_notes = [
+            f"{member}: {cast['dissent_note']}"
+            for member, cast in record["votes"].items()
+            if cast["vote"] == against and cast["dissent_note"]
+        ]
+        recusals = [m for m in self.members_present if m in record["recusals"]]
+        case.decide(
+            event_id=event_id,
+            decision=decision,
+            reasons=reasons,
+            votes=votes,
+            decided_at=decided_at,
+            sitting_id=self.id,
+            members_present=list(self.members_present),
+            quorum=self.quorum,
+            recusals=recusals,
+            dissent_notes=dissent_notes,
+        )
+        self._decision_recorded(
+            case_id=case.id,
+            case_ref=case.case_ref,
+            decision_event_id=event_id,
+            decision=decision,
+            reasons=[reason for reason in reasons if reason.strip()],
+            deadline=case.deadline,
+            within_window=bool(case.within_window),
+            decided_at=decided_at,
+            dissent_notes=dissent_notes,
+        )
+
+    @event("DecisionRecorded")
+    def _decision_recorded(
+        self,
+        *,
+        case_id: UUID,
+        case_ref: str,
+        decision_event_id: UUID,
+        decision: str,
+        reasons: list[str],
+        deadline: datetime | None,
+        within_window: bool,
+        decided_at: datetime,
+        dissent_notes: list[str],
+    ) -> None:
+        self._record(case_id, case_ref)["decision"] = {
+            "decision": decision,
+            "reasons": list(reasons),
+            "deadline": deadline,
+            "within_window": within_window,
+            "decided_at": decided_at,
+            "dissent_notes": list(dissent_notes),
+        }
+
+    def close(self, *, closed_at: datetime) -> None:
+        if self.closed:
+            raise Refused("sitting_closed", "This sitting is closed.", "هذه الجلسة مغلقة.")
+        self._closed(closed_at=closed_at)
+
+    @event("Closed")
+    def _closed(self, *, closed_at: datetime) -> None:
+        self.closed_at = closed_at
+
+    def _record(self, case_id: UUID, case_ref: str) -> dict[str, Any]:
+        return self.cases.setdefault(
+            str(case_id),
+            {"case_ref": case_ref, "recusals": {}, "votes": {}, "decision": None},
+        )

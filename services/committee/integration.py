@@ -35,6 +35,12 @@ def committee_decided(event: Any) -> IntegrationEvent:
             votes=[Vote(**vote) for vote in event.votes],
             window_days=event.window_days,
             within_window=event.within_window,
+            deadline=event.deadline,
+            sitting_id=event.sitting_id,
+            members_present=list(event.members_present),
+            quorum=event.quorum,
+            recusals=list(event.recusals),
+            dissent_notes=list(event.dissent_notes),
         ),
     )
 

@@ -2,34 +2,80 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+from datetime import datetime, timedelta
+
 from fastapi import FastAPI
 from pydantic import Field
 
 from services.committee import api
-from services.committee.application import DEFAULT_WINDOW_DAYS, CommitteeApplication
+from services.committee.application import (
+    DEFAULT_WARNING_DAYS,
+    DEFAULT_WINDOW_DAYS,
+    CommitteeApplication,
+)
 from services.committee.handlers import consumer_handlers
 from services.committee.integration import TRANSLATORS
-from services.committee.views import project
-from shared.clock import Clock
+from services.committee.views import CASES, project
+from shared.clock import Clock, clock_from
 from shared.logging import configure_logging
+from shared.policy import PolicyError, load_packs
 from shared.runtime import ServiceRuntime, create_http_app, serve
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
+
+log = logging.getLogger(__name__)
 
 
 class CommitteeSettings(ServiceSettings):
     service_name: str = "committee"
     http_port: int = 8103
-    # KHIDMA_DECISION_WINDOW_DAYS: days the committee has to answer (the seeds say two weeks).
+    # KHIDMA_DECISION_WINDOW_DAYS: only for an association whose pack is missing
+    # (each pack states its own window; the seeds say two weeks).
     decision_window_days: int = Field(default=DEFAULT_WINDOW_DAYS, ge=1)
+    # KHIDMA_DEADLINE_SCAN_SECONDS: how often the deadline scanner runs.
+    deadline_scan_seconds: float = Field(default=60.0, gt=0)
+    # KHIDMA_DEADLINE_WARNING_DAYS: a case is "approaching" this many days before its deadline.
+    deadline_warning_days: int = Field(default=DEFAULT_WARNING_DAYS, ge=0)
+
+
+async def scan_deadlines_forever(runtime: ServiceRuntime, interval: float) -> None:
+    """The decision-window scheduler: flags undecided cases approaching or past their deadline."""
+    app: CommitteeApplication = runtime.app  # type: ignore[assignment]
+    assert runtime.views is not None
+    while True:
+        try:
+            # Only the cases whose warning period has begun are loaded and judged.
+            horizon = app.clock.now() + timedelta(days=app.warning_days)
+            candidates = [
+                doc["case_id"]
+                for doc in runtime.views.find(CASES, limit=100_000, deadline_watch=True)
+                if doc["deadline"] and datetime.fromisoformat(doc["deadline"]) <= horizon
+            ]
+            if candidates and await runtime.store.run(app.scan_deadlines, candidates):
+                runtime.recorded()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the deadline scan failed; retrying at the next interval")
+        await asyncio.sleep(interval)
 
 
 def build(settings: CommitteeSettings, clock: Clock | None = None) -> FastAPI:
+    try:
+        packs = load_packs(settings.policies_dir)
+    except PolicyError as error:
+        print(f"committee: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     app = open_application(
         CommitteeApplication,
         settings.eventsourcing_env(),
-        clock=clock,
+        clock=clock or clock_from(settings.clock_file),
         window_days=settings.decision_window_days,
+        packs=packs,
+        warning_days=settings.deadline_warning_days,
     )
     runtime = ServiceRuntime(
         settings,
@@ -38,7 +84,15 @@ def build(settings: CommitteeSettings, clock: Clock | None = None) -> FastAPI:
         handlers=consumer_handlers(app),
         projector=project,
     )
-    return create_http_app(runtime, title="Khidma committee", include=api.include)
+
+    async def start_scheduler() -> None:
+        runtime.spawn(
+            scan_deadlines_forever(runtime, settings.deadline_scan_seconds), "deadline scanner"
+        )
+
+    return create_http_app(
+        runtime, title="Khidma committee", include=api.include, extra_startup=start_scheduler
+    )
 
 
 def main() -> None:

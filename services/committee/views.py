@@ -1,4 +1,4 @@
-"""The committee's read model: the agenda, the researcher's queue, and each case."""
+"""The committee's read model: the agenda, the researcher's queue, deadlines, and each case."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from services.committee.domain import CommitteeCase
+from shared.dates import both_calendars
 from shared.views import ViewTransaction
 
 CASES = "committee_cases"
+NO_DEADLINE_KEY = "9999-12-31T23:59:59.999999Z"  # cases known only by a referral sort last
 
 
 def sort_key(at: datetime) -> str:
@@ -41,31 +43,52 @@ def _refresh(doc: dict[str, Any]) -> None:
     """The fields derived from the others, for `ViewStore.find` to filter on."""
     doc["referral"] = _public_referral(_current_referral(doc["referrals"]))
     doc["referral_open"] = any(r["open"] for r in doc["referrals"])
-    doc["on_agenda"] = doc["verification_outcome"] == "verified" and doc["decision"] is None
+    undecided = doc["received"] and doc["decision"] is None
+    # The agenda: received, attested (step 4), verified and undecided.
+    doc["on_agenda"] = bool(
+        undecided and doc["attested"] and doc["verification_outcome"] == "verified"
+    )
+    # Candidates for the deadline scanner: undecided and not yet flagged overdue.
+    doc["deadline_watch"] = bool(undecided and doc["deadline_flag"] != "overdue")
+    doc["deadline_flagged"] = bool(undecided and doc["deadline_flag"] is not None)
 
 
 def project(event: Any, views: ViewTransaction) -> None:
     key = str(event.originator_id)
     at = event.timestamp.isoformat()
-    if isinstance(event, CommitteeCase.Opened):
+    if isinstance(event, CommitteeCase.Registered):
         doc: dict[str, Any] = {
             "case_id": key,
             "case_ref": event.case_ref,
             "association_id": event.association_id,
-            "service_code": event.service_code,
-            "channel": event.channel,
-            "received_at": event.received_at.isoformat(),
-            "window_days": event.window_days,
-            "deadline": event.deadline.isoformat(),
+            "received": False,
+            "service_code": None,
+            "channel": None,
+            "received_at": None,
+            "received_at_display": None,
+            "window_days": None,
+            "deadline": None,
+            "deadline_display": None,
+            "attested": False,
+            "attestation": None,
             "verification_outcome": None,
             "referrals": [],
             "decision": None,
             "reasons": [],
             "votes": [],
+            "sitting_id": None,
+            "members_present": [],
+            "quorum": None,
+            "recusals": [],
+            "dissent_notes": [],
             "within_window": None,
             "decided_at": None,
+            "decided_at_display": None,
+            "deadline_flag": None,
+            "deadline_flagged_at": None,
+            "deadline_flagged_at_display": None,
             "updated_at": at,
-            "sort_key": sort_key(event.deadline),
+            "sort_key": NO_DEADLINE_KEY,
         }
         _refresh(doc)
         views.put(CASES, key, doc)
@@ -73,7 +96,21 @@ def project(event: Any, views: ViewTransaction) -> None:
     doc = views.get(CASES, key)  # type: ignore[assignment]
     if doc is None:
         return
-    if isinstance(event, CommitteeCase.VerificationRecorded):
+    if isinstance(event, CommitteeCase.RequestRecorded):
+        doc.update(
+            received=True,
+            service_code=event.service_code,
+            channel=event.channel,
+            received_at=event.received_at.isoformat(),
+            received_at_display=both_calendars(event.received_at),
+            window_days=event.window_days,
+            deadline=event.deadline.isoformat(),
+            deadline_display=both_calendars(event.deadline),
+            attested=event.attested,
+            attestation=event.attestation,
+            sort_key=sort_key(event.deadline),
+        )
+    elif isinstance(event, CommitteeCase.VerificationRecorded):
         doc["verification_outcome"] = event.outcome
     elif isinstance(event, CommitteeCase.ReferralOpened):
         doc["referrals"].append(
@@ -97,12 +134,26 @@ def project(event: Any, views: ViewTransaction) -> None:
                     answers=list(event.answers),
                     note=event.note,
                 )
+    elif isinstance(event, (CommitteeCase.DeadlineApproaching, CommitteeCase.DeadlineOverdue)):
+        doc["deadline_flag"] = (
+            "overdue" if isinstance(event, CommitteeCase.DeadlineOverdue) else "approaching"
+        )
+        doc["deadline_flagged_at"] = event.flagged_at.isoformat()
+        doc["deadline_flagged_at_display"] = both_calendars(event.flagged_at)
     elif isinstance(event, CommitteeCase.Decided):
-        doc["decision"] = event.decision
-        doc["reasons"] = list(event.reasons)
-        doc["votes"] = list(event.votes)
-        doc["within_window"] = event.within_window
-        doc["decided_at"] = event.decided_at.isoformat()
+        doc.update(
+            decision=event.decision,
+            reasons=list(event.reasons),
+            votes=list(event.votes),
+            within_window=event.within_window,
+            decided_at=event.decided_at.isoformat(),
+            decided_at_display=both_calendars(event.decided_at),
+            sitting_id=event.sitting_id,
+            members_present=list(event.members_present),
+            quorum=event.quorum,
+            recusals=list(event.recusals),
+            dissent_notes=list(event.dissent_notes),
+        )
     else:
         return
     doc["updated_at"] = at

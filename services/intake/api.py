@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,11 +12,17 @@ from pydantic import BaseModel, Field
 
 from services.intake.application import IntakeApplication
 from services.intake.views import CASES, REFS
-from shared.errors import NotFound, Refused
+from shared.dates import both_calendars
+from shared.errors import NotFound
+from shared.events import Attestation, Document
 from shared.runtime import ServiceRuntime
 from shared.submissions import Submission
 
 STATUS_LABELS = {
+    "incomplete": (
+        "Incomplete; some information is missing (see the list)",
+        "غير مكتمل؛ تنقصه بعض المعلومات (انظر القائمة)",
+    ),
     "received": ("Received; being checked", "تم الاستلام؛ قيد التحقق"),
     "verified": ("Verified; waiting for the research committee", "تم التحقق؛ بانتظار لجنة البحث"),
     "discrepancies": ("Some data must be corrected", "بعض البيانات تحتاج إلى تصحيح"),
@@ -37,13 +44,71 @@ class Delivery(BaseModel):
     delivered_by: str = Field(min_length=1, max_length=200)
 
 
+class Information(BaseModel):
+    """What the applicant still owed: any of fields, documents, the declaration."""
+
+    fields: dict[str, Any] = Field(default_factory=dict)
+    documents: list[Document] = Field(default_factory=list)
+    attestation: Attestation | None = None
+    added_by: str | None = Field(default=None, max_length=200)
+
+
+class EligibilityQuestion(BaseModel):
+    association_id: str = Field(min_length=1, max_length=32)
+    service_code: str = Field(min_length=1, max_length=64)
+    fields: dict[str, Any] = Field(default_factory=dict)
+    documents: list[Document] = Field(default_factory=list)
+
+
 def runtime_of(request: Request) -> ServiceRuntime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
+def with_displays(doc: Any) -> Any:
+    """Every date a person reads, also in both calendars (`<name>_display`)."""
+    if isinstance(doc, list):
+        return [with_displays(item) for item in doc]
+    if not isinstance(doc, dict):
+        return doc
+    shown: dict[str, Any] = {}
+    for key, value in doc.items():
+        shown[key] = with_displays(value)
+        if (key == "at" or key.endswith("_at")) and isinstance(value, str) and value:
+            try:
+                shown[f"{key}_display"] = both_calendars(datetime.fromisoformat(value))
+            except ValueError:
+                pass
+    return shown
+
+
+HISTORY_LABELS = {
+    "submitted": ("Request submitted", "تم تقديم الطلب"),
+    "information_requested": ("Missing information requested", "طُلبت المعلومات الناقصة"),
+    "information_added": ("Information added", "أُضيفت معلومات"),
+    "received": ("Request complete; registration completed", "اكتمل الطلب واستُكمل التسجيل"),
+    "duplicate_linked": ("The same request arrived again and was linked", "ورد الطلب نفسه مرة أخرى ورُبط به"),
+    "referred_to_researcher": ("Referred to the social researcher", "أحيل إلى الباحث الاجتماعي"),
+    "verification": ("Verification", "التحقق"),
+    "decision": ("Research committee decision", "قرار لجنة البحث"),
+    "delivered": ("Service delivered", "تم تقديم الخدمة"),
+}
+
+
+def history_label(what: str) -> dict[str, str]:
+    step, _, detail = what.partition(":")
+    en, ar = HISTORY_LABELS.get(step, (step, step))
+    if detail in STATUS_LABELS:
+        detail_en, detail_ar = STATUS_LABELS[detail]
+        en, ar = f"{en}: {detail_en}", f"{ar}: {detail_ar}"
+    elif detail:
+        en, ar = f"{en}: {detail}", f"{ar}: {detail}"
+    return {"en": en, "ar": ar}
+
+
 def with_labels(doc: dict[str, Any]) -> dict[str, Any]:
     en, ar = STATUS_LABELS.get(doc["status"], (doc["status"], doc["status"]))
-    return {**doc, "status_label": {"en": en, "ar": ar}}
+    history = [{**item, "label": history_label(item["what"])} for item in doc.get("history", [])]
+    return with_displays({**doc, "history": history, "status_label": {"en": en, "ar": ar}})
 
 
 def build_router() -> APIRouter:
@@ -57,14 +122,46 @@ def build_router() -> APIRouter:
         actor = {"kind": "adapter", "id": f"http:{submission.channel}"}
         result = await runtime.store.run(app.submit, submission, actor)
         runtime.recorded()
-        return JSONResponse(
-            {
-                "case_id": str(result.case_id),
-                "case_ref": result.case_ref,
-                "duplicate": result.duplicate,
-            },
-            status_code=200 if result.duplicate else 201,
+        return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
+
+    @router.post("/eligibility")
+    async def eligibility(
+        question: EligibilityQuestion, runtime: ServiceRuntime = Depends(runtime_of)
+    ) -> dict[str, Any]:
+        """Seed 004, article 6: may I have this service, and why? Creates nothing."""
+        app: IntakeApplication = runtime.app  # type: ignore[assignment]
+        return app.preview_eligibility(
+            question.association_id,
+            question.service_code,
+            question.fields,
+            [doc.model_dump(mode="json") for doc in question.documents],
         )
+
+    @router.post("/cases/{case_id}/information")
+    async def add_information(
+        case_id: UUID, information: Information, runtime: ServiceRuntime = Depends(runtime_of)
+    ) -> dict[str, Any]:
+        app: IntakeApplication = runtime.app  # type: ignore[assignment]
+        actor = (
+            {"kind": "officer", "id": information.added_by}
+            if information.added_by
+            else {"kind": "applicant", "id": "applicant"}
+        )
+        result = await runtime.store.run(
+            lambda: app.add_information(
+                case_id,
+                fields=information.fields,
+                documents=[d.model_dump(mode="json") for d in information.documents],
+                attestation=(
+                    information.attestation.model_dump(mode="json")
+                    if information.attestation
+                    else None
+                ),
+                actor=actor,
+            )
+        )
+        runtime.recorded()
+        return result.as_dict()
 
     @router.get("/cases/{case_key}")
     async def where_is_my_request(

@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
-from services.intake.domain import Case, ChannelRef, case_reference, channel_ref_id
+from services.intake.domain import (
+    Case,
+    CaseNumbering,
+    ChannelRef,
+    OpenRequest,
+    attested_data_hash,
+    case_reference,
+    channel_ref_id,
+    complete_attestation,
+    missing_information,
+    numbering_id,
+    open_request_id,
+)
 from shared.clock import Clock, SystemClock
-from shared.errors import NotFound
+from shared.dates import hijri_year
+from shared.errors import NotFound, Refused
 from shared.events import CommitteeDecided, DataVerified
+from shared.policy import PolicyPack, ServiceDefinition, eligibility_failures
 from shared.store import ServiceApplication
 from shared.submissions import Submission
+
+# How often a submission retries when another instance took its number first.
+MAX_ATTEMPTS = 20
+
+
+class SubmissionRefused(Refused):
+    """A submission intake cannot accept at all (unknown association, channel, service): 422."""
+
+    status = 422
+
+    def __init__(self, code: str, en: str, ar: str, **details: Any):
+        super().__init__(code, en, ar)
+        self.details = details
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), **self.details}
 
 
 @dataclass(frozen=True)
@@ -22,55 +52,244 @@ class SubmissionResult:
     case_id: UUID
     case_ref: str
     duplicate: bool
+    linked: bool = False
+    status: str = "received"
+    missing: list[dict[str, str]] = field(default_factory=list)
+    data_hash: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "case_id": str(self.case_id),
+            "case_ref": self.case_ref,
+            "duplicate": self.duplicate,
+            "linked": self.linked,
+            "status": self.status,
+            "complete": not self.missing and self.status != "incomplete",
+            "missing": self.missing,
+            # The hash a declaration on the data as it stands must carry.
+            "data_hash": self.data_hash,
+        }
 
 
 class IntakeApplication(ServiceApplication):
     name = "intake"
 
-    def __init__(self, env: dict[str, str] | None = None, clock: Clock | None = None):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        clock: Clock | None = None,
+        packs: Mapping[str, PolicyPack] | None = None,
+    ):
         super().__init__(env)
         self.clock = clock or SystemClock()
+        self.packs: dict[str, PolicyPack] = dict(packs or {})
+
+    # The association's pack ----------------------------------------------------
+
+    def pack(self, association_id: str) -> PolicyPack:
+        pack = self.packs.get(association_id)
+        if pack is None:
+            known = ", ".join(sorted(self.packs)) or "-"
+            raise SubmissionRefused(
+                "unknown_association",
+                f"Khidma serves no association '{association_id}' here "
+                f"(associations served: {known}).",
+                f"لا تخدم خدمة جمعية بالمعرّف '{association_id}' هنا "
+                f"(الجمعيات المخدومة: {known}).",
+                associations=sorted(self.packs),
+            )
+        return pack
+
+    def service(self, association_id: str, service_code: str) -> ServiceDefinition:
+        pack = self.pack(association_id)
+        service = pack.service(service_code)
+        if service is None:
+            catalogue_en = "; ".join(f"{s.code} ({s.name.en})" for s in pack.services)
+            catalogue_ar = "؛ ".join(f"{s.code} ({s.name.ar})" for s in pack.services)
+            raise SubmissionRefused(
+                "unknown_service",
+                f"{pack.name.en} offers no service '{service_code}'. "
+                f"Its services: {catalogue_en}.",
+                f"لا تقدم {pack.name.ar} خدمة '{service_code}'. خدماتها: {catalogue_ar}.",
+                catalogue=[
+                    {"code": s.code, "name": s.name.model_dump()} for s in pack.services
+                ],
+            )
+        return service
+
+    def check_channel(self, association_id: str, channel: str) -> None:
+        pack = self.pack(association_id)
+        if not pack.enables(channel):
+            enabled = ", ".join(pack.channels)
+            raise SubmissionRefused(
+                "channel_not_enabled",
+                f"{pack.name.en} does not receive its {pack.clients.plural.en}' requests "
+                f"by '{channel}'. Its channels: {enabled}.",
+                f"لا تستقبل {pack.name.ar} طلبات {pack.clients.plural.ar} عبر '{channel}'. "
+                f"قنواتها: {enabled}.",
+                enabled_channels=list(pack.channels),
+            )
 
     # Front desk --------------------------------------------------------------
 
     def submit(self, submission: Submission, actor: dict[str, str]) -> SubmissionResult:
-        existing = self._case_for_channel_ref(submission)
+        """Opens a case (complete or not), or recognises the request it repeats.
+
+        Nothing is recorded for an unknown association, a channel the
+        association does not enable or a service outside its catalogue.
+        """
+        self.check_channel(submission.association_id, submission.channel)
+        service = self.service(submission.association_id, submission.service_code)
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return self._submit_once(submission, service, actor)
+            except IntegrityError:
+                # Another instance took the number, the channel reference or the
+                # applicant's open request first: reload and decide again.
+                continue
+        raise RuntimeError("could not record the submission: too much contention")
+
+    def _submit_once(
+        self, submission: Submission, service: ServiceDefinition, actor: dict[str, str]
+    ) -> SubmissionResult:
+        existing = self._case_for_channel_ref(
+            submission.association_id, submission.channel, submission.channel_ref
+        )
         if existing is not None:
-            return SubmissionResult(existing.id, existing.case_ref, duplicate=True)
+            return self._result(existing, duplicate=True)
+        now = self.clock.now()
+        association_id = submission.association_id
+        open_request = self._open_request(
+            association_id, submission.applicant.national_id, submission.service_code
+        )
+        if open_request is not None and open_request.case_id is not None:
+            case = self._get_case(open_request.case_id)
+            case.link_duplicate(
+                channel=submission.channel, channel_ref=submission.channel_ref, at=now
+            )
+            index = ChannelRef(
+                association_id=association_id,
+                channel=submission.channel,
+                channel_ref=submission.channel_ref,
+                case_id=case.id,
+            )
+            self.save(case, index)
+            return self._result(case, duplicate=True, linked=True)
+
         case_id = uuid4()
+        pack = self.pack(association_id)
+        year = hijri_year(now)
+        numbering = self._numbering(association_id, year)
+        number = numbering.take_number(case_id)
+        applicant = submission.applicant.model_dump(mode="json")
+        fields = dict(submission.fields)
+        documents = [doc.model_dump(mode="json") for doc in submission.documents]
+        attestation = (
+            complete_attestation(
+                submission.attestation.model_dump(mode="json"),
+                attested_data_hash(applicant, submission.service_code, fields, documents),
+                default_by=submission.applicant.name,
+                at=now,
+            )
+            if submission.attestation
+            else None
+        )
         case = Case(
             case_id=case_id,
-            event_id=uuid4(),
-            association_id=submission.association_id,
-            case_ref=case_reference(submission.association_id, case_id),
+            received_event_id=uuid4(),
+            association_id=association_id,
+            case_ref=case_reference(pack.case_prefix, year, number),
             channel=submission.channel,
             channel_ref=submission.channel_ref,
             service_code=submission.service_code,
-            applicant=submission.applicant.model_dump(mode="json"),
-            fields=submission.fields,
-            attestation=(
-                submission.attestation.model_dump(mode="json")
-                if submission.attestation
-                else None
-            ),
+            applicant=applicant,
+            fields=fields,
+            documents=documents,
+            attestation=attestation,
             actor=actor,
-            received_at=self.clock.now(),
+            submitted_at=now,
         )
-        index = ChannelRef(
-            association_id=submission.association_id,
+        case.check_completeness(service, at=now, actor=actor)
+        channel_index = ChannelRef(
+            association_id=association_id,
             channel=submission.channel,
             channel_ref=submission.channel_ref,
             case_id=case_id,
         )
-        try:
-            self.save(case, index)
-        except IntegrityError:
-            # Another instance registered the same channel reference first.
-            existing = self._case_for_channel_ref(submission)
-            if existing is None:
-                raise
-            return SubmissionResult(existing.id, existing.case_ref, duplicate=True)
-        return SubmissionResult(case.id, case.case_ref, duplicate=False)
+        if open_request is None:
+            open_request = OpenRequest(
+                association_id=association_id,
+                national_id=submission.applicant.national_id,
+                service_code=submission.service_code,
+                case_id=case_id,
+            )
+        else:
+            open_request.reopen(case_id)
+        self.save(case, channel_index, numbering, open_request)
+        return self._result(case, duplicate=False)
+
+    def add_information(
+        self,
+        case_id: UUID,
+        *,
+        fields: dict[str, Any] | None = None,
+        documents: list[dict[str, Any]] | None = None,
+        attestation: dict[str, Any] | None = None,
+        actor: dict[str, str],
+    ) -> SubmissionResult:
+        """What the applicant still owed arrives; the case completes when nothing is missing."""
+        case = self._get_case(case_id)
+        service = self.service(case.association_id, case.service_code)
+        now = self.clock.now()
+        case.add_information(
+            fields=fields or {},
+            documents=list(documents or []),
+            attestation=attestation,
+            actor=actor,
+            at=now,
+        )
+        case.check_completeness(service, at=now, actor=actor)
+        self.save(case)
+        return self._result(case, duplicate=False)
+
+    def preview_eligibility(
+        self,
+        association_id: str,
+        service_code: str,
+        fields: dict[str, Any],
+        documents: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Seed 004, article 6: whether the applicant is eligible and why. Records nothing."""
+        pack = self.pack(association_id)
+        service = self.service(association_id, service_code)
+        failures = eligibility_failures(service, fields)
+        missing = missing_information(
+            service,
+            applicant={},
+            fields=fields,
+            documents=list(documents or []),
+            attestation=None,
+            include_attestation=False,
+        )
+        notes = []
+        if service.members_only:
+            notes.append(
+                {
+                    "ar": f"هذه الخدمة لـ{pack.clients.plural.ar} فقط: يجب أن يكون مقدم الطلب "
+                    "عضوًا عاملًا مسددًا لالتزاماته، ويُتحقق من ذلك عند التحقق من الطلب.",
+                    "en": f"This service is for {pack.clients.plural.en} only: the applicant "
+                    "must be a member in good standing, which is checked at verification.",
+                }
+            )
+        return {
+            "association_id": association_id,
+            "eligible": not failures,
+            "service": {"code": service.code, "name": service.name.model_dump()},
+            "members_only": service.members_only,
+            "reasons": [rule.reason.model_dump() for rule in failures],
+            "missing": missing,
+            "notes": notes,
+        }
 
     def refer_to_researcher(
         self, case_id: UUID, *, reason: str, questions: list[str], referred_by: str
@@ -93,7 +312,7 @@ class IntakeApplication(ServiceApplication):
             delivered=delivered,
             delivered_by=delivered_by,
         )
-        self.save(case)
+        self.save(case, *self._released(case))
 
     def case_status(self, case_id: UUID) -> dict[str, Any]:
         case = self._get_case(case_id)
@@ -101,6 +320,8 @@ class IntakeApplication(ServiceApplication):
             "case_id": str(case.id),
             "case_ref": case.case_ref,
             "status": case.status,
+            "complete": case.complete,
+            "missing": case.missing,
             "referred": case.referred,
             "version": case.version,
         }
@@ -119,9 +340,34 @@ class IntakeApplication(ServiceApplication):
     ) -> None:
         case = self._get_case(event.case_id)
         case.note_decision(source_event_id=event.event_id, decision=event.payload.decision)
-        processing.collect_events(case)
+        processing.collect_events(case, *self._released(case))
 
     # -----------------------------------------------------------------------
+
+    def _result(
+        self, case: Case, *, duplicate: bool, linked: bool = False
+    ) -> SubmissionResult:
+        return SubmissionResult(
+            case.id,
+            case.case_ref,
+            duplicate=duplicate,
+            linked=linked,
+            status=case.status,
+            missing=list(case.missing),
+            data_hash=case.expected_hash(),
+        )
+
+    def _released(self, case: Case) -> list[OpenRequest]:
+        """The applicant's open-request index, released when the case has closed."""
+        if not case.closed:
+            return []
+        index = self._open_request(
+            case.association_id, case.applicant["national_id"], case.service_code
+        )
+        if index is None:
+            return []
+        index.release(case.id)
+        return [index]
 
     def _get_case(self, case_id: UUID) -> Case:
         try:
@@ -133,10 +379,26 @@ class IntakeApplication(ServiceApplication):
                 f"لا يوجد طلب بالرقم {case_id}.",
             ) from None
 
-    def _case_for_channel_ref(self, submission: Submission) -> Case | None:
-        index_id = channel_ref_id(
-            submission.association_id, submission.channel, submission.channel_ref
-        )
+    def _numbering(self, association_id: str, year: int) -> CaseNumbering:
+        try:
+            return self.repository.get(numbering_id(association_id, year))
+        except AggregateNotFoundError:
+            return CaseNumbering(association_id=association_id, hijri_year=year)
+
+    def _open_request(
+        self, association_id: str, national_id: str, service_code: str
+    ) -> OpenRequest | None:
+        try:
+            return self.repository.get(
+                open_request_id(association_id, national_id, service_code)
+            )
+        except AggregateNotFoundError:
+            return None
+
+    def _case_for_channel_ref(
+        self, association_id: str, channel: str, channel_ref: str
+    ) -> Case | None:
+        index_id = channel_ref_id(association_id, channel, channel_ref)
         try:
             index: ChannelRef = self.repository.get(index_id)
         except AggregateNotFoundError:

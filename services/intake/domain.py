@@ -1,26 +1,219 @@
-"""Intake's domain: a request's case, from receipt to delivery.
+"""Intake's domain: a request's case, from its first submission to delivery.
 
-Each command checks its rule, then records a past-tense event. The events a
-request's public life is made of (received, referred, delivered) carry what
-the outbox needs to publish them; the others record what intake learnt from
-the other services, so it can tell the applicant where the request stands.
+Each command checks its rule, then records a past-tense event. A case is
+opened when the applicant first submits (`Submitted`, internal); while the
+service's required fields, documents or the applicant's declaration are
+missing it stays open as incomplete (`InformationRequested`, internal), and
+it completes (`Completed`, published as RequestReceived) only when nothing is
+missing. So verification never sees an incomplete request, and no request
+reaches the committee without a valid declaration.
+
+The rules that need the association's pack take the pack's service
+definition as an argument: the domain holds no I/O.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import json
+from datetime import date, datetime
 from typing import Any
-from uuid import UUID, NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from shared.errors import Refused
+from shared.policy import ServiceDefinition
 
 INTAKE_NAMESPACE = uuid5(NAMESPACE_URL, "https://khidma.example/intake")
 
+ATTESTATION_METHODS = ("paper_scan", "one_time_code", "in_person")
 
-def case_reference(association_id: str, case_id: UUID) -> str:
-    return f"{association_id[:3].upper()}-{case_id.hex[:8].upper()}"
+
+# Pure rules ----------------------------------------------------------------------
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def attested_data_hash(
+    applicant: dict[str, Any],
+    service_code: str,
+    fields: dict[str, Any],
+    documents: list[dict[str, Any]],
+) -> str:
+    """SHA-256 (hex) of the canonical JSON of the exact data the applicant attests."""
+    data = {
+        "applicant": applicant,
+        "service_code": service_code,
+        "fields": fields,
+        "documents": documents,
+    }
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+def case_reference(prefix: str, hijri_year: int, number: int) -> str:
+    """A reference a person can read and say on the phone: SDR-1448-000123."""
+    return f"{prefix}-{hijri_year:04d}-{number:06d}"
+
+
+def is_given(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str) and not value.strip():
+        return False
+    return True
+
+
+def has_kind(value: Any, kind: str) -> bool:
+    """Whether a given value is of the kind the pack asks for (text is anything)."""
+    if kind == "integer":
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return True
+        return isinstance(value, str) and value.strip().lstrip("-").isdigit()
+    if kind == "number":
+        if isinstance(value, bool):
+            return False
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+    if kind == "date":
+        try:
+            date.fromisoformat(str(value))
+        except ValueError:
+            return False
+        return True
+    if kind == "boolean":
+        return isinstance(value, bool)
+    return True
+
+
+_KIND_HINT = {
+    "integer": ("عدد صحيح", "a whole number"),
+    "number": ("رقم", "a number"),
+    "date": ("تاريخ بصيغة YYYY-MM-DD", "a date as YYYY-MM-DD"),
+    "boolean": ("نعم أو لا", "yes or no"),
+}
+
+
+def merge_fields(fields: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(fields)
+    merged.update({k: v for k, v in more.items() if v is not None})
+    return merged
+
+
+def merge_documents(
+    documents: list[dict[str, Any]], more: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A document given again (same code) replaces the earlier one; order is kept."""
+    by_code = {doc["code"]: doc for doc in documents}
+    for doc in more:
+        by_code[doc["code"]] = doc
+    return list(by_code.values())
+
+
+def _missing(kind: str, code: str, ar: str, en: str) -> dict[str, str]:
+    return {"kind": kind, "code": code, "ar": ar, "en": en}
+
+
+def attestation_problem(
+    attestation: dict[str, Any] | None, expected_hash: str
+) -> dict[str, str] | None:
+    """Why the declaration is not (yet) valid for the data as it stands, or None."""
+    if not attestation or not attestation.get("attested"):
+        return _missing(
+            "attestation",
+            "declaration",
+            "إقرار مقدم الطلب بصحة البيانات وبمسؤوليته المباشرة عنها (توقيع)",
+            "The applicant's declaration that the data is correct and that they are "
+            "directly responsible for it (signature)",
+        )
+    if attestation.get("method") not in ATTESTATION_METHODS:
+        return _missing(
+            "attestation",
+            "declaration_method",
+            "طريقة الإقرار: توقيع ورقي مصوّر، أو رمز لمرة واحدة، أو حضوريًا",
+            "How the applicant attested: paper signature scanned, one-time code, "
+            "or in person",
+        )
+    if attestation.get("data_hash") != expected_hash:
+        return _missing(
+            "attestation",
+            "declaration_outdated",
+            "تغيّرت البيانات بعد الإقرار أو لا تطابق ما أُقرّ به؛ يلزم إقرار جديد على البيانات الحالية",
+            "The data changed after the declaration or does not match what was "
+            "attested; a new declaration on the current data is needed",
+        )
+    return None
+
+
+def missing_information(
+    service: ServiceDefinition,
+    *,
+    applicant: dict[str, Any],
+    fields: dict[str, Any],
+    documents: list[dict[str, Any]],
+    attestation: dict[str, Any] | None,
+    include_attestation: bool = True,
+) -> list[dict[str, str]]:
+    """Exactly what the request still lacks, each item in Arabic and English."""
+    missing: list[dict[str, str]] = []
+    for requirement in service.required_fields:
+        value = fields.get(requirement.name)
+        if not is_given(value):
+            missing.append(
+                _missing(
+                    "field",
+                    requirement.name,
+                    f"الحقل المطلوب: {requirement.label.ar}",
+                    f"Required field: {requirement.label.en}",
+                )
+            )
+        elif not has_kind(value, requirement.kind):
+            hint_ar, hint_en = _KIND_HINT[requirement.kind]
+            missing.append(
+                _missing(
+                    "field",
+                    requirement.name,
+                    f"الحقل المطلوب: {requirement.label.ar} ({hint_ar})",
+                    f"Required field: {requirement.label.en} ({hint_en})",
+                )
+            )
+    given = {doc["code"]: doc for doc in documents}
+    for document in service.required_documents:
+        doc = given.get(document.code)
+        if doc is None:
+            missing.append(
+                _missing(
+                    "document",
+                    document.code,
+                    f"المستند المطلوب: {document.label.ar}",
+                    f"Required document: {document.label.en}",
+                )
+            )
+        elif document.has_expiry and not doc.get("expires_on"):
+            missing.append(
+                _missing(
+                    "document",
+                    document.code,
+                    f"تاريخ انتهاء المستند: {document.label.ar}",
+                    f"The expiry date of the document: {document.label.en}",
+                )
+            )
+    if include_attestation:
+        expected = attested_data_hash(applicant, service.code, fields, documents)
+        problem = attestation_problem(attestation, expected)
+        if problem is not None:
+            missing.append(problem)
+    return missing
+
+
+# The case ---------------------------------------------------------------------------
 
 
 class Case(Aggregate):
@@ -28,12 +221,12 @@ class Case(Aggregate):
     def create_id(case_id: UUID, **_: Any) -> UUID:
         return case_id
 
-    @event("Received")
+    @event("Submitted")
     def __init__(
         self,
         *,
         case_id: UUID,
-        event_id: UUID,
+        received_event_id: UUID,
         association_id: str,
         case_ref: str,
         channel: str,
@@ -41,28 +234,42 @@ class Case(Aggregate):
         service_code: str,
         applicant: dict[str, Any],
         fields: dict[str, Any],
+        documents: list[dict[str, Any]],
         attestation: dict[str, Any] | None,
         actor: dict[str, str],
-        received_at: datetime,
+        submitted_at: datetime,
     ):
         self.association_id = association_id
         self.case_ref = case_ref
         self.channel = channel
         self.channel_ref = channel_ref
         self.service_code = service_code
-        self.received_event_id = event_id
-        self.received_at = received_at
-        self.status = "received"
+        self.applicant = applicant
+        self.fields = fields
+        self.documents = documents
+        self.attestation = attestation
+        self.received_event_id = received_event_id
+        self.submitted_at = submitted_at
+        self.completed_at: datetime | None = None
+        self.complete = False
+        self.missing: list[dict[str, str]] = []
+        self.status = "incomplete"
         self.referred = False
         self.verification_outcome: str | None = None
         self.decision: str | None = None
         self.decision_event_id: UUID | None = None
         self.delivered = False
+        self.linked_channels: list[dict[str, str]] = []
         self.noted_event_ids: list[UUID] = []
 
     @property
     def correlation_id(self) -> UUID:
+        """Every event of the case correlates with its RequestReceived (id fixed at submission)."""
         return self.received_event_id
+
+    @property
+    def closed(self) -> bool:
+        return self.delivered or self.decision == "rejected"
 
     def _public(self, event_id: UUID, causation_id: UUID) -> dict[str, Any]:
         """What every event intake publishes about this case carries."""
@@ -73,6 +280,145 @@ class Case(Aggregate):
             "case_ref": self.case_ref,
             "correlation_id": self.correlation_id,
         }
+
+    def expected_hash(self) -> str:
+        return attested_data_hash(
+            self.applicant, self.service_code, self.fields, self.documents
+        )
+
+    # Completeness ------------------------------------------------------------------
+
+    def check_completeness(
+        self, service: ServiceDefinition, *, at: datetime, actor: dict[str, str]
+    ) -> list[dict[str, str]]:
+        """Completes the case when nothing is missing, else says exactly what is."""
+        if self.complete:
+            return []
+        missing = missing_information(
+            service,
+            applicant=self.applicant,
+            fields=self.fields,
+            documents=self.documents,
+            attestation=self.attestation,
+        )
+        if missing:
+            self._information_requested(missing=missing, at=at)
+        else:
+            self._completed(
+                event_id=self.received_event_id,
+                association_id=self.association_id,
+                case_ref=self.case_ref,
+                channel=self.channel,
+                channel_ref=self.channel_ref,
+                service_code=self.service_code,
+                applicant=self.applicant,
+                fields=self.fields,
+                documents=self.documents,
+                attestation=self.attestation,
+                submitted_at=self.submitted_at,
+                actor=actor,
+                at=at,
+            )
+        return missing
+
+    @event("InformationRequested")
+    def _information_requested(self, *, missing: list[dict[str, str]], at: datetime) -> None:
+        self.missing = missing
+        self.status = "incomplete"
+
+    @event("Completed")
+    def _completed(
+        self,
+        *,
+        event_id: UUID,
+        association_id: str,
+        case_ref: str,
+        channel: str,
+        channel_ref: str,
+        service_code: str,
+        applicant: dict[str, Any],
+        fields: dict[str, Any],
+        documents: list[dict[str, Any]],
+        attestation: dict[str, Any] | None,
+        submitted_at: datetime,
+        actor: dict[str, str],
+        at: datetime,
+    ) -> None:
+        self.complete = True
+        self.completed_at = at
+        self.missing = []
+        if self.decision is None and self.verification_outcome is None:
+            self.status = "received"
+
+    def add_information(
+        self,
+        *,
+        fields: dict[str, Any],
+        documents: list[dict[str, Any]],
+        attestation: dict[str, Any] | None,
+        actor: dict[str, str],
+        at: datetime,
+    ) -> None:
+        if self.complete:
+            raise Refused(
+                "already_complete",
+                "The request is already complete and was sent for verification; "
+                "corrections go through the verification officer.",
+                "الطلب مكتمل وأُحيل إلى التحقق؛ تتم التصحيحات عن طريق موظف التحقق.",
+            )
+        if not fields and not documents and attestation is None:
+            raise Refused(
+                "nothing_added",
+                "Nothing was added: send fields, documents or the declaration.",
+                "لم تُضف أي معلومات: أرسل الحقول أو المستندات أو الإقرار.",
+            )
+        new_fields = merge_fields(self.fields, fields)
+        new_documents = merge_documents(self.documents, documents)
+        if attestation is not None:
+            attestation = complete_attestation(
+                attestation,
+                attested_data_hash(
+                    self.applicant, self.service_code, new_fields, new_documents
+                ),
+                default_by=self.applicant.get("name", ""),
+                at=at,
+            )
+        self._information_added(
+            fields=new_fields,
+            documents=new_documents,
+            attestation=attestation if attestation is not None else self.attestation,
+            actor=actor,
+            at=at,
+        )
+
+    @event("InformationAdded")
+    def _information_added(
+        self,
+        *,
+        fields: dict[str, Any],
+        documents: list[dict[str, Any]],
+        attestation: dict[str, Any] | None,
+        actor: dict[str, str],
+        at: datetime,
+    ) -> None:
+        self.fields = fields
+        self.documents = documents
+        self.attestation = attestation
+
+    # Duplicates ----------------------------------------------------------------------
+
+    def link_duplicate(self, *, channel: str, channel_ref: str, at: datetime) -> None:
+        """Another submission of the same request (any channel) is linked, not created."""
+        if any(
+            link["channel"] == channel and link["channel_ref"] == channel_ref
+            for link in self.linked_channels
+        ) or (channel, channel_ref) == (self.channel, self.channel_ref):
+            return
+        self._duplicate_linked(channel=channel, channel_ref=channel_ref, at=at)
+
+    @event("DuplicateLinked")
+    def _duplicate_linked(self, *, channel: str, channel_ref: str, at: datetime) -> None:
+        self.linked_channels.append({"channel": channel, "channel_ref": channel_ref})
 
     # Commands of the front desk -------------------------------------------------
 
@@ -85,11 +431,12 @@ class Case(Aggregate):
         questions: list[str],
         referred_by: str,
     ) -> None:
-        if self.delivered:
+        """Allowed while the case is incomplete too: the procedures may be what is unclear."""
+        if self.closed:
             raise Refused(
                 "case_closed",
-                "The service was already delivered; the case cannot be referred.",
-                "تم تقديم الخدمة، ولا يمكن إحالة الطلب.",
+                "The case is closed (delivered or rejected); it cannot be referred.",
+                "الطلب مغلق (قُدمت الخدمة أو رُفض الطلب)، ولا يمكن إحالته.",
             )
         self._referred(
             **self._public(event_id, self.received_event_id),
@@ -118,17 +465,27 @@ class Case(Aggregate):
     def deliver(
         self, *, event_id: UUID, at: datetime, delivered: str, delivered_by: str
     ) -> None:
-        if self.decision != "approved" or self.decision_event_id is None:
-            raise Refused(
-                "not_approved",
-                "The service can only be delivered after the committee approved the request.",
-                "لا يمكن تقديم الخدمة إلا بعد موافقة لجنة البحث على الطلب.",
-            )
         if self.delivered:
             raise Refused(
                 "already_delivered",
                 "The service was already delivered for this request.",
                 "تم تقديم الخدمة لهذا الطلب من قبل.",
+            )
+        if self.decision != "approved" or self.decision_event_id is None:
+            if not self.complete:
+                why_en = "the request is still incomplete"
+                why_ar = "الطلب ما زال غير مكتمل"
+            elif self.decision == "rejected":
+                why_en = "the research committee rejected the request"
+                why_ar = "رفضت لجنة البحث الطلب"
+            else:
+                why_en = "the research committee has not decided yet"
+                why_ar = "لم تبتّ لجنة البحث في الطلب بعد"
+            raise Refused(
+                "not_approved",
+                "The service can only be delivered after the committee approved "
+                f"the request: {why_en}.",
+                f"لا يمكن تقديم الخدمة إلا بعد موافقة لجنة البحث على الطلب: {why_ar}.",
             )
         self._delivered(
             **self._public(event_id, self.decision_event_id),
@@ -169,7 +526,7 @@ class Case(Aggregate):
     def _verification_noted(self, *, source_event_id: UUID, outcome: str) -> None:
         self.noted_event_ids.append(source_event_id)
         self.verification_outcome = outcome
-        if self.decision is None:
+        if self.decision is None and not self.delivered:
             self.status = outcome
 
     def note_decision(self, *, source_event_id: UUID, decision: str) -> None:
@@ -182,7 +539,26 @@ class Case(Aggregate):
         self.noted_event_ids.append(source_event_id)
         self.decision = decision
         self.decision_event_id = source_event_id
-        self.status = decision
+        if not self.delivered:
+            self.status = decision
+
+
+def complete_attestation(
+    attestation: dict[str, Any], data_hash: str, *, default_by: str, at: datetime
+) -> dict[str, Any]:
+    """The declaration as recorded: a missing hash is the hash of the data attested now."""
+    recorded = dict(attestation)
+    if recorded.get("attested"):
+        if not recorded.get("data_hash"):
+            recorded["data_hash"] = data_hash
+        if not recorded.get("attested_by") and default_by:
+            recorded["attested_by"] = default_by
+        if not recorded.get("attested_at"):
+            recorded["attested_at"] = at.isoformat()
+    return recorded
+
+
+# Indexes: aggregates whose ids are derived, so the store keeps them unique -------------
 
 
 class ChannelRef(Aggregate):
@@ -199,3 +575,71 @@ class ChannelRef(Aggregate):
 
 def channel_ref_id(association_id: str, channel: str, channel_ref: str) -> UUID:
     return uuid5(INTAKE_NAMESPACE, f"{association_id}\x1f{channel}\x1f{channel_ref}")
+
+
+class CaseNumbering(Aggregate):
+    """The sequence of case numbers of one association in one Hijri year.
+
+    Its id is derived from both, and each number taken is a new version: two
+    instances taking the same number write the same version, and the store
+    refuses the second (IntegrityError), which then reloads and retries.
+    """
+
+    @staticmethod
+    def create_id(association_id: str, hijri_year: int, **_: Any) -> UUID:
+        return numbering_id(association_id, hijri_year)
+
+    @event("Started")
+    def __init__(self, *, association_id: str, hijri_year: int):
+        self.association_id = association_id
+        self.hijri_year = hijri_year
+        self.last_number = 0
+
+    def take_number(self, case_id: UUID) -> int:
+        self._number_taken(number=self.last_number + 1, case_id=case_id)
+        return self.last_number
+
+    @event("NumberTaken")
+    def _number_taken(self, *, number: int, case_id: UUID) -> None:
+        self.last_number = number
+
+
+def numbering_id(association_id: str, hijri_year: int) -> UUID:
+    return uuid5(INTAKE_NAMESPACE, f"numbering\x1f{association_id}\x1f{hijri_year}")
+
+
+class OpenRequest(Aggregate):
+    """One open request per applicant per service: holds the open case, if any."""
+
+    @staticmethod
+    def create_id(association_id: str, national_id: str, service_code: str, **_: Any) -> UUID:
+        return open_request_id(association_id, national_id, service_code)
+
+    @event("Opened")
+    def __init__(
+        self, *, association_id: str, national_id: str, service_code: str, case_id: UUID
+    ):
+        self.case_id: UUID | None = case_id
+
+    def reopen(self, case_id: UUID) -> None:
+        if self.case_id is not None:
+            raise ValueError("a request is still open")  # the application checks first
+        self._reopened(case_id=case_id)
+
+    @event("Reopened")
+    def _reopened(self, *, case_id: UUID) -> None:
+        self.case_id = case_id
+
+    def release(self, case_id: UUID) -> None:
+        if self.case_id == case_id:
+            self._released(case_id=case_id)
+
+    @event("Released")
+    def _released(self, *, case_id: UUID) -> None:
+        self.case_id = None
+
+
+def open_request_id(association_id: str, national_id: str, service_code: str) -> UUID:
+    return uuid5(
+        INTAKE_NAMESPACE, f"open\x1f{association_id}\x1f{national_id}\x1f{service_code}"
+    )

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from services.intake.application import IntakeApplication
 from shared.consumer import Handler
+from shared.errors import Refused
 from shared.events import CommitteeDecided, DataVerified, IntegrationEvent
 from shared.store import StoreRunner
 from shared.subjects import SUBMISSIONS_WILDCARD
@@ -70,11 +71,10 @@ def register_submission_subscriber(
         except (ValueError, TypeError):
             return invalid_reply([{"field": "(body)", "problem": "not a JSON object"}])
         actor = {"kind": "adapter", "id": f"nats:{channel}"}
-        result = await store.run(app.submit, submission, actor)
+        try:
+            result = await store.run(app.submit, submission, actor)
+        except Refused as refused:
+            # Unknown association, channel not enabled, service not in the catalogue.
+            return {"ok": False, **refused.as_dict()}
         recorded()
-        return {
-            "ok": True,
-            "case_id": str(result.case_id),
-            "case_ref": result.case_ref,
-            "duplicate": result.duplicate,
-        }
+        return {"ok": True, **result.as_dict()}

@@ -20,9 +20,10 @@ from shared.events import (
 
 
 def request_received(event: Any) -> IntegrationEvent:
+    """The case completed: only now is the request published, whole and attested."""
     return RequestReceived(
         event_id=event.event_id,
-        occurred_at=event.received_at,
+        occurred_at=event.at,
         association_id=event.association_id,
         case_id=event.originator_id,
         case_ref=event.case_ref,
@@ -34,7 +35,9 @@ def request_received(event: Any) -> IntegrationEvent:
             service_code=event.service_code,
             applicant=event.applicant,
             fields=event.fields,
+            documents=event.documents,
             attestation=event.attestation,
+            submitted_at=event.submitted_at,
         ),
     )
 
@@ -74,7 +77,7 @@ def service_delivered(event: Any) -> IntegrationEvent:
 
 
 TRANSLATORS = {
-    get_topic(Case.Received): request_received,
+    get_topic(Case.Completed): request_received,
     get_topic(Case.ReferredToResearcher): referred_to_researcher,
     get_topic(Case.ServiceDelivered): service_delivered,
 }

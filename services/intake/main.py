@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from fastapi import FastAPI
 
 from services.intake import api
@@ -9,8 +11,9 @@ from services.intake.application import IntakeApplication
 from services.intake.handlers import consumer_handlers, register_submission_subscriber
 from services.intake.integration import TRANSLATORS
 from services.intake.views import project
-from shared.clock import Clock
+from shared.clock import Clock, clock_from
 from shared.logging import configure_logging
+from shared.policy import PolicyError, load_packs
 from shared.runtime import ServiceRuntime, create_http_app, serve
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
@@ -22,7 +25,17 @@ class IntakeSettings(ServiceSettings):
 
 
 def build(settings: IntakeSettings, clock: Clock | None = None) -> FastAPI:
-    app = open_application(IntakeApplication, settings.eventsourcing_env(), clock=clock)
+    try:
+        packs = load_packs(settings.policies_dir)
+    except PolicyError as error:
+        print(f"intake: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app = open_application(
+        IntakeApplication,
+        settings.eventsourcing_env(),
+        clock=clock or clock_from(settings.clock_file),
+        packs=packs,
+    )
     runtime = ServiceRuntime(
         settings,
         app,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from services.intake.domain import Case
@@ -11,10 +12,19 @@ CASES = "cases"
 REFS = "case_refs"
 
 
+def _iso(moment: Any) -> str:
+    return moment.isoformat() if isinstance(moment, datetime) else str(moment)
+
+
 def project(event: Any, views: ViewTransaction) -> None:
     key = str(event.originator_id)
-    at = event.timestamp.isoformat()
-    if isinstance(event, Case.Received):
+    # The clock's time where the event has it (testable); the store's otherwise.
+    at = _iso(
+        getattr(event, "at", None)
+        or getattr(event, "submitted_at", None)
+        or event.timestamp
+    )
+    if isinstance(event, Case.Submitted):
         views.put(
             CASES,
             key,
@@ -24,13 +34,17 @@ def project(event: Any, views: ViewTransaction) -> None:
                 "association_id": event.association_id,
                 "channel": event.channel,
                 "channel_ref": event.channel_ref,
+                "linked_channels": [],
                 "service_code": event.service_code,
-                "status": "received",
+                "status": "incomplete",
+                "complete": False,
+                "missing": [],
                 "referred": False,
-                "received_at": at,
+                "submitted_at": at,
+                "received_at": None,
                 "updated_at": at,
                 "sort_key": at,
-                "history": [{"at": at, "what": "received"}],
+                "history": [{"at": at, "what": "submitted"}],
             },
         )
         views.put(REFS, event.case_ref, {"case_id": key})
@@ -38,7 +52,24 @@ def project(event: Any, views: ViewTransaction) -> None:
     doc = views.get(CASES, key)
     if doc is None:
         return
-    if isinstance(event, Case.ReferredToResearcher):
+    if isinstance(event, Case.InformationRequested):
+        doc["missing"] = event.missing
+        what = "information_requested"
+    elif isinstance(event, Case.InformationAdded):
+        what = "information_added"
+    elif isinstance(event, Case.Completed):
+        doc["complete"] = True
+        doc["missing"] = []
+        doc["received_at"] = at
+        if doc["status"] == "incomplete":
+            doc["status"] = "received"
+        what = "received"
+    elif isinstance(event, Case.DuplicateLinked):
+        doc["linked_channels"].append(
+            {"channel": event.channel, "channel_ref": event.channel_ref, "at": at}
+        )
+        what = f"duplicate_linked:{event.channel}"
+    elif isinstance(event, Case.ReferredToResearcher):
         doc["referred"] = True
         what = "referred_to_researcher"
     elif isinstance(event, Case.VerificationNoted):
@@ -46,10 +77,12 @@ def project(event: Any, views: ViewTransaction) -> None:
             doc["status"] = event.outcome
         what = f"verification:{event.outcome}"
     elif isinstance(event, Case.DecisionNoted):
-        doc["status"] = event.decision
+        if doc["status"] != "delivered":
+            doc["status"] = event.decision
         what = f"decision:{event.decision}"
     elif isinstance(event, Case.ServiceDelivered):
         doc["status"] = "delivered"
+        doc["delivered_at"] = at
         what = "delivered"
     else:
         return

@@ -67,6 +67,19 @@ def build_router() -> APIRouter:
         runtime.recorded()
         return {"case_id": str(case_id), "status": "answered"}
 
+    @router.get("/surveys/{token}")
+    async def the_survey(
+        token: str = Path(min_length=1, max_length=128),
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> dict[str, Any]:
+        """The survey as the applicant sees it; 410 once answered, 404 for an unknown link."""
+        assert runtime.views is not None
+        found = runtime.views.get(TOKENS, token)
+        if found is None:
+            raise survey_not_found()
+        app: SurveysApplication = runtime.app  # type: ignore[assignment]
+        return await runtime.store.run(app.survey_for, UUID(found["case_id"]), token)
+
     @router.get("/surveys/by-case/{case_id}")
     async def by_case(
         case_id: UUID, runtime: ServiceRuntime = Depends(runtime_of)
@@ -100,7 +113,10 @@ def build_router() -> APIRouter:
     async def results(
         association_id: str | None = None, runtime: ServiceRuntime = Depends(runtime_of)
     ) -> dict[str, Any]:
-        """Answers and average satisfaction by service and by channel; never by officer."""
+        """Answers and average satisfaction by service, channel, stage and association.
+
+        Never by officer; a group with fewer than five answers is suppressed.
+        """
         assert runtime.views is not None
         docs = [
             doc

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+from typing import Any, Mapping
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Tracking
 
-from services.surveys.domain import Survey, already_answered, survey_not_found
+from services.surveys.domain import (
+    Survey,
+    already_answered,
+    preferred_language,
+    survey_closed,
+    survey_not_found,
+)
+from services.surveys.invitations import Invitation, compose_invitation, survey_form
 from shared.clock import Clock, SystemClock
 from shared.consumer import RetryLater
 from shared.events import CommitteeDecided, Ratings, RequestReceived, ServiceDelivered
+from shared.policy import PolicyPack
 from shared.store import ServiceApplication
+
+log = logging.getLogger(__name__)
+
+# The tracking name under which the dispatcher records the invitations it sent.
+DISPATCH_TRACKING = "dispatch:invitations"
 
 
 def new_token() -> str:
@@ -22,9 +37,24 @@ def new_token() -> str:
 class SurveysApplication(ServiceApplication):
     name = "surveys"
 
-    def __init__(self, env: dict[str, str] | None = None, clock: Clock | None = None):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        clock: Clock | None = None,
+        packs: Mapping[str, PolicyPack] | None = None,
+    ):
         super().__init__(env)
         self.clock = clock or SystemClock()
+        self.packs = dict(packs or {})
+
+    def pack(self, association_id: str) -> PolicyPack | None:
+        pack = self.packs.get(association_id)
+        if pack is None:
+            log.warning(
+                "no policy pack for association %r: using the generic survey texts",
+                association_id,
+            )
+        return pack
 
     # What the other services tell surveys ----------------------------------------
 
@@ -40,6 +70,9 @@ class SurveysApplication(ServiceApplication):
             correlation_id=event.correlation_id,
             channel=event.payload.channel,
             service_code=event.payload.service_code,
+            phone=event.payload.applicant.phone,
+            email=event.payload.applicant.email,
+            language=preferred_language(event.payload.fields),
         )
         processing.collect_events(survey)
 
@@ -100,6 +133,66 @@ class SurveysApplication(ServiceApplication):
             if current is not None and current.answered:
                 raise already_answered() from None
             raise
+
+    def survey_for(self, case_id: UUID, token: str) -> dict[str, Any]:
+        """The survey as the applicant sees it, while its link still works."""
+        survey = self._find(case_id)
+        if survey is None or not survey.invited or token != survey.token:
+            raise survey_not_found()
+        if survey.answered:
+            raise survey_closed()
+        assert survey.stage is not None and survey.invited_at is not None
+        return survey_form(
+            association_id=survey.association_id,
+            service_code=survey.service_code,
+            stage=survey.stage,
+            language=survey.language,
+            invited_at=survey.invited_at,
+            token=token,
+            pack=self.pack(survey.association_id),
+        )
+
+    # The dispatcher -------------------------------------------------------------
+
+    def invitation_to_send(self, case_id: UUID, base_url: str) -> Invitation | None:
+        """The message of a recorded invitation not yet sent; None once it was sent."""
+        survey = self._find(case_id)
+        if survey is None or not survey.awaiting_sending:
+            return None
+        assert survey.token and survey.stage and survey.invited_at
+        return compose_invitation(
+            case_id=case_id,
+            case_ref=survey.case_ref,
+            association_id=survey.association_id,
+            channel=survey.channel,
+            stage=survey.stage,
+            phone=survey.phone,
+            email=survey.email,
+            language=survey.language,
+            token=survey.token,
+            invited_at=survey.invited_at,
+            pack=self.pack(survey.association_id),
+            base_url=base_url,
+        )
+
+    def record_sent(self, case_id: UUID, message_id: str, position: int) -> None:
+        """Records that the invitation went out, with the dispatcher's position."""
+        survey = self._find(case_id)
+        if survey is None:
+            raise survey_not_found()
+        survey.record_sent(message_id=message_id, sent_at=self.clock.now())
+        processing = ProcessingEvent(tracking=Tracking(DISPATCH_TRACKING, position))
+        processing.collect_events(survey)
+        try:
+            self.record_processing(processing)
+        except IntegrityError:
+            # Another dispatcher recorded it first: sent, and the position taken.
+            current = self._find(case_id)
+            if current is None or not current.sent:
+                raise
+
+    def dispatch_position(self) -> int:
+        return self.process_recorder.max_tracking_id(DISPATCH_TRACKING) or 0
 
     # -----------------------------------------------------------------------------
 

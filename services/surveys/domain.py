@@ -2,16 +2,19 @@
 
 Rating the service is the applicant's right (policy step 8). The applicant is
 invited once the service was delivered, or once the committee rejected the
-request, and may answer once, with the token of the invitation. The results
-are for improving the service, never for judging staff: a survey knows the
-case's channel and service, never who served the applicant.
+request, and may answer once, with the token of the invitation. The invitation
+is recorded first and sent afterwards, through the applicant's channel, by a
+dispatcher outside the command; the survey then records that it was sent, so
+that it is sent once. The results are for improving the service, never for
+judging staff: a survey knows the case's channel and service, never who served
+the applicant.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -20,6 +23,9 @@ from shared.errors import NotFound, Refused
 from shared.events import Ratings
 
 STAGES = ("delivered", "rejected")
+
+LANGUAGES = ("ar", "en")
+DEFAULT_LANGUAGE = "ar"
 
 # A group of answers smaller than this is reported as suppressed, without figures,
 # so that no one can read an individual applicant's or officer's rating from it.
@@ -42,6 +48,26 @@ def already_answered() -> Refused:
     )
 
 
+class SurveyClosed(Refused):
+    """The link of an answered survey: it worked once and is gone."""
+
+    status = 410
+
+
+def survey_closed() -> SurveyClosed:
+    return SurveyClosed(
+        "already_answered",
+        "This survey was already answered and its link no longer works; thank you.",
+        "تمت الإجابة على هذا الاستبيان ولم يعد رابطه صالحًا؛ شكرًا لك.",
+    )
+
+
+def preferred_language(fields: Mapping[str, Any]) -> str:
+    """The language the applicant asked to be addressed in, Arabic unless said otherwise."""
+    value = str(fields.get("language") or fields.get("preferred_language") or "").lower()
+    return value if value in LANGUAGES else DEFAULT_LANGUAGE
+
+
 class Survey(Aggregate):
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
@@ -57,21 +83,40 @@ class Survey(Aggregate):
         correlation_id: UUID,
         channel: str,
         service_code: str,
+        phone: str | None = None,
+        email: str | None = None,
+        language: str = DEFAULT_LANGUAGE,
     ):
         self.association_id = association_id
         self.case_ref = case_ref
         self.correlation_id = correlation_id
         self.channel = channel
         self.service_code = service_code
+        # The defaults let a Registered event stored before these existed replay;
+        # eventsourcing still asks for them when a survey is created.
+        # How to reach the applicant with the invitation: never part of the
+        # answer, the results or the published event.
+        self.phone = phone
+        self.email = email
+        self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
         self.stage: str | None = None
         self.token: str | None = None
         self.invitation_cause: UUID | None = None
         self.invited_at: datetime | None = None
+        self.sent_at: datetime | None = None
         self.answered = False
 
     @property
     def invited(self) -> bool:
         return self.token is not None
+
+    @property
+    def sent(self) -> bool:
+        return self.sent_at is not None
+
+    @property
+    def awaiting_sending(self) -> bool:
+        return self.invited and not self.sent
 
     # Invitation ------------------------------------------------------------------
 
@@ -113,6 +158,27 @@ class Survey(Aggregate):
         self.token = token
         self.invitation_cause = causation_id
         self.invited_at = invited_at
+
+    # Sending ---------------------------------------------------------------------
+
+    def record_sent(self, *, message_id: str, sent_at: datetime) -> None:
+        """Records that the invitation went out through the outbound port; once."""
+        if not self.invited:
+            raise ValueError("an invitation must be recorded before it is sent")
+        if self.sent:
+            return
+        self._invitation_sent(
+            association_id=self.association_id,
+            channel=self.channel,
+            message_id=message_id,
+            sent_at=sent_at,
+        )
+
+    @event("InvitationSent")
+    def _invitation_sent(
+        self, *, association_id: str, channel: str, message_id: str, sent_at: datetime
+    ) -> None:
+        self.sent_at = sent_at
 
     # The applicant's answer ---------------------------------------------------------
 

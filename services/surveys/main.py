@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 from fastapi import FastAPI
+from pydantic import Field, model_validator
 
 from services.surveys import api
 from services.surveys.application import SurveysApplication
+from services.surveys.dispatcher import InvitationDispatcher
 from services.surveys.handlers import consumer_handlers
 from services.surveys.integration import TRANSLATORS
+from services.surveys.outbound import InvitationSender, LoggedOutbox
 from services.surveys.views import project
-from shared.clock import Clock
+from shared.clock import Clock, clock_from
 from shared.logging import configure_logging
+from shared.policy import PolicyError, load_packs
 from shared.runtime import ServiceRuntime, create_http_app, serve
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
@@ -19,18 +27,88 @@ from shared.store import open_application
 class SurveysSettings(ServiceSettings):
     service_name: str = "surveys"
     http_port: int = 8104
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8104",
+        description="where applicants reach this service: the survey link's base",
+    )
+    outbox_path: Path | None = Field(
+        default=None,
+        description="the logged outbox of invitations (default data_dir/surveys-outbox.jsonl)",
+    )
+    dispatch_invitations: bool = Field(
+        default=True,
+        description="whether this instance sends invitations (one instance per deployment)",
+    )
+
+    @model_validator(mode="after")
+    def _fill_outbox_path(self) -> "SurveysSettings":
+        if self.outbox_path is None:
+            self.outbox_path = self.data_dir / f"{self.service_name}-outbox.jsonl"
+        return self
 
 
-def build(settings: SurveysSettings, clock: Clock | None = None) -> FastAPI:
-    app = open_application(SurveysApplication, settings.eventsourcing_env(), clock=clock)
-    runtime = ServiceRuntime(
+class SurveysRuntime(ServiceRuntime):
+    """The runtime plus the invitation dispatcher, woken with the other tailers."""
+
+    dispatcher: InvitationDispatcher | None = None
+
+    def recorded(self) -> None:
+        super().recorded()
+        if self.dispatcher:
+            self.dispatcher.wake()
+
+    async def readiness(self) -> dict[str, Any]:
+        report = await super().readiness()
+        if self.dispatcher:
+            report["invitations_sent"] = self.dispatcher.sent
+            report["invitations_lag"] = (
+                await self.dispatcher.lag() if report.get("store") else None
+            )
+        return report
+
+
+def build(
+    settings: SurveysSettings,
+    clock: Clock | None = None,
+    sender: InvitationSender | None = None,
+) -> FastAPI:
+    try:
+        packs = load_packs(settings.policies_dir)
+    except PolicyError as error:
+        print(f"surveys: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app = open_application(
+        SurveysApplication,
+        settings.eventsourcing_env(),
+        clock=clock or clock_from(settings.clock_file),
+        packs=packs,
+    )
+    runtime = SurveysRuntime(
         settings,
         app,
         translators=TRANSLATORS,
         handlers=consumer_handlers(app),
         projector=project,
     )
-    return create_http_app(runtime, title="Khidma surveys", include=api.include)
+    extra_startup = None
+    if settings.dispatch_invitations:
+        assert settings.outbox_path is not None
+        dispatcher = InvitationDispatcher(
+            app,
+            runtime.store,
+            sender or LoggedOutbox(settings.outbox_path),
+            base_url=settings.public_base_url,
+            poll_interval=settings.poll_interval_seconds,
+        )
+        runtime.dispatcher = dispatcher
+
+        async def start_dispatcher() -> None:
+            runtime.spawn(dispatcher.run(), "invitation dispatcher")
+
+        extra_startup = start_dispatcher
+    return create_http_app(
+        runtime, title="Khidma surveys", include=api.include, extra_startup=extra_startup
+    )
 
 
 def main() -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from services.surveys.domain import GroupTally, Survey
+from shared.dates import both_calendars
 from shared.views import ViewTransaction
 
 SURVEYS = "surveys"
 TOKENS = "survey_tokens"
 RESULTS = "survey_results"
 
-# The groups the results are reported by. Never by officer: a survey does not
-# even know who served the applicant.
-DIMENSIONS = ("service_code", "channel")
+# The groups the results are reported by: service, channel, stage (delivered or
+# rejected) and association. Never by officer: a survey does not even know who
+# served the applicant.
+DIMENSIONS = ("service_code", "channel", "stage", "association_id")
 
 
 def result_key(association_id: str, dimension: str, value: str) -> str:
@@ -36,17 +38,30 @@ def project(event: Any, views: ViewTransaction) -> None:
                 "stage": event.stage,
                 "token": event.token,
                 "invited_at": invited_at,
+                "invited_at_display": both_calendars(event.invited_at),
+                "sent": False,
+                "sent_at": None,
+                "sent_at_display": None,
                 "answered": False,
                 "answered_at": None,
+                "answered_at_display": None,
                 "sort_key": invited_at,
             },
         )
         views.put(TOKENS, event.token, {"case_id": key})
+    elif isinstance(event, Survey.InvitationSent):
+        doc = views.get(SURVEYS, key)
+        if doc is not None:
+            doc["sent"] = True
+            doc["sent_at"] = event.sent_at.isoformat()
+            doc["sent_at_display"] = both_calendars(event.sent_at)
+            views.put(SURVEYS, key, doc)
     elif isinstance(event, Survey.Answered):
         doc = views.get(SURVEYS, key)
         if doc is not None:
             doc["answered"] = True
             doc["answered_at"] = event.answered_at.isoformat()
+            doc["answered_at_display"] = both_calendars(event.answered_at)
             views.put(SURVEYS, key, doc)
         satisfaction = int(event.ratings["satisfaction"])
         for dimension in DIMENSIONS:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.verification.application import VerificationApplication
 from services.verification.domain import OFFICER_MAX_LENGTH
+from services.verification.members import InvalidRegistry
 from services.verification.views import VERIFICATIONS
 from shared.errors import NotFound
 from shared.runtime import ServiceRuntime
@@ -25,6 +26,17 @@ class Confirmation(BaseModel):
     officer: str = Field(min_length=1, max_length=OFFICER_MAX_LENGTH)
     outcome: Outcome | None = None
     reason: str | None = Field(default=None, max_length=2000)
+
+
+class MemberEntry(BaseModel):
+    """One line of the member registry, for a single member (dates YYYY-MM-DD)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    joined_on: str
+    status: Literal["good", "suspended", "left"]
+    status_since: str
 
 
 def runtime_of(request: Request) -> ServiceRuntime:
@@ -72,6 +84,52 @@ def build_router() -> APIRouter:
         )
         runtime.recorded()
         return {"case_id": str(case_id), "outcome": outcome}
+
+    @router.post("/members/import")
+    async def import_members(
+        request: Request,
+        association_id: str = Query(min_length=1, max_length=32),
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> dict[str, Any]:
+        """Imports a member registry CSV (national_id,name,joined_on,status,status_since)."""
+        raw = await request.body()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRegistry(
+                "registry_not_utf8",
+                "The member registry must be a CSV file encoded in UTF-8.",
+                "يجب أن يكون سجل الأعضاء ملف CSV بترميز UTF-8.",
+            ) from None
+        app: VerificationApplication = runtime.app  # type: ignore[assignment]
+        report = await runtime.store.run(app.import_members, association_id, text)
+        runtime.recorded()
+        return report
+
+    @router.put("/members/{association_id}/{national_id}")
+    async def register_member(
+        association_id: str,
+        national_id: str,
+        entry: MemberEntry,
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> dict[str, Any]:
+        """Registers one member, or records a change of their standing from its date."""
+        app: VerificationApplication = runtime.app  # type: ignore[assignment]
+        shown = await runtime.store.run(
+            lambda: app.register_member(association_id, national_id.strip(), **entry.model_dump())
+        )
+        runtime.recorded()
+        return shown
+
+    @router.get("/members/{association_id}/{national_id}")
+    async def get_member(
+        association_id: str,
+        national_id: str,
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> dict[str, Any]:
+        """A member's standing and its history, each date in both calendars."""
+        app: VerificationApplication = runtime.app  # type: ignore[assignment]
+        return await runtime.store.run(app.member, association_id, national_id.strip())
 
     return router
 

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Mapping
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
-from services.verification.domain import Verification
+from services.verification.domain import NOT_A_MEMBER, Standing, Verification
+from services.verification.members import (
+    InvalidRegistry,
+    Member,
+    RegistryRow,
+    RowProblem,
+    member_id,
+    read_registry,
+    read_registry_row,
+)
 from shared.clock import Clock, SystemClock
+from shared.dates import both_calendars, local_day
 from shared.errors import NotFound
 from shared.events import RequestReceived
+from shared.policy import PolicyPack
 from shared.store import ServiceApplication
 
 log = logging.getLogger(__name__)
@@ -21,9 +32,15 @@ log = logging.getLogger(__name__)
 class VerificationApplication(ServiceApplication):
     name = "verification"
 
-    def __init__(self, env: dict[str, str] | None = None, clock: Clock | None = None):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        clock: Clock | None = None,
+        packs: Mapping[str, PolicyPack] | None = None,
+    ):
         super().__init__(env)
         self.clock = clock or SystemClock()
+        self.packs: dict[str, PolicyPack] = dict(packs or {})
 
     # What intake tells verification ----------------------------------------------
 
@@ -38,6 +55,8 @@ class VerificationApplication(ServiceApplication):
             )
             return
         payload = event.payload
+        # Validity is judged at the applicant's submission, never at "now".
+        submitted_at = payload.submitted_at or event.occurred_at
         verification = Verification.open(
             case_id=event.case_id,
             request_event_id=event.event_id,
@@ -46,13 +65,28 @@ class VerificationApplication(ServiceApplication):
             correlation_id=event.correlation_id,
             service_code=payload.service_code,
             channel=payload.channel,
-            submitted_at=event.occurred_at,
+            submitted_at=submitted_at,
             applicant=payload.applicant.model_dump(mode="json"),
             attestation=(
                 payload.attestation.model_dump(mode="json") if payload.attestation else None
             ),
+            fields=payload.fields,
+            documents=[document.model_dump(mode="json") for document in payload.documents],
+            pack=self.packs.get(event.association_id),
+            standing=self._standing(
+                event.association_id,
+                payload.applicant.national_id.strip(),
+                submitted_at,
+            ),
         )
         processing.collect_events(verification)
+
+    def _standing(self, association_id: str, national_id: str, moment: Any) -> Standing:
+        try:
+            member: Member = self.repository.get(member_id(association_id, national_id))
+        except AggregateNotFoundError:
+            return NOT_A_MEMBER
+        return member.standing_on(local_day(moment))
 
     # The verification officer ------------------------------------------------------
 
@@ -97,17 +131,129 @@ class VerificationApplication(ServiceApplication):
             "status": verification.status,
             "suggested_outcome": verification.suggested_outcome,
             "outcome": verification.outcome,
+            "corrections": verification.corrections,
+            "ineligible_rule": verification.ineligible_rule,
             "version": verification.version,
+        }
+
+    # The member registry -----------------------------------------------------------
+
+    def import_members(self, association_id: str, text: str) -> dict[str, Any]:
+        """Registers or updates the members of a registry CSV; bad lines are reported, not kept."""
+        self._pack(association_id)
+        rows, problems = read_registry(text)
+        counts = self._apply_registry_rows(association_id, rows)
+        return {
+            "association_id": association_id,
+            **counts,
+            "errors": [problem.as_dict() for problem in problems],
+        }
+
+    def register_member(
+        self,
+        association_id: str,
+        national_id: str,
+        *,
+        name: str,
+        joined_on: str,
+        status: str,
+        status_since: str,
+    ) -> dict[str, Any]:
+        """One member's registry entry (registered, or standing changed); returns the member."""
+        self._pack(association_id)
+        row = read_registry_row(1, [national_id, name, joined_on, status, status_since])
+        if isinstance(row, RowProblem):
+            raise InvalidRegistry("invalid_member", row.en, row.ar)
+        self._apply_registry_rows(association_id, [row])
+        return self.member(association_id, national_id)
+
+    def _apply_registry_rows(
+        self, association_id: str, rows: list[RegistryRow]
+    ) -> dict[str, int]:
+        imported = updated = unchanged = 0
+        changed: list[Member] = []
+        for row in rows:
+            try:
+                member: Member = self.repository.get(member_id(association_id, row.national_id))
+            except AggregateNotFoundError:
+                changed.append(
+                    Member.register(
+                        association_id=association_id,
+                        national_id=row.national_id,
+                        name=row.name,
+                        joined_on=row.joined_on,
+                        status=row.status,
+                        status_since=row.status_since,
+                    )
+                )
+                imported += 1
+                continue
+            if member.apply_registry_row(
+                name=row.name, status=row.status, status_since=row.status_since
+            ):
+                changed.append(member)
+                updated += 1
+            else:
+                unchanged += 1
+        if changed:
+            # One transaction: an import is recorded whole or not at all.
+            self.save(*changed)
+        return {"imported": imported, "updated": updated, "unchanged": unchanged}
+
+    def member(self, association_id: str, national_id: str) -> dict[str, Any]:
+        """A member's standing and its history, every date in both calendars."""
+        self._pack(association_id)
+        try:
+            member: Member = self.repository.get(member_id(association_id, national_id))
+        except AggregateNotFoundError:
+            raise NotFound(
+                "member_not_found",
+                f"No member with this ID number is registered for {association_id}.",
+                f"لا يوجد عضو مسجل بهذا الرقم في {association_id}.",
+            ) from None
+        history = sorted(
+            enumerate(member.history), key=lambda item: (item[1][1], item[0])
+        )
+        return {
+            "association_id": member.association_id,
+            "national_id": member.national_id,
+            "name": member.name,
+            "joined_on": member.joined_on.isoformat(),
+            "joined_on_display": both_calendars(member.joined_on),
+            "status": member.status,
+            "status_since": member.status_since.isoformat(),
+            "status_since_display": both_calendars(member.status_since),
+            "history": [
+                {
+                    "status": status,
+                    "since": since.isoformat(),
+                    "since_display": both_calendars(since),
+                }
+                for _, (status, since) in history
+            ],
         }
 
     # -----------------------------------------------------------------------
 
+    def _pack(self, association_id: str) -> PolicyPack:
+        pack = self.packs.get(association_id)
+        if pack is None:
+            raise NotFound(
+                "association_not_found",
+                f"No association '{association_id}' is served here.",
+                f"لا توجد جمعية '{association_id}' مخدومة هنا.",
+            )
+        return pack
+
     def _get_verification(self, case_id: UUID) -> Verification:
         try:
-            return self.repository.get(case_id)
+            verification = self.repository.get(case_id)
+            if isinstance(verification, Verification):
+                return verification
         except AggregateNotFoundError:
-            raise NotFound(
-                "verification_not_found",
-                f"No verification for request {case_id} (it may take a moment to appear).",
-                f"لا يوجد تحقق للطلب {case_id} (قد يستغرق ظهوره لحظات).",
-            ) from None
+            pass
+        raise NotFound(
+            "verification_not_found",
+            f"No verification for request {case_id} (it may take a moment to appear).",
+            f"لا يوجد تحقق للطلب {case_id} (قد يستغرق ظهوره لحظات).",
+        )

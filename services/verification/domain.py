@@ -1,22 +1,31 @@
 """Verification's domain: the automatic checks of a request and the officer's confirmation.
 
-The checks are pure functions of the submitted data, run once when the request
-arrives, so the verification records what the data was *at submission time*.
+The checks are pure functions of the submitted data, of the association's
+policy pack and of the applicant's membership standing *at submission time*,
+run once when the request arrives, so the verification records what was true
+when the applicant submitted (replaying history later gives the same result).
 They suggest an outcome; a verification officer confirms it, or overrides it
 with a reason, and that confirmation is the public event the outbox publishes.
+
+Every check has a result and an explanation in English (`detail`, published)
+and Arabic (`detail_ar`). A failed check either asks the applicant to correct
+something (`correction`: field, ar, en) or applies a rule that makes the
+applicant ineligible (`rule`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Mapping, Sequence
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from shared.dates import both_calendars, local_day
 from shared.errors import Refused
+from shared.policy import PolicyPack, ServiceDefinition, eligibility_failures
 
 VERIFIED = "verified"
 DISCREPANCIES = "discrepancies"
@@ -27,77 +36,256 @@ NATIONAL_ID_FORMAT = "national_id_format"
 NAME_PRESENT = "name_present"
 PHONE_FORMAT = "phone_format"
 ATTESTATION_SIGNED = "attestation_signed"
+SERVICE_KNOWN = "service_known"
+REQUIRED_FIELDS = "required_fields"
+DOCUMENT_PREFIX = "document:"
+ELIGIBILITY_PREFIX = "eligibility:"
+MEMBERSHIP_STANDING = "membership_standing"
 OFFICER_OVERRIDE = "officer_override"
 
 OFFICER_MAX_LENGTH = 200  # an integration event's actor id is at most 200 characters
 
+GOOD = "good"
+SUSPENDED = "suspended"
+LEFT = "left"
+STANDINGS: tuple[str, ...] = (GOOD, SUSPENDED, LEFT)
+
 _NATIONAL_ID = re.compile(r"[0-9]{10}")
-_PHONE = re.compile(r"\+?[0-9]{9,15}")
-_PHONE_SEPARATORS = re.compile(r"[\s-]+")
-_ID_HOLDERS = {"1": "citizen", "2": "resident"}
+# First digit -> (holder, holder in Arabic, the document's English name).
+_ID_HOLDERS = {
+    "1": ("citizen", "مواطن", "national ID"),
+    "2": ("resident", "مقيم", "residence ID (iqama)"),
+}
+_PHONE_SEPARATORS = re.compile(r"[\s\-().]+")
+_ARABIC_INDIC = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 
 
 @dataclass(frozen=True)
 class Check:
-    """One check's result. `detail` is short English and never repeats personal data."""
+    """One check's result.
+
+    `detail` is short English (published in DataVerified), `detail_ar` the same
+    in Arabic. Neither repeats the national id. A failed check carries either
+    a `correction` ({field, ar, en}: what the applicant must correct) or the
+    `rule` that makes the applicant ineligible.
+    """
 
     name: str
     passed: bool
     detail: str
+    detail_ar: str = ""
+    correction: dict[str, str] | None = None
+    rule: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# The automatic checks --------------------------------------------------------
+@dataclass(frozen=True)
+class Standing:
+    """A person's membership of the general assembly on one day (status None: not a member)."""
+
+    status: str | None = None
+    since: date | None = None
+
+
+NOT_A_MEMBER = Standing()
+
+
+def _correction(field: str, en: str, ar: str) -> dict[str, str]:
+    return {"field": field, "ar": ar, "en": en}
+
+
+# Saudi identity numbers -----------------------------------------------------------
+
+
+def saudi_id_check_digit_valid(number: str) -> bool:
+    """The check digit of a 10-digit Saudi national ID or iqama (Luhn-style).
+
+    Digits at even positions (0, 2, …, 8) are doubled and the digits of the
+    product summed; digits at odd positions are added as they are. The number
+    is valid when the total is a multiple of 10.
+    """
+    if not _NATIONAL_ID.fullmatch(number):
+        return False
+    total = 0
+    for index, character in enumerate(number):
+        digit = int(character)
+        if index % 2 == 0:
+            doubled = digit * 2
+            total += doubled // 10 + doubled % 10
+        else:
+            total += digit
+    return total % 10 == 0
+
+
+def id_kind(national_id: str | None) -> str | None:
+    """'citizen' or 'resident' for a valid Saudi ID number, None otherwise."""
+    value = (national_id or "").strip()
+    if not saudi_id_check_digit_valid(value) or value[0] not in _ID_HOLDERS:
+        return None
+    return _ID_HOLDERS[value[0]][0]
 
 
 def check_national_id_format(national_id: str | None) -> Check:
-    """10 digits; the first is 1 for a citizen or 2 for a resident."""
+    """10 digits; 1 for a citizen's national ID, 2 for a resident's iqama; a valid check digit."""
     value = (national_id or "").strip()
+    fix = _correction(
+        "national_id",
+        "Give the 10-digit national ID (starts with 1) or residence ID / iqama (starts with 2) "
+        "exactly as on the card.",
+        "أدخل رقم الهوية الوطنية (يبدأ بـ1) أو رقم الإقامة (يبدأ بـ2) المكوّن من 10 أرقام "
+        "كما هو في البطاقة.",
+    )
     if not _NATIONAL_ID.fullmatch(value):
-        return Check(NATIONAL_ID_FORMAT, False, "National id must be exactly 10 digits.")
+        return Check(
+            NATIONAL_ID_FORMAT,
+            False,
+            "National id must be exactly 10 digits.",
+            "يجب أن يتكون رقم الهوية من 10 أرقام بالضبط.",
+            correction=fix,
+        )
     holder = _ID_HOLDERS.get(value[0])
     if holder is None:
         return Check(
             NATIONAL_ID_FORMAT,
             False,
             "National id must start with 1 (citizen) or 2 (resident).",
+            "يجب أن يبدأ رقم الهوية بـ1 (مواطن) أو 2 (مقيم).",
+            correction=fix,
         )
-    return Check(NATIONAL_ID_FORMAT, True, f"Well-formed national id of a {holder}.")
+    if not saudi_id_check_digit_valid(value):
+        return Check(
+            NATIONAL_ID_FORMAT,
+            False,
+            f"The {holder[2]} number has a wrong check digit (probably mistyped).",
+            "رقم الهوية غير صحيح: خانة التحقق لا تطابق (غالبًا خطأ في الكتابة).",
+            correction=fix,
+        )
+    kind_ar = "هوية وطنية لمواطن" if holder[0] == "citizen" else "إقامة لمقيم"
+    return Check(
+        NATIONAL_ID_FORMAT,
+        True,
+        f"Valid {holder[2]} of a {holder[0]} (check digit correct).",
+        f"رقم {kind_ar} صحيح (خانة التحقق مطابقة).",
+    )
+
+
+# Phone numbers ------------------------------------------------------------------
+
+
+def normalise_phone(phone: str) -> str | None:
+    """The number in E.164 (+9665XXXXXXXX for a Saudi mobile), or None if it cannot be one.
+
+    Saudi numbers may be given nationally (05XXXXXXXX, 5XXXXXXXX, 011XXXXXXX),
+    with the country code (9665…, 009665…, +9665…); other countries need their
+    code (+ or 00). Spaces, dashes, dots and brackets are ignored; Arabic-Indic
+    digits are read as digits.
+    """
+    value = _PHONE_SEPARATORS.sub("", phone.strip().translate(_ARABIC_INDIC))
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    if not value.startswith("+"):
+        if not value.isdigit():
+            return None
+        if len(value) == 9 and value.startswith("5"):  # 5XXXXXXXX
+            value = "+966" + value
+        elif len(value) == 10 and value.startswith("0"):  # 05XXXXXXXX, 011XXXXXXX
+            value = "+966" + value[1:]
+        elif len(value) == 12 and value.startswith("966"):  # 9665XXXXXXXX
+            value = "+" + value
+        else:
+            return None
+    if not _E164.fullmatch(value):
+        return None
+    if value.startswith("+966"):
+        national = value[4:]
+        if national.startswith("0"):
+            national = national[1:]  # +966 05… written with the trunk zero
+        if len(national) != 9 or national[0] == "0":
+            return None
+        value = "+966" + national
+    return value
+
+
+def check_phone_format(phone: str | None) -> Check:
+    """Optional; when given it must be a phone number, recorded in E.164."""
+    if phone is None or not phone.strip():
+        return Check(
+            PHONE_FORMAT, True, "No phone number given (optional).", "لم يُذكر رقم جوال (اختياري)."
+        )
+    normalised = normalise_phone(phone)
+    if normalised is None:
+        return Check(
+            PHONE_FORMAT,
+            False,
+            "The phone number is not a valid number.",
+            "رقم الجوال غير صالح.",
+            correction=_correction(
+                "phone",
+                "Give a mobile number such as 05XXXXXXXX, or an international number with its "
+                "country code (+…).",
+                "أدخل رقم جوال مثل 05XXXXXXXX، أو رقمًا دوليًا مع رمز الدولة (+…).",
+            ),
+        )
+    return Check(
+        PHONE_FORMAT,
+        True,
+        f"Valid phone number, normalised to {normalised}.",
+        f"رقم جوال صحيح، بالصيغة الدولية {normalised}.",
+    )
+
+
+# Name and attestation -------------------------------------------------------------
 
 
 def check_name_present(name: str | None) -> Check:
     if name is None or not name.strip():
-        return Check(NAME_PRESENT, False, "The applicant's name is missing.")
-    return Check(NAME_PRESENT, True, "The applicant's name is given.")
-
-
-def check_phone_format(phone: str | None) -> Check:
-    """Optional; when given: an optional +, then 9 to 15 digits (spaces and dashes ignored)."""
-    if phone is None or not phone.strip():
-        return Check(PHONE_FORMAT, True, "No phone number given (optional).")
-    if not _PHONE.fullmatch(_PHONE_SEPARATORS.sub("", phone.strip())):
         return Check(
-            PHONE_FORMAT,
+            NAME_PRESENT,
             False,
-            "Phone number must be an optional + followed by 9 to 15 digits.",
+            "The applicant's name is missing.",
+            "اسم مقدم الطلب غير مذكور.",
+            correction=_correction("name", "Give your full name.", "أدخل اسمك الكامل."),
         )
-    return Check(PHONE_FORMAT, True, "Well-formed phone number.")
+    return Check(NAME_PRESENT, True, "The applicant's name is given.", "اسم مقدم الطلب مذكور.")
 
 
 def check_attestation_signed(attestation: Mapping[str, Any] | None) -> Check:
+    fix = _correction(
+        "attestation",
+        "Sign the declaration that the data is correct and that you are responsible for it.",
+        "وقّع الإقرار بصحة البيانات وبمسؤوليتك المباشرة عنها.",
+    )
     if attestation is None:
-        return Check(ATTESTATION_SIGNED, False, "The applicant has not signed the attestation.")
+        return Check(
+            ATTESTATION_SIGNED,
+            False,
+            "The applicant has not signed the attestation.",
+            "لم يوقّع مقدم الطلب الإقرار.",
+            correction=fix,
+        )
     if attestation.get("attested") is not True:
-        return Check(ATTESTATION_SIGNED, False, "The attestation is present but not affirmed.")
-    return Check(ATTESTATION_SIGNED, True, "The applicant attested that the data is correct.")
+        return Check(
+            ATTESTATION_SIGNED,
+            False,
+            "The attestation is present but not affirmed.",
+            "الإقرار موجود لكنه غير مؤكَّد.",
+            correction=fix,
+        )
+    return Check(
+        ATTESTATION_SIGNED,
+        True,
+        "The applicant attested that the data is correct.",
+        "أقرّ مقدم الطلب بصحة البيانات.",
+    )
 
 
 def automatic_checks(
     applicant: Mapping[str, Any], attestation: Mapping[str, Any] | None
 ) -> list[Check]:
-    """Every automatic check of a request's data, in a stable order."""
+    """The checks of the applicant's identity data, in a stable order."""
     return [
         check_national_id_format(applicant.get("national_id")),
         check_name_present(applicant.get("name")),
@@ -106,14 +294,350 @@ def automatic_checks(
     ]
 
 
-def suggested_outcome(checks: Sequence[Check]) -> str:
-    """Ineligible without a valid national id; discrepancies if anything else fails."""
-    failed = {check.name for check in checks if not check.passed}
-    if NATIONAL_ID_FORMAT in failed:
+# What the association's pack asks for -----------------------------------------------
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def check_service_known(
+    pack: PolicyPack | None, association_id: str, service_code: str
+) -> Check:
+    if pack is None:
+        return Check(
+            SERVICE_KNOWN,
+            False,
+            f"No policy pack for association '{association_id}': the request cannot be "
+            "checked against a policy.",
+            f"لا توجد سياسة للجمعية '{association_id}': لا يمكن مطابقة الطلب مع سياسة.",
+            correction=_correction(
+                "association_id",
+                "Submit the request to an association served here.",
+                "قدّم الطلب إلى جمعية مخدومة في هذا النظام.",
+            ),
+        )
+    service = pack.service(service_code)
+    if service is None:
+        codes = ", ".join(s.code for s in pack.services)
+        return Check(
+            SERVICE_KNOWN,
+            False,
+            f"{pack.name.en} offers no service '{service_code}' (offered: {codes}).",
+            f"لا تقدّم {pack.name.ar} خدمة '{service_code}' (الخدمات المقدمة: {codes}).",
+            correction=_correction(
+                "service_code",
+                f"Choose one of the services of {pack.name.en}: {codes}.",
+                f"اختر إحدى خدمات {pack.name.ar}: {codes}.",
+            ),
+        )
+    return Check(
+        SERVICE_KNOWN,
+        True,
+        f"Service '{service.name.en}' of {pack.name.en}.",
+        f"خدمة «{service.name.ar}» من خدمات {pack.name.ar}.",
+    )
+
+
+def check_required_fields(service: ServiceDefinition, fields: Mapping[str, Any]) -> Check:
+    missing = [f for f in service.required_fields if _is_blank(fields.get(f.name))]
+    if missing:
+        return Check(
+            REQUIRED_FIELDS,
+            False,
+            "Missing: " + ", ".join(f.label.en for f in missing) + ".",
+            "ناقص: " + "، ".join(f.label.ar for f in missing) + ".",
+            correction=_correction(
+                ",".join(f.name for f in missing),
+                "Provide: " + ", ".join(f.label.en for f in missing) + ".",
+                "أكمل: " + "، ".join(f.label.ar for f in missing) + ".",
+            ),
+        )
+    return Check(
+        REQUIRED_FIELDS,
+        True,
+        "Every information the service needs is given.",
+        "جميع البيانات التي تتطلبها الخدمة مذكورة.",
+    )
+
+
+def check_documents(
+    service: ServiceDefinition,
+    documents: Sequence[Mapping[str, Any]],
+    submitted_on: date,
+) -> list[Check]:
+    """One check per required or provided document, judged on the day of submission."""
+    required = {d.code: d for d in service.required_documents}
+    provided: dict[str, Mapping[str, Any]] = {}
+    for document in documents:
+        provided.setdefault(str(document.get("code")), document)
+    on = both_calendars(submitted_on)
+    checks = []
+    for code in [*required, *(c for c in provided if c not in required)]:
+        requirement = required.get(code)
+        label_en = requirement.label.en if requirement else code
+        label_ar = requirement.label.ar if requirement else code
+        name = DOCUMENT_PREFIX + code
+        document = provided.get(code)
+        if document is None:
+            checks.append(
+                Check(
+                    name,
+                    False,
+                    f"Required document missing: {label_en}.",
+                    f"مستند مطلوب غير مرفق: {label_ar}.",
+                    correction=_correction(
+                        code, f"Attach: {label_en}.", f"أرفق: {label_ar}."
+                    ),
+                )
+            )
+            continue
+        expires_on = _as_date(document.get("expires_on"))
+        issued_on = _as_date(document.get("issued_on"))
+        if issued_on is not None and issued_on > submitted_on:
+            checks.append(
+                Check(
+                    name,
+                    False,
+                    f"{label_en} is dated after the submission ({on['en']}).",
+                    f"{label_ar} صادر بعد تاريخ تقديم الطلب ({on['ar']}).",
+                    correction=_correction(
+                        code,
+                        f"Attach the {label_en} valid when you applied.",
+                        f"أرفق {label_ar} الساري وقت تقديم الطلب.",
+                    ),
+                )
+            )
+        elif expires_on is None:
+            if requirement is not None and requirement.has_expiry:
+                checks.append(
+                    Check(
+                        name,
+                        False,
+                        f"{label_en}: the expiry date is not given.",
+                        f"{label_ar}: تاريخ الانتهاء غير مذكور.",
+                        correction=_correction(
+                            code,
+                            f"Give the expiry date of the {label_en}.",
+                            f"أدخل تاريخ انتهاء {label_ar}.",
+                        ),
+                    )
+                )
+            else:
+                checks.append(
+                    Check(
+                        name,
+                        True,
+                        f"{label_en} provided (no expiry).",
+                        f"{label_ar} مرفق (بلا تاريخ انتهاء).",
+                    )
+                )
+        elif expires_on < submitted_on:
+            expired = both_calendars(expires_on)
+            checks.append(
+                Check(
+                    name,
+                    False,
+                    f"{label_en} had expired on {expired['en']}, before the submission "
+                    f"on {on['en']}.",
+                    f"{label_ar} منتهي في {expired['ar']}، قبل تقديم الطلب في {on['ar']}.",
+                    correction=_correction(
+                        code,
+                        f"Renew the {label_en} and attach the valid one.",
+                        f"جدّد {label_ar} وأرفق الساري منه.",
+                    ),
+                )
+            )
+        else:
+            valid = both_calendars(expires_on)
+            checks.append(
+                Check(
+                    name,
+                    True,
+                    f"{label_en} was valid on the submission day {on['en']} "
+                    f"(expires {valid['en']}).",
+                    f"{label_ar} ساري يوم تقديم الطلب {on['ar']} (ينتهي في {valid['ar']}).",
+                )
+            )
+    return checks
+
+
+def _as_date(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def check_eligibility(service: ServiceDefinition, fields: Mapping[str, Any]) -> list[Check]:
+    """One check per eligibility rule of the service (shared.policy's meaning of a rule)."""
+    failed = {id(rule) for rule in eligibility_failures(service, dict(fields))}
+    checks = []
+    for rule in service.eligibility:
+        name = ELIGIBILITY_PREFIX + rule.field
+        if id(rule) not in failed:
+            checks.append(
+                Check(name, True, f"Meets: {rule.reason.en}.", f"مستوفٍ: {rule.reason.ar}.")
+            )
+        elif _is_blank(fields.get(rule.field)):
+            # Not given: a discrepancy to correct, not a verdict on the applicant.
+            checks.append(
+                Check(
+                    name,
+                    False,
+                    f"Cannot be judged: '{rule.field}' is not given ({rule.reason.en}).",
+                    f"لا يمكن الحكم: الحقل '{rule.field}' غير مذكور ({rule.reason.ar}).",
+                    correction=_correction(
+                        rule.field,
+                        f"Provide '{rule.field}' ({rule.reason.en}).",
+                        f"أدخل '{rule.field}' ({rule.reason.ar}).",
+                    ),
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    name,
+                    False,
+                    f"Not eligible: {rule.reason.en}.",
+                    f"غير مستحق: {rule.reason.ar}.",
+                    rule=rule.reason.en,
+                )
+            )
+    return checks
+
+
+def members_only_rule(pack: PolicyPack, service: ServiceDefinition) -> str:
+    return (
+        f"Members only: {service.name.en} is for {pack.clients.plural.en} in good standing "
+        "at the time of the request"
+    )
+
+
+def check_membership(
+    pack: PolicyPack,
+    service: ServiceDefinition,
+    standing: Standing,
+    id_valid: bool,
+    submitted_on: date,
+) -> Check:
+    """A members-only service: the applicant was a member in good standing on the submission day."""
+    on = both_calendars(submitted_on)
+    if not id_valid:
+        return Check(
+            MEMBERSHIP_STANDING,
+            False,
+            "Membership cannot be checked until the ID number is corrected.",
+            "لا يمكن التحقق من العضوية قبل تصحيح رقم الهوية.",
+            correction=_correction(
+                "national_id",
+                "Correct the ID number so that membership can be checked.",
+                "صحّح رقم الهوية ليتسنى التحقق من العضوية.",
+            ),
+        )
+    rule = members_only_rule(pack, service)
+    if standing.status is None:
+        return Check(
+            MEMBERSHIP_STANDING,
+            False,
+            f"Not a {pack.clients.singular.en} on {on['en']}; {service.name.en} is members only.",
+            f"ليس من {pack.clients.plural.ar} في {on['ar']}؛ و«{service.name.ar}» للأعضاء فقط.",
+            rule=rule,
+        )
+    since = both_calendars(standing.since) if standing.since else None
+    if standing.status != GOOD:
+        status_en = {SUSPENDED: "suspended", LEFT: "no longer a member"}.get(
+            standing.status, standing.status
+        )
+        status_ar = {SUSPENDED: "موقوف العضوية", LEFT: "انتهت عضويته"}.get(
+            standing.status, standing.status
+        )
+        return Check(
+            MEMBERSHIP_STANDING,
+            False,
+            f"Not in good standing on {on['en']}: {status_en}"
+            + (f" since {since['en']}" if since else "")
+            + ".",
+            f"ليس في وضع نظامي في {on['ar']}: {status_ar}"
+            + (f" منذ {since['ar']}" if since else "")
+            + ".",
+            rule=rule,
+        )
+    return Check(
+        MEMBERSHIP_STANDING,
+        True,
+        f"A {pack.clients.singular.en} in good standing on {on['en']}"
+        + (f" (since {since['en']})" if since else "")
+        + ".",
+        f"من {pack.clients.plural.ar} وفي وضع نظامي في {on['ar']}"
+        + (f" (منذ {since['ar']})" if since else "")
+        + ".",
+    )
+
+
+def all_checks(
+    *,
+    association_id: str,
+    service_code: str,
+    applicant: Mapping[str, Any],
+    attestation: Mapping[str, Any] | None,
+    fields: Mapping[str, Any],
+    documents: Sequence[Mapping[str, Any]],
+    submitted_at: datetime,
+    pack: PolicyPack | None,
+    standing: Standing,
+) -> list[Check]:
+    """Every check of a request, as of its submission, in a stable order."""
+    submitted_on = local_day(submitted_at)
+    checks = automatic_checks(applicant, attestation)
+    checks.append(check_service_known(pack, association_id, service_code))
+    service = pack.service(service_code) if pack else None
+    if pack is None or service is None:
+        return checks
+    checks.append(check_required_fields(service, fields))
+    checks.extend(check_documents(service, documents, submitted_on))
+    if service.members_only:
+        checks.append(
+            check_membership(
+                pack,
+                service,
+                standing,
+                id_kind(applicant.get("national_id")) is not None,
+                submitted_on,
+            )
+        )
+    checks.extend(check_eligibility(service, fields))
+    return checks
+
+
+def _check_of(check: Check | Mapping[str, Any]) -> Mapping[str, Any]:
+    return check.as_dict() if isinstance(check, Check) else check
+
+
+def suggested_outcome(checks: Sequence[Check | Mapping[str, Any]]) -> str:
+    """Ineligible when a rule fails; discrepancies if anything else fails; verified otherwise."""
+    failed = [_check_of(c) for c in checks if not _check_of(c)["passed"]]
+    if any(c.get("rule") for c in failed):
         return INELIGIBLE
     if failed:
         return DISCREPANCIES
     return VERIFIED
+
+
+def corrections_of(checks: Sequence[Check | Mapping[str, Any]]) -> list[dict[str, str]]:
+    """What the applicant must correct: the corrections of the failed checks."""
+    return [
+        dict(c["correction"])
+        for c in map(_check_of, checks)
+        if not c["passed"] and c.get("correction")
+    ]
+
+
+def ineligible_rule_of(checks: Sequence[Check | Mapping[str, Any]]) -> str | None:
+    """The first rule the applicant fails (the one a person is told)."""
+    return next(
+        (c["rule"] for c in map(_check_of, checks) if not c["passed"] and c.get("rule")),
+        None,
+    )
 
 
 # The aggregate ----------------------------------------------------------------
@@ -140,9 +664,23 @@ class Verification(Aggregate):
         submitted_at: datetime,
         applicant: Mapping[str, Any],
         attestation: Mapping[str, Any] | None,
+        fields: Mapping[str, Any] | None = None,
+        documents: Sequence[Mapping[str, Any]] = (),
+        pack: PolicyPack | None = None,
+        standing: Standing = NOT_A_MEMBER,
     ) -> "Verification":
-        """Runs the automatic checks on the data as submitted and opens the verification."""
-        checks = automatic_checks(applicant, attestation)
+        """Runs the checks on the data as submitted and opens the verification."""
+        checks = all_checks(
+            association_id=association_id,
+            service_code=service_code,
+            applicant=applicant,
+            attestation=attestation,
+            fields=fields or {},
+            documents=documents,
+            submitted_at=submitted_at,
+            pack=pack,
+            standing=standing,
+        )
         return cls(
             case_id=case_id,
             request_event_id=request_event_id,
@@ -188,6 +726,14 @@ class Verification(Aggregate):
     def status(self) -> str:
         return "confirmed" if self.confirmed else "pending"
 
+    @property
+    def corrections(self) -> list[dict[str, str]]:
+        return corrections_of(self.checks)
+
+    @property
+    def ineligible_rule(self) -> str | None:
+        return ineligible_rule_of(self.checks)
+
     # Commands of the verification officer ------------------------------------------
 
     def confirm(
@@ -222,7 +768,8 @@ class Verification(Aggregate):
             )
         reason = (reason or "").strip() or None
         checks = list(self.checks)
-        if chosen != self.suggested_outcome:
+        overridden = chosen != self.suggested_outcome
+        if overridden:
             if reason is None:
                 raise Refused(
                     "override_needs_reason",
@@ -231,7 +778,24 @@ class Verification(Aggregate):
                     f"النتيجة المقترحة هي {self.suggested_outcome}؛ واختيار {chosen} "
                     "بدلًا منها يتطلب ذكر السبب.",
                 )
-            checks.append(Check(OFFICER_OVERRIDE, True, reason).as_dict())
+            checks.append(
+                Check(
+                    OFFICER_OVERRIDE,
+                    True,
+                    reason,
+                    reason,
+                ).as_dict()
+            )
+        corrections: list[dict[str, str]] = []
+        ineligible_rule: str | None = None
+        if chosen == DISCREPANCIES:
+            corrections = corrections_of(self.checks)
+            if not corrections:
+                # The officer found what the automatic checks did not: their words.
+                assert reason is not None
+                corrections = [_correction("officer_note", reason, reason)]
+        elif chosen == INELIGIBLE:
+            ineligible_rule = ineligible_rule_of(self.checks) or reason
         self._confirmed(
             event_id=event_id,
             causation_id=self.request_event_id,
@@ -241,6 +805,9 @@ class Verification(Aggregate):
             outcome=chosen,
             suggested_outcome=self.suggested_outcome,
             checks=checks,
+            corrections=corrections,
+            ineligible_rule=ineligible_rule,
+            override_reason=reason if overridden else None,
             officer=officer,
             reason=reason,
             confirmed_at=confirmed_at,
@@ -261,6 +828,9 @@ class Verification(Aggregate):
         officer: str,
         reason: str | None,
         confirmed_at: datetime,
+        corrections: list[dict[str, str]] | None = None,
+        ineligible_rule: str | None = None,
+        override_reason: str | None = None,
     ) -> None:
         self.confirmed = True
         self.outcome = outcome

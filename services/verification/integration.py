@@ -10,6 +10,7 @@ from services.verification.domain import Verification
 from shared.events import (
     Actor,
     CheckResult,
+    Correction,
     DataVerified,
     DataVerifiedPayload,
     IntegrationEvent,
@@ -29,8 +30,14 @@ def data_verified(event: Any) -> IntegrationEvent:
         actor=Actor(kind="officer", id=event.officer),
         payload=DataVerifiedPayload(
             outcome=event.outcome,
-            checks=[CheckResult(**check) for check in event.checks],
+            checks=[
+                CheckResult(name=check["name"], passed=check["passed"], detail=check["detail"])
+                for check in event.checks
+            ],
             officer=event.officer,
+            corrections=[Correction(**c) for c in getattr(event, "corrections", None) or []],
+            ineligible_rule=getattr(event, "ineligible_rule", None),
+            override_reason=getattr(event, "override_reason", None),
         ),
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from fastapi import FastAPI
 
 from services.verification import api
@@ -9,8 +11,9 @@ from services.verification.application import VerificationApplication
 from services.verification.handlers import consumer_handlers
 from services.verification.integration import TRANSLATORS
 from services.verification.views import project
-from shared.clock import Clock
+from shared.clock import Clock, clock_from
 from shared.logging import configure_logging
+from shared.policy import PolicyError, PolicyPack, load_packs
 from shared.runtime import ServiceRuntime, create_http_app, serve
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
@@ -21,9 +24,22 @@ class VerificationSettings(ServiceSettings):
     http_port: int = 8102
 
 
+def load_policy_packs(settings: ServiceSettings) -> dict[str, PolicyPack]:
+    """The associations' packs; a broken one stops the service at once (exit code 2)."""
+    try:
+        return load_packs(settings.policies_dir)
+    except PolicyError as error:
+        print(f"verification: invalid policy pack / سياسة غير صالحة: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def build(settings: VerificationSettings, clock: Clock | None = None) -> FastAPI:
+    packs = load_policy_packs(settings)
     app = open_application(
-        VerificationApplication, settings.eventsourcing_env(), clock=clock
+        VerificationApplication,
+        settings.eventsourcing_env(),
+        clock=clock or clock_from(settings.clock_file),
+        packs=packs,
     )
     runtime = ServiceRuntime(
         settings,

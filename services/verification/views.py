@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.verification.domain import Verification
+from services.verification.domain import Verification, corrections_of, ineligible_rule_of
+from shared.dates import both_calendars
 from shared.views import ViewTransaction
 
 VERIFICATIONS = "verifications"
@@ -28,10 +29,16 @@ def project(event: Any, views: ViewTransaction) -> None:
                 "suggested_outcome": event.suggested_outcome,
                 "outcome": None,
                 "checks": event.checks,
+                # What the applicant would be told if the officer confirms as suggested.
+                "corrections": corrections_of(event.checks),
+                "ineligible_rule": ineligible_rule_of(event.checks),
+                "override_reason": None,
                 "officer": None,
                 "reason": None,
                 "submitted_at": submitted_at,
+                "submitted_at_display": both_calendars(event.submitted_at),
                 "confirmed_at": None,
+                "confirmed_at_display": None,
                 # Oldest submission first: the queue is worked in arrival order.
                 "sort_key": submitted_at,
             },
@@ -45,8 +52,12 @@ def project(event: Any, views: ViewTransaction) -> None:
             status="confirmed",
             outcome=event.outcome,
             checks=event.checks,
+            corrections=getattr(event, "corrections", None) or [],
+            ineligible_rule=getattr(event, "ineligible_rule", None),
+            override_reason=getattr(event, "override_reason", None),
             officer=event.officer,
             reason=event.reason,
             confirmed_at=event.confirmed_at.isoformat(),
+            confirmed_at_display=both_calendars(event.confirmed_at),
         )
         views.put(VERIFICATIONS, key, doc)

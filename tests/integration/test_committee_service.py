@@ -1,12 +1,18 @@
 """The committee as a real process against a real JetStream server.
 
 Events are crafted here as the other services would publish them; the
-committee's answers are read over HTTP and from the stream.
+committee's answers are read over HTTP and from the stream. The service runs
+on a copy of the policy packs in which sidr's decision window is 7 days (not
+the 14 of the fallback setting), and on a clock file the tests can move.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,10 +23,11 @@ import nats
 import pytest
 
 from khidma.nats_server import NatsServer
-from khidma.processes import ServiceProcess
+from khidma.processes import PROJECT_ROOT, ServiceProcess
 from shared.events import (
     Actor,
     Applicant,
+    Attestation,
     DataVerified,
     DataVerifiedPayload,
     IntegrationEvent,
@@ -30,30 +37,44 @@ from shared.events import (
     RequestReceivedPayload,
     encode_event,
 )
+from shared.policy import DEFAULT_POLICIES_DIR
 from shared.subjects import event_subject
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
+SIDR_WINDOW = 7
+PRESENT = ["chair", "member-2", "member-3", "member-4"]
+
 
 # Crafted events ------------------------------------------------------------------------
 
 
-def request_received() -> RequestReceived:
+def request_received(
+    attested: bool = True, occurred_at: datetime | None = None
+) -> RequestReceived:
     event_id = uuid4()
+    now = occurred_at or datetime.now(timezone.utc)
     return RequestReceived(
         event_id=event_id,
-        occurred_at=datetime.now(timezone.utc),
+        occurred_at=now,
         association_id="sidr",
         case_id=uuid4(),
-        case_ref="SID-TEST0001",
+        case_ref=f"SDR-1448-{uuid4().int % 1_000_000:06d}",
         correlation_id=event_id,
         actor=Actor(kind="adapter", id="http:website"),
         payload=RequestReceivedPayload(
             channel="website",
             channel_ref=f"form-{uuid4().hex[:8]}",
-            service_code="food-basket",
+            service_code="seedlings",
             applicant=Applicant(national_id="1000000001", name="Applicant"),
+            attestation=Attestation(
+                attested=attested,
+                attested_by="Applicant",
+                attested_at=now,
+                method="in_person",
+                data_hash=("ef" * 32) if attested else None,
+            ),
         ),
     )
 
@@ -113,13 +134,42 @@ def publish(nats_url: str, *events: IntegrationEvent, msg_id_suffix: str = "") -
 
 
 @pytest.fixture
-def committee(nats_server: NatsServer, tmp_path: Path) -> Iterator[ServiceProcess]:
+def policies(tmp_path: Path) -> Path:
+    folder = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICIES_DIR, folder)
+    sidr = folder / "sidr.toml"
+    text = sidr.read_text(encoding="utf-8")
+    assert "decision_window_days = 14" in text
+    sidr.write_text(
+        text.replace("decision_window_days = 14", f"decision_window_days = {SIDR_WINDOW}"),
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.fixture
+def clock_file(tmp_path: Path) -> Path:
+    return tmp_path / "clock-offset"
+
+
+@pytest.fixture
+def committee(
+    nats_server: NatsServer, tmp_path: Path, policies: Path, clock_file: Path
+) -> Iterator[ServiceProcess]:
     service = ServiceProcess(
         "committee",
         nats_server.url,
         tmp_path / "data",
         # Redelivery of an event that came before its request must not dead-letter it.
-        env={"KHIDMA_MAX_DELIVERIES": "50", "KHIDMA_POLL_INTERVAL_SECONDS": "0.05"},
+        env={
+            "KHIDMA_MAX_DELIVERIES": "50",
+            "KHIDMA_POLL_INTERVAL_SECONDS": "0.05",
+            "KHIDMA_POLICIES_DIR": str(policies),
+            "KHIDMA_CLOCK_FILE": str(clock_file),
+            "KHIDMA_DECISION_WINDOW_DAYS": "14",
+            "KHIDMA_DEADLINE_SCAN_SECONDS": "0.1",
+            "KHIDMA_DEADLINE_WARNING_DAYS": "3",
+        },
     )
     service.start()
     try:
@@ -134,6 +184,10 @@ def get_json(url: str) -> Any:
     return response.json()
 
 
+def post(url: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(url, json=body, timeout=5.0)
+
+
 def case_ids(url: str) -> set[str]:
     return {doc["case_id"] for doc in get_json(url)}
 
@@ -142,12 +196,19 @@ def committee_decided(nats_url: str) -> list[dict[str, Any]]:
     return stream_messages_sync(nats_url, "khidma.*.*.CommitteeDecided")
 
 
+def convene(url: str, present: list[str] = PRESENT) -> str:
+    response = post(f"{url}/sittings", {"association_id": "sidr", "members_present": present})
+    assert response.status_code == 201, response.text
+    return str(response.json()["sitting_id"])
+
+
 # Tests --------------------------------------------------------------------------------------
 
 
-def test_referral_verification_and_decision_publish_one_committee_decided(
+def test_a_sitting_decides_a_referred_case_and_publishes_committee_decided(
     nats_server: NatsServer, committee: ServiceProcess
 ) -> None:
+    url = committee.url
     request = request_received()
     referral = referred(request)
     publish(nats_server.url, request, referral)
@@ -155,51 +216,52 @@ def test_referral_verification_and_decision_publish_one_committee_decided(
     publish(nats_server.url, request, msg_id_suffix=":again")
     case_id = str(request.case_id)
 
-    wait_for(lambda: case_id in case_ids(f"{committee.url}/researcher/queue"), what="queue")
-    doc = get_json(f"{committee.url}/cases/{case_id}")
-    assert doc["referral"]["open"] is True
-    assert doc["referral"]["questions"] == ["which documents are needed?"]
-    assert doc["on_agenda"] is False
+    wait_for(lambda: case_id in case_ids(f"{url}/researcher/queue"), what="queue")
+    doc = get_json(f"{url}/cases/{case_id}")
+    assert doc["referral"]["open"] is True and doc["on_agenda"] is False
     received = datetime.fromisoformat(doc["received_at"])
-    assert datetime.fromisoformat(doc["deadline"]) == received + timedelta(days=14)
+    # The window is the pack's (7 days), not the fallback setting (14).
+    assert datetime.fromisoformat(doc["deadline"]) == received + timedelta(days=SIDR_WINDOW)
+    assert doc["deadline_display"]["hijri"] and doc["deadline_display"]["ar"]
 
-    closure = httpx.post(
-        f"{committee.url}/referrals/{case_id}/closure",
-        json={"researcher": "researcher-1", "answers": ["the ID card"], "note": "six in the family"},
+    closure = post(
+        f"{url}/referrals/{case_id}/closure",
+        {"researcher": "researcher-1", "answers": ["the ID card"], "note": "six in the family"},
     )
     assert closure.status_code == 202, closure.text
-    wait_for(lambda: case_id not in case_ids(f"{committee.url}/researcher/queue"), what="closed")
-    again = httpx.post(
-        f"{committee.url}/referrals/{case_id}/closure",
-        json={"researcher": "researcher-1", "answers": [], "note": ""},
-    )
-    assert again.status_code == 409
-    assert again.json()["error"] == "no_open_referral"
+    wait_for(lambda: case_id not in case_ids(f"{url}/researcher/queue"), what="closed")
 
     verification = data_verified(request)
     publish(nats_server.url, verification)
-    wait_for(lambda: case_id in case_ids(f"{committee.url}/agenda"), what="agenda")
+    wait_for(lambda: case_id in case_ids(f"{url}/agenda"), what="agenda")
 
-    decision = {
-        "decision": "approved",
-        "reasons": ["the file is complete and the need is shown"],
-        "votes": [
-            {"member": "chair", "vote": "approve"},
-            {"member": "member-2", "vote": "approve"},
-            {"member": "member-3", "vote": "reject"},
-        ],
-    }
-    response = httpx.post(f"{committee.url}/cases/{case_id}/decision", json=decision)
+    sitting_id = convene(url)
+    sitting = get_json(f"{url}/sittings/{sitting_id}")
+    assert sitting["quorum"] == 3 and sitting["quorate"] is True
+    assert sitting["held_at_display"]["hijri"]
+    assert case_id in {d["case_id"] for d in get_json(f"{url}/sittings/{sitting_id}/agenda")}
+
+    cases_url = f"{url}/sittings/{sitting_id}/cases/{case_id}"
+    recusal = post(f"{cases_url}/recusals", {"member": "member-4", "reason": "a relative"})
+    assert recusal.status_code == 201, recusal.text
+    refused = post(f"{cases_url}/votes", {"member": "member-4", "vote": "approve"})
+    assert refused.status_code == 409 and refused.json()["error"] == "member_recused"
+    for member, vote in (("chair", "approve"), ("member-2", "approve")):
+        assert post(f"{cases_url}/votes", {"member": member, "vote": vote}).status_code == 201
+    dissent = {"member": "member-3", "vote": "reject", "dissent_note": "need not shown"}
+    assert post(f"{cases_url}/votes", dissent).status_code == 201
+
+    decision = {"decision": "approved", "reasons": ["the file is complete and the need is shown"]}
+    response = post(f"{cases_url}/decision", decision)
     assert response.status_code == 202, response.text
-    assert response.json() == {"case_id": case_id, "decision": "approved", "within_window": True}
-    twice = httpx.post(f"{committee.url}/cases/{case_id}/decision", json=decision)
-    assert twice.status_code == 409
-    assert twice.json()["error"] == "already_decided"
+    result = response.json()
+    assert result["decision"] == "approved" and result["within_window"] is True
+    assert result["deadline_display"]["gregorian"]
+    twice = post(f"{cases_url}/decision", decision)
+    assert twice.status_code == 409 and twice.json()["error"] == "already_decided"
 
     wait_for(lambda: committee_decided(nats_server.url), what="CommitteeDecided")
-    wait_for(
-        lambda: get_json(f"{committee.url}/ready").get("outbox_lag") == 0, what="outbox drained"
-    )
+    wait_for(lambda: get_json(f"{url}/ready").get("outbox_lag") == 0, what="outbox drained")
     published = committee_decided(nats_server.url)
     assert len(published) == 1
     message = published[0]
@@ -208,110 +270,187 @@ def test_referral_verification_and_decision_publish_one_committee_decided(
     assert message["headers"]["Nats-Msg-Id"] == event["event_id"]
     assert event["causation_id"] == str(verification.event_id)
     assert event["correlation_id"] == str(request.correlation_id)
-    assert event["case_ref"] == request.case_ref
-    assert event["actor"] == {"kind": "committee", "id": "committee"}
-    assert event["payload"]["decision"] == "approved"
-    assert event["payload"]["window_days"] == 14
-    assert event["payload"]["within_window"] is True
-    assert len(event["payload"]["votes"]) == 3
+    payload = event["payload"]
+    assert payload["decision"] == "approved"
+    assert payload["window_days"] == SIDR_WINDOW and payload["within_window"] is True
+    assert datetime.fromisoformat(payload["deadline"]) == received + timedelta(days=SIDR_WINDOW)
+    assert payload["sitting_id"] == sitting_id
+    assert payload["members_present"] == PRESENT and payload["quorum"] == 3
+    assert payload["recusals"] == ["member-4"]
+    assert payload["dissent_notes"] == ["member-3: need not shown"]
+    assert len(payload["votes"]) == 3
 
     doc = wait_for(
-        lambda: (d := get_json(f"{committee.url}/cases/{case_id}"))["decision"] and d,
+        lambda: (d := get_json(f"{url}/cases/{case_id}"))["decision"] and d,
         what="decision in the read model",
     )
-    assert doc["on_agenda"] is False
-    assert doc["referral"]["note"] == "six in the family"
-    assert case_id not in case_ids(f"{committee.url}/agenda")
-    ready = get_json(f"{committee.url}/ready")
-    assert ready["dead_letters"] == 0
+    assert doc["on_agenda"] is False and doc["referral"]["note"] == "six in the family"
+
+    closed = httpx.post(f"{url}/sittings/{sitting_id}/close")
+    assert closed.status_code == 200 and closed.json()["closed"] is True
+    minutes = httpx.get(f"{url}/sittings/{sitting_id}/minutes")
+    assert minutes.status_code == 200
+    assert minutes.headers["content-type"].startswith("text/html")
+    assert 'dir="rtl"' in minutes.text and request.case_ref in minutes.text
+    assert "need not shown" in minutes.text and "@media print" in minutes.text
+    english = httpx.get(f"{url}/sittings/{sitting_id}/minutes", params={"lang": "en"})
+    assert 'dir="ltr"' in english.text and "within the window" in english.text
+    assert get_json(f"{url}/ready")["dead_letters"] == 0
+
+
+def test_a_referral_before_its_request_is_queued_and_merged(
+    nats_server: NatsServer, committee: ServiceProcess
+) -> None:
+    request = request_received()
+    case_id = str(request.case_id)
+    publish(nats_server.url, referred(request))
+    queue = wait_for(
+        lambda: [d for d in get_json(f"{committee.url}/researcher/queue") if d["case_id"] == case_id],
+        what="the referral in the queue",
+    )
+    assert queue[0]["association_id"] == "sidr" and queue[0]["case_ref"] == request.case_ref
+    assert queue[0]["deadline"] is None
+    publish(nats_server.url, request, data_verified(request))
+    wait_for(lambda: case_id in case_ids(f"{committee.url}/agenda"), what="agenda")
+    doc = get_json(f"{committee.url}/cases/{case_id}")
+    assert doc["received"] is True and doc["referral_open"] is True and doc["deadline"]
+    assert get_json(f"{committee.url}/ready")["dead_letters"] == 0
 
 
 def test_a_verification_published_before_its_request_is_recorded(
     nats_server: NatsServer, committee: ServiceProcess
 ) -> None:
     request = request_received()
-    verification = data_verified(request)
-    publish(nats_server.url, verification)
+    publish(nats_server.url, data_verified(request))
     # The committee sees the verification and cannot place it yet: it naks it.
     log = committee.data_dir / "committee.log"
     wait_for(lambda: "RetryLater" in log.read_text(errors="replace"), what="a RetryLater")
     publish(nats_server.url, request)
     case_id = str(request.case_id)
     wait_for(lambda: case_id in case_ids(f"{committee.url}/agenda"), what="agenda")
-    doc = get_json(f"{committee.url}/cases/{case_id}")
-    assert doc["verification_outcome"] == "verified"
+    assert get_json(f"{committee.url}/cases/{case_id}")["verification_outcome"] == "verified"
     wait_for(lambda: get_json(f"{committee.url}/ready")["consumer_pending"] == 0, what="drained")
     assert get_json(f"{committee.url}/ready")["dead_letters"] == 0
 
 
-def test_approving_an_ineligible_case_is_refused_in_english_and_arabic(
+def test_a_case_without_the_declaration_never_reaches_a_decision(
     nats_server: NatsServer, committee: ServiceProcess
 ) -> None:
-    request = request_received()
-    publish(nats_server.url, request, data_verified(request, "ineligible"))
+    request = request_received(attested=False)
+    publish(nats_server.url, request, data_verified(request))
     case_id = str(request.case_id)
     wait_for(
-        lambda: get_json(f"{committee.url}/cases/{case_id}")["verification_outcome"]
-        == "ineligible",
-        what="ineligible outcome",
+        lambda: get_json(f"{committee.url}/cases/{case_id}")["verification_outcome"] == "verified",
+        what="verified",
     )
+    assert get_json(f"{committee.url}/cases/{case_id}")["attested"] is False
     assert case_id not in case_ids(f"{committee.url}/agenda")
-    response = httpx.post(
-        f"{committee.url}/cases/{case_id}/decision",
-        json={
-            "decision": "approved",
-            "reasons": ["sympathy"],
-            "votes": [{"member": "chair", "vote": "approve"}],
-        },
-    )
+    sitting_id = convene(committee.url)
+    assert case_id not in case_ids(f"{committee.url}/sittings/{sitting_id}/agenda")
+    cases_url = f"{committee.url}/sittings/{sitting_id}/cases/{case_id}"
+    for member in PRESENT[:3]:
+        post(f"{cases_url}/votes", {"member": member, "vote": "reject"})
+    response = post(f"{cases_url}/decision", {"decision": "rejected", "reasons": ["x"]})
     assert response.status_code == 409
     body = response.json()
-    assert body["error"] == "not_eligible_for_approval"
+    assert body["error"] == "attestation_missing"
     assert body["message"]["en"] and body["message"]["ar"]
-    rejected = httpx.post(
-        f"{committee.url}/cases/{case_id}/decision",
-        json={
-            "decision": "rejected",
-            "reasons": ["not eligible for this service"],
-            "votes": [{"member": "chair", "vote": "reject"}],
-        },
+
+
+def test_the_scheduler_flags_cases_approaching_and_past_their_deadline(
+    nats_server: NatsServer, committee: ServiceProcess, clock_file: Path
+) -> None:
+    # Received 5 days ago with a 7-day window: 2 days left, within the 3-day warning.
+    request = request_received(occurred_at=datetime.now(timezone.utc) - timedelta(days=5))
+    publish(nats_server.url, request, data_verified(request))
+    case_id = str(request.case_id)
+    approaching = wait_for(
+        lambda: [d for d in get_json(f"{committee.url}/deadlines") if d["case_id"] == case_id],
+        what="the approaching flag",
     )
-    assert rejected.status_code == 202, rejected.text
+    assert approaching[0]["deadline_flag"] == "approaching"
+    assert approaching[0]["deadline_display"]["hijri"]
+    assert case_id in case_ids(f"{committee.url}/deadlines?status=approaching")
+    assert case_id not in case_ids(f"{committee.url}/deadlines?status=overdue")
+
+    clock_file.write_text(str(3 * 86400))  # the services' clock moves three days on
+    wait_for(
+        lambda: case_id in case_ids(f"{committee.url}/deadlines?status=overdue"),
+        what="the overdue flag",
+    )
+    # A decision now is past the window; the case leaves the deadline list.
+    sitting_id = convene(committee.url)
+    cases_url = f"{committee.url}/sittings/{sitting_id}/cases/{case_id}"
+    for member in PRESENT[:3]:
+        assert post(f"{cases_url}/votes", {"member": member, "vote": "reject"}).status_code == 201
+    response = post(f"{cases_url}/decision", {"decision": "rejected", "reasons": ["late"]})
+    assert response.status_code == 202, response.text
+    assert response.json()["within_window"] is False
+    wait_for(lambda: case_id not in case_ids(f"{committee.url}/deadlines"), what="off the list")
+    wait_for(lambda: committee_decided(nats_server.url), what="CommitteeDecided")
+    assert committee_decided(nats_server.url)[0]["event"]["payload"]["within_window"] is False
 
 
 def test_malformed_or_misdirected_requests_are_answered_clearly(
     committee: ServiceProcess,
 ) -> None:
+    url = committee.url
+    sitting_id = convene(url, ["chair", "member-2", "member-3"])
     case_id = str(uuid4())
-    decision_url = f"{committee.url}/cases/{case_id}/decision"
-    valid = {
-        "decision": "approved",
-        "reasons": ["ok"],
-        "votes": [{"member": "chair", "vote": "approve"}],
-    }
+    decision_url = f"{url}/sittings/{sitting_id}/cases/{case_id}/decision"
 
-    def problem_fields(body: dict[str, Any]) -> list[list[Any]]:
-        response = httpx.post(decision_url, json=body)
+    def problem_fields(target: str, body: dict[str, Any]) -> list[list[Any]]:
+        response = post(target, body)
         assert response.status_code == 422, response.text
+        assert response.json()["message"]["ar"]
         return [problem["loc"] for problem in response.json()["detail"]]
 
-    assert ["body", "decision"] in problem_fields({**valid, "decision": "maybe"})
-    assert ["body", "votes"] in problem_fields({**valid, "votes": []})
-    assert ["body", "reasons"] in problem_fields({k: v for k, v in valid.items() if k != "reasons"})
-    assert any(
-        loc[:2] == ["body", "votes"] and loc[-1] == "vote"
-        for loc in problem_fields({**valid, "votes": [{"member": "chair", "vote": "yes"}]})
+    valid = {"decision": "approved", "reasons": ["ok"]}
+    assert ["body", "decision"] in problem_fields(decision_url, {**valid, "decision": "maybe"})
+    assert ["body", "reasons"] in problem_fields(decision_url, {"decision": "approved"})
+    votes_url = f"{url}/sittings/{sitting_id}/cases/{case_id}/votes"
+    assert ["body", "vote"] in problem_fields(votes_url, {"member": "chair", "vote": "yes"})
+    assert ["body", "members_present"] in problem_fields(
+        f"{url}/sittings", {"association_id": "sidr", "members_present": []}
     )
 
-    unknown = httpx.post(decision_url, json=valid)
-    assert unknown.status_code == 404
-    assert unknown.json()["error"] == "case_not_found"
+    unknown = post(decision_url, valid)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "case_not_found"
     assert unknown.json()["message"]["ar"]
-    missing = httpx.get(f"{committee.url}/cases/{case_id}")
-    assert missing.status_code == 404
-    assert missing.json()["message"]["en"] and missing.json()["message"]["ar"]
-    closure = httpx.post(
-        f"{committee.url}/referrals/{case_id}/closure", json={"answers": ["no researcher"]}
-    )
+    stranger = post(f"{url}/sittings", {"association_id": "sidr", "members_present": ["stranger"]})
+    assert stranger.status_code == 409 and stranger.json()["error"] == "unknown_member"
+    nowhere = post(f"{url}/sittings", {"association_id": "nowhere", "members_present": ["chair"]})
+    assert nowhere.status_code == 404 and nowhere.json()["error"] == "unknown_association"
+    missing = httpx.get(f"{url}/sittings/{uuid4()}")
+    assert missing.status_code == 404 and missing.json()["error"] == "sitting_not_found"
+    assert httpx.get(f"{url}/cases/{case_id}").status_code == 404
+    # Decisions are taken in sittings: the old direct route is gone.
+    assert post(f"{url}/cases/{case_id}/decision", valid).status_code in (404, 405)
+    closure = post(f"{url}/referrals/{case_id}/closure", {"answers": ["no researcher"]})
     assert closure.status_code == 422
     assert ["body", "researcher"] in [p["loc"] for p in closure.json()["detail"]]
+
+
+def test_a_broken_policy_pack_stops_the_service_with_the_file_and_key(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICIES_DIR, folder)
+    sidr = folder / "sidr.toml"
+    sidr.write_text(
+        sidr.read_text(encoding="utf-8").replace("quorum = 3", "quorum = 9"), encoding="utf-8"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "services.committee"],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "KHIDMA_NATS_URL": "nats://127.0.0.1:1",
+            "KHIDMA_DATA_DIR": str(tmp_path / "data"),
+            "KHIDMA_POLICIES_DIR": str(folder),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "sidr.toml" in result.stderr and "committee" in result.stderr
+    assert "quorum" in result.stderr

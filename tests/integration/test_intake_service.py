@@ -28,9 +28,10 @@ SUBMISSION = {
     "association_id": "sidr",
     "channel": "website",
     "channel_ref": "form-42",
-    "service_code": "food-basket",
+    "service_code": "seedlings",
     "applicant": {"national_id": "1000000008", "name": "علي", "phone": "0500000000"},
-    "fields": {"family_size": 5},
+    "fields": {"planting_site": "وادي حنيفة", "seedling_count": 20},
+    "documents": [{"code": "national_id_card", "number": "1000000008", "expires_on": "2030-01-01"}],
     "attestation": {"attested": True, "method": "one_time_code"},
 }
 
@@ -68,7 +69,9 @@ def test_the_same_channel_reference_twice_is_one_request(intake, nats_server):
     again = httpx.post(f"{intake.url}/submissions", json=SUBMISSION)
     assert again.status_code == 200
     assert again.json() == {**first, "duplicate": True}
-    other_channel = httpx.post(f"{intake.url}/submissions", json={**SUBMISSION, "channel": "phone"})
+    assert first["case_ref"].startswith("SDR-") and first["status"] == "received"
+    other_applicant = {**SUBMISSION, "channel": "phone", "applicant": {"national_id": "2", "name": "B"}}
+    other_channel = httpx.post(f"{intake.url}/submissions", json=other_applicant)
     assert other_channel.status_code == 201
     wait_for(
         lambda: len(stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived")) == 2,
@@ -114,8 +117,9 @@ def test_submissions_over_request_reply_get_the_case_or_a_clear_error(intake):
     assert {p["field"] for p in refused["problems"]} >= {"channel_ref", "applicant"}
     status = httpx.get(f"{intake.url}/cases/{accepted['case_id']}").json()
     assert status["channel"] == "phone"
-    # One case (two events: the case and its channel-reference index), nothing for the refusal.
-    assert store_position(intake) == before + 2
+    # One case: submitted + completed, its channel-reference index, the numbering
+    # (started + number taken) and the applicant's open-request index; nothing for the refusal.
+    assert store_position(intake) == before + 6
 
 
 def test_delivery_is_refused_until_the_committee_approves(intake, nats_server):
@@ -177,3 +181,171 @@ def test_an_unknown_case_is_a_bilingual_404(intake):
     response = httpx.get(f"{intake.url}/cases/SID-NOPE")
     assert response.status_code == 404
     assert response.json()["message"]["ar"]
+
+
+def test_submissions_outside_the_pack_are_422_with_a_bilingual_message(intake, nats_server):
+    before = store_position(intake)
+    cases = [
+        ({"association_id": "nowhere"}, "unknown_association"),
+        ({"channel": "branch_office"}, "channel_not_enabled"),
+        ({"service_code": "food-basket"}, "unknown_service"),
+    ]
+    for override, code in cases:
+        response = httpx.post(f"{intake.url}/submissions", json={**SUBMISSION, **override})
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert body["error"] == code and body["message"]["ar"] and body["message"]["en"]
+    assert "enabled_channels" in httpx.post(
+        f"{intake.url}/submissions", json={**SUBMISSION, "channel": "branch_office"}
+    ).json()
+
+    async def over_nats() -> dict:
+        connection = await nats.connect(intake.nats_url)
+        try:
+            body = {k: v for k, v in SUBMISSION.items() if k not in ("association_id", "channel")}
+            reply = await connection.request(
+                submission_subject("sidr", "branch_office"), json.dumps(body).encode(), timeout=5
+            )
+            return json.loads(reply.data)
+        finally:
+            await connection.close()
+
+    refused = asyncio.run(over_nats())
+    assert refused["ok"] is False and refused["error"] == "channel_not_enabled"
+    assert refused["message"]["ar"]
+    assert store_position(intake) == before
+    assert stream_messages_sync(nats_server.url, "khidma.>") == []
+
+
+def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, nats_server):
+    partial = {**SUBMISSION, "documents": [], "attestation": None,
+               "fields": {"planting_site": "وادي حنيفة"}}
+    response = httpx.post(f"{intake.url}/submissions", json=partial)
+    assert response.status_code == 201
+    case = response.json()
+    assert case["status"] == "incomplete" and case["complete"] is False
+    assert {(m["kind"], m["code"]) for m in case["missing"]} == {
+        ("field", "seedling_count"), ("document", "national_id_card"), ("attestation", "declaration"),
+    }
+    status = wait_for(
+        lambda: (d := httpx.get(f"{intake.url}/cases/{case['case_ref']}").json()).get("missing") and d,
+        what="the incomplete case in the read model",
+    )
+    assert status["status"] == "incomplete" and status["status_label"]["ar"]
+    assert status["submitted_at_display"]["hijri"].startswith("14")
+    assert status["history"][0]["at_display"]["ar"] and status["history"][0]["label"]["ar"]
+
+    more = httpx.post(
+        f"{intake.url}/cases/{case['case_id']}/information",
+        json={"fields": {"seedling_count": 20}, "documents": SUBMISSION["documents"]},
+    )
+    assert more.status_code == 200
+    assert [m["code"] for m in more.json()["missing"]] == ["declaration"]
+    done = httpx.post(
+        f"{intake.url}/cases/{case['case_id']}/information",
+        json={"attestation": {"attested": True, "method": "in_person", "attested_by": "علي"}},
+    )
+    assert done.json()["status"] == "received" and done.json()["missing"] == []
+    (message,) = wait_for(
+        lambda: stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived"),
+        what="RequestReceived after completion",
+    )
+    payload = message["event"]["payload"]
+    assert payload["attestation"]["data_hash"] and payload["documents"][0]["code"] == "national_id_card"
+    assert payload["submitted_at"] is not None
+    received = wait_for(
+        lambda: (d := httpx.get(f"{intake.url}/cases/{case['case_id']}").json())["status"] == "received" and d,
+        what="the completed case in the read model",
+    )
+    assert received["received_at_display"]["en"]
+    again = httpx.post(f"{intake.url}/cases/{case['case_id']}/information", json={"fields": {"x": 1}})
+    assert again.status_code == 409 and again.json()["error"] == "already_complete"
+
+
+def test_the_eligibility_preview_creates_nothing(intake, nats_server):
+    before = store_position(intake)
+    response = httpx.post(
+        f"{intake.url}/eligibility",
+        json={"association_id": "elites", "service_code": "scholarship", "fields": {"gpa": 4.0}},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["eligible"] is False and body["reasons"][0]["ar"]
+    assert body["service"]["code"] == "scholarship"
+    assert httpx.post(
+        f"{intake.url}/eligibility",
+        json={"association_id": "elites", "service_code": "scholarship",
+              "fields": {"gpa": 4.9, "field_of_study": "CS"}},
+    ).json()["eligible"] is True
+    unknown = httpx.post(
+        f"{intake.url}/eligibility", json={"association_id": "elites", "service_code": "x"}
+    )
+    assert unknown.status_code == 422 and unknown.json()["error"] == "unknown_service"
+    assert store_position(intake) == before
+    assert stream_messages_sync(nats_server.url, "khidma.>") == []
+
+
+def test_a_second_request_for_the_same_service_is_linked(intake, nats_server):
+    first = httpx.post(f"{intake.url}/submissions", json=SUBMISSION).json()
+    linked = httpx.post(
+        f"{intake.url}/submissions", json={**SUBMISSION, "channel": "phone", "channel_ref": "call-9"}
+    )
+    assert linked.status_code == 200
+    assert linked.json()["duplicate"] is True and linked.json()["linked"] is True
+    assert linked.json()["case_id"] == first["case_id"]
+    doc = wait_for(
+        lambda: (d := httpx.get(f"{intake.url}/cases/{first['case_id']}").json())["linked_channels"] and d,
+        what="the linked channel in the read model",
+    )
+    assert doc["linked_channels"][0]["channel"] == "phone"
+    assert len(stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived")) == 1
+
+
+def test_an_incomplete_case_can_be_referred(intake, nats_server):
+    case = httpx.post(f"{intake.url}/submissions", json={**SUBMISSION, "documents": []}).json()
+    assert case["status"] == "incomplete"
+    referred = httpx.post(
+        f"{intake.url}/cases/{case['case_id']}/referral",
+        json={"reason": "the procedures are unclear", "questions": ["which ID?"], "referred_by": "o1"},
+    )
+    assert referred.status_code == 202
+    (message,) = wait_for(
+        lambda: stream_messages_sync(nats_server.url, "khidma.*.*.ReferredToResearcher"),
+        what="ReferredToResearcher",
+    )
+    assert message["event"]["case_ref"] == case["case_ref"]
+    assert stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived") == []
+
+
+def test_a_broken_policy_pack_stops_intake_with_exit_code_2(nats_server, tmp_path):
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "sidr.toml").write_text('association_id = "sidr"\ncase_prefix = "sdr"\n', encoding="utf-8")
+    process = ServiceProcess(
+        "intake", nats_server.url, tmp_path / "data", env={"KHIDMA_POLICIES_DIR": str(policies)}
+    )
+    with pytest.raises(RuntimeError) as failed:
+        process.start(timeout=20)
+    assert "sidr.toml" in str(failed.value) and "case_prefix" in str(failed.value)
+    assert process.process is not None and process.process.returncode == 2
+
+
+def test_the_read_model_is_rebuilt_from_the_store(nats_server, tmp_path):
+    data = tmp_path / "data"
+    process = ServiceProcess("intake", nats_server.url, data).start()
+    try:
+        case = httpx.post(f"{process.url}/submissions", json={**SUBMISSION, "documents": []}).json()
+        before = wait_for(
+            lambda: (d := httpx.get(f"{process.url}/cases/{case['case_ref']}").json()).get("missing") and d,
+            what="the case in the read model",
+        )
+    finally:
+        process.stop()
+    for path in data.glob("intake-views.sqlite*"):
+        path.unlink()
+    process = ServiceProcess("intake", nats_server.url, data).start()
+    try:
+        after = httpx.get(f"{process.url}/cases/{case['case_ref']}").json()
+    finally:
+        process.stop()
+    assert after == before

@@ -14,6 +14,7 @@ from services.intake.application import IntakeApplication
 from services.intake.domain import Case
 from services.intake.integration import TRANSLATORS
 from shared.outbox import OutboxRelay
+from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from shared.settings import ServiceSettings
 from shared.store import OUTBOX_TRACKING, StoreRunner, open_application
 from shared.stream import ensure_stream
@@ -23,19 +24,26 @@ from tests.helpers import async_wait_for, stream_messages
 pytestmark = pytest.mark.integration
 
 
+PACKS = load_packs(DEFAULT_POLICIES_DIR)
+
+
 def submission(n: int) -> Submission:
+    """A complete request (fields, documents, declaration): it is published at once."""
     return Submission(
         association_id="sidr",
         channel="website",
         channel_ref=f"form-{n}",
-        service_code="aid",
-        applicant={"national_id": "1000000008", "name": f"Applicant {n}"},
+        service_code="seedlings",
+        applicant={"national_id": f"10000000{n:02d}", "name": f"Applicant {n}"},
+        fields={"planting_site": "Wadi Hanifa", "seedling_count": 10},
+        documents=[{"code": "national_id_card", "expires_on": "2030-01-01"}],
+        attestation={"attested": True, "method": "in_person"},
     )
 
 
 def sqlite_app(tmp_path) -> IntakeApplication:
     settings = ServiceSettings(service_name="intake", nats_url="nats://x", data_dir=tmp_path)
-    return open_application(IntakeApplication, settings.eventsourcing_env())
+    return open_application(IntakeApplication, settings.eventsourcing_env(), packs=PACKS)
 
 
 @pytest.fixture
@@ -109,8 +117,9 @@ async def test_only_public_events_are_published_with_their_event_id_as_message_i
     for message in messages:
         assert message["headers"]["Nats-Msg-Id"] == message["event"]["event_id"]
     assert messages[1]["event"]["causation_id"] == messages[0]["event"]["event_id"]
-    # The channel-reference index is internal and never reaches the bus.
-    assert get_topic(Case.Received) in relay.topics and len(relay.topics) == 3
+    # The internal events (submitted, indexes, numbering) never reach the bus.
+    assert get_topic(Case.Completed) in relay.topics and len(relay.topics) == 3
+    assert get_topic(Case.Submitted) not in relay.topics
 
 
 async def test_events_recorded_while_nats_is_down_are_published_when_it_returns(
@@ -155,7 +164,7 @@ async def test_the_same_store_code_runs_on_postgresql(postgres_available, js, na
         postgres_user=postgres_available["user"],
         postgres_schema=schema,
     )
-    app = open_application(IntakeApplication, settings.eventsourcing_env())
+    app = open_application(IntakeApplication, settings.eventsourcing_env(), packs=PACKS)
     try:
         first = app.submit(submission(1), {"kind": "adapter", "id": "test"})
         again = app.submit(submission(1), {"kind": "adapter", "id": "test"})
@@ -165,7 +174,7 @@ async def test_the_same_store_code_runs_on_postgresql(postgres_available, js, na
         assert app.process_recorder.max_tracking_id(OUTBOX_TRACKING) == relay.stats.position
         messages = await stream_messages(nats_server.url, "khidma.*.*.RequestReceived")
         assert messages[0]["event"]["case_id"] == str(first.case_id)
-        reopened = open_application(IntakeApplication, settings.eventsourcing_env())
+        reopened = open_application(IntakeApplication, settings.eventsourcing_env(), packs=PACKS)
         assert reopened.case_status(first.case_id)["case_ref"] == first.case_ref
         reopened.close()
     finally:

@@ -249,4 +249,15 @@ def test_results_show_only_groups_of_five_answers_or_more(
             "average_satisfaction": 4.0,
         }
     ]
+    assert report["by_stage"] == [
+        {"stage": "delivered", "suppressed": False, "answers": 6, "average_satisfaction": 4.0}
+    ]
+    assert report["by_association_id"] == [
+        {
+            "association_id": ASSOCIATION,
+            "suppressed": False,
+            "answers": 6,
+            "average_satisfaction": 4.0,
+        }
+    ]
     assert "officer" not in str(report)

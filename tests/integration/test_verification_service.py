@@ -58,8 +58,9 @@ def request_received(
         payload=RequestReceivedPayload(
             channel="website",
             channel_ref=f"form-{uuid4().hex[:8]}",
-            service_code="food-basket",
-            applicant=Applicant(national_id="1012345678", name="Aisha", phone="+966501234567"),
+            service_code="volunteering",
+            applicant=Applicant(national_id="1012345672", name="Aisha", phone="0501234567"),
+            fields={"availability": "weekends"},
             attestation=attestation,
         ),
     )
@@ -126,6 +127,8 @@ def test_a_received_request_is_confirmed_and_published_as_data_verified(
     doc = pending_with(verification, received.case_id, "discrepancies")
     assert doc["case_ref"] == "SID-0001"
     assert doc["submitted_at"].startswith("2025-03-01T09:30:00")
+    assert doc["submitted_at_display"]["hijri"] == "1446-09-01"
+    assert doc["corrections"][0]["field"] == "attestation"
     assert {c["name"]: c["passed"] for c in doc["checks"]}["attestation_signed"] is False
     queue = httpx.get(f"{verification.url}/verifications", params={"status": "pending"}).json()
     assert [d["case_id"] for d in queue] == [str(received.case_id)]
@@ -149,7 +152,12 @@ def test_a_received_request_is_confirmed_and_published_as_data_verified(
         "name_present",
         "phone_format",
         "attestation_signed",
+        "service_known",
+        "required_fields",
     ]
+    assert "+966501234567" in event["payload"]["checks"][2]["detail"]
+    assert [c["field"] for c in event["payload"]["corrections"]] == ["attestation"]
+    assert event["payload"]["ineligible_rule"] is None
 
     wait_for(
         lambda: httpx.get(f"{verification.url}/verifications/{received.case_id}").json()[
@@ -216,6 +224,8 @@ def test_an_override_without_reason_is_refused_in_english_and_arabic(
         "passed": True,
         "detail": "Applicant is deceased",
     }
+    assert event["payload"]["override_reason"] == "Applicant is deceased"
+    assert event["payload"]["ineligible_rule"] == "Applicant is deceased"
 
 
 def test_a_malformed_confirmation_is_rejected_naming_the_field(

@@ -1,7 +1,6 @@
-"""The committee's rules: the deadline, the decision rules, referrals, idempotency.
-
-The aggregate is tested directly; the application's handlers run on the
-eventsourcing in-memory store (no broker, no database file).
+"""The committee case's rules: the deadline, the declaration, the decision rules,
+referrals, deadline flags, idempotency. The aggregate is tested directly; the
+application, sittings and read model are in test_committee_application.py.
 """
 
 from __future__ import annotations
@@ -11,29 +10,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.application import ProcessingEvent
-from eventsourcing.persistence import Tracking
 
-from services.committee.application import CommitteeApplication
-from services.committee.domain import CommitteeCase, decision_deadline, majority
-from services.committee.integration import TRANSLATORS, committee_decided
-from services.committee.views import CASES, project
-from shared.clock import FrozenClock
-from shared.consumer import RetryLater
-from shared.errors import NotFound, Refused
-from shared.events import (
-    Actor,
-    Applicant,
-    CommitteeDecided,
-    DataVerified,
-    DataVerifiedPayload,
-    ReferredToResearcher,
-    ReferredToResearcherPayload,
-    RequestReceived,
-    RequestReceivedPayload,
-    decode_event,
-    encode_event,
-)
+from services.committee.domain import CommitteeCase, decision_deadline, is_attested, majority
+from shared.errors import Refused
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +25,20 @@ def votes(*kinds: str) -> list[dict[str, str]]:
     return [{"member": f"member-{i}", "vote": kind} for i, kind in enumerate(kinds)]
 
 
-def opened_case(window_days: int = 14, received_at: datetime = RECEIVED_AT) -> CommitteeCase:
+ATTESTATION = {
+    "attested": True,
+    "attested_by": "Applicant",
+    "attested_at": "2025-03-02T09:00:00+00:00",
+    "method": "one_time_code",
+    "data_hash": "ab" * 32,
+}
+
+
+def opened_case(
+    window_days: int = 14,
+    received_at: datetime = RECEIVED_AT,
+    attestation: dict[str, Any] | None = ATTESTATION,
+) -> CommitteeCase:
     return CommitteeCase.open(
         case_id=uuid4(),
         request_event_id=uuid4(),
@@ -57,6 +49,7 @@ def opened_case(window_days: int = 14, received_at: datetime = RECEIVED_AT) -> C
         channel="website",
         received_at=received_at,
         window_days=window_days,
+        attestation=attestation,
     )
 
 
@@ -364,225 +357,105 @@ def test_two_referrals_are_closed_oldest_first() -> None:
 # The application's handlers (in-memory store) ---------------------------------------------
 
 
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(RECEIVED_AT + timedelta(days=2))
+# The declaration (policy step 4) ---------------------------------------------------------
 
 
-@pytest.fixture
-def app(clock: FrozenClock) -> CommitteeApplication:
-    return CommitteeApplication(
-        env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock, window_days=14
+def test_a_case_without_the_declaration_cannot_be_decided() -> None:
+    for attestation in (
+        None,
+        {**ATTESTATION, "attested": False},
+        {**ATTESTATION, "data_hash": None},
+    ):
+        case = opened_case(attestation=attestation)
+        case.record_verification(
+            source_event_id=uuid4(), outcome="verified", verified_at=RECEIVED_AT
+        )
+        assert case.attested is False
+        assert refused_code(lambda: decide(case)) == "attestation_missing"
+        assert refused_code(lambda: decide(case, "rejected", votes("reject"))) == "attestation_missing"
+        assert case.decision is None
+
+
+def test_the_declaration_needs_attested_and_the_data_hash() -> None:
+    assert is_attested(ATTESTATION)
+    assert not is_attested(None)
+    assert not is_attested({**ATTESTATION, "attested": False})
+    assert not is_attested({**ATTESTATION, "data_hash": None})
+
+
+# A case known first by its referral ---------------------------------------------------------
+
+
+def registered_case() -> CommitteeCase:
+    return CommitteeCase.register(
+        case_id=uuid4(), association_id="sidr", case_ref="SDR-1446-000001", correlation_id=uuid4()
     )
 
 
-def request_received(case_id: UUID | None = None) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
-        occurred_at=RECEIVED_AT,
-        association_id="sidr",
-        case_id=case_id or uuid4(),
-        case_ref="SID-0000ABCD",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref="form-1",
-            service_code="food-basket",
-            applicant=Applicant(national_id="1000000001", name="Applicant"),
-        ),
+def test_a_case_known_only_by_a_referral_has_no_deadline_and_cannot_be_decided() -> None:
+    case = registered_case()
+    open_referral(case)
+    assert case.deadline is None and not case.received
+    assert case.open_referral is not None
+    assert refused_code(lambda: decide(case)) == "request_not_received"
+    assert case.flag_deadline(now=RECEIVED_AT + timedelta(days=99), warning_days=3) is None
+
+
+def test_the_request_merges_into_a_case_opened_by_its_referral() -> None:
+    case = registered_case()
+    open_referral(case)
+    request_id = uuid4()
+    case.receive_request(
+        request_event_id=request_id,
+        service_code="seedlings",
+        channel="website",
+        received_at=RECEIVED_AT,
+        window_days=14,
+        attestation=ATTESTATION,
     )
-
-
-def data_verified(request: RequestReceived, outcome: str = "verified") -> DataVerified:
-    return DataVerified(
-        event_id=uuid4(),
-        occurred_at=RECEIVED_AT + timedelta(hours=5),
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=request.event_id,
-        actor=Actor(kind="officer", id="verifier-1"),
-        payload=DataVerifiedPayload(outcome=outcome, checks=[], officer="verifier-1"),  # type: ignore[arg-type]
+    assert case.received and case.attested
+    assert case.deadline == RECEIVED_AT + timedelta(days=14)
+    assert case.open_referral is not None  # the referral stays open for the researcher
+    version = case.version
+    case.receive_request(
+        request_event_id=uuid4(),
+        service_code="other",
+        channel="phone",
+        received_at=RECEIVED_AT + timedelta(days=3),
+        window_days=7,
+        attestation=None,
     )
+    assert case.version == version, "the first request recorded wins"
+    assert case.request_event_id == request_id
 
 
-def referred(request: RequestReceived) -> ReferredToResearcher:
-    return ReferredToResearcher(
-        event_id=uuid4(),
-        occurred_at=RECEIVED_AT + timedelta(hours=1),
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=request.event_id,
-        actor=Actor(kind="officer", id="officer-7"),
-        payload=ReferredToResearcherPayload(
-            reason="procedures unclear", questions=["how long?"], referred_by="officer-7"
-        ),
-    )
+# Deadline flags ---------------------------------------------------------------------------
 
 
-_positions = iter(range(1, 1_000_000))
+def test_a_case_is_flagged_approaching_then_overdue_each_once() -> None:
+    case = opened_case(window_days=14)  # deadline 2025-03-16 09:30
+    early = datetime(2025, 3, 12, 9, 29, tzinfo=timezone.utc)
+    assert case.flag_deadline(now=early, warning_days=3) is None
+    approaching = datetime(2025, 3, 13, 9, 30, tzinfo=timezone.utc)
+    assert case.flag_deadline(now=approaching, warning_days=3) == "approaching"
+    assert case.flag_deadline(now=approaching + timedelta(days=1), warning_days=3) is None
+    at_deadline = datetime(2025, 3, 16, 9, 30, tzinfo=timezone.utc)
+    assert case.flag_deadline(now=at_deadline, warning_days=3) is None
+    overdue = at_deadline + timedelta(seconds=1)
+    assert case.flag_deadline(now=overdue, warning_days=3) == "overdue"
+    assert case.flag_deadline(now=overdue + timedelta(days=5), warning_days=3) is None
+    assert case.deadline_flags == ["approaching", "overdue"]
 
 
-def handle(app: CommitteeApplication, handler: Any, event: Any) -> int:
-    """Runs a handler as the consumer does; returns how many events it recorded."""
-    processing = ProcessingEvent(tracking=Tracking("nats:KHIDMA", next(_positions)))
-    handler(event, processing)
-    app.record_processing(processing)
-    return len(processing.events)
+def test_a_case_found_past_its_deadline_is_flagged_overdue_only() -> None:
+    case = opened_case()
+    assert case.flag_deadline(now=RECEIVED_AT + timedelta(days=20), warning_days=3) == "overdue"
+    assert case.deadline_flags == ["overdue"]
 
 
-def test_a_received_request_opens_the_case_with_the_configured_window(
-    app: CommitteeApplication,
-) -> None:
-    request = request_received()
-    assert handle(app, app.on_request_received, request) == 1
-    status = app.case_status(request.case_id)
-    assert status["deadline"] == (RECEIVED_AT + timedelta(days=14)).isoformat()
-    case: CommitteeCase = app.repository.get(request.case_id)
-    assert case.correlation_id == request.correlation_id
-    assert case.request_event_id == request.event_id
-    assert (case.service_code, case.channel) == ("food-basket", "website")
-
-
-def test_the_same_request_received_twice_opens_one_case(app: CommitteeApplication) -> None:
-    request = request_received()
-    handle(app, app.on_request_received, request)
-    assert handle(app, app.on_request_received, request) == 0
-    assert app.repository.get(request.case_id).version == 1
-
-
-def test_a_verification_before_its_request_is_retried_later(
-    app: CommitteeApplication,
-) -> None:
-    request = request_received()
-    verification = data_verified(request)
-    with pytest.raises(RetryLater):
-        handle(app, app.on_data_verified, verification)
-    handle(app, app.on_request_received, request)
-    assert handle(app, app.on_data_verified, verification) == 1
-    assert app.case_status(request.case_id)["verification_outcome"] == "verified"
-
-
-def test_a_referral_before_its_request_is_retried_later(app: CommitteeApplication) -> None:
-    request = request_received()
-    with pytest.raises(RetryLater):
-        handle(app, app.on_referred_to_researcher, referred(request))
-
-
-def test_redelivered_verification_and_referral_record_nothing_more(
-    app: CommitteeApplication,
-) -> None:
-    request = request_received()
-    handle(app, app.on_request_received, request)
-    verification, referral = data_verified(request), referred(request)
-    assert handle(app, app.on_data_verified, verification) == 1
-    assert handle(app, app.on_data_verified, verification) == 0
-    assert handle(app, app.on_referred_to_researcher, referral) == 1
-    assert handle(app, app.on_referred_to_researcher, referral) == 0
-
-
-def test_the_application_judges_the_window_by_its_clock(
-    app: CommitteeApplication, clock: FrozenClock
-) -> None:
-    request = request_received()
-    handle(app, app.on_request_received, request)
-    handle(app, app.on_data_verified, data_verified(request))
-    clock.advance(timedelta(days=13))  # 15 days after receipt
-    result = app.decide(
-        request.case_id, decision="approved", reasons=["ok"], votes=[APPROVE]
-    )
-    assert result == {
-        "case_id": str(request.case_id),
-        "decision": "approved",
-        "within_window": False,
-    }
-
-
-def test_deciding_an_unknown_case_is_not_found(app: CommitteeApplication) -> None:
-    with pytest.raises(NotFound) as caught:
-        app.decide(uuid4(), decision="approved", reasons=["ok"], votes=[APPROVE])
-    assert caught.value.status == 404 and caught.value.ar
-
-
-# The outbox translation and the read model ------------------------------------------
-
-
-def test_the_decision_is_published_as_committee_decided(app: CommitteeApplication) -> None:
-    request = request_received()
-    handle(app, app.on_request_received, request)
-    verification = data_verified(request)
-    handle(app, app.on_data_verified, verification)
-    app.decide(request.case_id, decision="rejected", reasons=["no"], votes=[REJECT])
-    case: CommitteeCase = app.repository.get(request.case_id)
-    stored = [
-        app.mapper.to_domain_event(n) for n in app.read_notifications(0, 100, tuple(TRANSLATORS))
-    ]
-    assert len(stored) == 1
-    published = committee_decided(stored[0])
-    assert isinstance(published, CommitteeDecided)
-    assert decode_event(encode_event(published)) == published
-    assert published.case_id == request.case_id
-    assert published.event_id == case.decision_event_id
-    assert published.causation_id == verification.event_id
-    assert published.correlation_id == request.correlation_id
-    assert published.actor == Actor(kind="committee", id="committee")
-    assert published.payload.decision == "rejected"
-    assert published.payload.window_days == 14
-    assert published.payload.within_window is True
-
-
-class FakeViews:
-    def __init__(self) -> None:
-        self.docs: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def get(self, view: str, key: str) -> dict[str, Any] | None:
-        return self.docs.get((view, key))
-
-    def put(self, view: str, key: str, doc: dict[str, Any]) -> None:
-        self.docs[(view, key)] = doc
-
-
-def test_the_read_model_puts_verified_undecided_cases_on_the_agenda(
-    app: CommitteeApplication,
-) -> None:
-    request = request_received()
-    handle(app, app.on_request_received, request)
-    handle(app, app.on_referred_to_researcher, referred(request))
-    views = FakeViews()
-    position = 0
-
-    def doc() -> dict[str, Any]:
-        nonlocal position
-        for notification in app.read_notifications(position, 100):
-            project(app.mapper.to_domain_event(notification), views)  # type: ignore[arg-type]
-            position = notification.id
-        found = views.get(CASES, str(request.case_id))
-        assert found is not None
-        return found
-
-    assert doc()["on_agenda"] is False
-    assert doc()["referral_open"] is True
-    assert doc()["referral"]["open"] is True
-    assert doc()["sort_key"].startswith("2025-03-16T09:30:00")
-    handle(app, app.on_data_verified, data_verified(request))
-    assert doc()["on_agenda"] is True
-    app.close_referral(request.case_id, researcher="r", answers=["a"], note="n")
-    assert doc()["referral_open"] is False
-    assert doc()["referral"] == {
-        "open": False,
-        "reason": "procedures unclear",
-        "questions": ["how long?"],
-        "referred_by": "officer-7",
-        "researcher": "r",
-        "answers": ["a"],
-        "note": "n",
-    }
-    app.decide(request.case_id, decision="approved", reasons=["ok"], votes=[APPROVE])
-    final = doc()
-    assert final["on_agenda"] is False
-    assert final["decision"] == "approved" and final["within_window"] is True
+def test_a_decided_case_is_never_flagged() -> None:
+    case, _ = verified_case()
+    decide(case)
+    version = case.version
+    assert case.flag_deadline(now=RECEIVED_AT + timedelta(days=20), warning_days=3) is None
+    assert case.version == version

@@ -3,61 +3,201 @@ from uuid import uuid4
 
 import pytest
 
-from services.intake.domain import Case, ChannelRef, channel_ref_id
+from services.intake.domain import (
+    Case,
+    CaseNumbering,
+    ChannelRef,
+    OpenRequest,
+    attested_data_hash,
+    case_reference,
+    channel_ref_id,
+    missing_information,
+    numbering_id,
+)
 from shared.errors import Refused
+from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
+PACKS = load_packs(DEFAULT_POLICIES_DIR)
+SEEDLINGS = PACKS["sidr"].service("seedlings")
+APPLICANT = {"national_id": "1000000008", "name": "Ali", "phone": None, "email": None}
+FIELDS = {"planting_site": "Wadi Hanifa", "seedling_count": 20}
+DOCUMENTS = [{"code": "national_id_card", "number": "1000000008", "issued_on": None, "expires_on": "2030-01-01"}]
 
 
-def received_case() -> Case:
-    case_id = uuid4()
+def attestation(fields=FIELDS, documents=DOCUMENTS, **extra):
+    return {
+        "attested": True,
+        "attested_by": "Ali",
+        "attested_at": NOW.isoformat(),
+        "method": "in_person",
+        "data_hash": attested_data_hash(APPLICANT, "seedlings", fields, documents),
+        **extra,
+    }
+
+
+def submitted_case(fields=FIELDS, documents=DOCUMENTS, attest=None) -> Case:
     return Case(
-        case_id=case_id,
-        event_id=uuid4(),
+        case_id=uuid4(),
+        received_event_id=uuid4(),
         association_id="sidr",
-        case_ref="SID-1",
+        case_ref="SDR-1448-000001",
         channel="website",
         channel_ref="form-1",
-        service_code="food-basket",
-        applicant={"national_id": "1000000008", "name": "Ali"},
-        fields={},
-        attestation=None,
+        service_code="seedlings",
+        applicant=APPLICANT,
+        fields=dict(fields),
+        documents=list(documents),
+        attestation=attest,
         actor={"kind": "adapter", "id": "website"},
-        received_at=datetime(2026, 11, 21, tzinfo=timezone.utc),
+        submitted_at=datetime(2026, 11, 21, tzinfo=timezone.utc),
     )
 
 
-def test_a_received_case_is_identified_by_its_case_id():
+def received_case() -> Case:
+    case = submitted_case(attest=attestation())
+    case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "adapter", "id": "w"})
+    assert case.complete
+    return case
+
+
+def test_the_data_hash_is_sha256_of_the_canonical_json():
+    import hashlib
+    import json
+
+    data = {"applicant": APPLICANT, "service_code": "seedlings", "fields": FIELDS, "documents": DOCUMENTS}
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert attested_data_hash(APPLICANT, "seedlings", FIELDS, DOCUMENTS) == hashlib.sha256(
+        canonical.encode("utf-8")
+    ).hexdigest()
+    changed = attested_data_hash(APPLICANT, "seedlings", {**FIELDS, "seedling_count": 21}, DOCUMENTS)
+    assert changed != attested_data_hash(APPLICANT, "seedlings", FIELDS, DOCUMENTS)
+
+
+def test_case_references_can_be_read_on_the_phone():
+    assert case_reference("SDR", 1448, 123) == "SDR-1448-000123"
+
+
+def test_missing_lists_fields_documents_and_the_declaration_in_both_languages():
+    missing = missing_information(
+        SEEDLINGS, applicant=APPLICANT, fields={"planting_site": " "}, documents=[], attestation=None
+    )
+    assert [(m["kind"], m["code"]) for m in missing] == [
+        ("field", "planting_site"),
+        ("field", "seedling_count"),
+        ("document", "national_id_card"),
+        ("attestation", "declaration"),
+    ]
+    assert all(m["ar"] and m["en"] for m in missing)
+
+
+def test_a_document_with_expiry_needs_its_expiry_date():
+    docs = [{"code": "national_id_card", "expires_on": None}]
+    missing = missing_information(
+        SEEDLINGS, applicant=APPLICANT, fields=FIELDS, documents=docs, attestation=None,
+        include_attestation=False,
+    )
+    assert [(m["kind"], m["code"]) for m in missing] == [("document", "national_id_card")]
+
+
+def test_a_complete_submission_completes_at_once():
+    case = submitted_case(attest=attestation())
+    missing = case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "adapter", "id": "w"})
+    assert missing == [] and case.complete and case.status == "received"
+    completed = case.collect_events()[-1]
+    assert isinstance(completed, Case.Completed)
+    assert completed.event_id == case.received_event_id
+    assert completed.submitted_at < completed.at
+
+
+def test_an_incomplete_submission_stays_open_until_the_information_arrives():
+    case = submitted_case(fields={"planting_site": "Wadi"}, documents=[], attest=None)
+    missing = case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "adapter", "id": "w"})
+    assert {m["code"] for m in missing} == {"seedling_count", "national_id_card", "declaration"}
+    assert not case.complete and case.status == "incomplete"
+    assert not any(isinstance(e, Case.Completed) for e in case.collect_events())
+
+    case.add_information(
+        fields={"seedling_count": 20}, documents=DOCUMENTS, attestation=None,
+        actor={"kind": "applicant", "id": "a"}, at=NOW,
+    )
+    assert [m["code"] for m in case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "applicant", "id": "a"})] == ["declaration"]
+    case.add_information(
+        fields={}, documents=[], attestation={"attested": True, "method": "one_time_code"},
+        actor={"kind": "applicant", "id": "a"}, at=NOW,
+    )
+    assert case.attestation["data_hash"] == attested_data_hash(
+        APPLICANT, "seedlings", {**{"planting_site": "Wadi"}, "seedling_count": 20}, DOCUMENTS
+    )
+    assert case.attestation["attested_by"] == "Ali" and case.attestation["attested_at"]
+    assert case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "applicant", "id": "a"}) == []
+    assert case.complete
+
+
+def test_an_attestation_of_other_data_is_not_valid():
+    stale = attestation(fields={**FIELDS, "seedling_count": 999})
+    case = submitted_case(attest=stale)
+    missing = case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "adapter", "id": "w"})
+    assert [(m["kind"], m["code"]) for m in missing] == [("attestation", "declaration_outdated")]
+    assert not case.complete
+
+
+def test_data_changed_after_attesting_needs_a_new_declaration():
+    case = submitted_case(documents=[], attest=attestation(documents=[]))
+    assert [m["code"] for m in case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "a", "id": "a"})] == ["national_id_card"]
+    case.add_information(fields={}, documents=DOCUMENTS, attestation=None, actor={"kind": "applicant", "id": "a"}, at=NOW)
+    missing = case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "applicant", "id": "a"})
+    assert [m["code"] for m in missing] == ["declaration_outdated"]
+
+
+def test_an_attestation_without_method_or_not_attested_is_missing():
+    for bad in ({"attested": False}, {"attested": True}):
+        case = submitted_case(attest=bad)
+        missing = case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "a", "id": "a"})
+        assert missing and missing[-1]["kind"] == "attestation"
+
+
+def test_information_for_a_complete_case_is_refused():
     case = received_case()
-    assert case.status == "received"
-    assert case.correlation_id == case.received_event_id
+    with pytest.raises(Refused) as refused:
+        case.add_information(fields={"x": 1}, documents=[], attestation=None, actor={"kind": "a", "id": "a"}, at=NOW)
+    assert refused.value.code == "already_complete" and refused.value.ar
+
+
+def test_an_incomplete_case_can_be_referred():
+    case = submitted_case(documents=[], attest=None)
+    case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "a", "id": "a"})
+    case.refer_to_researcher(event_id=uuid4(), at=NOW, reason="unclear", questions=["q"], referred_by="o1")
+    referred = case.collect_events()[-1]
+    assert isinstance(referred, Case.ReferredToResearcher)
+    assert referred.correlation_id == case.received_event_id
+    assert case.referred and not case.complete
 
 
 def test_referral_is_caused_by_the_request():
     case = received_case()
     case.refer_to_researcher(event_id=uuid4(), at=NOW, reason="unclear", questions=["q"], referred_by="o1")
     referred = case.collect_events()[-1]
-    assert isinstance(referred, Case.ReferredToResearcher)
     assert referred.causation_id == case.received_event_id
     assert referred.correlation_id == case.correlation_id
-    assert case.referred
 
 
-def test_delivery_before_approval_is_refused():
+def test_delivery_before_approval_is_refused_with_the_reason():
     case = received_case()
     with pytest.raises(Refused) as refused:
         case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
     assert refused.value.code == "not_approved"
-    assert refused.value.ar and refused.value.en
+    assert "not decided" in refused.value.en and refused.value.ar
 
 
 def test_delivery_after_rejection_is_refused():
     case = received_case()
     case.note_decision(source_event_id=uuid4(), decision="rejected")
-    with pytest.raises(Refused):
+    with pytest.raises(Refused) as refused:
         case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
+    assert "rejected" in refused.value.en
 
 
 def test_delivery_after_approval_is_caused_by_the_decision():
@@ -65,11 +205,11 @@ def test_delivery_after_approval_is_caused_by_the_decision():
     decision_id = uuid4()
     case.note_verification(source_event_id=uuid4(), outcome="verified")
     case.note_decision(source_event_id=decision_id, decision="approved")
-    case.deliver(event_id=uuid4(), at=NOW, delivered="food basket", delivered_by="o1")
+    case.deliver(event_id=uuid4(), at=NOW, delivered="20 seedlings", delivered_by="o1")
     delivered = case.collect_events()[-1]
     assert isinstance(delivered, Case.ServiceDelivered)
     assert delivered.causation_id == decision_id
-    assert case.status == "delivered"
+    assert case.status == "delivered" and case.closed
 
 
 def test_a_service_is_delivered_once():
@@ -101,3 +241,34 @@ def test_the_channel_reference_index_is_derived_from_channel_and_reference():
     index = ChannelRef(association_id="sidr", channel="website", channel_ref="f1", case_id=uuid4())
     assert index.id == channel_ref_id("sidr", "website", "f1")
     assert index.id != channel_ref_id("sidr", "phone", "f1")
+
+
+def test_numbering_takes_consecutive_numbers_per_association_and_year():
+    numbering = CaseNumbering(association_id="sidr", hijri_year=1448)
+    assert numbering.id == numbering_id("sidr", 1448) != numbering_id("sidr", 1449)
+    assert [numbering.take_number(uuid4()) for _ in range(3)] == [1, 2, 3]
+
+
+def test_the_open_request_index_is_released_only_for_its_case():
+    first, other = uuid4(), uuid4()
+    index = OpenRequest(association_id="sidr", national_id="1", service_code="seedlings", case_id=first)
+    index.release(other)
+    assert index.case_id == first
+    index.release(first)
+    assert index.case_id is None
+    index.reopen(other)
+    assert index.case_id == other
+
+
+def test_a_field_of_the_wrong_kind_is_still_missing():
+    missing = missing_information(
+        SEEDLINGS, applicant=APPLICANT, fields={**FIELDS, "seedling_count": "many"},
+        documents=DOCUMENTS, attestation=None, include_attestation=False,
+    )
+    assert [(m["code"], m["en"]) for m in missing] == [
+        ("seedling_count", "Required field: Number of seedlings (a whole number)")
+    ]
+    assert missing_information(
+        SEEDLINGS, applicant=APPLICANT, fields={**FIELDS, "seedling_count": "20"},
+        documents=DOCUMENTS, attestation=None, include_attestation=False,
+    ) == []

@@ -41,6 +41,9 @@ def registered_survey() -> Survey:
         correlation_id=uuid4(),
         channel="website",
         service_code="food-basket",
+        phone="+966500000001",
+        email=None,
+        language="ar",
     )
 
 

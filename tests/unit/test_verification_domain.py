@@ -19,10 +19,15 @@ from services.verification.domain import (
     check_name_present,
     check_national_id_format,
     check_phone_format,
+    corrections_of,
+    ineligible_rule_of,
+    normalise_phone,
+    saudi_id_check_digit_valid,
     suggested_outcome,
 )
 from services.verification.integration import TRANSLATORS
 from shared.clock import FrozenClock
+from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from shared.errors import NotFound, Refused
 from shared.events import (
     Actor,
@@ -37,8 +42,9 @@ pytestmark = pytest.mark.unit
 
 SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
 CONFIRMED_AT = SUBMITTED_AT + timedelta(days=1)
-GOOD_APPLICANT = {"national_id": "1012345678", "name": "Aisha", "phone": "+966 50 123 4567"}
+GOOD_APPLICANT = {"national_id": "1012345672", "name": "Aisha", "phone": "+966 50 123 4567"}
 SIGNED = {"attested": True}
+PACKS = load_packs(DEFAULT_POLICIES_DIR)
 
 
 def open_verification(
@@ -53,11 +59,13 @@ def open_verification(
         association_id="sidr",
         case_ref="SID-0001",
         correlation_id=request_event_id,
-        service_code="food-basket",
+        service_code="volunteering",
         channel="website",
         submitted_at=SUBMITTED_AT,
         applicant=applicant or GOOD_APPLICANT,
         attestation=attestation,
+        fields={"availability": "weekends"},
+        pack=PACKS["sidr"],
     )
 
 
@@ -77,7 +85,7 @@ def by_name(checks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # National id ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("national_id", ["1012345678", "2987654321"])
+@pytest.mark.parametrize("national_id", ["1012345672", "2987654320"])
 def test_a_ten_digit_id_of_a_citizen_or_resident_passes(national_id: str) -> None:
     check = check_national_id_format(national_id)
     assert check.passed
@@ -85,8 +93,8 @@ def test_a_ten_digit_id_of_a_citizen_or_resident_passes(national_id: str) -> Non
 
 
 def test_the_id_detail_says_whether_citizen_or_resident() -> None:
-    assert "citizen" in check_national_id_format("1012345678").detail
-    assert "resident" in check_national_id_format("2012345678").detail
+    assert "citizen" in check_national_id_format("1012345672").detail
+    assert "resident" in check_national_id_format("2000000006").detail
 
 
 @pytest.mark.parametrize(
@@ -100,7 +108,7 @@ def test_an_id_not_ten_digits_starting_with_1_or_2_fails(national_id: str | None
 
 
 def test_a_check_detail_never_repeats_the_national_id() -> None:
-    for national_id in ("1012345678", "3012345678"):
+    for national_id in ("1012345672", "3012345678"):
         assert national_id not in check_national_id_format(national_id).detail
 
 
@@ -120,10 +128,33 @@ def test_a_blank_or_missing_name_fails(name: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "phone", ["+966501234567", "0501234567", "+966 50-123-4567", "050 123 4567", "123456789"]
+    "phone",
+    [
+        "+966501234567",
+        "0501234567",
+        "501234567",
+        "966501234567",
+        "00966501234567",
+        "+966 50-123-4567",
+        "050 123 4567",
+        "(050) 123.4567",
+        "٠٥٠١٢٣٤٥٦٧",
+        "+966 0501234567",
+    ],
 )
-def test_a_phone_of_9_to_15_digits_with_optional_plus_passes(phone: str) -> None:
-    assert check_phone_format(phone).passed
+def test_a_saudi_mobile_in_any_usual_form_is_normalised_to_e164(phone: str) -> None:
+    assert normalise_phone(phone) == "+966501234567"
+    check = check_phone_format(phone)
+    assert check.passed
+    assert "+966501234567" in check.detail  # the normalised number is recorded
+
+
+@pytest.mark.parametrize(
+    "phone, e164",
+    [("0114567890", "+966114567890"), ("+44 20 7946 0958", "+442079460958"), ("0044 20 7946 0958", "+442079460958")],
+)
+def test_landlines_and_international_numbers_are_normalised(phone: str, e164: str) -> None:
+    assert normalise_phone(phone) == e164
 
 
 @pytest.mark.parametrize("phone", [None, "", "  "])
@@ -134,10 +165,25 @@ def test_a_missing_phone_passes_because_it_is_optional(phone: str | None) -> Non
 
 
 @pytest.mark.parametrize(
-    "phone", ["12345678", "1234567890123456", "+966-50-12a-4567", "966+501234567", "++966501234567"]
+    "phone",
+    [
+        "12345678",
+        "123456789",
+        "1234567890123456",
+        "+966-50-12a-4567",
+        "966+501234567",
+        "++966501234567",
+        "05012345",
+        "+96650123456",
+        "+9665012345678",
+        "+0501234567",
+    ],
 )
-def test_a_phone_too_short_too_long_or_with_other_characters_fails(phone: str) -> None:
-    assert not check_phone_format(phone).passed
+def test_a_number_that_cannot_be_a_phone_fails_with_a_correction(phone: str) -> None:
+    check = check_phone_format(phone)
+    assert not check.passed
+    assert check.correction is not None and check.correction["field"] == "phone"
+    assert check.correction["ar"] and check.correction["en"]
 
 
 # Attestation ------------------------------------------------------------------
@@ -164,9 +210,21 @@ def test_everything_passing_suggests_verified() -> None:
     assert suggested_outcome(automatic_checks(GOOD_APPLICANT, SIGNED)) == "verified"
 
 
-def test_a_bad_national_id_suggests_ineligible_even_when_others_fail_too() -> None:
-    applicant = {"national_id": "3012345678", "name": " ", "phone": "12"}
-    assert suggested_outcome(automatic_checks(applicant, None)) == "ineligible"
+def test_a_bad_national_id_is_a_discrepancy_the_applicant_must_correct() -> None:
+    # A wrong number is most often mistyped: the applicant corrects it; it is no verdict.
+    applicant = {"national_id": "1012345678", "name": "Aisha"}
+    checks = automatic_checks(applicant, SIGNED)
+    assert suggested_outcome(checks) == "discrepancies"
+    assert [c["field"] for c in corrections_of(checks)] == ["national_id"]
+
+
+def test_a_failed_rule_suggests_ineligible_even_when_others_fail_too() -> None:
+    checks = [
+        Check("national_id_format", False, "bad", correction={"field": "national_id", "ar": "x", "en": "x"}),
+        Check("eligibility:gpa", False, "too low", rule="GPA at least 4.5"),
+    ]
+    assert suggested_outcome(checks) == "ineligible"
+    assert ineligible_rule_of(checks) == "GPA at least 4.5"
 
 
 @pytest.mark.parametrize(
@@ -202,7 +260,7 @@ def test_opening_records_the_request_checks_and_suggestion() -> None:
     assert opened.correlation_id == request_event_id
     assert opened.submitted_at == SUBMITTED_AT
     assert (opened.association_id, opened.case_ref) == ("sidr", "SID-0001")
-    assert (opened.service_code, opened.channel) == ("food-basket", "website")
+    assert (opened.service_code, opened.channel) == ("volunteering", "website")
     assert opened.suggested_outcome == "discrepancies"
     assert by_name(opened.checks)["phone_format"]["passed"] is False
     assert verification.status == "pending"
@@ -217,7 +275,7 @@ def test_the_verification_id_is_the_case_id() -> None:
         association_id="sidr",
         case_ref="SID-0001",
         correlation_id=uuid4(),
-        service_code="food-basket",
+        service_code="volunteering",
         channel="website",
         submitted_at=SUBMITTED_AT,
         applicant=GOOD_APPLICANT,
@@ -255,7 +313,14 @@ def test_the_confirmation_is_caused_by_the_received_request() -> None:
         "name_present",
         "phone_format",
         "attestation_signed",
+        "service_known",
+        "required_fields",
     ]
+    assert (confirmed.corrections, confirmed.ineligible_rule, confirmed.override_reason) == (
+        [],
+        None,
+        None,
+    )
 
 
 def test_confirming_the_suggested_outcome_explicitly_needs_no_reason() -> None:
@@ -281,11 +346,13 @@ def test_override_with_reason_adds_an_officer_override_check() -> None:
     confirmed = verification.collect_events()[-1]
     assert confirmed.outcome == "verified"
     assert confirmed.suggested_outcome == "discrepancies"
-    assert confirmed.checks[-1] == {
+    assert {k: confirmed.checks[-1][k] for k in ("name", "passed", "detail")} == {
         "name": "officer_override",
         "passed": True,
         "detail": "Signed on paper at the branch office",
     }
+    assert confirmed.override_reason == "Signed on paper at the branch office"
+    assert confirmed.corrections == []
     assert by_name(confirmed.checks)["attestation_signed"]["passed"] is False
 
 
@@ -331,6 +398,10 @@ def test_the_confirmation_is_published_as_data_verified() -> None:
     assert published.payload.outcome == "ineligible"
     assert published.payload.officer == "officer-7"
     assert published.payload.checks[-1].name == "officer_override"
+    assert published.payload.override_reason == "Deceased applicant"
+    # No rule failed: the officer's reason is the rule the applicant is told.
+    assert published.payload.ineligible_rule == "Deceased applicant"
+    assert published.payload.corrections == []
 
 
 # The application, on an in-memory store -------------------------------------------
@@ -350,7 +421,8 @@ def request_received(**payload_overrides: Any) -> RequestReceived:
             **{
                 "channel": "website",
                 "channel_ref": "form-1",
-                "service_code": "food-basket",
+                "service_code": "volunteering",
+                "fields": {"availability": "weekends"},
                 "applicant": Applicant(**GOOD_APPLICANT),
                 "attestation": Attestation(attested=True),
                 **payload_overrides,
@@ -362,7 +434,9 @@ def request_received(**payload_overrides: Any) -> RequestReceived:
 @pytest.fixture
 def app() -> VerificationApplication:
     return VerificationApplication(
-        env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=FrozenClock(CONFIRMED_AT)
+        env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
+        clock=FrozenClock(CONFIRMED_AT),
+        packs=PACKS,
     )
 
 

@@ -1,0 +1,214 @@
+"""What the applicant reads: the invitation message and the survey, from the association's pack.
+
+Pure functions over a survey's state and the association's policy pack (or
+none: an association without a pack still gets a bilingual generic text, so
+that an invitation never fails for want of a pack).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from shared.dates import both_calendars
+from shared.policy import PolicyPack
+
+Bilingual = dict[str, str]
+
+GENERIC_INVITATION: Bilingual = {
+    "ar": (
+        "شكرًا لتواصلك مع {association}. نرجو تقييم الخدمة؛ فهو حق لك ويساعدنا على "
+        "التحسين، ولا يُستخدم لمحاسبة الموظفين: {link}"
+    ),
+    "en": (
+        "Thank you for contacting {association}. Please rate the service: it is your "
+        "right, it helps us improve, and it is never used to judge staff: {link}"
+    ),
+}
+GENERIC_QUESTIONS: dict[str, Bilingual] = {
+    "satisfaction": {
+        "ar": "ما مدى رضاك عن الخدمة؟ (١ إلى ٥)",
+        "en": "How satisfied are you with the service? (1 to 5)",
+    },
+    "recommend": {
+        "ar": "ما مدى احتمال أن توصي بالجمعية لغيرك؟ (٠ إلى ١٠)",
+        "en": "How likely are you to recommend the association to others? (0 to 10)",
+    },
+    "comment": {"ar": "هل لديك ملاحظة أو اقتراح؟", "en": "Any remark or suggestion?"},
+}
+ANONYMOUS_QUESTION: Bilingual = {
+    "ar": "إجابتك مجهولة الهوية ما لم تختر غير ذلك.",
+    "en": "Your answer is anonymous unless you choose otherwise.",
+}
+STAGE_LABELS: dict[str, Bilingual] = {
+    "delivered": {"ar": "بعد تقديم الخدمة", "en": "after the service was delivered"},
+    "rejected": {"ar": "بعد رفض الطلب", "en": "after the request was rejected"},
+}
+
+
+def survey_link(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/surveys/{token}"
+
+
+def message_id(case_id: UUID) -> str:
+    """The invitation's stable id: one per case, the idempotency key of every sender."""
+    return f"survey-invitation:{case_id}"
+
+
+def association_name(pack: PolicyPack | None, association_id: str) -> Bilingual:
+    if pack is None:
+        return {"ar": association_id, "en": association_id}
+    return {"ar": pack.name.ar, "en": pack.name.en}
+
+
+def _fill(template: str, association: str, link: str) -> str:
+    # Plain replacement, not str.format: a brace elsewhere in a pack's text is text.
+    return template.replace("{association}", association).replace("{link}", link)
+
+
+def invitation_text(pack: PolicyPack | None, association_id: str, link: str) -> Bilingual:
+    templates = (
+        {"ar": pack.survey.invitation.ar, "en": pack.survey.invitation.en}
+        if pack is not None
+        else GENERIC_INVITATION
+    )
+    name = association_name(pack, association_id)
+    return {lang: _fill(templates[lang], name[lang], link) for lang in ("ar", "en")}
+
+
+@dataclass(frozen=True)
+class Contact:
+    phone: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """One message to one applicant, as an outbound port receives it."""
+
+    message_id: str
+    case_id: UUID
+    case_ref: str
+    association_id: str
+    channel: str
+    stage: str
+    contact: Contact
+    language: str
+    text: Bilingual
+    link: str
+    invited_at: datetime
+    generic_text: bool = field(default=False)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["case_id"] = str(self.case_id)
+        data["invited_at"] = self.invited_at.isoformat()
+        return data
+
+
+def compose_invitation(
+    *,
+    case_id: UUID,
+    case_ref: str,
+    association_id: str,
+    channel: str,
+    stage: str,
+    phone: str | None,
+    email: str | None,
+    language: str,
+    token: str,
+    invited_at: datetime,
+    pack: PolicyPack | None,
+    base_url: str,
+) -> Invitation:
+    link = survey_link(base_url, token)
+    return Invitation(
+        message_id=message_id(case_id),
+        case_id=case_id,
+        case_ref=case_ref,
+        association_id=association_id,
+        channel=channel,
+        stage=stage,
+        contact=Contact(phone=phone, email=email),
+        language=language,
+        text=invitation_text(pack, association_id, link),
+        link=link,
+        invited_at=invited_at,
+        generic_text=pack is None,
+    )
+
+
+def survey_form(
+    *,
+    association_id: str,
+    service_code: str,
+    stage: str,
+    language: str,
+    invited_at: datetime,
+    token: str,
+    pack: PolicyPack | None,
+) -> dict[str, Any]:
+    """The survey as the applicant sees it: who asks, about what, and the questions."""
+    if pack is not None:
+        texts = {
+            "satisfaction": pack.survey.satisfaction_question,
+            "recommend": pack.survey.recommend_question,
+            "comment": pack.survey.comment_question,
+        }
+        questions_text = {k: {"ar": v.ar, "en": v.en} for k, v in texts.items()}
+        service = pack.service(service_code)
+    else:
+        questions_text = GENERIC_QUESTIONS
+        service = None
+    service_name = (
+        {"ar": service.name.ar, "en": service.name.en}
+        if service is not None
+        else {"ar": service_code, "en": service_code}
+    )
+    return {
+        "association": {
+            "id": association_id,
+            "name": association_name(pack, association_id),
+        },
+        "service": {"code": service_code, "name": service_name},
+        "stage": stage,
+        "stage_label": STAGE_LABELS.get(stage, {"ar": stage, "en": stage}),
+        "language": language,
+        "invited_at": invited_at.isoformat(),
+        "invited_at_display": both_calendars(invited_at),
+        "questions": [
+            {
+                "name": "satisfaction",
+                "text": questions_text["satisfaction"],
+                "kind": "rating",
+                "minimum": 1,
+                "maximum": 5,
+                "required": True,
+            },
+            {
+                "name": "recommend",
+                "text": questions_text["recommend"],
+                "kind": "rating",
+                "minimum": 0,
+                "maximum": 10,
+                "required": False,
+            },
+            {
+                "name": "comment",
+                "text": questions_text["comment"],
+                "kind": "text",
+                "max_length": 4000,
+                "required": False,
+            },
+            {
+                "name": "anonymous",
+                "text": ANONYMOUS_QUESTION,
+                "kind": "boolean",
+                "default": True,
+                "required": False,
+            },
+        ],
+        "answer": {"method": "POST", "path": f"/surveys/{token}/answers"},
+    }

@@ -1,0 +1,83 @@
+"""The outbound port: how an invitation leaves Khidma for the applicant's channel.
+
+A sender receives one `Invitation` at a time. It must be idempotent on
+`invitation.message_id`: the dispatcher records that an invitation was sent
+only after `send` returned, so a crash between the two sends it again, and a
+real channel adapter passes the id on as its provider's idempotency key.
+
+The default adapter is a logged outbox: one JSON line per message in a file,
+and a log line, for an officer (or a later adapter) to carry to the channel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from services.surveys.invitations import Invitation
+
+log = logging.getLogger(__name__)
+
+
+class InvitationSender(Protocol):
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as outbox:
+            outbox.seek(-1, os.SEEK_END)
+            return outbox.read(1) == b"\n"
+
+    def send(self, invitation: Invitation) -> None:
+        """Delivers the message or raises; may be called twice for one message_id."""
+
+
+class LoggedOutbox:
+    """Appends each invitation as one JSON line to a file, once per message id."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._sent: set[str] | None = None
+
+    def _already_sent(self) -> set[str]:
+        if self._sent is None:
+            sent: set[str] = set()
+            if self.path.exists():
+                with self.path.open(encoding="utf-8") as lines:
+                    for line in lines:
+                        try:
+                            sent.add(json.loads(line)["message_id"])
+                        except (ValueError, KeyError, TypeError):
+                            continue  # a torn last line after a crash: not sent
+            self._sent = sent
+        return self._sent
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as outbox:
+            outbox.seek(-1, os.SEEK_END)
+            return outbox.read(1) == b"\n"
+
+    def send(self, invitation: Invitation) -> None:
+        with self._lock:
+            sent = self._already_sent()
+            if invitation.message_id in sent:
+                log.info("invitation %s already in the outbox", invitation.message_id)
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            line = json.dumps(invitation.as_json(), ensure_ascii=False) + "\n"
+            with self.path.open("a", encoding="utf-8") as outbox:
+                if outbox.tell() > 0 and not self._ends_with_newline():
+                    line = "\n" + line  # close a torn line left by a crash
+                outbox.write(line)
+                outbox.flush()
+                os.fsync(outbox.fileno())
+            sent.add(invitation.message_id)
+        # No contact details in the log: they stay in the outbox file.
+        log.info(
+            "survey invitation %s for %s queued on channel %s",
+            invitation.message_id,
+            invitation.case_ref,
+            invitation.channel,
+        )

@@ -1,0 +1,265 @@
+"""Members of the general assembly, as verification registers them.
+
+A member-only service checks the applicant's standing *at submission time*, so
+each member keeps the history of their standing with effective dates: joined
+(good standing), suspended, reinstated, left. The registry arrives as a CSV
+import; reading it is pure (text in, rows and problems out), and each row
+becomes commands on a Member aggregate, so a repeated import changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Iterator
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from services.verification.domain import (
+    GOOD,
+    LEFT,
+    NOT_A_MEMBER,
+    STANDINGS,
+    Standing,
+    id_kind,
+)
+from shared.errors import Refused
+
+CSV_COLUMNS: tuple[str, ...] = ("national_id", "name", "joined_on", "status", "status_since")
+MAX_NAME = 200
+
+
+class InvalidRegistry(Refused):
+    """A registry that cannot be read at all (unlike a bad line, which is reported)."""
+
+    status = 422
+
+
+def member_id(association_id: str, national_id: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"khidma:member:{association_id}:{national_id}")
+
+
+class Member(Aggregate):
+    """A member of one association's general assembly; one per (association, national id)."""
+
+    @staticmethod
+    def create_id(association_id: str, national_id: str, **_: Any) -> UUID:
+        return member_id(association_id, national_id)
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        association_id: str,
+        national_id: str,
+        name: str,
+        joined_on: date,
+        status: str,
+        status_since: date,
+    ) -> "Member":
+        return cls(
+            association_id=association_id,
+            national_id=national_id,
+            name=name,
+            joined_on=joined_on.isoformat(),
+            status=status,
+            status_since=status_since.isoformat(),
+        )
+
+    # Dates are stored as ISO strings (YYYY-MM-DD): the store's transcoder has no `date`.
+    @event("Registered")
+    def __init__(
+        self,
+        *,
+        association_id: str,
+        national_id: str,
+        name: str,
+        joined_on: str,
+        status: str,
+        status_since: str,
+    ):
+        self.association_id = association_id
+        self.national_id = national_id
+        self.name = name
+        self.joined_on = date.fromisoformat(joined_on)
+        # (status, effective date), in the order recorded.
+        self.history: list[tuple[str, date]] = [(GOOD, self.joined_on)]
+        since = date.fromisoformat(status_since)
+        if (status, since) != (GOOD, self.joined_on):
+            self.history.append((status, since))
+
+    @property
+    def status(self) -> str:
+        return self.standing_on(date.max).status or GOOD
+
+    @property
+    def status_since(self) -> date:
+        return self.standing_on(date.max).since or self.joined_on
+
+    def standing_on(self, day: date) -> Standing:
+        """The standing in force on a day (the latest change effective on or before it)."""
+        effective = [
+            (since, order, status)
+            for order, (status, since) in enumerate(self.history)
+            if since <= day
+        ]
+        if not effective:
+            return NOT_A_MEMBER
+        since, _, status = max(effective)
+        return Standing(status=status, since=since)
+
+    # Commands -------------------------------------------------------------------
+
+    def apply_registry_row(self, *, name: str, status: str, status_since: date) -> bool:
+        """Brings the member up to a registry row; True when anything changed."""
+        changed = False
+        if name != self.name:
+            self._renamed(name=name)
+            changed = True
+        if (status, status_since) != (self.status, self.status_since) and (
+            status,
+            status_since,
+        ) not in self.history:
+            if status == LEFT:
+                self._left(effective_on=status_since.isoformat())
+            else:
+                self._standing_changed(status=status, effective_on=status_since.isoformat())
+            changed = True
+        return changed
+
+    @event("Renamed")
+    def _renamed(self, *, name: str) -> None:
+        self.name = name
+
+    @event("StandingChanged")
+    def _standing_changed(self, *, status: str, effective_on: str) -> None:
+        self.history.append((status, date.fromisoformat(effective_on)))
+
+    @event("Left")
+    def _left(self, *, effective_on: str) -> None:
+        self.history.append((LEFT, date.fromisoformat(effective_on)))
+
+
+# Reading the registry CSV ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryRow:
+    line: int
+    national_id: str
+    name: str
+    joined_on: date
+    status: str
+    status_since: date
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    en: str
+    ar: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "problem": {"ar": self.ar, "en": self.en}}
+
+
+def read_registry(text: str) -> tuple[list[RegistryRow], list[RowProblem]]:
+    """The good rows and the problems of a registry CSV (line 1 is the header).
+
+    Raises Refused when the header is not the expected one (nothing can be read).
+    """
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        header = [column.strip().lower() for column in next(reader)]
+    except StopIteration:
+        header = []
+    if tuple(header) != CSV_COLUMNS:
+        raise InvalidRegistry(
+            "bad_registry_header",
+            "The member registry must start with the header line: " + ",".join(CSV_COLUMNS),
+            "يجب أن يبدأ سجل الأعضاء بسطر العناوين: " + ",".join(CSV_COLUMNS),
+        )
+    rows: list[RegistryRow] = []
+    problems: list[RowProblem] = []
+    seen: dict[str, int] = {}
+    for line, cells in _numbered(reader):
+        if not any(cell.strip() for cell in cells):
+            continue
+        row_or_problem = read_registry_row(line, cells)
+        if isinstance(row_or_problem, RowProblem):
+            problems.append(row_or_problem)
+            continue
+        if row_or_problem.national_id in seen:
+            problems.append(
+                RowProblem(
+                    line,
+                    f"The same ID number is already on line {seen[row_or_problem.national_id]}.",
+                    f"رقم الهوية نفسه مذكور في السطر {seen[row_or_problem.national_id]}.",
+                )
+            )
+            continue
+        seen[row_or_problem.national_id] = line
+        rows.append(row_or_problem)
+    return rows, problems
+
+
+def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    for cells in reader:
+        yield reader.line_num, cells
+
+
+def read_registry_row(line: int, cells: list[str]) -> RegistryRow | RowProblem:
+    if len(cells) != len(CSV_COLUMNS):
+        return RowProblem(
+            line,
+            f"Expected {len(CSV_COLUMNS)} columns, found {len(cells)}.",
+            f"المتوقع {len(CSV_COLUMNS)} أعمدة، والموجود {len(cells)}.",
+        )
+    national_id, name, joined_on, status, status_since = (cell.strip() for cell in cells)
+    if id_kind(national_id) is None:
+        return RowProblem(
+            line,
+            "national_id is not a valid Saudi national ID or iqama number (10 digits, "
+            "valid check digit).",
+            "national_id ليس رقم هوية وطنية أو إقامة صحيحًا (10 أرقام بخانة تحقق صحيحة).",
+        )
+    if not name or len(name) > MAX_NAME:
+        return RowProblem(
+            line,
+            f"name is required (at most {MAX_NAME} characters).",
+            f"name مطلوب (بحد أقصى {MAX_NAME} حرفًا).",
+        )
+    dates: dict[str, date] = {}
+    for column, value in (("joined_on", joined_on), ("status_since", status_since)):
+        try:
+            dates[column] = date.fromisoformat(value)
+        except ValueError:
+            return RowProblem(
+                line,
+                f"{column} must be a date written YYYY-MM-DD (Gregorian), not {value!r}.",
+                f"{column} يجب أن يكون تاريخًا ميلاديًا بالصيغة YYYY-MM-DD، لا {value!r}.",
+            )
+    status = status.lower()
+    if status not in STANDINGS:
+        return RowProblem(
+            line,
+            f"status must be one of {', '.join(STANDINGS)}, not {status!r}.",
+            f"status يجب أن يكون إحدى القيم {', '.join(STANDINGS)}، لا {status!r}.",
+        )
+    if dates["status_since"] < dates["joined_on"]:
+        return RowProblem(
+            line,
+            "status_since cannot be before joined_on.",
+            "لا يمكن أن يكون status_since قبل joined_on.",
+        )
+    return RegistryRow(
+        line=line,
+        national_id=national_id,
+        name=name,
+        joined_on=dates["joined_on"],
+        status=status,
+        status_since=dates["status_since"],
+    )

@@ -1,0 +1,209 @@
+"""Surveys as a real process: the invitation goes out through the logged outbox once, even
+across a restart; the applicant opens the survey by its link; packs are checked at start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from khidma.nats_server import NatsServer
+from khidma.processes import PROJECT_ROOT, ServiceProcess
+from shared.events import RequestReceived
+from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from tests.helpers import wait_for
+from tests.integration.test_surveys_service import (
+    answer,
+    committee_decided,
+    invitation,
+    publish,
+    request_received,
+    service_delivered,
+)
+
+pytestmark = pytest.mark.integration
+
+PUBLIC = "https://khidma.example.org/s"
+SIDR = load_packs(DEFAULT_POLICIES_DIR)["sidr"]
+
+
+def start(nats_server: NatsServer, data_dir: Path) -> ServiceProcess:
+    return ServiceProcess(
+        "surveys", nats_server.url, data_dir, env={"KHIDMA_PUBLIC_BASE_URL": PUBLIC}
+    ).start()
+
+
+def outbox(data_dir: Path) -> list[dict[str, Any]]:
+    path = data_dir / "surveys-outbox.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def with_phone(received: RequestReceived, phone: str) -> RequestReceived:
+    applicant = received.payload.applicant.model_copy(update={"phone": phone})
+    payload = received.payload.model_copy(update={"applicant": applicant})
+    return received.model_copy(update={"payload": payload})
+
+
+def sent_of(service: ServiceProcess, case_id: Any) -> dict[str, Any]:
+    def sent() -> dict[str, Any] | None:
+        doc = httpx.get(f"{service.url}/surveys/by-case/{case_id}", timeout=2.0).json()
+        return doc if doc.get("sent") else None
+
+    return wait_for(sent, timeout=15.0, what=f"the invitation of {case_id} to be sent")
+
+
+def test_an_invitation_is_sent_once_through_the_outbox_even_after_a_restart(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    service = start(nats_server, data_dir)
+    try:
+        first = with_phone(request_received(channel="phone"), "+966500000001")
+        publish(nats_server.url, first, service_delivered(first))
+        doc = sent_of(service, first.case_id)
+        assert doc["sent_at_display"]["hijri"] and doc["invited_at_display"]["ar"]
+        assert "phone" not in doc
+    finally:
+        service.stop()
+
+    lines = outbox(data_dir)
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["case_id"] == str(first.case_id)
+    assert line["channel"] == "phone" and line["stage"] == "delivered"
+    assert line["contact"] == {"phone": "+966500000001", "email": None}
+    assert line["link"] == f"{PUBLIC}/surveys/{doc['token']}"
+    assert SIDR.name.ar in line["text"]["ar"] and SIDR.name.en in line["text"]["en"]
+    assert line["text"]["ar"].endswith(line["link"]) and line["text"]["en"].endswith(line["link"])
+
+    restarted = start(nats_server, data_dir)
+    try:
+        second = request_received()
+        publish(nats_server.url, second, committee_decided(second, "rejected"))
+        sent_of(restarted, second.case_id)
+        ready = httpx.get(f"{restarted.url}/ready").json()
+        assert ready["invitations_lag"] == 0
+        # This process sent only the new invitation, not the first one again.
+        assert ready["invitations_sent"] == 1
+    finally:
+        restarted.stop()
+
+    lines = outbox(data_dir)
+    assert [line["case_id"] for line in lines] == [str(first.case_id), str(second.case_id)]
+    assert lines[1]["stage"] == "rejected"
+
+
+def test_the_applicant_opens_the_survey_by_its_link_until_answering(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    service = start(nats_server, tmp_path / "data")
+    try:
+        received = request_received()
+        publish(nats_server.url, received, committee_decided(received, "rejected"))
+        token = invitation(service, received.case_id)["token"]
+
+        form = httpx.get(f"{service.url}/surveys/{token}")
+        assert form.status_code == 200
+        survey = form.json()
+        assert survey["association"]["name"] == {"ar": SIDR.name.ar, "en": SIDR.name.en}
+        assert survey["stage"] == "rejected"
+        assert survey["questions"][0]["text"]["ar"] == SIDR.survey.satisfaction_question.ar
+        assert survey["invited_at_display"]["hijri"]
+        assert "token" not in str(survey["association"])
+
+        assert answer(service, token, {"ratings": {"satisfaction": 2}}).status_code == 202
+
+        gone = httpx.get(f"{service.url}/surveys/{token}")
+        assert gone.status_code == 410
+        assert gone.json()["error"] == "already_answered"
+        assert gone.json()["message"]["en"] and gone.json()["message"]["ar"]
+
+        unknown = httpx.get(f"{service.url}/surveys/no-such-token")
+        assert unknown.status_code == 404
+        assert unknown.json()["message"]["ar"]
+
+        def answered() -> dict[str, Any] | None:
+            doc = httpx.get(f"{service.url}/surveys/by-case/{received.case_id}").json()
+            return doc if doc["answered"] else None
+
+        doc = wait_for(answered, what="the answer in the invitations view")
+        assert doc["answered_at_display"]["gregorian"] and doc["answered_at_display"]["ar"]
+    finally:
+        service.stop()
+
+
+def test_an_association_without_a_pack_still_gets_its_invitation(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    service = start(nats_server, data_dir)
+    try:
+        received = request_received().model_copy(update={"association_id": "no-pack"})
+        publish(nats_server.url, received, service_delivered(received))
+        token = sent_of(service, received.case_id)["token"]
+        form = httpx.get(f"{service.url}/surveys/{token}").json()
+        assert form["association"]["name"] == {"ar": "no-pack", "en": "no-pack"}
+        assert httpx.get(f"{service.url}/health").json()["alive"] is True
+    finally:
+        service.stop()
+    [line] = outbox(data_dir)
+    assert line["generic_text"] is True and line["text"]["ar"] and line["text"]["en"]
+    assert "no policy pack" in (data_dir / "surveys.log").read_text()
+
+
+def test_a_broken_policy_pack_stops_the_service_at_start_with_file_and_key(
+    tmp_path: Path,
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    broken = (DEFAULT_POLICIES_DIR / "sidr.toml").read_text(encoding="utf-8")
+    broken = broken.replace("decision_window_days = 14", "decision_window_days = 0")
+    (policies / "sidr.toml").write_text(broken, encoding="utf-8")
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "services.surveys"],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "KHIDMA_NATS_URL": "nats://127.0.0.1:1",
+            "KHIDMA_DATA_DIR": str(tmp_path / "data"),
+            "KHIDMA_POLICIES_DIR": str(policies),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert finished.returncode == 2
+    assert "sidr.toml" in finished.stderr and "decision_window_days" in finished.stderr
+
+
+def test_an_invitation_already_in_the_outbox_before_a_crash_is_not_written_again(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    # A crash after the sender wrote the line and before InvitationSent was recorded
+    # leaves exactly this: the line in the outbox, the survey not marked as sent.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(parents=True)
+    received = request_received()
+    torn_before = json.dumps({"message_id": f"survey-invitation:{received.case_id}"})
+    (data_dir / "surveys-outbox.jsonl").write_text(torn_before + "\n", encoding="utf-8")
+
+    service = start(nats_server, data_dir)
+    try:
+        publish(nats_server.url, received, service_delivered(received))
+        sent_of(service, received.case_id)
+    finally:
+        service.stop()
+
+    assert [line["message_id"] for line in outbox(data_dir)] == [
+        f"survey-invitation:{received.case_id}"
+    ]

@@ -1,0 +1,276 @@
+"""Intake's application on the in-memory store: packs, references, completeness, duplicates."""
+
+from datetime import datetime, timedelta, timezone
+from uuid import uuid4
+
+import pytest
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import Tracking
+
+from services.intake.application import IntakeApplication, SubmissionRefused
+from services.intake.domain import Case, attested_data_hash
+from services.intake.integration import TRANSLATORS
+from shared.clock import FrozenClock
+from shared.events import (
+    Actor,
+    CommitteeDecided,
+    CommitteeDecidedPayload,
+    RequestReceived,
+    Vote,
+)
+from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.submissions import Submission
+
+pytestmark = pytest.mark.unit
+
+PACKS = load_packs(DEFAULT_POLICIES_DIR)
+START = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)  # 1448 AH
+ACTOR = {"kind": "adapter", "id": "test"}
+APPLICANT = {"national_id": "1000000008", "name": "علي"}
+FIELDS = {"planting_site": "وادي حنيفة", "seedling_count": 20}
+DOCUMENTS = [{"code": "national_id_card", "number": "1000000008", "expires_on": "2030-01-01"}]
+
+
+def make_app(clock=None) -> IntakeApplication:
+    return IntakeApplication(clock=clock or FrozenClock(START), packs=PACKS)
+
+
+def submission(**overrides) -> Submission:
+    data = {
+        "association_id": "sidr",
+        "channel": "website",
+        "channel_ref": f"form-{uuid4().hex[:6]}",
+        "service_code": "seedlings",
+        "applicant": APPLICANT,
+        "fields": FIELDS,
+        "documents": DOCUMENTS,
+        "attestation": {"attested": True, "method": "one_time_code"},
+    }
+    data.update(overrides)
+    return Submission(**data)
+
+
+def published(app: IntakeApplication) -> list:
+    topics = set(TRANSLATORS)
+    return [
+        TRANSLATORS[n.topic](app.mapper.to_domain_event(n))
+        for n in app.read_notifications(0, 10_000)
+        if n.topic in topics
+    ]
+
+
+def decide(app, case_id, decision: str):
+    event = CommitteeDecided(
+        event_id=uuid4(),
+        occurred_at=START,
+        association_id="sidr",
+        case_id=case_id,
+        case_ref="x",
+        correlation_id=uuid4(),
+        causation_id=uuid4(),
+        actor=Actor(kind="committee", id="c"),
+        payload=CommitteeDecidedPayload(
+            decision=decision, reasons=["r"], votes=[Vote(member="chair", vote="approve")],
+            window_days=14, within_window=True,
+        ),
+    )
+    processing = ProcessingEvent(tracking=Tracking("nats:KHIDMA", app.max_notification_id() + 1000))
+    app.on_committee_decided(event, processing)
+    app.record_processing(processing)
+    return event
+
+
+@pytest.mark.parametrize(
+    "overrides, code, detail",
+    [
+        ({"association_id": "nowhere"}, "unknown_association", "associations"),
+        ({"channel": "branch_office"}, "channel_not_enabled", "enabled_channels"),
+        ({"service_code": "food-basket"}, "unknown_service", "catalogue"),
+    ],
+)
+def test_submissions_outside_the_pack_are_refused_and_nothing_is_recorded(overrides, code, detail):
+    app = make_app()
+    with pytest.raises(SubmissionRefused) as refused:
+        app.submit(submission(**overrides), ACTOR)
+    assert refused.value.code == code and refused.value.status == 422
+    assert refused.value.ar and refused.value.en
+    assert detail in refused.value.as_dict()
+    assert app.max_notification_id() == 0
+
+
+def test_the_refused_channel_names_the_enabled_ones_in_the_associations_terms():
+    app = make_app()
+    with pytest.raises(SubmissionRefused) as refused:
+        app.submit(submission(channel="branch_office"), ACTOR)
+    assert "website" in refused.value.en and "members of the general assembly" in refused.value.en
+    assert "أعضاء الجمعية العمومية" in refused.value.ar
+    assert refused.value.details["enabled_channels"] == PACKS["sidr"].channels
+
+
+def test_the_refused_service_lists_the_catalogue():
+    app = make_app()
+    with pytest.raises(SubmissionRefused) as refused:
+        app.submit(submission(service_code="food-basket"), ACTOR)
+    assert "seedlings" in refused.value.en and "طلب شتلات أشجار برية" in refused.value.ar
+
+
+def test_case_references_follow_prefix_hijri_year_and_sequence():
+    app = make_app()
+    first = app.submit(submission(), ACTOR)
+    second = app.submit(submission(applicant={"national_id": "2", "name": "B"}), ACTOR)
+    other = app.submit(
+        submission(association_id="elites", channel="website", service_code="volunteering",
+                   fields={"availability": "weekends"}, documents=[]),
+        ACTOR,
+    )
+    assert (first.case_ref, second.case_ref) == ("SDR-1448-000001", "SDR-1448-000002")
+    assert other.case_ref.endswith("-1448-000001") and not other.case_ref.startswith("SDR")
+
+
+def test_the_sequence_restarts_with_the_hijri_year():
+    clock = FrozenClock(START)
+    app = make_app(clock)
+    assert app.submit(submission(), ACTOR).case_ref == "SDR-1448-000001"
+    clock.advance(timedelta(days=360))
+    assert app.submit(submission(applicant={"national_id": "3", "name": "C"}), ACTOR).case_ref == "SDR-1449-000001"
+
+
+def test_a_complete_submission_publishes_one_request_received_with_the_declaration():
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    assert result.status == "received" and result.missing == []
+    (event,) = published(app)
+    assert isinstance(event, RequestReceived)
+    assert event.case_id == result.case_id and event.case_ref == result.case_ref
+    assert event.payload.documents[0].code == "national_id_card"
+    assert event.payload.attestation.data_hash == attested_data_hash(
+        {"national_id": "1000000008", "name": "علي", "phone": None, "email": None},
+        "seedlings", FIELDS,
+        [{"code": "national_id_card", "number": "1000000008", "issued_on": None, "expires_on": "2030-01-01"}],
+    )
+    assert event.payload.submitted_at == START and event.occurred_at == START
+
+
+def test_an_incomplete_request_is_not_published_until_it_completes():
+    clock = FrozenClock(START)
+    app = make_app(clock)
+    result = app.submit(submission(fields={"planting_site": "x"}, documents=[], attestation=None), ACTOR)
+    assert result.status == "incomplete"
+    assert {(m["kind"], m["code"]) for m in result.missing} == {
+        ("field", "seedling_count"), ("document", "national_id_card"), ("attestation", "declaration"),
+    }
+    assert published(app) == []
+
+    clock.advance(timedelta(hours=2))
+    step = app.add_information(result.case_id, fields={"seedling_count": 5}, documents=DOCUMENTS, actor=ACTOR)
+    assert [m["code"] for m in step.missing] == ["declaration"] and published(app) == []
+
+    clock.advance(timedelta(hours=1))
+    done = app.add_information(
+        result.case_id, attestation={"attested": True, "method": "paper_scan", "attested_by": "علي"}, actor=ACTOR
+    )
+    assert done.status == "received" and done.missing == []
+    (event,) = published(app)
+    assert event.payload.submitted_at == START
+    assert event.occurred_at == START + timedelta(hours=3)
+    assert event.payload.fields == {"planting_site": "x", "seedling_count": 5}
+    assert event.payload.attestation.method == "paper_scan"
+
+
+def test_an_attestation_with_a_wrong_hash_keeps_the_case_incomplete():
+    app = make_app()
+    result = app.submit(submission(attestation={"attested": True, "method": "in_person", "data_hash": "0" * 64}), ACTOR)
+    assert [m["code"] for m in result.missing] == ["declaration_outdated"]
+    assert published(app) == []
+
+
+def test_the_eligibility_preview_says_why_and_records_nothing():
+    app = make_app()
+    no = app.preview_eligibility("elites", "scholarship", {"gpa": 4.0})
+    assert no["eligible"] is False
+    assert no["reasons"][0]["en"].startswith("The scholarship needs a GPA")
+    assert no["service"]["name"]["ar"] == "منحة علمية"
+    assert {m["code"] for m in no["missing"]} == {"field_of_study", "national_id_card", "transcript"}
+    yes = app.preview_eligibility("elites", "scholarship", {"gpa": 4.8, "field_of_study": "CS"})
+    assert yes["eligible"] is True and yes["reasons"] == []
+    members = app.preview_eligibility("sidr", "member-service", {"request_details": "x"})
+    assert members["members_only"] and "good standing" in members["notes"][0]["en"]
+    assert app.max_notification_id() == 0
+    with pytest.raises(SubmissionRefused):
+        app.preview_eligibility("elites", "nope", {})
+
+
+def test_a_second_open_request_for_the_same_service_is_linked_not_created():
+    app = make_app()
+    first = app.submit(submission(channel="website", channel_ref="w-1"), ACTOR)
+    again = app.submit(submission(channel="phone", channel_ref="call-7"), ACTOR)
+    assert again.duplicate and again.linked and again.case_id == first.case_id
+    assert again.case_ref == first.case_ref
+    case: Case = app.repository.get(first.case_id)
+    assert case.linked_channels == [{"channel": "phone", "channel_ref": "call-7"}]
+    # The linked channel reference, repeated, is recognised as the same request.
+    repeat = app.submit(submission(channel="phone", channel_ref="call-7"), ACTOR)
+    assert repeat.duplicate and repeat.case_id == first.case_id
+    assert len(published(app)) == 1
+    # Another service, or another applicant, is a new request.
+    other = app.submit(submission(applicant={"national_id": "2", "name": "B"}), ACTOR)
+    assert not other.duplicate
+
+
+def test_the_open_request_is_released_when_the_committee_rejects():
+    app = make_app()
+    first = app.submit(submission(), ACTOR)
+    decide(app, first.case_id, "rejected")
+    again = app.submit(submission(), ACTOR)
+    assert not again.duplicate and again.case_id != first.case_id
+
+
+def test_the_open_request_is_released_when_the_service_is_delivered():
+    app = make_app()
+    first = app.submit(submission(), ACTOR)
+    decide(app, first.case_id, "approved")
+    assert app.submit(submission(), ACTOR).duplicate
+    app.deliver(first.case_id, delivered="20 seedlings", delivered_by="o1")
+    again = app.submit(submission(), ACTOR)
+    assert not again.duplicate
+
+
+def test_the_same_decision_twice_is_noted_once():
+    app = make_app()
+    first = app.submit(submission(), ACTOR)
+    event = decide(app, first.case_id, "approved")
+    processing = ProcessingEvent(tracking=Tracking("nats:KHIDMA", 99999))
+    app.on_committee_decided(event, processing)
+    assert processing.events == []
+
+
+def test_an_incomplete_case_can_be_referred_and_the_referral_is_published_first():
+    app = make_app()
+    result = app.submit(submission(documents=[]), ACTOR)
+    app.refer_to_researcher(result.case_id, reason="unclear", questions=["which ID?"], referred_by="o1")
+    assert [e.event_type for e in published(app)] == ["ReferredToResearcher"]
+    app.add_information(result.case_id, documents=DOCUMENTS,
+                        attestation={"attested": True, "method": "in_person"}, actor=ACTOR)
+    events = published(app)
+    assert [e.event_type for e in events] == ["ReferredToResearcher", "RequestReceived"]
+    assert events[0].correlation_id == events[1].event_id == events[1].correlation_id
+
+
+def test_the_hijri_year_of_the_reference_is_the_year_in_riyadh():
+    # 1 Muharram 1449 is 6 June 2027; 21:30 UTC on the 5th is already the 6th in Riyadh.
+    app = make_app(FrozenClock(datetime(2027, 6, 5, 21, 30, tzinfo=timezone.utc)))
+    assert app.submit(submission(), ACTOR).case_ref == "SDR-1449-000001"
+    before = make_app(FrozenClock(datetime(2027, 6, 5, 20, 30, tzinfo=timezone.utc)))
+    assert before.submit(submission(), ACTOR).case_ref == "SDR-1448-000001"
+
+
+def test_the_result_gives_the_hash_a_declaration_of_the_current_data_must_carry():
+    app = make_app()
+    result = app.submit(submission(attestation=None), ACTOR)
+    assert [m["code"] for m in result.missing] == ["declaration"]
+    done = app.add_information(
+        result.case_id,
+        attestation={"attested": True, "method": "in_person", "data_hash": result.data_hash},
+        actor=ACTOR,
+    )
+    assert done.missing == [] and done.status == "received"
