@@ -26,6 +26,8 @@ from uuid import uuid4
 import httpx
 
 KINDS = ("approved", "rejected", "referred", "ineligible")
+# Members present at a simulated sitting: enough for the packs' quorum of three.
+COMMITTEE_PRESENT = ("chair", "member-2", "member-3")
 DEFAULT_MIX = {"approved": 6, "rejected": 2, "referred": 2, "ineligible": 0}
 
 
@@ -98,6 +100,71 @@ def parse_mix(text: str) -> dict[str, int]:
     return mix
 
 
+@dataclass(frozen=True)
+class RequestTemplate:
+    """A request an association's pack accepts: its service, fields and documents."""
+
+    service_code: str
+    channels: tuple[str, ...]
+    fields: dict[str, Any]
+    documents: tuple[dict[str, Any], ...]
+    ineligible_fields: dict[str, Any]
+    members_only: bool = False
+
+
+ID_CARD = {"code": "national_id_card", "number": "ID-1", "expires_on": "2031-01-01"}
+TEMPLATES: dict[str, RequestTemplate] = {
+    "sidr": RequestTemplate(
+        "seedlings", ("website", "phone", "interview", "letter"),
+        {"planting_site": "Wadi Hanifah", "seedling_count": 40}, (ID_CARD,),
+        {"seedling_count": 900},
+    ),
+    "health-coop": RequestTemplate(
+        "medical-support", ("website", "phone", "branch_office"),
+        {"diagnosis": "diabetes", "monthly_income": 4500},
+        (ID_CARD, {"code": "medical_report", "expires_on": "2030-06-30"}),
+        {"monthly_income": 20000},
+    ),
+    "textile-coop": RequestTemplate(
+        "support-request", ("website", "branch_office", "help_request"),
+        {"family_size": 6, "monthly_income": 3000}, (ID_CARD,),
+        {"monthly_income": 9000},
+    ),
+    "dumat-bees": RequestTemplate(
+        "hive-support", ("interview", "phone", "website"),
+        {"hive_count": 30}, (ID_CARD, {"code": "apiary_licence", "expires_on": "2030-01-01"}),
+        {"hive_count": 500}, members_only=True,
+    ),
+    "elites": RequestTemplate(
+        "scholarship", ("website", "interview", "social_media"),
+        {"gpa": 4.8, "field_of_study": "physics"}, (ID_CARD, {"code": "transcript"}),
+        {"gpa": 3.1},
+    ),
+}
+
+
+def national_id(rng: random.Random | None = None, resident: bool = False) -> str:
+    """A random Saudi national id (1…) or iqama (2…) number with a valid check digit."""
+    digits = ("2" if resident else "1") + "".join(
+        str((rng or random).randint(0, 9)) for _ in range(8)
+    )
+    total = 0
+    for index, char in enumerate(digits):
+        value = int(char) * (2 if index % 2 == 0 else 1)
+        total += value // 10 + value % 10
+    return digits + str((10 - total % 10) % 10)
+
+
+@dataclass
+class Scenario:
+    """One case as a person lives it; the end-to-end tests vary these."""
+
+    kind: str
+    association_id: str = "sidr"
+    incomplete_first: bool = False
+    before_decision: Callable[[CaseRun], Awaitable[None]] | None = None
+
+
 class CaseDriver:
     """The people around one case, acting through the public APIs."""
 
@@ -114,34 +181,54 @@ class CaseDriver:
         self.association_id = association_id
         self.step_timeout = step_timeout
 
-    async def run(self, kind: str) -> CaseRun:
-        run = CaseRun(kind=kind, started=time.perf_counter())
+    async def run(self, kind: str | Scenario) -> CaseRun:
+        scenario = kind if isinstance(kind, Scenario) else Scenario(kind, self.association_id)
+        run = CaseRun(kind=scenario.kind, started=time.perf_counter())
         try:
-            await self._drive(run)
+            await self._drive(run, scenario)
         except Exception as error:  # reported per case; the others go on
             run.error = f"{type(error).__name__}: {error}"
         run.finished = time.perf_counter()
         return run
 
-    async def _drive(self, run: CaseRun) -> None:
+    async def _drive(self, run: CaseRun, scenario: Scenario) -> None:
         kind = run.kind
-        national_id = "3000000001" if kind == "ineligible" else "1000000008"
+        association = scenario.association_id
+        template = TEMPLATES[association]
+        applicant_id = national_id()
+        if template.members_only:
+            await self._put(
+                f"{self.endpoints.verification}/members/{association}/{applicant_id}",
+                {"name": "Simulated member", "joined_on": "2020-01-01", "status": "good", "status_since": "2020-01-01"},
+            )
+        fields = {**template.fields, **(template.ineligible_fields if kind == "ineligible" else {})}
+        attestation = {"attested": True, "method": "in_person", "attested_by": "Simulated applicant"}
+        held_back = next(iter(fields)) if scenario.incomplete_first else None
         submitted = await self._post(
             f"{self.endpoints.intake}/submissions",
             {
-                "association_id": self.association_id,
-                "channel": random.choice(["website", "phone", "interview", "branch_office"]),
+                "association_id": association,
+                "channel": random.choice(template.channels),
                 "channel_ref": f"sim-{uuid4()}",
-                "service_code": "food-basket",
-                "applicant": {"national_id": national_id, "name": "Simulated applicant", "phone": "+966500000000"},
-                "fields": {"family_size": 4},
-                "attestation": {"attested": True, "method": "in_person"},
+                "service_code": template.service_code,
+                "applicant": {"national_id": applicant_id, "name": "Simulated applicant", "phone": "0500000000"},
+                "fields": {k: v for k, v in fields.items() if k != held_back},
+                "documents": list(template.documents),
+                **({} if held_back else {"attestation": attestation}),
             },
             expect=(201,),
         )
         run.case_id, run.case_ref = submitted["case_id"], submitted["case_ref"]
         run.steps.append("submitted")
         case_id = run.case_id
+        if held_back:
+            if submitted.get("complete") or not submitted.get("missing"):
+                raise SimulationError(f"{run.case_ref} should have been incomplete")
+            await self._post(
+                f"{self.endpoints.intake}/cases/{case_id}/information",
+                {"fields": {held_back: fields[held_back]}, "attestation": attestation},
+            )
+            run.steps.append("completed later")
 
         if kind == "referred":
             await self._post(
@@ -172,14 +259,23 @@ class CaseDriver:
             f"{self.endpoints.committee}/cases/{case_id}",
             lambda doc: doc.get("verification_outcome") is not None,
         )
+        if scenario.before_decision:
+            await scenario.before_decision(run)
         approve = kind in ("approved", "referred")
-        vote = "approve" if approve else "reject"
+        sitting = await self._post(
+            f"{self.endpoints.committee}/sittings",
+            {"association_id": association, "members_present": list(COMMITTEE_PRESENT)},
+        )
+        sitting_case = f"{self.endpoints.committee}/sittings/{sitting['sitting_id']}/cases/{case_id}"
+        for member in COMMITTEE_PRESENT:
+            await self._post(
+                f"{sitting_case}/votes", {"member": member, "vote": "approve" if approve else "reject"}
+            )
         await self._post(
-            f"{self.endpoints.committee}/cases/{case_id}/decision",
+            f"{sitting_case}/decision",
             {
                 "decision": "approved" if approve else "rejected",
                 "reasons": ["Meets the criteria" if approve else "Does not meet the criteria"],
-                "votes": [{"member": f"member-{n}", "vote": vote} for n in range(1, 4)],
             },
         )
         run.steps.append("decided")
@@ -206,6 +302,12 @@ class CaseDriver:
         response = await self.client.post(url, json=body)
         if response.status_code not in expect:
             raise SimulationError(f"POST {url} -> {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    async def _put(self, url: str, body: dict[str, Any]) -> Any:
+        response = await self.client.put(url, json=body)
+        if response.status_code != 200:
+            raise SimulationError(f"PUT {url} -> {response.status_code} {response.text[:300]}")
         return response.json()
 
     async def _wait_for(
@@ -280,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX, help="e.g. approved=6,rejected=2,referred=2,ineligible=1")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--association", default="sidr")
+    parser.add_argument("--association", default="sidr", choices=sorted(TEMPLATES))
     parser.add_argument("--endpoints", type=Path, default=Path("data/endpoints.json"), help="written by `make run`")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from khidma.run import EmbeddedSystem
-from khidma.simulate import CaseDriver, Endpoints
+from khidma.simulate import CaseDriver, Endpoints, Scenario, national_id
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,12 @@ LIFECYCLES = {
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSystem]:
     data_dir = tmp_path_factory.mktemp("khidma")
-    with EmbeddedSystem(data_dir, fixed_ports=False) as running:
+    environment = {
+        # The services' clock can be moved by writing an offset into this file.
+        "KHIDMA_CLOCK_FILE": str(data_dir / "clock-offset"),
+        "KHIDMA_DEADLINE_SCAN_SECONDS": "0.5",
+    }
+    with EmbeddedSystem(data_dir, fixed_ports=False, service_env=environment) as running:
         yield running
 
 
@@ -38,10 +43,10 @@ def endpoints_of(system: EmbeddedSystem) -> Endpoints:
     return Endpoints(**{name: process.url for name, process in system.services.items()})
 
 
-async def drive(system: EmbeddedSystem, kinds: list[str]) -> list[Any]:
+async def drive(system: EmbeddedSystem, scenarios: list[str | Scenario]) -> list[Any]:
     async with httpx.AsyncClient(timeout=30) as client:
         driver = CaseDriver(client, endpoints_of(system), step_timeout=30)
-        return list(await asyncio.gather(*(driver.run(kind) for kind in kinds)))
+        return list(await asyncio.gather(*(driver.run(s) for s in scenarios)))
 
 
 def case_events(system: EmbeddedSystem, case_id: str, count: int) -> list[dict[str, Any]]:
@@ -130,22 +135,18 @@ def snapshot(system: EmbeddedSystem) -> dict[str, Any]:
 def test_read_models_are_rebuilt_from_the_stores_after_being_deleted(system):
     intake = system.services["intake"].url
     # Leave cases in several states: waiting for verification, on the agenda, referred.
-    waiting = httpx.post(
-        f"{intake}/submissions",
-        json={
-            "association_id": "sidr", "channel": "letter", "channel_ref": "rebuild-1",
-            "service_code": "food-basket",
-            "applicant": {"national_id": "1000000008", "name": "Waiting"},
-        },
-    ).json()
-    referred = httpx.post(
-        f"{intake}/submissions",
-        json={
-            "association_id": "sidr", "channel": "letter", "channel_ref": "rebuild-2",
-            "service_code": "food-basket",
-            "applicant": {"national_id": "1000000008", "name": "Referred"},
-        },
-    ).json()
+    def seedlings_request(reference: str) -> dict[str, Any]:
+        return {
+            "association_id": "sidr", "channel": "letter", "channel_ref": reference,
+            "service_code": "seedlings",
+            "applicant": {"national_id": national_id(), "name": "Waiting"},
+            "fields": {"planting_site": "Wadi Hanifah", "seedling_count": 10},
+            "documents": [{"code": "national_id_card", "expires_on": "2031-01-01"}],
+            "attestation": {"attested": True, "method": "paper_scan", "attested_by": "Waiting"},
+        }
+
+    waiting = httpx.post(f"{intake}/submissions", json=seedlings_request("rebuild-1")).json()
+    referred = httpx.post(f"{intake}/submissions", json=seedlings_request("rebuild-2")).json()
     httpx.post(
         f"{intake}/cases/{referred['case_id']}/referral",
         json={"reason": "unclear", "questions": [], "referred_by": "officer-1"},
@@ -187,4 +188,76 @@ def _all_views_caught_up(system: EmbeddedSystem) -> bool:
             return False
         if report.get("consumer_pending") not in (0, None):
             return False
+        if report.get("invitations_lag") not in (0, None):
+            return False
     return True
+
+
+def test_one_case_per_association_follows_its_own_pack(system):
+    """Sidr: completed later; elites: ineligible; health: referred; textile: rejected;
+    dumat-bees: decided after the window (the services' clock moved 15 days)."""
+    clock_file = Path(system.data_dir) / "clock-offset"
+    committee = system.services["committee"].url
+
+    async def past_the_window(run: Any) -> None:
+        clock_file.write_text(str(15 * 86400))
+        await asyncio.to_thread(
+            wait_for,
+            lambda: any(
+                d["case_id"] == run.case_id
+                for d in httpx.get(f"{committee}/deadlines", params={"status": "overdue"}).json()
+            ),
+            20,
+            0.1,
+            "the scheduler to flag the case as overdue",
+        )
+
+    scenarios = [
+        Scenario("approved", "sidr", incomplete_first=True),
+        Scenario("ineligible", "elites"),
+        Scenario("referred", "health-coop"),
+        Scenario("rejected", "textile-coop"),
+    ]
+    try:
+        runs = asyncio.run(drive(system, scenarios))
+        (late,) = asyncio.run(
+            drive(system, [Scenario("approved", "dumat-bees", before_decision=past_the_window)])
+        )
+    finally:
+        clock_file.write_text("0")
+    runs.append(late)
+    prefixes = {"sidr": "SDR", "elites": "NKB", "health-coop": "HLT", "textile-coop": "TXT", "dumat-bees": "DMB"}
+    for run, association in zip(runs, [*[s.association_id for s in scenarios], "dumat-bees"]):
+        assert run.error is None, f"{association} {run.kind}: {run.error}"
+        assert run.case_ref.startswith(f"{prefixes[association]}-14"), run.case_ref
+
+    def events_of(run: Any, count: int) -> dict[str, dict[str, Any]]:
+        return {m["event"]["event_type"]: m["event"] for m in case_events(system, run.case_id, count)}
+
+    sidr, elites, health, textile = runs[:4]
+    completed = events_of(sidr, 5)
+    received = completed["RequestReceived"]
+    assert received["payload"]["submitted_at"] < received["occurred_at"]  # completed after submission
+    assert received["payload"]["attestation"]["data_hash"]
+    assert "completed later" in sidr.steps
+
+    ineligible = events_of(elites, 4)
+    assert ineligible["DataVerified"]["payload"]["outcome"] == "ineligible"
+    assert ineligible["DataVerified"]["payload"]["ineligible_rule"]
+    assert ineligible["CommitteeDecided"]["payload"]["decision"] == "rejected"
+
+    referred = events_of(health, 6)
+    assert referred["ReferredToResearcher"]["association_id"] == "health-coop"
+    assert referred["CommitteeDecided"]["payload"]["decision"] == "approved"
+
+    rejected = events_of(textile, 4)
+    assert rejected["CommitteeDecided"]["payload"]["decision"] == "rejected"
+    assert rejected["SurveyAnswered"]["payload"]["stage"] == "rejected"
+
+    for run in (sidr, health, textile):
+        decided = events_of(run, 4)["CommitteeDecided"]["payload"]
+        assert decided["within_window"] is True and decided["window_days"] == 14
+        assert len(decided["members_present"]) >= decided["quorum"] == 3
+    overdue = events_of(late, 5)["CommitteeDecided"]["payload"]
+    assert overdue["within_window"] is False
+    assert overdue["decision"] == "approved"
