@@ -13,7 +13,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -7,6 +7,7 @@ services. A broken pack stops the service with the file, key and problem.
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -253,6 +254,15 @@ def load_packs(folder: Path) -> dict[str, PolicyPack]:
         prefixes[pack.case_prefix] = pack.association_id
         packs[pack.association_id] = pack
     return packs
+
+
+def load_packs_or_exit(folder: Path, service: str) -> dict[str, PolicyPack]:
+    """The packs a service starts with; a broken one stops it at once (exit code 2)."""
+    try:
+        return load_packs(folder)
+    except PolicyError as error:
+        print(f"{service}: invalid policy pack / سياسة غير صالحة: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _key(location: tuple[Any, ...]) -> str:

@@ -238,3 +238,8 @@ def serve(api: FastAPI, settings: ServiceSettings) -> None:
     )
     server = uvicorn.Server(config)
     asyncio.run(server.serve())
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    """The FastAPI dependency every route uses to reach its service's runtime."""
+    return request.app.state.runtime  # type: ignore[no-any-return]

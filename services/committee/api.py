@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.committee.application import CommitteeApplication
 from services.committee.views import CASES
 from shared.errors import NotFound
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, runtime_of
 
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 MemberId = Annotated[str, Field(min_length=1, max_length=100)]
@@ -57,10 +57,6 @@ class Decision(BaseModel):
 
     decision: Literal["approved", "rejected"]
     reasons: list[Text] = Field(min_length=1)
-
-
-def runtime_of(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
 
 
 def _filters(**values: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from datetime import datetime, timedelta
 
 from fastapi import FastAPI
@@ -21,7 +20,7 @@ from services.committee.integration import TRANSLATORS
 from services.committee.views import CASES, project
 from shared.clock import Clock, clock_from
 from shared.logging import configure_logging
-from shared.policy import PolicyError, load_packs
+from shared.policy import load_packs_or_exit
 from shared.runtime import ServiceRuntime, create_http_app, serve
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
@@ -64,11 +63,7 @@ async def scan_deadlines_forever(runtime: ServiceRuntime, interval: float) -> No
 
 
 def build(settings: CommitteeSettings, clock: Clock | None = None) -> FastAPI:
-    try:
-        packs = load_packs(settings.policies_dir)
-    except PolicyError as error:
-        print(f"committee: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app = open_application(
         CommitteeApplication,
         settings.eventsourcing_env(),

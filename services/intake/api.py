@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -15,7 +15,7 @@ from services.intake.views import CASES, REFS
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import Attestation, Document
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, runtime_of
 from shared.submissions import Submission
 
 STATUS_LABELS = {
@@ -58,10 +58,6 @@ class EligibilityQuestion(BaseModel):
     service_code: str = Field(min_length=1, max_length=64)
     fields: dict[str, Any] = Field(default_factory=dict)
     documents: list[Document] = Field(default_factory=list)
-
-
-def runtime_of(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
 
 
 def with_displays(doc: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from fastapi import FastAPI
 
@@ -13,7 +12,7 @@ from services.intake.integration import TRANSLATORS
 from services.intake.views import project
 from shared.clock import Clock, clock_from
 from shared.logging import configure_logging
-from shared.policy import PolicyError, load_packs
+from shared.policy import load_packs_or_exit
 from shared.runtime import ServiceRuntime, create_http_app, serve
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
@@ -25,11 +24,7 @@ class IntakeSettings(ServiceSettings):
 
 
 def build(settings: IntakeSettings, clock: Clock | None = None) -> FastAPI:
-    try:
-        packs = load_packs(settings.policies_dir)
-    except PolicyError as error:
-        print(f"intake: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app = open_application(
         IntakeApplication,
         settings.eventsourcing_env(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.surveys.application import SurveysApplication
@@ -13,7 +13,7 @@ from services.surveys.domain import MINIMUM_GROUP_SIZE, group_results, survey_no
 from services.surveys.views import DIMENSIONS, RESULTS, SURVEYS, TOKENS, tallies
 from shared.errors import NotFound
 from shared.events import Ratings
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, runtime_of
 
 RESULTS_NOTE = {
     "en": (
@@ -33,10 +33,6 @@ class Answer(BaseModel):
     ratings: Ratings
     comment: str | None = Field(default=None, max_length=4000)
     anonymous: bool = True
-
-
-def runtime_of(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
 
 
 def build_router() -> APIRouter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from services.surveys.outbound import InvitationSender, LoggedOutbox
 from services.surveys.views import project
 from shared.clock import Clock, clock_from
 from shared.logging import configure_logging
-from shared.policy import PolicyError, load_packs
+from shared.policy import load_packs_or_exit
 from shared.runtime import ServiceRuntime, create_http_app, serve
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
@@ -72,11 +71,7 @@ def build(
     clock: Clock | None = None,
     sender: InvitationSender | None = None,
 ) -> FastAPI:
-    try:
-        packs = load_packs(settings.policies_dir)
-    except PolicyError as error:
-        print(f"surveys: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app = open_application(
         SurveysApplication,
         settings.eventsourcing_env(),

@@ -13,7 +13,7 @@ from services.verification.domain import OFFICER_MAX_LENGTH
 from services.verification.members import InvalidRegistry
 from services.verification.views import VERIFICATIONS
 from shared.errors import NotFound
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, runtime_of
 
 Outcome = Literal["verified", "discrepancies", "ineligible"]
 Status = Literal["pending", "confirmed"]
@@ -37,10 +37,6 @@ class MemberEntry(BaseModel):
     joined_on: str
     status: Literal["good", "suspended", "left"]
     status_since: str
-
-
-def runtime_of(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
 
 
 def build_router() -> APIRouter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from fastapi import FastAPI
 
@@ -13,7 +12,7 @@ from services.verification.integration import TRANSLATORS
 from services.verification.views import project
 from shared.clock import Clock, clock_from
 from shared.logging import configure_logging
-from shared.policy import PolicyError, PolicyPack, load_packs
+from shared.policy import load_packs_or_exit
 from shared.runtime import ServiceRuntime, create_http_app, serve
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
@@ -24,17 +23,9 @@ class VerificationSettings(ServiceSettings):
     http_port: int = 8102
 
 
-def load_policy_packs(settings: ServiceSettings) -> dict[str, PolicyPack]:
-    """The associations' packs; a broken one stops the service at once (exit code 2)."""
-    try:
-        return load_packs(settings.policies_dir)
-    except PolicyError as error:
-        print(f"verification: invalid policy pack / سياسة غير صالحة: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
 
 def build(settings: VerificationSettings, clock: Clock | None = None) -> FastAPI:
-    packs = load_policy_packs(settings)
+    packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app = open_application(
         VerificationApplication,
         settings.eventsourcing_env(),

@@ -22,7 +22,6 @@ from services.verification.domain import (
     corrections_of,
     ineligible_rule_of,
     normalise_phone,
-    saudi_id_check_digit_valid,
     suggested_outcome,
 )
 from services.verification.integration import TRANSLATORS
