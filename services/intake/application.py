@@ -73,6 +73,9 @@ class SubmissionResult:
 
 class IntakeApplication(ServiceApplication):
     name = "intake"
+    # A year's numbering takes one version per case: without snapshots every
+    # submission would replay the whole year's numbers.
+    snapshotting_intervals = {CaseNumbering: 100}
 
     def __init__(
         self,

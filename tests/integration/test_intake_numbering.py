@@ -77,3 +77,15 @@ def test_concurrent_instances_never_share_a_reference(tmp_path):
         thread.join()
     assert not errors
     assert sorted(refs) == [f"SDR-1448-{n:06d}" for n in range(1, 31)]
+
+
+def test_a_long_numbering_is_read_from_a_snapshot_not_replayed_from_the_start(tmp_path):
+    app = instance(tmp_path)
+    for n in range(1, 106):
+        app.submit(submission(n), {"kind": "adapter", "id": "a"})
+    assert app.snapshots is not None
+    (snapshot,) = list(app.snapshots.get(numbering_id("sidr", 1448)))
+    assert snapshot.originator_version == 100  # taken every 100 versions: Started + 99 numbers
+    assert instance(tmp_path).submit(submission(106), {"kind": "adapter", "id": "b"}).case_ref == (
+        "SDR-1448-000106"
+    )
