@@ -42,6 +42,9 @@ class ServiceSettings(BaseSettings):
     relay_batch: int = Field(default=256, ge=1, le=5000)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     log_level: str = "INFO"
+    # /ready answers 503 while the durable consumer has more messages than this
+    # waiting or in flight (a restarted instance catching up on a backlog).
+    ready_max_pending: int = Field(default=10_000, ge=0)
 
     @model_validator(mode="after")
     def _fill_paths(self) -> "ServiceSettings":
