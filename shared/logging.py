@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 
 case_id_var: ContextVar[str | None] = ContextVar("khidma_case_id", default=None)
 correlation_id_var: ContextVar[str | None] = ContextVar("khidma_correlation_id", default=None)
@@ -101,8 +101,11 @@ def configure_logging(service: str, level: str = "INFO", instance: str | None = 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # uvicorn configures its own handlers; send its lines through ours as JSON.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    # uvicorn and faststream configure their own handlers (faststream's does not
+    # propagate); send their lines through ours as JSON.
+    import faststream  # noqa: F401  (its logger is set up on import)
+
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "faststream.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True

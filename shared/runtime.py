@@ -75,7 +75,7 @@ class ServiceRuntime:
             security=security,
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
-            logger=logging.getLogger(f"faststream.{settings.service_name}"),
+            logger=logging.getLogger(f"khidma.broker.{settings.service_name}"),
         )
         self.relay: OutboxRelay | None = None
         self.consumer: TrackingConsumer | None = None
