@@ -17,7 +17,12 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
 from shared.events import EVENT_CLASSES, PRODUCERS
-from shared.subjects import DEAD_LETTERS, dead_letter_subject, event_type_filter
+from shared.subjects import (
+    DEAD_LETTERS,
+    SUBMISSIONS_WILDCARD,
+    dead_letter_subject,
+    event_type_filter,
+)
 
 SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
 # Who consumes what (the brief's table, without the auditor). The runtime
@@ -108,6 +113,22 @@ def system_asyncapi(extra_brokers: Iterable[NatsBroker] = ()) -> dict[str, Any]:
         [(service, t) for service in SERVICES for t in CONSUMERS[service]],
         SERVICES,
     )
+    if not extra_brokers:
+        from shared.submissions import SubmissionBody
+
+        async def on_submission(body: SubmissionBody) -> dict[str, Any]:
+            """Documentation only: intake's request/reply subscriber answers it."""
+            return {}
+
+        on_submission.__annotations__ = {"body": SubmissionBody, "return": dict[str, Any]}
+        broker.subscriber(
+            SUBMISSIONS_WILDCARD,
+            queue="intake",
+            title="Submissions (request/reply, answered by intake)",
+            description="Channel adapters submit on khidma.submissions.<association_id>.<channel> "
+            "and wait for the reply: {ok, case_id, case_ref, duplicate} or "
+            "{ok: false, error, message: {en, ar}, problems}.",
+        )(on_submission)
     spec = AsyncAPI(
         broker,
         *extra_brokers,
