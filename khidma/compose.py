@@ -136,3 +136,36 @@ class LocalService:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+def _volume_target(volume: Any) -> str:
+    if isinstance(volume, dict):
+        return str(volume.get("target"))
+    parts = str(volume).split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def merge_compose(base: Any, override: Any, key: str = "") -> Any:
+    """`docker compose -f base -f override`: mappings merge key by key, volumes by
+    their target path, ports and other lists of options are added, the rest
+    (command, healthcheck test, scalars) is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for name, value in override.items():
+            merged[name] = merge_compose(base[name], value, name) if name in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, list):
+        if key == "volumes":
+            targets = {_volume_target(v): v for v in base}
+            targets.update({_volume_target(v): v for v in override})
+            return list(targets.values())
+        if key in ("ports", "expose", "dns", "extra_hosts"):
+            return base + [item for item in override if item not in base]
+    return override
+
+
+def load_merged(env: Mapping[str, str], *paths: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = merge_compose(merged, load_compose(env, path))
+    return merged

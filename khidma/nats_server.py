@@ -138,6 +138,11 @@ def local_copy_of_config(
     )
     text = re.sub(r"(?m)^(\s*)store_dir:\s*\S+", rf"\g<1>store_dir: {store_dir}", text)
     directory.mkdir(parents=True, exist_ok=True)
+    for included in re.findall(r"(?m)^\s*include\s+[\"']?([^\s\"']+)", text):
+        source = (config.parent / included).resolve()
+        target = directory / included
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text())
     path = directory / config.name
     path.write_text(text)
     return path

@@ -70,7 +70,7 @@ class ServiceRuntime:
             else None
         )
         self.broker = NatsBroker(
-            settings.nats_url,
+            settings.nats_servers,
             name=f"khidma-{settings.service_name}",
             security=security,
             max_reconnect_attempts=-1,

@@ -106,6 +106,11 @@ def test_the_deployment_shape() -> None:
     nats = services["nats"]
     config_mount = next(v for v in nats["volumes"] if v.endswith(":/etc/nats/nats-server.conf:ro"))
     assert (PROJECT_ROOT / config_mount.split(":")[0]).is_file()
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            if volume.startswith("./"):  # every file mounted from the repository exists
+                assert (PROJECT_ROOT / volume.split(":")[0]).is_file(), (name, volume)
+    assert any(v.endswith(":/etc/nats/auth.conf:ro") for v in nats["volumes"])
     assert any(v.startswith("nats-data:") for v in nats["volumes"])
     assert any(v.startswith("postgres-data:") for v in services["postgres"]["volumes"])
     assert {"nats-data", "postgres-data"} <= set(compose["volumes"])
