@@ -91,6 +91,18 @@ def service_asyncapi(
     extra_brokers: Iterable[NatsBroker] = (),
 ) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of one service's messages."""
+    return service_specification(  # type: ignore[no-any-return]
+        service, nats_url, consumes, extra_brokers
+    ).to_jsonable()
+
+
+def service_specification(
+    service: str,
+    nats_url: str,
+    consumes: Iterable[str],
+    extra_brokers: Iterable[NatsBroker] = (),
+) -> Any:
+    """FastStream's specification object of one service (for the HTML page too)."""
     produces = [t for t, producer in PRODUCERS.items() if producer == service]
     broker = documentation_broker(
         nats_url, produces, [(service, t) for t in sorted(consumes)], [service]
@@ -102,7 +114,7 @@ def service_asyncapi(
         version="1.0.0",
         description=f"What the {service} service publishes and consumes on NATS JetStream.",
     )
-    return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]
+    return spec.to_specification()
 
 
 def system_asyncapi(extra_brokers: Iterable[NatsBroker] = ()) -> dict[str, Any]:

@@ -368,6 +368,8 @@ def test_asyncapi_and_openapi_documents_are_served(compose_run: ComposeRun) -> N
         assert asyncapi["asyncapi"].startswith("3.")
         addresses = {c["address"] for c in asyncapi["channels"].values()}
         assert f"khidma.deadletter.{name}" in addresses
+        page = httpx.get(f"{service.url}/asyncapi")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         openapi = httpx.get(f"{service.url}/openapi.json").json()
         assert {"/health", "/ready", "/metrics"} <= set(openapi["paths"])
     intake = httpx.get(f"{compose_run.services['intake'].url}/asyncapi.json").json()
