@@ -60,7 +60,7 @@ SERVICES = SERVICE_USERS
 
 def dot_env() -> dict[str, str]:
     """What an operator's .env would hold: fresh secrets, nothing else."""
-    return {name: secrets.token_urlsafe(18) for name in SECRETS}
+    return {name: "k" + secrets.token_urlsafe(18) for name in SECRETS}
 
 
 def test_the_compose_file_validates_against_the_compose_specification() -> None:

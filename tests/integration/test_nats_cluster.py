@@ -36,7 +36,7 @@ SECRETS = ("POSTGRES_PASSWORD", *(f"{u.upper()}_NATS_PASSWORD" for u in (*SERVIC
 
 
 def test_the_cluster_override_validates_and_points_every_service_at_three_nodes() -> None:
-    env = {name: secrets.token_urlsafe(12) for name in SECRETS}
+    env = {name: "k" + secrets.token_urlsafe(12) for name in SECRETS}
     merged = load_merged(env, COMPOSE_FILE, OVERRIDE)
     jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text())).validate(merged)
     services = merged["services"]
@@ -79,7 +79,7 @@ class Node:
 
 @pytest.fixture
 def passwords() -> dict[str, str]:
-    return {user: secrets.token_urlsafe(12) for user in (*SERVICE_USERS, "admin")}
+    return {user: "k" + secrets.token_urlsafe(12) for user in (*SERVICE_USERS, "admin")}
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def passwords() -> dict[str, str]:
-    return {user: secrets.token_urlsafe(16) for user in (*SERVICE_USERS, "admin")}
+    return {user: "k" + secrets.token_urlsafe(16) for user in (*SERVICE_USERS, "admin")}
 
 
 @pytest.fixture
@@ -234,3 +234,13 @@ async def _value(value: Any) -> Any:
 
 async def _is_zero(awaitable: Any) -> bool:
     return await awaitable == 0
+
+
+def test_a_password_the_configuration_misreads_stops_the_server_naming_it(
+    tmp_path: Path, passwords: dict[str, str]
+) -> None:
+    """NATS parses `$VAR` values as configuration: hence the rule in .env.example."""
+    server = secured_nats_server(tmp_path / "nats", {**passwords, "intake": "-starts-with-a-dash"})
+    with pytest.raises(RuntimeError):
+        server.start()
+    assert "INTAKE_NATS_PASSWORD" in (tmp_path / "nats" / "nats.log").read_text()
