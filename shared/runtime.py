@@ -184,10 +184,14 @@ class ServiceRuntime:
             report["consumed"] = stats.handled
             report["duplicates_skipped"] = stats.duplicates
             report["dead_letters"] = stats.dead_letters
-            try:
-                report["consumer_pending"] = await self.consumer.pending()
-            except Exception:
-                report["consumer_pending"] = None
+            report["consumer_pending"] = None
+            if connected:  # asking a server that is away would stall the probe
+                try:
+                    report["consumer_pending"] = await asyncio.wait_for(
+                        self.consumer.pending(), timeout=2.0
+                    )
+                except Exception:
+                    pass
         if self.projections:
             report["views_lag"] = await self.projections.lag() if report["store"] else None
         report["caught_up"] = self._caught_up(report)
