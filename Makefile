@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration test-e2e simulate bench schemas clean
+.PHONY: install run test test-unit test-integration test-e2e test-postgres simulate bench schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -32,6 +32,14 @@ test-integration: $(STAMP)
 test-e2e: $(STAMP)
 	$(PY) -m pytest -m e2e
 
+# The tests that need the PostgreSQL at 127.0.0.1:5432 (CI=true makes them fail, not skip, without it).
+test-postgres: $(STAMP)
+	$(PY) -m pytest -m postgres
+
+# docker-compose.yml without Docker: the specification's schema, then its services run locally.
+compose-check: $(STAMP)
+	$(PY) -m pytest tests/integration/test_compose.py
+
 # Drives cases through a running system (`make run` in another terminal).
 simulate: $(STAMP)
 	$(PY) -m khidma.simulate $(ARGS)
@@ -41,6 +49,13 @@ bench: $(STAMP)
 
 schemas: $(STAMP)
 	$(PY) -m shared.schemas docs/schemas
+
+# AsyncAPI (docs/asyncapi.json, docs/asyncapi/) and OpenAPI (docs/openapi/) documents.
+docs: $(STAMP) schemas
+	$(PY) -m khidma.apidocs docs
+
+docs-check: $(STAMP)
+	$(PY) -m khidma.apidocs docs --check
 
 clean:
 	rm -rf data bench-results .pytest_cache

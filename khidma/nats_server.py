@@ -49,8 +49,11 @@ class NatsServer:
         port: int | None = None,
         config_file: Path | None = None,
         log_file: Path | None = None,
+        env: dict[str, str] | None = None,
     ):
+        """`env` is added to the server's environment (the config may read `$VAR`s)."""
         self.store_dir = Path(store_dir)
+        self.env = dict(env or {})
         self.port = port or free_port()
         self.config_file = config_file
         self.log_file = log_file
@@ -62,13 +65,20 @@ class NatsServer:
 
     def start(self, timeout: float = 15.0) -> "NatsServer":
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        command = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port)]
-        command += ["-sd", str(self.store_dir)]
+        command = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
         if self.config_file:
+            # The configuration's `jetstream` block names the store directory;
+            # `-sd` beside it is refused as a duplicate.
             command += ["-c", str(self.config_file)]
+        else:
+            command += ["-js", "-sd", str(self.store_dir)]
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **self.env} if self.env else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -108,3 +118,48 @@ class NatsServer:
 
 def environment_nats_url() -> str | None:
     return os.environ.get("NATS_URL") or None
+
+
+DEPLOY_NATS_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "nats" / "nats-server.conf"
+SERVICE_USERS: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
+
+
+def local_copy_of_config(
+    config: Path, directory: Path, *, port: int, store_dir: Path, http_port: int | None = None
+) -> Path:
+    """The deployment's NATS configuration, with its port, monitoring port and store
+    directory moved to local ones, for running it outside a container."""
+    import re
+
+    text = config.read_text()
+    text = re.sub(r"(?m)^port:\s*\d+", f"port: {port}", text)
+    text = re.sub(
+        r"(?m)^http_port:\s*\d+", f"http_port: {http_port or free_port()}", text
+    )
+    text = re.sub(r"(?m)^(\s*)store_dir:\s*\S+", rf"\g<1>store_dir: {store_dir}", text)
+    directory.mkdir(parents=True, exist_ok=True)
+    for included in re.findall(r"(?m)^\s*include\s+[\"']?([^\s\"']+)", text):
+        source = (config.parent / included).resolve()
+        target = directory / included
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text())
+    path = directory / config.name
+    path.write_text(text)
+    return path
+
+
+def secured_nats_server(
+    directory: Path, passwords: dict[str, str], config: Path = DEPLOY_NATS_CONFIG
+) -> NatsServer:
+    """A nats-server running the deployment's configuration (users and permissions).
+
+    `passwords` maps each user (the four services and `admin`) to its password;
+    they reach the server as the environment variables the configuration reads.
+    """
+    port = free_port()
+    store = directory / "jetstream"
+    path = local_copy_of_config(config, directory, port=port, store_dir=store)
+    env = {f"{user.upper()}_NATS_PASSWORD": password for user, password in passwords.items()}
+    return NatsServer(
+        store, port=port, config_file=path, log_file=directory / "nats.log", env=env
+    )

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     origin = "NATS_URL" if nats_url else "embedded, JetStream in " + str(args.data_dir / "nats")
     print(f"  nats          {system.nats_url}  ({origin})")
     for name, process in system.services.items():
-        print(f"  {name:<13} {process.url}  (health {process.url}/health, API {process.url}/docs)")
+        print(f"  {name:<13} {process.url}  (ready {process.url}/ready, metrics {process.url}/metrics, API {process.url}/docs)")
     print(f"  endpoints     {args.data_dir / ENDPOINTS_FILE}")
     print("  logs          " + str(args.data_dir / "<service>.log"))
     print("Simulate cases: make simulate ARGS='--cases 20'.  Ctrl-C stops everything.", flush=True)

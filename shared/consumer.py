@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -25,7 +26,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
+from shared import metrics
 from shared.events import IntegrationEvent, decode_event
+from shared.logging import context_of_event, log_context
 from shared.store import (
     DuplicateDelivery,
     ServiceApplication,
@@ -145,35 +148,52 @@ class TrackingConsumer:
             await _unsubscribe(subscription)
 
     async def handle_message(self, message: Msg) -> None:
-        metadata = message.metadata
-        sequence = metadata.sequence.stream
         try:
             event = decode_event(message.data)
         except ValidationError as error:
+            event_type = message.subject.rsplit(".", 1)[-1]
+            metrics.MESSAGES_CONSUMED.labels(self.service, event_type, "invalid").inc()
             await self.dead_letter(message, f"invalid event: {_summary(error)}")
             return
+        # Every log line about this message, here and on the store thread,
+        # carries the case id and the correlation id.
+        with log_context(**context_of_event(event)):
+            await self._handle_event(message, event)
+
+    async def _handle_event(self, message: Msg, event: IntegrationEvent) -> None:
+        metadata = message.metadata
+        sequence = metadata.sequence.stream
         handler = self.handlers.get(event.event_type)
         if handler is None:
             await self.dead_letter(message, f"no handler for {event.event_type}")
             return
         tracking = Tracking(self.tracking_name, sequence)
+        started = time.perf_counter()
         try:
             await self.store.run(
                 process_tracked, self.app, tracking, lambda p: handler(event, p)
             )
         except DuplicateDelivery:
             self.stats.duplicates += 1
+            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "duplicate").inc()
+            log.info(
+                "skipped %s already handled", event.event_type, extra={"sequence": sequence}
+            )
         except Exception as error:
             if metadata.num_delivered >= self.max_deliveries:
                 log.exception(
                     "giving up on message",
                     extra={"case_id": str(event.case_id), "sequence": sequence},
                 )
+                metrics.MESSAGES_CONSUMED.labels(
+                    self.service, event.event_type, "dead_letter"
+                ).inc()
                 await self.dead_letter(
                     message, f"failed {metadata.num_delivered} times: {error!r}"
                 )
                 return
             self.stats.retried += 1
+            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "retried").inc()
             level = logging.INFO if isinstance(error, RetryLater) else logging.WARNING
             log.log(
                 level,
@@ -184,6 +204,11 @@ class TrackingConsumer:
             await message.nak(delay=min(0.2 * 2 ** metadata.num_delivered, 10.0))
             return
         else:
+            metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(
+                time.perf_counter() - started
+            )
+            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "handled").inc()
+            log.info("handled %s", event.event_type, extra={"sequence": sequence})
             self.stats.handled += 1
             self.stats.handled_by_type[event.event_type] = (
                 self.stats.handled_by_type.get(event.event_type, 0) + 1
@@ -206,6 +231,7 @@ class TrackingConsumer:
             },
         )
         self.stats.dead_letters += 1
+        metrics.DEAD_LETTERS.labels(self.service).inc()
         log.error(
             "dead-lettered message: %s", reason, extra={"sequence": sequence}
         )

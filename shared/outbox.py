@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from nats.js import JetStreamContext
 
+from shared import metrics
 from shared.events import IntegrationEvent, encode_event
+from shared.logging import context_of_event, log_context
 from shared.store import OUTBOX_TRACKING, ServiceApplication, StoreRunner
 from shared.subjects import event_subject
 
@@ -45,6 +47,7 @@ class OutboxRelay:
         *,
         batch_size: int = 256,
         poll_interval: float = 0.25,
+        service: str | None = None,
     ):
         """`translators` maps the topic of each public domain event to its translation."""
         self.app = app
@@ -54,6 +57,7 @@ class OutboxRelay:
         self.topics = tuple(self.translators)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.service = service or app.name.lower()
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._caught_up = asyncio.Event()
@@ -105,17 +109,36 @@ class OutboxRelay:
         ]
         acks = await asyncio.gather(*(self._publish(event) for event in events))
         last = notifications[-1].id
-        await self.store.run(
-            self.app.process_recorder.insert_tracking, Tracking(OUTBOX_TRACKING, last)
+        try:
+            await self.store.run(
+                self.app.process_recorder.insert_tracking, Tracking(OUTBOX_TRACKING, last)
+            )
+        except IntegrityError:
+            # Several instances of a service share its store and each runs a
+            # relay: another one already published this batch and recorded the
+            # position (the server dropped our copies as duplicates). Move on.
+            log.info("outbox position %d already recorded by another instance", last)
+        self.stats.position = max(
+            last,
+            await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING)
+            or 0,
         )
-        self.stats.position = last
+        metrics.OUTBOX_POSITION.labels(self.service).set(self.stats.position)
         for event, ack in zip(events, acks):
             self.stats.published += 1
             self.stats.published_by_type[event.event_type] = (
                 self.stats.published_by_type.get(event.event_type, 0) + 1
             )
+            metrics.MESSAGES_PUBLISHED.labels(self.service, event.event_type).inc()
             if ack.duplicate:
                 self.stats.duplicates += 1
+                metrics.PUBLISH_DUPLICATES.labels(self.service, event.event_type).inc()
+            with log_context(**context_of_event(event)):
+                log.info(
+                    "published %s",
+                    event.event_type,
+                    extra={"sequence": ack.seq, "duplicate": bool(ack.duplicate)},
+                )
         return len(notifications)
 
     async def _publish(self, event: IntegrationEvent):  # type: ignore[no-untyped-def]
@@ -124,6 +147,11 @@ class OutboxRelay:
             encode_event(event),
             headers={"Nats-Msg-Id": str(event.event_id)},
         )
+
+    @property
+    def caught_up_once(self) -> bool:
+        """Whether the relay has published everything it found, at least once."""
+        return self._caught_up.is_set()
 
     async def wait_caught_up(self, timeout: float) -> None:
         await asyncio.wait_for(self._caught_up.wait(), timeout)

@@ -16,7 +16,10 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KHIDMA_", extra="ignore")
 
     service_name: str = "service"
-    nats_url: str = Field(description="NATS server URL, e.g. nats://127.0.0.1:4222")
+    nats_url: str = Field(
+        description="NATS server URL, e.g. nats://127.0.0.1:4222; several servers of a "
+        "cluster separated by commas"
+    )
     nats_user: str | None = None
     nats_password: str | None = None
 
@@ -48,6 +51,14 @@ class ServiceSettings(BaseSettings):
     clock_file: Path | None = Field(
         default=None, description="tests only: a file holding a clock offset in seconds"
     )
+    # /ready answers 503 while the durable consumer has more messages than this
+    # waiting or in flight (a restarted instance catching up on a backlog).
+    ready_max_pending: int = Field(default=10_000, ge=0)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The servers of `nats_url` (a cluster's URLs are separated by commas)."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     @model_validator(mode="after")
     def _fill_paths(self) -> "ServiceSettings":

@@ -7,6 +7,7 @@ and the stream position it consumed are written in one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
@@ -140,8 +141,11 @@ class StoreRunner:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
+        # The caller's context goes with the call, so that log lines written on
+        # the store thread carry the case and correlation ids.
+        context = contextvars.copy_context()
         return await loop.run_in_executor(
-            self._executor, functools.partial(fn, *args, **kwargs)
+            self._executor, context.run, functools.partial(fn, *args, **kwargs)
         )
 
     def close(self) -> None:

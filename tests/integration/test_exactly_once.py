@@ -25,6 +25,7 @@ from shared.settings import ServiceSettings
 from shared.store import ServiceApplication, StoreRunner, open_application
 from shared.stream import ensure_stream
 from shared.subjects import dead_letter_subject, event_subject
+from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import async_wait_for, stream_messages
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,10 @@ class EffectsApplication(ServiceApplication):
         ]
 
 
-def make_app(tmp_path: Path) -> EffectsApplication:
+def make_app(where: Path | Backend) -> EffectsApplication:
+    if isinstance(where, Backend):
+        return where.open(EffectsApplication, "effects")
+    tmp_path = where
     settings = ServiceSettings(
         service_name="effects", nats_url="nats://unused", data_dir=tmp_path / "data"
     )
@@ -120,8 +124,8 @@ async def run_until(consumer: TrackingConsumer, condition, timeout: float = 15.0
             await task
 
 
-async def test_the_same_message_delivered_twice_has_one_effect(tmp_path, js):
-    app, store = make_app(tmp_path), StoreRunner()
+async def test_the_same_message_delivered_twice_has_one_effect(backend, js):
+    app, store = make_app(backend), StoreRunner()
     consumer = consumer_for(app, store, js, record_effect(app))
     evt = request()
     await publish(js, evt)
@@ -134,8 +138,8 @@ async def test_the_same_message_delivered_twice_has_one_effect(tmp_path, js):
     assert await store.run(app.effects) == [evt.event_id]
 
 
-async def test_a_nacked_message_redelivered_after_a_newer_one_is_not_lost(tmp_path, js):
-    app, store = make_app(tmp_path), StoreRunner()
+async def test_a_nacked_message_redelivered_after_a_newer_one_is_not_lost(backend, js):
+    app, store = make_app(backend), StoreRunner()
     first, second = request(), request()
     failed_once: set[UUID] = set()
 
@@ -169,8 +173,8 @@ class CrashBeforeAck(TrackingConsumer):
             self.crashed = True
 
 
-async def test_a_consumer_killed_between_commit_and_ack_leaves_one_effect(tmp_path, js):
-    app, store = make_app(tmp_path), StoreRunner()
+async def test_a_consumer_killed_between_commit_and_ack_leaves_one_effect(backend, js):
+    app, store = make_app(backend), StoreRunner()
     evt = request()
     await publish(js, evt)
     crashing = CrashBeforeAck(
@@ -183,7 +187,7 @@ async def test_a_consumer_killed_between_commit_and_ack_leaves_one_effect(tmp_pa
     app.close()
 
     # The restarted service opens the same store; the server redelivers after ack_wait.
-    restarted, store2 = make_app(tmp_path), StoreRunner()
+    restarted, store2 = make_app(backend), StoreRunner()
     consumer = consumer_for(restarted, store2, js, record_effect(restarted), ack_wait=1.0)
     await run_until(consumer, lambda: _async(consumer.stats.duplicates == 1))
     assert await store2.run(restarted.effects) == [evt.event_id]
@@ -193,9 +197,9 @@ async def test_a_consumer_killed_between_commit_and_ack_leaves_one_effect(tmp_pa
 
 
 async def test_a_malformed_event_goes_to_the_dead_letter_subject_and_does_not_block(
-    tmp_path, js, nats_server
+    backend, js, nats_server
 ):
-    app, store = make_app(tmp_path), StoreRunner()
+    app, store = make_app(backend), StoreRunner()
     consumer = consumer_for(app, store, js, record_effect(app))
     bad_seq = (
         await js.publish(f"khidma.sidr.{uuid4()}.RequestReceived", b'{"event_type": "RequestReceived"}')
@@ -212,9 +216,9 @@ async def test_a_malformed_event_goes_to_the_dead_letter_subject_and_does_not_bl
 
 
 async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_maximum_deliveries(
-    tmp_path, js, nats_server
+    backend, js, nats_server
 ):
-    app, store = make_app(tmp_path), StoreRunner()
+    app, store = make_app(backend), StoreRunner()
     poison, good = request(), request()
 
     def fails_on_poison(evt: IntegrationEvent, processing: Any) -> None:

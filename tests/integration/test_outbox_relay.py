@@ -19,6 +19,7 @@ from shared.settings import ServiceSettings
 from shared.store import OUTBOX_TRACKING, StoreRunner, open_application
 from shared.stream import ensure_stream
 from shared.submissions import Submission
+from tests.backends import backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import async_wait_for, stream_messages
 
 pytestmark = pytest.mark.integration
@@ -39,11 +40,6 @@ def submission(n: int) -> Submission:
         documents=[{"code": "national_id_card", "expires_on": "2030-01-01"}],
         attestation={"attested": True, "method": "in_person"},
     )
-
-
-def sqlite_app(tmp_path) -> IntakeApplication:
-    settings = ServiceSettings(service_name="intake", nats_url="nats://x", data_dir=tmp_path)
-    return open_application(IntakeApplication, settings.eventsourcing_env(), packs=PACKS)
 
 
 @pytest.fixture
@@ -80,9 +76,9 @@ class CrashAfterPublish(OutboxRelay):
 
 
 async def test_a_crash_between_publish_and_position_neither_loses_nor_duplicates(
-    tmp_path, js, nats_server
+    backend, js, nats_server
 ):
-    app, store = sqlite_app(tmp_path), StoreRunner()
+    app, store = backend.open(IntakeApplication, "intake", packs=PACKS), StoreRunner()
     for n in range(5):
         app.submit(submission(n), {"kind": "adapter", "id": "test"})
     crashing = CrashAfterPublish(app, store, js, TRANSLATORS)
@@ -102,9 +98,9 @@ async def test_a_crash_between_publish_and_position_neither_loses_nor_duplicates
 
 
 async def test_only_public_events_are_published_with_their_event_id_as_message_id(
-    tmp_path, js, nats_server
+    backend, js, nats_server
 ):
-    app, store = sqlite_app(tmp_path), StoreRunner()
+    app, store = backend.open(IntakeApplication, "intake", packs=PACKS), StoreRunner()
     result = app.submit(submission(1), {"kind": "adapter", "id": "test"})
     app.refer_to_researcher(result.case_id, reason="unclear", questions=[], referred_by="o1")
     relay = OutboxRelay(app, store, js, TRANSLATORS)
@@ -123,9 +119,9 @@ async def test_only_public_events_are_published_with_their_event_id_as_message_i
 
 
 async def test_events_recorded_while_nats_is_down_are_published_when_it_returns(
-    tmp_path, nats_server
+    backend, nats_server
 ):
-    app, store = sqlite_app(tmp_path), StoreRunner()
+    app, store = backend.open(IntakeApplication, "intake", packs=PACKS), StoreRunner()
     connection = await nats.connect(
         nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
     )

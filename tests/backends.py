@@ -1,0 +1,84 @@
+"""The event-store backends the store, consumer and relay tests run on.
+
+`backend` is parametrized: every test that uses it runs on a SQLite file and on
+the machine's PostgreSQL (a fresh schema per test, dropped afterwards), with
+the same application code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, TypeVar
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from shared.settings import ServiceSettings
+from shared.store import ServiceApplication, open_application
+
+AppT = TypeVar("AppT", bound=ServiceApplication)
+
+
+class Backend:
+    def __init__(self, kind: str, tmp_path: Path, dsn: dict[str, str] | None = None):
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.dsn = dsn
+        self.prefix = f"t_{uuid4().hex[:8]}"
+        self.apps: list[ServiceApplication] = []
+
+    def __repr__(self) -> str:
+        return f"Backend({self.kind})"
+
+    def settings(self, service_name: str) -> ServiceSettings:
+        if self.kind == "sqlite":
+            return ServiceSettings(
+                service_name=service_name, nats_url="nats://unused", data_dir=self.tmp_path / "data"
+            )
+        assert self.dsn is not None
+        return ServiceSettings(
+            service_name=service_name,
+            nats_url="nats://unused",
+            data_dir=self.tmp_path / "data",
+            store="postgres",
+            postgres_host=self.dsn["host"],
+            postgres_port=int(self.dsn["port"]),
+            postgres_dbname=self.dsn["dbname"],
+            postgres_user=self.dsn["user"],
+            postgres_schema=f"{self.prefix}_{service_name}",
+        )
+
+    def open(self, cls: type[AppT], service_name: str, **kwargs: Any) -> AppT:
+        """The service's application on this backend; the same store when opened again."""
+        app = open_application(cls, self.settings(service_name).eventsourcing_env(), **kwargs)
+        self.apps.append(app)
+        return app
+
+    def cleanup(self) -> None:
+        for app in self.apps:
+            try:
+                app.close()
+            except Exception:
+                pass
+        if self.kind == "postgres" and self.dsn:
+            with psycopg.connect(autocommit=True, **self.dsn) as connection:  # type: ignore[arg-type]
+                schemas = [
+                    row[0]
+                    for row in connection.execute(
+                        "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",
+                        (f"{self.prefix}_%",),
+                    )
+                ]
+                for schema in schemas:
+                    connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    dsn = request.getfixturevalue("postgres_available") if request.param == "postgres" else None
+    chosen = Backend(request.param, tmp_path, dsn)
+    try:
+        yield chosen
+    finally:
+        chosen.cleanup()

@@ -1,0 +1,378 @@
+"""docker-compose.yml, proven without Docker.
+
+1. It validates against the compose specification's JSON schema (vendored in
+   deploy/), and its secrets are required.
+2. Each compose service's own `command` runs with its own `environment` from
+   the file (host names pointed at a local nats-server running the file's NATS
+   configuration, and at the local PostgreSQL), and one case goes through the
+   whole lifecycle; its correlation id is then followed through the four
+   services' JSON logs, and their health, readiness, metrics, AsyncAPI and
+   OpenAPI endpoints are checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+from uuid import uuid4
+
+import httpx
+import jsonschema
+import psycopg
+import pytest
+
+from khidma.compose import (
+    COMPOSE_FILE,
+    COMPOSE_SCHEMA,
+    ENV_EXAMPLE,
+    PROJECT_ROOT,
+    LocalService,
+    MissingVariable,
+    environment_of,
+    load_compose,
+    variables_used,
+)
+from khidma.nats_server import SERVICE_USERS, free_port, secured_nats_server
+from khidma.simulate import CaseDriver, Endpoints
+from tests.conftest import POSTGRES_DSN
+from tests.helpers import stream_messages_sync, wait_for
+
+pytestmark = pytest.mark.integration
+
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "INTAKE_NATS_PASSWORD",
+    "VERIFICATION_NATS_PASSWORD",
+    "COMMITTEE_NATS_PASSWORD",
+    "SURVEYS_NATS_PASSWORD",
+    "ADMIN_NATS_PASSWORD",
+)
+SERVICES = SERVICE_USERS
+
+
+def dot_env() -> dict[str, str]:
+    """What an operator's .env would hold: fresh secrets, nothing else."""
+    return {name: "k" + secrets.token_urlsafe(18) for name in SECRETS}
+
+
+def test_the_compose_file_validates_against_the_compose_specification() -> None:
+    # The schema says draft 2019-09 (with a trailing "#" the library does not know).
+    validator = jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    validator.check_schema(validator.schema)
+    compose = load_compose(dot_env())
+    validator.validate(compose)
+    # The validator is not a rubber stamp: a misspelt key is refused.
+    broken = copy.deepcopy(compose)
+    broken["services"]["intake"]["depend_on"] = ["nats"]
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(broken)
+    broken = copy.deepcopy(compose)
+    broken["services"]["intake"]["healthcheck"]["interval"] = 10
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(broken)
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_every_secret_is_required(secret: str) -> None:
+    env = dot_env()
+    del env[secret]
+    with pytest.raises(MissingVariable) as missing:
+        load_compose(env)
+    assert missing.value.name == secret
+    assert f"set {secret} in .env" in str(missing.value)
+    env[secret] = ""  # `:?` refuses an empty value too
+    with pytest.raises(MissingVariable):
+        load_compose(env)
+
+
+def test_env_example_lists_every_variable_of_the_compose_file() -> None:
+    listed = set(re.findall(r"(?m)^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text()))
+    assert variables_used() <= listed, variables_used() - listed
+    assert set(SECRETS) <= listed
+
+
+def test_the_deployment_shape() -> None:
+    compose = load_compose(dot_env())
+    services = compose["services"]
+    assert set(services) == {"nats", "postgres", *SERVICES}
+    nats = services["nats"]
+    config_mount = next(v for v in nats["volumes"] if v.endswith(":/etc/nats/nats-server.conf:ro"))
+    assert (PROJECT_ROOT / config_mount.split(":")[0]).is_file()
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            if volume.startswith("./"):  # every file mounted from the repository exists
+                assert (PROJECT_ROOT / volume.split(":")[0]).is_file(), (name, volume)
+    assert any(v.endswith(":/etc/nats/auth.conf:ro") for v in nats["volumes"])
+    assert any(v.startswith("nats-data:") for v in nats["volumes"])
+    assert any(v.startswith("postgres-data:") for v in services["postgres"]["volumes"])
+    assert {"nats-data", "postgres-data"} <= set(compose["volumes"])
+    for name, service in services.items():
+        assert service.get("restart") in ("unless-stopped", "always"), name
+        assert service.get("healthcheck", {}).get("test"), name
+    users = set()
+    for name in SERVICES:
+        service = services[name]
+        assert service["depends_on"] == {
+            "nats": {"condition": "service_healthy"},
+            "postgres": {"condition": "service_healthy"},
+        }
+        assert any("/ready" in part for part in service["healthcheck"]["test"]), name
+        env = environment_of(service)
+        assert env["KHIDMA_STORE"] == "postgres" and env["KHIDMA_POSTGRES_SCHEMA"] == name
+        users.add(env["KHIDMA_NATS_USER"])
+        assert env["KHIDMA_NATS_PASSWORD"] == environment_of(nats)[f"{name.upper()}_NATS_PASSWORD"]
+    assert users == set(SERVICES)  # each service its own credentials
+
+
+def test_the_dockerfile_is_slim_non_root_and_installs_the_pinned_project() -> None:
+    lines = [
+        line.strip()
+        for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    froms = [line for line in lines if line.startswith("FROM ")]
+    assert froms and all("-slim" in line for line in froms)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert any(re.search(r"pip install .*--no-deps|pip install \.", line) for line in lines)
+    assert any("requirements.lock" in line or "pyproject.toml" in line for line in lines if line.startswith("COPY"))
+    pins = (PROJECT_ROOT / "pyproject.toml").read_text()
+    deps = re.findall(r'^\s+"([^"]+)",?$', pins.split("[project.optional-dependencies]")[0], re.M)
+    assert deps and all("==" in dep for dep in deps), deps
+
+
+# --- the services from the compose file, run locally -------------------------
+
+
+def _require_postgres() -> None:
+    try:
+        with psycopg.connect(connect_timeout=3, **POSTGRES_DSN):
+            pass
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI and could not connect: {error}")
+        pytest.skip(f"PostgreSQL not reachable: {error}")
+
+
+class ComposeRun:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = dot_env()
+        self.compose = load_compose(self.env)
+        self.run_id = uuid4().hex[:8]
+        self.nats = None
+        self.services: dict[str, LocalService] = {}
+        self.schemas: list[str] = []
+
+    @property
+    def admin_url(self) -> str:
+        return f"nats://admin:{self.env['ADMIN_NATS_PASSWORD']}@127.0.0.1:{self.nats.port}"  # type: ignore[union-attr]
+
+    def start(self) -> "ComposeRun":
+        nats_env = environment_of(self.compose["services"]["nats"])
+        passwords = {
+            key.removesuffix("_NATS_PASSWORD").lower(): value for key, value in nats_env.items()
+        }
+        self.nats = secured_nats_server(self.root / "nats", passwords).start()
+        for name in SERVICES:
+            spec = self.compose["services"][name]
+            env = self.localise(name, environment_of(spec))
+            service = LocalService(
+                name, list(spec["command"]), env, int(env["KHIDMA_HTTP_PORT"]),
+                self.root / f"{name}.log",
+            )
+            self.services[name] = service.start()
+        for service in self.services.values():
+            service.wait_ready()
+        return self
+
+    def localise(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        """What a container's network would resolve, pointed at this machine."""
+        schema = f"compose_{self.run_id}_{env['KHIDMA_POSTGRES_SCHEMA']}"
+        self.schemas.append(schema)
+        assert env["KHIDMA_NATS_URL"] == "nats://nats:4222"
+        assert env["KHIDMA_POSTGRES_HOST"] == "postgres"
+        return {
+            **env,
+            "KHIDMA_NATS_URL": f"nats://127.0.0.1:{self.nats.port}",  # type: ignore[union-attr]
+            "KHIDMA_POSTGRES_HOST": str(POSTGRES_DSN["host"]),
+            "KHIDMA_POSTGRES_PORT": str(POSTGRES_DSN["port"]),
+            "KHIDMA_POSTGRES_DBNAME": str(POSTGRES_DSN["dbname"]),
+            "KHIDMA_POSTGRES_USER": str(POSTGRES_DSN["user"]),
+            "KHIDMA_POSTGRES_SCHEMA": schema,
+            "KHIDMA_HTTP_HOST": "127.0.0.1",
+            "KHIDMA_HTTP_PORT": str(free_port()),
+            "KHIDMA_DATA_DIR": str(self.root / name),
+        }
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            service.stop()
+        if self.nats:
+            self.nats.stop()
+        with psycopg.connect(autocommit=True, **POSTGRES_DSN) as connection:
+            for schema in self.schemas:
+                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="module")
+def compose_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRun]:
+    _require_postgres()
+    run = ComposeRun(tmp_path_factory.mktemp("compose"))
+    try:
+        run.start()
+        yield run
+    finally:
+        run.stop()
+
+
+@pytest.fixture(scope="module")
+def lifecycle(compose_run: ComposeRun) -> dict[str, Any]:
+    endpoints = Endpoints(**{n: s.url for n, s in compose_run.services.items()})
+
+    async def drive() -> Any:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await CaseDriver(client, endpoints, step_timeout=30).run("referred")
+
+    run = asyncio.run(drive())
+    assert run.error is None, run.error
+    messages = wait_for(
+        lambda: (
+            found
+            if len(found := stream_messages_sync(compose_run.admin_url, f"khidma.*.{run.case_id}.*")) >= 6
+            else None
+        ),
+        timeout=30,
+        what="the six events of the case",
+    )
+    return {"run": run, "events": [m["event"] for m in messages]}
+
+
+@pytest.mark.postgres
+def test_a_case_goes_through_the_whole_lifecycle_on_the_compose_services(
+    compose_run: ComposeRun, lifecycle: dict[str, Any]
+) -> None:
+    types = [e["event_type"] for e in lifecycle["events"]]
+    assert sorted(types) == sorted(
+        ["RequestReceived", "ReferredToResearcher", "DataVerified", "CommitteeDecided",
+         "ServiceDelivered", "SurveyAnswered"]
+    )
+    # The stores are the PostgreSQL schemas, one per service.
+    with psycopg.connect(**POSTGRES_DSN) as connection:
+        names = {
+            row[0]
+            for row in connection.execute(
+                "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_schema LIKE %s",
+                (f"compose_{compose_run.run_id}_%",),
+            )
+        }
+    assert names == set(compose_run.schemas)
+
+
+@pytest.mark.postgres
+def test_one_request_can_be_followed_through_the_four_services_logs(
+    compose_run: ComposeRun, lifecycle: dict[str, Any]
+) -> None:
+    run = lifecycle["run"]
+    correlation_id = lifecycle["events"][0]["event_id"]
+
+    def lines_of(name: str) -> list[dict[str, Any]]:
+        text = compose_run.services[name].log_file.read_text()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def followed() -> dict[str, list[dict[str, Any]]]:
+        found = {
+            name: [line for line in lines_of(name) if line.get("correlation_id") == correlation_id]
+            for name in SERVICES
+        }
+        return found if all(found.values()) and len(found["surveys"]) >= 2 else {}
+
+    found = wait_for(followed, timeout=10, what="the correlation id in every service's log")
+    for name, lines in found.items():
+        for line in lines:
+            assert line["case_id"] == run.case_id, line
+            assert line["service"] == name
+    assert any(l["msg"] == "published RequestReceived" for l in found["intake"])
+    assert any(l["msg"] == "handled RequestReceived" for l in found["verification"])
+    assert any(l["msg"] == "published CommitteeDecided" for l in found["committee"])
+    assert any(l["msg"] == "published SurveyAnswered" for l in found["surveys"])
+    # Every line of every log is one JSON object with the ids' keys.
+    for name in SERVICES:
+        for line in lines_of(name):
+            assert {"ts", "level", "service", "case_id", "correlation_id"} <= set(line)
+
+
+@pytest.mark.postgres
+def test_health_readiness_and_the_compose_health_check(compose_run: ComposeRun) -> None:
+    for name, service in compose_run.services.items():
+        assert httpx.get(f"{service.url}/health").status_code == 200
+        ready = httpx.get(f"{service.url}/ready").json()
+        assert ready["ready"] and ready["nats"] and ready["store"] and ready["caught_up"], ready
+        # The compose file's own health check command, with the port it would see.
+        test = compose_run.compose["services"][name]["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        argv = [sys.executable if a == "python" else a.replace(":8000/", f":{service.port}/") for a in test[1:]]
+        assert subprocess.run(argv, timeout=10).returncode == 0
+        broken = [a.replace("/ready", "/not-there") for a in argv]
+        assert subprocess.run(broken, timeout=10, capture_output=True).returncode != 0
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.mark.postgres
+def test_prometheus_metrics_of_every_service(
+    compose_run: ComposeRun, lifecycle: dict[str, Any]
+) -> None:
+    def scrape(name: str) -> str:
+        response = httpx.get(f"{compose_run.services[name].url}/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        return response.text
+
+    intake = scrape("intake")
+    assert _metric(intake, "khidma_messages_published_total", service="intake", event_type="RequestReceived") >= 1
+    assert _metric(intake, "khidma_messages_consumed_total", service="intake", event_type="CommitteeDecided", outcome="handled") >= 1
+    verification = wait_for(
+        lambda: (t := scrape("verification"))
+        and _metric(t, "khidma_consumer_pending", service="verification") == 0
+        and t,
+        what="verification's pending count to reach 0",
+    )
+    assert _metric(verification, "khidma_messages_consumed_total", service="verification", event_type="RequestReceived", outcome="handled") >= 1
+    assert _metric(verification, "khidma_handler_seconds_count", service="verification", event_type="RequestReceived") >= 1
+    assert _metric(verification, "khidma_outbox_lag", service="verification") == 0
+    assert _metric(verification, "khidma_dead_letters_total", service="verification") in (None, 0.0)
+    surveys = scrape("surveys")
+    assert _metric(surveys, "khidma_messages_published_total", service="surveys", event_type="SurveyAnswered") >= 1
+    assert _metric(surveys, "khidma_ready", service="surveys") == 1
+
+
+@pytest.mark.postgres
+def test_asyncapi_and_openapi_documents_are_served(compose_run: ComposeRun) -> None:
+    for name, service in compose_run.services.items():
+        asyncapi = httpx.get(f"{service.url}/asyncapi.json").json()
+        assert asyncapi["asyncapi"].startswith("3.")
+        addresses = {c["address"] for c in asyncapi["channels"].values()}
+        assert f"khidma.deadletter.{name}" in addresses
+        page = httpx.get(f"{service.url}/asyncapi")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        openapi = httpx.get(f"{service.url}/openapi.json").json()
+        assert {"/health", "/ready", "/metrics"} <= set(openapi["paths"])
+    intake = httpx.get(f"{compose_run.services['intake'].url}/asyncapi.json").json()
+    addresses = {c["address"] for c in intake["channels"].values()}
+    assert {"khidma.*.*.RequestReceived", "khidma.submissions.*.*", "khidma.*.*.DataVerified"} <= addresses
+    assert compose_run.env["INTAKE_NATS_PASSWORD"] not in json.dumps(intake)  # no credentials

@@ -1,0 +1,170 @@
+"""Scaling out: two instances of one service share its store and its durable consumer.
+
+Two verification processes run on the same store (a PostgreSQL schema, or the
+same SQLite file) with the same durable consumer `verification`. Each consumed
+message is handled by exactly one of them (the other skips it if it ever sees
+it), both relays publish from the shared outbox, and each case still gets
+exactly one effect: one opened verification and, once confirmed through
+either instance, one `DataVerified` on the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+from uuid import uuid4
+
+import httpx
+import nats
+import psycopg
+import pytest
+
+from khidma.nats_server import NatsServer
+from khidma.processes import ServiceProcess
+from shared.events import (
+    Actor,
+    Applicant,
+    Attestation,
+    RequestReceived,
+    RequestReceivedPayload,
+    encode_event,
+)
+from shared.stream import ensure_stream
+from shared.subjects import event_subject
+from tests.helpers import stream_messages_sync, wait_for
+
+pytestmark = pytest.mark.integration
+
+CASES = 30
+
+
+def request() -> RequestReceived:
+    event_id = uuid4()
+    return RequestReceived(
+        event_id=event_id,
+        occurred_at=datetime.now(timezone.utc),
+        association_id="sidr",
+        case_id=uuid4(),
+        case_ref=f"SID-{event_id.hex[:6]}",
+        correlation_id=event_id,
+        actor=Actor(kind="adapter", id="test"),
+        payload=RequestReceivedPayload(
+            channel="website",
+            channel_ref=str(uuid4()),
+            service_code="food-basket",
+            applicant=Applicant(national_id="1000000008", name="Scale", phone="+966500000000"),
+            fields={"family_size": 4},
+            attestation=Attestation(attested=True, method="in_person"),
+        ),
+    )
+
+
+async def publish_all(url: str, events: list[RequestReceived]) -> None:
+    connection = await nats.connect(url)
+    try:
+        js = connection.jetstream()
+        await ensure_stream(js)
+        for event in events:
+            await js.publish(
+                event_subject(event.association_id, event.case_id, event.event_type),
+                encode_event(event),
+                headers={"Nats-Msg-Id": str(event.event_id)},
+            )
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    if request.param == "sqlite":
+        yield {"KHIDMA_STORE": "sqlite", "KHIDMA_SQLITE_PATH": str(tmp_path / "shared.sqlite")}
+        return
+    request.applymarker(pytest.mark.postgres)
+    dsn = request.getfixturevalue("postgres_available")
+    schema = f"scale_{uuid4().hex[:8]}"
+    yield {
+        "KHIDMA_STORE": "postgres",
+        "KHIDMA_POSTGRES_HOST": dsn["host"],
+        "KHIDMA_POSTGRES_PORT": dsn["port"],
+        "KHIDMA_POSTGRES_DBNAME": dsn["dbname"],
+        "KHIDMA_POSTGRES_USER": dsn["user"],
+        "KHIDMA_POSTGRES_SCHEMA": schema,
+    }
+    with psycopg.connect(autocommit=True, **dsn) as connection:  # type: ignore[arg-type]
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_two_instances_share_the_durable_consumer_and_each_case_has_one_effect(
+    nats_server: NatsServer, tmp_path: Path, shared_store: dict[str, str]
+) -> None:
+    env = {**shared_store, "KHIDMA_CONSUMER_BATCH": "1", "KHIDMA_POLL_INTERVAL_SECONDS": "0.05"}
+    instances = [
+        ServiceProcess("verification", nats_server.url, tmp_path / f"instance-{n}", env=env)
+        for n in (1, 2)
+    ]
+    try:
+        for instance in instances:
+            instance.start()
+        events = [request() for _ in range(CASES)]
+        asyncio.run(publish_all(nats_server.url, events))
+
+        def handled() -> list[float]:
+            return [
+                metric(i.url, "khidma_messages_consumed_total", outcome="handled",
+                       event_type="RequestReceived")
+                for i in instances
+            ]
+
+        wait_for(lambda: sum(handled()) >= CASES, timeout=30, what="every request handled")
+        counts = handled()
+        # Every message handled once in all: never by both instances.
+        assert sum(counts) == CASES, counts
+        assert all(count > 0 for count in counts), f"one instance did all the work: {counts}"
+
+        # Each instance's read model sees every case (they tail the shared store);
+        # confirm half of the cases through each instance.
+        for n, event in enumerate(events):
+            url = instances[n % 2].url
+            wait_for(
+                lambda: httpx.get(f"{url}/verifications/{event.case_id}").status_code == 200,
+                timeout=15,
+                what="the case in the instance's read model",
+            )
+            response = httpx.post(
+                f"{url}/verifications/{event.case_id}/confirmation", json={"officer": "o-1"}
+            )
+            assert response.status_code < 300, response.text
+
+        verified = wait_for(
+            lambda: (
+                found
+                if len(found := stream_messages_sync(nats_server.url, "khidma.*.*.DataVerified")) >= CASES
+                else None
+            ),
+            timeout=30,
+            what="a DataVerified per case",
+        )
+        # Both relays published (the server dropped their duplicates): one per case.
+        assert sorted(m["event"]["case_id"] for m in verified) == sorted(
+            str(e.case_id) for e in events
+        )
+        for instance in instances:
+            ready = httpx.get(f"{instance.url}/ready").json()
+            assert ready["ready"], ready
+        wait_for(
+            lambda: all(httpx.get(f"{i.url}/ready").json()["outbox_lag"] == 0 for i in instances),
+            timeout=15,
+            what="both relays caught up",
+        )
+    finally:
+        for instance in instances:
+            instance.stop()
