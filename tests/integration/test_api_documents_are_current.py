@@ -4,7 +4,7 @@ import pytest
 
 from khidma.apidocs import generate
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # builds each service on temporary SQLite stores
 
 ROOT = Path(__file__).resolve().parents[2]
 
