@@ -1,0 +1,43 @@
+"""Which store each service has, for reading (the audit never writes to them)."""
+
+from __future__ import annotations
+
+from audit.settings import AuditSettings
+
+SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
+
+
+def store_env(service: str, settings: AuditSettings) -> dict[str, str]:
+    """The eventsourcing environment of `service`'s store.
+
+    Built like shared.settings.ServiceSettings.eventsourcing_env for
+    service_name=<service>, but for reading: no table is created, and a
+    missing SQLite file is not created either (check `store_exists` first).
+    """
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; expected one of {SERVICES}")
+    env = {"SINGLE_ROW_TRACKING": "n", "CREATE_TABLE": "n"}
+    if settings.store == "sqlite":
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.sqlite",
+            SQLITE_DBNAME=str(settings.sqlite_path(service)),
+            SQLITE_LOCK_TIMEOUT="10",
+        )
+    else:
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.postgres",
+            POSTGRES_HOST=settings.postgres_host,
+            POSTGRES_PORT=str(settings.postgres_port),
+            POSTGRES_DBNAME=settings.postgres_dbname,
+            POSTGRES_USER=settings.postgres_user,
+            POSTGRES_PASSWORD=settings.postgres_password,
+            POSTGRES_SCHEMA=settings.postgres_schema(service),
+        )
+    return env
+
+
+def store_exists(service: str, settings: AuditSettings) -> bool:
+    """True when the service's store can be read (SQLite: the file exists)."""
+    if settings.store == "sqlite":
+        return settings.sqlite_path(service).exists()
+    return True
