@@ -39,7 +39,7 @@ SOURCE_STREAM = "stream"
 # Which time field of a domain event says when it happened (else: when recorded).
 TIME_FIELDS = (
     "at", "confirmed_at", "decided_at", "closed_at", "answered_at", "invited_at",
-    "sent_at", "held_at", "recused_at", "cast_at", "submitted_at",
+    "sent_at", "held_at", "recused_at", "cast_at",
 )
 # Who acted, by the field that names them in a domain event.
 ACTOR_FIELDS = (
@@ -148,8 +148,9 @@ def entry_from_store(record: StoredRecord) -> TimelineEntry | None:
         return None
     state = record.state
     recorded_at = _parse_time(state["timestamp"]) if state.get("timestamp") else None
+    fields = TIME_FIELDS + (("submitted_at",) if record.name == "Submitted" else ())
     occurred_at = next(
-        (_parse_time(state[key]) for key in TIME_FIELDS if state.get(key)), None
+        (_parse_time(state[key]) for key in fields if state.get(key)), None
     ) or recorded_at or datetime.fromtimestamp(0, timezone.utc)
     return TimelineEntry(
         case_id=case_id,
