@@ -32,6 +32,8 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
+from eventsourcing.utils import Environment
+
 from audit.settings import AuditSettings
 from audit.stores import SERVICES, store_env, store_exists
 from shared.events import IntegrationEvent, decode_event
@@ -146,7 +148,9 @@ class StoreReader:
     def __init__(self, service: str, settings: AuditSettings):
         self.service = service
         self.env = store_env(service, settings)
-        self.factory = InfrastructureFactory.construct(self.env)
+        # Named like the service's application (its `name`), so the PostgreSQL
+        # tables are found: <service>_events in schema <service>.
+        self.factory = InfrastructureFactory.construct(Environment(name=service, env=self.env))
         self.recorder = self.factory.application_recorder()
         self.transcoder = _transcoder()
         self.cipher = self.factory.cipher()

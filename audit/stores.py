@@ -40,4 +40,21 @@ def store_exists(service: str, settings: AuditSettings) -> bool:
     """True when the service's store can be read (SQLite: the file exists)."""
     if settings.store == "sqlite":
         return settings.sqlite_path(service).exists()
-    return True
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            host=settings.postgres_host,
+            port=settings.postgres_port,
+            dbname=settings.postgres_dbname,
+            user=settings.postgres_user,
+            password=settings.postgres_password or None,
+            connect_timeout=5,
+        ) as connection:
+            row = connection.execute(
+                "SELECT to_regclass(%s)",
+                (f'"{settings.postgres_schema(service)}"."{service}_events"',),
+            ).fetchone()
+    except psycopg.OperationalError:
+        return False
+    return bool(row and row[0])
