@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration test-e2e simulate bench schemas clean
+.PHONY: install run test test-unit test-integration test-e2e simulate bench bench-audit schemas clean
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ simulate: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m khidma.bench $(ARGS)
+
+# The audit over a long history: replay rate, report build time, peak memory.
+# make bench-audit ARGS="--events 1000000"
+bench-audit: $(STAMP)
+	$(PY) -m audit.bench $(ARGS)
 
 schemas: $(STAMP)
 	$(PY) -m shared.schemas docs/schemas
