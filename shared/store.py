@@ -1,7 +1,9 @@
 """Each service's own event store, built on the eventsourcing library.
 
 The application uses a process recorder, so that the events a handler records
-and the stream position it consumed are written in one transaction.
+and the stream position it consumed are written in one transaction. The
+recorder also keeps the store's hash chain (audit.chain), written in that same
+transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from eventsourcing.persistence import (
     ProcessRecorder,
     Tracking,
 )
+from eventsourcing.sqlite import SQLiteRecorder
 
 T = TypeVar("T")
 AppT = TypeVar("AppT", bound="ServiceApplication")
@@ -33,7 +36,13 @@ class ServiceApplication(Application):
     """An eventsourcing application whose recorder also records tracking positions."""
 
     def construct_recorder(self) -> ProcessRecorder:
-        return self.factory.process_recorder()
+        # The process recorder, extended so that every recorded event is also
+        # appended to the store's hash chain in the same transaction (tamper
+        # evidence; see audit/chain.py and docs/decisions.md). Imported when a
+        # store is opened, so that importing shared/ never loads the audit package.
+        from audit.chain import chained_process_recorder
+
+        return chained_process_recorder(self.factory)
 
     @property
     def process_recorder(self) -> ProcessRecorder:
@@ -114,7 +123,9 @@ def process_tracked(
 
 def position_recorded(recorder: ProcessRecorder, tracking: Tracking) -> bool:
     datastore: Any = getattr(recorder, "datastore")
-    if type(recorder).__module__.startswith("eventsourcing.sqlite"):
+    # By class, not by the recorder's module: the recorders are subclassed
+    # (audit.chain) to keep the hash chain.
+    if isinstance(recorder, SQLiteRecorder):
         statement = (
             "SELECT 1 FROM tracking WHERE application_name=? AND notification_id=?"
         )
