@@ -29,28 +29,30 @@ def _svg(width: int, height: int, title: str, body: list[str], rtl: bool) -> str
 
 
 def bar_chart(
-    items: Sequence[tuple[str, float]], *, title: str, rtl: bool = False, width: int = 560,
+    items: Sequence[tuple[str, float]], *, title: str, rtl: bool = False, width: int = 720,
     color: str = PALETTE[0],
 ) -> str:
     """Horizontal bars, one per (label, value)."""
-    row, label_width, pad = 24, 170, 8
+    row, label_width, pad = 24, 240, 8
     height = max(1, len(items)) * row + 2 * pad
     top = max((value for _, value in items), default=0) or 1
     span = width - label_width - 70
     body = []
     for index, (label, value) in enumerate(items):
         y = pad + index * row
+        shown = label if len(label) <= 36 else label[:35] + "…"
         length = max(0.0, value / top * span)
         if rtl:
             bar_x = width - label_width - length
-            label_x, label_anchor = width - label_width + 6, "start"
+            # in a right-to-left SVG, "start" is the right edge of the text
+            label_x, label_anchor = width - 6, "start"
             value_x, value_anchor = bar_x - 4, "end"
         else:
             bar_x = label_width
             label_x, label_anchor = label_width - 6, "end"
             value_x, value_anchor = label_width + length + 4, "start"
         body.append(
-            f'<text x="{label_x:.1f}" y="{y + 16}" text-anchor="{label_anchor}">{escape(label)}</text>'
+            f'<text x="{label_x:.1f}" y="{y + 16}" text-anchor="{label_anchor}">{escape(shown)}</text>'
             f'<rect x="{bar_x:.1f}" y="{y + 4}" width="{length:.1f}" height="{row - 8}" fill="{color}">'
             f"<title>{escape(label)}: {_number(value)}</title></rect>"
             f'<text x="{value_x:.1f}" y="{y + 16}" text-anchor="{value_anchor}" direction="ltr">{_number(value)}</text>'
@@ -61,7 +63,7 @@ def bar_chart(
 
 
 def funnel_chart(
-    stages: Sequence[tuple[str, int]], *, title: str, rtl: bool = False, width: int = 560
+    stages: Sequence[tuple[str, int]], *, title: str, rtl: bool = False, width: int = 720
 ) -> str:
     """Centred bars narrowing from the first stage, with the share of the first."""
     row, pad, label_space = 34, 8, 150
@@ -76,7 +78,7 @@ def funnel_chart(
         share = f"{value / first:.0%}" if first else "—"
         color = PALETTE[index % len(PALETTE)]
         label_x = width - 6 if rtl else 6
-        anchor = "end" if rtl else "start"
+        anchor = "start"  # the right edge in a right-to-left SVG
         body.append(
             f'<rect x="{centre - length / 2:.1f}" y="{y + 3}" width="{length:.1f}" height="{row - 6}" '
             f'rx="3" fill="{color}"><title>{escape(label)}: {value}</title></rect>'
@@ -95,12 +97,13 @@ def line_chart(
     y_max: float = 5.0,
     y_min: float = 1.0,
     rtl: bool = False,
-    width: int = 560,
+    width: int = 720,
     height: int = 240,
 ) -> str:
     """One line per series over the x labels; a None (a suppressed group) breaks the line."""
-    left, right, top, bottom = 40, 16, 12, 40
-    legend_rows = (len(series) + 2) // 3
+    left, right, top, bottom = 40, 36, 12, 40
+    columns = 2
+    legend_rows = (len(series) + columns - 1) // columns
     total_height = height + legend_rows * 18
     plot_w, plot_h = width - left - right, height - top - bottom
     count = max(1, len(x_labels))
@@ -151,12 +154,13 @@ def line_chart(
                 body.append(
                     f'<polyline points="{" ".join(points)}" fill="none" stroke="{color}" stroke-width="2"/>'
                 )
-        legend_y = height + (number // 3) * 18
-        column = (number % 3) * (width // 3)
+        legend_y = height + (number // columns) * 18
+        column = (number % columns) * (width // columns)
+        name_shown = name if len(name) <= 48 else name[:47] + "…"
         legend_x = (width - column - 12) if rtl else (column + 12)
         body.append(
             f'<rect x="{legend_x - (10 if rtl else 0)}" y="{legend_y - 9}" width="10" height="10" fill="{color}"/>'
             f'<text x="{legend_x + (-14 if rtl else 14)}" y="{legend_y}" '
-            f'text-anchor="{"end" if rtl else "start"}" font-size="11">{escape(name)}</text>'
+            f'text-anchor="start" font-size="11">{escape(name_shown)}</text>'
         )
     return _svg(width, total_height, title, body, rtl)

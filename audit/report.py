@@ -158,6 +158,7 @@ def t(key: str, lang: str) -> str:
 class Names:
     packs: Mapping[str, Any]
     lang: str
+    several: bool = False  # the report covers several associations
 
     def association(self, association_id: str) -> str:
         pack = self.packs.get(association_id)
@@ -247,7 +248,7 @@ def render_html(
 ) -> str:
     if lang not in ("ar", "en"):
         raise ValueError("lang is 'ar' or 'en'")
-    names = Names(packs or {}, lang)
+    names = Names(packs or {}, lang, several=len(figures.associations) > 1)
     rtl = lang == "ar"
     generated_at = generated_at or datetime.now(timezone.utc)
     period = figures.period
@@ -476,9 +477,7 @@ def _round4(value: float | None) -> float | None:
 
 def _short(names: Names, association: str, label: str) -> str:
     """A chart label: the association's name only when the report has several."""
-    if len(names.packs) > 1 or not names.packs:
-        return f"{association} · {label}"
-    return label
+    return f"{association} · {label}" if names.several else label
 
 
 def _approval_text(pack: Any, lang: str) -> str:

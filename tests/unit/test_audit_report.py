@@ -300,7 +300,7 @@ def test_charts_escape_text_and_mirror_for_right_to_left() -> None:
     assert "<b>" not in svg and "&lt;b&gt;" in svg and "t &amp; t" in svg
     assert 'direction="rtl"' in svg
     ltr = charts.bar_chart([("a", 2)], title="x")
-    assert re.search(r'<rect x="170\.0"', ltr)  # bars start after the labels on the left
+    assert re.search(r'<rect x="240\.0"', ltr)  # bars start after the labels on the left
     line = charts.line_chart(["2026-10", "2026-11", "2026-12"], [("s", [4.0, None, 3.0])], title="trend")
     assert "<polyline" not in line  # a suppressed month breaks the line: no segment of two points
     assert line.count("<circle") == 2
