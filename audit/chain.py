@@ -359,19 +359,28 @@ class ChainReader:
         )
         return int(rows[0]["m"] or 0) if rows else 0
 
-    def events(self, page: int = 1000) -> Iterator[StoredRow]:
-        """Every stored event in notification order, `page` rows at a time."""
+    def max_chain_id(self) -> int:
+        if not self.has_chain():
+            return 0
+        rows = self._query(
+            self._sql("SELECT MAX(notification_id) AS m FROM {c}", c=self.chain_table)
+        )
+        return int(rows[0]["m"] or 0) if rows else 0
+
+    def events(self, page: int = 1000, stop: int | None = None) -> Iterator[StoredRow]:
+        """Every stored event in notification order (up to `stop`), `page` rows at a time."""
         if not self.has_events():
             return
         key = "rowid" if self.kind == "sqlite" else "notification_id"
         statement = self._sql(
             f"SELECT {key} AS nid, originator_id, originator_version, topic, state "
-            f"FROM {{t}} WHERE {key} > %s ORDER BY {key} LIMIT %s",
+            f"FROM {{t}} WHERE {key} > %s AND {key} <= %s ORDER BY {key} LIMIT %s",
             t=self.events_table,
         )
+        bound = stop if stop is not None else 2**63 - 1
         after = 0
         while True:
-            rows = self._query(statement, (after, page))
+            rows = self._query(statement, (after, bound, page))
             for r in rows:
                 yield StoredRow(
                     int(r["nid"]),
@@ -396,18 +405,20 @@ class ChainReader:
                 return str(value)
         return str(value)
 
-    def chain(self, page: int = 1000) -> Iterator[ChainEntry]:
-        """Every chain entry in notification order, `page` rows at a time."""
+    def chain(self, page: int = 1000, stop: int | None = None) -> Iterator[ChainEntry]:
+        """Every chain entry in notification order (up to `stop`), `page` rows at a time."""
         if not self.has_chain():
             return
         statement = self._sql(
             "SELECT notification_id, content_hash, prev_hash, hash FROM {c} "
-            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+            "WHERE notification_id > %s AND notification_id <= %s "
+            "ORDER BY notification_id LIMIT %s",
             c=self.chain_table,
         )
+        bound = stop if stop is not None else 2**63 - 1
         after = 0
         while True:
-            rows = self._query(statement, (after, page))
+            rows = self._query(statement, (after, bound, page))
             for r in rows:
                 yield ChainEntry(
                     int(r["notification_id"]), r["content_hash"], r["prev_hash"], r["hash"]

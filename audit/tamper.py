@@ -8,7 +8,8 @@ names the first place where it breaks:
              entry does not follow the one before it (the chain was rewritten),
              or the history up to a checkpoint hashes differently;
 - deleted:   a chained notification id has no event any more;
-- inserted:  an event has no chain entry (written around the recorder);
+- inserted:  an event has no chain entry (written around the recorder, or its
+             entry removed from the chain);
 - reordered: an event holds content that the chain recorded at another position;
 - truncated: the chain goes on after the last event (the tail was cut), or the
              history is shorter than a checkpoint.
@@ -189,7 +190,7 @@ def verify_store(
     service: str | None = None,
     checkpoint: ServiceCheckpoint | Mapping[str, Any] | None = None,
     page_size: int = 1000,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> VerifyResult:
     """Recomputes one store's chain from its events and compares, page by page.
 
@@ -226,12 +227,17 @@ def _walk(
     checkpoint: ServiceCheckpoint | None,
     *,
     page_size: int,
-    progress: bool,
+    progress: bool | None,
 ) -> None:
-    bar = _progress_bar(reader, result.service, progress)
-    events: Iterator[StoredRow] = reader.events(page_size)
-    chain: Iterator[ChainEntry] = reader.chain(page_size)
+    # The walk covers the history as it stood when it began: both tables are
+    # bounded by the highest id seen then, so events a service records during
+    # the walk (always with higher ids, event and chain entry in one
+    # transaction) are not mistaken for a mismatch.
     has_chain = reader.has_chain()
+    stop = max(reader.max_chain_id(), reader.max_notification_id())
+    bar = _progress_bar(stop, result.service, progress)
+    events: Iterator[StoredRow] = reader.events(page_size, stop)
+    chain: Iterator[ChainEntry] = reader.chain(page_size, stop)
     ev = next(events, None)
     ch = next(chain, None)
     previous = GENESIS
@@ -258,8 +264,10 @@ def _walk(
                         _break(
                             INSERTED,
                             nid,
-                            f"event {nid} has no chain entry: it was written around the recorder",
-                            f"الحدث {nid} ليس له مدخل في السلسلة: كُتب من خارج المسجِّل",
+                            f"event {nid} has no chain entry: it was inserted around the "
+                            f"recorder (or its chain entry was removed)",
+                            f"الحدث {nid} ليس له مدخل في السلسلة: أُدرج من خارج المسجِّل "
+                            f"(أو حُذف مدخله من السلسلة)",
                         )
                     )
                 break
@@ -421,18 +429,18 @@ def _check_checkpoint(
     result.ok = not result.breaks
 
 
-def _progress_bar(reader: ChainReader, service: str, progress: bool) -> Any:
-    if not progress:
+def _progress_bar(total: int, service: str, progress: bool | None) -> Any:
+    """A progress bar on stderr: True always, None only on a terminal, False never."""
+    if progress is False:
         return None
     from tqdm import tqdm
 
-    total = reader.max_notification_id()
-    # Shown only on a terminal, and only when the replay takes more than a moment.
+    # Drawn only once the walk takes more than a moment.
     return tqdm(
         total=total,
         desc=f"verify {service}",
         unit="ev",
-        disable=None,
+        disable=None if progress is None else False,
         delay=0.5,
         file=sys.stderr,
     )
@@ -450,7 +458,7 @@ def verify_services(
     services: Sequence[str] | None = None,
     *,
     checkpoint: Mapping[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> list[VerifyResult]:
     """Verifies the named services' stores (all four by default)."""
     heads = (checkpoint or {}).get("services", {}) if checkpoint else {}
@@ -480,7 +488,7 @@ def build_checkpoint(
     services: Sequence[str] | None = None,
     *,
     now: datetime | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> dict[str, Any]:
     """Verifies the chains and returns the checkpoint of their heads.
 
@@ -518,7 +526,7 @@ def export_checkpoint(
     *,
     services: Sequence[str] | None = None,
     now: datetime | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> Path:
     """Writes the dated checkpoint file (JSON) and returns its path."""
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
@@ -573,6 +581,7 @@ def register_commands(subparsers: Any) -> None:
         help="a checkpoint file: also prove the history up to it is unchanged",
     )
     verify.add_argument("--json", action="store_true", help="print the results as JSON")
+    _progress_option(verify)
     verify.set_defaults(func=run_verify)
 
     checkpoint = subparsers.add_parser(
@@ -587,7 +596,15 @@ def register_commands(subparsers: Any) -> None:
         "--service", action="append", choices=SERVICES, dest="services",
         help="a service to include (repeatable; default: all four)",
     )
+    _progress_option(checkpoint)
     checkpoint.set_defaults(func=run_checkpoint)
+
+
+def _progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
 
 
 def _print_lines(lines: Iterable[str], stream: Any = None) -> None:
@@ -616,7 +633,7 @@ def run_verify(args: argparse.Namespace, settings: AuditSettings | None = None) 
     if checkpoint is not None and not services:
         services = [s for s in SERVICES if s in checkpoint["services"]] or None
     results = verify_services(
-        settings, services, checkpoint=checkpoint, progress=not getattr(args, "json", False)
+        settings, services, checkpoint=checkpoint, progress=getattr(args, "progress", None)
     )
     if getattr(args, "json", False):
         print(
@@ -643,7 +660,9 @@ def run_verify(args: argparse.Namespace, settings: AuditSettings | None = None) 
 def run_checkpoint(args: argparse.Namespace, settings: AuditSettings | None = None) -> int:
     settings = settings or load_audit_settings()
     try:
-        path = export_checkpoint(settings, args.out, services=args.services, progress=True)
+        path = export_checkpoint(
+            settings, args.out, services=args.services, progress=getattr(args, "progress", None)
+        )
     except ChainBroken as error:
         for result in error.results:
             _print_lines(result.lines(), sys.stderr)

@@ -392,3 +392,55 @@ def test_a_service_store_chains_its_events(settings):
     sql(settings.sqlite_path("intake"), ("UPDATE stored_events SET state = ? WHERE rowid = ?", (b"{}", count)))
     found = verify(settings).first_break
     assert (found.kind, found.notification_id) == (ALTERED, count)
+
+
+def test_python_m_audit_verify_exits_non_zero_on_a_break(settings, store, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "audit", "--data-dir", str(settings.data_dir), *argv],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "KHIDMA_STORE": "sqlite"},
+        )
+
+    cp = tmp_path / "cp.json"
+    done = run("checkpoint", "--out", str(cp), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    done = run("verify", "--checkpoint", str(cp))
+    assert done.returncode == 0, done.stdout + done.stderr
+    sql(store, ("DELETE FROM stored_events WHERE rowid > 10",), ("DELETE FROM event_chain WHERE notification_id > 10",))
+    done = run("verify", "--checkpoint", str(cp), "--service", "intake")
+    assert done.returncode == 1
+    assert "BROKEN at 12 (truncated)" in done.stdout and "بُتر السجل بعد نقطة التحقق" in done.stdout
+
+
+def test_verifying_while_a_service_writes_raises_no_false_alarm(settings, store):
+    stop = threading.Event()
+    written = []
+
+    def writer() -> None:
+        app = open_application(IntakeLike, service_env(settings))
+        try:
+            while not stop.is_set():
+                ledger = Ledger("live")
+                ledger.add("x")
+                app.save(ledger)
+                written.append(2)
+        finally:
+            app.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        results = []
+        for _ in range(15):
+            results.append(verify(settings))
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert sum(written) > 0
+    assert all(r.ok for r in results), [r.lines() for r in results if not r.ok]
+    assert verify(settings).events == 12 + sum(written)
