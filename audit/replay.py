@@ -7,8 +7,9 @@ bounded whatever the length of the history:
   (eventsourcing's `select_notifications` with a limit); each stored event is
   decoded generically (topic + JSON state with the UUID, datetime and Decimal
   transcodings), without importing the services' modules;
-* the stream is read with an ordered push consumer on `khidma.*.*.*` in a
-  background thread that hands messages over through a bounded queue.
+* the stream is read with an ephemeral pull consumer (no acks) on
+  `khidma.*.*.*`, STREAM_BATCH messages per fetch, in a background thread that
+  hands them over through a bounded queue (STREAM_QUEUE).
 
 A progress bar (tqdm, on stderr) is shown when asked (`progress=True`) or, with
 `progress=None`, when stderr is a terminal.
@@ -41,6 +42,7 @@ from shared.subjects import ROOT, STREAM_NAME
 
 PAGE = 1000
 STREAM_QUEUE = 1000
+STREAM_BATCH = 500
 EVENT_SUBJECTS = f"{ROOT}.*.*.*"
 
 # The aggregates whose id is the case id, per service.
@@ -260,15 +262,15 @@ def replay_stream(
 ) -> Iterator[StreamRecord]:
     """Every event on the KHIDMA stream (or on `subject`), in stream order.
 
-    Reads up to the messages pending when the replay started. The reading runs
-    in a background thread; at most STREAM_QUEUE messages wait in memory.
+    Reads until no message is pending. The reading runs in a background thread;
+    at most STREAM_QUEUE + STREAM_BATCH messages wait in memory.
     """
     handover: queue.Queue[Any] = queue.Queue(maxsize=STREAM_QUEUE)
     stop = threading.Event()
 
     async def read() -> None:
         import nats
-        from nats.js.api import ConsumerConfig, DeliverPolicy
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         options: dict[str, Any] = {}
         if user:
@@ -280,32 +282,44 @@ def replay_stream(
             handover.put(("total", info.state.messages))
             if not info.state.messages:
                 return
-            subscription = await js.subscribe(
+            # An ephemeral pull consumer without acks: the audit reads, it consumes
+            # nothing; each fetch brings at most STREAM_BATCH messages into memory.
+            subscription = await js.pull_subscribe(
                 subject,
-                ordered_consumer=True,
-                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-                pending_msgs_limit=STREAM_QUEUE,
+                stream=STREAM_NAME,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.NONE,
+                    inactive_threshold=60.0,
+                    mem_storage=True,
+                ),
             )
             try:
                 while not stop.is_set():
                     try:
-                        message = await subscription.next_msg(timeout=idle_timeout)
+                        messages = await subscription.fetch(batch=STREAM_BATCH, timeout=idle_timeout)
                     except (nats.errors.TimeoutError, asyncio.TimeoutError):
                         return
-                    metadata = message.metadata
-                    while not stop.is_set():
-                        try:
-                            handover.put(
-                                ("message", metadata.sequence.stream, message.subject, message.data),
-                                timeout=0.2,
-                            )
-                            break
-                        except queue.Full:
-                            continue
-                    if metadata.num_pending == 0:
-                        return
+                    for message in messages:
+                        metadata = message.metadata
+                        while not stop.is_set():
+                            try:
+                                handover.put(
+                                    ("message", metadata.sequence.stream, message.subject, message.data),
+                                    timeout=0.2,
+                                )
+                                break
+                            except queue.Full:
+                                continue
+                        if metadata.num_pending == 0:
+                            return
             finally:
-                await subscription.unsubscribe()
+                try:
+                    await subscription.unsubscribe()
+                    consumer = subscription._consumer  # type: ignore[attr-defined]
+                    await js.delete_consumer(STREAM_NAME, consumer)
+                except Exception:  # the ephemeral consumer expires on its own anyway
+                    pass
         finally:
             await connection.close()
 
