@@ -41,7 +41,7 @@ from shared.events import IntegrationEvent, decode_event
 from shared.subjects import ROOT, STREAM_NAME
 
 PAGE = 1000
-STREAM_QUEUE = 1000
+STREAM_QUEUE = 4  # batches of STREAM_BATCH messages
 STREAM_BATCH = 500
 EVENT_SUBJECTS = f"{ROOT}.*.*.*"
 
@@ -263,7 +263,7 @@ def replay_stream(
     """Every event on the KHIDMA stream (or on `subject`), in stream order.
 
     Reads until no message is pending. The reading runs in a background thread;
-    at most STREAM_QUEUE + STREAM_BATCH messages wait in memory.
+    at most (STREAM_QUEUE + 1) * STREAM_BATCH messages wait in memory.
     """
     handover: queue.Queue[Any] = queue.Queue(maxsize=STREAM_QUEUE)
     stop = threading.Event()
@@ -300,19 +300,18 @@ def replay_stream(
                         messages = await subscription.fetch(batch=STREAM_BATCH, timeout=idle_timeout)
                     except (nats.errors.TimeoutError, asyncio.TimeoutError):
                         return
-                    for message in messages:
-                        metadata = message.metadata
-                        while not stop.is_set():
-                            try:
-                                handover.put(
-                                    ("message", metadata.sequence.stream, message.subject, message.data),
-                                    timeout=0.2,
-                                )
-                                break
-                            except queue.Full:
-                                continue
-                        if metadata.num_pending == 0:
-                            return
+                    batch = [
+                        (message.metadata.sequence.stream, message.subject, message.data)
+                        for message in messages
+                    ]
+                    while not stop.is_set():
+                        try:
+                            handover.put(("batch", batch), timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if not messages or messages[-1].metadata.num_pending == 0:
+                        return
             finally:
                 try:
                     await subscription.unsubscribe()
@@ -344,14 +343,14 @@ def replay_stream(
                 continue
             if item[0] == "error":
                 raise item[1]
-            _, sequence, subject_name, data = item
-            bar.update(1)
-            try:
-                event: IntegrationEvent | None = decode_event(data)
-                error = None
-            except ValueError as problem:
-                event, error = None, str(problem)[:500]
-            yield StreamRecord(sequence=sequence, subject=subject_name, event=event, error=error)
+            bar.update(len(item[1]))
+            for sequence, subject_name, data in item[1]:
+                try:
+                    event: IntegrationEvent | None = decode_event(data)
+                    error = None
+                except ValueError as problem:
+                    event, error = None, str(problem)[:500]
+                yield StreamRecord(sequence=sequence, subject=subject_name, event=event, error=error)
     finally:
         stop.set()
         bar.close()
