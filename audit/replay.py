@@ -81,7 +81,9 @@ def progress_bar(total: int | None, description: str, progress: bool | None) -> 
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="ev", file=sys.stderr, mininterval=0.5)
+    # Asked for: shown at once; on a terminal: only once the replay lasts over a second.
+    delay = 0.0 if progress else 1.0
+    return tqdm(total=total, desc=description, unit="ev", file=sys.stderr, mininterval=0.5, delay=delay)
 
 
 class _NoBar:

@@ -272,3 +272,13 @@ def test_the_stores_replay_from_postgresql(postgres_available: dict[str, str]) -
         with psycopg.connect(autocommit=True, **postgres_available) as connection:
             for service in SERVICES:
                 connection.execute(f'DROP SCHEMA IF EXISTS "{prefix}{service}" CASCADE')
+
+
+def test_a_progress_bar_when_asked(world: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    settings: AuditSettings = world["settings"]
+    assert sum(1 for _ in replay_store("committee", settings, progress=True)) > 0
+    assert sum(1 for _ in replay_stream(str(settings.nats_url), progress=True)) > 0
+    err = capsys.readouterr().err
+    assert "committee store" in err and "KHIDMA stream" in err and "100%" in err
+    assert sum(1 for _ in replay_store("committee", settings, progress=False)) > 0
+    assert capsys.readouterr().err == ""
