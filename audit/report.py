@@ -653,74 +653,21 @@ def stream_events(
     progress: bool | None = None,
     user: str | None = None,
     password: str | None = None,
-    batch: int = 1000,
     on_error: Any = None,
 ) -> Iterator[IntegrationEvent]:
     """Every integration event of the KHIDMA stream, in stream order, decoded.
 
-    Reads up to the last message present when it starts (a snapshot) through an
-    ephemeral pull consumer fetched `batch` at a time, in this thread: only one
-    batch is held, and nothing is pushed faster than it is read (so no message
-    can be dropped as it can from a push consumer whose reader falls behind).
-    A message that is not a valid event is skipped (`on_error(subject, seq, error)`).
+    The audit's own stream replay (`audit.replay.replay_stream`: an ephemeral
+    pull consumer read in bounded batches). A message that is not a valid event
+    is skipped and reported to `on_error(subject, sequence, error)`.
     """
-    import asyncio
+    from audit.replay import replay_stream
 
-    import nats
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-    from nats.js.errors import NotFoundError
-
-    from audit.replay import EVENT_SUBJECTS, progress_bar
-    from shared.events import decode_event
-    from shared.subjects import STREAM_NAME
-
-    loop = asyncio.new_event_loop()
-    run = loop.run_until_complete
-    options: dict[str, Any] = {"user": user, "password": password} if user else {}
-    connection = run(nats.connect(nats_url, **options))
-    bar: Any = None
-    try:
-        js = connection.jetstream()
-        try:
-            info = run(js.stream_info(STREAM_NAME))
-        except NotFoundError:
-            return
-        last = info.state.last_seq
-        if not info.state.messages:
-            return
-        subscription = run(js.pull_subscribe(
-            EVENT_SUBJECTS,
-            stream=STREAM_NAME,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
-                inactive_threshold=300.0,
-            ),
-        ))
-        bar = progress_bar(info.state.messages, "KHIDMA stream", progress)
-        sequence = 0
-        while sequence < last:
-            try:
-                messages = run(subscription.fetch(batch, timeout=5.0))
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                break  # nothing more on the event subjects (the last ones were dead letters)
-            for message in messages:
-                sequence = message.metadata.sequence.stream
-                if sequence > last:
-                    break
-                try:
-                    event = decode_event(message.data)
-                except ValueError as error:
-                    if on_error:
-                        on_error(message.subject, sequence, error)
-                    continue
-                yield event
-            bar.update(len(messages))
-        run(subscription.unsubscribe())
-    finally:
-        if bar is not None:
-            bar.close()
-        run(connection.close())
-        loop.close()
+    for record in replay_stream(nats_url, progress=progress, user=user, password=password):
+        if record.event is not None:
+            yield record.event
+        elif on_error is not None:
+            on_error(record.subject, record.sequence, record.error)
 
 
 def register_commands(subparsers: Any) -> None:

@@ -86,13 +86,13 @@ def test_stream_reader_skips_poison_keeps_order_and_never_drops(nats_server) -> 
     history = known_history()
     publish(nats_server.url, history[:10])
     asyncio.run(_publish_raw(nats_server.url, "khidma.sidr.not-a-case.RequestReceived", b"{not json"))
-    many = [e for case_number in range(120) for e in _copy_case(case_number)]
+    many = [e for case_number in range(600) for e in _copy_case(case_number)]
     publish(nats_server.url, history[10:] + many)
     errors: list[tuple[str, int]] = []
     read = []
-    for number, event in enumerate(stream_events(nats_server.url, batch=50, on_error=lambda s, q, e: errors.append((s, q)))):
+    for number, event in enumerate(stream_events(nats_server.url, on_error=lambda s, q, e: errors.append((s, q)))):
         if number == 5:
-            time.sleep(0.3)  # a slow reader: a pull consumer just waits, nothing is dropped
+            time.sleep(0.3)  # a slow reader: the pull consumer just waits, nothing is dropped
         read.append(str(event.event_id))
     assert errors == [("khidma.sidr.not-a-case.RequestReceived", 11)]
     assert read == [str(e.event_id) for e in history + many]
