@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import heapq
 import json
 import random
@@ -108,12 +109,16 @@ class HistoryGenerator:
             }))
 
         officer = f"officer-{rng.randint(1, 12)}"
+        applicant = {"national_id": f"1{rng.randint(0, 999_999_999):09d}", "name": "Bench applicant",
+                     "phone": "0500000000"}
+        fields = {"request_details": "bench"}
+        attested = json.dumps({"applicant": applicant, "service_code": service, "fields": fields, "documents": []},
+                              sort_keys=True, separators=(",", ":"))
         add(received, "RequestReceived", ("officer", officer), {
             "channel": channel, "channel_ref": f"{channel}-{self.case_number}", "service_code": service,
-            "applicant": {"national_id": f"1{rng.randint(0, 999_999_999):09d}", "name": "Bench applicant",
-                          "phone": "0500000000"},
-            "fields": {"request_details": "bench"},
-            "attestation": {"attested": True, "attested_by": "Bench applicant", "method": "in_person"},
+            "applicant": applicant, "fields": fields,
+            "attestation": {"attested": True, "attested_by": "Bench applicant", "method": "in_person",
+                            "attested_at": _iso(received), "data_hash": hashlib.sha256(attested.encode()).hexdigest()},
             "submitted_at": _iso(received),
         })
         now = received
@@ -266,10 +271,8 @@ def run_bench(events: int, *, compliance: bool = False, progress: bool = True, o
             started = time.perf_counter()
             figures = compute_figures(stream_events(server.url, progress=progress), start=start, end=end, packs=packs)
             figures_done = time.perf_counter()
-            exceptions = None
-            if compliance:
-                exceptions = list(compliance_exceptions(server.url, figures, progress=progress))
-            checks_done = time.perf_counter()
+            exceptions = compliance_exceptions(server.url, figures, progress=progress) if compliance else None
+            # the checks run while the report is written (they are read once, as an iterator)
             files = write_report(figures, exceptions, out_dir=Path(folder) / "report", lang="ar", packs=packs)
             written = time.perf_counter()
             result["report"] = {
@@ -278,9 +281,8 @@ def run_bench(events: int, *, compliance: bool = False, progress: bool = True, o
                 "requests_in_period": figures.requests_total,
                 "figures_seconds": round(figures_done - started, 2),
                 "figures_events_per_second": round(figures.events_read / (figures_done - started)),
-                "compliance_seconds": round(checks_done - figures_done, 2) if compliance else None,
-                "exceptions": None if exceptions is None else len(exceptions),
-                "write_seconds": round(written - checks_done, 3),
+                "exceptions": files.exceptions_total,
+                "write_seconds": round(written - figures_done, 3),  # with the compliance checks when asked
                 "build_seconds": round(written - started, 2),
                 "html_bytes": files.html.stat().st_size,
             }
@@ -313,10 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  replay (read + decode)    {replay['seconds']:8.2f} s  {replay['events_per_second']:>10,} events/s",
         f"  report figures            {report['figures_seconds']:8.2f} s  {report['figures_events_per_second']:>10,} events/s",
     ]
-    if report["compliance_seconds"] is not None:
-        lines.append(f"  compliance checks         {report['compliance_seconds']:8.2f} s  {report['exceptions']:,} exceptions")
+    checks = f", compliance checks: {report['exceptions']:,} exceptions" if report["exceptions"] is not None else ""
     lines += [
-        f"  report files written      {report['write_seconds']:8.3f} s  (HTML {report['html_bytes']:,} bytes)",
+        f"  report files written      {report['write_seconds']:8.3f} s  (HTML {report['html_bytes']:,} bytes{checks})",
         f"  report build in all       {report['build_seconds']:8.2f} s",
         f"  peak memory (ru_maxrss)   after publish {result['peak_rss_mib_after_publish']:.0f} MiB, "
         f"after replay {result['peak_rss_mib_after_replay']:.0f} MiB, at the end {result['peak_rss_mib']:.0f} MiB",

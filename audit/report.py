@@ -109,6 +109,10 @@ TEXT: dict[str, dict[str, str]] = {
     "finding": {"ar": "الملاحظة", "en": "Finding"},
     "evidence": {"ar": "الأحداث المثبتة", "en": "Events that prove it"},
     "evidence_title": {"ar": "أدلة الاستثناءات", "en": "Evidence of the exceptions"},
+    "listed_first": {
+        "ar": "تُعرض هنا أول {shown} استثناءات من {total}؛ القائمة الكاملة في ملف exceptions CSV.",
+        "en": "The first {shown} of {total} exceptions are listed here; the exceptions CSV file has them all.",
+    },
     "events_read": {"ar": "الأحداث المقروءة من السجل", "en": "Events read from the stream"},
     "source_note": {
         "ar": "كل الأرقام محسوبة من أحداث التكامل في سجل KHIDMA وحدها.",
@@ -149,6 +153,51 @@ CSV_FILES = (
 
 def t(key: str, lang: str) -> str:
     return TEXT[key][lang]
+
+
+# --- the compliance exceptions -------------------------------------------------------
+
+MAX_LISTED = 1000  # exceptions shown one by one in the HTML and the JSON; all go to the CSV
+
+
+@dataclass
+class ExceptionList:
+    """The exceptions of a report: the first `MAX_LISTED` in full, every one counted by check."""
+
+    listed: list[Any]
+    total: int
+    by_check: dict[str, int]
+
+    @classmethod
+    def collect(cls, exceptions: Iterable[Any], *, limit: int = MAX_LISTED, sink: Any = None) -> "ExceptionList":
+        """Reads the exceptions once; `sink(exception)` sees every one (the CSV writer)."""
+        listed: list[Any] = []
+        counts: dict[str, int] = {}
+        total = 0
+        for exception in exceptions:
+            total += 1
+            counts[exception.check] = counts.get(exception.check, 0) + 1
+            if len(listed) < limit:
+                listed.append(exception)
+            if sink is not None:
+                sink(exception)
+        return cls(listed, total, dict(sorted(counts.items())))
+
+    def __len__(self) -> int:
+        return self.total
+
+
+def _as_list(exceptions: Any) -> ExceptionList | None:
+    if exceptions is None or isinstance(exceptions, ExceptionList):
+        return exceptions
+    return ExceptionList.collect(exceptions)
+
+
+def _check_title(code: str, lang: str) -> str:
+    from audit.compliance import REGISTRY
+
+    check = REGISTRY.get(code)
+    return check.title.get(lang, code) if check else code
 
 
 # --- names from the packs ----------------------------------------------------------
@@ -249,6 +298,7 @@ def render_html(
     if lang not in ("ar", "en"):
         raise ValueError("lang is 'ar' or 'en'")
     names = Names(packs or {}, lang, several=len(figures.associations) > 1)
+    found = _as_list(exceptions)
     rtl = lang == "ar"
     generated_at = generated_at or datetime.now(timezone.utc)
     period = figures.period
@@ -282,7 +332,7 @@ def render_html(
     add('<nav class="toc">' + "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in sections) + "</nav>")
 
     # Summary cards
-    exception_count = len(exceptions) if exceptions is not None else None
+    exception_count = found.total if found is not None else None
     cards = [
         ("requests_total", "requests.total", figures.requests_total, _num(figures.requests_total)),
         ("referral_rate", "referral.rate", figures.referral_rate, _pct(figures.referral_rate)),
@@ -431,17 +481,24 @@ def render_html(
 
     # Compliance exceptions
     add(f'<section id="exceptions"><h2>{escape(t("exceptions", lang))}</h2>')
-    if exceptions is None:
+    if found is None:
         add(f"<p>{escape(t('exceptions_missing', lang))}</p>")
-    elif not exceptions:
-        add(f'<p data-key="exceptions.count" data-value="0">{escape(t("no_exceptions", lang))}</p>')
+    elif not found.total:
+        add(f"<p>{escape(t('no_exceptions', lang))}</p>")
     else:
+        add(_table(
+            [t("check", lang), t("count", lang)],
+            [f"<td>{escape(_check_title(code, lang))} <span class=\"muted ids\">{escape(code)}</span></td>"
+             + _cell(f"exceptions.by_check.{code}", count) for code, count in found.by_check.items()],
+        ))
+        if len(found.listed) < found.total:
+            add(f'<p class="note">{escape(t("listed_first", lang).format(shown=len(found.listed), total=found.total))}</p>')
         rows = []
-        for number, exception in enumerate(exceptions, 1):
+        for number, exception in enumerate(found.listed, 1):
             message = exception.message.get(lang) or exception.message.get("en", "")
             rows.append(
                 f'<td data-key="exceptions.{number}.check" data-value="{escape(exception.check)}">{escape(exception.check)}</td>'
-                f"<td>{_case_links(exception.case_id, exception.case_ref, api_base, lang)}</td>"
+                f"<td>{_case_links(str(exception.case_id), exception.case_ref, api_base, lang)}</td>"
                 f"<td>{escape(names.association(exception.association_id))}</td>"
                 f"<td>{escape(message)}</td>"
                 f'<td><a href="#evidence-{number}">{len(exception.event_ids)} ↧</a></td>'
@@ -450,12 +507,13 @@ def render_html(
                    rows, "exception"))
         add(f"<h3>{escape(t('evidence_title', lang))}</h3>")
         seen_cases: set[str] = set()
-        for number, exception in enumerate(exceptions, 1):
-            anchor = "" if exception.case_id in seen_cases else f' id="case-{escape(exception.case_id)}"'
-            seen_cases.add(exception.case_id)
+        for number, exception in enumerate(found.listed, 1):
+            case_id = str(exception.case_id)
+            anchor = "" if case_id in seen_cases else f' id="case-{escape(case_id)}"'
+            seen_cases.add(case_id)
             add(
                 f'<div id="evidence-{number}"><p{anchor}><strong>{number}. {escape(exception.case_ref)}</strong> — '
-                f"{escape(exception.check)} · <a href=\"{escape(_timeline_url(api_base, exception.case_id))}\">"
+                f"{escape(exception.check)} · <a href=\"{escape(_timeline_url(api_base, case_id))}\">"
                 f"{escape(t('timeline', lang))}</a></p><ul class=\"ids\">"
                 + "".join(f'<li id="event-{number}-{escape(str(eid))}">{escape(str(eid))}</li>' for eid in exception.event_ids)
                 + "</ul></div>"
@@ -514,7 +572,7 @@ def _trend_chart(groups: Sequence[SatisfactionGroup], label_of: Any, title: str,
 # --- CSV and JSON --------------------------------------------------------------------
 
 
-def csv_tables(figures: Figures, exceptions: Sequence[Any] | None) -> dict[str, tuple[list[str], list[list[Any]]]]:
+def csv_tables(figures: Figures) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """Each CSV file's header and rows: the same numbers as the HTML."""
     data = figures.to_dict()
     tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
@@ -558,27 +616,32 @@ def csv_tables(figures: Figures, exceptions: Sequence[Any] | None) -> dict[str, 
               "" if g["suppressed"] else g["mean"], "yes" if g["suppressed"] else "no"]
              for g in data["satisfaction"][key]],
         )
-    tables["exceptions"] = (
-        ["check", "case_id", "case_ref", "association_id", "message_ar", "message_en", "event_ids"],
-        [[e.check, e.case_id, e.case_ref, e.association_id, e.message.get("ar", ""), e.message.get("en", ""),
-          " ".join(str(i) for i in e.event_ids)] for e in (exceptions or [])],
-    )
     return tables
 
 
-def report_json(figures: Figures, exceptions: Sequence[Any] | None, *, lang: str) -> dict[str, Any]:
+EXCEPTION_COLUMNS = ["check", "case_id", "case_ref", "association_id", "message_ar", "message_en", "event_ids"]
+
+
+def _exception_row(e: Any) -> list[Any]:
+    return [e.check, str(e.case_id), e.case_ref, e.association_id, e.message.get("ar", ""), e.message.get("en", ""),
+            " ".join(str(i) for i in e.event_ids)]
+
+
+def report_json(figures: Figures, exceptions: ExceptionList | None, *, lang: str) -> dict[str, Any]:
     data = figures.to_dict()
     data["period"].update(
         {"from_calendars": both_calendars(figures.period.start), "to_calendars": both_calendars(figures.period.end)}
     )
     data["lang"] = lang
+    data["exceptions_total"] = None if exceptions is None else exceptions.total
+    data["exceptions_by_check"] = None if exceptions is None else exceptions.by_check
     data["exceptions"] = None if exceptions is None else [
         {
-            "check": e.check, "case_id": e.case_id, "case_ref": e.case_ref,
+            "check": e.check, "case_id": str(e.case_id), "case_ref": e.case_ref,
             "association_id": e.association_id, "message": dict(e.message),
             "event_ids": [str(i) for i in e.event_ids],
         }
-        for e in exceptions
+        for e in exceptions.listed
     ]
     return data
 
@@ -588,6 +651,7 @@ class ReportFiles:
     html: Path
     json: Path
     csv: dict[str, Path]
+    exceptions_total: int | None = None
 
 
 def write_report(
@@ -600,37 +664,55 @@ def write_report(
     packs: Mapping[str, Any] | None = None,
     api_base: str = "",
     generated_at: datetime | None = None,
+    max_listed: int = MAX_LISTED,
 ) -> ReportFiles:
     """Writes report-<from>_<to>-<lang>.html, figures-<from>_<to>.json and one CSV per table.
 
     `exceptions` are audit.compliance.ComplianceException objects (check, case_id,
     case_ref, association_id, message{ar,en}, event_ids); None when the checks
-    were not run. `period`, when given, must be the figures' period.
+    were not run; they are read once (an iterator is fine): all go to the
+    exceptions CSV, the first `max_listed` are shown in the HTML and the JSON,
+    with the count of each check. `period`, when given, must be the figures' period.
     """
     if period is not None:
         wanted = period if isinstance(period, Period) else Period(*period)
         if wanted != figures.period:
             raise ValueError(f"the figures are for {figures.period}, not {wanted}")
-    listed = None if exceptions is None else list(exceptions)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{figures.period.start.isoformat()}_{figures.period.end.isoformat()}"
+    csv_paths = {}
+    for name, (header, rows) in csv_tables(figures).items():
+        csv_paths[name] = _write_csv(out / f"{name}-{stem}.csv", header, rows)
+    # The exceptions are read once: every one goes to the CSV as it comes, the
+    # first MAX_LISTED are kept for the HTML and the JSON, all are counted.
+    csv_paths["exceptions"] = path = out / f"exceptions-{stem}.csv"
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EXCEPTION_COLUMNS)
+        found = None if exceptions is None else (
+            exceptions if isinstance(exceptions, ExceptionList)
+            else ExceptionList.collect(exceptions, limit=max_listed, sink=lambda e: writer.writerow(_exception_row(e)))
+        )
+        if isinstance(exceptions, ExceptionList):
+            writer.writerows(_exception_row(e) for e in exceptions.listed)
     html_path = out / f"report-{stem}-{lang}.html"
     html_path.write_text(
-        render_html(figures, listed, lang=lang, packs=packs, api_base=api_base, generated_at=generated_at),
+        render_html(figures, found, lang=lang, packs=packs, api_base=api_base, generated_at=generated_at),
         encoding="utf-8",
     )
     json_path = out / f"figures-{stem}.json"
-    json_path.write_text(json.dumps(report_json(figures, listed, lang=lang), ensure_ascii=False, indent=2), encoding="utf-8")
-    csv_paths = {}
-    for name, (header, rows) in csv_tables(figures, listed).items():
-        path = out / f"{name}-{stem}.csv"
-        with path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: spreadsheets read Arabic right
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-        csv_paths[name] = path
-    return ReportFiles(html=html_path, json=json_path, csv=csv_paths)
+    json_path.write_text(json.dumps(report_json(figures, found, lang=lang), ensure_ascii=False, indent=2), encoding="utf-8")
+    return ReportFiles(html=html_path, json=json_path, csv=csv_paths,
+                       exceptions_total=None if found is None else found.total)
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: spreadsheets read Arabic right
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
 
 
 # --- the command --------------------------------------------------------------------
@@ -686,6 +768,8 @@ def register_commands(subparsers: Any) -> None:
                         help="base URL of the audit API for the case timeline links "
                         "(default: http://KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT)")
     parser.add_argument("--no-compliance", action="store_true", help="skip the compliance checks")
+    parser.add_argument("--max-listed", type=int, default=MAX_LISTED,
+                        help=f"exceptions listed one by one in the HTML and JSON (default {MAX_LISTED}; the CSV has all)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
     parser.set_defaults(handler=run_report_command)
@@ -710,16 +794,17 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
         stream_events(settings.nats_url, progress=args.progress, **credentials),
         start=args.start, end=args.end, packs=packs, granularity=args.by,
     )
-    exceptions = None
+    exceptions: Iterable[Any] | None = None
     if not args.no_compliance:
-        exceptions = list(compliance_exceptions(settings.nats_url, figures, progress=args.progress, **credentials))
+        exceptions = compliance_exceptions(settings.nats_url, figures, progress=args.progress, **credentials)
     api_base = args.api_base if args.api_base is not None else f"http://{settings.http_host}:{settings.http_port}"
-    files = write_report(figures, exceptions, out_dir=args.out, lang=args.lang, packs=packs, api_base=api_base)
+    files = write_report(figures, exceptions, out_dir=args.out, lang=args.lang, packs=packs, api_base=api_base,
+                         max_listed=args.max_listed)
     elapsed = time.perf_counter() - started
     print(f"{files.html}\n{files.json}\n" + "\n".join(str(p) for p in files.csv.values()))
     print(
         f"{figures.events_read:,} events, {figures.requests_total:,} requests in the period, "
-        f"{'no' if exceptions is None else len(exceptions)} exceptions, {elapsed:.1f}s",
+        f"{'no' if files.exceptions_total is None else files.exceptions_total} exceptions, {elapsed:.1f}s",
         file=sys.stderr,
     )
     return 0
@@ -733,5 +818,5 @@ def compliance_exceptions(nats_url: str, figures: Figures, *, progress: bool | N
 
     timelines = case_timelines_from_stream(nats_url, progress=bool(progress))
     for exception in run_checks(timelines):
-        if exception.case_id in figures.cohort_case_ids:
+        if str(exception.case_id) in figures.cohort_case_ids:
             yield exception

@@ -320,3 +320,32 @@ def test_report_command_arguments() -> None:
     assert default.lang == "ar"
     with pytest.raises(SystemExit):
         parser.parse_args(["report", "--from", "2026-13-01", "--to", "2026-11-30"])
+
+
+def test_exceptions_are_read_once_all_in_the_csv_the_first_ones_listed(figures, packs, tmp_path) -> None:
+    first = c3_exception()
+    others = [
+        ComplianceException("votes_below_quorum", first.case_id, first.case_ref, "sidr",
+                            {"ar": "تصويت دون النصاب", "en": "Votes below quorum"}, [f"e{n}"])
+        for n in range(2)
+    ]
+    files = write_report(figures, iter([first, *others]), out_dir=tmp_path, lang="en", packs=packs, max_listed=2)
+    assert files.exceptions_total == 3
+    page = parse(files.html)
+    assert page.keys["exceptions.count"] == "3"
+    assert page.keys["exceptions.by_check.decision_after_window"] == "1"
+    assert page.keys["exceptions.by_check.votes_below_quorum"] == "2"
+    assert "exceptions.2.check" in page.keys and "exceptions.3.check" not in page.keys
+    assert "The first 2 of 3 exceptions are listed here" in "".join(page.text)
+    with files.csv["exceptions"].open(encoding="utf-8-sig", newline="") as handle:
+        assert [row["check"] for row in csv.DictReader(handle)] == [
+            "decision_after_window", "votes_below_quorum", "votes_below_quorum"]
+    data = json.loads(files.json.read_text(encoding="utf-8"))
+    assert data["exceptions_total"] == 3 and len(data["exceptions"]) == 2
+    assert data["exceptions_by_check"] == {"decision_after_window": 1, "votes_below_quorum": 2}
+
+
+def test_without_the_checks_the_report_says_so(figures, tmp_path) -> None:
+    files = write_report(figures, None, out_dir=tmp_path, lang="en")
+    assert "The compliance checks were not run" in files.html.read_text(encoding="utf-8")
+    assert json.loads(files.json.read_text(encoding="utf-8"))["exceptions"] is None

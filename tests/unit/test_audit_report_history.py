@@ -17,6 +17,7 @@ Period: 2026-11-01 .. 2026-11-30 (Riyadh days), association `sidr`.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timezone
 from typing import Any, Iterator
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -68,7 +69,8 @@ class CaseBuilder:
         self.events.append(RequestReceived(**envelope, payload={
             "channel": channel, "channel_ref": f"ref-{self.case_id}", "service_code": service,
             "applicant": {"national_id": "1000000001", "name": "Test applicant"},
-            "attestation": {"attested": True, "method": "in_person"},
+            "attestation": {"attested": True, "method": "in_person", "attested_at": when,
+                            "data_hash": hashlib.sha256(str(self.case_id).encode()).hexdigest()},
         }))
         return self
 
