@@ -465,7 +465,7 @@ def render_html(
     ):
         title = t("sat_" + key, lang)
         add(f"<h3>{escape(title)}</h3>")
-        add(_trend_chart(groups, label_of, title, rtl))
+        add(_trend_chart(groups, label_of, title, rtl, lang))
         rows = []
         for group in groups:
             base = f"satisfaction.{key}.{group.bucket}.{group.association_id}.{group.key}"
@@ -558,7 +558,7 @@ def _case_links(case_id: str, case_ref: str, api_base: str, lang: str) -> str:
     )
 
 
-def _trend_chart(groups: Sequence[SatisfactionGroup], label_of: Any, title: str, rtl: bool) -> str:
+def _trend_chart(groups: Sequence[SatisfactionGroup], label_of: Any, title: str, rtl: bool, lang: str = "en") -> str:
     buckets = sorted({group.bucket for group in groups})
     series: dict[str, list[float | None]] = {}
     for group in groups:
@@ -566,7 +566,9 @@ def _trend_chart(groups: Sequence[SatisfactionGroup], label_of: Any, title: str,
         values[buckets.index(group.bucket)] = None if group.suppressed else group.mean
     if not buckets:
         return ""
-    return charts.line_chart(buckets, sorted(series.items()), title=title, rtl=rtl)
+    mark = " (محجوب)" if lang == "ar" else " (suppressed)"
+    lines = [(name + (mark if all(v is None for v in values) else ""), values) for name, values in sorted(series.items())]
+    return charts.line_chart(buckets, lines, title=title, rtl=rtl)
 
 
 # --- CSV and JSON --------------------------------------------------------------------

@@ -227,6 +227,7 @@ def test_suppressed_groups_are_shown_as_suppressed(written) -> None:
         assert page.keys[f"satisfaction.{key}.answers"] == "suppressed"
         assert f"satisfaction.{key}.mean" not in page.keys
     assert "suppressed (fewer than 5 answers)" in "".join(page.text)
+    assert "Volunteering (suppressed)" in "".join(page.text)  # the trend's legend says so too
 
 
 def test_exceptions_link_to_the_timeline_and_the_evidence(written) -> None:
