@@ -5,7 +5,7 @@ record per case (never the events themselves), so memory grows with the number
 of cases, not with the length of the history. Everything is "as of the end of
 the period": events that happened after it are skipped.
 
-Two kinds of figures, each labelled as such in the report:
+Three kinds of figures, each labelled as such in the report:
 
 * the *cohort* of the period (cases received in it), as they stand at its end:
   requests by channel and service, the funnel, verification outcomes, the
