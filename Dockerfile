@@ -13,12 +13,13 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin khidma \
 # Dependencies from the pinned project (pyproject.toml pins every one with ==),
 # installed in their own layer so that a code change does not reinstall them.
 COPY pyproject.toml README.md ./
-RUN mkdir -p shared services khidma && touch shared/__init__.py services/__init__.py khidma/__init__.py \
-    && pip install . && pip uninstall -y khidma && rm -rf shared services khidma build *.egg-info
+RUN mkdir -p shared services khidma audit && touch shared/__init__.py services/__init__.py khidma/__init__.py audit/__init__.py \
+    && pip install . && pip uninstall -y khidma && rm -rf shared services khidma audit build *.egg-info
 
 COPY shared ./shared
 COPY services ./services
 COPY khidma ./khidma
+COPY audit ./audit
 COPY policies ./policies
 RUN pip install --no-deps . && rm -rf build *.egg-info
 

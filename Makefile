@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration test-e2e test-postgres simulate bench schemas docs docs-check compose-check clean
+.PHONY: install run test test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -46,6 +46,20 @@ simulate: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m khidma.bench $(ARGS)
+
+# The auditors' command line on the data folder (read-only):
+# make audit ARGS="compliance"   (replay | timeline REF | asof --hijri 1448-06-11 | crosscheck | verify | report ...)
+audit: $(STAMP)
+	KHIDMA_DATA_DIR=$${KHIDMA_DATA_DIR:-data} $(PY) -m audit $(ARGS)
+
+# The read-only HTTP API for auditors, on KHIDMA_HTTP_PORT (default 8105).
+audit-api: $(STAMP)
+	KHIDMA_DATA_DIR=$${KHIDMA_DATA_DIR:-data} $(PY) -m audit.api
+
+# The audit over a long history: replay rate, report build time, peak memory.
+# make bench-audit ARGS="--events 1000000"
+bench-audit: $(STAMP)
+	$(PY) -m audit.bench $(ARGS)
 
 schemas: $(STAMP)
 	$(PY) -m shared.schemas docs/schemas

@@ -1,7 +1,9 @@
 """Each service's own event store, built on the eventsourcing library.
 
 The application uses a process recorder, so that the events a handler records
-and the stream position it consumed are written in one transaction.
+and the stream position it consumed are written in one transaction. The
+recorder also keeps the store's hash chain (shared.chain), written in that same
+transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from eventsourcing.persistence import (
     ProcessRecorder,
     Tracking,
 )
+from eventsourcing.sqlite import SQLiteRecorder
+
+from shared.chain import chained_process_recorder
 
 T = TypeVar("T")
 AppT = TypeVar("AppT", bound="ServiceApplication")
@@ -34,7 +39,10 @@ class ServiceApplication(Application):
     """An eventsourcing application whose recorder also records tracking positions."""
 
     def construct_recorder(self) -> ProcessRecorder:
-        return self.factory.process_recorder()
+        # The process recorder, extended so that every recorded event is also
+        # appended to the store's hash chain in the same transaction (tamper
+        # evidence; see shared/chain.py and docs/decisions.md).
+        return chained_process_recorder(self.factory)
 
     @property
     def process_recorder(self) -> ProcessRecorder:
@@ -115,7 +123,9 @@ def process_tracked(
 
 def position_recorded(recorder: ProcessRecorder, tracking: Tracking) -> bool:
     datastore: Any = getattr(recorder, "datastore")
-    if type(recorder).__module__.startswith("eventsourcing.sqlite"):
+    # By class, not by the recorder's module: the recorders are subclassed
+    # (shared.chain) to keep the hash chain.
+    if isinstance(recorder, SQLiteRecorder):
         statement = (
             "SELECT 1 FROM tracking WHERE application_name=? AND notification_id=?"
         )

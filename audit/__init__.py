@@ -1,0 +1,1 @@
+"""Audit and board review: replay, compliance, tamper evidence, the board report."""

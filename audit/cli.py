@@ -1,0 +1,265 @@
+"""`python -m audit <command>`: the auditors' command line (read-only).
+
+    python -m audit replay [--source stores|stream|both]
+    python -m audit timeline CASE_ID_OR_REF [--source ...]
+    python -m audit asof 2026-11-21T12:00:00Z | --hijri 1448-06-11
+    python -m audit crosscheck
+    python -m audit compliance [--check CODE ...]
+    python -m audit verify | checkpoint        (audit.tamper)
+    python -m audit report --from ... --to ... (audit.report)
+
+Settings come from the KHIDMA_* variables (audit.settings.AuditSettings);
+--data-dir and --nats-url override them. Every command takes --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from audit import report as report_module
+from audit import tamper as tamper_module
+from audit.asof import STATUS_LABELS, hijri_moment, parse_moment, states_as_of
+from audit.compliance import REGISTRY, run_checks
+from audit.crosscheck import CrossCheckTotals, crosscheck_system
+from audit.replay import available_services, replay_store, replay_stream
+from audit.settings import AuditSettings, load_audit_settings
+from audit.timeline import case_timeline, case_timelines
+from shared.dates import both_calendars
+
+SOURCES = ("stores", "stream", "both")
+
+
+def _dump(document: Any) -> None:
+    print(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+
+
+def _sources(args: argparse.Namespace, settings: AuditSettings) -> tuple[bool, bool]:
+    source = getattr(args, "source", "stores")
+    stores = source in ("stores", "both")
+    stream = source in ("stream", "both")
+    if stream and not settings.nats_url:
+        raise SystemExit("the stream needs KHIDMA_NATS_URL or --nats-url / يلزم ضبط KHIDMA_NATS_URL")
+    return stores, stream
+
+
+def cmd_replay(args: argparse.Namespace, settings: AuditSettings) -> int:
+    stores, stream = _sources(args, settings)
+    result: dict[str, Any] = {}
+    started = time.perf_counter()
+    total = 0
+    if stores:
+        per_service: dict[str, dict[str, Any]] = {}
+        for service in available_services(settings):
+            topics: Counter[str] = Counter()
+            public = 0
+            for record in replay_store(service, settings, progress=args.progress):
+                topics[record.topic.partition(":")[2]] += 1
+                public += record.published_as is not None
+                total += 1
+            per_service[service] = {
+                "events": sum(topics.values()), "public_events": public, "by_event": dict(topics),
+            }
+        result["stores"] = per_service
+    if stream:
+        types: Counter[str] = Counter()
+        undecodable = 0
+        for item in replay_stream(settings.nats_url or "", progress=args.progress,
+                                  user=settings.nats_user, password=settings.nats_password):
+            total += 1
+            if item.event is None:
+                undecodable += 1
+            else:
+                types[item.event.event_type] += 1
+        result["stream"] = {"events": sum(types.values()), "undecodable": undecodable, "by_event": dict(types)}
+    elapsed = time.perf_counter() - started
+    result["replayed_events"] = total
+    result["seconds"] = round(elapsed, 3)
+    result["events_per_second"] = round(total / elapsed) if elapsed > 0 else None
+    if args.json:
+        _dump(result)
+        return 0
+    print(f"إعادة تشغيل السجل / Replay: {total} events in {elapsed:.2f}s")
+    for service, counts in result.get("stores", {}).items():
+        print(f"  مخزن {service} store: {counts['events']} events, {counts['public_events']} public")
+        for name, count in sorted(counts["by_event"].items()):
+            print(f"    {name}: {count}")
+    if "stream" in result:
+        print(f"  تدفق KHIDMA stream: {result['stream']['events']} events"
+              f" ({result['stream']['undecodable']} undecodable / غير مقروءة)")
+        for name, count in sorted(result["stream"]["by_event"].items()):
+            print(f"    {name}: {count}")
+    return 0
+
+
+def cmd_timeline(args: argparse.Namespace, settings: AuditSettings) -> int:
+    stores, stream = _sources(args, settings)
+    timeline = case_timeline(settings, args.case, stores=stores, stream=stream)
+    if timeline is None:
+        print(f"لا توجد حالة / no case: {args.case}", file=sys.stderr)
+        return 1
+    document = timeline.describe()
+    if args.json:
+        _dump(document)
+        return 0
+    print(f"الحالة / Case {timeline.case_ref} ({timeline.case_id}) — {timeline.association_id}, "
+          f"القناة / channel: {timeline.channel}, الخدمة / service: {timeline.service_code}")
+    for event in document["events"]:
+        when = event["when"]
+        actor = event["actor"] or {}
+        cause = event["caused_by"]
+        cause_text = f" ← {cause['event_type']} ({cause['service']})" if cause else ""
+        print(f"  {when['hijri']} هـ | {when.get('at', when['gregorian'])} | {event['source']:<6} "
+              f"{event['service']:<12} {event['event_type']:<32} {actor.get('kind')}:{actor.get('id')}"
+              f" [{event['channel']}]{cause_text}")
+    return 0
+
+
+def cmd_asof(args: argparse.Namespace, settings: AuditSettings) -> int:
+    if args.hijri:
+        at = hijri_moment(args.hijri)
+    elif args.moment:
+        at = parse_moment(args.moment)
+    else:
+        at = datetime.now(timezone.utc)
+    stores, stream = _sources(args, settings)
+    states = states_as_of(
+        case_timelines(settings, stores=stores, stream=stream, progress=args.progress), at
+    )
+    if args.json:
+        print("{" + f'"as_of": {json.dumps(both_calendars(at), ensure_ascii=False)}, "cases": [', end="")
+        for index, state in enumerate(states):
+            print(("," if index else "") + "\n  " + json.dumps(state.to_dict(), ensure_ascii=False, default=str), end="")
+        print("\n]}")
+        return 0
+    moment = both_calendars(at)
+    print(f"الحالات كما كانت في {moment['ar']} / Cases as they stood on {moment['en']} ({moment['at']})")
+    count = 0
+    for state in states:
+        count += 1
+        label = STATUS_LABELS.get(state.status, {"ar": state.status, "en": state.status})
+        print(f"  {state.case_ref:<18} {label['ar']} / {label['en']:<24} "
+              f"verification={state.verification_outcome} decision={state.decision} "
+              f"delivered={state.delivered} referral_open={state.referral_open} survey={state.survey}")
+    print(f"  {count} حالة / cases")
+    return 0
+
+
+def cmd_crosscheck(args: argparse.Namespace, settings: AuditSettings) -> int:
+    if not settings.nats_url:
+        print("the cross-check needs KHIDMA_NATS_URL or --nats-url / يلزم ضبط KHIDMA_NATS_URL", file=sys.stderr)
+        return 2
+    totals = CrossCheckTotals()
+    differences = [d.to_dict() for d in crosscheck_system(settings, progress=args.progress, totals=totals)]
+    if args.json:
+        _dump({"totals": totals.__dict__, "differences": differences, "agree": not differences})
+    else:
+        print(f"المخازن / stores: {totals.store_events} public events; "
+              f"التدفق / stream: {totals.stream_events} events")
+        if not differences:
+            print("  متطابقان / the stores and the stream agree")
+        current = None
+        for difference in differences:
+            if difference["case_id"] != current:
+                current = difference["case_id"]
+                print(f"  الحالة / case {difference['case_ref']} ({current})")
+            print(f"    {difference['message']['ar']} / {difference['message']['en']}: "
+                  f"{difference['event_type']} {difference['event_id']} ({difference['service']}) {difference['detail']}")
+    return 1 if differences else 0
+
+
+def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
+    stores, stream = _sources(args, settings)
+    exceptions = run_checks(
+        case_timelines(settings, stores=stores, stream=stream, progress=args.progress),
+        checks=args.checks,
+    )
+    found = 0
+    counts: Counter[str] = Counter()
+    if args.json:
+        print("[", end="")
+        for item in exceptions:
+            print(("," if found else "") + "\n  " + json.dumps(item.to_dict(), ensure_ascii=False), end="")
+            found += 1
+        print("\n]")
+        return 1 if found else 0
+    for item in exceptions:
+        found += 1
+        counts[item.check] += 1
+        title = REGISTRY[item.check].title
+        print(f"{item.case_ref} ({item.case_id}) — {title['ar']} / {title['en']}")
+        print(f"    {item.message['ar']}\n    {item.message['en']}")
+        print(f"    الأحداث / events: {', '.join(item.event_ids)}")
+    if not found:
+        print("لا مخالفات للسياسة / no policy exceptions")
+    else:
+        print(f"{found} مخالفة / exceptions: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return 1 if found else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m audit",
+        description="Khidma audit (read-only): replay, timelines, state as of a moment, "
+        "cross-check, compliance, tamper evidence, the board report / تدقيق خدمة",
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="overrides KHIDMA_DATA_DIR")
+    parser.add_argument("--nats-url", default=None, help="overrides KHIDMA_NATS_URL")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default=None, help="overrides KHIDMA_STORE")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str, handler: Callable[..., int], *, source: str | None = "stores") -> argparse.ArgumentParser:
+        sub = subparsers.add_parser(name, help=help_text)
+        sub.add_argument("--json", action="store_true", help="JSON output")
+        sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="progress bar on stderr (default: when stderr is a terminal)")
+        if source:
+            sub.add_argument("--source", choices=SOURCES, default=source,
+                             help=f"what to replay (default: {source})")
+        sub.set_defaults(func=handler)
+        return sub
+
+    add("replay", "replay the stores and/or the stream, with counts / إعادة تشغيل السجل", cmd_replay)
+    timeline = add("timeline", "one case's full timeline / السجل الزمني لحالة", cmd_timeline, source="both")
+    timeline.add_argument("case", help="case id or case reference (e.g. SDR-1448-000001)")
+    asof = add("asof", "every case as it stood at a moment / الحالات كما كانت في لحظة", cmd_asof)
+    asof.add_argument("moment", nargs="?", help="ISO moment (2026-11-21T12:00:00Z) or day (end of day, Riyadh)")
+    asof.add_argument("--hijri", help="a Hijri day, Umm al-Qura (1448-06-11): the end of that day")
+    add("crosscheck", "stores against the stream / مطابقة المخازن مع التدفق", cmd_crosscheck, source=None)
+    compliance = add("compliance", "policy compliance exceptions / مخالفات السياسة", cmd_compliance, source="both")
+    compliance.add_argument("--check", action="append", dest="checks", choices=sorted(REGISTRY),
+                            help="run only this check (repeatable)")
+
+    tamper_module.register_commands(subparsers)
+    report_module.register_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.nats_url is not None:
+        overrides["nats_url"] = args.nats_url
+    if args.store is not None:
+        overrides["store"] = args.store
+    settings = load_audit_settings(**overrides)
+    if args.command == "compliance" and args.source != "stores" and not settings.nats_url:
+        # Without a broker, the stores alone are the history.
+        args.source = "stores"
+    if args.command == "timeline" and args.source == "both" and not settings.nats_url:
+        args.source = "stores"
+    handler = getattr(args, "func", None) or getattr(args, "handler")
+    return int(handler(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""Replays the history: each service's own store, and separately the KHIDMA stream.
+
+Both readers are generators that page through their source, so memory stays
+bounded whatever the length of the history:
+
+* a store is read through its notification log, `page` notifications at a time
+  (eventsourcing's `select_notifications` with a limit); each stored event is
+  decoded generically (topic + JSON state with the UUID, datetime and Decimal
+  transcodings), without importing the services' modules;
+* the stream is read with an ephemeral pull consumer (no acks) on
+  `khidma.*.*.*`, STREAM_BATCH messages per fetch, in a background thread that
+  hands them over through a bounded queue (STREAM_QUEUE).
+
+A progress bar (tqdm, on stderr) is shown when asked (`progress=True`) or, with
+`progress=None`, when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    InfrastructureFactory,
+    JSONTranscoder,
+    UUIDAsHex,
+)
+
+from eventsourcing.utils import Environment
+
+from audit.settings import AuditSettings
+from audit.stores import SERVICES, store_env, store_exists
+from shared.events import IntegrationEvent, decode_event
+from shared.subjects import ROOT, STREAM_NAME
+
+PAGE = 1000
+STREAM_QUEUE = 4  # batches of STREAM_BATCH messages
+STREAM_BATCH = 500
+EVENT_SUBJECTS = f"{ROOT}.*.*.*"
+
+# The aggregates whose id is the case id, per service.
+CASE_AGGREGATES: dict[str, frozenset[str]] = {
+    "intake": frozenset({"Case"}),
+    "verification": frozenset({"Verification"}),
+    "committee": frozenset({"CommitteeCase"}),
+    "surveys": frozenset({"Survey"}),
+}
+# Aggregates that are not cases but whose events name one (`case_id` in the state):
+# a committee sitting's votes, recusals and decisions belong to the case's timeline.
+CASE_LINKED_AGGREGATES: dict[str, frozenset[str]] = {
+    "committee": frozenset({"Sitting"}),
+}
+# The domain events each service's outbox publishes, and as which integration event
+# (services/*/integration.py TRANSLATORS; a unit test keeps the two in step).
+PUBLISHED: dict[str, str] = {
+    "services.intake.domain:Case.Completed": "RequestReceived",
+    "services.intake.domain:Case.ReferredToResearcher": "ReferredToResearcher",
+    "services.intake.domain:Case.ServiceDelivered": "ServiceDelivered",
+    "services.verification.domain:Verification.Confirmed": "DataVerified",
+    "services.committee.domain:CommitteeCase.Decided": "CommitteeDecided",
+    "services.surveys.domain:Survey.Answered": "SurveyAnswered",
+}
+
+
+def show_progress(progress: bool | None) -> bool:
+    if progress is None:
+        return sys.stderr.isatty()
+    return progress
+
+
+def progress_bar(total: int | None, description: str, progress: bool | None) -> Any:
+    """A tqdm bar on stderr, or a no-op object when progress is off."""
+    if not show_progress(progress):
+        return _NoBar()
+    from tqdm import tqdm
+
+    # Asked for: shown at once; on a terminal: only once the replay lasts over a second.
+    delay = 0.0 if progress else 1.0
+    return tqdm(total=total, desc=description, unit="ev", file=sys.stderr, mininterval=0.5, delay=delay)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One event as a service's store holds it, decoded generically."""
+
+    service: str
+    notification_id: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    state: dict[str, Any]
+
+    @property
+    def aggregate(self) -> str:
+        """`Case` for `services.intake.domain:Case.Completed`."""
+        return self.topic.partition(":")[2].rpartition(".")[0]
+
+    @property
+    def name(self) -> str:
+        """`Completed` for `services.intake.domain:Case.Completed`."""
+        return self.topic.rpartition(".")[2]
+
+    @property
+    def case_id(self) -> str | None:
+        """The case this event belongs to, or None for the index aggregates."""
+        if self.aggregate in CASE_AGGREGATES.get(self.service, ()):
+            return self.originator_id
+        if self.aggregate in CASE_LINKED_AGGREGATES.get(self.service, ()):
+            case_id = self.state.get("case_id")
+            return str(case_id) if case_id else None
+        return None
+
+    @property
+    def published_as(self) -> str | None:
+        """The integration event this domain event is published as, if public."""
+        if self.state.get("event_id") is None:
+            return None
+        return PUBLISHED.get(self.topic)
+
+    @property
+    def event_id(self) -> str | None:
+        value = self.state.get("event_id")
+        return str(value) if value is not None else None
+
+
+def _transcoder() -> JSONTranscoder:
+    transcoder = JSONTranscoder()
+    transcoder.register(UUIDAsHex())
+    transcoder.register(DecimalAsStr())
+    transcoder.register(DatetimeAsISO())
+    return transcoder
+
+
+class StoreReader:
+    """Reads one service's store, read-only, page by page."""
+
+    def __init__(self, service: str, settings: AuditSettings):
+        self.service = service
+        self.env = store_env(service, settings)
+        # Named like the service's application (its `name`), so the PostgreSQL
+        # tables are found: <service>_events in schema <service>.
+        self.factory = InfrastructureFactory.construct(Environment(name=service, env=self.env))
+        self.recorder = self.factory.application_recorder()
+        self.transcoder = _transcoder()
+        self.cipher = self.factory.cipher()
+        self.compressor = self.factory.compressor()
+
+    def max_notification_id(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def decode(self, state: bytes) -> dict[str, Any]:
+        if self.cipher is not None:
+            state = self.cipher.decrypt(state)
+        if self.compressor is not None:
+            state = self.compressor.decompress(state)
+        decoded = self.transcoder.decode(state)
+        return _plain(decoded)
+
+    def records(self, *, after: int = 0, page: int = PAGE) -> Iterator[StoredRecord]:
+        position = after
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=position, limit=page, inclusive_of_start=False
+            )
+            if not notifications:
+                return
+            for notification in notifications:
+                yield StoredRecord(
+                    service=self.service,
+                    notification_id=notification.id,
+                    originator_id=str(notification.originator_id),
+                    originator_version=notification.originator_version,
+                    topic=notification.topic,
+                    state=self.decode(notification.state),
+                )
+            position = notifications[-1].id
+            if len(notifications) < page:
+                return
+
+    def close(self) -> None:
+        self.factory.close()
+
+
+def _plain(value: Any) -> Any:
+    """UUIDs as strings; datetimes stay datetimes (aware, UTC)."""
+    from uuid import UUID
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def available_services(settings: AuditSettings) -> list[str]:
+    return [service for service in SERVICES if store_exists(service, settings)]
+
+
+def replay_store(
+    service: str, settings: AuditSettings, *, progress: bool | None = False, page: int = PAGE
+) -> Iterator[StoredRecord]:
+    """Every event of one service's store, in notification order."""
+    reader = StoreReader(service, settings)
+    try:
+        bar = progress_bar(reader.max_notification_id(), f"{service} store", progress)
+        try:
+            for record in reader.records(page=page):
+                bar.update(1)
+                yield record
+        finally:
+            bar.close()
+    finally:
+        reader.close()
+
+
+def replay_stores(
+    settings: AuditSettings, *, progress: bool | None = False, page: int = PAGE
+) -> Iterator[StoredRecord]:
+    """Every event of every service's store (the services whose store exists)."""
+    for service in available_services(settings):
+        yield from replay_store(service, settings, progress=progress, page=page)
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """One integration event as the KHIDMA stream holds it."""
+
+    sequence: int
+    subject: str
+    event: IntegrationEvent | None
+    error: str | None = None
+
+
+_END = object()
+
+
+def replay_stream(
+    nats_url: str,
+    *,
+    subject: str = EVENT_SUBJECTS,
+    progress: bool | None = False,
+    idle_timeout: float = 2.0,
+    user: str | None = None,
+    password: str | None = None,
+) -> Iterator[StreamRecord]:
+    """Every event on the KHIDMA stream (or on `subject`), in stream order.
+
+    Reads until no message is pending. The reading runs in a background thread;
+    at most (STREAM_QUEUE + 1) * STREAM_BATCH messages wait in memory.
+    """
+    handover: queue.Queue[Any] = queue.Queue(maxsize=STREAM_QUEUE)
+    stop = threading.Event()
+
+    async def read() -> None:
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        options: dict[str, Any] = {}
+        if user:
+            options.update(user=user, password=password)
+        connection = await nats.connect(nats_url, **options)
+        try:
+            js = connection.jetstream()
+            info = await js.stream_info(STREAM_NAME)
+            handover.put(("total", info.state.messages))
+            if not info.state.messages:
+                return
+            # An ephemeral pull consumer without acks: the audit reads, it consumes
+            # nothing; each fetch brings at most STREAM_BATCH messages into memory.
+            subscription = await js.pull_subscribe(
+                subject,
+                stream=STREAM_NAME,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.NONE,
+                    inactive_threshold=60.0,
+                    mem_storage=True,
+                ),
+            )
+            try:
+                while not stop.is_set():
+                    try:
+                        messages = await subscription.fetch(batch=STREAM_BATCH, timeout=idle_timeout)
+                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                        return
+                    batch = [
+                        (message.metadata.sequence.stream, message.subject, message.data)
+                        for message in messages
+                    ]
+                    while not stop.is_set():
+                        try:
+                            handover.put(("batch", batch), timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if not messages or messages[-1].metadata.num_pending == 0:
+                        return
+            finally:
+                try:
+                    await subscription.unsubscribe()
+                    consumer = subscription._consumer  # type: ignore[attr-defined]
+                    await js.delete_consumer(STREAM_NAME, consumer)
+                except Exception:  # the ephemeral consumer expires on its own anyway
+                    pass
+        finally:
+            await connection.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(read())
+        except BaseException as error:  # handed to the reading side
+            _put_until(handover, ("error", error), stop)
+        finally:
+            _put_until(handover, _END, stop)
+
+    worker = threading.Thread(target=run, name="audit-stream", daemon=True)
+    worker.start()
+    bar: Any = _NoBar()
+    try:
+        while True:
+            item = handover.get()
+            if item is _END:
+                return
+            if item[0] == "total":
+                bar = progress_bar(item[1], "KHIDMA stream", progress)
+                continue
+            if item[0] == "error":
+                raise item[1]
+            bar.update(len(item[1]))
+            for sequence, subject_name, data in item[1]:
+                try:
+                    event: IntegrationEvent | None = decode_event(data)
+                    error = None
+                except ValueError as problem:
+                    event, error = None, str(problem)[:500]
+                yield StreamRecord(sequence=sequence, subject=subject_name, event=event, error=error)
+    finally:
+        stop.set()
+        bar.close()
+        # Drain so the worker is never blocked on a full queue, then let it end.
+        while worker.is_alive():
+            try:
+                handover.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        worker.join(timeout=5)
+
+
+def _put_until(handover: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    while True:
+        try:
+            handover.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            if stop.is_set():
+                try:
+                    handover.get_nowait()
+                except queue.Empty:
+                    pass

@@ -1,0 +1,450 @@
+"""Each case's full timeline across the services, rebuilt from events only.
+
+Sources: the services' own stores (every domain event, public or internal) and,
+separately, the KHIDMA stream (the integration events). Each entry says what
+happened, in which service, from which source, who did it, through which
+channel, when (Hijri and Gregorian) and what caused it (the causing event).
+
+Memory bound: the sources are read as generators and interleave the cases; the
+entries are written to a temporary SQLite file, then read back ordered by case
+and time, so at most one case's entries (plus SQLite's page cache, capped at
+about 16 MB) are in memory at once, whatever the length of the history.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from uuid import UUID
+
+from audit.replay import (
+    StoredRecord,
+    StreamRecord,
+    available_services,
+    replay_stores,
+    replay_stream,
+)
+from audit.settings import AuditSettings
+from shared.dates import both_calendars
+from shared.subjects import case_filter
+
+SOURCE_STORE = "store"
+SOURCE_STREAM = "stream"
+
+# Which time field of a domain event says when it happened (else: when recorded).
+TIME_FIELDS = (
+    "at", "confirmed_at", "decided_at", "closed_at", "answered_at", "invited_at",
+    "sent_at", "held_at", "recused_at", "cast_at",
+)
+# Who acted, by the field that names them in a domain event.
+ACTOR_FIELDS = (
+    ("officer", "officer"),
+    ("referred_by", "officer"),
+    ("delivered_by", "officer"),
+    ("researcher", "researcher"),
+    ("member", "committee"),
+)
+CAUSE_FIELDS = (
+    "causation_id", "source_event_id", "referral_event_id", "decision_event_id",
+    "request_event_id",
+)
+# Which service produces each integration event (shared.events.PRODUCERS).
+from shared.events import PRODUCERS  # noqa: E402
+
+
+@dataclass
+class TimelineEntry:
+    case_id: str
+    service: str
+    source: str  # "store" or "stream"
+    name: str  # domain event name (store) or integration event type (stream)
+    occurred_at: datetime
+    event_id: str | None = None
+    published_as: str | None = None  # the integration event type of a public store event
+    recorded_at: datetime | None = None
+    actor: dict[str, str] | None = None
+    channel: str | None = None
+    causation_id: str | None = None
+    correlation_id: str | None = None
+    case_ref: str | None = None
+    association_id: str | None = None
+    position: int = 0  # notification id (store) or stream sequence (stream)
+    data: dict[str, Any] = field(default_factory=dict)
+    caused_by: dict[str, Any] | None = None
+
+    @property
+    def event_type(self) -> str:
+        """The integration event type when public, else the domain event name."""
+        if self.source == SOURCE_STREAM:
+            return self.name
+        return self.published_as or self.name
+
+    def to_json(self) -> str:
+        # A shallow dict (dataclasses.asdict deep-copies: several times slower).
+        document = {name: getattr(self, name) for name in _ENTRY_FIELDS}
+        return json.dumps(document, default=_json_default, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TimelineEntry":
+        document = json.loads(text)
+        document["occurred_at"] = _parse_time(document["occurred_at"])
+        if document.get("recorded_at"):
+            document["recorded_at"] = _parse_time(document["recorded_at"])
+        return cls(**document)
+
+    def describe(self) -> dict[str, Any]:
+        """The entry as a person reads it: both calendars, who, channel, cause."""
+        return {
+            "event_type": self.event_type,
+            "name": self.name,
+            "service": self.service,
+            "source": self.source,
+            "event_id": self.event_id,
+            "when": both_calendars(self.occurred_at),
+            "actor": self.actor,
+            "channel": self.channel,
+            "causation_id": self.causation_id,
+            "caused_by": (
+                {**self.caused_by, "at": both_calendars(_parse_time(self.caused_by["at"]))}
+                if self.caused_by else None
+            ),
+            "correlation_id": self.correlation_id,
+            "position": self.position,
+            "data": _jsonable(self.data),
+        }
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(TimelineEntry))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_json_default, ensure_ascii=False))
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _sort_key(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def entry_from_store(record: StoredRecord) -> TimelineEntry | None:
+    """A store event as a timeline entry; None for events that are not a case's."""
+    case_id = record.case_id
+    if case_id is None:
+        return None
+    state = record.state
+    recorded_at = _parse_time(state["timestamp"]) if state.get("timestamp") else None
+    fields = TIME_FIELDS + (("submitted_at",) if record.name == "Submitted" else ())
+    occurred_at = next(
+        (_parse_time(state[key]) for key in fields if state.get(key)), None
+    ) or recorded_at or datetime.fromtimestamp(0, timezone.utc)
+    return TimelineEntry(
+        case_id=case_id,
+        service=record.service,
+        source=SOURCE_STORE,
+        name=f"{record.aggregate}.{record.name}",
+        occurred_at=occurred_at,
+        event_id=record.event_id,
+        published_as=record.published_as,
+        recorded_at=recorded_at,
+        actor=_store_actor(record),
+        channel=state.get("channel"),
+        causation_id=next((str(state[k]) for k in CAUSE_FIELDS if state.get(k)), None),
+        correlation_id=str(state["correlation_id"]) if state.get("correlation_id") else None,
+        case_ref=state.get("case_ref"),
+        association_id=state.get("association_id"),
+        position=record.notification_id,
+        data={k: v for k, v in state.items() if k not in ("timestamp", "originator_topic")},
+    )
+
+
+def _store_actor(record: StoredRecord) -> dict[str, str]:
+    state = record.state
+    if isinstance(state.get("actor"), dict):
+        return {"kind": str(state["actor"].get("kind")), "id": str(state["actor"].get("id"))}
+    for key, kind in ACTOR_FIELDS:
+        if state.get(key):
+            return {"kind": kind, "id": str(state[key])}
+    if record.published_as == "CommitteeDecided":
+        return {"kind": "committee", "id": "committee"}
+    if record.published_as == "SurveyAnswered":
+        anonymous = state.get("anonymous", True)
+        return {"kind": "applicant", "id": "anonymous" if anonymous else str(state.get("case_ref"))}
+    return {"kind": "system", "id": record.service}
+
+
+def entry_from_stream(record: StreamRecord) -> TimelineEntry | None:
+    event = record.event
+    if event is None:
+        return None
+    payload = event.payload.model_dump(mode="json")
+    return TimelineEntry(
+        case_id=str(event.case_id),
+        service=PRODUCERS.get(event.event_type, "?"),
+        source=SOURCE_STREAM,
+        name=event.event_type,
+        occurred_at=event.occurred_at,
+        event_id=str(event.event_id),
+        published_as=event.event_type,
+        actor={"kind": event.actor.kind, "id": event.actor.id},
+        channel=payload.get("channel"),
+        causation_id=str(event.causation_id) if event.causation_id else None,
+        correlation_id=str(event.correlation_id),
+        case_ref=event.case_ref,
+        association_id=event.association_id,
+        position=record.sequence,
+        data=payload,
+    )
+
+
+@dataclass
+class Fact:
+    """One public event of a case, whichever source(s) hold it."""
+
+    event_type: str
+    event_id: str
+    occurred_at: datetime
+    data: dict[str, Any]
+    sources: tuple[str, ...]
+
+
+@dataclass
+class CaseTimeline:
+    case_id: str
+    entries: list[TimelineEntry]
+    #: which services' stores were replayed (a missing event there is meaningful)
+    stores_read: frozenset[str] = frozenset()
+    stream_read: bool = False
+    case_ref: str = ""
+    association_id: str = ""
+    channel: str | None = None
+    service_code: str | None = None
+
+    def __post_init__(self) -> None:
+        self.entries.sort(key=lambda e: (e.occurred_at, e.source != SOURCE_STORE, e.position))
+        for entry in self.entries:
+            self.case_ref = self.case_ref or entry.case_ref or ""
+            self.association_id = self.association_id or entry.association_id or ""
+            if self.channel is None and entry.name in ("Case.Submitted", "Case.Completed", "RequestReceived"):
+                self.channel = entry.data.get("channel")
+            if self.service_code is None and entry.data.get("service_code"):
+                self.service_code = entry.data.get("service_code")
+        by_id = {e.event_id: e for e in self.entries if e.event_id}
+        for entry in self.entries:
+            if entry.channel is None:
+                entry.channel = self.channel
+            cause = by_id.get(entry.causation_id or "")
+            if cause is not None:
+                entry.caused_by = {
+                    "event_id": cause.event_id,
+                    "event_type": cause.event_type,
+                    "service": cause.service,
+                    "at": cause.occurred_at.isoformat(),
+                }
+
+    # --- what the checks read -------------------------------------------------
+    def store_events(self, service: str, name: str | None = None) -> list[TimelineEntry]:
+        return [
+            e for e in self.entries
+            if e.source == SOURCE_STORE and e.service == service and (name is None or e.name == name)
+        ]
+
+    def facts(self, event_type: str) -> list[Fact]:
+        """The case's public events of a type, from the stream and the stores, once each."""
+        found: dict[str, Fact] = {}
+        for entry in self.entries:
+            if entry.event_type != event_type or not entry.event_id:
+                continue
+            known = found.get(entry.event_id)
+            if known is None:
+                found[entry.event_id] = Fact(
+                    event_type, entry.event_id, entry.occurred_at, dict(entry.data), (entry.source,)
+                )
+            else:
+                # The stream's payload is the published contract; the store adds fields.
+                merged = {**entry.data, **known.data} if entry.source == SOURCE_STORE else {**known.data, **entry.data}
+                known.data = merged
+                known.sources = tuple(sorted({*known.sources, entry.source}))
+        return sorted(found.values(), key=lambda f: f.occurred_at)
+
+    def has_store(self, service: str) -> bool:
+        return service in self.stores_read
+
+    def describe(self) -> dict[str, Any]:
+        first = self.entries[0].occurred_at if self.entries else None
+        return {
+            "case_id": self.case_id,
+            "case_ref": self.case_ref,
+            "association_id": self.association_id,
+            "channel": self.channel,
+            "service_code": self.service_code,
+            "first_event": both_calendars(first) if first else None,
+            "sources": {"stores": sorted(self.stores_read), "stream": self.stream_read},
+            "events": [entry.describe() for entry in self.entries],
+        }
+
+
+def group_by_case(
+    entries: Iterable[TimelineEntry],
+    *,
+    stores_read: Iterable[str] = (),
+    stream_read: bool = False,
+    batch: int = 5000,
+) -> Iterator[CaseTimeline]:
+    """Groups interleaved entries by case through a temporary SQLite file."""
+    stores = frozenset(stores_read)
+    with tempfile.TemporaryDirectory(prefix="khidma-audit-") as folder:
+        connection = sqlite3.connect(str(Path(folder) / "timeline.sqlite"))
+        try:
+            connection.execute("PRAGMA journal_mode=OFF")
+            connection.execute("PRAGMA synchronous=OFF")
+            connection.execute("PRAGMA cache_size=-16000")
+            connection.execute(
+                "CREATE TABLE entry (case_id TEXT, at TEXT, source INT, position INT, doc TEXT)"
+            )
+            rows: list[tuple[str, str, int, int, str]] = []
+            for entry in entries:
+                rows.append(
+                    (entry.case_id, _sort_key(entry.occurred_at),
+                     0 if entry.source == SOURCE_STORE else 1, entry.position, entry.to_json())
+                )
+                if len(rows) >= batch:
+                    connection.executemany("INSERT INTO entry VALUES (?,?,?,?,?)", rows)
+                    rows.clear()
+            if rows:
+                connection.executemany("INSERT INTO entry VALUES (?,?,?,?,?)", rows)
+            connection.execute("CREATE INDEX entry_order ON entry (case_id, at, source, position)")
+            connection.commit()
+            current: str | None = None
+            bucket: list[TimelineEntry] = []
+            cursor = connection.execute(
+                "SELECT case_id, doc FROM entry ORDER BY case_id, at, source, position"
+            )
+            for case_id, doc in cursor:
+                if case_id != current and bucket:
+                    yield CaseTimeline(current or "", bucket, stores, stream_read)
+                    bucket = []
+                current = case_id
+                bucket.append(TimelineEntry.from_json(doc))
+            if bucket:
+                yield CaseTimeline(current or "", bucket, stores, stream_read)
+        finally:
+            connection.close()
+
+
+def store_entries(
+    settings: AuditSettings, *, progress: bool | None = False, case_id: str | None = None
+) -> Iterator[TimelineEntry]:
+    for record in replay_stores(settings, progress=progress):
+        entry = entry_from_store(record)
+        if entry is not None and (case_id is None or entry.case_id == case_id):
+            yield entry
+
+
+def stream_entries(
+    nats_url: str, *, progress: bool | None = False, case_id: str | None = None,
+    user: str | None = None, password: str | None = None,
+) -> Iterator[TimelineEntry]:
+    subject = case_filter(case_id) if case_id else "khidma.*.*.*"
+    for record in replay_stream(nats_url, subject=subject, progress=progress, user=user, password=password):
+        entry = entry_from_stream(record)
+        if entry is not None:
+            yield entry
+
+
+def case_timelines(
+    settings: AuditSettings,
+    *,
+    stores: bool = True,
+    stream: bool = False,
+    nats_url: str | None = None,
+    progress: bool | None = False,
+    case_id: str | None = None,
+) -> Iterator[CaseTimeline]:
+    """Every case's timeline from the stores and/or the stream."""
+    nats_url = nats_url or settings.nats_url
+    if stream and not nats_url:
+        raise ValueError("the stream needs KHIDMA_NATS_URL (or --nats-url)")
+
+    def entries() -> Iterator[TimelineEntry]:
+        if stores:
+            yield from store_entries(settings, progress=progress, case_id=case_id)
+        if stream:
+            assert nats_url
+            yield from stream_entries(
+                nats_url, progress=progress, case_id=case_id,
+                user=settings.nats_user, password=settings.nats_password,
+            )
+
+    return group_by_case(
+        entries(),
+        stores_read=available_services(settings) if stores else (),
+        stream_read=stream,
+    )
+
+
+def case_timelines_from_stream(nats_url: str, *, progress: bool | None = False) -> Iterator[CaseTimeline]:
+    """Every case's timeline from the KHIDMA stream alone."""
+    return group_by_case(stream_entries(nats_url, progress=progress), stream_read=True)
+
+
+def case_timelines_from_stores(settings: AuditSettings, *, progress: bool | None = False) -> Iterator[CaseTimeline]:
+    """Every case's timeline from the services' stores alone."""
+    return case_timelines(settings, stores=True, stream=False, progress=progress)
+
+
+def resolve_case_id(settings: AuditSettings, key: str, *, nats_url: str | None = None) -> str | None:
+    """A case id from a case id or a case reference (e.g. SDR-1448-000001)."""
+    try:
+        return str(UUID(key))
+    except ValueError:
+        pass
+    for record in replay_stores(settings):
+        if record.state.get("case_ref") == key and record.case_id:
+            return record.case_id
+    nats_url = nats_url or settings.nats_url
+    if nats_url:
+        for stream_record in replay_stream(nats_url, user=settings.nats_user, password=settings.nats_password):
+            if stream_record.event is not None and stream_record.event.case_ref == key:
+                return str(stream_record.event.case_id)
+    return None
+
+
+def case_timeline(
+    settings: AuditSettings,
+    key: str,
+    *,
+    stores: bool = True,
+    stream: bool = False,
+    nats_url: str | None = None,
+) -> CaseTimeline | None:
+    """One case's timeline, by case id or case reference."""
+    case_id = resolve_case_id(settings, key, nats_url=nats_url)
+    if case_id is None:
+        return None
+    for timeline in case_timelines(
+        settings, stores=stores, stream=stream, nats_url=nats_url, case_id=case_id
+    ):
+        return timeline
+    return None

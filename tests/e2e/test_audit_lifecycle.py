@@ -1,0 +1,139 @@
+"""The audit on a history the four real services made: a clean run raises no false
+alarm, the one decision taken past the window is found, the stores and the stream
+agree, and the timelines, as-of states, command line and HTTP API read it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from audit.api import create_app
+from audit.asof import states_as_of
+from audit.compliance import run_checks
+from audit.crosscheck import crosscheck_system
+from audit.replay import replay_stream
+from audit.settings import AuditSettings
+from audit.timeline import case_timeline, case_timelines
+from khidma.run import EmbeddedSystem
+from khidma.simulate import CaseDriver, Endpoints, Scenario
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+# Integration events per case: sidr approved 5, elites ineligible 4, health referred 6,
+# textile rejected 4, dumat-bees approved (late) 5.
+EXPECTED_STREAM_EVENTS = 24
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    data_dir = tmp_path_factory.mktemp("khidma-audit")
+    clock_file = data_dir / "clock-offset"
+    environment = {"KHIDMA_CLOCK_FILE": str(clock_file), "KHIDMA_DEADLINE_SCAN_SECONDS": "0.5"}
+    with EmbeddedSystem(data_dir, fixed_ports=False, service_env=environment) as system:
+        endpoints = Endpoints(**{name: process.url for name, process in system.services.items()})
+        committee = endpoints.committee
+
+        async def past_the_window(run: Any) -> None:
+            clock_file.write_text(str(15 * 86400))
+            await asyncio.to_thread(
+                wait_for,
+                lambda: any(d["case_id"] == run.case_id for d in
+                            httpx.get(f"{committee}/deadlines", params={"status": "overdue"}).json()),
+                20, 0.1, "the scheduler to flag the case as overdue",
+            )
+
+        async def drive() -> list[Any]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                driver = CaseDriver(client, endpoints, step_timeout=30)
+                runs = list(await asyncio.gather(*(driver.run(s) for s in [
+                    Scenario("approved", "sidr", incomplete_first=True),
+                    Scenario("ineligible", "elites"),
+                    Scenario("referred", "health-coop"),
+                    Scenario("rejected", "textile-coop"),
+                ])))
+                runs.append(await driver.run(Scenario("approved", "dumat-bees", before_decision=past_the_window)))
+                return runs
+
+        try:
+            runs = asyncio.run(drive())
+        finally:
+            clock_file.write_text("0")
+        for run in runs:
+            assert run.error is None, f"{run.kind}: {run.error}"
+        settings = AuditSettings(data_dir=data_dir, nats_url=system.nats_url)
+        wait_for(
+            lambda: sum(1 for _ in replay_stream(str(system.nats_url), idle_timeout=0.5)) == EXPECTED_STREAM_EVENTS
+            and not list(crosscheck_system(settings)),
+            timeout=30, what="every event on the stream and the stores agreeing with it",
+        )
+        yield {"settings": settings, "runs": dict(zip(["sidr", "elites", "health", "textile", "late"], runs))}
+
+
+def test_a_real_history_raises_only_the_late_decision(history: dict[str, Any]) -> None:
+    settings: AuditSettings = history["settings"]
+    late = history["runs"]["late"]
+    exceptions = list(run_checks(case_timelines(settings, stream=True)))
+    assert [(e.check, e.case_ref) for e in exceptions] == [("decision_after_window", late.case_ref)]
+    timeline = case_timeline(settings, late.case_id, stream=True)
+    assert timeline is not None
+    decided = {e.event_id for e in timeline.entries if e.event_type == "CommitteeDecided"}
+    assert exceptions[0].event_ids == sorted(decided)
+    assert list(crosscheck_system(settings)) == []
+
+
+def test_the_referred_cases_timeline_and_its_state_as_of_moments(history: dict[str, Any]) -> None:
+    settings: AuditSettings = history["settings"]
+    health = history["runs"]["health"]
+    timeline = case_timeline(settings, health.case_ref, stream=True)
+    assert timeline is not None and timeline.case_id == health.case_id
+    kinds = [(e.service, e.source, e.event_type) for e in timeline.entries]
+    for expected in [
+        ("intake", "stream", "RequestReceived"), ("intake", "store", "ReferredToResearcher"),
+        ("committee", "store", "CommitteeCase.ReferralClosed"), ("verification", "stream", "DataVerified"),
+        ("committee", "stream", "CommitteeDecided"), ("intake", "stream", "ServiceDelivered"),
+        ("surveys", "store", "Survey.Invited"), ("surveys", "stream", "SurveyAnswered"),
+    ]:
+        assert expected in kinds
+    closed = next(e for e in timeline.entries if e.name == "CommitteeCase.ReferralClosed")
+    assert closed.actor == {"kind": "researcher", "id": "researcher-1"}
+    assert closed.caused_by and closed.caused_by["event_type"] == "ReferredToResearcher"
+    decision = next(e for e in timeline.entries if e.event_type == "CommitteeDecided")
+
+    def state(at: Any) -> Any:
+        return next(s for s in states_as_of(case_timelines(settings), at) if s.case_id == health.case_id)
+
+    before = state(decision.occurred_at - timedelta(microseconds=1))
+    assert before.decision is None and before.status == "verified" and before.referral_open is False
+    after = state(decision.occurred_at)
+    assert after.decision == "approved"
+
+
+def test_the_command_line_and_the_api_on_the_real_history(history: dict[str, Any]) -> None:
+    settings: AuditSettings = history["settings"]
+    textile = history["runs"]["textile"]
+    env = {**os.environ, "KHIDMA_DATA_DIR": str(settings.data_dir), "KHIDMA_NATS_URL": str(settings.nats_url),
+           "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "audit", "timeline", textile.case_ref, "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["case_ref"] == textile.case_ref and document["association_id"] == "textile-coop"
+    assert [e["event_type"] for e in document["events"] if e["source"] == "stream"] == [
+        "RequestReceived", "DataVerified", "CommitteeDecided", "SurveyAnswered"]
+    result = subprocess.run([sys.executable, "-m", "audit", "crosscheck"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "agree" in result.stdout, result.stdout + result.stderr
+    client = TestClient(create_app(settings))
+    compliance = client.get("/compliance").json()["exceptions"]
+    assert [e["check"] for e in compliance] == ["decision_after_window"]

@@ -1,0 +1,118 @@
+"""The board report from a real KHIDMA stream, through `python -m audit report`; the benchmark's smoke run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import nats
+import pytest
+
+from audit.bench import Item, publish_history, run_bench
+from audit.cli import main as audit_main
+from audit.report import stream_events
+from shared.events import encode_event
+from shared.subjects import event_subject
+from tests.unit.test_audit_report_history import END, EXPECTED, START, known_cases, known_history
+
+pytestmark = pytest.mark.integration
+
+
+def items(events) -> list[Item]:
+    return [
+        Item(event_subject(e.association_id, e.case_id, e.event_type), str(e.event_id), encode_event(e))
+        for e in events
+    ]
+
+
+def publish(url: str, events) -> int:
+    return asyncio.run(publish_history(url, items(events)))
+
+
+async def _publish_raw(url: str, subject: str, data: bytes) -> None:
+    connection = await nats.connect(url)
+    try:
+        await connection.jetstream().publish(subject, data)
+    finally:
+        await connection.close()
+
+
+def test_report_command_from_the_stream(nats_server, tmp_path: Path, monkeypatch) -> None:
+    history = known_history()
+    assert publish(nats_server.url, history) == len(history)
+    monkeypatch.setenv("KHIDMA_DATA_DIR", str(tmp_path / "no-stores"))
+    out = tmp_path / "report"
+    code = audit_main([
+        "--nats-url", nats_server.url, "report", "--from", START.isoformat(), "--to", END.isoformat(),
+        "--lang", "en", "--out", str(out), "--api-base", "https://audit.example.org", "--no-progress",
+    ])
+    assert code == 0
+    data = json.loads((out / f"figures-{START}_{END}.json").read_text(encoding="utf-8"))
+    assert data["events_read"] == len(history)
+    assert data["requests"]["total"] == EXPECTED["requests_total"]
+    assert data["requests"]["by_channel"] == EXPECTED["by_channel"]
+    assert data["funnel"] == EXPECTED["funnel"]
+    assert data["backlog"]["total"] == EXPECTED["backlog_total"]
+    assert data["time_to_decision"]["slowest"][0]["case_ref"] == "SDR-1448-c3"
+
+    # The compliance checks ran over the case timelines from the stream: c3's late
+    # decision is an exception, the decisions within the window are not.
+    c3 = next(case for case in known_cases() if case.ref.endswith("c3"))
+    # The history is otherwise clean: no other exception (no false alarm).
+    assert [(e["check"], e["case_ref"]) for e in data["exceptions"]] == [("decision_after_window", c3.ref)]
+    assert data["exceptions_total"] == 1
+    late = data["exceptions"]
+    decision_id = str(next(e.event_id for e in c3.events if e.event_type == "CommitteeDecided"))
+    assert decision_id in late[0]["event_ids"]
+    # c0 (received in October) and c9 (December) are outside the period: none of theirs listed
+    assert not {e["case_ref"] for e in data["exceptions"]} & {"SDR-1448-c0", "SDR-1448-c9"}
+
+    html = (out / f"report-{START}_{END}-en.html").read_text(encoding="utf-8")
+    assert f'href="https://audit.example.org/cases/{c3.case_id}/timeline"' in html
+    assert f'id="case-{c3.case_id}"' in html
+    assert html.count("<svg") >= 8
+    csv_files = sorted(p.name for p in out.glob("*.csv"))
+    assert f"requests_by_channel-{START}_{END}.csv" in csv_files and len(csv_files) == 11
+
+
+def test_report_command_needs_the_stream(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("KHIDMA_NATS_URL", raising=False)
+    code = audit_main(["report", "--from", "2026-11-01", "--to", "2026-11-30", "--out", str(tmp_path)])
+    assert code == 2
+    assert "KHIDMA_NATS_URL" in capsys.readouterr().err
+
+
+def test_stream_reader_skips_poison_keeps_order_and_never_drops(nats_server) -> None:
+    history = known_history()
+    publish(nats_server.url, history[:10])
+    asyncio.run(_publish_raw(nats_server.url, "khidma.sidr.not-a-case.RequestReceived", b"{not json"))
+    many = [e for case_number in range(600) for e in _copy_case(case_number)]
+    publish(nats_server.url, history[10:] + many)
+    errors: list[tuple[str, int]] = []
+    read = []
+    for number, event in enumerate(stream_events(nats_server.url, on_error=lambda s, q, e: errors.append((s, q)))):
+        if number == 5:
+            time.sleep(0.3)  # a slow reader: the pull consumer just waits, nothing is dropped
+        read.append(str(event.event_id))
+    assert errors == [("khidma.sidr.not-a-case.RequestReceived", 11)]
+    assert read == [str(e.event_id) for e in history + many]
+
+
+def _copy_case(number: int):
+    from tests.unit.test_audit_report_history import CaseBuilder, nov
+
+    return CaseBuilder(f"bulk-{number}").received(nov(2), "phone", "seedlings").verified(nov(3)) \
+        .decided(nov(5), "approved").delivered(nov(6)).surveyed(nov(7), 4).events
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    result = run_bench(3000, compliance=True, progress=False, out_dir=tmp_path / "results", work_dir=tmp_path)
+    assert result["publish"]["events"] == 3000
+    assert result["replay"]["events"] == 3000  # every published event read back and decoded
+    assert result["report"]["events_read"] == 3000
+    assert result["replay"]["events_per_second"] > 0 and result["peak_rss_mib"] > 0
+    assert result["report"]["exceptions"] is not None
+    written = json.loads(Path(result["written"]).read_text())
+    assert written["replay"] == result["replay"]

@@ -1,0 +1,463 @@
+"""Compliance checks: each rule fires on a history that breaks it, with the events
+that prove it, and stays silent on a clean history. Also: adding a check is one
+function.
+
+`CaseHistory` builds a case's history as the services record it: the
+integration events (shared.events models, as the stream holds them) and the
+domain events of each service's store (topic + state, as the stores hold them).
+The integration tests write the same histories to real SQLite stores and a
+real nats-server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+from uuid import UUID, uuid4
+
+import pytest
+
+from audit import compliance
+from audit.asof import state_at
+from audit.compliance import REGISTRY, check, exception, run_checks
+from audit.replay import StoredRecord, StreamRecord
+from audit.stores import SERVICES
+from audit.timeline import CaseTimeline, entry_from_store, entry_from_stream
+from shared import events as ev
+from shared.subjects import event_subject
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+HASH = "a" * 64
+SIGNED = {"attested": True, "attested_by": "Applicant", "attested_at": T0.isoformat(),
+          "method": "in_person", "data_hash": HASH}
+
+
+@dataclass
+class StoreEvent:
+    service: str
+    originator_id: UUID
+    topic: str
+    state: dict[str, Any]
+
+
+@dataclass
+class CaseHistory:
+    """One case's history in both forms; each step returns its event id."""
+
+    ref: str = "SDR-1448-000001"
+    association_id: str = "sidr"
+    case_id: UUID = field(default_factory=uuid4)
+    channel: str = "website"
+    window_days: int = 14
+    published: list[ev.IntegrationEvent] = field(default_factory=list)
+    stored: list[StoreEvent] = field(default_factory=list)
+    request_id: UUID | None = None
+
+    # -- building blocks --------------------------------------------------------
+    def _store(self, service: str, topic: str, when: datetime, /, _originator: UUID | None = None,
+               **state: Any) -> None:
+        self.stored.append(StoreEvent(service, _originator or self.case_id, topic, {"timestamp": when, **state}))
+
+    def _common(self, event_id: UUID, at: datetime, cause: UUID | None) -> dict[str, Any]:
+        return dict(event_id=event_id, occurred_at=at, association_id=self.association_id,
+                    case_id=self.case_id, case_ref=self.ref, correlation_id=self.request_id or event_id,
+                    causation_id=cause)
+
+    def _publish(self, event: ev.IntegrationEvent, publish: bool) -> None:
+        if publish:
+            self.published.append(event)
+
+    # -- the policy's steps -----------------------------------------------------
+    def received(self, at: datetime = T0, attestation: dict[str, Any] | None = SIGNED,
+                 *, publish: bool = True, store: bool = True) -> UUID:
+        event_id = uuid4()
+        self.request_id = event_id
+        payload = dict(channel=self.channel, channel_ref=f"ref-{event_id}", service_code="seedlings",
+                       applicant={"national_id": "1590932917", "name": "Applicant"},
+                       fields={"seedling_count": 40}, documents=[], attestation=attestation, submitted_at=at)
+        common = self._common(event_id, at, None)
+        common.pop("causation_id")
+        self._publish(ev.RequestReceived(actor=ev.Actor(kind="adapter", id=f"http:{self.channel}"),
+                                         payload=ev.RequestReceivedPayload(**payload), **common), publish)
+        if store:
+            base = dict(association_id=self.association_id, case_ref=self.ref, actor={"kind": "adapter", "id": "http:website"})
+            self._store("intake", "services.intake.domain:Case.Submitted", at,
+                        originator_topic="services.intake.domain:Case", case_id=self.case_id,
+                        received_event_id=event_id, **base, **{k: v for k, v in payload.items()})
+            self._store("intake", "services.intake.domain:Case.Completed", at, event_id=event_id, at=at,
+                        **base, **{k: v for k, v in payload.items()})
+            self._store("intake", "services.intake.domain:ChannelRef.Registered", at, _originator=uuid4(),
+                        case_id=self.case_id, channel=self.channel)
+            self._store("committee", "services.committee.domain:CommitteeCase.Registered", at,
+                        case_id=self.case_id, association_id=self.association_id, case_ref=self.ref,
+                        correlation_id=event_id)
+            self._store("committee", "services.committee.domain:CommitteeCase.RequestRecorded", at,
+                        request_event_id=event_id, channel=self.channel, window_days=self.window_days,
+                        deadline=at + timedelta(days=self.window_days), attestation=attestation,
+                        attested=bool(attestation and attestation.get("attested")))
+            self._store("surveys", "services.surveys.domain:Survey.Registered", at, case_id=self.case_id,
+                        association_id=self.association_id, case_ref=self.ref, channel=self.channel)
+            self._store("verification", "services.verification.domain:Verification.Opened", at,
+                        case_id=self.case_id, request_event_id=event_id, association_id=self.association_id,
+                        case_ref=self.ref)
+        return event_id
+
+    def verified(self, at: datetime, outcome: str = "verified", *, publish: bool = True, store: bool = True) -> UUID:
+        event_id = uuid4()
+        common = self._common(event_id, at, self.request_id)
+        self._publish(ev.DataVerified(actor=ev.Actor(kind="officer", id="officer-2"),
+                                      payload=ev.DataVerifiedPayload(outcome=outcome, checks=[], officer="officer-2"),
+                                      **common), publish)
+        if store:
+            self._store("verification", "services.verification.domain:Verification.Confirmed", at,
+                        **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
+                        outcome=outcome, checks=[], officer="officer-2", confirmed_at=at)
+            self._store("committee", "services.committee.domain:CommitteeCase.VerificationRecorded", at,
+                        source_event_id=event_id, outcome=outcome, verified_at=at)
+            self._store("intake", "services.intake.domain:Case.VerificationNoted", at,
+                        source_event_id=event_id, outcome=outcome)
+        return event_id
+
+    def referred(self, at: datetime, *, publish: bool = True, store: bool = True) -> UUID:
+        event_id = uuid4()
+        common = self._common(event_id, at, self.request_id)
+        self._publish(ev.ReferredToResearcher(
+            actor=ev.Actor(kind="officer", id="officer-1"),
+            payload=ev.ReferredToResearcherPayload(reason="unclear", referred_by="officer-1"), **common), publish)
+        if store:
+            self._store("intake", "services.intake.domain:Case.ReferredToResearcher", at,
+                        **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
+                        at=at, reason="unclear", questions=[], referred_by="officer-1")
+            self._store("committee", "services.committee.domain:CommitteeCase.ReferralOpened", at,
+                        source_event_id=event_id, reason="unclear", questions=[], referred_by="officer-1")
+        return event_id
+
+    def referral_closed(self, at: datetime, referral_id: UUID) -> None:
+        self._store("committee", "services.committee.domain:CommitteeCase.ReferralClosed", at,
+                    referral_event_id=referral_id, researcher="researcher-1", answers=[], note="ok", closed_at=at)
+
+    def decided(self, at: datetime, decision: str = "approved", cause: UUID | None = None, *,
+                members: tuple[str, ...] = ("chair", "member-2", "member-3"), quorum: int = 3,
+                recusals: tuple[str, ...] = (), voters: tuple[str, ...] | None = None,
+                within_window: bool | None = None, publish: bool = True, store: bool = True) -> UUID:
+        event_id = uuid4()
+        deadline = (self._received_at() or at) + timedelta(days=self.window_days)
+        within = at <= deadline if within_window is None else within_window
+        vote = "approve" if decision == "approved" else "reject"
+        votes = [{"member": m, "vote": vote} for m in (voters if voters is not None else members)]
+        common = self._common(event_id, at, cause or self.request_id)
+        body = dict(decision=decision, reasons=["criteria"], votes=votes, window_days=self.window_days,
+                    within_window=within, deadline=deadline, sitting_id="s-1", members_present=list(members),
+                    quorum=quorum, recusals=list(recusals), dissent_notes=[])
+        self._publish(ev.CommitteeDecided(actor=ev.Actor(kind="committee", id="committee"),
+                                          payload=ev.CommitteeDecidedPayload(**body), **common), publish)
+        if store:
+            sitting = uuid4()
+            for item in votes:
+                self._store("committee", "services.committee.domain:Sitting.VoteCast", at, _originator=sitting,
+                            case_id=self.case_id, case_ref=self.ref, member=item["member"], vote=item["vote"])
+            self._store("committee", "services.committee.domain:CommitteeCase.Decided", at,
+                        **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
+                        decided_at=at, **body)
+            self._store("intake", "services.intake.domain:Case.DecisionNoted", at,
+                        source_event_id=event_id, decision=decision)
+        return event_id
+
+    def delivered(self, at: datetime, cause: UUID | None = None, *, publish: bool = True, store: bool = True) -> UUID:
+        event_id = uuid4()
+        common = self._common(event_id, at, cause or self.request_id)
+        self._publish(ev.ServiceDelivered(
+            actor=ev.Actor(kind="officer", id="officer-1"),
+            payload=ev.ServiceDeliveredPayload(service_code="seedlings", delivered="40 seedlings", delivered_by="officer-1"),
+            **common), publish)
+        if store:
+            self._store("intake", "services.intake.domain:Case.ServiceDelivered", at,
+                        **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
+                        at=at, service_code="seedlings", delivered="40 seedlings", delivered_by="officer-1")
+        return event_id
+
+    def invited(self, at: datetime, cause: UUID, stage: str = "delivered") -> None:
+        self._store("surveys", "services.surveys.domain:Survey.Invited", at, association_id=self.association_id,
+                    case_ref=self.ref, channel=self.channel, stage=stage, causation_id=cause, token="t", invited_at=at)
+
+    def answered(self, at: datetime, cause: UUID, stage: str = "delivered", *, publish: bool = True, store: bool = True) -> UUID:
+        event_id = uuid4()
+        common = self._common(event_id, at, cause)
+        self._publish(ev.SurveyAnswered(
+            actor=ev.Actor(kind="applicant", id="anonymous"),
+            payload=ev.SurveyAnsweredPayload(ratings=ev.Ratings(satisfaction=5), stage=stage,
+                                             service_code="seedlings", channel=self.channel), **common), publish)
+        if store:
+            self._store("surveys", "services.surveys.domain:Survey.Answered", at,
+                        **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
+                        stage=stage, ratings={"satisfaction": 5}, comment=None, anonymous=True, answered_at=at)
+        return event_id
+
+    def clean(self, *, outcome: str = "approved", referral: bool = False) -> dict[str, UUID]:
+        """A lifecycle that follows the policy."""
+        ids = {"request": self.received(T0)}
+        if referral:
+            ids["referral"] = self.referred(T0 + timedelta(hours=1))
+            self.referral_closed(T0 + timedelta(hours=3), ids["referral"])
+        ids["verified"] = self.verified(T0 + timedelta(hours=2))
+        ids["decision"] = self.decided(T0 + timedelta(days=3), outcome, ids["verified"])
+        if outcome == "approved":
+            ids["delivered"] = self.delivered(T0 + timedelta(days=4), ids["decision"])
+            end = ids["delivered"]
+        else:
+            end = ids["decision"]
+        self.invited(T0 + timedelta(days=4, hours=1), end, "delivered" if outcome == "approved" else "rejected")
+        ids["answer"] = self.answered(T0 + timedelta(days=5), end)
+        return ids
+
+    def _received_at(self) -> datetime | None:
+        for event in self.published:
+            if isinstance(event, ev.RequestReceived):
+                return event.occurred_at
+        return None
+
+    # -- as the audit reads them ------------------------------------------------
+    def store_records(self) -> Iterator[StoredRecord]:
+        versions: dict[UUID, int] = {}
+        for position, item in enumerate(self.stored, start=1):
+            versions[item.originator_id] = versions.get(item.originator_id, 0) + 1
+            state = {k: (str(v) if isinstance(v, UUID) else v) for k, v in item.state.items()}
+            yield StoredRecord(item.service, position, str(item.originator_id), versions[item.originator_id],
+                               item.topic, state)
+
+    def stream_records(self) -> Iterator[StreamRecord]:
+        for sequence, event in enumerate(self.published, start=1):
+            yield StreamRecord(sequence, event_subject(event.association_id, event.case_id, event.event_type), event)
+
+    def timeline(self, *, stores: bool = True, stream: bool = True) -> CaseTimeline:
+        entries = []
+        if stores:
+            entries += [e for e in map(entry_from_store, self.store_records()) if e]
+        if stream:
+            entries += [e for e in map(entry_from_stream, self.stream_records()) if e]
+        return CaseTimeline(str(self.case_id), entries, frozenset(SERVICES if stores else ()), stream)
+
+
+def found(history: CaseHistory, **sources: bool) -> list[compliance.ComplianceException]:
+    return list(run_checks([history.timeline(**sources)]))
+
+
+SOURCES = [dict(stores=True, stream=True), dict(stores=True, stream=False), dict(stores=False, stream=True)]
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+@pytest.mark.parametrize("outcome,referral", [("approved", False), ("rejected", False), ("approved", True)])
+def test_a_clean_history_raises_no_exception(sources: dict[str, bool], outcome: str, referral: bool) -> None:
+    history = CaseHistory()
+    history.clean(outcome=outcome, referral=referral)
+    assert found(history, **sources) == []
+
+
+def only(history: CaseHistory, code: str, **sources: bool) -> compliance.ComplianceException:
+    exceptions = found(history, **(sources or dict(stores=True, stream=True)))
+    assert [e.check for e in exceptions] == [code], exceptions
+    item = exceptions[0]
+    assert item.case_id == str(history.case_id) and item.case_ref == history.ref
+    assert item.association_id == "sidr"
+    assert item.message["ar"] and item.message["en"]
+    return item
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_delivered_without_an_approved_decision(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    decision = history.decided(T0 + timedelta(days=1), "rejected", verified)
+    delivered = history.delivered(T0 + timedelta(days=2), decision)
+    history.invited(T0 + timedelta(days=2), delivered)
+    item = only(history, "delivered_without_approval", **sources)
+    assert item.event_ids == [str(delivered), str(decision)]
+
+
+def test_delivered_before_the_approval_is_an_exception_too() -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    delivered = history.delivered(T0 + timedelta(days=1))
+    decision = history.decided(T0 + timedelta(days=2), "approved", verified)
+    history.invited(T0 + timedelta(days=2), delivered)
+    assert only(history, "delivered_without_approval").event_ids == [str(delivered), str(decision)]
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_decision_without_verification(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    request = history.received(T0)
+    decision = history.decided(T0 + timedelta(days=1), "rejected", request)
+    history.invited(T0 + timedelta(days=1), decision, "rejected")
+    history.verified(T0 + timedelta(days=2))  # too late
+    assert only(history, "decision_without_verification", **sources).event_ids == [str(decision)]
+
+
+@pytest.mark.parametrize(
+    "attestation",
+    [None, {**SIGNED, "attested": False}, {**SIGNED, "data_hash": None}],
+    ids=["missing", "unsigned", "no-data-hash"],
+)
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_committee_file_without_the_declaration(attestation: dict[str, Any] | None, sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    request = history.received(T0, attestation)
+    verified = history.verified(T0 + timedelta(hours=1))
+    decision = history.decided(T0 + timedelta(days=1), "rejected", verified)
+    history.invited(T0 + timedelta(days=1), decision, "rejected")
+    item = only(history, "file_without_declaration", **sources)
+    assert item.event_ids == [str(request), str(decision)]
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_decision_after_the_window(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    decision = history.decided(T0 + timedelta(days=20), "rejected", verified)
+    history.invited(T0 + timedelta(days=20), decision, "rejected")
+    assert only(history, "decision_after_window", **sources).event_ids == [str(decision)]
+
+
+def test_a_decision_flagged_late_by_the_committee_is_after_the_window() -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    decision = history.decided(T0 + timedelta(days=2), "rejected", verified, within_window=False)
+    history.invited(T0 + timedelta(days=2), decision, "rejected")
+    assert only(history, "decision_after_window").event_ids == [str(decision)]
+
+
+@pytest.mark.parametrize("sources", SOURCES[:2], ids=["both", "stores"])
+def test_referral_never_closed(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    referral = history.referred(T0 + timedelta(hours=1))
+    verified = history.verified(T0 + timedelta(hours=2))
+    decision = history.decided(T0 + timedelta(days=1), "rejected", verified)
+    history.invited(T0 + timedelta(days=1), decision, "rejected")
+    assert only(history, "referral_never_closed", **sources).event_ids == [str(referral), str(decision)]
+    # The closure is only in the committee's store: a stream-only audit cannot tell.
+    assert found(history, stores=False, stream=True) == []
+
+
+def test_an_open_referral_older_than_the_window_is_never_closed_even_undecided() -> None:
+    history = CaseHistory()
+    history.received(T0)
+    referral = history.referred(T0 + timedelta(hours=1))
+    assert only(history, "referral_never_closed").event_ids == [str(referral)]
+    recent = CaseHistory()
+    recent.received(datetime.now(timezone.utc))
+    recent.referred(datetime.now(timezone.utc))
+    assert found(recent) == []
+
+
+@pytest.mark.parametrize("outcome", ["approved", "rejected"])
+def test_no_survey_invitation_after_delivery_or_rejection(outcome: str) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    decision = history.decided(T0 + timedelta(days=1), outcome, verified)
+    end = history.delivered(T0 + timedelta(days=2), decision) if outcome == "approved" else decision
+    assert only(history, "no_survey_invitation").event_ids == [str(end)]
+    assert found(history, stores=False, stream=True) == []
+
+
+@pytest.mark.parametrize(
+    "members,recusals,voters",
+    [(("chair", "member-2"), (), ("chair", "member-2")),
+     (("chair", "member-2", "member-3"), ("member-3",), ("chair", "member-2"))],
+    ids=["too-few-present", "too-few-after-recusal"],
+)
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_votes_below_quorum(members: tuple[str, ...], recusals: tuple[str, ...], voters: tuple[str, ...],
+                            sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    decision = history.decided(T0 + timedelta(days=1), "rejected", verified, members=members,
+                               recusals=recusals, voters=voters)
+    history.invited(T0 + timedelta(days=1), decision, "rejected")
+    assert only(history, "votes_below_quorum", **sources).event_ids == [str(decision)]
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_a_vote_by_a_recused_member(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    members = ("chair", "member-2", "member-3", "member-4")
+    decision = history.decided(T0 + timedelta(days=1), "rejected", verified, members=members,
+                               recusals=("member-4",), voters=members)
+    history.invited(T0 + timedelta(days=1), decision, "rejected")
+    item = only(history, "vote_by_recused_member", **sources)
+    assert item.event_ids == [str(decision)] and "member-4" in item.message["en"]
+
+
+def test_every_rule_of_the_issue_is_registered() -> None:
+    assert set(REGISTRY) >= {
+        "delivered_without_approval", "decision_without_verification", "file_without_declaration",
+        "decision_after_window", "referral_never_closed", "no_survey_invitation",
+        "votes_below_quorum", "vote_by_recused_member",
+    }
+    for registered in REGISTRY.values():
+        assert registered.title["ar"] and registered.title["en"]
+
+
+def test_adding_a_check_is_one_function() -> None:
+    try:
+        @check("answered_without_invitation_text", ar="اختبار", en="test")
+        def channel_missing(timeline: CaseTimeline) -> Iterator[compliance.ComplianceException]:
+            for answer in timeline.facts("SurveyAnswered"):
+                if answer.data.get("satisfaction") is None and answer.data["ratings"]["satisfaction"] >= 5:
+                    yield exception("answered_without_invitation_text", timeline, "رضا تام", "fully satisfied",
+                                    [answer.event_id])
+
+        history = CaseHistory()
+        ids = history.clean()
+        exceptions = found(history)
+        assert [(e.check, e.event_ids) for e in exceptions] == [("answered_without_invitation_text", [str(ids["answer"])])]
+    finally:
+        REGISTRY.pop("answered_without_invitation_text", None)
+
+
+def test_the_timeline_says_who_through_which_channel_when_and_what_caused_it() -> None:
+    history = CaseHistory()
+    ids = history.clean(referral=True)
+    timeline = history.timeline()
+    assert timeline.case_ref == history.ref and timeline.channel == "website"
+    decided = [e for e in timeline.entries if e.event_type == "CommitteeDecided"]
+    assert {e.source for e in decided} == {"store", "stream"}
+    for entry in decided:
+        assert entry.caused_by and entry.caused_by["event_id"] == str(ids["verified"])
+        assert entry.caused_by["event_type"] == "DataVerified"
+        assert entry.actor == {"kind": "committee", "id": "committee"}
+    described = timeline.describe()
+    first = described["events"][0]
+    assert first["when"]["hijri"] and first["when"]["gregorian"] and first["channel"] == "website"
+    votes = [e for e in timeline.entries if e.name == "Sitting.VoteCast"]
+    assert [v.actor["id"] for v in votes] == ["chair", "member-2", "member-3"]
+    # index aggregates (ChannelRef) are not part of a case's timeline
+    assert not [e for e in timeline.entries if e.name.startswith("ChannelRef")]
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_state_as_of_a_moment_before_and_after_the_decision(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    history.clean()
+    timeline = history.timeline(**sources)
+    assert state_at(timeline, T0 - timedelta(seconds=1)) is None
+    before = state_at(timeline, T0 + timedelta(days=2))
+    assert before is not None
+    assert (before.status, before.verification_outcome, before.decision, before.delivered) == (
+        "verified", "verified", None, False)
+    after = state_at(timeline, T0 + timedelta(days=3, seconds=1))
+    assert after is not None and (after.status, after.decision, after.delivered) == ("approved", "approved", False)
+    end = state_at(timeline, T0 + timedelta(days=6))
+    assert end is not None and end.status == "delivered" and end.delivered
+    assert end.survey == "answered"
