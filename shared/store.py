@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
@@ -24,6 +24,8 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteRecorder
 
 from shared.chain import chained_process_recorder
+from shared.clock import Clock, SystemClock
+from shared.policy import PolicyPack
 
 T = TypeVar("T")
 AppT = TypeVar("AppT", bound="ServiceApplication")
@@ -36,7 +38,21 @@ def consumer_tracking_name(stream: str) -> str:
 
 
 class ServiceApplication(Application):
-    """An eventsourcing application whose recorder also records tracking positions."""
+    """An eventsourcing application whose recorder also records tracking positions.
+
+    Every service's application also holds its clock and the associations'
+    policy packs (none for plumbing tests).
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        clock: Clock | None = None,
+        packs: Mapping[str, PolicyPack] | None = None,
+    ):
+        super().__init__(env)
+        self.clock: Clock = clock or SystemClock()
+        self.packs: dict[str, PolicyPack] = dict(packs or {})
 
     def construct_recorder(self) -> ProcessRecorder:
         # The process recorder, extended so that every recorded event is also

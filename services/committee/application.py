@@ -10,7 +10,7 @@ from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 
 from services.committee.domain import CommitteeCase, Sitting
 from services.committee.minutes import render_minutes
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock
 from shared.consumer import RetryLater
 from shared.dates import both_calendars
 from shared.errors import NotFound
@@ -37,15 +37,13 @@ class CommitteeApplication(ServiceApplication):
         packs: Mapping[str, PolicyPack] | None = None,
         warning_days: int = DEFAULT_WARNING_DAYS,
     ):
-        super().__init__(env)
+        super().__init__(env, clock, packs)
         if window_days < 1:
             raise ValueError("the decision window is at least one day")
         if warning_days < 0:
             raise ValueError("the warning days cannot be negative")
-        self.clock = clock or SystemClock()
         self.window_days = window_days
         self.warning_days = warning_days
-        self.packs: dict[str, PolicyPack] = dict(packs or {})
 
     def window_for(self, association_id: str) -> int:
         """The association's decision window from its pack; the setting only as a fallback."""

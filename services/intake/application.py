@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -22,7 +22,6 @@ from services.intake.domain import (
     numbering_id,
     open_request_id,
 )
-from shared.clock import Clock, SystemClock
 from shared.dates import hijri_year
 from shared.errors import NotFound, Refused
 from shared.events import CommitteeDecided, DataVerified
@@ -76,16 +75,6 @@ class IntakeApplication(ServiceApplication):
     # A year's numbering takes one version per case: without snapshots every
     # submission would replay the whole year's numbers.
     snapshotting_intervals = {CaseNumbering: 100}
-
-    def __init__(
-        self,
-        env: dict[str, str] | None = None,
-        clock: Clock | None = None,
-        packs: Mapping[str, PolicyPack] | None = None,
-    ):
-        super().__init__(env)
-        self.clock = clock or SystemClock()
-        self.packs: dict[str, PolicyPack] = dict(packs or {})
 
     # The association's pack ----------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Mapping
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -18,7 +18,6 @@ from services.surveys.domain import (
     survey_not_found,
 )
 from services.surveys.invitations import Invitation, compose_invitation, survey_form
-from shared.clock import Clock, SystemClock
 from shared.consumer import RetryLater
 from shared.events import CommitteeDecided, Ratings, RequestReceived, ServiceDelivered
 from shared.policy import PolicyPack
@@ -36,16 +35,6 @@ def new_token() -> str:
 
 class SurveysApplication(ServiceApplication):
     name = "surveys"
-
-    def __init__(
-        self,
-        env: dict[str, str] | None = None,
-        clock: Clock | None = None,
-        packs: Mapping[str, PolicyPack] | None = None,
-    ):
-        super().__init__(env)
-        self.clock = clock or SystemClock()
-        self.packs = dict(packs or {})
 
     def pack(self, association_id: str) -> PolicyPack | None:
         pack = self.packs.get(association_id)

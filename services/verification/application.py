@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -19,7 +19,6 @@ from services.verification.members import (
     read_registry,
     read_registry_row,
 )
-from shared.clock import Clock, SystemClock
 from shared.dates import both_calendars, local_day
 from shared.errors import NotFound
 from shared.events import RequestReceived
@@ -31,16 +30,6 @@ log = logging.getLogger(__name__)
 
 class VerificationApplication(ServiceApplication):
     name = "verification"
-
-    def __init__(
-        self,
-        env: dict[str, str] | None = None,
-        clock: Clock | None = None,
-        packs: Mapping[str, PolicyPack] | None = None,
-    ):
-        super().__init__(env)
-        self.clock = clock or SystemClock()
-        self.packs: dict[str, PolicyPack] = dict(packs or {})
 
     # What intake tells verification ----------------------------------------------
 
