@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -27,6 +27,21 @@ from shared.subjects import event_subject
 log = logging.getLogger(__name__)
 
 Translator = Callable[[DomainEventProtocol], IntegrationEvent]
+
+
+def carried_envelope(event: Any) -> dict[str, Any]:
+    """The envelope facts a public domain event records (docs/decisions.md, 5).
+
+    A translator adds only `occurred_at`, `actor` and the payload.
+    """
+    return {
+        "event_id": event.event_id,
+        "association_id": event.association_id,
+        "case_id": event.originator_id,
+        "case_ref": event.case_ref,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+    }
 
 
 @dataclass

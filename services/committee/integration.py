@@ -14,20 +14,16 @@ from shared.events import (
     IntegrationEvent,
     Vote,
 )
+from shared.outbox import carried_envelope
 
 COMMITTEE_ACTOR = Actor(kind="committee", id="committee")
 
 
 def committee_decided(event: Any) -> IntegrationEvent:
     return CommitteeDecided(
-        event_id=event.event_id,
+        **carried_envelope(event),
         # The clock's time of the decision, the one `within_window` was judged by.
         occurred_at=event.decided_at,
-        association_id=event.association_id,
-        case_id=event.originator_id,
-        case_ref=event.case_ref,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
         actor=COMMITTEE_ACTOR,
         payload=CommitteeDecidedPayload(
             decision=event.decision,

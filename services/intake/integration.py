@@ -17,6 +17,7 @@ from shared.events import (
     ServiceDelivered,
     ServiceDeliveredPayload,
 )
+from shared.outbox import carried_envelope
 
 
 def request_received(event: Any) -> IntegrationEvent:
@@ -44,13 +45,8 @@ def request_received(event: Any) -> IntegrationEvent:
 
 def referred_to_researcher(event: Any) -> IntegrationEvent:
     return ReferredToResearcher(
-        event_id=event.event_id,
+        **carried_envelope(event),
         occurred_at=event.at,
-        association_id=event.association_id,
-        case_id=event.originator_id,
-        case_ref=event.case_ref,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
         actor=Actor(kind="officer", id=event.referred_by),
         payload=ReferredToResearcherPayload(
             reason=event.reason, questions=event.questions, referred_by=event.referred_by
@@ -60,13 +56,8 @@ def referred_to_researcher(event: Any) -> IntegrationEvent:
 
 def service_delivered(event: Any) -> IntegrationEvent:
     return ServiceDelivered(
-        event_id=event.event_id,
+        **carried_envelope(event),
         occurred_at=event.at,
-        association_id=event.association_id,
-        case_id=event.originator_id,
-        case_ref=event.case_ref,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
         actor=Actor(kind="officer", id=event.delivered_by),
         payload=ServiceDeliveredPayload(
             service_code=event.service_code,

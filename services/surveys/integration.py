@@ -14,6 +14,7 @@ from shared.events import (
     SurveyAnswered,
     SurveyAnsweredPayload,
 )
+from shared.outbox import carried_envelope
 
 ANONYMOUS = "anonymous"
 
@@ -21,13 +22,8 @@ ANONYMOUS = "anonymous"
 def survey_answered(event: Any) -> IntegrationEvent:
     actor_id = ANONYMOUS if event.anonymous else event.case_ref
     return SurveyAnswered(
-        event_id=event.event_id,
+        **carried_envelope(event),
         occurred_at=event.answered_at,
-        association_id=event.association_id,
-        case_id=event.originator_id,
-        case_ref=event.case_ref,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
         actor=Actor(kind="applicant", id=actor_id),
         payload=SurveyAnsweredPayload(
             ratings=Ratings(**event.ratings),

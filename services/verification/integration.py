@@ -15,18 +15,14 @@ from shared.events import (
     DataVerifiedPayload,
     IntegrationEvent,
 )
+from shared.outbox import carried_envelope
 
 
 def data_verified(event: Any) -> IntegrationEvent:
     return DataVerified(
-        event_id=event.event_id,
+        **carried_envelope(event),
         # The officer's confirmation time, from the service's injectable clock.
         occurred_at=event.confirmed_at,
-        association_id=event.association_id,
-        case_id=event.originator_id,
-        case_ref=event.case_ref,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
         actor=Actor(kind="officer", id=event.officer),
         payload=DataVerifiedPayload(
             outcome=event.outcome,
