@@ -77,6 +77,13 @@ class Correction(Contract):
     en: str
 
 
+class Explanation(Contract):
+    """A sentence a person reads, in both languages."""
+
+    ar: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
 class RequestReceivedPayload(Contract):
     channel: str = Field(min_length=1, max_length=64)
     channel_ref: str = Field(min_length=1, max_length=200)
@@ -87,7 +94,19 @@ class RequestReceivedPayload(Contract):
     attestation: Attestation | None = None
     submitted_at: AwareDatetime | None = Field(
         default=None,
-        description="when the applicant first submitted: validity is judged at that time",
+        description="when the applicant submitted this data: validity is judged at that time",
+    )
+    revision: int = Field(
+        default=1,
+        ge=1,
+        description="1 for the request as first completed; each correction the applicant "
+        "makes after verification asked for one publishes the request again, whole, "
+        "with the next revision",
+    )
+    corrects: UUID | None = Field(
+        default=None,
+        description="the DataVerified (outcome discrepancies) whose corrections this "
+        "revision answers; null for revision 1",
     )
 
 
@@ -103,7 +122,13 @@ class DataVerifiedPayload(Contract):
     officer: str = Field(min_length=1)
     corrections: list[Correction] = Field(default_factory=list)
     ineligible_rule: str | None = None
+    ineligible_reason: Explanation | None = Field(
+        default=None, description="the rule the applicant does not meet, for the applicant"
+    )
     override_reason: str | None = None
+    revision: int = Field(
+        default=1, ge=1, description="the revision of the request that was verified"
+    )
 
 
 class ReferredToResearcherPayload(Contract):
