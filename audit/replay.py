@@ -61,6 +61,7 @@ CASE_LINKED_AGGREGATES: dict[str, frozenset[str]] = {
 # (services/*/integration.py TRANSLATORS; a unit test keeps the two in step).
 PUBLISHED: dict[str, str] = {
     "services.intake.domain:Case.Completed": "RequestReceived",
+    "services.intake.domain:Case.Resubmitted": "RequestReceived",
     "services.intake.domain:Case.ReferredToResearcher": "ReferredToResearcher",
     "services.intake.domain:Case.ServiceDelivered": "ServiceDelivered",
     "services.verification.domain:Verification.Confirmed": "DataVerified",

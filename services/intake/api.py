@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake.application import IntakeApplication
 from services.intake.views import CASES, REFS
@@ -25,8 +25,18 @@ STATUS_LABELS = {
     ),
     "received": ("Received; being checked", "تم الاستلام؛ قيد التحقق"),
     "verified": ("Verified; waiting for the research committee", "تم التحقق؛ بانتظار لجنة البحث"),
-    "discrepancies": ("Some data must be corrected", "بعض البيانات تحتاج إلى تصحيح"),
-    "ineligible": ("Not eligible for this service", "غير مستحق لهذه الخدمة"),
+    "discrepancies": (
+        "Some data must be corrected (see the corrections)",
+        "بعض البيانات تحتاج إلى تصحيح (انظر التصحيحات المطلوبة)",
+    ),
+    "correcting": (
+        "Being corrected; something is still missing (see the list)",
+        "قيد التصحيح؛ ما زال ينقصه شيء (انظر القائمة)",
+    ),
+    "ineligible": (
+        "Not eligible for this service (see the reason)",
+        "غير مستحق لهذه الخدمة (انظر السبب)",
+    ),
     "approved": ("Approved by the committee", "تمت الموافقة من اللجنة"),
     "rejected": ("Rejected by the committee", "تم الرفض من اللجنة"),
     "delivered": ("Service delivered", "تم تقديم الخدمة"),
@@ -51,6 +61,27 @@ class Information(BaseModel):
     documents: list[Document] = Field(default_factory=list)
     attestation: Attestation | None = None
     added_by: str | None = Field(default=None, max_length=200)
+
+
+class ApplicantCorrection(BaseModel):
+    """The applicant's details to correct; only those given change (phone or email: null removes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    national_id: str | None = Field(default=None, min_length=1, max_length=20)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
+
+
+class Corrections(BaseModel):
+    """What verification asked to correct, and the declaration on the corrected data."""
+
+    applicant: ApplicantCorrection | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    documents: list[Document] = Field(default_factory=list)
+    attestation: Attestation | None = None
+    corrected_by: str | None = Field(default=None, max_length=200)
 
 
 class EligibilityQuestion(BaseModel):
@@ -84,6 +115,11 @@ HISTORY_LABELS = {
     "received": ("Request complete; registration completed", "اكتمل الطلب واستُكمل التسجيل"),
     "duplicate_linked": ("The same request arrived again and was linked", "ورد الطلب نفسه مرة أخرى ورُبط به"),
     "referred_to_researcher": ("Referred to the social researcher", "أحيل إلى الباحث الاجتماعي"),
+    "corrected": ("Corrections made by the applicant", "أجرى مقدم الطلب التصحيحات"),
+    "resubmitted": (
+        "Corrected request complete and sent for verification again; revision",
+        "اكتمل الطلب المصحح وأُعيد إلى التحقق؛ النسخة",
+    ),
     "verification": ("Verification", "التحقق"),
     "decision": ("Research committee decision", "قرار لجنة البحث"),
     "delivered": ("Service delivered", "تم تقديم الخدمة"),
@@ -156,6 +192,44 @@ def build_router() -> APIRouter:
                 actor=actor,
             )
         )
+        runtime.recorded()
+        return result.as_dict()
+
+    @router.post("/cases/{case_key}/corrections")
+    async def correct(
+        case_key: str, corrections: Corrections, runtime: ServiceRuntime = Depends(runtime_of)
+    ) -> dict[str, Any]:
+        """The applicant corrects what verification listed (by case id or reference).
+
+        Published again, whole, as the next revision once the declaration on the
+        corrected data is given (here, or later as information).
+        """
+        app: IntakeApplication = runtime.app  # type: ignore[assignment]
+        actor = (
+            {"kind": "officer", "id": corrections.corrected_by}
+            if corrections.corrected_by
+            else {"kind": "applicant", "id": "applicant"}
+        )
+
+        def correct() -> Any:
+            return app.correct(
+                app.case_id_of(case_key),
+                applicant=(
+                    corrections.applicant.model_dump(mode="json", exclude_unset=True)
+                    if corrections.applicant
+                    else {}
+                ),
+                fields=corrections.fields,
+                documents=[d.model_dump(mode="json") for d in corrections.documents],
+                attestation=(
+                    corrections.attestation.model_dump(mode="json")
+                    if corrections.attestation
+                    else None
+                ),
+                actor=actor,
+            )
+
+        result = await runtime.store.run(correct)
         runtime.recorded()
         return result.as_dict()
 

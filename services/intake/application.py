@@ -14,13 +14,16 @@ from services.intake.domain import (
     CaseNumbering,
     ChannelRef,
     OpenRequest,
+    applicant_as_recorded,
     attested_data_hash,
     case_reference,
     channel_ref_id,
     complete_attestation,
+    explained_ineligibility,
     missing_information,
     numbering_id,
     open_request_id,
+    parse_case_reference,
 )
 from shared.dates import hijri_year
 from shared.errors import NotFound, Refused
@@ -55,6 +58,7 @@ class SubmissionResult:
     status: str = "received"
     missing: list[dict[str, str]] = field(default_factory=list)
     data_hash: str | None = None
+    revision: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,10 +67,12 @@ class SubmissionResult:
             "duplicate": self.duplicate,
             "linked": self.linked,
             "status": self.status,
-            "complete": not self.missing and self.status != "incomplete",
+            "complete": not self.missing and self.status not in ("incomplete", "correcting"),
             "missing": self.missing,
             # The hash a declaration on the data as it stands must carry.
             "data_hash": self.data_hash,
+            # The revision of the request as last published.
+            "revision": self.revision,
         }
 
 
@@ -173,7 +179,8 @@ class IntakeApplication(ServiceApplication):
         year = hijri_year(now)
         numbering = self._numbering(association_id, year)
         number = numbering.take_number(case_id)
-        applicant = submission.applicant.model_dump(mode="json")
+        # Before the hash: the declaration covers the data as published.
+        applicant = applicant_as_recorded(submission.applicant.model_dump(mode="json"))
         fields = dict(submission.fields)
         documents = [doc.model_dump(mode="json") for doc in submission.documents]
         attestation = (
@@ -240,9 +247,131 @@ class IntakeApplication(ServiceApplication):
             actor=actor,
             at=now,
         )
-        case.check_completeness(service, at=now, actor=actor)
+        case.check_completeness(service, at=now, actor=actor, event_id=uuid4())
         self.save(case)
         return self._result(case, duplicate=False)
+
+    def correct(
+        self,
+        case_id: UUID,
+        *,
+        applicant: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
+        documents: list[dict[str, Any]] | None = None,
+        attestation: dict[str, Any] | None = None,
+        actor: dict[str, str],
+    ) -> SubmissionResult:
+        """The applicant corrects what verification listed; published again once attested.
+
+        A corrected national ID moves the applicant's open-request index with it.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return self._correct_once(
+                    case_id,
+                    applicant=dict(applicant or {}),
+                    fields=dict(fields or {}),
+                    documents=list(documents or []),
+                    attestation=attestation,
+                    actor=actor,
+                )
+            except IntegrityError:
+                # The case or an open-request index changed meanwhile: decide again.
+                continue
+        raise RuntimeError("could not record the correction: too much contention")
+
+    def _correct_once(
+        self,
+        case_id: UUID,
+        *,
+        applicant: dict[str, Any],
+        fields: dict[str, Any],
+        documents: list[dict[str, Any]],
+        attestation: dict[str, Any] | None,
+        actor: dict[str, str],
+    ) -> SubmissionResult:
+        case = self._get_case(case_id)
+        service = self.service(case.association_id, case.service_code)
+        now = self.clock.now()
+        national_id_before = case.applicant["national_id"]
+        case.correct(
+            applicant=applicant,
+            fields=fields,
+            documents=documents,
+            attestation=attestation,
+            actor=actor,
+            at=now,
+        )
+        indexes = self._open_request_moved(case, national_id_before)
+        case.check_completeness(service, at=now, actor=actor, event_id=uuid4())
+        self.save(case, *indexes)
+        return self._result(case, duplicate=False)
+
+    def _open_request_moved(self, case: Case, national_id_before: str) -> list[OpenRequest]:
+        """The one-open-request index, moved to the corrected national ID.
+
+        Refused when the corrected ID already has an open request for the service.
+        """
+        national_id = case.applicant["national_id"]
+        if national_id == national_id_before:
+            return []
+        target = self._open_request(case.association_id, national_id, case.service_code)
+        if target is not None and target.case_id not in (None, case.id):
+            other = self._get_case(target.case_id)
+            raise Refused(
+                "already_open",
+                f"The applicant with national ID {national_id} already has an open request "
+                f"for this service ({other.case_ref}); the national ID cannot be corrected "
+                "to theirs while it is open.",
+                f"لصاحب رقم الهوية {national_id} طلب مفتوح لهذه الخدمة ({other.case_ref})؛ "
+                "لا يمكن تصحيح رقم الهوية إليه ما دام ذلك الطلب مفتوحًا.",
+            )
+        moved: list[OpenRequest] = []
+        previous = self._open_request(case.association_id, national_id_before, case.service_code)
+        if previous is not None:
+            previous.release(case.id)
+            moved.append(previous)
+        if target is None:
+            target = OpenRequest(
+                association_id=case.association_id,
+                national_id=national_id,
+                service_code=case.service_code,
+                case_id=case.id,
+            )
+        elif target.case_id is None:
+            target.reopen(case.id)
+        moved.append(target)
+        return moved
+
+    def case_id_of(self, case_key: str) -> UUID:
+        """A case by its id or by its reference (SDR-1448-000123), from the store itself.
+
+        The reference is found through the numbering that issued it, so a case
+        can be named by its reference as soon as it exists.
+        """
+        try:
+            return UUID(case_key)
+        except ValueError:
+            pass
+        parsed = parse_case_reference(case_key)
+        not_found = NotFound(
+            "case_not_found",
+            f"No request {case_key}.",
+            f"لا يوجد طلب {case_key}.",
+        )
+        if parsed is None:
+            raise not_found
+        prefix, year, number = parsed
+        pack = next((p for p in self.packs.values() if p.case_prefix == prefix), None)
+        if pack is None or number < 1:
+            raise not_found
+        # The numbering's version n + 1 took number n (version 1 started it).
+        for taken in self.events.get(
+            numbering_id(pack.association_id, year), gt=number, lte=number + 1
+        ):
+            if getattr(taken, "number", None) == number:
+                return taken.case_id
+        raise not_found
 
     def preview_eligibility(
         self,
@@ -315,6 +444,13 @@ class IntakeApplication(ServiceApplication):
             "complete": case.complete,
             "missing": case.missing,
             "referred": case.referred,
+            "revision": case.revision,
+            "corrections": case.corrections,
+            "ineligible_reason": explained_ineligibility(
+                case.ineligible_reason, case.ineligible_rule
+            )
+            if case.verification_outcome == "ineligible"
+            else None,
             "version": case.version,
         }
 
@@ -322,8 +458,16 @@ class IntakeApplication(ServiceApplication):
 
     def on_data_verified(self, event: DataVerified, processing: ProcessingEvent) -> None:
         case = self._get_case(event.case_id)
+        payload = event.payload
         case.note_verification(
-            source_event_id=event.event_id, outcome=event.payload.outcome
+            source_event_id=event.event_id,
+            outcome=payload.outcome,
+            revision=payload.revision,
+            corrections=[c.model_dump() for c in payload.corrections],
+            ineligible_reason=(
+                payload.ineligible_reason.model_dump() if payload.ineligible_reason else None
+            ),
+            ineligible_rule=payload.ineligible_rule,
         )
         processing.collect_events(case)
 
@@ -347,6 +491,7 @@ class IntakeApplication(ServiceApplication):
             status=case.status,
             missing=list(case.missing),
             data_hash=case.expected_hash(),
+            revision=case.revision,
         )
 
     def _released(self, case: Case) -> list[OpenRequest]:

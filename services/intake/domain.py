@@ -8,6 +8,12 @@ it completes (`Completed`, published as RequestReceived) only when nothing is
 missing. So verification never sees an incomplete request, and no request
 reaches the committee without a valid declaration.
 
+After verification, a request whose outcome is `discrepancies` can be
+corrected by the applicant (`Corrected`, internal). The data changed, so the
+declaration must be signed again; once it is, the whole corrected request is
+published again (`Resubmitted`, published as RequestReceived with the next
+revision), and verification judges it afresh.
+
 The rules that need the association's pack take the pack's service
 definition as an argument: the domain holds no I/O.
 """
@@ -16,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date, datetime
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
@@ -28,6 +35,9 @@ from shared.policy import ServiceDefinition
 INTAKE_NAMESPACE = uuid5(NAMESPACE_URL, "https://khidma.example/intake")
 
 ATTESTATION_METHODS = ("paper_scan", "one_time_code", "in_person")
+
+# What the applicant may correct about themselves.
+APPLICANT_DETAILS = ("national_id", "name", "phone", "email")
 
 
 # Pure rules ----------------------------------------------------------------------
@@ -56,6 +66,71 @@ def attested_data_hash(
 def case_reference(prefix: str, hijri_year: int, number: int) -> str:
     """A reference a person can read and say on the phone: SDR-1448-000123."""
     return f"{prefix}-{hijri_year:04d}-{number:06d}"
+
+
+_CASE_REFERENCE = re.compile(r"([A-Z]{2,5})-([0-9]{4})-([0-9]{6})")
+
+
+def parse_case_reference(text: str) -> tuple[str, int, int] | None:
+    """(prefix, Hijri year, number) of a reference such as SDR-1448-000123, or None."""
+    match = _CASE_REFERENCE.fullmatch(text.strip().upper())
+    if match is None:
+        return None
+    return match[1], int(match[2]), int(match[3])
+
+
+# Phone numbers: the same reading as verification's (services never import each other).
+_PHONE_SEPARATORS = re.compile(r"[\s\-().]+")
+_ARABIC_INDIC = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+
+
+def normalise_phone(phone: str) -> str | None:
+    """The number in E.164 (+9665XXXXXXXX for a Saudi mobile), or None if it cannot be one.
+
+    Saudi numbers may be given nationally (05XXXXXXXX, 5XXXXXXXX, 011XXXXXXX),
+    with the country code (9665…, 009665…, +9665…); other countries need their
+    code (+ or 00). Spaces, dashes, dots and brackets are ignored; Arabic-Indic
+    digits are read as digits.
+    """
+    value = _PHONE_SEPARATORS.sub("", phone.strip().translate(_ARABIC_INDIC))
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    if not value.startswith("+"):
+        if not value.isdigit():
+            return None
+        if len(value) == 9 and value.startswith("5"):  # 5XXXXXXXX
+            value = "+966" + value
+        elif len(value) == 10 and value.startswith("0"):  # 05XXXXXXXX, 011XXXXXXX
+            value = "+966" + value[1:]
+        elif len(value) == 12 and value.startswith("966"):  # 9665XXXXXXXX
+            value = "+" + value
+        else:
+            return None
+    if not _E164.fullmatch(value):
+        return None
+    if value.startswith("+966"):
+        national = value[4:]
+        if national.startswith("0"):
+            national = national[1:]  # +966 05… written with the trunk zero
+        if len(national) != 9 or national[0] == "0":
+            return None
+        value = "+966" + national
+    return value
+
+
+def applicant_as_recorded(applicant: dict[str, Any]) -> dict[str, Any]:
+    """The applicant as intake records, attests and publishes them.
+
+    The phone is kept in E.164 when it can be read as a number, so the
+    declaration's hash covers exactly what is published; a number that cannot be
+    read is kept as given, for verification to flag and the applicant to correct.
+    """
+    recorded = dict(applicant)
+    phone = recorded.get("phone")
+    if isinstance(phone, str) and phone.strip():
+        recorded["phone"] = normalise_phone(phone) or phone
+    return recorded
 
 
 def is_given(value: Any) -> bool:
@@ -213,6 +288,21 @@ def missing_information(
     return missing
 
 
+def explained_ineligibility(
+    reason: dict[str, str] | None, rule: str | None
+) -> dict[str, str] | None:
+    """Why the applicant is not eligible, in both languages.
+
+    A DataVerified from before `ineligible_reason` names only the rule (one
+    text): it is shown as it is, in both places.
+    """
+    if reason:
+        return dict(reason)
+    if rule:
+        return {"ar": rule, "en": rule}
+    return None
+
+
 # The case ---------------------------------------------------------------------------
 
 
@@ -261,6 +351,17 @@ class Case(Aggregate):
         self.delivered = False
         self.linked_channels: list[dict[str, str]] = []
         self.noted_event_ids: list[UUID] = []
+        # The revision of the request as last published (1 until a correction is).
+        self.revision = 1
+        # Corrected after verification, and not yet published again.
+        self.correcting = False
+        # The latest verification noted: its DataVerified, the revision it verified,
+        # and what it tells the applicant.
+        self.verification_event_id: UUID | None = None
+        self.verification_revision: int | None = None
+        self.corrections: list[dict[str, str]] = []
+        self.ineligible_reason: dict[str, str] | None = None
+        self.ineligible_rule: str | None = None
 
     @property
     def correlation_id(self) -> UUID:
@@ -271,7 +372,7 @@ class Case(Aggregate):
     def closed(self) -> bool:
         return self.delivered or self.decision == "rejected"
 
-    def _public(self, event_id: UUID, causation_id: UUID) -> dict[str, Any]:
+    def _public(self, event_id: UUID, causation_id: UUID | None) -> dict[str, Any]:
         """What every event intake publishes about this case carries."""
         return {
             "event_id": event_id,
@@ -289,10 +390,20 @@ class Case(Aggregate):
     # Completeness ------------------------------------------------------------------
 
     def check_completeness(
-        self, service: ServiceDefinition, *, at: datetime, actor: dict[str, str]
+        self,
+        service: ServiceDefinition,
+        *,
+        at: datetime,
+        actor: dict[str, str],
+        event_id: UUID | None = None,
     ) -> list[dict[str, str]]:
-        """Completes the case when nothing is missing, else says exactly what is."""
-        if self.complete:
+        """Completes the case when nothing is missing, else says exactly what is.
+
+        A case being corrected is checked the same way, and when nothing is
+        missing its corrected request is published again as the next revision,
+        under `event_id` (a new one when not given).
+        """
+        if self.complete and not self.correcting:
             return []
         missing = missing_information(
             service,
@@ -303,6 +414,24 @@ class Case(Aggregate):
         )
         if missing:
             self._information_requested(missing=missing, at=at)
+        elif self.correcting:
+            assert self.verification_event_id is not None  # corrections answer one
+            self._resubmitted(
+                **self._public(event_id or uuid4(), None),
+                channel=self.channel,
+                channel_ref=self.channel_ref,
+                service_code=self.service_code,
+                applicant=self.applicant,
+                fields=self.fields,
+                documents=self.documents,
+                attestation=self.attestation,
+                # Validity is judged when the applicant gave this data: now.
+                submitted_at=at,
+                revision=self.revision + 1,
+                corrects=self.verification_event_id,
+                actor=actor,
+                at=at,
+            )
         else:
             self._completed(
                 event_id=self.received_event_id,
@@ -324,7 +453,7 @@ class Case(Aggregate):
     @event("InformationRequested")
     def _information_requested(self, *, missing: list[dict[str, str]], at: datetime) -> None:
         self.missing = missing
-        self.status = "incomplete"
+        self.status = "correcting" if self.correcting else "incomplete"
 
     @event("Completed")
     def _completed(
@@ -359,12 +488,12 @@ class Case(Aggregate):
         actor: dict[str, str],
         at: datetime,
     ) -> None:
-        if self.complete:
+        if self.complete and not self.correcting:
             raise Refused(
                 "already_complete",
                 "The request is already complete and was sent for verification; "
-                "corrections go through the verification officer.",
-                "الطلب مكتمل وأُحيل إلى التحقق؛ تتم التصحيحات عن طريق موظف التحقق.",
+                "if verification asks for corrections, send them as corrections.",
+                "الطلب مكتمل وأُحيل إلى التحقق؛ إذا طلب التحقق تصحيح بيانات فأرسلها تصحيحًا.",
             )
         if not fields and not documents and attestation is None:
             raise Refused(
@@ -404,6 +533,162 @@ class Case(Aggregate):
         self.fields = fields
         self.documents = documents
         self.attestation = attestation
+
+    # Corrections after verification -------------------------------------------------
+
+    def correction_refusal(self) -> Refused | None:
+        """Why the applicant cannot correct the request now, or None if they can.
+
+        Corrections answer a verification that found discrepancies in the
+        request as last published, and only until the committee decided.
+        """
+        if self.closed or self.decision is not None:
+            return Refused(
+                "already_decided",
+                "The research committee has already decided on this request; "
+                "it can no longer be corrected.",
+                "بتّت لجنة البحث في هذا الطلب، ولم يعد تصحيحه ممكنًا.",
+            )
+        if not self.complete:
+            return Refused(
+                "still_incomplete",
+                "The request is not complete yet: send what is missing as information, "
+                "not as a correction.",
+                "الطلب لم يكتمل بعد: أرسل المعلومات الناقصة استكمالًا للطلب، لا تصحيحًا.",
+            )
+        outcome = (
+            self.verification_outcome if self.verification_revision == self.revision else None
+        )
+        if outcome == "discrepancies":
+            return None
+        if outcome == "verified":
+            why_en = "verification found the data correct"
+            why_ar = "وجد التحقق البيانات صحيحة"
+        elif outcome == "ineligible":
+            why_en = "verification found the applicant not eligible for this service"
+            why_ar = "وجد التحقق أن مقدم الطلب غير مستحق لهذه الخدمة"
+        else:
+            why_en = "verification has not yet finished checking this request"
+            why_ar = "لم ينتهِ التحقق من هذا الطلب بعد"
+        return Refused(
+            "no_corrections_asked",
+            "Corrections are accepted only when verification asked for them: "
+            f"{why_en} (revision {self.revision}).",
+            "لا تُقبل التصحيحات إلا إذا طلبها التحقق: "
+            f"{why_ar} (النسخة {self.revision}).",
+        )
+
+    def correct(
+        self,
+        *,
+        applicant: dict[str, Any],
+        fields: dict[str, Any],
+        documents: list[dict[str, Any]],
+        attestation: dict[str, Any] | None,
+        actor: dict[str, str],
+        at: datetime,
+    ) -> None:
+        """The applicant's corrections; the declaration must be signed again on the new data.
+
+        `applicant` holds only what changes (national_id, name, phone, email; a
+        phone or email given as None is removed). The declaration given with the
+        corrections covers the corrected data; without one, the earlier one no
+        longer counts and the case waits for it.
+        """
+        refusal = self.correction_refusal()
+        if refusal is not None:
+            raise refusal
+        if not applicant and not fields and not documents and attestation is None:
+            raise Refused(
+                "nothing_corrected",
+                "Nothing was corrected: send the corrected applicant details, fields, "
+                "documents or the new declaration.",
+                "لم يُصحَّح شيء: أرسل بيانات مقدم الطلب المصححة أو الحقول أو المستندات "
+                "أو الإقرار الجديد.",
+            )
+        for required in ("national_id", "name"):
+            if required in applicant and not is_given(applicant[required]):
+                raise Refused(
+                    "applicant_detail_required",
+                    f"The applicant's {required.replace('_', ' ')} can be corrected "
+                    "but not removed.",
+                    "يمكن تصحيح "
+                    + ("رقم هوية" if required == "national_id" else "اسم")
+                    + " مقدم الطلب لكن لا يمكن حذفه.",
+                )
+        changes = {k: v for k, v in applicant.items() if k in APPLICANT_DETAILS}
+        new_applicant = applicant_as_recorded({**self.applicant, **changes})
+        new_fields = merge_fields(self.fields, fields)
+        new_documents = merge_documents(self.documents, documents)
+        if attestation is not None:
+            attestation = complete_attestation(
+                attestation,
+                attested_data_hash(
+                    new_applicant, self.service_code, new_fields, new_documents
+                ),
+                default_by=new_applicant.get("name", ""),
+                at=at,
+            )
+        self._corrected(
+            applicant=new_applicant,
+            fields=new_fields,
+            documents=new_documents,
+            attestation=attestation,
+            revision=self.revision + 1,
+            corrects=self.verification_event_id,
+            actor=actor,
+            at=at,
+        )
+
+    @event("Corrected")
+    def _corrected(
+        self,
+        *,
+        applicant: dict[str, Any],
+        fields: dict[str, Any],
+        documents: list[dict[str, Any]],
+        attestation: dict[str, Any] | None,
+        revision: int,
+        corrects: UUID | None,
+        actor: dict[str, str],
+        at: datetime,
+    ) -> None:
+        self.applicant = applicant
+        self.fields = fields
+        self.documents = documents
+        # A declaration covers the data it was given on: the earlier one does
+        # not cover the corrections, even if they happen to change nothing.
+        self.attestation = attestation
+        self.correcting = True
+        self.status = "correcting"
+
+    @event("Resubmitted")
+    def _resubmitted(
+        self,
+        *,
+        event_id: UUID,
+        causation_id: None,
+        association_id: str,
+        case_ref: str,
+        correlation_id: UUID,
+        channel: str,
+        channel_ref: str,
+        service_code: str,
+        applicant: dict[str, Any],
+        fields: dict[str, Any],
+        documents: list[dict[str, Any]],
+        attestation: dict[str, Any] | None,
+        submitted_at: datetime,
+        revision: int,
+        corrects: UUID,
+        actor: dict[str, str],
+        at: datetime,
+    ) -> None:
+        self.revision = revision
+        self.correcting = False
+        self.missing = []
+        self.corrections = []
+        self.status = "received"
 
     # Duplicates ----------------------------------------------------------------------
 
@@ -517,16 +802,52 @@ class Case(Aggregate):
     def has_noted(self, source_event_id: UUID) -> bool:
         return source_event_id in self.noted_event_ids
 
-    def note_verification(self, *, source_event_id: UUID, outcome: str) -> None:
-        if self.has_noted(source_event_id):
+    def note_verification(
+        self,
+        *,
+        source_event_id: UUID,
+        outcome: str,
+        revision: int = 1,
+        corrections: list[dict[str, str]] | None = None,
+        ineligible_reason: dict[str, str] | None = None,
+        ineligible_rule: str | None = None,
+    ) -> None:
+        """What verification found, for the revision it verified.
+
+        A verification of an older revision than the request as last published
+        (late, or redelivered) says nothing about the current data: ignored.
+        """
+        if self.has_noted(source_event_id) or revision < self.revision:
             return
-        self._verification_noted(source_event_id=source_event_id, outcome=outcome)
+        self._verification_noted(
+            source_event_id=source_event_id,
+            outcome=outcome,
+            revision=revision,
+            corrections=list(corrections or []),
+            ineligible_reason=ineligible_reason,
+            ineligible_rule=ineligible_rule,
+        )
 
     @event("VerificationNoted")
-    def _verification_noted(self, *, source_event_id: UUID, outcome: str) -> None:
+    def _verification_noted(
+        self,
+        *,
+        source_event_id: UUID,
+        outcome: str,
+        # Defaults: what a VerificationNoted recorded before revisions means.
+        revision: int = 1,
+        corrections: list[dict[str, str]] | None = None,
+        ineligible_reason: dict[str, str] | None = None,
+        ineligible_rule: str | None = None,
+    ) -> None:
         self.noted_event_ids.append(source_event_id)
         self.verification_outcome = outcome
-        if self.decision is None and not self.delivered:
+        self.verification_event_id = source_event_id
+        self.verification_revision = revision
+        self.corrections = list(corrections or []) if outcome == "discrepancies" else []
+        self.ineligible_reason = ineligible_reason
+        self.ineligible_rule = ineligible_rule
+        if self.decision is None and not self.delivered and not self.correcting:
             self.status = outcome
 
     def note_decision(self, *, source_event_id: UUID, decision: str) -> None:

@@ -21,14 +21,27 @@ from shared.outbox import carried_envelope
 
 
 def request_received(event: Any) -> IntegrationEvent:
-    """The case completed: only now is the request published, whole and attested."""
+    """The request, whole and attested: published when the case completed (revision 1),
+    and again each time the applicant corrected it after verification asked (`Resubmitted`).
+
+    Every revision correlates with the first RequestReceived of the case; a
+    revision's own event id is new, its `submitted_at` the time of the correction.
+    """
+    if isinstance(event, Case.Resubmitted):
+        envelope = carried_envelope(event)
+        revision, corrects = event.revision, event.corrects
+    else:
+        envelope = {
+            "event_id": event.event_id,
+            "association_id": event.association_id,
+            "case_id": event.originator_id,
+            "case_ref": event.case_ref,
+            "correlation_id": event.event_id,
+        }
+        revision, corrects = 1, None
     return RequestReceived(
-        event_id=event.event_id,
+        **envelope,
         occurred_at=event.at,
-        association_id=event.association_id,
-        case_id=event.originator_id,
-        case_ref=event.case_ref,
-        correlation_id=event.event_id,
         actor=Actor(**event.actor),
         payload=RequestReceivedPayload(
             channel=event.channel,
@@ -39,6 +52,8 @@ def request_received(event: Any) -> IntegrationEvent:
             documents=event.documents,
             attestation=event.attestation,
             submitted_at=event.submitted_at,
+            revision=revision,
+            corrects=corrects,
         ),
     )
 
@@ -69,6 +84,7 @@ def service_delivered(event: Any) -> IntegrationEvent:
 
 TRANSLATORS = {
     get_topic(Case.Completed): request_received,
+    get_topic(Case.Resubmitted): request_received,
     get_topic(Case.ReferredToResearcher): referred_to_researcher,
     get_topic(Case.ServiceDelivered): service_delivered,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.intake.domain import Case
+from services.intake.domain import Case, explained_ineligibility
 from shared.views import ViewTransaction
 
 CASES = "cases"
@@ -39,6 +39,11 @@ def project(event: Any, views: ViewTransaction) -> None:
                 "status": "incomplete",
                 "complete": False,
                 "missing": [],
+                "revision": 1,
+                # What verification asks the applicant to correct, while it does.
+                "corrections": [],
+                # Why the applicant is not eligible, when verification found so.
+                "ineligible_reason": None,
                 "referred": False,
                 "submitted_at": at,
                 "received_at": None,
@@ -72,9 +77,32 @@ def project(event: Any, views: ViewTransaction) -> None:
     elif isinstance(event, Case.ReferredToResearcher):
         doc["referred"] = True
         what = "referred_to_researcher"
+    elif isinstance(event, Case.Corrected):
+        doc["status"] = "correcting"
+        what = "corrected"
+    elif isinstance(event, Case.Resubmitted):
+        doc["status"] = "received"
+        doc["revision"] = event.revision
+        doc["corrections"] = []
+        doc["missing"] = []
+        doc["resubmitted_at"] = at
+        what = f"resubmitted:{event.revision}"
     elif isinstance(event, Case.VerificationNoted):
-        if doc["status"] not in ("approved", "rejected", "delivered"):
+        if doc["status"] not in ("approved", "rejected", "delivered", "correcting"):
             doc["status"] = event.outcome
+        doc["corrections"] = (
+            list(getattr(event, "corrections", None) or [])
+            if event.outcome == "discrepancies"
+            else []
+        )
+        doc["ineligible_reason"] = (
+            explained_ineligibility(
+                getattr(event, "ineligible_reason", None), getattr(event, "ineligible_rule", None)
+            )
+            if event.outcome == "ineligible"
+            else None
+        )
+        doc["verified_revision"] = getattr(event, "revision", 1)
         what = f"verification:{event.outcome}"
     elif isinstance(event, Case.DecisionNoted):
         if doc["status"] != "delivered":

@@ -10,11 +10,18 @@ from eventsourcing.persistence import Tracking
 from services.intake.application import IntakeApplication, SubmissionRefused
 from services.intake.domain import Case, attested_data_hash
 from services.intake.integration import TRANSLATORS
+from services.intake.views import CASES, project
 from shared.clock import FrozenClock
+from shared.errors import NotFound, Refused
 from shared.events import (
     Actor,
+    CheckResult,
     CommitteeDecided,
     CommitteeDecidedPayload,
+    Correction,
+    DataVerified,
+    DataVerifiedPayload,
+    Explanation,
     RequestReceived,
     Vote,
 )
@@ -274,3 +281,233 @@ def test_the_result_gives_the_hash_a_declaration_of_the_current_data_must_carry(
         actor=ACTOR,
     )
     assert done.missing == [] and done.status == "received"
+
+
+# Corrections after verification ---------------------------------------------------------
+
+ID_CORRECTION = Correction(
+    field="national_id",
+    ar="رقم الهوية غير صحيح: خانة التحقق لا تطابق.",
+    en="The national ID has a wrong check digit.",
+)
+
+
+def verify(app, case_id, outcome="discrepancies", *, revision=1, corrections=(ID_CORRECTION,), **extra):
+    event = DataVerified(
+        event_id=uuid4(),
+        occurred_at=START,
+        association_id="sidr",
+        case_id=case_id,
+        case_ref="x",
+        correlation_id=uuid4(),
+        causation_id=uuid4(),
+        actor=Actor(kind="officer", id="v1"),
+        payload=DataVerifiedPayload(
+            outcome=outcome,
+            checks=[CheckResult(name="national_id_format", passed=outcome == "verified")],
+            officer="v1",
+            corrections=list(corrections) if outcome == "discrepancies" else [],
+            revision=revision,
+            **extra,
+        ),
+    )
+    processing = ProcessingEvent(tracking=Tracking("nats:KHIDMA", app.max_notification_id() + 1000))
+    app.on_data_verified(event, processing)
+    app.record_processing(processing)
+    return event
+
+
+def test_a_corrected_request_is_published_again_whole_with_the_next_revision():
+    clock = FrozenClock(START)
+    app = make_app(clock)
+    result = app.submit(submission(), ACTOR)
+    verified = verify(app, result.case_id)
+    clock.advance(timedelta(days=2))
+    corrected = app.correct(
+        app.case_id_of(result.case_ref),
+        applicant={"name": "علي حسن"},
+        attestation={"attested": True, "method": "one_time_code"},
+        actor=ACTOR,
+    )
+    assert corrected.status == "received" and corrected.revision == 2 and corrected.missing == []
+    first, second = published(app)
+    assert (first.payload.revision, first.payload.corrects) == (1, None)
+    assert isinstance(second, RequestReceived)
+    assert second.payload.revision == 2 and second.payload.corrects == verified.event_id
+    assert (second.case_id, second.case_ref) == (first.case_id, first.case_ref)
+    assert second.event_id != first.event_id
+    assert second.correlation_id == first.event_id == first.correlation_id
+    assert second.causation_id is None
+    assert second.payload.submitted_at == START + timedelta(days=2) == second.occurred_at
+    assert second.payload.applicant.name == "علي حسن"
+    assert second.payload.fields == FIELDS and second.payload.documents == first.payload.documents
+    assert second.payload.attestation.data_hash == corrected.data_hash
+
+
+def test_a_correction_waits_for_the_declaration_given_later_as_information():
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    verify(app, result.case_id)
+    waiting = app.correct(result.case_id, fields={"seedling_count": 25}, actor=ACTOR)
+    assert waiting.status == "correcting" and not waiting.as_dict()["complete"]
+    assert [m["code"] for m in waiting.missing] == ["declaration"]
+    assert len(published(app)) == 1
+    assert app.case_status(result.case_id)["status"] == "correcting"
+    done = app.add_information(
+        result.case_id,
+        attestation={"attested": True, "method": "in_person", "data_hash": waiting.data_hash},
+        actor=ACTOR,
+    )
+    assert done.status == "received" and done.revision == 2
+    second = published(app)[-1]
+    assert second.payload.revision == 2 and second.payload.fields["seedling_count"] == 25
+
+
+def test_corrections_are_refused_when_verification_did_not_ask_for_them():
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    verify(app, result.case_id, "verified")
+    before = app.max_notification_id()
+    with pytest.raises(Refused) as refused:
+        app.correct(result.case_id, applicant={"name": "x"}, actor=ACTOR)
+    assert refused.value.code == "no_corrections_asked" and refused.value.ar
+    assert app.max_notification_id() == before
+
+
+def test_a_corrected_national_id_moves_the_open_request_with_it():
+    app = make_app()
+    result = app.submit(submission(applicant={"national_id": "1000000001", "name": "علي"}), ACTOR)
+    verify(app, result.case_id)
+    app.correct(
+        result.case_id,
+        applicant={"national_id": "1000000008"},
+        attestation={"attested": True, "method": "one_time_code"},
+        actor=ACTOR,
+    )
+    assert published(app)[-1].payload.applicant.national_id == "1000000008"
+    # The corrected ID holds the open request; the mistyped one holds none.
+    again = app.submit(submission(applicant={"national_id": "1000000008", "name": "علي"}), ACTOR)
+    assert again.duplicate and again.linked and again.case_id == result.case_id
+    other = app.submit(submission(applicant={"national_id": "1000000001", "name": "آخر"}), ACTOR)
+    assert not other.duplicate and other.case_id != result.case_id
+
+
+def test_a_national_id_cannot_be_corrected_to_one_with_an_open_request():
+    app = make_app()
+    mine = app.submit(submission(applicant={"national_id": "1000000001", "name": "علي"}), ACTOR)
+    theirs = app.submit(submission(applicant={"national_id": "1000000008", "name": "سعد"}), ACTOR)
+    verify(app, mine.case_id)
+    before = app.max_notification_id()
+    with pytest.raises(Refused) as refused:
+        app.correct(mine.case_id, applicant={"national_id": "1000000008"}, actor=ACTOR)
+    assert refused.value.code == "already_open"
+    assert theirs.case_ref in refused.value.en and theirs.case_ref in refused.value.ar
+    assert app.max_notification_id() == before
+    assert app.submit(submission(applicant={"national_id": "1000000001", "name": "علي"}), ACTOR).case_id == mine.case_id
+
+
+def test_a_late_verification_of_the_first_revision_does_not_reopen_corrections():
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    verify(app, result.case_id)
+    app.correct(result.case_id, applicant={"name": "علي حسن"},
+                attestation={"attested": True, "method": "one_time_code"}, actor=ACTOR)
+    before = app.max_notification_id()
+    verify(app, result.case_id, revision=1)
+    assert app.max_notification_id() == before
+    status = app.case_status(result.case_id)
+    assert status["status"] == "received" and status["revision"] == 2 and status["corrections"] == []
+    with pytest.raises(Refused) as refused:
+        app.correct(result.case_id, applicant={"name": "x"}, actor=ACTOR)
+    assert refused.value.code == "no_corrections_asked"
+
+
+def test_the_status_tells_what_to_correct_and_why_not_eligible():
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    verify(app, result.case_id)
+    status = app.case_status(result.case_id)
+    assert status["status"] == "discrepancies" and status["revision"] == 1
+    assert status["corrections"] == [ID_CORRECTION.model_dump()]
+    other = app.submit(submission(applicant={"national_id": "2", "name": "B"}), ACTOR)
+    verify(app, other.case_id, "ineligible", ineligible_rule="members_only",
+           ineligible_reason=Explanation(ar="الخدمة للأعضاء فقط", en="Members only"))
+    assert app.case_status(other.case_id)["ineligible_reason"] == {"ar": "الخدمة للأعضاء فقط", "en": "Members only"}
+    older = app.submit(submission(applicant={"national_id": "3", "name": "C"}), ACTOR)
+    verify(app, older.case_id, "ineligible", ineligible_rule="Members only")
+    assert app.case_status(older.case_id)["ineligible_reason"] == {"ar": "Members only", "en": "Members only"}
+
+
+def test_the_phone_is_published_in_e164_and_the_declaration_covers_it():
+    app = make_app()
+    result = app.submit(submission(applicant={**APPLICANT, "phone": "050 123 4567"}), ACTOR)
+    (event,) = published(app)
+    assert event.payload.applicant.phone == "+966501234567"
+    assert event.payload.attestation.data_hash == attested_data_hash(
+        event.payload.applicant.model_dump(mode="json"), "seedlings", FIELDS,
+        [d.model_dump(mode="json") for d in event.payload.documents],
+    ) == result.data_hash
+    app.submit(submission(applicant={"national_id": "2", "name": "B", "phone": "call me"}), ACTOR)
+    assert published(app)[-1].payload.applicant.phone == "call me"
+
+
+def test_a_case_is_found_by_its_reference_in_the_store():
+    app = make_app()
+    first = app.submit(submission(), ACTOR)
+    second = app.submit(submission(applicant={"national_id": "2", "name": "B"}), ACTOR)
+    assert app.case_id_of(second.case_ref) == second.case_id
+    assert app.case_id_of(first.case_ref.lower()) == first.case_id
+    assert app.case_id_of(str(first.case_id)) == first.case_id
+    for unknown in ("SDR-1448-000003", "XYZ-1448-000001", "SDR-1447-000001", "nonsense"):
+        with pytest.raises(NotFound):
+            app.case_id_of(unknown)
+
+
+def read_model(app: IntakeApplication, case_id) -> dict:
+    """The case as the read model holds it after projecting the whole store."""
+
+    class Views:
+        def __init__(self):
+            self.docs: dict = {}
+
+        def get(self, view, key):
+            return self.docs.get((view, key))
+
+        def put(self, view, key, doc):
+            self.docs[(view, key)] = doc
+
+    views = Views()
+    for notification in app.read_notifications(0, 10_000):
+        project(app.mapper.to_domain_event(notification), views)  # type: ignore[arg-type]
+    return views.docs[(CASES, str(case_id))]
+
+
+def test_the_read_model_shows_the_corrections_until_the_corrected_request_is_sent():
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    verify(app, result.case_id)
+    doc = read_model(app, result.case_id)
+    assert doc["status"] == "discrepancies" and doc["revision"] == 1
+    assert doc["corrections"] == [ID_CORRECTION.model_dump()]
+    app.correct(result.case_id, applicant={"national_id": "1000000008"}, actor=ACTOR)
+    doc = read_model(app, result.case_id)
+    assert doc["status"] == "correcting" and doc["corrections"]
+    assert [m["code"] for m in doc["missing"]] == ["declaration"]
+    app.add_information(result.case_id, attestation={"attested": True, "method": "in_person"}, actor=ACTOR)
+    doc = read_model(app, result.case_id)
+    assert doc["status"] == "received" and doc["revision"] == 2
+    assert doc["corrections"] == [] and doc["missing"] == []
+    assert [h["what"] for h in doc["history"]][-5:] == [
+        "verification:discrepancies", "corrected", "information_requested", "information_added",
+        "resubmitted:2",
+    ]
+
+
+def test_the_read_model_explains_an_ineligible_outcome():
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    verify(app, result.case_id, "ineligible", ineligible_rule="members_only",
+           ineligible_reason=Explanation(ar="الخدمة للأعضاء فقط", en="Members only"))
+    doc = read_model(app, result.case_id)
+    assert doc["status"] == "ineligible" and doc["corrections"] == []
+    assert doc["ineligible_reason"] == {"ar": "الخدمة للأعضاء فقط", "en": "Members only"}

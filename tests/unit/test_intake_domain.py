@@ -1,5 +1,5 @@
 from datetime import datetime, timezone
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -8,11 +8,15 @@ from services.intake.domain import (
     CaseNumbering,
     ChannelRef,
     OpenRequest,
+    applicant_as_recorded,
     attested_data_hash,
     case_reference,
     channel_ref_id,
+    explained_ineligibility,
     missing_information,
+    normalise_phone,
     numbering_id,
+    parse_case_reference,
 )
 from shared.errors import Refused
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
@@ -272,3 +276,219 @@ def test_a_field_of_the_wrong_kind_is_still_missing():
         SEEDLINGS, applicant=APPLICANT, fields={**FIELDS, "seedling_count": "20"},
         documents=DOCUMENTS, attestation=None, include_attestation=False,
     ) == []
+
+
+# Corrections after verification ---------------------------------------------------------
+
+LATER = datetime(2026, 11, 25, tzinfo=timezone.utc)
+APPLICANT_ACTOR = {"kind": "applicant", "id": "a"}
+NAME_CORRECTION = [{"field": "name", "ar": "أدخل اسمك الكامل.", "en": "Give your full name."}]
+
+
+def with_discrepancies(case: Case, revision: int = 1) -> UUID:
+    verified = uuid4()
+    case.note_verification(
+        source_event_id=verified, outcome="discrepancies", revision=revision,
+        corrections=NAME_CORRECTION,
+    )
+    return verified
+
+
+def new_declaration(**extra):
+    return {"attested": True, "method": "one_time_code", **extra}
+
+
+def correct(case: Case, *, at=LATER, attest=True, **changes):
+    case.correct(
+        applicant=changes.pop("applicant", {}),
+        fields=changes.pop("fields", {}),
+        documents=changes.pop("documents", []),
+        attestation=new_declaration() if attest else None,
+        actor=APPLICANT_ACTOR, at=at,
+    )
+    return case.check_completeness(SEEDLINGS, at=at, actor=APPLICANT_ACTOR, event_id=uuid4())
+
+
+def refusal_code(case: Case) -> str:
+    with pytest.raises(Refused) as refused:
+        correct(case, applicant={"name": "Ali Hasan"})
+    assert refused.value.en and refused.value.ar
+    return refused.value.code
+
+
+def test_corrections_are_refused_until_verification_asks_for_them():
+    incomplete = submitted_case(documents=[], attest=None)
+    incomplete.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "a", "id": "a"})
+    assert refusal_code(incomplete) == "still_incomplete"
+    assert refusal_code(received_case()) == "no_corrections_asked"
+    for outcome in ("verified", "ineligible"):
+        case = received_case()
+        case.note_verification(source_event_id=uuid4(), outcome=outcome)
+        assert refusal_code(case) == "no_corrections_asked"
+
+
+def test_corrections_are_refused_once_the_committee_decided():
+    case = received_case()
+    with_discrepancies(case)
+    case.note_decision(source_event_id=uuid4(), decision="rejected")
+    assert refusal_code(case) == "already_decided"
+
+
+def test_a_correction_must_change_something():
+    case = received_case()
+    with_discrepancies(case)
+    with pytest.raises(Refused) as refused:
+        correct(case, attest=False)
+    assert refused.value.code == "nothing_corrected" and refused.value.ar
+
+
+def test_the_national_id_can_be_corrected_but_not_removed():
+    case = received_case()
+    with_discrepancies(case)
+    with pytest.raises(Refused) as refused:
+        correct(case, applicant={"national_id": " "})
+    assert refused.value.code == "applicant_detail_required" and refused.value.ar
+
+
+def test_an_attested_correction_publishes_the_whole_request_as_the_next_revision():
+    case = received_case()
+    verified = with_discrepancies(case)
+    assert case.status == "discrepancies" and case.corrections == NAME_CORRECTION
+
+    assert correct(case, applicant={"name": "Ali Hasan"}, fields={"seedling_count": 25}) == []
+
+    resubmitted = case.collect_events()[-1]
+    assert isinstance(resubmitted, Case.Resubmitted)
+    assert resubmitted.revision == 2 and resubmitted.corrects == verified
+    # A new event, in the same conversation as the first request.
+    assert resubmitted.event_id != case.received_event_id
+    assert resubmitted.correlation_id == case.received_event_id and resubmitted.causation_id is None
+    assert resubmitted.submitted_at == LATER
+    assert resubmitted.applicant["name"] == "Ali Hasan"
+    assert resubmitted.fields == {**FIELDS, "seedling_count": 25}
+    assert resubmitted.attestation["data_hash"] == attested_data_hash(
+        {**APPLICANT, "name": "Ali Hasan"}, "seedlings", {**FIELDS, "seedling_count": 25}, DOCUMENTS
+    )
+    assert case.revision == 2 and case.status == "received" and case.corrections == []
+
+
+def test_corrections_without_a_new_declaration_wait_for_it():
+    case = received_case()
+    with_discrepancies(case)
+    missing = correct(case, attest=False, applicant={"name": "Ali Hasan"})
+    assert [(m["kind"], m["code"]) for m in missing] == [("attestation", "declaration")]
+    assert case.status == "correcting" and case.missing == missing
+    assert not any(isinstance(e, Case.Resubmitted) for e in case.collect_events())
+
+    case.add_information(fields={}, documents=[], attestation=new_declaration(), actor=APPLICANT_ACTOR, at=LATER)
+    assert case.check_completeness(SEEDLINGS, at=LATER, actor=APPLICANT_ACTOR) == []
+    (resubmitted,) = [e for e in case.collect_events() if isinstance(e, Case.Resubmitted)]
+    assert resubmitted.revision == 2 and resubmitted.applicant["name"] == "Ali Hasan"
+
+
+def test_the_earlier_declaration_does_not_cover_a_correction_that_changes_nothing():
+    case = received_case()
+    with_discrepancies(case)
+    # The same document again: the data hash is unchanged, the declaration is not.
+    missing = correct(case, attest=False, documents=DOCUMENTS)
+    assert [m["code"] for m in missing] == ["declaration"]
+    assert case.status == "correcting"
+
+
+def test_a_declaration_on_other_data_does_not_publish_the_correction():
+    case = received_case()
+    with_discrepancies(case)
+    case.correct(
+        applicant={"name": "Ali Hasan"}, fields={}, documents=[],
+        attestation=new_declaration(data_hash=attested_data_hash(APPLICANT, "seedlings", FIELDS, DOCUMENTS)),
+        actor=APPLICANT_ACTOR, at=LATER,
+    )
+    missing = case.check_completeness(SEEDLINGS, at=LATER, actor=APPLICANT_ACTOR)
+    assert [m["code"] for m in missing] == ["declaration_outdated"]
+
+
+def test_each_correction_answers_the_verification_of_the_latest_revision():
+    case = received_case()
+    with_discrepancies(case)
+    correct(case, applicant={"name": "Ali Hasan"})
+    # Revision 2 is not verified yet: no correction until it is.
+    assert refusal_code(case) == "no_corrections_asked"
+    second = with_discrepancies(case, revision=2)
+    correct(case, fields={"seedling_count": 30})
+    resubmitted = [e for e in case.collect_events() if isinstance(e, Case.Resubmitted)]
+    assert [(e.revision, e.corrects) for e in resubmitted][-1] == (3, second)
+    assert len({e.event_id for e in resubmitted}) == 2
+    assert {e.correlation_id for e in resubmitted} == {case.received_event_id}
+
+
+def test_a_verification_of_an_older_revision_is_ignored():
+    case = received_case()
+    first = with_discrepancies(case)
+    correct(case, applicant={"name": "Ali Hasan"})
+    case.collect_events()
+    # Late or redelivered: the verification of revision 1 says nothing about revision 2.
+    case.note_verification(source_event_id=uuid4(), outcome="verified", revision=1)
+    assert case.collect_events() == []
+    assert case.status == "received" and case.verification_event_id == first
+    case.note_verification(source_event_id=uuid4(), outcome="verified", revision=2)
+    assert case.status == "verified" and case.verification_revision == 2
+
+
+def test_the_ineligible_reason_is_kept_in_both_languages_with_the_rule_as_fallback():
+    case = received_case()
+    reason = {"ar": "الخدمة للأعضاء فقط", "en": "Members only"}
+    case.note_verification(
+        source_event_id=uuid4(), outcome="ineligible", ineligible_reason=reason, ineligible_rule="members_only"
+    )
+    assert explained_ineligibility(case.ineligible_reason, case.ineligible_rule) == reason
+    assert explained_ineligibility(None, "Members only") == {"ar": "Members only", "en": "Members only"}
+    assert explained_ineligibility(None, None) is None
+
+
+# Phone numbers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given, e164",
+    [
+        ("0501234567", "+966501234567"),
+        ("501234567", "+966501234567"),
+        ("966501234567", "+966501234567"),
+        ("+966501234567", "+966501234567"),
+        ("+966 0501234567", "+966501234567"),
+        ("00966 50 123 4567", "+966501234567"),
+        ("٠٥٠١٢٣٤٥٦٧", "+966501234567"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("0112345678", "+966112345678"),
+    ],
+)
+def test_phone_numbers_are_read_into_e164(given, e164):
+    assert normalise_phone(given) == e164
+
+
+@pytest.mark.parametrize("given", ["12345", "call me", "+966 12", "05012345678"])
+def test_a_number_that_cannot_be_read_is_not_normalised(given):
+    assert normalise_phone(given) is None
+
+
+def test_the_applicant_is_recorded_with_the_phone_in_e164_or_as_given():
+    assert applicant_as_recorded({**APPLICANT, "phone": "05 0123 4567"})["phone"] == "+966501234567"
+    assert applicant_as_recorded({**APPLICANT, "phone": "call me"})["phone"] == "call me"
+    assert applicant_as_recorded(APPLICANT) == APPLICANT
+
+
+def test_a_corrected_phone_is_recorded_in_e164_and_attested_so():
+    case = received_case()
+    with_discrepancies(case)
+    correct(case, applicant={"phone": "0501234567"})
+    resubmitted = case.collect_events()[-1]
+    assert resubmitted.applicant["phone"] == "+966501234567"
+    assert resubmitted.attestation["data_hash"] == attested_data_hash(
+        {**APPLICANT, "phone": "+966501234567"}, "seedlings", FIELDS, DOCUMENTS
+    )
+
+
+def test_case_references_are_read_back():
+    assert parse_case_reference("SDR-1448-000123") == ("SDR", 1448, 123)
+    assert parse_case_reference("sdr-1448-000123") == ("SDR", 1448, 123)
+    assert parse_case_reference("SDR-1448-12") is None
