@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 
-from services.committee.domain import CommitteeCase, Sitting
+from services.committee.domain import AGAINST, CommitteeCase, Sitting
 from services.committee.minutes import render_minutes
 from shared.clock import Clock
 from shared.consumer import RetryLater
@@ -212,6 +212,7 @@ class CommitteeApplication(ServiceApplication):
             "quorate": sitting.quorate,
             "closed": sitting.closed,
             "closed_at": sitting.closed_at.isoformat() if sitting.closed_at else None,
+            "closed_at_display": _display(sitting.closed_at),
             "cases": [self._case_in_sitting(sitting, case_id) for case_id in sitting.cases],
         }
 
@@ -291,6 +292,12 @@ class CommitteeApplication(ServiceApplication):
                 "reasons": list(decision["reasons"]),
                 "within_window": decision["within_window"],
                 "dissent_notes": list(decision["dissent_notes"]),
+                # The same notes by member, for the minutes to name the member.
+                "dissents": [
+                    {"member": member, "note": cast["dissent_note"]}
+                    for member, cast in record["votes"].items()
+                    if cast["vote"] == AGAINST.get(decision["decision"]) and cast["dissent_note"]
+                ],
                 "deadline": decision["deadline"].isoformat() if decision["deadline"] else None,
                 "deadline_display": _display(decision["deadline"]),
                 "decided_at": decision["decided_at"].isoformat(),
