@@ -1,5 +1,6 @@
 """The committee's HTTP API: the researcher's queue, sittings (votes, recusals, decisions,
-minutes), the agenda and the decision-window flags."""
+minutes), the agenda, the cases awaiting the applicant's correction and the
+decision-window flags."""
 
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ class Decision(BaseModel):
     reasons: list[Text] = Field(min_length=1)
 
 
+AgendaOutcome = Literal["verified", "ineligible"]
+
+
 def _filters(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
@@ -72,17 +76,41 @@ def build_router() -> APIRouter:
     @router.get("/agenda")
     async def agenda(
         association_id: str | None = None,
+        outcome: AgendaOutcome | None = None,
         limit: int = 100,
         offset: int = 0,
         runtime: ServiceRuntime = Depends(runtime_of),
     ) -> list[dict[str, Any]]:
-        """Received, attested, verified cases waiting for a decision, the nearest deadline first."""
+        """Received, attested cases waiting for a decision, the nearest deadline first.
+
+        Verified cases are decided by the votes; ineligible ones are listed for a
+        decision too (`expected_decision` "rejected", with `ineligible_rule` and
+        `ineligible_reason` {ar, en}). `outcome` lists only one of the two.
+        """
         assert runtime.views is not None
         return runtime.views.find(
             CASES,
             limit=min(limit, 1000),
             offset=offset,
             on_agenda=True,
+            **_filters(association_id=association_id, verification_outcome=outcome),
+        )
+
+    @router.get("/awaiting-correction")
+    async def awaiting_correction(
+        association_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> list[dict[str, Any]]:
+        """Cases whose verification found discrepancies, waiting for the applicant's
+        correction (`corrections`), the nearest deadline first: the window keeps running."""
+        assert runtime.views is not None
+        return runtime.views.find(
+            CASES,
+            limit=min(limit, 1000),
+            offset=offset,
+            awaiting_correction=True,
             **_filters(association_id=association_id),
         )
 
@@ -169,11 +197,13 @@ def build_router() -> APIRouter:
     @router.get("/sittings/{sitting_id}/agenda")
     async def sitting_agenda(
         sitting_id: UUID,
+        outcome: AgendaOutcome | None = None,
         limit: int = 100,
         offset: int = 0,
         runtime: ServiceRuntime = Depends(runtime_of),
     ) -> list[dict[str, Any]]:
-        """The verified, attested, undecided cases of the sitting's association, by deadline."""
+        """The attested, undecided cases of the sitting's association, by deadline:
+        verified ones, and ineligible ones to be rejected (see `GET /agenda`)."""
         assert runtime.views is not None
         app = application(runtime)
         status = await runtime.store.run(app.sitting_status, sitting_id)
@@ -183,6 +213,7 @@ def build_router() -> APIRouter:
             offset=offset,
             on_agenda=True,
             association_id=status["association_id"],
+            **_filters(verification_outcome=outcome),
         )
 
     @router.post("/sittings/{sitting_id}/cases/{case_id}/recusals", status_code=201)

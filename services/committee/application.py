@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 
-from services.committee.domain import CommitteeCase, Sitting
+from services.committee.domain import AGAINST, CommitteeCase, Sitting
 from services.committee.minutes import render_minutes
 from shared.clock import Clock
 from shared.consumer import RetryLater
@@ -55,9 +55,10 @@ class CommitteeApplication(ServiceApplication):
     def on_request_received(
         self, event: RequestReceived, processing: ProcessingEvent
     ) -> None:
+        """Records the request, or a newer revision of it (the applicant corrected it)."""
         case = self._find_case(event.case_id)
-        if case is not None and case.received:
-            return  # the same request, delivered again
+        if case is not None and case.received and event.payload.revision <= case.revision:
+            return  # the same request delivered again, or an older revision late
         if case is None:
             case = CommitteeCase.register(
                 case_id=event.case_id,
@@ -70,19 +71,29 @@ class CommitteeApplication(ServiceApplication):
             request_event_id=event.event_id,
             service_code=event.payload.service_code,
             channel=event.payload.channel,
-            # The request is complete when RequestReceived is published: the window starts.
+            # The request is complete when RequestReceived is published: the window starts
+            # (a later revision does not restart it).
             received_at=event.occurred_at,
             window_days=self.window_for(event.association_id),
             attestation=attestation.model_dump(mode="json") if attestation else None,
+            revision=event.payload.revision,
+            corrects=event.payload.corrects,
         )
         processing.collect_events(case)
 
     def on_data_verified(self, event: DataVerified, processing: ProcessingEvent) -> None:
         case = self._case_or_retry(event.case_id, event.event_type)
+        payload = event.payload
         case.record_verification(
             source_event_id=event.event_id,
-            outcome=event.payload.outcome,
+            outcome=payload.outcome,
             verified_at=event.occurred_at,
+            revision=payload.revision,
+            ineligible_rule=payload.ineligible_rule,
+            ineligible_reason=(
+                payload.ineligible_reason.model_dump() if payload.ineligible_reason else None
+            ),
+            corrections=[correction.model_dump() for correction in payload.corrections],
         )
         processing.collect_events(case)
 
@@ -201,6 +212,7 @@ class CommitteeApplication(ServiceApplication):
             "quorate": sitting.quorate,
             "closed": sitting.closed,
             "closed_at": sitting.closed_at.isoformat() if sitting.closed_at else None,
+            "closed_at_display": _display(sitting.closed_at),
             "cases": [self._case_in_sitting(sitting, case_id) for case_id in sitting.cases],
         }
 
@@ -244,7 +256,11 @@ class CommitteeApplication(ServiceApplication):
             "attested": case.attested,
             "deadline": case.deadline.isoformat() if case.deadline else None,
             "deadline_display": _display(case.deadline),
-            "verification_outcome": case.verification_outcome,
+            "revision": case.revision,
+            # The outcome of the request as it now stands: none while a correction
+            # (a newer revision) waits for its verification.
+            "verification_outcome": case.current_verification_outcome,
+            "verification_revision": case.verification_revision,
             "referral_open": case.open_referral is not None,
             "decision": case.decision,
             "within_window": case.within_window,
@@ -276,6 +292,12 @@ class CommitteeApplication(ServiceApplication):
                 "reasons": list(decision["reasons"]),
                 "within_window": decision["within_window"],
                 "dissent_notes": list(decision["dissent_notes"]),
+                # The same notes by member, for the minutes to name the member.
+                "dissents": [
+                    {"member": member, "note": cast["dissent_note"]}
+                    for member, cast in record["votes"].items()
+                    if cast["vote"] == AGAINST.get(decision["decision"]) and cast["dissent_note"]
+                ],
                 "deadline": decision["deadline"].isoformat() if decision["deadline"] else None,
                 "deadline_display": _display(decision["deadline"]),
                 "decided_at": decision["decided_at"].isoformat(),

@@ -8,6 +8,11 @@ deadline scanner flags cases approaching and past their decision window.
 Each command checks its rule, then records a past-tense event. Only
 `CommitteeCase.Decided` is public: the outbox publishes it as CommitteeDecided.
 
+A request the applicant corrects arrives again with the next revision: the
+committee records its data and declaration, and the case is not verified again
+until a DataVerified of that revision arrives. The window keeps running from
+the first receipt.
+
 Time is given, never read: the application passes its clock's `now`.
 """
 
@@ -78,6 +83,7 @@ class CommitteeCase(Aggregate):
         received_at: datetime,
         window_days: int,
         attestation: dict[str, Any] | None = None,
+        revision: int = 1,
     ) -> "CommitteeCase":
         """Registers the case and records its request (the usual order)."""
         case = cls.register(
@@ -93,6 +99,7 @@ class CommitteeCase(Aggregate):
             received_at=received_at,
             window_days=window_days,
             attestation=attestation,
+            revision=revision,
         )
         return case
 
@@ -111,9 +118,14 @@ class CommitteeCase(Aggregate):
         self.deadline: datetime | None = None
         self.attestation: dict[str, Any] | None = None
         self.attested = False
+        self.revision = 0  # the revision of the request recorded (0: none yet)
+        self.revisions: list[dict[str, Any]] = []
+        # The newest verification recorded (by revision, then time), perhaps of an
+        # older revision than the request's: see `verified`.
         self.verification_outcome: str | None = None
         self.verification_event_id: UUID | None = None
         self.verified_at: datetime | None = None
+        self.verification_revision: int | None = None
         self.referrals: list[dict[str, Any]] = []
         self.decision: str | None = None
         self.decision_event_id: UUID | None = None
@@ -131,6 +143,19 @@ class CommitteeCase(Aggregate):
     @property
     def decided(self) -> bool:
         return self.decision is not None
+
+    @property
+    def verified(self) -> bool:
+        """Verification of the request as it now stands (its current revision) was recorded."""
+        return (
+            self.verification_event_id is not None
+            and self.verification_outcome is not None
+            and self.verification_revision == self.revision
+        )
+
+    @property
+    def current_verification_outcome(self) -> str | None:
+        return self.verification_outcome if self.verified else None
 
     @property
     def open_referral(self) -> dict[str, Any] | None:
@@ -151,12 +176,27 @@ class CommitteeCase(Aggregate):
         received_at: datetime,
         window_days: int,
         attestation: dict[str, Any] | None,
+        revision: int = 1,
+        corrects: UUID | None = None,
     ) -> None:
         """Records the (complete) request; the deadline is fixed now, for good.
 
-        The first request recorded wins: a repeat changes nothing.
+        A newer revision (the applicant corrected the data) records its data and
+        declaration; the deadline stays. A repeat, an older revision, and any
+        revision after the decision change nothing.
         """
         if self.received:
+            if revision > self.revision and not self.decided:
+                self._revision_recorded(
+                    request_event_id=request_event_id,
+                    revision=revision,
+                    corrects=corrects,
+                    service_code=service_code,
+                    channel=channel,
+                    revised_at=received_at,
+                    attestation=dict(attestation) if attestation else None,
+                    attested=is_attested(attestation),
+                )
             return
         if window_days < 1:
             raise ValueError("the decision window is at least one day")
@@ -169,6 +209,7 @@ class CommitteeCase(Aggregate):
             deadline=decision_deadline(received_at, window_days),
             attestation=dict(attestation) if attestation else None,
             attested=is_attested(attestation),
+            revision=revision,
         )
 
     @event("RequestRecorded")
@@ -183,41 +224,103 @@ class CommitteeCase(Aggregate):
         deadline: datetime,
         attestation: dict[str, Any] | None,
         attested: bool,
+        revision: int = 1,  # requests recorded before revisions existed: the first
     ) -> None:
-        self.request_event_id = request_event_id
-        self.noted_event_ids.append(request_event_id)
-        self.service_code = service_code
-        self.channel = channel
         self.received_at = received_at
         self.window_days = window_days
         self.deadline = deadline
+        self._take_revision(
+            request_event_id, revision, service_code, channel, received_at, attestation, attested
+        )
+
+    @event("RevisionRecorded")
+    def _revision_recorded(
+        self,
+        *,
+        request_event_id: UUID,
+        revision: int,
+        corrects: UUID | None,
+        service_code: str,
+        channel: str,
+        revised_at: datetime,
+        attestation: dict[str, Any] | None,
+        attested: bool,
+    ) -> None:
+        self._take_revision(
+            request_event_id, revision, service_code, channel, revised_at, attestation, attested
+        )
+
+    def _take_revision(
+        self,
+        request_event_id: UUID,
+        revision: int,
+        service_code: str,
+        channel: str,
+        at: datetime,
+        attestation: dict[str, Any] | None,
+        attested: bool,
+    ) -> None:
+        self.request_event_id = request_event_id
+        self.noted_event_ids.append(request_event_id)
+        self.revision = revision
+        self.revisions.append(
+            {"revision": revision, "request_event_id": request_event_id, "received_at": at}
+        )
+        self.service_code = service_code
+        self.channel = channel
         self.attestation = attestation
         self.attested = attested
 
     def record_verification(
-        self, *, source_event_id: UUID, outcome: str, verified_at: datetime
+        self,
+        *,
+        source_event_id: UUID,
+        outcome: str,
+        verified_at: datetime,
+        revision: int = 1,
+        ineligible_rule: str | None = None,
+        ineligible_reason: dict[str, str] | None = None,
+        corrections: list[dict[str, str]] | None = None,
     ) -> None:
-        """Keeps the latest verification while undecided; its event causes the decision.
+        """Keeps the newest verification while undecided; its event causes the decision.
 
-        A repeated event, a verification older than the one recorded (a message
-        redelivered late) and any verification after the decision change nothing.
+        Newest means of the latest revision of the request, then the latest in
+        time. A repeated event, an older verification (a message redelivered
+        late) and any verification after the decision change nothing.
         """
         if self.has_noted(source_event_id) or self.decided:
             return
-        if self.verified_at is not None and verified_at < self.verified_at:
-            return
+        if self.verification_event_id is not None:
+            recorded = (self.verification_revision or 1, self.verified_at)
+            if (revision, verified_at) < recorded:  # type: ignore[operator]
+                return
         self._verification_recorded(
-            source_event_id=source_event_id, outcome=outcome, verified_at=verified_at
+            source_event_id=source_event_id,
+            outcome=outcome,
+            verified_at=verified_at,
+            revision=revision,
+            ineligible_rule=ineligible_rule,
+            ineligible_reason=dict(ineligible_reason) if ineligible_reason else None,
+            corrections=[dict(c) for c in corrections or []],
         )
 
     @event("VerificationRecorded")
     def _verification_recorded(
-        self, *, source_event_id: UUID, outcome: str, verified_at: datetime
+        self,
+        *,
+        source_event_id: UUID,
+        outcome: str,
+        verified_at: datetime,
+        revision: int = 1,  # verifications recorded before revisions existed: the first
+        ineligible_rule: str | None = None,
+        ineligible_reason: dict[str, str] | None = None,
+        corrections: list[dict[str, str]] | None = None,
     ) -> None:
         self.noted_event_ids.append(source_event_id)
         self.verification_outcome = outcome
         self.verification_event_id = source_event_id
         self.verified_at = verified_at
+        self.verification_revision = revision
 
     def open_referral_from(
         self,
@@ -365,7 +468,8 @@ class CommitteeCase(Aggregate):
                 "لم يوقّع مقدم الطلب الإقرار بصحة البيانات ومسؤوليته عنها، "
                 "فلا يجوز عرض الطلب على اللجنة.",
             )
-        if self.verification_event_id is None or self.verification_outcome is None:
+        if not self.verified:
+            # Never verified, or corrected since (a newer revision not verified yet).
             raise Refused(
                 "not_verified",
                 "The request's data has not been verified yet; the committee cannot decide.",
@@ -418,6 +522,7 @@ class CommitteeCase(Aggregate):
                 "القرار لا يوافق أغلبية أصوات اللجنة (ولا يجوز القبول عند تعادل الأصوات).",
             )
         assert self.deadline is not None and self.window_days is not None
+        assert self.verification_event_id is not None
         self._decided(
             event_id=event_id,
             causation_id=self.verification_event_id,

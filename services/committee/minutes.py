@@ -21,6 +21,7 @@ LABELS: dict[str, dict[str, str]] = {
     "status": {"ar": "حالة الجلسة", "en": "Sitting"},
     "open": {"ar": "منعقدة", "en": "open"},
     "closed": {"ar": "مغلقة", "en": "closed"},
+    "closed_at": {"ar": "أُغلقت في", "en": "closed on"},
     "case": {"ar": "الطلب", "en": "Case"},
     "votes": {"ar": "الأصوات", "en": "Votes"},
     "recusals": {"ar": "التنحي لتعارض المصالح", "en": "Recusals for a conflict of interest"},
@@ -63,6 +64,15 @@ th, td { border: 1px solid #aaa; padding: 0.3rem 0.5rem; text-align: start; vert
 """
 
 
+def _status(sitting: dict[str, Any], lang: str, t: Any) -> str:
+    """Open, or closed with the time it closed (both calendars)."""
+    if not sitting["closed"]:
+        return str(t("open"))
+    closed_at = sitting.get("closed_at_display")
+    when = f" — {t('closed_at')} {escape(closed_at[lang])}" if closed_at else ""
+    return f"{t('closed')}{when}"
+
+
 def render_minutes(sitting: dict[str, Any], pack: PolicyPack, lang: str = "ar") -> str:
     lang = "en" if lang == "en" else "ar"
 
@@ -90,7 +100,7 @@ def render_minutes(sitting: dict[str, Any], pack: PolicyPack, lang: str = "ar") 
         + "</ul></dd>",
         f"<dt>{t('quorum')}</dt><dd>{sitting['quorum']} — "
         f"{t('quorate') if sitting['quorate'] else t('not_quorate')}</dd>",
-        f"<dt>{t('status')}</dt><dd>{t('closed') if sitting['closed'] else t('open')}</dd>",
+        f"<dt>{t('status')}</dt><dd>{_status(sitting, lang, t)}</dd>",
         "</dl>",
     ]
     if not sitting["cases"]:
@@ -140,10 +150,17 @@ def render_minutes(sitting: dict[str, Any], pack: PolicyPack, lang: str = "ar") 
                 + "".join(f"<li>{escape(reason)}</li>" for reason in decision["reasons"])
                 + "</ul>"
             )
-            if decision["dissent_notes"]:
+            # By member name; a status from before `dissents` existed has the notes only.
+            dissents = decision.get("dissents")
+            notes = (
+                [f"{who(d['member'])}: {escape(d['note'])}" for d in dissents]
+                if dissents is not None
+                else [escape(note) for note in decision["dissent_notes"]]
+            )
+            if notes:
                 parts.append(
                     f"<p><strong>{t('dissent')}:</strong></p><ul>"
-                    + "".join(f"<li>{escape(note)}</li>" for note in decision["dissent_notes"])
+                    + "".join(f"<li>{note}</li>" for note in notes)
                     + "</ul>"
                 )
         parts.append("</section>")

@@ -1,4 +1,13 @@
-"""The committee's read model: the agenda, the researcher's queue, deadlines, and each case."""
+"""The committee's read model: the agenda, the researcher's queue, deadlines, and each case.
+
+Every received, undecided case is on one list, by the outcome of the
+verification of the request as it now stands (its current revision):
+- `on_agenda`: attested and verified (decided by the votes), or attested and
+  ineligible (`expected_decision` "rejected", with the rule the applicant fails);
+- `awaiting_correction`: verification found discrepancies; the applicant is to
+  correct them, and the window keeps running (`deadline`);
+- `awaiting_verification`: not verified yet, or corrected since (a newer revision).
+"""
 
 from __future__ import annotations
 
@@ -39,18 +48,50 @@ def _public_referral(referral: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _current_verification(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The verification recorded for the request's current revision, if any."""
+    if "verification" not in doc:  # a document projected before revisions existed
+        outcome = doc.get("verification_outcome")
+        return {"revision": 1, "outcome": outcome} if outcome else None
+    latest = doc["verification"]
+    if latest is None or latest["revision"] != doc.get("revision", 1):
+        return None
+    return latest  # type: ignore[no-any-return]
+
+
 def _refresh(doc: dict[str, Any]) -> None:
     """The fields derived from the others, for `ViewStore.find` to filter on."""
     doc["referral"] = _public_referral(_current_referral(doc["referrals"]))
     doc["referral_open"] = any(r["open"] for r in doc["referrals"])
-    undecided = doc["received"] and doc["decision"] is None
-    # The agenda: received, attested (step 4), verified and undecided.
-    doc["on_agenda"] = bool(
-        undecided and doc["attested"] and doc["verification_outcome"] == "verified"
+    current = _current_verification(doc)
+    outcome = current["outcome"] if current else None
+    doc["verification_outcome"] = outcome
+    doc["ineligible_rule"] = current.get("ineligible_rule") if outcome == "ineligible" else None
+    doc["ineligible_reason"] = (
+        current.get("ineligible_reason") if outcome == "ineligible" else None
     )
+    doc["corrections"] = current.get("corrections", []) if outcome == "discrepancies" else []
+    undecided = doc["received"] and doc["decision"] is None
+    # The agenda: received, attested (step 4), undecided, and verified or ineligible
+    # (the committee answers within the window: an ineligible applicant is rejected).
+    doc["on_agenda"] = bool(
+        undecided and doc["attested"] and outcome in ("verified", "ineligible")
+    )
+    doc["expected_decision"] = "rejected" if doc["on_agenda"] and outcome == "ineligible" else None
+    doc["awaiting_correction"] = bool(undecided and outcome == "discrepancies")
+    doc["awaiting_verification"] = bool(undecided and outcome is None)
     # Candidates for the deadline scanner: undecided and not yet flagged overdue.
     doc["deadline_watch"] = bool(undecided and doc["deadline_flag"] != "overdue")
     doc["deadline_flagged"] = bool(undecided and doc["deadline_flag"] is not None)
+
+
+def _revision(revision: int, request_event_id: Any, at: datetime) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "request_event_id": str(request_event_id),
+        "received_at": at.isoformat(),
+        "received_at_display": both_calendars(at),
+    }
 
 
 def project(event: Any, views: ViewTransaction) -> None:
@@ -71,6 +112,9 @@ def project(event: Any, views: ViewTransaction) -> None:
             "deadline_display": None,
             "attested": False,
             "attestation": None,
+            "revision": 0,
+            "revisions": [],
+            "verification": None,
             "verification_outcome": None,
             "referrals": [],
             "decision": None,
@@ -97,6 +141,7 @@ def project(event: Any, views: ViewTransaction) -> None:
     if doc is None:
         return
     if isinstance(event, CommitteeCase.RequestRecorded):
+        revision = getattr(event, "revision", 1)
         doc.update(
             received=True,
             service_code=event.service_code,
@@ -108,10 +153,33 @@ def project(event: Any, views: ViewTransaction) -> None:
             deadline_display=both_calendars(event.deadline),
             attested=event.attested,
             attestation=event.attestation,
+            revision=revision,
+            revisions=[_revision(revision, event.request_event_id, event.received_at)],
             sort_key=sort_key(event.deadline),
         )
+    elif isinstance(event, CommitteeCase.RevisionRecorded):
+        # The corrected data and its declaration; the deadline stays.
+        doc.update(
+            service_code=event.service_code,
+            channel=event.channel,
+            attested=event.attested,
+            attestation=event.attestation,
+            revision=event.revision,
+            revisions=[
+                *doc.get("revisions", []),
+                _revision(event.revision, event.request_event_id, event.revised_at),
+            ],
+        )
     elif isinstance(event, CommitteeCase.VerificationRecorded):
-        doc["verification_outcome"] = event.outcome
+        doc["verification"] = {
+            "revision": getattr(event, "revision", 1),
+            "outcome": event.outcome,
+            "ineligible_rule": getattr(event, "ineligible_rule", None),
+            "ineligible_reason": getattr(event, "ineligible_reason", None),
+            "corrections": list(getattr(event, "corrections", None) or []),
+            "verified_at": event.verified_at.isoformat(),
+            "verified_at_display": both_calendars(event.verified_at),
+        }
     elif isinstance(event, CommitteeCase.ReferralOpened):
         doc["referrals"].append(
             {

@@ -26,6 +26,12 @@ class Confirmation(BaseModel):
     officer: str = Field(min_length=1, max_length=OFFICER_MAX_LENGTH)
     outcome: Outcome | None = None
     reason: str | None = Field(default=None, max_length=2000)
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="the revision of the request the officer reviewed; refused (409 "
+        "revision_changed) when a corrected revision arrived meanwhile",
+    )
 
 
 class MemberEntry(BaseModel):
@@ -58,6 +64,7 @@ def build_router() -> APIRouter:
     async def get_verification(
         case_id: UUID, runtime: ServiceRuntime = Depends(runtime_of)
     ) -> dict[str, Any]:
+        """The current round (the request's latest revision) and the earlier rounds."""
         assert runtime.views is not None
         doc = runtime.views.get(VERIFICATIONS, str(case_id))
         if doc is None:
@@ -74,6 +81,7 @@ def build_router() -> APIRouter:
         confirmation: Confirmation,
         runtime: ServiceRuntime = Depends(runtime_of),
     ) -> dict[str, str]:
+        """Confirms the current round's outcome (or overrides it, with a reason)."""
         app: VerificationApplication = runtime.app  # type: ignore[assignment]
         outcome = await runtime.store.run(
             lambda: app.confirm(case_id, **confirmation.model_dump())

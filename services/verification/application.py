@@ -36,22 +36,16 @@ class VerificationApplication(ServiceApplication):
     def on_request_received(
         self, event: RequestReceived, processing: ProcessingEvent
     ) -> None:
-        """Opens the case's verification; the same request arriving again changes nothing."""
-        if event.case_id in self.repository:
-            log.info(
-                "verification already opened; ignoring the request again",
-                extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
-            )
-            return
+        """Opens the case's verification, or a new round for a newer revision of the request.
+
+        The same revision arriving again, or an older one, changes nothing.
+        """
         payload = event.payload
-        # Validity is judged at the applicant's submission, never at "now".
+        # Validity is judged at the applicant's submission (of this revision), never at "now".
         submitted_at = payload.submitted_at or event.occurred_at
-        verification = Verification.open(
-            case_id=event.case_id,
+        data = dict(
             request_event_id=event.event_id,
-            association_id=event.association_id,
-            case_ref=event.case_ref,
-            correlation_id=event.correlation_id,
+            revision=payload.revision,
             service_code=payload.service_code,
             channel=payload.channel,
             submitted_at=submitted_at,
@@ -68,6 +62,24 @@ class VerificationApplication(ServiceApplication):
                 submitted_at,
             ),
         )
+        if event.case_id in self.repository:
+            verification = self._get_verification(event.case_id)
+            if not verification.revise(**data):  # type: ignore[arg-type]
+                log.info(
+                    "revision %s of the request is not newer than %s; ignoring it",
+                    payload.revision,
+                    verification.revision,
+                    extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
+                )
+                return
+        else:
+            verification = Verification.open(
+                case_id=event.case_id,
+                association_id=event.association_id,
+                case_ref=event.case_ref,
+                correlation_id=event.correlation_id,
+                **data,  # type: ignore[arg-type]
+            )
         processing.collect_events(verification)
 
     def _standing(self, association_id: str, national_id: str, moment: Any) -> Standing:
@@ -86,14 +98,20 @@ class VerificationApplication(ServiceApplication):
         officer: str,
         outcome: str | None = None,
         reason: str | None = None,
+        revision: int | None = None,
     ) -> str:
-        """Confirms (or overrides, with a reason) the suggested outcome; returns the outcome."""
+        """Confirms (or overrides, with a reason) the current round's suggested outcome.
+
+        `revision` is the round the officer reviewed (refused if a newer one arrived).
+        Returns the outcome.
+        """
         verification = self._get_verification(case_id)
         verification.confirm(
             event_id=uuid4(),
             officer=officer,
             outcome=outcome,
             reason=reason,
+            revision=revision,
             confirmed_at=self.clock.now(),
         )
         try:
@@ -106,6 +124,7 @@ class VerificationApplication(ServiceApplication):
                 officer=officer,
                 outcome=outcome,
                 reason=reason,
+                revision=revision,
                 confirmed_at=self.clock.now(),
             )
             raise
@@ -122,6 +141,11 @@ class VerificationApplication(ServiceApplication):
             "outcome": verification.outcome,
             "corrections": verification.corrections,
             "ineligible_rule": verification.ineligible_rule,
+            "ineligible_reason": verification.ineligible_reason,
+            "revision": verification.revision,
+            "earlier_rounds": [
+                _plain_round(round_) for round_ in verification.earlier_rounds
+            ],
             "version": verification.version,
         }
 
@@ -246,3 +270,15 @@ class VerificationApplication(ServiceApplication):
             f"No verification for request {case_id} (it may take a moment to appear).",
             f"لا يوجد تحقق للطلب {case_id} (قد يستغرق ظهوره لحظات).",
         )
+
+
+def _plain_round(round_: dict[str, Any]) -> dict[str, Any]:
+    """A round of the verification as JSON values, its dates in both calendars."""
+    plain = {
+        key: str(value) if isinstance(value, UUID) else value for key, value in round_.items()
+    }
+    for key in ("submitted_at", "confirmed_at"):
+        moment = round_.get(key)
+        plain[key] = moment.isoformat() if moment else None
+        plain[f"{key}_display"] = both_calendars(moment) if moment else None
+    return plain

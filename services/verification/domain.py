@@ -7,10 +7,15 @@ when the applicant submitted (replaying history later gives the same result).
 They suggest an outcome; a verification officer confirms it, or overrides it
 with a reason, and that confirmation is the public event the outbox publishes.
 
+A request the applicant corrects (after a `discrepancies` outcome) arrives
+again, whole, with the next revision: it opens a new round, whose checks run on
+the corrected data as of the correction's submission, and which the officer
+confirms again. Earlier rounds are kept as they were, for the auditor.
+
 Every check has a result and an explanation in English (`detail`, published)
 and Arabic (`detail_ar`). A failed check either asks the applicant to correct
 something (`correction`: field, ar, en) or applies a rule that makes the
-applicant ineligible (`rule`).
+applicant ineligible (`rule` in English, `rule_ar` in Arabic).
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ class Check:
     `detail` is short English (published in DataVerified), `detail_ar` the same
     in Arabic. Neither repeats the national id. A failed check carries either
     a `correction` ({field, ar, en}: what the applicant must correct) or the
-    `rule` that makes the applicant ineligible.
+    rule that makes the applicant ineligible (`rule` English, `rule_ar` Arabic).
     """
 
     name: str
@@ -77,6 +82,7 @@ class Check:
     detail_ar: str = ""
     correction: dict[str, str] | None = None
     rule: str | None = None
+    rule_ar: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -501,6 +507,7 @@ def check_eligibility(service: ServiceDefinition, fields: Mapping[str, Any]) -> 
                     f"Not eligible: {rule.reason.en}.",
                     f"غير مستحق: {rule.reason.ar}.",
                     rule=rule.reason.en,
+                    rule_ar=rule.reason.ar,
                 )
             )
     return checks
@@ -510,6 +517,13 @@ def members_only_rule(pack: PolicyPack, service: ServiceDefinition) -> str:
     return (
         f"Members only: {service.name.en} is for {pack.clients.plural.en} in good standing "
         "at the time of the request"
+    )
+
+
+def members_only_rule_ar(pack: PolicyPack, service: ServiceDefinition) -> str:
+    return (
+        f"للأعضاء فقط: «{service.name.ar}» مقصورة على {pack.clients.plural.ar} "
+        "في وضع نظامي وقت تقديم الطلب"
     )
 
 
@@ -535,6 +549,7 @@ def check_membership(
             ),
         )
     rule = members_only_rule(pack, service)
+    rule_ar = members_only_rule_ar(pack, service)
     if standing.status is None:
         return Check(
             MEMBERSHIP_STANDING,
@@ -542,6 +557,7 @@ def check_membership(
             f"Not a {pack.clients.singular.en} on {on['en']}; {service.name.en} is members only.",
             f"ليس من {pack.clients.plural.ar} في {on['ar']}؛ و«{service.name.ar}» للأعضاء فقط.",
             rule=rule,
+            rule_ar=rule_ar,
         )
     since = both_calendars(standing.since) if standing.since else None
     if standing.status != GOOD:
@@ -561,6 +577,7 @@ def check_membership(
             + (f" منذ {since['ar']}" if since else "")
             + ".",
             rule=rule,
+            rule_ar=rule_ar,
         )
     return Check(
         MEMBERSHIP_STANDING,
@@ -640,11 +657,35 @@ def ineligible_rule_of(checks: Sequence[Check | Mapping[str, Any]]) -> str | Non
     )
 
 
+def ineligible_reason_of(
+    checks: Sequence[Check | Mapping[str, Any]],
+) -> dict[str, str] | None:
+    """The first rule the applicant fails, in both languages ({ar, en}).
+
+    Checks recorded before rules carried their Arabic (`rule_ar`) fall back to
+    the check's Arabic explanation, which states the same rule.
+    """
+    failed = next(
+        (c for c in map(_check_of, checks) if not c["passed"] and c.get("rule")), None
+    )
+    if failed is None:
+        return None
+    return {
+        "ar": failed.get("rule_ar") or failed.get("detail_ar") or failed["rule"],
+        "en": failed["rule"],
+    }
+
+
 # The aggregate ----------------------------------------------------------------
 
 
 class Verification(Aggregate):
-    """The verification of one request; its id is the case id."""
+    """The verification of one request; its id is the case id.
+
+    One round per revision of the request: the current round's facts are the
+    aggregate's attributes; `earlier_rounds` keeps what each earlier round found
+    and how it was confirmed (or that a newer revision superseded it unconfirmed).
+    """
 
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
@@ -668,6 +709,7 @@ class Verification(Aggregate):
         documents: Sequence[Mapping[str, Any]] = (),
         pack: PolicyPack | None = None,
         standing: Standing = NOT_A_MEMBER,
+        revision: int = 1,
     ) -> "Verification":
         """Runs the checks on the data as submitted and opens the verification."""
         checks = all_checks(
@@ -692,6 +734,7 @@ class Verification(Aggregate):
             submitted_at=submitted_at,
             checks=[check.as_dict() for check in checks],
             suggested_outcome=suggested_outcome(checks),
+            revision=revision,
         )
 
     @event("Opened")
@@ -708,11 +751,35 @@ class Verification(Aggregate):
         submitted_at: datetime,
         checks: list[dict[str, Any]],
         suggested_outcome: str,
+        revision: int = 1,  # verifications opened before revisions existed: the first
     ):
-        self.request_event_id = request_event_id
         self.association_id = association_id
         self.case_ref = case_ref
         self.correlation_id = correlation_id
+        self.earlier_rounds: list[dict[str, Any]] = []
+        self._start_round(
+            revision=revision,
+            request_event_id=request_event_id,
+            service_code=service_code,
+            channel=channel,
+            submitted_at=submitted_at,
+            checks=checks,
+            suggested_outcome=suggested_outcome,
+        )
+
+    def _start_round(
+        self,
+        *,
+        revision: int,
+        request_event_id: UUID,
+        service_code: str,
+        channel: str,
+        submitted_at: datetime,
+        checks: list[dict[str, Any]],
+        suggested_outcome: str,
+    ) -> None:
+        self.revision = revision
+        self.request_event_id = request_event_id
         self.service_code = service_code
         self.channel = channel
         self.submitted_at = submitted_at
@@ -721,6 +788,7 @@ class Verification(Aggregate):
         self.outcome: str | None = None
         self.officer: str | None = None
         self.confirmed = False
+        self.confirmation: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
@@ -734,6 +802,102 @@ class Verification(Aggregate):
     def ineligible_rule(self) -> str | None:
         return ineligible_rule_of(self.checks)
 
+    @property
+    def ineligible_reason(self) -> dict[str, str] | None:
+        return ineligible_reason_of(self.checks)
+
+    def current_round(self) -> dict[str, Any]:
+        """What this round found and, once confirmed, what the officer confirmed."""
+        confirmation = self.confirmation or {}
+        return {
+            "revision": self.revision,
+            "request_event_id": self.request_event_id,
+            "service_code": self.service_code,
+            "channel": self.channel,
+            "submitted_at": self.submitted_at,
+            # The checks as confirmed (with the officer's override, if any).
+            "checks": list(confirmation.get("checks", self.checks)),
+            "suggested_outcome": self.suggested_outcome,
+            "status": self.status,
+            "outcome": self.outcome,
+            "officer": self.officer,
+            "corrections": confirmation.get("corrections", self.corrections),
+            "ineligible_rule": confirmation.get("ineligible_rule", self.ineligible_rule),
+            "ineligible_reason": confirmation.get("ineligible_reason", self.ineligible_reason),
+            "override_reason": confirmation.get("override_reason"),
+            "reason": confirmation.get("reason"),
+            "confirmed_at": confirmation.get("confirmed_at"),
+            "data_verified_event_id": confirmation.get("event_id"),
+        }
+
+    # A corrected request ---------------------------------------------------------------
+
+    def revise(
+        self,
+        *,
+        request_event_id: UUID,
+        revision: int,
+        service_code: str,
+        channel: str,
+        submitted_at: datetime,
+        applicant: Mapping[str, Any],
+        attestation: Mapping[str, Any] | None,
+        fields: Mapping[str, Any] | None = None,
+        documents: Sequence[Mapping[str, Any]] = (),
+        pack: PolicyPack | None = None,
+        standing: Standing = NOT_A_MEMBER,
+    ) -> bool:
+        """A newer revision of the request opens a new round; returns whether it did.
+
+        The same or an older revision (a redelivery, a message late) changes nothing.
+        """
+        if revision <= self.revision:
+            return False
+        checks = all_checks(
+            association_id=self.association_id,
+            service_code=service_code,
+            applicant=applicant,
+            attestation=attestation,
+            fields=fields or {},
+            documents=documents,
+            submitted_at=submitted_at,
+            pack=pack,
+            standing=standing,
+        )
+        self._revised(
+            request_event_id=request_event_id,
+            revision=revision,
+            service_code=service_code,
+            channel=channel,
+            submitted_at=submitted_at,
+            checks=[check.as_dict() for check in checks],
+            suggested_outcome=suggested_outcome(checks),
+        )
+        return True
+
+    @event("Revised")
+    def _revised(
+        self,
+        *,
+        request_event_id: UUID,
+        revision: int,
+        service_code: str,
+        channel: str,
+        submitted_at: datetime,
+        checks: list[dict[str, Any]],
+        suggested_outcome: str,
+    ) -> None:
+        self.earlier_rounds.append(self.current_round())
+        self._start_round(
+            revision=revision,
+            request_event_id=request_event_id,
+            service_code=service_code,
+            channel=channel,
+            submitted_at=submitted_at,
+            checks=checks,
+            suggested_outcome=suggested_outcome,
+        )
+
     # Commands of the verification officer ------------------------------------------
 
     def confirm(
@@ -744,13 +908,26 @@ class Verification(Aggregate):
         confirmed_at: datetime,
         outcome: str | None = None,
         reason: str | None = None,
+        revision: int | None = None,
     ) -> None:
-        """Confirms the suggested outcome, or overrides it when a reason is given."""
+        """Confirms (or overrides, with a reason) the suggested outcome of the current round.
+
+        `revision`, when given, is the round the officer looked at: a newer
+        revision arrived meanwhile is refused rather than confirmed unseen.
+        """
+        if revision is not None and revision != self.revision:
+            raise Refused(
+                "revision_changed",
+                f"The officer looked at revision {revision}, but the request is now at "
+                f"revision {self.revision}: review the corrected data and confirm again.",
+                f"اطّلع الموظف على النسخة {revision} من الطلب، والطلب الآن في النسخة "
+                f"{self.revision}: راجع البيانات المصححة ثم أكّد من جديد.",
+            )
         if self.confirmed:
             raise Refused(
                 "already_confirmed",
-                "This verification was already confirmed.",
-                "تم تأكيد هذا التحقق من قبل.",
+                f"This verification (revision {self.revision}) was already confirmed.",
+                f"تم تأكيد هذا التحقق (النسخة {self.revision}) من قبل.",
             )
         officer = officer.strip()
         if not officer or len(officer) > OFFICER_MAX_LENGTH:
@@ -788,6 +965,7 @@ class Verification(Aggregate):
             )
         corrections: list[dict[str, str]] = []
         ineligible_rule: str | None = None
+        ineligible_reason: dict[str, str] | None = None
         if chosen == DISCREPANCIES:
             corrections = corrections_of(self.checks)
             if not corrections:
@@ -796,6 +974,10 @@ class Verification(Aggregate):
                 corrections = [_correction("officer_note", reason, reason)]
         elif chosen == INELIGIBLE:
             ineligible_rule = ineligible_rule_of(self.checks) or reason
+            # No rule failed: the officer's words are the reason, as they wrote them.
+            ineligible_reason = ineligible_reason_of(self.checks) or (
+                {"ar": reason, "en": reason} if reason else None
+            )
         self._confirmed(
             event_id=event_id,
             causation_id=self.request_event_id,
@@ -807,10 +989,12 @@ class Verification(Aggregate):
             checks=checks,
             corrections=corrections,
             ineligible_rule=ineligible_rule,
+            ineligible_reason=ineligible_reason,
             override_reason=reason if overridden else None,
             officer=officer,
             reason=reason,
             confirmed_at=confirmed_at,
+            revision=self.revision,
         )
 
     @event("Confirmed")
@@ -831,7 +1015,19 @@ class Verification(Aggregate):
         corrections: list[dict[str, str]] | None = None,
         ineligible_rule: str | None = None,
         override_reason: str | None = None,
+        ineligible_reason: dict[str, str] | None = None,
+        revision: int = 1,
     ) -> None:
         self.confirmed = True
         self.outcome = outcome
         self.officer = officer
+        self.confirmation = {
+            "event_id": event_id,
+            "checks": list(checks),
+            "corrections": list(corrections or []),
+            "ineligible_rule": ineligible_rule,
+            "ineligible_reason": ineligible_reason,
+            "override_reason": override_reason,
+            "reason": reason,
+            "confirmed_at": confirmed_at,
+        }

@@ -6,13 +6,14 @@ from typing import Any
 
 from eventsourcing.utils import get_topic
 
-from services.verification.domain import Verification
+from services.verification.domain import INELIGIBLE, Verification, ineligible_reason_of
 from shared.events import (
     Actor,
     CheckResult,
     Correction,
     DataVerified,
     DataVerifiedPayload,
+    Explanation,
     IntegrationEvent,
 )
 from shared.outbox import carried_envelope
@@ -33,9 +34,22 @@ def data_verified(event: Any) -> IntegrationEvent:
             officer=event.officer,
             corrections=[Correction(**c) for c in getattr(event, "corrections", None) or []],
             ineligible_rule=getattr(event, "ineligible_rule", None),
+            ineligible_reason=_explanation(event),
             override_reason=getattr(event, "override_reason", None),
+            # Confirmations recorded before revisions existed verified the first.
+            revision=getattr(event, "revision", 1),
         ),
     )
+
+
+def _explanation(event: Any) -> Explanation | None:
+    """The rule in both languages; for a confirmation recorded before it was, from its checks."""
+    reason = getattr(event, "ineligible_reason", None)
+    if reason is None and event.outcome == INELIGIBLE:
+        reason = ineligible_reason_of(event.checks)
+        if reason is None and getattr(event, "ineligible_rule", None):
+            reason = {"ar": event.ineligible_rule, "en": event.ineligible_rule}
+    return Explanation(**reason) if reason else None
 
 
 TRANSLATORS = {

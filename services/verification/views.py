@@ -1,21 +1,80 @@
-"""Verification's read model: the officers' queue of pending and confirmed verifications."""
+"""Verification's read model: the officers' queue of pending and confirmed verifications.
+
+A document shows the current round (the latest revision of the request) at its
+top level, and the rounds before it in `earlier_rounds`, as each was found and
+confirmed, so the officer and the auditor see the whole history of the case.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.verification.domain import Verification, corrections_of, ineligible_rule_of
+from services.verification.domain import (
+    Verification,
+    corrections_of,
+    ineligible_reason_of,
+    ineligible_rule_of,
+)
 from shared.dates import both_calendars
 from shared.views import ViewTransaction
 
 VERIFICATIONS = "verifications"
 STATUSES: tuple[str, ...] = ("pending", "confirmed")
 
+# The fields of a document that describe one round (moved to `earlier_rounds` by a revision).
+ROUND_FIELDS: tuple[str, ...] = (
+    "revision",
+    "request_event_id",
+    "service_code",
+    "channel",
+    "status",
+    "suggested_outcome",
+    "outcome",
+    "checks",
+    "corrections",
+    "ineligible_rule",
+    "ineligible_reason",
+    "override_reason",
+    "officer",
+    "reason",
+    "submitted_at",
+    "submitted_at_display",
+    "confirmed_at",
+    "confirmed_at_display",
+    "data_verified_event_id",
+)
+
+
+def _new_round(event: Any, revision: int) -> dict[str, Any]:
+    """A round as the automatic checks found it, before the officer confirms it."""
+    return {
+        "revision": revision,
+        "request_event_id": str(event.request_event_id),
+        "service_code": event.service_code,
+        "channel": event.channel,
+        "status": "pending",
+        "suggested_outcome": event.suggested_outcome,
+        "outcome": None,
+        "checks": event.checks,
+        # What the applicant would be told if the officer confirms as suggested.
+        "corrections": corrections_of(event.checks),
+        "ineligible_rule": ineligible_rule_of(event.checks),
+        "ineligible_reason": ineligible_reason_of(event.checks),
+        "override_reason": None,
+        "officer": None,
+        "reason": None,
+        "submitted_at": event.submitted_at.isoformat(),
+        "submitted_at_display": both_calendars(event.submitted_at),
+        "confirmed_at": None,
+        "confirmed_at_display": None,
+        "data_verified_event_id": None,
+    }
+
 
 def project(event: Any, views: ViewTransaction) -> None:
     key = str(event.originator_id)
     if isinstance(event, Verification.Opened):
-        submitted_at = event.submitted_at.isoformat()
+        current = _new_round(event, getattr(event, "revision", 1))
         views.put(
             VERIFICATIONS,
             key,
@@ -23,41 +82,36 @@ def project(event: Any, views: ViewTransaction) -> None:
                 "case_id": key,
                 "case_ref": event.case_ref,
                 "association_id": event.association_id,
-                "service_code": event.service_code,
-                "channel": event.channel,
-                "status": "pending",
-                "suggested_outcome": event.suggested_outcome,
-                "outcome": None,
-                "checks": event.checks,
-                # What the applicant would be told if the officer confirms as suggested.
-                "corrections": corrections_of(event.checks),
-                "ineligible_rule": ineligible_rule_of(event.checks),
-                "override_reason": None,
-                "officer": None,
-                "reason": None,
-                "submitted_at": submitted_at,
-                "submitted_at_display": both_calendars(event.submitted_at),
-                "confirmed_at": None,
-                "confirmed_at_display": None,
-                # Oldest submission first: the queue is worked in arrival order.
-                "sort_key": submitted_at,
+                **current,
+                "earlier_rounds": [],
+                # Oldest first submission first: the queue is worked in arrival order,
+                # and a corrected request keeps its place (its window kept running).
+                "sort_key": current["submitted_at"],
             },
         )
         return
     doc = views.get(VERIFICATIONS, key)
     if doc is None:
         return
-    if isinstance(event, Verification.Confirmed):
+    if isinstance(event, Verification.Revised):
+        earlier = doc.get("earlier_rounds", [])
+        earlier.append({field: doc.get(field) for field in ROUND_FIELDS})
+        doc.update(_new_round(event, event.revision), earlier_rounds=earlier)
+        views.put(VERIFICATIONS, key, doc)
+    elif isinstance(event, Verification.Confirmed):
         doc.update(
             status="confirmed",
             outcome=event.outcome,
             checks=event.checks,
             corrections=getattr(event, "corrections", None) or [],
             ineligible_rule=getattr(event, "ineligible_rule", None),
+            ineligible_reason=getattr(event, "ineligible_reason", None)
+            or (ineligible_reason_of(event.checks) if event.outcome == "ineligible" else None),
             override_reason=getattr(event, "override_reason", None),
             officer=event.officer,
             reason=event.reason,
             confirmed_at=event.confirmed_at.isoformat(),
             confirmed_at_display=both_calendars(event.confirmed_at),
+            data_verified_event_id=str(event.event_id),
         )
         views.put(VERIFICATIONS, key, doc)

@@ -28,8 +28,10 @@ from shared.events import (
     Actor,
     Applicant,
     Attestation,
+    Correction,
     DataVerified,
     DataVerifiedPayload,
+    Explanation,
     IntegrationEvent,
     ReferredToResearcher,
     ReferredToResearcherPayload,
@@ -454,3 +456,102 @@ def test_a_broken_policy_pack_stops_the_service_with_the_file_and_key(tmp_path: 
     assert result.returncode == 2
     assert "sidr.toml" in result.stderr and "committee" in result.stderr
     assert "quorum" in result.stderr
+
+
+def test_ineligible_and_discrepancies_cases_are_listed_and_a_sitting_rejects_from_its_agenda(
+    nats_server: NatsServer, committee: ServiceProcess
+) -> None:
+    url = committee.url
+    rule = Explanation(ar="يصرف من ١ إلى ٥٠٠ شتلة للطلب الواحد", en="One request may ask for 1 to 500 seedlings")
+    ineligible_request, correctable = request_received(), request_received()
+    ineligible = data_verified(ineligible_request, "ineligible").model_copy(
+        update={
+            "payload": DataVerifiedPayload(
+                outcome="ineligible",
+                checks=[],
+                officer="verifier-1",
+                ineligible_rule=rule.en,
+                ineligible_reason=rule,
+            )
+        }
+    )
+    discrepancies = data_verified(correctable, "discrepancies").model_copy(
+        update={
+            "payload": DataVerifiedPayload(
+                outcome="discrepancies",
+                checks=[],
+                officer="verifier-1",
+                corrections=[Correction(field="seedling_count", ar="أدخل العدد", en="Give the count")],
+            )
+        }
+    )
+    publish(nats_server.url, ineligible_request, ineligible, correctable, discrepancies)
+    ineligible_id, correctable_id = str(ineligible_request.case_id), str(correctable.case_id)
+
+    listed = wait_for(
+        lambda: [d for d in get_json(f"{url}/agenda") if d["case_id"] == ineligible_id],
+        what="the ineligible case on the agenda",
+    )[0]
+    assert listed["expected_decision"] == "rejected"
+    assert listed["ineligible_rule"] == rule.en
+    assert listed["ineligible_reason"] == {"ar": rule.ar, "en": rule.en}
+    assert case_ids(f"{url}/agenda?outcome=ineligible") == {ineligible_id}
+    assert case_ids(f"{url}/agenda?outcome=verified") == set()
+
+    waiting = wait_for(
+        lambda: [d for d in get_json(f"{url}/awaiting-correction") if d["case_id"] == correctable_id],
+        what="the case awaiting correction",
+    )[0]
+    assert waiting["corrections"][0]["field"] == "seedling_count"
+    assert waiting["deadline"] and waiting["deadline_display"]["hijri"]
+    assert correctable_id not in case_ids(f"{url}/agenda")
+    assert ineligible_id not in case_ids(f"{url}/awaiting-correction")
+
+    sitting_id = convene(url)
+    assert case_ids(f"{url}/sittings/{sitting_id}/agenda") == {ineligible_id}
+    cases_url = f"{url}/sittings/{sitting_id}/cases/{ineligible_id}"
+    for member in PRESENT[:3]:
+        assert post(f"{cases_url}/votes", {"member": member, "vote": "reject"}).status_code == 201
+    approve = post(f"{cases_url}/decision", {"decision": "approved", "reasons": ["x"]})
+    assert approve.status_code == 409
+    reject = post(f"{cases_url}/decision", {"decision": "rejected", "reasons": [rule.ar]})
+    assert reject.status_code == 202, reject.text
+    (decided,) = wait_for(lambda: committee_decided(nats_server.url), what="CommitteeDecided")
+    assert decided["event"]["causation_id"] == str(ineligible.event_id)
+    assert decided["event"]["payload"]["decision"] == "rejected"
+    wait_for(lambda: ineligible_id not in case_ids(f"{url}/agenda"), what="off the agenda")
+
+    # The applicant corrects: revision 2 is not verified until its DataVerified arrives.
+    corrected = correctable.model_copy(
+        update={
+            "event_id": uuid4(),
+            "occurred_at": datetime.now(timezone.utc),
+            "payload": correctable.payload.model_copy(
+                update={"revision": 2, "corrects": discrepancies.event_id}
+            ),
+        }
+    )
+    publish(nats_server.url, corrected)
+    doc = wait_for(
+        lambda: (d := get_json(f"{url}/cases/{correctable_id}"))["revision"] == 2 and d,
+        what="revision 2 at the committee",
+    )
+    assert doc["awaiting_verification"] is True and doc["verification_outcome"] is None
+    assert [r["revision"] for r in doc["revisions"]] == [1, 2]
+    assert correctable_id not in case_ids(f"{url}/awaiting-correction")
+    other_cases_url = f"{url}/sittings/{sitting_id}/cases/{correctable_id}"
+    for member in PRESENT[:3]:
+        post(f"{other_cases_url}/votes", {"member": member, "vote": "reject"})
+    refused = post(f"{other_cases_url}/decision", {"decision": "rejected", "reasons": ["x"]})
+    assert refused.status_code == 409 and refused.json()["error"] == "not_verified"
+
+    reverified = data_verified(correctable).model_copy(
+        update={
+            "causation_id": corrected.event_id,
+            "payload": DataVerifiedPayload(outcome="verified", checks=[], officer="verifier-1", revision=2),
+        }
+    )
+    publish(nats_server.url, reverified)
+    wait_for(lambda: correctable_id in case_ids(f"{url}/agenda"), what="the corrected case on the agenda")
+    assert get_json(f"{url}/cases/{correctable_id}")["verification_outcome"] == "verified"
+    assert get_json(f"{url}/ready")["dead_letters"] == 0

@@ -253,3 +253,76 @@ def test_an_unknown_case_is_not_found_in_english_and_arabic(
         body = response.json()
         assert body["error"] == "verification_not_found"
         assert body["message"]["en"] and body["message"]["ar"]
+
+
+def test_a_corrected_revision_is_verified_again_and_published_with_its_revision(
+    nats_server: NatsServer, verification: ServiceProcess
+) -> None:
+    first = request_received(attestation=None)
+    publish(nats_server.url, first)
+    pending_with(verification, first.case_id, "discrepancies")
+    assert confirm(verification, first.case_id, {"officer": "officer-7"}).status_code == 202
+    first_verified = published_once(nats_server.url, verification)["event"]
+    assert first_verified["payload"]["revision"] == 1
+
+    # The applicant signs; intake publishes the whole request again, revision 2.
+    corrected = first.model_copy(
+        update={
+            "event_id": uuid4(),
+            "occurred_at": datetime(2025, 3, 4, 8, 0, tzinfo=timezone.utc),
+            "payload": first.payload.model_copy(
+                update={
+                    "attestation": Attestation(attested=True),
+                    "revision": 2,
+                    "corrects": UUID(first_verified["event_id"]),
+                    "submitted_at": datetime(2025, 3, 4, 7, 55, tzinfo=timezone.utc),
+                }
+            ),
+        }
+    )
+    publish(nats_server.url, corrected)
+
+    def second_round() -> dict[str, Any] | None:
+        doc: dict[str, Any] = httpx.get(
+            f"{verification.url}/verifications/{first.case_id}", timeout=2.0
+        ).json()
+        return doc if doc.get("revision") == 2 else None
+
+    doc = wait_for(second_round, timeout=10, what="the second round")
+    assert doc["status"] == "pending" and doc["suggested_outcome"] == "verified"
+    assert doc["submitted_at_display"]["gregorian"] == "2025-03-04"
+    (earlier,) = doc["earlier_rounds"]
+    assert earlier["revision"] == 1 and earlier["outcome"] == "discrepancies"
+    assert earlier["data_verified_event_id"] == first_verified["event_id"]
+
+    stale = confirm(verification, first.case_id, {"officer": "officer-7", "revision": 1})
+    assert stale.status_code == 409 and stale.json()["error"] == "revision_changed"
+    response = confirm(verification, first.case_id, {"officer": "officer-8", "revision": 2})
+    assert response.status_code == 202, response.text
+    assert response.json()["outcome"] == "verified"
+
+    wait_for(
+        lambda: readiness(verification).get("outbox_lag") == 0
+        and len(stream_messages_sync(nats_server.url, DATA_VERIFIED)) == 2,
+        timeout=10,
+        what="the second DataVerified published",
+    )
+    events = [m["event"] for m in stream_messages_sync(nats_server.url, DATA_VERIFIED)]
+    assert [e["payload"]["revision"] for e in events] == [1, 2]
+    assert [e["payload"]["outcome"] for e in events] == ["discrepancies", "verified"]
+    assert [e["causation_id"] for e in events] == [str(first.event_id), str(corrected.event_id)]
+    assert {e["correlation_id"] for e in events} == {str(first.correlation_id)}
+    assert {e["case_id"] for e in events} == {str(first.case_id)}
+
+    # The corrected request delivered again, and the first one again: nothing changes.
+    publish(nats_server.url, corrected, msg_id=f"{corrected.event_id}-again")
+    publish(nats_server.url, first, msg_id=f"{first.event_id}-again")
+    wait_for(
+        lambda: readiness(verification).get("consumed") == 4,
+        timeout=10,
+        what="the repeats consumed",
+    )
+    doc = httpx.get(f"{verification.url}/verifications/{first.case_id}").json()
+    assert doc["revision"] == 2 and doc["status"] == "confirmed"
+    assert len(doc["earlier_rounds"]) == 1
+    assert len(stream_messages_sync(nats_server.url, DATA_VERIFIED)) == 2

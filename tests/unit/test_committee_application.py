@@ -639,7 +639,9 @@ def test_the_minutes_are_a_printable_page_in_arabic_by_default(
     assert "رئيس لجنة البحث" in page and "عضو اللجنة الرابع" in page
     assert request.case_ref in page
     assert "قريب المتقدم" in page  # the recusal
-    assert "member-3: &lt;b&gt;لا&lt;/b&gt;" in page  # the dissent note, escaped
+    # The dissent note, escaped, under the member's name (never the member's id).
+    assert "عضو اللجنة الثالث: &lt;b&gt;لا&lt;/b&gt;" in page
+    assert "member-3" not in page
     assert "الملف مكتمل" in page and "ضمن المهلة" in page and "قبول" in page
 
 
@@ -657,3 +659,20 @@ def test_the_minutes_in_english_show_a_late_decision(
     assert "Ramadan 1446 AH" in page and "March 2025" in page
     assert "after the window" in page and "rejected" in page and "no need shown" in page
     assert "Chair of the research committee" in page
+
+
+def test_the_minutes_of_a_closed_sitting_say_when_it_closed_in_both_calendars(
+    app: CommitteeApplication, clock: FrozenClock
+) -> None:
+    sitting_id = sitting(app)
+    assert app.sitting_status(sitting_id)["closed_at_display"] is None
+    assert "أُغلقت في" not in app.minutes(sitting_id)
+    clock.advance(timedelta(hours=2))
+    status = app.close_sitting(sitting_id)
+    assert status["closed_at_display"]["hijri"] == "1446-09-04"
+    assert status["closed_at_display"]["gregorian"] == "2025-03-04"
+    page = app.minutes(sitting_id)
+    assert f"مغلقة — أُغلقت في {status['closed_at_display']['ar']}" in page
+    english = app.minutes(sitting_id, "en")
+    assert f"closed — closed on {status['closed_at_display']['en']}" in english
+    assert "Ramadan 1446 AH" in status["closed_at_display"]["en"]
