@@ -25,10 +25,10 @@ from uuid import uuid4
 
 import httpx
 
-KINDS = ("approved", "rejected", "referred", "ineligible")
+KINDS = ("approved", "rejected", "referred", "ineligible", "corrected")
 # Members present at a simulated sitting: enough for the packs' quorum of three.
 COMMITTEE_PRESENT = ("chair", "member-2", "member-3")
-DEFAULT_MIX = {"approved": 6, "rejected": 2, "referred": 2, "ineligible": 0}
+DEFAULT_MIX = {"approved": 6, "rejected": 2, "referred": 2, "ineligible": 0, "corrected": 0}
 
 
 class SimulationError(Exception):
@@ -113,6 +113,8 @@ class RequestTemplate:
 
 
 ID_CARD = {"code": "national_id_card", "number": "ID-1", "expires_on": "2031-01-01"}
+# A "corrected" case first attaches a card that had expired: verification asks for a valid one.
+EXPIRED_ID_CARD = {**ID_CARD, "expires_on": "2020-01-01"}
 TEMPLATES: dict[str, RequestTemplate] = {
     "sidr": RequestTemplate(
         "seedlings", ("website", "phone", "interview", "letter"),
@@ -213,7 +215,10 @@ class CaseDriver:
                 "service_code": template.service_code,
                 "applicant": {"national_id": applicant_id, "name": "Simulated applicant", "phone": "0500000000"},
                 "fields": {k: v for k, v in fields.items() if k != held_back},
-                "documents": list(template.documents),
+                "documents": [
+                    EXPIRED_ID_CARD if kind == "corrected" and d is ID_CARD else d
+                    for d in template.documents
+                ],
                 **({} if held_back else {"attestation": attestation}),
             },
             expect=(201,),
@@ -244,6 +249,26 @@ class CaseDriver:
         )
         run.steps.append(f"verified:{verification.get('suggested_outcome')}")
 
+        if kind == "corrected":
+            await self._wait_for(
+                f"{self.endpoints.intake}/cases/{case_id}",
+                lambda doc: doc.get("status") == "discrepancies" and bool(doc.get("corrections")),
+            )
+            await self._post(
+                f"{self.endpoints.intake}/cases/{case_id}/corrections",
+                {"documents": [ID_CARD], "attestation": attestation},
+            )
+            run.steps.append("corrected")
+            await self._wait_for(
+                f"{self.endpoints.verification}/verifications/{case_id}",
+                lambda doc: doc.get("revision") == 2,
+            )
+            await self._post(
+                f"{self.endpoints.verification}/verifications/{case_id}/confirmation",
+                {"officer": "officer-2", "revision": 2},
+            )
+            run.steps.append("verified again")
+
         if kind == "referred":
             await self._wait_for(
                 f"{self.endpoints.committee}/cases/{case_id}",
@@ -255,13 +280,17 @@ class CaseDriver:
             )
             run.steps.append("researched")
 
+        approve = kind in ("approved", "referred", "corrected")
+        # An approval needs the verification of the latest revision, which reaches
+        # the committee a moment after the officer confirms it.
         await self._wait_for(
             f"{self.endpoints.committee}/cases/{case_id}",
-            lambda doc: doc.get("verification_outcome") is not None,
+            lambda doc: doc.get("verification_outcome") == "verified"
+            if approve
+            else doc.get("verification_outcome") is not None,
         )
         if scenario.before_decision:
             await scenario.before_decision(run)
-        approve = kind in ("approved", "referred")
         sitting = await self._post(
             f"{self.endpoints.committee}/sittings",
             {"association_id": association, "members_present": list(COMMITTEE_PRESENT)},

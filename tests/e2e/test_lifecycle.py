@@ -100,6 +100,30 @@ def test_every_lifecycle_reaches_the_stream_in_order_with_its_causation_chain(sy
             assert by_type["ReferredToResearcher"]["causation_id"] == received["event_id"]
 
 
+def test_a_corrected_request_is_verified_again_and_decided_on_its_latest_revision(system):
+    (run,) = asyncio.run(drive(system, ["corrected"]))
+    assert run.error is None, run.error
+    assert "corrected" in run.steps and "verified again" in run.steps
+    expected = [
+        "RequestReceived", "DataVerified", "RequestReceived", "DataVerified",
+        "CommitteeDecided", "ServiceDelivered", "SurveyAnswered",
+    ]
+    events = [m["event"] for m in case_events(system, run.case_id, len(expected))]
+    assert [e["event_type"] for e in events] == expected
+    first, asked, corrected, verified, decided = events[:5]
+    assert [first["payload"]["revision"], corrected["payload"]["revision"]] == [1, 2]
+    assert asked["payload"]["outcome"] == "discrepancies" and asked["payload"]["revision"] == 1
+    assert asked["payload"]["corrections"]
+    assert corrected["payload"]["corrects"] == asked["event_id"]
+    assert corrected["causation_id"] is None
+    assert corrected["payload"]["attestation"]["data_hash"] != first["payload"]["attestation"]["data_hash"]
+    assert verified["payload"]["outcome"] == "verified" and verified["payload"]["revision"] == 2
+    assert verified["causation_id"] == corrected["event_id"]
+    assert decided["causation_id"] == verified["event_id"]
+    assert decided["payload"]["decision"] == "approved"
+    assert {e["correlation_id"] for e in events} == {first["event_id"]}
+
+
 def test_the_applicant_can_ask_where_the_request_stands(system):
     (run,) = asyncio.run(drive(system, ["approved"]))
     assert run.error is None, run.error
