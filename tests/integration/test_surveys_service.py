@@ -221,15 +221,18 @@ def test_a_rejection_invites_the_applicant_and_an_approval_does_not(
     assert unknown.json()["message"]["en"] and unknown.json()["message"]["ar"]
 
 
-def test_results_show_only_groups_of_five_answers_or_more(
+def test_results_hide_a_small_group_and_the_sibling_that_would_reveal_it_by_subtraction(
     nats_server: NatsServer, surveys: ServiceProcess
 ) -> None:
     cases = [request_received("website") for _ in range(5)] + [request_received("phone")]
     publish(nats_server.url, *cases, *(service_delivered(case) for case in cases))
 
-    for case in cases:
+    # Five website answers average 4.6, the one phone answer is 1: the total is 4.0.
+    ratings = [(5, 10), (5, 9), (5, 9), (4, 7), (4, 0), (1, 0)]
+    for case, (satisfaction, recommend) in zip(cases, ratings):
         token = invitation(surveys, case.case_id)["token"]
-        assert answer(surveys, token, {"ratings": {"satisfaction": 4}}).status_code == 202
+        body = {"ratings": {"satisfaction": satisfaction, "recommend": recommend}}
+        assert answer(surveys, token, body).status_code == 202
 
     def all_counted() -> dict[str, Any] | None:
         report = httpx.get(f"{surveys.url}/results").json()
@@ -237,27 +240,25 @@ def test_results_show_only_groups_of_five_answers_or_more(
         return report if by_service and by_service[0].get("answers") == 6 else None
 
     report = wait_for(all_counted, what="six answers in the results")
-    assert report["by_channel"] == [
-        {"channel": "phone", "suppressed": True},
-        {"channel": "website", "suppressed": False, "answers": 5, "average_satisfaction": 4.0},
+    # Showing website (5 at 4.6) beside the total (6 at 4.0) would give the phone
+    # applicant's 1 back: both channels are hidden, each saying why.
+    assert [row["channel"] for row in report["by_channel"]] == ["phone", "website"]
+    for row in report["by_channel"]:
+        assert row["suppressed"] is True and "answers" not in row
+        assert row["why"]["en"] and row["why"]["ar"]
+    assert [row["why"]["code"] for row in report["by_channel"]] == [
+        "too_few_answers",
+        "protects_a_smaller_group",
     ]
-    assert report["by_service_code"] == [
-        {
-            "service_code": "food-basket",
-            "suppressed": False,
-            "answers": 6,
-            "average_satisfaction": 4.0,
-        }
-    ]
-    assert report["by_stage"] == [
-        {"stage": "delivered", "suppressed": False, "answers": 6, "average_satisfaction": 4.0}
-    ]
-    assert report["by_association_id"] == [
-        {
-            "association_id": ASSOCIATION,
-            "suppressed": False,
-            "answers": 6,
-            "average_satisfaction": 4.0,
-        }
-    ]
+    recommend = {
+        "suppressed": False,
+        "answers": 6,
+        "average": 5.83,
+        "net_promoter_score": 16.7,  # 3 promoters, 2 detractors of 6
+    }
+    whole = {"suppressed": False, "answers": 6, "average_satisfaction": 4.0, "recommend": recommend}
+    assert report["by_service_code"] == [{"service_code": "food-basket", **whole}]
+    assert report["by_stage"] == [{"stage": "delivered", **whole}]
+    assert report["by_association_id"] == [{"association_id": ASSOCIATION, **whole}]
+    assert report["note"]["en"] and report["note"]["ar"]
     assert "officer" not in str(report)

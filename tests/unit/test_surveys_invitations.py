@@ -518,7 +518,7 @@ class Views:
         return [doc for (name, _), doc in sorted(self.docs.items()) if name == view]
 
 
-def answered_events(stage: str, satisfaction: int) -> list[Any]:
+def answered_events(stage: str, satisfaction: int, recommend: int | None = None) -> list[Any]:
     survey = Survey(
         case_id=uuid4(),
         association_id="sidr",
@@ -535,7 +535,7 @@ def answered_events(stage: str, satisfaction: int) -> list[Any]:
     survey.answer(
         token=survey.token or "",
         event_id=uuid4(),
-        ratings=Ratings(satisfaction=satisfaction),
+        ratings=Ratings(satisfaction=satisfaction, recommend=recommend),
         comment=None,
         anonymous=True,
         answered_at=NOW + timedelta(days=1),
@@ -543,24 +543,35 @@ def answered_events(stage: str, satisfaction: int) -> list[Any]:
     return list(survey.collect_events())
 
 
-def test_results_are_reported_by_stage_and_small_stages_are_suppressed() -> None:
+def test_results_by_stage_never_let_a_lone_rejection_be_subtracted_from_the_total() -> None:
+    # Five delivered answers averaging 4.6 and one rejection rated 1: the total is
+    # six at 4.0, and 6 x 4.0 - 5 x 4.6 would be the rejected applicant's rating.
     views = Views()
-    for _ in range(5):
-        for event in answered_events("delivered", 4):
+    for satisfaction, recommend in ((5, 10), (5, 9), (5, 9), (4, 7), (4, None)):
+        for event in answered_events("delivered", satisfaction, recommend):
             project(event, views)  # type: ignore[arg-type]
-    for event in answered_events("rejected", 1):
+    for event in answered_events("rejected", 1, 0):
         project(event, views)  # type: ignore[arg-type]
 
     assert "stage" in DIMENSIONS and "officer" not in str(DIMENSIONS)
-    results = group_results("stage", tallies(views.all(RESULTS), "stage"))
-    assert results == [
-        {"stage": "delivered", "suppressed": False, "answers": 5, "average_satisfaction": 4.0},
-        {"stage": "rejected", "suppressed": True},
+    by_stage = group_results("stage", tallies(views.all(RESULTS), "stage"))
+    [total] = group_results("association_id", tallies(views.all(RESULTS), "association_id"))
+
+    assert (total["answers"], total["average_satisfaction"]) == (6, 4.0)
+    assert total["recommend"] == {
+        "suppressed": False,
+        "answers": 5,
+        "average": 7.0,
+        "net_promoter_score": 40.0,  # 10, 9, 9 promote; 7 is passive; 0 detracts
+    }
+    assert [row["stage"] for row in by_stage] == ["delivered", "rejected"]
+    for row in by_stage:
+        assert row["suppressed"] is True and "answers" not in row and "recommend" not in row
+        assert row["why"]["en"] and row["why"]["ar"]
+    assert [row["why"]["code"] for row in by_stage] == [
+        "protects_a_smaller_group",
+        "too_few_answers",
     ]
-    by_association = group_results(
-        "association_id", tallies(views.all(RESULTS), "association_id")
-    )
-    assert by_association[0]["answers"] == 6
 
 
 def test_the_invitations_view_shows_every_date_in_both_calendars() -> None:
