@@ -5,9 +5,12 @@ invited once the service was delivered, or once the committee rejected the
 request, and may answer once, with the token of the invitation. The invitation
 is recorded first and sent afterwards, through the applicant's channel, by a
 dispatcher outside the command; the survey then records that it was sent, so
-that it is sent once. The results are for improving the service, never for
-judging staff: a survey knows the case's channel and service, never who served
-the applicant.
+that it is sent once, or that it could not be sent to the contact it holds.
+A request corrected by the applicant is published again with the next
+revision: the survey takes the new contact, channel and service from it, and
+ignores an earlier or repeated revision. The results are for improving the
+service, never for judging staff: a survey knows the case's channel and
+service, never who served the applicant.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class Survey(Aggregate):
         phone: str | None = None,
         email: str | None = None,
         language: str = DEFAULT_LANGUAGE,
+        revision: int = 1,
     ):
         self.association_id = association_id
         self.case_ref = case_ref
@@ -99,11 +103,16 @@ class Survey(Aggregate):
         self.phone = phone
         self.email = email
         self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        # The request's revision these details come from (RequestReceived.payload.revision).
+        self.revision = revision
         self.stage: str | None = None
         self.token: str | None = None
         self.invitation_cause: UUID | None = None
         self.invited_at: datetime | None = None
         self.sent_at: datetime | None = None
+        # Why the invitation could not be sent to the contact the survey holds
+        # (a code of invitations.UNDELIVERABLE); cleared when the contact changes.
+        self.undeliverable: str | None = None
         self.answered = False
 
     @property
@@ -116,7 +125,57 @@ class Survey(Aggregate):
 
     @property
     def awaiting_sending(self) -> bool:
-        return self.invited and not self.sent
+        return self.invited and not self.sent and self.undeliverable is None
+
+    # A corrected request -----------------------------------------------------------
+
+    def revise(
+        self,
+        *,
+        revision: int,
+        channel: str,
+        service_code: str,
+        phone: str | None,
+        email: str | None,
+        language: str,
+    ) -> None:
+        """Takes the applicant's contact, channel and service from a later revision.
+
+        The request is published again, whole, after each correction; an earlier
+        revision or the same one again (a redelivery) changes nothing.
+        """
+        if revision <= self.revision:
+            return
+        self._revised(
+            revision=revision,
+            channel=channel,
+            service_code=service_code,
+            phone=phone,
+            email=email,
+            language=language if language in LANGUAGES else DEFAULT_LANGUAGE,
+            contact_changed=(phone, email) != (self.phone, self.email),
+        )
+
+    @event("RequestRevised")
+    def _revised(
+        self,
+        *,
+        revision: int,
+        channel: str,
+        service_code: str,
+        phone: str | None,
+        email: str | None,
+        language: str,
+        contact_changed: bool,
+    ) -> None:
+        self.revision = revision
+        self.channel = channel
+        self.service_code = service_code
+        self.phone = phone
+        self.email = email
+        self.language = language
+        if contact_changed:
+            self.undeliverable = None  # worth trying the new contact
 
     # Invitation ------------------------------------------------------------------
 
@@ -179,6 +238,29 @@ class Survey(Aggregate):
         self, *, association_id: str, channel: str, message_id: str, sent_at: datetime
     ) -> None:
         self.sent_at = sent_at
+
+    def record_undeliverable(self, *, reason: str, noted_at: datetime) -> None:
+        """Records that the invitation cannot go to the contact held, instead of sending it.
+
+        Once per contact: a later revision with another contact makes it
+        worth sending again.
+        """
+        if not self.invited:
+            raise ValueError("an invitation must be recorded before it is sent")
+        if self.sent or self.undeliverable is not None:
+            return
+        self._invitation_undeliverable(
+            association_id=self.association_id,
+            channel=self.channel,
+            reason=reason,
+            noted_at=noted_at,
+        )
+
+    @event("InvitationUndeliverable")
+    def _invitation_undeliverable(
+        self, *, association_id: str, channel: str, reason: str, noted_at: datetime
+    ) -> None:
+        self.undeliverable = reason
 
     # The applicant's answer ---------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.surveys.domain import GroupTally, Survey
+from services.surveys.invitations import undeliverable_reason
 from shared.dates import both_calendars
 from shared.views import ViewTransaction
 
@@ -42,6 +43,8 @@ def project(event: Any, views: ViewTransaction) -> None:
                 "sent": False,
                 "sent_at": None,
                 "sent_at_display": None,
+                "undeliverable": None,
+                "undeliverable_at_display": None,
                 "answered": False,
                 "answered_at": None,
                 "answered_at_display": None,
@@ -55,6 +58,21 @@ def project(event: Any, views: ViewTransaction) -> None:
             doc["sent"] = True
             doc["sent_at"] = event.sent_at.isoformat()
             doc["sent_at_display"] = both_calendars(event.sent_at)
+            views.put(SURVEYS, key, doc)
+    elif isinstance(event, Survey.InvitationUndeliverable):
+        doc = views.get(SURVEYS, key)
+        if doc is not None:
+            doc["undeliverable"] = undeliverable_reason(event.reason)
+            doc["undeliverable_at_display"] = both_calendars(event.noted_at)
+            views.put(SURVEYS, key, doc)
+    elif isinstance(event, Survey.RequestRevised):
+        doc = views.get(SURVEYS, key)
+        if doc is not None:
+            doc["channel"] = event.channel
+            doc["service_code"] = event.service_code
+            if event.contact_changed:
+                doc["undeliverable"] = None  # the new contact is tried
+                doc["undeliverable_at_display"] = None
             views.put(SURVEYS, key, doc)
     elif isinstance(event, Survey.Answered):
         doc = views.get(SURVEYS, key)

@@ -65,7 +65,9 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def request_received(channel: str = "website", service_code: str = "food-basket") -> RequestReceived:
+def request_received(
+    channel: str = "website", service_code: str = "food-basket", phone: str | None = "0500000001"
+) -> RequestReceived:
     case_id = uuid4()
     event_id = uuid4()
     return RequestReceived(
@@ -80,7 +82,7 @@ def request_received(channel: str = "website", service_code: str = "food-basket"
             channel=channel,
             channel_ref=f"ref-{case_id.hex}",
             service_code=service_code,
-            applicant=Applicant(national_id="1000000001", name="Applicant"),
+            applicant=Applicant(national_id="1000000001", name="Applicant", phone=phone),
         ),
     )
 

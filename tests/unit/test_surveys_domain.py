@@ -44,6 +44,7 @@ def registered_survey() -> Survey:
         phone="+966500000001",
         email=None,
         language="ar",
+        revision=1,
     )
 
 
