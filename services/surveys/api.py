@@ -108,11 +108,14 @@ def build_router() -> APIRouter:
         offset: int = 0,
         runtime: ServiceRuntime = Depends(runtime_of),
     ) -> list[dict[str, Any]]:
+        """The invitations, without their tokens: a token answers the survey in the
+        applicant's name, so only the one case's page (/surveys/by-case/{case_id}) shows it."""
         assert runtime.views is not None
         filters = {} if answered is None else {"answered": answered}
-        return runtime.views.find(
+        docs = runtime.views.find(
             SURVEYS, limit=max(0, min(limit, 1000)), offset=max(0, offset), **filters
         )
+        return [{k: v for k, v in doc.items() if k != "token"} for doc in docs]
 
     @router.get("/results")
     async def results(

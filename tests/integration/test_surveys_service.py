@@ -217,6 +217,8 @@ def test_a_rejection_invites_the_applicant_and_an_approval_does_not(
     assert not_invited.json()["message"]["en"] and not_invited.json()["message"]["ar"]
     waiting = httpx.get(f"{surveys.url}/surveys", params={"answered": "false"}).json()
     assert [doc["case_id"] for doc in waiting] == [str(rejected.case_id)]
+    # The list shows no token: a token answers the survey in the applicant's name.
+    assert "token" not in waiting[0] and invited["token"] not in str(waiting)
 
     unknown = answer(surveys, "no-such-token", {"ratings": {"satisfaction": 3}})
     assert unknown.status_code == 404
