@@ -154,7 +154,9 @@ def test_a_survey_cannot_be_answered_before_the_invitation() -> None:
 # The results ---------------------------------------------------------------------
 
 
-def tally(value: str, *satisfaction: int, recommend: tuple[int, ...] = (), association: str = "sidr") -> GroupTally:
+def tally(
+    value: str, *satisfaction: int, recommend: tuple[int, ...] = (), association: str = "sidr"
+) -> GroupTally:
     """The tally of a group whose applicants gave these ratings."""
     return GroupTally(
         value=value,

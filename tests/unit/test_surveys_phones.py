@@ -39,7 +39,18 @@ def test_a_saudi_landline_and_a_foreign_number_with_its_code_are_kept_in_e164() 
 
 @pytest.mark.parametrize(
     "typed",
-    [None, "", "   ", "call me", "050123", "05012345678", "12345", "+966 123", "+9660012345678", "+0501234567"],
+    [
+        None,
+        "",
+        "   ",
+        "call me",
+        "050123",
+        "05012345678",
+        "12345",
+        "+966 123",
+        "+9660012345678",
+        "+0501234567",
+    ],
 )
 def test_what_cannot_be_a_number_is_none(typed: str | None) -> None:
     assert normalise_phone(typed) is None
