@@ -17,11 +17,20 @@ from shared.runtime import ServiceRuntime, runtime_of
 
 RESULTS_NOTE = {
     "en": (
-        f"Groups with fewer than {MINIMUM_GROUP_SIZE} answers are suppressed. "
+        f"Groups with fewer than {MINIMUM_GROUP_SIZE} answers are suppressed, and so is "
+        "the next smallest group of the same breakdown whenever the hidden groups "
+        f"together hold fewer than {MINIMUM_GROUP_SIZE} answers, so that no hidden "
+        "group can be worked out from the total and the groups shown. "
+        "\"Would recommend\" (0 to 10) follows the same rule on its own count; its net "
+        "promoter score is the share of 9 and 10 minus the share of 0 to 6. "
         "The results are for improving the service, never for judging staff."
     ),
     "ar": (
-        f"لا تُعرض المجموعات التي تقل إجاباتها عن {MINIMUM_GROUP_SIZE}. "
+        f"لا تُعرض المجموعات التي تقل إجاباتها عن {MINIMUM_GROUP_SIZE}، وتُخفى معها "
+        "أصغر مجموعة تالية في التقسيم نفسه ما دامت المجموعات المخفية مجتمعةً أقل من "
+        f"{MINIMUM_GROUP_SIZE} إجابات، حتى لا تُستنتج مجموعة مخفية من المجموع والمجموعات "
+        "المعروضة. ويخضع سؤال احتمال التوصية (٠ إلى ١٠) للقاعدة نفسها على عدد إجاباته؛ "
+        "وصافي نقاط الترويج هو نسبة من أجابوا ٩ أو ١٠ مطروحًا منها نسبة من أجابوا ٠ إلى ٦. "
         "النتائج لتحسين الخدمة، وليست لمحاسبة الموظفين."
     ),
 }
@@ -99,19 +108,25 @@ def build_router() -> APIRouter:
         offset: int = 0,
         runtime: ServiceRuntime = Depends(runtime_of),
     ) -> list[dict[str, Any]]:
+        """The invitations, without their tokens: a token answers the survey in the
+        applicant's name, so only the one case's page (/surveys/by-case/{case_id}) shows it."""
         assert runtime.views is not None
         filters = {} if answered is None else {"answered": answered}
-        return runtime.views.find(
+        docs = runtime.views.find(
             SURVEYS, limit=max(0, min(limit, 1000)), offset=max(0, offset), **filters
         )
+        return [{k: v for k, v in doc.items() if k != "token"} for doc in docs]
 
     @router.get("/results")
     async def results(
         association_id: str | None = None, runtime: ServiceRuntime = Depends(runtime_of)
     ) -> dict[str, Any]:
-        """Answers and average satisfaction by service, channel, stage and association.
+        """Answers, average satisfaction and "would recommend" by service, channel, stage and
+        association (the total).
 
-        Never by officer; a group with fewer than five answers is suppressed.
+        Never by officer. A group with fewer than five answers is suppressed, and so
+        are as many of the next smallest groups as it takes for no suppressed group to
+        be worked out by subtraction; each suppressed entry says why in both languages.
         """
         assert runtime.views is not None
         docs = [

@@ -17,7 +17,13 @@ from services.surveys.domain import (
     survey_closed,
     survey_not_found,
 )
-from services.surveys.invitations import Invitation, compose_invitation, survey_form
+from services.surveys.invitations import (
+    Invitation,
+    Undeliverable,
+    compose_invitation,
+    reachable_contact,
+    survey_form,
+)
 from shared.consumer import RetryLater
 from shared.events import CommitteeDecided, Ratings, RequestReceived, ServiceDelivered
 from shared.policy import PolicyPack
@@ -50,19 +56,32 @@ class SurveysApplication(ServiceApplication):
     def on_request_received(
         self, event: RequestReceived, processing: ProcessingEvent
     ) -> None:
-        if self._find(event.case_id) is not None:
-            return  # the same request arrived again
-        survey = Survey(
-            case_id=event.case_id,
-            association_id=event.association_id,
-            case_ref=event.case_ref,
-            correlation_id=event.correlation_id,
-            channel=event.payload.channel,
-            service_code=event.payload.service_code,
-            phone=event.payload.applicant.phone,
-            email=event.payload.applicant.email,
-            language=preferred_language(event.payload.fields),
-        )
+        payload = event.payload
+        survey = self._find(event.case_id)
+        if survey is None:
+            survey = Survey(
+                case_id=event.case_id,
+                association_id=event.association_id,
+                case_ref=event.case_ref,
+                correlation_id=event.correlation_id,
+                channel=payload.channel,
+                service_code=payload.service_code,
+                phone=payload.applicant.phone,
+                email=payload.applicant.email,
+                language=preferred_language(payload.fields),
+                revision=payload.revision,
+            )
+        else:
+            # The applicant corrected the request (a later revision), or the same
+            # or an earlier revision arrived again, which changes nothing.
+            survey.revise(
+                revision=payload.revision,
+                channel=payload.channel,
+                service_code=payload.service_code,
+                phone=payload.applicant.phone,
+                email=payload.applicant.email,
+                language=preferred_language(payload.fields),
+            )
         processing.collect_events(survey)
 
     def on_service_delivered(
@@ -143,20 +162,27 @@ class SurveysApplication(ServiceApplication):
 
     # The dispatcher -------------------------------------------------------------
 
-    def invitation_to_send(self, case_id: UUID, base_url: str) -> Invitation | None:
-        """The message of a recorded invitation not yet sent; None once it was sent."""
+    def invitation_to_send(
+        self, case_id: UUID, base_url: str
+    ) -> Invitation | Undeliverable | None:
+        """The message of a recorded invitation not yet sent, or why it cannot be sent.
+
+        None once it was sent, or recorded as undeliverable to the contact held.
+        """
         survey = self._find(case_id)
         if survey is None or not survey.awaiting_sending:
             return None
         assert survey.token and survey.stage and survey.invited_at
+        contact = reachable_contact(survey.phone, survey.email)
+        if isinstance(contact, str):
+            return Undeliverable(case_id=case_id, reason=contact)
         return compose_invitation(
             case_id=case_id,
             case_ref=survey.case_ref,
             association_id=survey.association_id,
             channel=survey.channel,
             stage=survey.stage,
-            phone=survey.phone,
-            email=survey.email,
+            contact=contact,
             language=survey.language,
             token=survey.token,
             invited_at=survey.invited_at,
@@ -178,6 +204,22 @@ class SurveysApplication(ServiceApplication):
             # Another dispatcher recorded it first: sent, and the position taken.
             current = self._find(case_id)
             if current is None or not current.sent:
+                raise
+
+    def record_undeliverable(self, case_id: UUID, reason: str, position: int) -> None:
+        """Records that the invitation cannot be sent, with the dispatcher's position."""
+        survey = self._find(case_id)
+        if survey is None:
+            raise survey_not_found()
+        survey.record_undeliverable(reason=reason, noted_at=self.clock.now())
+        processing = ProcessingEvent(tracking=Tracking(DISPATCH_TRACKING, position))
+        processing.collect_events(survey)
+        try:
+            self.record_processing(processing)
+        except IntegrityError:
+            # Another dispatcher recorded this position first.
+            current = self._find(case_id)
+            if current is None or current.awaiting_sending:
                 raise
 
     def dispatch_position(self) -> int:

@@ -10,6 +10,12 @@ same `message_id` again: senders are idempotent on it (the logged outbox is).
 
 Invitations go out in the order they were recorded; a sender that fails is
 retried with a growing pause, and the later invitations wait behind it.
+
+The phone number goes out in E.164. An invitation with no contact a channel can
+use (no phone or email, or a number that cannot be read) is not sent: it is
+recorded as `Survey.InvitationUndeliverable` with the reason, once. The
+dispatcher also reads `Survey.RequestRevised`: when the applicant's corrected
+request brings another contact, an invitation waiting to be sent is tried again.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from eventsourcing.utils import get_topic
 
 from services.surveys.application import SurveysApplication
 from services.surveys.domain import Survey
+from services.surveys.invitations import Undeliverable
 from services.surveys.outbound import InvitationSender
 from shared.store import StoreRunner
 
 log = logging.getLogger(__name__)
 
 INVITED_TOPIC = get_topic(Survey.Invited)
+# What can make an invitation sendable: its recording, or a corrected contact.
+DISPATCH_TOPICS = (INVITED_TOPIC, get_topic(Survey.RequestRevised))
 
 
 class InvitationDispatcher:
@@ -59,14 +68,21 @@ class InvitationDispatcher:
     async def dispatch_batch(self) -> int:
         """Sends what the next batch of invitations holds; returns how many it read."""
         notifications = await self.store.run(
-            self.app.read_notifications, self.position, self.batch_size, (INVITED_TOPIC,)
+            self.app.read_notifications, self.position, self.batch_size, DISPATCH_TOPICS
         )
         for notification in notifications:
             case_id = notification.originator_id
             invitation = await self.store.run(
                 self.app.invitation_to_send, case_id, self.base_url
             )
-            if invitation is not None:
+            if isinstance(invitation, Undeliverable):
+                log.warning(
+                    "survey invitation of case %s not sent: %s", case_id, invitation.reason
+                )
+                await self.store.run(
+                    self.app.record_undeliverable, case_id, invitation.reason, notification.id
+                )
+            elif invitation is not None:
                 # The port may block (a file, a network call): off the loop and the store thread.
                 await asyncio.to_thread(self.sender.send, invitation)
                 await self.store.run(
@@ -98,8 +114,8 @@ class InvitationDispatcher:
                     pass
 
     async def lag(self) -> int:
-        """Invitations recorded past the dispatcher's position."""
+        """Invitations (and corrected requests) recorded past the dispatcher's position."""
         pending: Any = await self.store.run(
-            self.app.read_notifications, self.position, 10_000, (INVITED_TOPIC,)
+            self.app.read_notifications, self.position, 10_000, DISPATCH_TOPICS
         )
         return len(pending)

@@ -5,9 +5,12 @@ invited once the service was delivered, or once the committee rejected the
 request, and may answer once, with the token of the invitation. The invitation
 is recorded first and sent afterwards, through the applicant's channel, by a
 dispatcher outside the command; the survey then records that it was sent, so
-that it is sent once. The results are for improving the service, never for
-judging staff: a survey knows the case's channel and service, never who served
-the applicant.
+that it is sent once, or that it could not be sent to the contact it holds.
+A request corrected by the applicant is published again with the next
+revision: the survey takes the new contact, channel and service from it, and
+ignores an earlier or repeated revision. The results are for improving the
+service, never for judging staff: a survey knows the case's channel and
+service, never who served the applicant.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class Survey(Aggregate):
         phone: str | None = None,
         email: str | None = None,
         language: str = DEFAULT_LANGUAGE,
+        revision: int = 1,
     ):
         self.association_id = association_id
         self.case_ref = case_ref
@@ -99,11 +103,16 @@ class Survey(Aggregate):
         self.phone = phone
         self.email = email
         self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        # The request's revision these details come from (RequestReceived.payload.revision).
+        self.revision = revision
         self.stage: str | None = None
         self.token: str | None = None
         self.invitation_cause: UUID | None = None
         self.invited_at: datetime | None = None
         self.sent_at: datetime | None = None
+        # Why the invitation could not be sent to the contact the survey holds
+        # (a code of invitations.UNDELIVERABLE); cleared when the contact changes.
+        self.undeliverable: str | None = None
         self.answered = False
 
     @property
@@ -116,7 +125,57 @@ class Survey(Aggregate):
 
     @property
     def awaiting_sending(self) -> bool:
-        return self.invited and not self.sent
+        return self.invited and not self.sent and self.undeliverable is None
+
+    # A corrected request -----------------------------------------------------------
+
+    def revise(
+        self,
+        *,
+        revision: int,
+        channel: str,
+        service_code: str,
+        phone: str | None,
+        email: str | None,
+        language: str,
+    ) -> None:
+        """Takes the applicant's contact, channel and service from a later revision.
+
+        The request is published again, whole, after each correction; an earlier
+        revision or the same one again (a redelivery) changes nothing.
+        """
+        if revision <= self.revision:
+            return
+        self._revised(
+            revision=revision,
+            channel=channel,
+            service_code=service_code,
+            phone=phone,
+            email=email,
+            language=language if language in LANGUAGES else DEFAULT_LANGUAGE,
+            contact_changed=(phone, email) != (self.phone, self.email),
+        )
+
+    @event("RequestRevised")
+    def _revised(
+        self,
+        *,
+        revision: int,
+        channel: str,
+        service_code: str,
+        phone: str | None,
+        email: str | None,
+        language: str,
+        contact_changed: bool,
+    ) -> None:
+        self.revision = revision
+        self.channel = channel
+        self.service_code = service_code
+        self.phone = phone
+        self.email = email
+        self.language = language
+        if contact_changed:
+            self.undeliverable = None  # worth trying the new contact
 
     # Invitation ------------------------------------------------------------------
 
@@ -180,6 +239,29 @@ class Survey(Aggregate):
     ) -> None:
         self.sent_at = sent_at
 
+    def record_undeliverable(self, *, reason: str, noted_at: datetime) -> None:
+        """Records that the invitation cannot go to the contact held, instead of sending it.
+
+        Once per contact: a later revision with another contact makes it
+        worth sending again.
+        """
+        if not self.invited:
+            raise ValueError("an invitation must be recorded before it is sent")
+        if self.sent or self.undeliverable is not None:
+            return
+        self._invitation_undeliverable(
+            association_id=self.association_id,
+            channel=self.channel,
+            reason=reason,
+            noted_at=noted_at,
+        )
+
+    @event("InvitationUndeliverable")
+    def _invitation_undeliverable(
+        self, *, association_id: str, channel: str, reason: str, noted_at: datetime
+    ) -> None:
+        self.undeliverable = reason
+
     # The applicant's answer ---------------------------------------------------------
 
     def answer(
@@ -235,41 +317,191 @@ class Survey(Aggregate):
 
 
 # Results -------------------------------------------------------------------------
+#
+# The rule, for every breakdown reported (by service, by channel, by stage, and the
+# total, which is the breakdown by association):
+#
+# 1. A group with fewer than MINIMUM_GROUP_SIZE answers is hidden ("too_few_answers").
+# 2. Hidden groups must not be recoverable by subtraction: the total minus the shown
+#    groups is the sum of the hidden ones. While that sum covers fewer than
+#    MINIMUM_GROUP_SIZE answers, the smallest shown group is hidden too
+#    ("protects_a_smaller_group"). A breakdown therefore hides no group or hides
+#    groups of MINIMUM_GROUP_SIZE answers or more together; when the total itself is
+#    too small, every group and the total are hidden by rule 1.
+# 3. Across associations, a group is hidden when it is hidden in any one
+#    association's own results ("hidden_in_an_association"): otherwise the sum over
+#    associations minus the other associations' figures would give it back. Rules 1
+#    and 2 then apply to the sums.
+# 4. The "would recommend" figures of a shown group follow rules 1 to 3 on their own
+#    count (the question is optional, so fewer applicants may have answered it).
+
+TOO_FEW_ANSWERS = "too_few_answers"
+PROTECTS_A_SMALLER_GROUP = "protects_a_smaller_group"
+HIDDEN_IN_AN_ASSOCIATION = "hidden_in_an_association"
+
+
+def suppression_reason(code: str, minimum: int = MINIMUM_GROUP_SIZE) -> dict[str, str]:
+    """Why a group's figures are not shown, in both languages."""
+    texts = {
+        TOO_FEW_ANSWERS: (
+            f"Fewer than {minimum} answers: not shown, so that no one's rating can be "
+            "read from it.",
+            f"أقل من {minimum} إجابات: لا تُعرض حتى لا يُستدل منها على تقييم أحد.",
+        ),
+        PROTECTS_A_SMALLER_GROUP: (
+            "Hidden as well, so that a smaller hidden group cannot be worked out by "
+            "subtracting the shown groups from the total.",
+            "أُخفيت كذلك حتى لا تُستنتج مجموعة مخفية أصغر بطرح المجموعات المعروضة من "
+            "المجموع.",
+        ),
+        HIDDEN_IN_AN_ASSOCIATION: (
+            "Hidden because this group is hidden in one association's results: the sum "
+            "over associations would reveal it.",
+            "أُخفيت لأن هذه المجموعة مخفية في نتائج إحدى الجمعيات، ومجموعها عبر الجمعيات "
+            "يكشفها.",
+        ),
+    }
+    en, ar = texts[code]
+    return {"code": code, "en": en, "ar": ar}
 
 
 @dataclass(frozen=True)
 class GroupTally:
-    """The answers of one group (a service or a channel) counted so far."""
+    """The answers of one group (a service, a channel, a stage) of one association."""
 
     value: str
     answers: int
     satisfaction_sum: int
+    recommend_answers: int = 0
+    recommend_sum: int = 0
+    promoters: int = 0  # recommend 9 or 10
+    detractors: int = 0  # recommend 0 to 6
+    association_id: str = ""
+
+    def __add__(self, other: "GroupTally") -> "GroupTally":
+        return GroupTally(
+            value=self.value,
+            answers=self.answers + other.answers,
+            satisfaction_sum=self.satisfaction_sum + other.satisfaction_sum,
+            recommend_answers=self.recommend_answers + other.recommend_answers,
+            recommend_sum=self.recommend_sum + other.recommend_sum,
+            promoters=self.promoters + other.promoters,
+            detractors=self.detractors + other.detractors,
+            association_id=self.association_id,
+        )
+
+
+def hidden_groups(
+    counts: Mapping[str, int],
+    minimum: int = MINIMUM_GROUP_SIZE,
+    hidden_elsewhere: Iterable[str] = (),
+) -> dict[str, str]:
+    """The groups of one breakdown not to show, each with the code of its reason.
+
+    `counts` holds every group of the breakdown (their sum is the total);
+    `hidden_elsewhere` the groups that must be hidden whatever their count.
+    """
+    hidden: dict[str, str] = {}
+    for value, count in counts.items():
+        if 0 < count < minimum:
+            hidden[value] = TOO_FEW_ANSWERS
+    for value in hidden_elsewhere:
+        if value in counts:
+            hidden.setdefault(value, HIDDEN_IN_AN_ASSOCIATION)
+    hidden_answers = sum(counts[value] for value in hidden)
+    # Smallest first, then by name, so that the same figures always hide the same groups.
+    shown = sorted(
+        (count, value) for value, count in counts.items() if value not in hidden and count
+    )
+    while 0 < hidden_answers < minimum and shown:
+        count, value = shown.pop(0)
+        hidden[value] = PROTECTS_A_SMALLER_GROUP
+        hidden_answers += count
+    return hidden
+
+
+def _recommend_figures(tally: GroupTally) -> dict[str, Any]:
+    answers = tally.recommend_answers
+    if not answers:
+        return {"suppressed": False, "answers": 0, "average": None, "net_promoter_score": None}
+    return {
+        "suppressed": False,
+        "answers": answers,
+        "average": round(tally.recommend_sum / answers, 2),
+        # The share of promoters (9-10) minus the share of detractors (0-6), in points.
+        "net_promoter_score": round(100 * (tally.promoters - tally.detractors) / answers, 1),
+    }
+
+
+def _suppressed(code: str, minimum: int) -> dict[str, Any]:
+    return {"suppressed": True, "why": suppression_reason(code, minimum)}
+
+
+def _hidden_per_association(
+    merged: Mapping[str, Mapping[str, GroupTally]], minimum: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The groups hidden (answers, recommend) in each association's own breakdown."""
+    answers_hidden: dict[str, str] = {}
+    recommend_hidden: dict[str, str] = {}
+    for groups in merged.values():
+        answers = hidden_groups({v: t.answers for v, t in groups.items()}, minimum)
+        recommend = hidden_groups(
+            {v: t.recommend_answers for v, t in groups.items()}, minimum, answers
+        )
+        answers_hidden.update(answers)
+        recommend_hidden.update(recommend)
+    return answers_hidden, recommend_hidden
 
 
 def group_results(
     dimension: str, tallies: Iterable[GroupTally], minimum: int = MINIMUM_GROUP_SIZE
 ) -> list[dict[str, Any]]:
-    """Each group's count and average satisfaction, or only `suppressed` below `minimum`.
+    """Each group's figures, or `suppressed` with the reason, by the rule above.
 
-    Tallies of the same group (e.g. from several associations) are added first.
+    Tallies of the same group and association are added first; tallies of several
+    associations are added after each association's own breakdown was checked.
     """
-    merged: dict[str, list[int]] = {}
+    merged: dict[str, dict[str, GroupTally]] = {}
     for tally in tallies:
-        totals = merged.setdefault(tally.value, [0, 0])
-        totals[0] += tally.answers
-        totals[1] += tally.satisfaction_sum
+        groups = merged.setdefault(tally.association_id, {})
+        groups[tally.value] = groups[tally.value] + tally if tally.value in groups else tally
+    if len(merged) > 1:
+        hidden_elsewhere, recommend_hidden_elsewhere = _hidden_per_association(
+            merged, minimum
+        )
+    else:
+        hidden_elsewhere, recommend_hidden_elsewhere = {}, {}
+    totals: dict[str, GroupTally] = {}
+    for groups in merged.values():
+        for value, tally in groups.items():
+            totals[value] = totals[value] + tally if value in totals else tally
+
+    hidden = hidden_groups(
+        {v: t.answers for v, t in totals.items()}, minimum, hidden_elsewhere
+    )
+    recommend_hidden = hidden_groups(
+        {v: t.recommend_answers for v, t in totals.items()},
+        minimum,
+        [*hidden, *recommend_hidden_elsewhere],
+    )
     results: list[dict[str, Any]] = []
-    for value in sorted(merged):
-        answers, satisfaction_sum = merged[value]
-        if answers < minimum:
-            results.append({dimension: value, "suppressed": True})
-        else:
-            results.append(
-                {
-                    dimension: value,
-                    "suppressed": False,
-                    "answers": answers,
-                    "average_satisfaction": round(satisfaction_sum / answers, 2),
-                }
-            )
+    for value in sorted(totals):
+        tally = totals[value]
+        if value in hidden:
+            results.append({dimension: value, **_suppressed(hidden[value], minimum)})
+            continue
+        recommend = (
+            _suppressed(recommend_hidden[value], minimum)
+            if value in recommend_hidden
+            else _recommend_figures(tally)
+        )
+        results.append(
+            {
+                dimension: value,
+                "suppressed": False,
+                "answers": tally.answers,
+                "average_satisfaction": round(tally.satisfaction_sum / tally.answers, 2),
+                "recommend": recommend,
+            }
+        )
     return results

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from services.surveys.phones import normalise_phone, usable_email
 from shared.dates import both_calendars
 from shared.policy import PolicyPack
 
@@ -84,6 +85,50 @@ class Contact:
     email: str | None = None
 
 
+# Why an invitation was recorded instead of sent: code -> (English, Arabic).
+NO_CONTACT = "no_contact"
+UNUSABLE_CONTACT = "unusable_contact"
+UNDELIVERABLE: dict[str, Bilingual] = {
+    NO_CONTACT: {
+        "en": "Not sent: the request gives no phone number or email to send the "
+        "invitation to. Correcting the request's contact sends it.",
+        "ar": "لم تُرسل: لا يتضمن الطلب رقم جوال أو بريدًا إلكترونيًا تُرسل إليه الدعوة. "
+        "تصحيح بيانات التواصل في الطلب يرسلها.",
+    },
+    UNUSABLE_CONTACT: {
+        "en": "Not sent: the request's phone number (or email) cannot be read as one. "
+        "Correcting the request's contact sends it.",
+        "ar": "لم تُرسل: رقم الجوال (أو البريد الإلكتروني) في الطلب غير صالح. "
+        "تصحيح بيانات التواصل في الطلب يرسلها.",
+    },
+}
+
+
+def undeliverable_reason(code: str) -> dict[str, str]:
+    return {"code": code, **UNDELIVERABLE[code]}
+
+
+@dataclass(frozen=True)
+class Undeliverable:
+    """An invitation that cannot go anywhere usable: recorded with its reason, not sent."""
+
+    case_id: UUID
+    reason: str
+
+
+def reachable_contact(phone: str | None, email: str | None) -> Contact | str:
+    """The contact a channel can use (a phone in E.164), or the code of why there is none.
+
+    A number that cannot be read is left out rather than sent to; the
+    invitation still goes to a usable email beside it.
+    """
+    contact = Contact(phone=normalise_phone(phone), email=usable_email(email))
+    if contact.phone or contact.email:
+        return contact
+    given = bool((phone or "").strip() or (email or "").strip())
+    return UNUSABLE_CONTACT if given else NO_CONTACT
+
+
 @dataclass(frozen=True)
 class Invitation:
     """One message to one applicant, as an outbound port receives it."""
@@ -115,8 +160,7 @@ def compose_invitation(
     association_id: str,
     channel: str,
     stage: str,
-    phone: str | None,
-    email: str | None,
+    contact: Contact,
     language: str,
     token: str,
     invited_at: datetime,
@@ -131,7 +175,7 @@ def compose_invitation(
         association_id=association_id,
         channel=channel,
         stage=stage,
-        contact=Contact(phone=phone, email=email),
+        contact=contact,
         language=language,
         text=invitation_text(pack, association_id, link),
         link=link,

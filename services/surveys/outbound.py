@@ -5,6 +5,9 @@ A sender receives one `Invitation` at a time. It must be idempotent on
 only after `send` returned, so a crash between the two sends it again, and a
 real channel adapter passes the id on as its provider's idempotency key.
 
+The dispatcher hands over only invitations with a usable contact, the phone
+number in E.164 (+9665XXXXXXXX for a Saudi mobile).
+
 The default adapter is a logged outbox: one JSON line per message in a file,
 and a log line, for an officer (or a later adapter) to carry to the channel.
 """
@@ -24,11 +27,6 @@ log = logging.getLogger(__name__)
 
 
 class InvitationSender(Protocol):
-    def _ends_with_newline(self) -> bool:
-        with self.path.open("rb") as outbox:
-            outbox.seek(-1, os.SEEK_END)
-            return outbox.read(1) == b"\n"
-
     def send(self, invitation: Invitation) -> None:
         """Delivers the message or raises; may be called twice for one message_id."""
 

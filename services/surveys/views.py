@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.surveys.domain import GroupTally, Survey
+from services.surveys.invitations import undeliverable_reason
 from shared.dates import both_calendars
 from shared.views import ViewTransaction
 
@@ -42,6 +43,8 @@ def project(event: Any, views: ViewTransaction) -> None:
                 "sent": False,
                 "sent_at": None,
                 "sent_at_display": None,
+                "undeliverable": None,
+                "undeliverable_at_display": None,
                 "answered": False,
                 "answered_at": None,
                 "answered_at_display": None,
@@ -56,6 +59,21 @@ def project(event: Any, views: ViewTransaction) -> None:
             doc["sent_at"] = event.sent_at.isoformat()
             doc["sent_at_display"] = both_calendars(event.sent_at)
             views.put(SURVEYS, key, doc)
+    elif isinstance(event, Survey.InvitationUndeliverable):
+        doc = views.get(SURVEYS, key)
+        if doc is not None:
+            doc["undeliverable"] = undeliverable_reason(event.reason)
+            doc["undeliverable_at_display"] = both_calendars(event.noted_at)
+            views.put(SURVEYS, key, doc)
+    elif isinstance(event, Survey.RequestRevised):
+        doc = views.get(SURVEYS, key)
+        if doc is not None:
+            doc["channel"] = event.channel
+            doc["service_code"] = event.service_code
+            if event.contact_changed:
+                doc["undeliverable"] = None  # the new contact is tried
+                doc["undeliverable_at_display"] = None
+            views.put(SURVEYS, key, doc)
     elif isinstance(event, Survey.Answered):
         doc = views.get(SURVEYS, key)
         if doc is not None:
@@ -64,6 +82,7 @@ def project(event: Any, views: ViewTransaction) -> None:
             doc["answered_at_display"] = both_calendars(event.answered_at)
             views.put(SURVEYS, key, doc)
         satisfaction = int(event.ratings["satisfaction"])
+        recommend = event.ratings.get("recommend")  # optional
         for dimension in DIMENSIONS:
             value = getattr(event, dimension)
             tally_key = result_key(event.association_id, dimension, value)
@@ -77,12 +96,29 @@ def project(event: Any, views: ViewTransaction) -> None:
             }
             tally["answers"] += 1
             tally["satisfaction_sum"] += satisfaction
+            if recommend is not None:
+                # .get: a tally written before these were counted (delete the views
+                # file to count every earlier answer's recommendation too).
+                recommend = int(recommend)
+                tally["recommend_answers"] = tally.get("recommend_answers", 0) + 1
+                tally["recommend_sum"] = tally.get("recommend_sum", 0) + recommend
+                tally["promoters"] = tally.get("promoters", 0) + (recommend >= 9)
+                tally["detractors"] = tally.get("detractors", 0) + (recommend <= 6)
             views.put(RESULTS, tally_key, tally)
 
 
 def tallies(docs: list[dict[str, Any]], dimension: str) -> list[GroupTally]:
     return [
-        GroupTally(doc["value"], doc["answers"], doc["satisfaction_sum"])
+        GroupTally(
+            value=doc["value"],
+            answers=doc["answers"],
+            satisfaction_sum=doc["satisfaction_sum"],
+            recommend_answers=doc.get("recommend_answers", 0),
+            recommend_sum=doc.get("recommend_sum", 0),
+            promoters=doc.get("promoters", 0),
+            detractors=doc.get("detractors", 0),
+            association_id=doc["association_id"],
+        )
         for doc in docs
         if doc["dimension"] == dimension
     ]

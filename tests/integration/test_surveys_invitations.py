@@ -15,6 +15,8 @@ import pytest
 
 from khidma.nats_server import NatsServer
 from khidma.processes import PROJECT_ROOT, ServiceProcess
+from uuid import uuid4
+
 from shared.events import RequestReceived
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from tests.helpers import wait_for
@@ -207,3 +209,70 @@ def test_an_invitation_already_in_the_outbox_before_a_crash_is_not_written_again
     assert [line["message_id"] for line in outbox(data_dir)] == [
         f"survey-invitation:{received.case_id}"
     ]
+
+
+def corrected(received: RequestReceived, revision: int, **changes: Any) -> RequestReceived:
+    """The request published again, whole, at `revision`, as intake does after a correction."""
+    applicant = received.payload.applicant.model_copy(
+        update={k: v for k, v in changes.items() if k in ("phone", "email")}
+    )
+    payload = received.payload.model_copy(
+        update={
+            **{k: v for k, v in changes.items() if k == "channel"},
+            "applicant": applicant,
+            "revision": revision,
+            "corrects": uuid4(),
+        }
+    )
+    return received.model_copy(update={"event_id": uuid4(), "payload": payload})
+
+
+def test_a_corrected_request_is_invited_once_at_its_corrected_number_in_e164(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    service = start(nats_server, data_dir)
+    try:
+        # Revision 1 holds the number as typed, as requests received before intake
+        # normalised numbers do; revision 2 corrects it (and the channel); a copy
+        # of revision 1 arriving after it changes nothing.
+        first = request_received(channel="phone", phone="050 000 0001")
+        second = corrected(first, 2, phone="٠٥٠ ٩٩٩ ٩٩٩٩", channel="website")
+        late = corrected(first, 1, phone="0500000003")
+        publish(nats_server.url, first, second, late, service_delivered(first))
+        doc = sent_of(service, first.case_id)
+        assert doc["channel"] == "website"
+        ready = httpx.get(f"{service.url}/ready").json()
+        assert ready["invitations_sent"] == 1 and ready["dead_letters"] == 0
+    finally:
+        service.stop()
+
+    [line] = outbox(data_dir)
+    assert line["case_id"] == str(first.case_id)
+    assert line["contact"] == {"phone": "+966509999999", "email": None}
+    assert line["channel"] == "website"
+
+
+def test_an_invitation_with_no_usable_number_is_recorded_with_why_and_not_sent(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    service = start(nats_server, data_dir)
+    try:
+        received = request_received(phone="12345")
+        publish(nats_server.url, received, service_delivered(received))
+
+        def recorded() -> dict[str, Any] | None:
+            doc = httpx.get(f"{service.url}/surveys/by-case/{received.case_id}").json()
+            return doc if doc.get("undeliverable") else None
+
+        doc = wait_for(recorded, timeout=15.0, what="the invitation recorded as undeliverable")
+        assert doc["sent"] is False
+        assert doc["undeliverable"]["code"] == "unusable_contact"
+        assert doc["undeliverable"]["en"] and doc["undeliverable"]["ar"]
+        assert doc["undeliverable_at_display"]["hijri"]
+        assert httpx.get(f"{service.url}/ready").json()["invitations_lag"] == 0
+    finally:
+        service.stop()
+
+    assert outbox(data_dir) == []

@@ -65,7 +65,9 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def request_received(channel: str = "website", service_code: str = "food-basket") -> RequestReceived:
+def request_received(
+    channel: str = "website", service_code: str = "food-basket", phone: str | None = "0500000001"
+) -> RequestReceived:
     case_id = uuid4()
     event_id = uuid4()
     return RequestReceived(
@@ -80,7 +82,7 @@ def request_received(channel: str = "website", service_code: str = "food-basket"
             channel=channel,
             channel_ref=f"ref-{case_id.hex}",
             service_code=service_code,
-            applicant=Applicant(national_id="1000000001", name="Applicant"),
+            applicant=Applicant(national_id="1000000001", name="Applicant", phone=phone),
         ),
     )
 
@@ -215,21 +217,26 @@ def test_a_rejection_invites_the_applicant_and_an_approval_does_not(
     assert not_invited.json()["message"]["en"] and not_invited.json()["message"]["ar"]
     waiting = httpx.get(f"{surveys.url}/surveys", params={"answered": "false"}).json()
     assert [doc["case_id"] for doc in waiting] == [str(rejected.case_id)]
+    # The list shows no token: a token answers the survey in the applicant's name.
+    assert "token" not in waiting[0] and invited["token"] not in str(waiting)
 
     unknown = answer(surveys, "no-such-token", {"ratings": {"satisfaction": 3}})
     assert unknown.status_code == 404
     assert unknown.json()["message"]["en"] and unknown.json()["message"]["ar"]
 
 
-def test_results_show_only_groups_of_five_answers_or_more(
+def test_results_hide_a_small_group_and_the_sibling_that_would_reveal_it_by_subtraction(
     nats_server: NatsServer, surveys: ServiceProcess
 ) -> None:
     cases = [request_received("website") for _ in range(5)] + [request_received("phone")]
     publish(nats_server.url, *cases, *(service_delivered(case) for case in cases))
 
-    for case in cases:
+    # Five website answers average 4.6, the one phone answer is 1: the total is 4.0.
+    ratings = [(5, 10), (5, 9), (5, 9), (4, 7), (4, 0), (1, 0)]
+    for case, (satisfaction, recommend) in zip(cases, ratings):
         token = invitation(surveys, case.case_id)["token"]
-        assert answer(surveys, token, {"ratings": {"satisfaction": 4}}).status_code == 202
+        body = {"ratings": {"satisfaction": satisfaction, "recommend": recommend}}
+        assert answer(surveys, token, body).status_code == 202
 
     def all_counted() -> dict[str, Any] | None:
         report = httpx.get(f"{surveys.url}/results").json()
@@ -237,27 +244,25 @@ def test_results_show_only_groups_of_five_answers_or_more(
         return report if by_service and by_service[0].get("answers") == 6 else None
 
     report = wait_for(all_counted, what="six answers in the results")
-    assert report["by_channel"] == [
-        {"channel": "phone", "suppressed": True},
-        {"channel": "website", "suppressed": False, "answers": 5, "average_satisfaction": 4.0},
+    # Showing website (5 at 4.6) beside the total (6 at 4.0) would give the phone
+    # applicant's 1 back: both channels are hidden, each saying why.
+    assert [row["channel"] for row in report["by_channel"]] == ["phone", "website"]
+    for row in report["by_channel"]:
+        assert row["suppressed"] is True and "answers" not in row
+        assert row["why"]["en"] and row["why"]["ar"]
+    assert [row["why"]["code"] for row in report["by_channel"]] == [
+        "too_few_answers",
+        "protects_a_smaller_group",
     ]
-    assert report["by_service_code"] == [
-        {
-            "service_code": "food-basket",
-            "suppressed": False,
-            "answers": 6,
-            "average_satisfaction": 4.0,
-        }
-    ]
-    assert report["by_stage"] == [
-        {"stage": "delivered", "suppressed": False, "answers": 6, "average_satisfaction": 4.0}
-    ]
-    assert report["by_association_id"] == [
-        {
-            "association_id": ASSOCIATION,
-            "suppressed": False,
-            "answers": 6,
-            "average_satisfaction": 4.0,
-        }
-    ]
+    recommend = {
+        "suppressed": False,
+        "answers": 6,
+        "average": 5.83,
+        "net_promoter_score": 16.7,  # 3 promoters, 2 detractors of 6
+    }
+    whole = {"suppressed": False, "answers": 6, "average_satisfaction": 4.0, "recommend": recommend}
+    assert report["by_service_code"] == [{"service_code": "food-basket", **whole}]
+    assert report["by_stage"] == [{"stage": "delivered", **whole}]
+    assert report["by_association_id"] == [{"association_id": ASSOCIATION, **whole}]
+    assert report["note"]["en"] and report["note"]["ar"]
     assert "officer" not in str(report)

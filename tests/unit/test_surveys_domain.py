@@ -44,6 +44,7 @@ def registered_survey() -> Survey:
         phone="+966500000001",
         email=None,
         language="ar",
+        revision=1,
     )
 
 
@@ -153,30 +154,176 @@ def test_a_survey_cannot_be_answered_before_the_invitation() -> None:
 # The results ---------------------------------------------------------------------
 
 
-def test_groups_with_fewer_than_five_answers_are_suppressed_without_figures() -> None:
-    results = group_results(
-        "channel",
-        [GroupTally("website", 5, 20), GroupTally("phone", 4, 20)],
+def tally(
+    value: str, *satisfaction: int, recommend: tuple[int, ...] = (), association: str = "sidr"
+) -> GroupTally:
+    """The tally of a group whose applicants gave these ratings."""
+    return GroupTally(
+        value=value,
+        answers=len(satisfaction),
+        satisfaction_sum=sum(satisfaction),
+        recommend_answers=len(recommend),
+        recommend_sum=sum(recommend),
+        promoters=sum(1 for r in recommend if r >= 9),
+        detractors=sum(1 for r in recommend if r <= 6),
+        association_id=association,
     )
 
-    assert results == [
-        {"channel": "phone", "suppressed": True},
-        {
-            "channel": "website",
+
+def by_value(results: list[dict[str, object]], dimension: str) -> dict[object, dict[str, object]]:
+    return {row[dimension]: row for row in results}
+
+
+def assert_says_why_in_both_languages(row: dict[str, object], code: str) -> None:
+    assert row["suppressed"] is True
+    assert set(row) == {next(iter(row)), "suppressed", "why"}, "no figures at all"
+    why = row["why"]
+    assert isinstance(why, dict)
+    assert why["code"] == code and why["en"] and why["ar"]
+
+
+def test_a_group_of_five_answers_or_more_shows_its_count_and_averages() -> None:
+    [row] = group_results("channel", [tally("website", 5, 4, 4, 3, 4, recommend=(10, 9, 8, 6, 0))])
+
+    assert row == {
+        "channel": "website",
+        "suppressed": False,
+        "answers": 5,
+        "average_satisfaction": 4.0,
+        "recommend": {
             "suppressed": False,
             "answers": 5,
-            "average_satisfaction": 4.0,
+            "average": 6.6,
+            # 2 promoters (9, 10) and 2 detractors (6, 0) of 5: 40% - 40%.
+            "net_promoter_score": 0.0,
         },
+    }
+
+
+def test_the_net_promoter_score_is_the_share_of_9_and_10_minus_the_share_of_0_to_6() -> None:
+    [row] = group_results("stage", [tally("delivered", 5, 5, 5, 5, 5, recommend=(10, 10, 9, 7, 3))])
+
+    assert row["recommend"] == {
+        "suppressed": False,
+        "answers": 5,
+        "average": 7.8,
+        "net_promoter_score": 40.0,  # 3 of 5 promoters, 1 of 5 detractors
+    }
+
+
+def test_a_group_where_no_one_answered_would_recommend_shows_no_recommend_figures() -> None:
+    [row] = group_results("stage", [tally("delivered", 4, 4, 4, 4, 4)])
+    assert row["recommend"] == {
+        "suppressed": False, "answers": 0, "average": None, "net_promoter_score": None
+    }
+
+
+def test_a_single_small_group_cannot_be_worked_out_from_the_total_and_its_sibling() -> None:
+    # 5 delivered (average 4.6) and 1 rejected (rated 1): the total is 6 at 4.0, so
+    # showing "delivered" would give the rejected applicant's 1 as 6 x 4.0 - 5 x 4.6.
+    stages = [tally("delivered", 5, 5, 5, 4, 4), tally("rejected", 1)]
+    total = group_results("association_id", [tally("sidr", 5, 5, 5, 4, 4, 1)])
+
+    results = by_value(group_results("stage", stages), "stage")
+
+    assert total[0]["answers"] == 6 and total[0]["average_satisfaction"] == 4.0
+    assert_says_why_in_both_languages(results["rejected"], "too_few_answers")
+    assert_says_why_in_both_languages(results["delivered"], "protects_a_smaller_group")
+
+
+def test_with_five_five_and_one_the_smallest_other_group_is_hidden_with_the_one() -> None:
+    services = [
+        tally("food-basket", 4, 4, 4, 4, 4),
+        tally("rent", 3, 3, 3, 3, 3),
+        tally("school-bag", 1),
     ]
+
+    results = by_value(group_results("service_code", services), "service_code")
+
+    assert_says_why_in_both_languages(results["school-bag"], "too_few_answers")
+    # Both others hold five: the first by name is hidden, so the hidden ones hold six.
+    assert_says_why_in_both_languages(results["food-basket"], "protects_a_smaller_group")
+    assert results["rent"]["answers"] == 5 and results["rent"]["average_satisfaction"] == 3.0
+
+
+def test_the_smallest_shown_group_is_the_one_hidden_with_a_small_one() -> None:
+    services = [tally("a", *[5] * 9), tally("b", *[4] * 6), tally("c", 1, 2)]
+
+    results = by_value(group_results("service_code", services), "service_code")
+
+    assert results["c"]["suppressed"] and results["b"]["suppressed"]
+    assert results["a"]["answers"] == 9
+
+
+def test_no_breakdown_leaves_fewer_than_five_hidden_answers_to_subtraction() -> None:
+    for counts in itertools.product(range(0, 8), repeat=3):
+        groups = [tally(name, *[3] * count) for name, count in zip("abc", counts) if count]
+        results = group_results("service_code", groups)
+        hidden = sum(
+            count
+            for name, count in zip("abc", counts)
+            if count and by_value(results, "service_code")[name]["suppressed"]
+        )
+        total = sum(counts)
+        # Either nothing is hidden, or the hidden groups hold five or more together,
+        # or the total itself is too small to be shown.
+        assert hidden == 0 or hidden >= 5 or total < 5, counts
+
+
+def test_the_total_below_five_is_suppressed() -> None:
+    [row] = group_results("association_id", [tally("sidr", 5, 5, 5, 5)])
+    assert_says_why_in_both_languages(row, "too_few_answers")
+
+
+def test_a_group_hidden_in_one_association_is_hidden_in_the_sum_over_associations() -> None:
+    # In sidr the single rejected answer is hidden (with delivered). Summed with
+    # elites' five rejections, "rejected" would hold six: minus elites' own
+    # figures it would give sidr's rejected applicant's rating back.
+    tallies = [
+        tally("delivered", 5, 5, 5, 4, 4, association="sidr"),
+        tally("rejected", 1, association="sidr"),
+        tally("delivered", 4, 4, 4, 4, 4, association="elites"),
+        tally("rejected", 3, 3, 3, 3, 3, association="elites"),
+    ]
+    elites_alone = by_value(group_results("stage", tallies[2:]), "stage")
+    assert elites_alone["rejected"]["answers"] == 5
+
+    results = by_value(group_results("stage", tallies), "stage")
+
+    assert_says_why_in_both_languages(results["rejected"], "hidden_in_an_association")
+    assert_says_why_in_both_languages(results["delivered"], "hidden_in_an_association")
+
+
+def test_groups_shown_in_every_association_are_added_over_associations() -> None:
+    tallies = [
+        tally("rent", 4, 4, 4, 4, 4, association="sidr"),
+        tally("rent", 2, 2, 2, 2, 2, association="elites"),
+    ]
+    [row] = group_results("service_code", tallies)
+    assert (row["answers"], row["average_satisfaction"]) == (10, 3.0)
 
 
 def test_tallies_of_the_same_group_are_added_before_the_rule_applies() -> None:
-    results = group_results(
-        "service_code", [GroupTally("rent", 3, 15), GroupTally("rent", 2, 5)]
-    )
-    assert results == [
-        {"service_code": "rent", "suppressed": False, "answers": 5, "average_satisfaction": 4.0}
+    [row] = group_results("service_code", [tally("rent", 5, 5, 5), tally("rent", 2, 3)])
+    assert (row["suppressed"], row["answers"], row["average_satisfaction"]) == (False, 5, 4.0)
+
+
+def test_would_recommend_is_suppressed_on_its_own_count_and_by_subtraction() -> None:
+    # Both stages show satisfaction, but only one rejected applicant said whether
+    # they would recommend: the total's eleven minus delivered's ten would give it.
+    stages = [
+        tally("delivered", *[4] * 10, recommend=(9,) * 10),
+        tally("rejected", 2, 2, 2, 2, 2, recommend=(0,)),
     ]
+
+    results = by_value(group_results("stage", stages), "stage")
+
+    assert results["rejected"]["answers"] == 5 and results["delivered"]["answers"] == 10
+    rejected, delivered = results["rejected"]["recommend"], results["delivered"]["recommend"]
+    assert rejected["suppressed"] and delivered["suppressed"]
+    assert rejected["why"]["code"] == "too_few_answers" and rejected["why"]["ar"]
+    assert delivered["why"]["code"] == "protects_a_smaller_group" and delivered["why"]["ar"]
+    assert set(rejected) == {"suppressed", "why"}
 
 
 # The published event ---------------------------------------------------------------

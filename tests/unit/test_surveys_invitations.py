@@ -147,6 +147,7 @@ def invited() -> Survey:
         phone="+966500000001",
         email=None,
         language="ar",
+        revision=1,
     )
     survey.invite(stage="delivered", causation_id=uuid4(), token="t", invited_at=NOW)
     return survey
@@ -175,6 +176,7 @@ def test_nothing_is_sent_before_the_invitation() -> None:
         phone=None,
         email=None,
         language="ar",
+        revision=1,
     )
     with pytest.raises(ValueError):
         fresh.record_sent(message_id="m", sent_at=NOW)
@@ -273,7 +275,12 @@ def received(association_id: str = "sidr", **applicant: Any) -> RequestReceived:
             channel_ref=f"call-{event_id}",
             service_code=PACKS["sidr"].services[0].code,
             applicant=Applicant(
-                **{"national_id": "1000000001", "name": "Applicant", **applicant}
+                **{
+                    "national_id": "1000000001",
+                    "name": "Applicant",
+                    "phone": "+966500000007",
+                    **applicant,
+                }
             ),
             fields={"language": "en"},
         ),
@@ -518,7 +525,7 @@ class Views:
         return [doc for (name, _), doc in sorted(self.docs.items()) if name == view]
 
 
-def answered_events(stage: str, satisfaction: int) -> list[Any]:
+def answered_events(stage: str, satisfaction: int, recommend: int | None = None) -> list[Any]:
     survey = Survey(
         case_id=uuid4(),
         association_id="sidr",
@@ -529,13 +536,14 @@ def answered_events(stage: str, satisfaction: int) -> list[Any]:
         phone=None,
         email=None,
         language="ar",
+        revision=1,
     )
     survey.invite(stage=stage, causation_id=uuid4(), token=uuid4().hex, invited_at=NOW)
     survey.record_sent(message_id="m", sent_at=NOW + timedelta(minutes=1))
     survey.answer(
         token=survey.token or "",
         event_id=uuid4(),
-        ratings=Ratings(satisfaction=satisfaction),
+        ratings=Ratings(satisfaction=satisfaction, recommend=recommend),
         comment=None,
         anonymous=True,
         answered_at=NOW + timedelta(days=1),
@@ -543,24 +551,35 @@ def answered_events(stage: str, satisfaction: int) -> list[Any]:
     return list(survey.collect_events())
 
 
-def test_results_are_reported_by_stage_and_small_stages_are_suppressed() -> None:
+def test_results_by_stage_never_let_a_lone_rejection_be_subtracted_from_the_total() -> None:
+    # Five delivered answers averaging 4.6 and one rejection rated 1: the total is
+    # six at 4.0, and 6 x 4.0 - 5 x 4.6 would be the rejected applicant's rating.
     views = Views()
-    for _ in range(5):
-        for event in answered_events("delivered", 4):
+    for satisfaction, recommend in ((5, 10), (5, 9), (5, 9), (4, 7), (4, None)):
+        for event in answered_events("delivered", satisfaction, recommend):
             project(event, views)  # type: ignore[arg-type]
-    for event in answered_events("rejected", 1):
+    for event in answered_events("rejected", 1, 0):
         project(event, views)  # type: ignore[arg-type]
 
     assert "stage" in DIMENSIONS and "officer" not in str(DIMENSIONS)
-    results = group_results("stage", tallies(views.all(RESULTS), "stage"))
-    assert results == [
-        {"stage": "delivered", "suppressed": False, "answers": 5, "average_satisfaction": 4.0},
-        {"stage": "rejected", "suppressed": True},
+    by_stage = group_results("stage", tallies(views.all(RESULTS), "stage"))
+    [total] = group_results("association_id", tallies(views.all(RESULTS), "association_id"))
+
+    assert (total["answers"], total["average_satisfaction"]) == (6, 4.0)
+    assert total["recommend"] == {
+        "suppressed": False,
+        "answers": 5,
+        "average": 7.0,
+        "net_promoter_score": 40.0,  # 10, 9, 9 promote; 7 is passive; 0 detracts
+    }
+    assert [row["stage"] for row in by_stage] == ["delivered", "rejected"]
+    for row in by_stage:
+        assert row["suppressed"] is True and "answers" not in row and "recommend" not in row
+        assert row["why"]["en"] and row["why"]["ar"]
+    assert [row["why"]["code"] for row in by_stage] == [
+        "protects_a_smaller_group",
+        "too_few_answers",
     ]
-    by_association = group_results(
-        "association_id", tallies(views.all(RESULTS), "association_id")
-    )
-    assert by_association[0]["answers"] == 6
 
 
 def test_the_invitations_view_shows_every_date_in_both_calendars() -> None:
@@ -599,3 +618,184 @@ def test_a_rejection_invitation_is_sent_too(app: SurveysApplication) -> None:
     handle(app, app.on_committee_decided, rejected(request))
     invitation = app.invitation_to_send(request.case_id, BASE_URL)
     assert invitation is not None and invitation.stage == "rejected"
+
+
+# A corrected request (RequestReceived published again with the next revision) ----------------
+
+
+def revision(request: RequestReceived, number: int, **changes: Any) -> RequestReceived:
+    """The request published again, whole, at `number`, with the applicant's corrections."""
+    applicant = request.payload.applicant.model_copy(
+        update={k: v for k, v in changes.items() if k in ("phone", "email")}
+    )
+    payload = request.payload.model_copy(
+        update={
+            **{k: v for k, v in changes.items() if k in ("channel", "service_code")},
+            "applicant": applicant,
+            "revision": number,
+            "corrects": uuid4(),
+        }
+    )
+    return request.model_copy(update={"event_id": uuid4(), "payload": payload})
+
+
+def test_a_corrected_request_updates_contact_channel_and_service_without_a_new_survey(
+    app: SurveysApplication,
+) -> None:
+    first = received(phone="0500000001")
+    other_service = PACKS["sidr"].services[1].code
+    handle(app, app.on_request_received, first)
+
+    handle(
+        app,
+        app.on_request_received,
+        revision(
+            first, 2, phone="0509999999", email="new@example.org", channel="website",
+            service_code=other_service,
+        ),
+    )
+    handle(app, app.on_service_delivered, delivered(first))
+
+    survey: Survey = app.repository.get(first.case_id)
+    assert (survey.revision, survey.channel, survey.service_code) == (2, "website", other_service)
+    assert survey.version == 3  # registered, revised, invited: one survey, one invitation
+    invitation = app.invitation_to_send(first.case_id, BASE_URL)
+    assert isinstance(invitation, Invitation)
+    assert invitation.contact == Contact(phone="+966509999999", email="new@example.org")
+    assert invitation.channel == "website"
+
+
+def test_an_earlier_or_repeated_revision_changes_nothing(app: SurveysApplication) -> None:
+    first = received(phone="0500000001")
+    third = revision(first, 3, phone="0500000003")
+    handle(app, app.on_request_received, first)
+    handle(app, app.on_request_received, third)
+    version = app.repository.get(first.case_id).version
+
+    handle(app, app.on_request_received, revision(first, 2, phone="0500000002"))
+    handle(app, app.on_request_received, third)  # redelivered
+    handle(app, app.on_request_received, revision(first, 3, phone="0500000004"))
+    handle(app, app.on_request_received, first)
+
+    survey: Survey = app.repository.get(first.case_id)
+    assert survey.version == version
+    assert (survey.revision, survey.phone) == (3, "0500000003")
+
+
+def test_a_request_first_seen_at_a_later_revision_ignores_the_earlier_one(
+    app: SurveysApplication,
+) -> None:
+    first = received(phone="0500000001")
+    handle(app, app.on_request_received, revision(first, 2, phone="0500000002"))
+    handle(app, app.on_request_received, first)
+
+    survey: Survey = app.repository.get(first.case_id)
+    assert (survey.version, survey.revision, survey.phone) == (1, 2, "0500000002")
+
+
+def test_a_correction_after_the_invitation_keeps_its_token_and_sends_to_the_new_contact(
+    app: SurveysApplication,
+) -> None:
+    first = received(phone="0500000001")
+    case_id = invited_case(app, first)
+    token = app.repository.get(case_id).token
+
+    handle(app, app.on_request_received, revision(first, 2, phone="0500000002"))
+
+    invitation = app.invitation_to_send(case_id, BASE_URL)
+    assert isinstance(invitation, Invitation)
+    assert invitation.contact.phone == "+966500000002"
+    assert invitation.link.endswith(f"/surveys/{token}")
+
+
+# Sending to a contact a channel can use ------------------------------------------------------
+
+
+def test_the_invitation_carries_the_phone_number_in_e164(app: SurveysApplication) -> None:
+    case_id = invited_case(app, received(phone="050 123 4567"))
+
+    invitation = app.invitation_to_send(case_id, BASE_URL)
+
+    assert isinstance(invitation, Invitation)
+    assert invitation.contact == Contact(phone="+966501234567", email=None)
+
+
+def test_an_unreadable_number_is_left_out_and_the_email_beside_it_is_used(
+    app: SurveysApplication,
+) -> None:
+    case_id = invited_case(app, received(phone="call after 5", email=" a@example.org "))
+
+    invitation = app.invitation_to_send(case_id, BASE_URL)
+
+    assert isinstance(invitation, Invitation)
+    assert invitation.contact == Contact(phone=None, email="a@example.org")
+
+
+def dispatch_once(app: SurveysApplication, sender: "RecordingSender") -> None:
+    async def scenario() -> None:
+        store = StoreRunner()
+        try:
+            dispatcher = InvitationDispatcher(app, store, sender, base_url=BASE_URL)
+            dispatcher.position = await store.run(app.dispatch_position)
+            await dispatcher.dispatch_batch()
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+
+
+def projected(app: SurveysApplication) -> Views:
+    views = Views()
+    for notification in app.read_notifications(1, 10_000):
+        project(app.mapper.to_domain_event(notification), views)  # type: ignore[arg-type]
+    return views
+
+
+@pytest.mark.parametrize(
+    ("contact", "reason"),
+    [
+        ({"phone": "12345"}, "unusable_contact"),
+        ({"phone": "050 123", "email": "not an address"}, "unusable_contact"),
+        ({"phone": None}, "no_contact"),
+        ({"phone": "  "}, "no_contact"),
+    ],
+)
+def test_an_invitation_without_a_usable_contact_is_recorded_with_why_instead_of_sent(
+    app: SurveysApplication, contact: dict[str, str], reason: str
+) -> None:
+    case_id = invited_case(app, received(**contact))
+    sender = RecordingSender()
+
+    dispatch_once(app, sender)
+    dispatch_once(app, sender)  # a restart: not recorded twice
+
+    assert sender.sent == []
+    survey: Survey = app.repository.get(case_id)
+    assert survey.undeliverable == reason and not survey.sent
+    recorded = [
+        n for n in app.read_notifications(1, 100) if n.topic.endswith("InvitationUndeliverable")
+    ]
+    assert len(recorded) == 1
+    doc = projected(app).get(SURVEYS, str(case_id))
+    assert doc is not None and doc["sent"] is False
+    assert doc["undeliverable"]["code"] == reason
+    assert doc["undeliverable"]["en"] and doc["undeliverable"]["ar"]
+    assert doc["undeliverable_at_display"]["hijri"]
+
+
+def test_a_corrected_contact_sends_the_invitation_that_could_not_be_sent(
+    app: SurveysApplication,
+) -> None:
+    first = received(phone="not a number")
+    case_id = invited_case(app, first)
+    sender = RecordingSender()
+    dispatch_once(app, sender)
+    assert sender.sent == []
+
+    handle(app, app.on_request_received, revision(first, 2, phone="٠٥٠١٢٣٤٥٦٧"))
+    dispatch_once(app, sender)
+
+    assert [i.contact.phone for i in sender.sent] == ["+966501234567"]
+    assert app.repository.get(case_id).sent
+    doc = projected(app).get(SURVEYS, str(case_id))
+    assert doc is not None and doc["sent"] is True and doc["undeliverable"] is None
