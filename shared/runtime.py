@@ -118,6 +118,7 @@ class ServiceRuntime:
                 service=self.settings.service_name,
                 handlers=self.handlers,
                 max_deliveries=self.settings.max_deliveries,
+                retry_later_seconds=self.settings.retry_later_seconds,
                 ack_wait=self.settings.ack_wait_seconds,
                 batch_size=self.settings.consumer_batch,
                 on_recorded=self.recorded,
