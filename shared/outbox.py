@@ -271,21 +271,21 @@ class OutboxRelay:
             **unpublishable.record,
             "reason": unpublishable.reason,
         }
-        original = (
-            event_subject(record["association_id"], record["case_id"], record["event_type"])
-            if record.get("event_type")
-            else notification.topic
-        )
+        headers = {
+            REASON_HEADER: _header_safe(unpublishable.reason),
+            SERVICE_HEADER: self.service,
+            SOURCE_HEADER: "outbox",
+            # Set aside again after a crash, it is still one record.
+            "Nats-Msg-Id": f"deadletter:{self.service}:outbox:{notification.id}",
+        }
+        if record.get("event_type"):  # translated: the subject it was meant for
+            headers[SUBJECT_HEADER] = event_subject(
+                record["association_id"], record["case_id"], record["event_type"]
+            )
         await self.js.publish(
             dead_letter_subject(self.service),
             json.dumps(record, ensure_ascii=False).encode("utf-8"),
-            headers={
-                REASON_HEADER: _header_safe(unpublishable.reason),
-                SUBJECT_HEADER: _header_safe(original),
-                SERVICE_HEADER: self.service,
-                SOURCE_HEADER: "outbox",
-                "Nats-Msg-Id": f"deadletter:{self.service}:outbox:{notification.id}",
-            },
+            headers=headers,
         )
         self.stats.set_aside += 1
         event_type = record.get("event_type") or notification.topic.rsplit(":", 1)[-1]
