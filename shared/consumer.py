@@ -101,8 +101,9 @@ class TrackingConsumer:
         self.on_recorded = on_recorded
         self.tracking_name = consumer_tracking_name(STREAM_NAME)
         self.stats = ConsumerStats()
-        # Kept in memory: after a restart a waiting message starts a new wait,
-        # which keeps the budget bounded per process and never shortens it.
+        # Kept in memory: after a restart a waiting message starts a new wait
+        # (the budget is bounded per process and never shortened), and the
+        # waits it had before count as failures if its handler then fails.
         self._waiting: dict[int, _Waiting] = {}
 
     def consumer_config(self) -> ConsumerConfig:
