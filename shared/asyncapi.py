@@ -63,9 +63,12 @@ def documentation_broker(
         broker.publisher(
             dead_letter_subject(service),
             title=f"{DEAD_LETTERS}.{service} (dead letters of {service})",
-            description="The original message body, unchanged; headers "
-            "Khidma-Dead-Letter-Reason, Khidma-Original-Subject, "
-            "Khidma-Original-Sequence, Khidma-Service.",
+            description="From the tracking consumer: the original message body, "
+            "unchanged; headers Khidma-Dead-Letter-Reason, Khidma-Original-Subject, "
+            "Khidma-Original-Sequence, Khidma-Service. From the outbox relay (header "
+            "Khidma-Dead-Letter-Source: outbox): a small JSON record of an event that "
+            "could never be published (too large, or refused by its translation): "
+            "event_id, event_type, case_id, reason_code, reason, size_bytes.",
         )
     for service, event_type in consumes:  # type: ignore[misc]
         model = _MODELS[event_type]

@@ -7,7 +7,9 @@ message whose sequence is already recorded (redelivered after a crash between
 commit and ack, or handled by another instance) is acknowledged and skipped.
 A message that fails validation, or still fails after the maximum number of
 deliveries, goes to the dead-letter subject with its reason and is terminated,
-so it never blocks the ones behind it.
+so it never blocks the ones behind it. A handler that says `RetryLater` (an
+earlier event it depends on has not arrived yet) is not failing: those
+redeliveries have their own, much longer budget in time.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ class RetryLater(Exception):
 
 
 @dataclass
+class _Waiting:
+    """A message whose handler said RetryLater: since when, and how many times."""
+
+    since: float
+    deliveries: int = 0
+
+
+@dataclass
 class ConsumerStats:
     handled: int = 0
     duplicates: int = 0
@@ -73,6 +83,7 @@ class TrackingConsumer:
         handlers: Mapping[str, Handler],
         durable: str | None = None,
         max_deliveries: int = 5,
+        retry_later_seconds: float = 600.0,
         ack_wait: float = 30.0,
         batch_size: int = 64,
         on_recorded: Callable[[], None] = lambda: None,
@@ -84,11 +95,16 @@ class TrackingConsumer:
         self.handlers = dict(handlers)
         self.durable = durable or service
         self.max_deliveries = max_deliveries
+        self.retry_later_seconds = retry_later_seconds
         self.ack_wait = ack_wait
         self.batch_size = batch_size
         self.on_recorded = on_recorded
         self.tracking_name = consumer_tracking_name(STREAM_NAME)
         self.stats = ConsumerStats()
+        # Kept in memory: after a restart a waiting message starts a new wait
+        # (the budget is bounded per process and never shortened), and the
+        # waits it had before count as failures if its handler then fails.
+        self._waiting: dict[int, _Waiting] = {}
 
     def consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -141,7 +157,19 @@ class TrackingConsumer:
                         log.exception("could not bind consumer %s", self.durable)
                     continue
                 for message in messages:
-                    await self.handle_message(message)
+                    try:
+                        await self.handle_message(message)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        # The dead-letter publish or the ack failed (the server
+                        # is away, a timeout): the message was not acknowledged
+                        # and comes back; the loop must not die with it.
+                        log.exception(
+                            "could not finish a message; it will be redelivered",
+                            extra={"subject": message.subject},
+                        )
+                        await _nak_quietly(message)
         finally:
             # A fetch cancelled mid-flight leaves its late reply queued; without
             # this, draining the connection at shutdown waits on it.
@@ -179,8 +207,34 @@ class TrackingConsumer:
             log.info(
                 "skipped %s already handled", event.event_type, extra={"sequence": sequence}
             )
+        except RetryLater as error:
+            waiting = self._waiting_on(sequence)
+            waited = time.monotonic() - waiting.since
+            if waited >= self.retry_later_seconds:
+                metrics.MESSAGES_CONSUMED.labels(
+                    self.service, event.event_type, "dead_letter"
+                ).inc()
+                await self.dead_letter(
+                    message,
+                    f"waited {waited:.0f}s ({waiting.deliveries} deliveries) "
+                    f"for an earlier event: {error!r}",
+                )
+                return
+            waiting.deliveries += 1
+            self.stats.retried += 1
+            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "retried").inc()
+            log.info(
+                "will retry message: %r",
+                error,
+                extra={"case_id": str(event.case_id), "sequence": sequence},
+            )
+            await message.nak(delay=min(0.2 * 2 ** waiting.deliveries, 10.0))
+            return
         except Exception as error:
-            if metadata.num_delivered >= self.max_deliveries:
+            # Deliveries that only waited (RetryLater) are not failures.
+            waits = self._waiting[sequence].deliveries if sequence in self._waiting else 0
+            failures = metadata.num_delivered - waits
+            if failures >= self.max_deliveries:
                 log.exception(
                     "giving up on message",
                     extra={"case_id": str(event.case_id), "sequence": sequence},
@@ -188,20 +242,16 @@ class TrackingConsumer:
                 metrics.MESSAGES_CONSUMED.labels(
                     self.service, event.event_type, "dead_letter"
                 ).inc()
-                await self.dead_letter(
-                    message, f"failed {metadata.num_delivered} times: {error!r}"
-                )
+                await self.dead_letter(message, f"failed {failures} times: {error!r}")
                 return
             self.stats.retried += 1
             metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "retried").inc()
-            level = logging.INFO if isinstance(error, RetryLater) else logging.WARNING
-            log.log(
-                level,
+            log.warning(
                 "will retry message: %r",
                 error,
                 extra={"case_id": str(event.case_id), "sequence": sequence},
             )
-            await message.nak(delay=min(0.2 * 2 ** metadata.num_delivered, 10.0))
+            await message.nak(delay=min(0.2 * 2 ** failures, 10.0))
             return
         else:
             metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(
@@ -216,6 +266,17 @@ class TrackingConsumer:
             self.on_recorded()
         self.stats.last_sequence = max(self.stats.last_sequence, sequence)
         await message.ack()
+        self._waiting.pop(sequence, None)
+
+    def _waiting_on(self, sequence: int) -> _Waiting:
+        """The wait of this message, started now if it is its first RetryLater."""
+        if sequence not in self._waiting and len(self._waiting) >= 10_000:
+            # Messages another instance finished never come back here: forget
+            # the waits that are long over.
+            horizon = time.monotonic() - 2 * self.retry_later_seconds
+            for stale in [s for s, w in self._waiting.items() if w.since < horizon]:
+                del self._waiting[stale]
+        return self._waiting.setdefault(sequence, _Waiting(since=time.monotonic()))
 
     async def dead_letter(self, message: Msg, reason: str) -> None:
         sequence = message.metadata.sequence.stream
@@ -236,6 +297,7 @@ class TrackingConsumer:
             "dead-lettered message: %s", reason, extra={"sequence": sequence}
         )
         await message.term()
+        self._waiting.pop(sequence, None)
 
     async def pending(self) -> int:
         info = await self.js.consumer_info(STREAM_NAME, self.durable)
@@ -247,6 +309,14 @@ async def _unsubscribe(subscription: object) -> None:
         await subscription.unsubscribe()  # type: ignore[attr-defined]
     except Exception:
         log.debug("unsubscribe failed", exc_info=True)
+
+
+async def _nak_quietly(message: Msg) -> None:
+    """Asks for an early redelivery; if even that fails, ack_wait brings it back."""
+    try:
+        await message.nak(delay=1.0)
+    except Exception:
+        log.debug("nak failed", exc_info=True)
 
 
 def _summary(error: ValidationError) -> str:

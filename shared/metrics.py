@@ -45,6 +45,18 @@ DEAD_LETTERS = Counter(
     "Messages moved to the dead-letter subject khidma.deadletter.<service>.",
     ["service"],
 )
+OUTBOX_SET_ASIDE = Counter(
+    "khidma_outbox_set_aside",
+    "Events the outbox relay could never publish and set aside on the dead-letter subject, "
+    "by event type (or domain event topic) and reason (too_large, untranslatable).",
+    ["service", "event_type", "reason"],
+)
+OUTBOX_STALLED_SECONDS = Gauge(
+    "khidma_outbox_stalled_seconds",
+    "Seconds the outbox relay has had a backlog without making progress; 0 when it "
+    "keeps up (measured at scrape).",
+    ["service"],
+)
 OUTBOX_LAG = Gauge(
     "khidma_outbox_lag",
     "Public events recorded in the store but not yet published (measured at scrape).",

@@ -118,6 +118,7 @@ class ServiceRuntime:
                 service=self.settings.service_name,
                 handlers=self.handlers,
                 max_deliveries=self.settings.max_deliveries,
+                retry_later_seconds=self.settings.retry_later_seconds,
                 ack_wait=self.settings.ack_wait_seconds,
                 batch_size=self.settings.consumer_batch,
                 on_recorded=self.recorded,
@@ -179,6 +180,8 @@ class ServiceRuntime:
         if self.relay:
             report["outbox_lag"] = await self.relay.lag() if report["store"] else None
             report["published"] = self.relay.stats.published
+            report["set_aside"] = self.relay.stats.set_aside
+            report["outbox_stalled"] = self._outbox_stalled(report["outbox_lag"])
         if self.consumer:
             stats = self.consumer.stats
             report["consumed"] = stats.handled
@@ -195,8 +198,35 @@ class ServiceRuntime:
         if self.projections:
             report["views_lag"] = await self.projections.lag() if report["store"] else None
         report["caught_up"] = self._caught_up(report)
-        report["ready"] = bool(connected and report["store"] and report["caught_up"])
+        report["ready"] = bool(
+            connected
+            and report["store"]
+            and report["caught_up"]
+            and not report.get("outbox_stalled")
+        )
         return report
+
+    def _outbox_stalled(self, lag: int | None) -> dict[str, Any] | None:
+        """Why publishing is stuck, when the relay has a backlog and has not moved for a while.
+
+        A relay that keeps failing on the same event would otherwise leave every
+        event behind it unpublished while the service still looked ready.
+        """
+        assert self.relay is not None
+        seconds = self.relay.stalled_for()
+        if not lag or seconds < self.settings.relay_stall_seconds:
+            return None
+        error = self.relay.stats.last_error or "no error reported"
+        return {
+            "seconds": round(seconds, 1),
+            "last_error": error,
+            "message": {
+                "en": f"The outbox relay has {lag} events waiting and has not published "
+                f"for {seconds:.0f} s: {error}",
+                "ar": f"لدى ناقل الأحداث الصادرة {lag} حدثًا بانتظار النشر ولم ينشر شيئًا "
+                f"منذ {seconds:.0f} ثانية: {error}",
+            },
+        }
 
     def _caught_up(self, report: dict[str, Any]) -> bool:
         """Caught up with what was there when it started.
@@ -223,6 +253,10 @@ class ServiceRuntime:
         metrics.READY.labels(name).set(1 if report["ready"] else 0)
         if self.relay and report.get("outbox_lag") is not None:
             metrics.OUTBOX_LAG.labels(name).set(report["outbox_lag"])
+        if self.relay:
+            metrics.OUTBOX_STALLED_SECONDS.labels(name).set(
+                self.relay.stalled_for() if report.get("outbox_lag") else 0
+            )
         if self.consumer:
             pending = report.get("consumer_pending")
             metrics.CONSUMER_PENDING.labels(name, self.consumer.durable).set(
@@ -266,7 +300,7 @@ def create_http_app(
                     "en": "The request is not valid; see the fields listed in detail.",
                     "ar": "الطلب غير صالح؛ راجع الحقول المذكورة في التفاصيل.",
                 },
-                "detail": jsonable_encoder(error.errors()),
+                "detail": jsonable_encoder([_without_large_input(e) for e in error.errors()]),
             },
             status_code=422,
         )
@@ -302,6 +336,14 @@ def create_http_app(
 
     include(api)
     return api
+
+
+def _without_large_input(problem: Any) -> Any:
+    """A problem without its input when that is large: a refused oversized
+    request must not come back whole in the refusal."""
+    if len(repr(problem.get("input"))) > 1000:
+        return {key: value for key, value in problem.items() if key != "input"}
+    return problem
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

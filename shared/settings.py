@@ -54,6 +54,13 @@ class ServiceSettings(BaseSettings):
     # /ready answers 503 while the durable consumer has more messages than this
     # waiting or in flight (a restarted instance catching up on a backlog).
     ready_max_pending: int = Field(default=10_000, ge=0)
+    # /ready answers 503 once the outbox relay has had events to publish and
+    # made no progress for this long (publishing keeps failing).
+    relay_stall_seconds: float = Field(default=30.0, gt=0)
+    # How long a consumed event whose handler says "not yet" (an earlier event
+    # it depends on has not arrived) keeps being redelivered before it is
+    # dead-lettered; these waits do not count toward max_deliveries.
+    retry_later_seconds: float = Field(default=600.0, gt=0)
 
     @property
     def nats_servers(self) -> list[str]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError, to_json
 
 from shared.events import ASSOCIATION_ID_PATTERN, Applicant, Attestation, Contract, Document
 
@@ -21,6 +22,42 @@ CHANNELS: tuple[str, ...] = (
 )
 CHANNEL_PATTERN = "^(" + "|".join(CHANNELS) + ")$"
 
+# A request is published whole as one message (RequestReceived), and NATS
+# refuses a message over its max_payload (1 MB by default). These limits keep a
+# request far below that, with room for the envelope, the applicant and later
+# additions, and far above what any service of the packs asks for.
+MAX_FIELDS_BYTES = 64 * 1024
+MAX_DOCUMENTS = 50
+
+
+def _fields_within_limit(fields: dict[str, Any]) -> dict[str, Any]:
+    size = len(to_json(fields))
+    if size > MAX_FIELDS_BYTES:
+        raise PydanticCustomError(
+            "fields_too_large",
+            "The fields take {size} bytes; at most {limit} are accepted. Attach large "
+            "content as a document reference instead. / "
+            "تشغل الحقول {size} بايت؛ والحد الأقصى المقبول {limit} بايت. "
+            "أرفق المحتوى الكبير مستندًا بدلًا من ذلك.",
+            {"size": size, "limit": MAX_FIELDS_BYTES},
+        )
+    return fields
+
+
+# The service's fields of a request, limited in their encoded (JSON) size.
+SubmittedFields = Annotated[
+    dict[str, Any],
+    AfterValidator(_fields_within_limit),
+    Field(
+        default_factory=dict,
+        description=f"the service's fields; at most {MAX_FIELDS_BYTES} bytes as JSON",
+    ),
+]
+SubmittedDocuments = Annotated[
+    list[Document],
+    Field(default_factory=list, max_length=MAX_DOCUMENTS),
+]
+
 
 class Submission(Contract):
     """A request as an adapter hands it over. `(channel, channel_ref)` identifies it."""
@@ -30,8 +67,8 @@ class Submission(Contract):
     channel_ref: str = Field(min_length=1, max_length=200)
     service_code: str = Field(min_length=1, max_length=64)
     applicant: Applicant
-    fields: dict[str, Any] = Field(default_factory=dict)
-    documents: list[Document] = Field(default_factory=list)
+    fields: SubmittedFields
+    documents: SubmittedDocuments
     attestation: Attestation | None = None
 
 
@@ -41,8 +78,8 @@ class SubmissionBody(Contract):
     channel_ref: str = Field(min_length=1, max_length=200)
     service_code: str = Field(min_length=1, max_length=64)
     applicant: Applicant
-    fields: dict[str, Any] = Field(default_factory=dict)
-    documents: list[Document] = Field(default_factory=list)
+    fields: SubmittedFields
+    documents: SubmittedDocuments
     attestation: Attestation | None = None
 
 

@@ -12,7 +12,7 @@ import nats
 import pytest
 from eventsourcing.domain import Aggregate, event
 
-from shared.consumer import REASON_HEADER, SEQUENCE_HEADER, TrackingConsumer
+from shared.consumer import REASON_HEADER, SEQUENCE_HEADER, RetryLater, TrackingConsumer
 from shared.events import (
     Actor,
     Applicant,
@@ -250,6 +250,115 @@ async def test_a_changed_filter_is_applied_to_an_existing_durable(tmp_path, js):
         "khidma.*.*.DataVerified",
         "khidma.*.*.RequestReceived",
     ]
+
+
+class DeadLetterFailsOnce:
+    """A JetStream context whose first dead-letter publish fails (the server is away)."""
+
+    def __init__(self, js: Any):
+        self._js = js
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._js, name)
+
+    async def publish(self, subject: str, payload: bytes = b"", **options: Any) -> Any:
+        if subject.startswith("khidma.deadletter.") and not self.failed:
+            self.failed += 1
+            raise nats.errors.TimeoutError
+        return await self._js.publish(subject, payload, **options)
+
+
+async def test_a_failed_dead_letter_publish_does_not_stop_the_consumer(js, nats_server, tmp_path):
+    app, store = make_app(tmp_path), StoreRunner()
+    flaky = DeadLetterFailsOnce(js)
+    consumer = consumer_for(app, store, flaky, record_effect(app), ack_wait=2.0)
+    await js.publish(f"khidma.sidr.{uuid4()}.RequestReceived", b"not an event")
+    good = request()
+    await publish(js, good)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await async_wait_for(
+            lambda: _async(
+                task.done() or (consumer.stats.dead_letters == 1 and consumer.stats.handled == 1)
+            ),
+            timeout=15,
+        )
+        assert not task.done(), "the consumer loop died"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert flaky.failed == 1
+    assert await store.run(app.effects) == [good.event_id]
+    dead = await stream_messages(nats_server.url, dead_letter_subject("effects"))
+    assert len(dead) == 1 and dead[0]["data"] == b"not an event"
+    await async_wait_for(lambda: _pending_zero(js), timeout=10, what="everything acknowledged")
+
+
+def waits_then(evt_id: UUID, waits: int, then_fail: int = 0):
+    """A handler that says RetryLater `waits` times, then fails `then_fail` times, then works."""
+    calls: list[str] = []
+
+    def handle(evt: IntegrationEvent, processing: Any) -> None:
+        if evt.event_id == evt_id and len(calls) < waits:
+            calls.append("wait")
+            raise RetryLater("the request it answers has not arrived")
+        if evt.event_id == evt_id and len(calls) < waits + then_fail:
+            calls.append("fail")
+            raise ValueError("transient failure")
+        calls.append("handled")
+        processing.collect_events(Effect(evt.event_id))
+
+    return handle, calls
+
+
+async def test_an_event_waiting_for_an_earlier_one_is_not_dead_lettered_after_max_deliveries(
+    js, tmp_path
+):
+    app, store = make_app(tmp_path), StoreRunner()
+    early = request()
+    handler, calls = waits_then(early.event_id, waits=4)
+    consumer = consumer_for(app, store, js, handler, max_deliveries=2)
+    await publish(js, early)
+    await run_until(
+        consumer,
+        lambda: _async(consumer.stats.handled == 1 or consumer.stats.dead_letters == 1),
+    )
+    assert consumer.stats.dead_letters == 0
+    assert calls == ["wait"] * 4 + ["handled"]
+    assert await store.run(app.effects) == [early.event_id]
+
+
+async def test_only_real_failures_count_toward_max_deliveries_after_waiting(js, tmp_path):
+    app, store = make_app(tmp_path), StoreRunner()
+    early = request()
+    handler, calls = waits_then(early.event_id, waits=3, then_fail=1)
+    consumer = consumer_for(app, store, js, handler, max_deliveries=2)
+    await publish(js, early)
+    await run_until(
+        consumer,
+        lambda: _async(consumer.stats.handled == 1 or consumer.stats.dead_letters == 1),
+    )
+    assert consumer.stats.dead_letters == 0
+    assert calls == ["wait"] * 3 + ["fail", "handled"]
+
+
+async def test_an_event_that_waits_longer_than_its_budget_is_dead_lettered_with_the_reason(
+    js, nats_server, tmp_path
+):
+    app, store = make_app(tmp_path), StoreRunner()
+    orphan = request()
+    handler, calls = waits_then(orphan.event_id, waits=10_000)
+    consumer = consumer_for(
+        app, store, js, handler, max_deliveries=2, retry_later_seconds=1.0
+    )
+    await publish(js, orphan)
+    await run_until(consumer, lambda: _async(consumer.stats.dead_letters == 1))
+    assert len(calls) > 2  # more deliveries than max_deliveries: waiting is not failing
+    (dead,) = await stream_messages(nats_server.url, dead_letter_subject("effects"))
+    assert dead["headers"][REASON_HEADER].startswith("waited ")
+    assert "has not arrived" in dead["headers"][REASON_HEADER]
+    assert await store.run(app.effects) == []
 
 
 async def _async(value):

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
+from typing import Any, Callable
 from uuid import uuid4
 
 import nats
 import psycopg
 import pytest
 from eventsourcing.utils import get_topic
+from prometheus_client import REGISTRY
 
+from khidma.nats_server import NatsServer
 from services.intake.application import IntakeApplication
 from services.intake.domain import Case
 from services.intake.integration import TRANSLATORS
-from shared.outbox import OutboxRelay
+from shared.consumer import REASON_HEADER
+from shared.events import RequestReceivedPayload
+from shared.outbox import SOURCE_HEADER, OutboxRelay
+from shared.runtime import ServiceRuntime
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from shared.settings import ServiceSettings
 from shared.store import OUTBOX_TRACKING, StoreRunner, open_application
 from shared.stream import ensure_stream
 from shared.submissions import Submission
+from shared.subjects import dead_letter_subject
 from tests.backends import backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import async_wait_for, stream_messages
 
@@ -28,7 +37,7 @@ pytestmark = pytest.mark.integration
 PACKS = load_packs(DEFAULT_POLICIES_DIR)
 
 
-def submission(n: int) -> Submission:
+def submission(n: int, notes: str = "") -> Submission:
     """A complete request (fields, documents, declaration): it is published at once."""
     return Submission(
         association_id="sidr",
@@ -36,7 +45,8 @@ def submission(n: int) -> Submission:
         channel_ref=f"form-{n}",
         service_code="seedlings",
         applicant={"national_id": f"10000000{n:02d}", "name": f"Applicant {n}"},
-        fields={"planting_site": "Wadi Hanifa", "seedling_count": 10},
+        fields={"planting_site": "Wadi Hanifa", "seedling_count": 10}
+        | ({"notes": notes} if notes else {}),
         documents=[{"code": "national_id_card", "expires_on": "2030-01-01"}],
         attestation={"attested": True, "method": "in_person"},
     )
@@ -185,3 +195,256 @@ async def test_the_same_store_code_runs_on_postgresql(postgres_available, js, na
 
 async def _value(value):
     return value
+
+
+class FlakyJetStream:
+    """A JetStream context whose publishes fail while `refuse` says so."""
+
+    def __init__(self, js: Any, refuse: Callable[[str, bytes], bool] = lambda s, d: False):
+        self._js = js
+        self.refuse = refuse
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._js, name)
+
+    async def publish(self, subject: str, payload: bytes = b"", **options: Any) -> Any:
+        if self.refuse(subject, payload):
+            self.refused += 1
+            raise nats.errors.TimeoutError
+        return await self._js.publish(subject, payload, **options)
+
+
+def last_public(app: IntakeApplication, relay: OutboxRelay) -> int:
+    """The id of the last event the relay has to publish (or set aside)."""
+    return app.read_notifications(0, 10_000, relay.topics)[-1].id
+
+
+def channel_refs(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["event"]["payload"]["channel_ref"] for m in messages]
+
+
+async def test_a_failed_publish_stops_the_batch_and_no_later_event_overtakes_it(
+    backend, js, nats_server
+):
+    app, store = backend.open(IntakeApplication, "intake", packs=PACKS), StoreRunner()
+    for n in range(4):
+        app.submit(submission(n), {"kind": "adapter", "id": "test"})
+    flaky = FlakyJetStream(js, lambda subject, data: b'"form-1"' in data)
+    relay = OutboxRelay(app, store, flaky, TRANSLATORS, poll_interval=0.1)
+    task = asyncio.create_task(relay.run())
+    try:
+        # Two refusals: the relay tried, failed, waited and tried again.
+        await async_wait_for(lambda: _value(flaky.refused >= 2), timeout=10)
+        messages = await stream_messages(nats_server.url, "khidma.*.*.RequestReceived")
+        assert channel_refs(messages) == ["form-0"]
+        # What the server acknowledged before the failure is not sent again.
+        first = app.read_notifications(0, 1, relay.topics)[0].id
+        assert app.process_recorder.max_tracking_id(OUTBOX_TRACKING) == first
+        flaky.refuse = lambda subject, data: False
+        await async_wait_for(lambda: _value(relay.stats.published == 4), timeout=15)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    messages = await stream_messages(nats_server.url, "khidma.*.*.RequestReceived")
+    assert channel_refs(messages) == ["form-0", "form-1", "form-2", "form-3"]
+    assert relay.stats.duplicates == 0
+
+
+async def test_the_position_moves_only_after_the_server_acknowledged(backend, nats_server):
+    """No stream yet: every publish fails, so the position stays; then exactly once."""
+    app, store = backend.open(IntakeApplication, "intake", packs=PACKS), StoreRunner()
+    app.submit(submission(1), {"kind": "adapter", "id": "test"})
+    connection = await nats.connect(nats_server.url)
+    js = connection.jetstream(timeout=1)
+    attempts = FlakyJetStream(js)
+    counted: list[str] = []
+    real_publish = attempts.publish
+
+    async def counting_publish(subject: str, payload: bytes = b"", **options: Any) -> Any:
+        counted.append(subject)
+        return await real_publish(subject, payload, **options)
+
+    attempts.publish = counting_publish  # type: ignore[method-assign]
+    relay = OutboxRelay(app, store, attempts, TRANSLATORS, poll_interval=0.1)
+    task = asyncio.create_task(relay.run())
+    try:
+        await async_wait_for(
+            lambda: _value(len(counted) >= 2),
+            timeout=15,
+            what="the relay to try again after the failed publish",
+        )
+        assert app.process_recorder.max_tracking_id(OUTBOX_TRACKING) is None
+        assert relay.stats.position == 0 and relay.stats.published == 0
+        await ensure_stream(js)
+        await async_wait_for(lambda: _value(relay.stats.published == 1), timeout=15)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert app.process_recorder.max_tracking_id(OUTBOX_TRACKING) == last_public(app, relay)
+
+    # A relay started again from the recorded position publishes nothing twice.
+    again = OutboxRelay(app, store, js, TRANSLATORS, poll_interval=0.1)
+    task = asyncio.create_task(again.run())
+    try:
+        await again.wait_caught_up(timeout=10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert again.stats.published == 0
+    messages = await stream_messages(nats_server.url, "khidma.*.*.RequestReceived")
+    assert channel_refs(messages) == ["form-1"]
+    await connection.close()
+
+
+@pytest.fixture
+def small_payload_server(tmp_path: Path):
+    """A JetStream server that accepts messages of at most 8 KiB."""
+    config = tmp_path / "small.conf"
+    store_dir = tmp_path / "small-nats"
+    config.write_text(f'max_payload: 8192\njetstream {{ store_dir: "{store_dir}" }}\n')
+    server = NatsServer(store_dir, config_file=config, log_file=tmp_path / "small.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _set_aside_count(service: str, event_type: str, reason: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "khidma_outbox_set_aside_total",
+            {"service": service, "event_type": event_type, "reason": reason},
+        )
+        or 0.0
+    )
+
+
+async def test_an_event_over_the_servers_max_payload_is_set_aside_and_the_rest_published(
+    backend, small_payload_server
+):
+    app, store = backend.open(IntakeApplication, "intake", packs=PACKS), StoreRunner()
+    app.submit(submission(0), {"kind": "adapter", "id": "test"})
+    too_large = app.submit(submission(1, notes="x" * 20_000), {"kind": "adapter", "id": "test"})
+    app.submit(submission(2), {"kind": "adapter", "id": "test"})
+    before = _set_aside_count("intake", "RequestReceived", "too_large")
+    connection = await nats.connect(small_payload_server.url)
+    js = connection.jetstream()
+    await ensure_stream(js)
+    relay = OutboxRelay(app, store, js, TRANSLATORS, poll_interval=0.1)
+    try:
+        task = asyncio.create_task(relay.run())
+        try:
+            await relay.wait_caught_up(timeout=15)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await connection.close()
+    assert (relay.stats.published, relay.stats.set_aside) == (2, 1)
+    assert app.process_recorder.max_tracking_id(OUTBOX_TRACKING) == last_public(app, relay)
+    url = small_payload_server.url
+    assert channel_refs(await stream_messages(url, "khidma.*.*.RequestReceived")) == [
+        "form-0",
+        "form-2",
+    ]
+    (dead,) = await stream_messages(url, dead_letter_subject("intake"))
+    record = dead["event"]
+    assert record["reason_code"] == "too_large"
+    assert record["event_type"] == "RequestReceived"
+    assert record["case_id"] == str(too_large.case_id)
+    assert record["event_id"] and record["size_bytes"] > record["limit_bytes"]
+    assert len(dead["data"]) < 2000  # a small record, not the event
+    assert dead["headers"][SOURCE_HEADER] == "outbox"
+    assert "bytes" in dead["headers"][REASON_HEADER]
+    assert _set_aside_count("intake", "RequestReceived", "too_large") == before + 1
+
+
+async def test_an_event_its_translator_refuses_is_set_aside_and_the_rest_published(
+    backend, js, nats_server
+):
+    app, store = backend.open(IntakeApplication, "intake", packs=PACKS), StoreRunner()
+    results = [app.submit(submission(n), {"kind": "adapter", "id": "test"}) for n in range(3)]
+    completed = get_topic(Case.Completed)
+
+    def refuses_form_1(event: Any) -> Any:
+        if event.channel_ref == "form-1":
+            RequestReceivedPayload.model_validate({"channel": ""})  # raises ValidationError
+        return TRANSLATORS[completed](event)
+
+    relay = OutboxRelay(app, store, js, {**TRANSLATORS, completed: refuses_form_1})
+    task = asyncio.create_task(relay.run())
+    try:
+        await relay.wait_caught_up(timeout=15)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert (relay.stats.published, relay.stats.set_aside) == (2, 1)
+    messages = await stream_messages(nats_server.url, "khidma.*.*.RequestReceived")
+    assert channel_refs(messages) == ["form-0", "form-2"]
+    (dead,) = await stream_messages(nats_server.url, dead_letter_subject("intake"))
+    record = json.loads(dead["data"])
+    assert record["reason_code"] == "untranslatable"
+    assert record["case_id"] == str(results[1].case_id)
+    assert record["topic"] == completed
+    assert "not a valid integration event" in record["reason"]
+
+
+async def test_ready_says_why_when_the_relay_has_a_backlog_and_makes_no_progress(
+    tmp_path, nats_server
+):
+    settings = ServiceSettings(
+        service_name="intake",
+        nats_url=nats_server.url,
+        data_dir=tmp_path / "data",
+        relay_stall_seconds=0.5,
+        poll_interval_seconds=0.1,
+    )
+    app = open_application(IntakeApplication, settings.eventsourcing_env(), packs=PACKS)
+    runtime = ServiceRuntime(settings, app, translators=TRANSLATORS)
+    await runtime.start()
+    connection = await nats.connect(nats_server.url)
+    try:
+        await runtime.store.run(app.submit, submission(1), {"kind": "adapter", "id": "test"})
+        runtime.recorded()
+        relay = runtime.relay
+        assert relay is not None
+        await async_wait_for(lambda: _value(relay.stats.published == 1), timeout=15)
+        await async_wait_for(lambda: _ready(runtime), timeout=15, what="ready at first")
+
+        # The stream is gone: every publish fails, and the backlog stays.
+        await connection.jetstream().delete_stream("KHIDMA")
+        await runtime.store.run(app.submit, submission(2), {"kind": "adapter", "id": "test"})
+        runtime.recorded()
+        report = await async_wait_for(
+            lambda: _not_ready(runtime), timeout=15, what="/ready to report the stalled relay"
+        )
+        stalled = report["outbox_stalled"]
+        assert report["outbox_lag"] == 1 and report["nats"] and report["store"]
+        assert stalled["seconds"] >= 0.5 and stalled["last_error"]
+        assert stalled["message"]["en"] and stalled["message"]["ar"]
+        await runtime.update_metrics()
+        stalled_gauge = REGISTRY.get_sample_value(
+            "khidma_outbox_stalled_seconds", {"service": "intake"}
+        )
+        assert stalled_gauge is not None and stalled_gauge >= 0.5
+
+        await ensure_stream(connection.jetstream())
+        report = await async_wait_for(
+            lambda: _ready(runtime), timeout=30, what="ready again once publishing works"
+        )
+        assert report["outbox_stalled"] is None and report["published"] == 2
+    finally:
+        await connection.close()
+        await runtime.stop()
+
+
+async def _ready(runtime: ServiceRuntime) -> dict[str, Any] | None:
+    report = await runtime.readiness()
+    return report if report["ready"] else None
+
+
+async def _not_ready(runtime: ServiceRuntime) -> dict[str, Any] | None:
+    report = await runtime.readiness()
+    return None if report["ready"] else report
+

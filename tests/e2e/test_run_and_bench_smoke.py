@@ -1,0 +1,85 @@
+"""`make run`, `make simulate` and `make bench` as an operator runs them: subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from khidma.processes import PROJECT_ROOT, SERVICES
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_make_run_serves_every_service_drives_cases_and_stops_cleanly_on_ctrl_c(
+    nats_server, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    endpoints_file = data / "endpoints.json"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "khidma.run", "--data-dir", str(data)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "NATS_URL": nats_server.url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        started = wait_for(
+            lambda: run.poll() is not None or endpoints_file.exists(),
+            timeout=90,
+            what="make run to write its endpoints",
+        )
+        assert started and run.poll() is None, "make run exited during start-up"
+        endpoints = wait_for(lambda: json.loads(endpoints_file.read_text()), timeout=5)
+        assert endpoints["nats"] == nats_server.url  # NATS_URL honoured, none embedded
+        for name in SERVICES:
+            assert httpx.get(f"{endpoints[name]}/ready", timeout=5).status_code == 200, name
+
+        simulated = subprocess.run(
+            [sys.executable, "-m", "khidma.simulate", "--cases", "2", "--seed", "1",
+             "--endpoints", str(endpoints_file)],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+        )
+        assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+        assert "2 completed, 0 failed" in simulated.stdout
+
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, output
+    assert "Khidma: stopped." in output
+    assert not endpoints_file.exists()
+    for name in SERVICES:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{endpoints[name]}/health", timeout=2)
+
+
+def test_make_bench_reports_rates_latencies_and_memory_for_three_cases(tmp_path: Path) -> None:
+    output_dir = tmp_path / "bench-results"
+    bench = subprocess.run(
+        [sys.executable, "-m", "khidma.bench", "--cases", "3", "--concurrency", "3",
+         "--output", str(output_dir)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert bench.returncode == 0, bench.stdout + bench.stderr[-3000:]
+    report = bench.stdout
+    assert "completed cases            3 of 3" in report
+    for figure in ("full cases per second", "events per second", "p50 ms", "p99 ms",
+                   "publish latency", "hop latency", "peak memory", "MiB"):
+        assert figure in report, figure
+    assert "polling" in report  # cases/s and hops include the simulated people's waits
+    (written,) = output_dir.glob("bench-*.json")
+    result = json.loads(written.read_text())
+    assert result["completed"] == 3 and result["cases_per_second"] > 0
+    assert result["events"] > 0 and result["hop_latency_ms"]

@@ -1,0 +1,74 @@
+"""A submission is capped well under the message size the bus accepts."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from services.intake import api as intake_api
+from shared.runtime import create_http_app
+from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES, Submission, SubmissionBody
+
+pytestmark = pytest.mark.unit
+
+REQUEST: dict[str, Any] = {
+    "association_id": "sidr",
+    "channel": "website",
+    "channel_ref": "form-1",
+    "service_code": "seedlings",
+    "applicant": {"national_id": "1000000008", "name": "Ali"},
+    "fields": {"planting_site": "Wadi Hanifa", "seedling_count": 10},
+    "documents": [{"code": "national_id_card", "expires_on": "2030-01-01"}],
+}
+
+
+def test_fields_over_the_limit_are_refused_in_both_languages() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Submission(**{**REQUEST, "fields": {"notes": "x" * MAX_FIELDS_BYTES}})
+    (problem,) = refused.value.errors()
+    assert problem["type"] == "fields_too_large" and problem["loc"] == ("fields",)
+    assert str(MAX_FIELDS_BYTES) in problem["msg"]
+    assert "at most" in problem["msg"] and "الحد الأقصى" in problem["msg"]
+
+
+def test_fields_are_measured_as_encoded_so_arabic_text_counts_its_bytes() -> None:
+    # Two bytes a letter in UTF-8: under the limit in characters, over it in bytes.
+    arabic = "ع" * (MAX_FIELDS_BYTES // 2 + 10)
+    with pytest.raises(ValidationError):
+        Submission(**{**REQUEST, "fields": {"notes": arabic}})
+
+
+def test_fields_just_under_the_limit_are_accepted() -> None:
+    # {"notes":"…"} adds 12 bytes around the text.
+    Submission(**{**REQUEST, "fields": {"notes": "x" * (MAX_FIELDS_BYTES - 12)}})
+
+
+def test_too_many_documents_are_refused() -> None:
+    documents = [{"code": "national_id_card"}] * (MAX_DOCUMENTS + 1)
+    with pytest.raises(ValidationError):
+        Submission(**{**REQUEST, "documents": documents})
+    Submission(**{**REQUEST, "documents": documents[:MAX_DOCUMENTS]})
+
+
+def test_the_request_reply_body_has_the_same_limits() -> None:
+    body = {k: v for k, v in REQUEST.items() if k not in ("association_id", "channel")}
+    with pytest.raises(ValidationError):
+        SubmissionBody(**{**body, "fields": {"notes": "x" * MAX_FIELDS_BYTES}})
+
+
+def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> None:
+    # The lifespan (broker, store) never starts: TestClient is not entered.
+    http = create_http_app(SimpleNamespace(), title="intake", include=intake_api.include)  # type: ignore[arg-type]
+    big = {**REQUEST, "fields": {"notes": "x" * 1_200_000}}
+    response = TestClient(http).post("/submissions", json=big)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["message"]["en"] and body["message"]["ar"]
+    (problem,) = body["detail"]
+    assert problem["loc"] == ["body", "fields"] and problem["type"] == "fields_too_large"
+    assert "input" not in problem
+    assert len(response.content) < 5000
