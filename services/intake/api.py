@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -14,9 +14,9 @@ from services.intake.application import IntakeApplication
 from services.intake.views import CASES, REFS
 from shared.dates import both_calendars
 from shared.errors import NotFound
-from shared.events import Attestation, Document
+from shared.events import Attestation
 from shared.runtime import ServiceRuntime, runtime_of
-from shared.submissions import Submission
+from shared.submissions import Submission, SubmittedDocuments, SubmittedFields
 
 STATUS_LABELS = {
     "incomplete": (
@@ -45,7 +45,9 @@ STATUS_LABELS = {
 
 class Referral(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
-    questions: list[str] = Field(default_factory=list)
+    questions: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list, max_length=50
+    )
     referred_by: str = Field(min_length=1, max_length=200)
 
 
@@ -57,8 +59,8 @@ class Delivery(BaseModel):
 class Information(BaseModel):
     """What the applicant still owed: any of fields, documents, the declaration."""
 
-    fields: dict[str, Any] = Field(default_factory=dict)
-    documents: list[Document] = Field(default_factory=list)
+    fields: SubmittedFields
+    documents: SubmittedDocuments
     attestation: Attestation | None = None
     added_by: str | None = Field(default=None, max_length=200)
 
@@ -78,8 +80,8 @@ class Corrections(BaseModel):
     """What verification asked to correct, and the declaration on the corrected data."""
 
     applicant: ApplicantCorrection | None = None
-    fields: dict[str, Any] = Field(default_factory=dict)
-    documents: list[Document] = Field(default_factory=list)
+    fields: SubmittedFields
+    documents: SubmittedDocuments
     attestation: Attestation | None = None
     corrected_by: str | None = Field(default=None, max_length=200)
 
@@ -87,8 +89,8 @@ class Corrections(BaseModel):
 class EligibilityQuestion(BaseModel):
     association_id: str = Field(min_length=1, max_length=32)
     service_code: str = Field(min_length=1, max_length=64)
-    fields: dict[str, Any] = Field(default_factory=dict)
-    documents: list[Document] = Field(default_factory=list)
+    fields: SubmittedFields
+    documents: SubmittedDocuments
 
 
 def with_displays(doc: Any) -> Any:

@@ -72,3 +72,41 @@ def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> N
     assert problem["loc"] == ["body", "fields"] and problem["type"] == "fields_too_large"
     assert "input" not in problem
     assert len(response.content) < 5000
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/information", {}),
+        ("/cases/SDR-1448-000001/corrections", {}),
+        ("/eligibility", {"association_id": "sidr", "service_code": "seedlings"}),
+    ],
+)
+def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, Any]) -> None:
+    # Information and corrections are merged into the request published whole.
+    http = create_http_app(SimpleNamespace(), title="intake", include=intake_api.include)  # type: ignore[arg-type]
+    client = TestClient(http)
+    big = {**body, "fields": {"notes": "x" * MAX_FIELDS_BYTES}}
+    response = client.post(path, json=big)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "fields_too_large"
+    assert response.json()["detail"][0]["loc"] == ["body", "fields"]
+    many = {**body, "documents": [{"code": "national_id_card"}] * (MAX_DOCUMENTS + 1)}
+    response = client.post(path, json=many)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "documents"]
+
+
+def test_a_referral_has_a_bounded_list_of_questions() -> None:
+    http = create_http_app(SimpleNamespace(), title="intake", include=intake_api.include)  # type: ignore[arg-type]
+    client = TestClient(http)
+    referral = {"reason": "unclear", "referred_by": "officer-1"}
+    response = client.post(
+        "/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/referral", json={**referral, "questions": ["?" * 5000]}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "questions", 0]
+    response = client.post(
+        "/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/referral", json={**referral, "questions": ["?"] * 51}
+    )
+    assert response.status_code == 422
