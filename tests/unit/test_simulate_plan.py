@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 def test_a_mix_names_weights_and_leaves_the_other_kinds_at_zero() -> None:
     assert parse_mix("approved=6, rejected=2") == {
-        "approved": 6, "rejected": 2, "referred": 0, "ineligible": 0,
+        "approved": 6, "rejected": 2, "referred": 0, "ineligible": 0, "corrected": 0,
     }
 
 
