@@ -31,7 +31,7 @@ from shared.logging import correlation_id_var, log_context, set_log_context
 from shared.outbox import OutboxRelay, Translator
 from shared.settings import ServiceSettings
 from shared.store import ServiceApplication, StoreRunner
-from shared.stream import ensure_stream
+from shared.stream import DeclaredTrackingConsumer, ensure_stream, inbox_prefix
 from shared.views import ProjectionRunner, Projector, ViewStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,9 @@ class ServiceRuntime:
             settings.nats_servers,
             name=f"khidma-{settings.service_name}",
             security=security,
+            # Its user may subscribe only to this prefix (deploy/nats/auth.conf);
+            # the relay's and the consumer's requests use this connection.
+            inbox_prefix=inbox_prefix(settings.service_name),
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             logger=logging.getLogger(f"khidma.broker.{settings.service_name}"),
@@ -111,7 +114,7 @@ class ServiceRuntime:
             )
             self.spawn(self.relay.run(), "outbox relay")
         if self.handlers:
-            self.consumer = TrackingConsumer(
+            self.consumer = DeclaredTrackingConsumer(
                 self.app,
                 self.store,
                 js,
