@@ -36,8 +36,14 @@ from shared.views import ProjectionRunner, Projector, ViewStore
 
 log = logging.getLogger(__name__)
 
+# How long /ready and /metrics wait for the store to answer before saying it is down.
+STORE_PROBE_SECONDS = 2.0
+
 
 class ServiceRuntime:
+    # The store probe in flight, shared by concurrent and later probes (see probe_store).
+    _store_probe: "asyncio.Future[int] | None" = None
+
     def __init__(
         self,
         settings: ServiceSettings,
@@ -173,12 +179,7 @@ class ServiceRuntime:
             self.started and self.broker.connection and self.broker.connection.is_connected
         )
         report: dict[str, Any] = {"nats": connected}
-        try:
-            report["store_position"] = await self.store.run(self.app.max_notification_id)
-            report["store"] = True
-        except Exception as error:  # the store is down: report it, do not crash
-            report["store"] = False
-            report["store_error"] = repr(error)
+        report.update(await self.probe_store())
         if self.relay:
             report["outbox_lag"] = await self.relay.lag() if report["store"] else None
             report["published"] = self.relay.stats.published
@@ -200,6 +201,31 @@ class ServiceRuntime:
         report["caught_up"] = self._caught_up(report)
         report["ready"] = bool(connected and report["store"] and report["caught_up"])
         return report
+
+    async def probe_store(self) -> dict[str, Any]:
+        """Whether the store answers (and its position), within STORE_PROBE_SECONDS.
+
+        The probe runs on the store thread. When the store does not answer
+        (PostgreSQL unreachable: the pool waits for a connection), the probe
+        is left to finish there, and the probes after it wait on that same one
+        instead of queueing more calls behind it.
+        """
+        probe = self._store_probe
+        if probe is None or probe.done():
+            probe = asyncio.ensure_future(self.store.run(self.app.max_notification_id))
+            # Retrieved even when every waiter gave up on it (no "never retrieved").
+            probe.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._store_probe = probe
+        try:
+            position = await asyncio.wait_for(asyncio.shield(probe), STORE_PROBE_SECONDS)
+        except asyncio.TimeoutError:
+            return {
+                "store": False,
+                "store_error": f"the store did not answer within {STORE_PROBE_SECONDS:g} s",
+            }
+        except Exception as error:  # the store is down: report it, do not crash
+            return {"store": False, "store_error": repr(error)}
+        return {"store_position": position, "store": True}
 
     def _caught_up(self, report: dict[str, Any]) -> bool:
         """Caught up with what was there when it started.
