@@ -13,6 +13,7 @@ import re
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from uuid import uuid4
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
@@ -338,15 +339,32 @@ _QUIET_PATHS = {"/health", "/ready", "/metrics"}
 
 
 async def _route_log_context(request: Request) -> None:
-    """Puts the route's case id (or reference) in the log context of the request."""
-    for value in request.path_params.values():
-        if isinstance(value, str) and _UUID.match(value):
-            set_log_context(case_id=value)
-            return
+    """Puts the route's case id (or reference) in the log context of the request.
+
+    By the path parameter's name, never by its shape: a sitting's id is a UUID
+    too. Intake's `/cases/{case_key}` takes either the id or the reference.
+    """
+    params = request.path_params
+    case_id, case_ref = params.get("case_id"), params.get("case_ref")
+    case_key = params.get("case_key")
+    if isinstance(case_key, str):
+        if _UUID.match(case_key):
+            case_id = case_key
+        else:
+            case_ref = case_key
+    if isinstance(case_id, str):
+        set_log_context(case_id=case_id[:100])
+    if isinstance(case_ref, str):
+        set_log_context(case_ref=case_ref[:100])
 
 
 class RequestLogMiddleware:
-    """Takes the correlation id from `X-Correlation-Id` and logs each API request."""
+    """Takes the correlation id from `X-Correlation-Id` and logs each API request.
+
+    Without the header, the request gets a correlation id of its own. Either
+    way the response carries it in `X-Correlation-Id`, so that a caller can
+    quote it and an operator find every line the request wrote.
+    """
 
     def __init__(self, app: Any):
         self.app = app
@@ -356,7 +374,9 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        correlation = headers.get(b"x-correlation-id", b"").decode("latin-1")[:100] or None
+        correlation = headers.get(b"x-correlation-id", b"").decode("latin-1")[:100] or str(
+            uuid4()
+        )
         status = {"code": 500}
 
         async def send_status(message: dict[str, Any]) -> None:
@@ -370,7 +390,7 @@ class RequestLogMiddleware:
             await send(message)
 
         started = time.perf_counter()
-        with log_context(correlation_id=correlation, case_id=None, event_id=None):
+        with log_context(correlation_id=correlation, case_id=None, case_ref=None, event_id=None):
             try:
                 await self.app(scope, receive, send_status)
             finally:

@@ -365,7 +365,27 @@ def test_one_request_can_be_followed_through_the_four_services_logs(
     # Every line of every log is one JSON object with the ids' keys.
     for name in SERVICES:
         for line in lines_of(name):
-            assert {"ts", "level", "service", "case_id", "correlation_id"} <= set(line)
+            assert {"ts", "level", "service", "case_id", "case_ref", "correlation_id"} <= set(line)
+    # The lines that carry this case's id: every one about this case (its
+    # events and its HTTP calls, also under a committee sitting whose id is a
+    # UUID too), each with a correlation id (the caller sent none: one is made
+    # per request).
+    http_calls = 0
+    for name in SERVICES:
+        for line in lines_of(name):
+            if "http_status" in line:
+                if f"/{run.case_id}" in line["msg"]:
+                    http_calls += 1
+                    assert line["case_id"] == run.case_id, line
+                    assert line["correlation_id"], line
+                elif "/sittings/" in line["msg"] and "/cases/" not in line["msg"]:
+                    assert line["case_id"] is None, line  # a sitting is not a case
+            elif line["case_id"] == run.case_id:
+                assert line["correlation_id"], line
+                if line["event_id"]:  # about one of its events: the case's own ids
+                    assert line["correlation_id"] == correlation_id, line
+                    assert line["case_ref"] == run.case_ref, line
+    assert http_calls >= 8  # information, referral, confirmation, votes, decision, delivery …
 
 
 @pytest.mark.postgres

@@ -287,6 +287,76 @@ async def _store_answered(runtime: Any) -> Any:
     return report if report["store"] else None
 
 
+def _http_app_logging_to(stream: io.StringIO) -> Any:
+    """An API with the services' request logging and routes shaped like theirs."""
+    from fastapi import Depends, FastAPI
+
+    from shared.runtime import RequestLogMiddleware, _route_log_context
+
+    api = FastAPI(dependencies=[Depends(_route_log_context)])
+    api.add_middleware(RequestLogMiddleware)
+    route_log = logging.getLogger("khidma.test.route")
+
+    @api.post("/sittings/{sitting_id}/cases/{case_id}/votes")
+    async def vote(sitting_id: str, case_id: str) -> dict[str, str]:
+        route_log.info("vote recorded")
+        return {}
+
+    @api.get("/cases/{case_key}")
+    async def case(case_key: str) -> dict[str, str]:
+        route_log.info("case read")
+        return {}
+
+    @api.get("/sittings/{sitting_id}")
+    async def sitting(sitting_id: str) -> dict[str, str]:
+        return {}
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("test-service"))
+    for name in ("shared.runtime", "khidma.test.route"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+    return api, handler
+
+
+async def test_request_logs_name_the_case_of_the_route_and_answer_the_correlation_id() -> None:
+    stream = io.StringIO()
+    api, handler = _http_app_logging_to(stream)
+    sitting_id, case_id, correlation = str(uuid4()), str(uuid4()), str(uuid4())
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api), base_url="http://test"
+        ) as client:
+            given = await client.post(
+                f"/sittings/{sitting_id}/cases/{case_id}/votes",
+                headers={"X-Correlation-Id": correlation},
+            )
+            absent = await client.post(f"/sittings/{sitting_id}/cases/{case_id}/votes")
+            by_ref = await client.get("/cases/SDR-1448-000001")
+            by_id = await client.get(f"/cases/{case_id}")
+            no_case = await client.get(f"/sittings/{sitting_id}")
+    finally:
+        for name in ("shared.runtime", "khidma.test.route"):
+            logging.getLogger(name).removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    # Echoed when given; otherwise one is made for the request, and answered.
+    assert given.headers["x-correlation-id"] == correlation
+    made = absent.headers["x-correlation-id"]
+    assert made and made != correlation
+    assert all(r.headers.get("x-correlation-id") for r in (by_ref, by_id, no_case))
+    votes = [l for l in lines if "/votes" in l["msg"] or l["msg"] == "vote recorded"]
+    assert len(votes) == 4
+    # Every line about the vote names the case (never the sitting) and its correlation id.
+    assert all(l["case_id"] == case_id for l in votes), votes
+    assert [l["correlation_id"] for l in votes] == [correlation, correlation, made, made]
+    reads = [l for l in lines if "/cases/" in l["msg"] and "/votes" not in l["msg"]]
+    assert [(l["case_id"], l["case_ref"]) for l in reads] == [
+        (None, "SDR-1448-000001"), (case_id, None)
+    ]
+    sitting_line = next(l for l in lines if l["msg"] == f"GET /sittings/{sitting_id} 200")
+    assert sitting_line["case_id"] is None
+
+
 def test_the_asyncapi_and_openapi_documents_are_generated() -> None:
     files = generate()
     system = json.loads(files["asyncapi.json"])
