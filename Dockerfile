@@ -6,9 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 WORKDIR /app
 
 # A non-root user; /data holds the disposable read models (the event stores are
-# in PostgreSQL in the compose deployment).
+# in PostgreSQL in the compose deployment); /data/outbox exists so that a volume
+# mounted there (surveys' invitation outbox) is the user's too.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin khidma \
-    && mkdir -p /data && chown khidma:khidma /data
+    && mkdir -p /data/outbox && chown -R khidma:khidma /data
 
 # Dependencies from the pinned project (pyproject.toml pins every one with ==),
 # installed in their own layer so that a code change does not reinstall them.

@@ -56,7 +56,44 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
     return _VARIABLE.sub(replace, text)
 
 
+class Replace:
+    """A value tagged `!reset` or `!override` in an override file (Compose 2.18+):
+    it replaces the base file's value instead of merging with it (e.g.
+    `ports: !reset []` removes a service's host ports)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as compose reads it: with the `!reset` and `!override` tags."""
+
+
+def _construct_replace(loader: yaml.SafeLoader, node: yaml.Node) -> Replace:
+    if isinstance(node, yaml.SequenceNode):
+        return Replace(loader.construct_sequence(node, deep=True))
+    if isinstance(node, yaml.MappingNode):
+        return Replace(loader.construct_mapping(node, deep=True))
+    return Replace(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+for _tag in ("!reset", "!override"):
+    _ComposeLoader.add_constructor(_tag, _construct_replace)
+
+
+def _unwrap(node: Any) -> Any:
+    if isinstance(node, Replace):
+        return _unwrap(node.value)
+    if isinstance(node, list):
+        return [_unwrap(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _unwrap(value) for key, value in node.items()}
+    return node
+
+
 def _interpolate_tree(node: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(node, Replace):
+        return Replace(_interpolate_tree(node.value, env))
     if isinstance(node, str):
         return interpolate(node, env)
     if isinstance(node, list):
@@ -73,7 +110,11 @@ def variables_used(path: Path = COMPOSE_FILE) -> set[str]:
 def load_compose(env: Mapping[str, str], path: Path = COMPOSE_FILE) -> dict[str, Any]:
     """The compose file as compose sees it: YAML (anchors and merge keys), then
     the variables interpolated from `env` (where compose reads .env)."""
-    return _interpolate_tree(yaml.safe_load(path.read_text()), env)  # type: ignore[no-any-return]
+    return _unwrap(_interpolate_tree(_load_yaml(path), env))
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_ComposeLoader)  # noqa: S506 (a SafeLoader)
 
 
 def environment_of(service: dict[str, Any]) -> dict[str, str]:
@@ -148,7 +189,10 @@ def _volume_target(volume: Any) -> str:
 def merge_compose(base: Any, override: Any, key: str = "") -> Any:
     """`docker compose -f base -f override`: mappings merge key by key, volumes by
     their target path, ports and other lists of options are added, the rest
-    (command, healthcheck test, scalars) is replaced."""
+    (command, healthcheck test, scalars) is replaced, and so is a value tagged
+    `!reset` or `!override`."""
+    if isinstance(override, Replace):
+        return override.value
     if isinstance(base, dict) and isinstance(override, dict):
         merged = dict(base)
         for name, value in override.items():
@@ -167,5 +211,5 @@ def merge_compose(base: Any, override: Any, key: str = "") -> Any:
 def load_merged(env: Mapping[str, str], *paths: Path) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for path in paths:
-        merged = merge_compose(merged, load_compose(env, path))
-    return merged
+        merged = merge_compose(merged, _interpolate_tree(_load_yaml(path), env))
+    return _unwrap(merged)  # type: ignore[no-any-return]

@@ -1,10 +1,11 @@
 """Structured JSON logs, one object per line, with the case and correlation ids.
 
-The case id and correlation id (the `RequestReceived` event id, shared by every
-event of a case) are carried in context variables: the consumer sets them for
-each message it handles, the outbox relay for each event it publishes, and the
-HTTP layer for each request (from the route's case id and the
-`X-Correlation-Id` header). Every log line written meanwhile, on the event loop
+The case id (and reference) and correlation id (the `RequestReceived` event id,
+shared by every event of a case) are carried in context variables: the consumer
+sets them for each message it handles, the outbox relay for each event it
+publishes, and the HTTP layer for each request (from the route's `case_id`
+parameter and the `X-Correlation-Id` header, or a correlation id made for the
+request when the caller sent none). Every log line written meanwhile, on the event loop
 or on the store thread, carries them, so one request can be followed through
 all four services with `grep <correlation id>`.
 """
@@ -24,10 +25,16 @@ from typing import Any, Iterator
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 
 case_id_var: ContextVar[str | None] = ContextVar("khidma_case_id", default=None)
+case_ref_var: ContextVar[str | None] = ContextVar("khidma_case_ref", default=None)
 correlation_id_var: ContextVar[str | None] = ContextVar("khidma_correlation_id", default=None)
 event_id_var: ContextVar[str | None] = ContextVar("khidma_event_id", default=None)
 
-_VARS = {"case_id": case_id_var, "correlation_id": correlation_id_var, "event_id": event_id_var}
+_VARS = {
+    "case_id": case_id_var,
+    "case_ref": case_ref_var,
+    "correlation_id": correlation_id_var,
+    "event_id": event_id_var,
+}
 
 
 def current_context() -> dict[str, str | None]:
@@ -58,6 +65,7 @@ def context_of_event(event: Any) -> dict[str, str]:
     """The log context of an integration event."""
     return {
         "case_id": str(event.case_id),
+        "case_ref": str(event.case_ref),
         "correlation_id": str(event.correlation_id),
         "event_id": str(event.event_id),
     }

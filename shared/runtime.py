@@ -13,6 +13,7 @@ import re
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from uuid import uuid4
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
@@ -31,13 +32,19 @@ from shared.logging import correlation_id_var, log_context, set_log_context
 from shared.outbox import OutboxRelay, Translator
 from shared.settings import ServiceSettings
 from shared.store import ServiceApplication, StoreRunner
-from shared.stream import ensure_stream
+from shared.stream import DeclaredTrackingConsumer, ensure_stream, inbox_prefix
 from shared.views import ProjectionRunner, Projector, ViewStore
 
 log = logging.getLogger(__name__)
 
+# How long /ready and /metrics wait for the store to answer before saying it is down.
+STORE_PROBE_SECONDS = 2.0
+
 
 class ServiceRuntime:
+    # The store probe in flight, shared by concurrent and later probes (see probe_store).
+    _store_probe: "asyncio.Future[int] | None" = None
+
     def __init__(
         self,
         settings: ServiceSettings,
@@ -74,6 +81,9 @@ class ServiceRuntime:
             settings.nats_servers,
             name=f"khidma-{settings.service_name}",
             security=security,
+            # Its user may subscribe only to this prefix (deploy/nats/auth.conf);
+            # the relay's and the consumer's requests use this connection.
+            inbox_prefix=inbox_prefix(settings.service_name),
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             logger=logging.getLogger(f"khidma.broker.{settings.service_name}"),
@@ -111,7 +121,7 @@ class ServiceRuntime:
             )
             self.spawn(self.relay.run(), "outbox relay")
         if self.handlers:
-            self.consumer = TrackingConsumer(
+            self.consumer = DeclaredTrackingConsumer(
                 self.app,
                 self.store,
                 js,
@@ -171,12 +181,7 @@ class ServiceRuntime:
             self.started and self.broker.connection and self.broker.connection.is_connected
         )
         report: dict[str, Any] = {"nats": connected}
-        try:
-            report["store_position"] = await self.store.run(self.app.max_notification_id)
-            report["store"] = True
-        except Exception as error:  # the store is down: report it, do not crash
-            report["store"] = False
-            report["store_error"] = repr(error)
+        report.update(await self.probe_store())
         if self.relay:
             report["outbox_lag"] = await self.relay.lag() if report["store"] else None
             report["published"] = self.relay.stats.published
@@ -227,6 +232,31 @@ class ServiceRuntime:
                 f"منذ {seconds:.0f} ثانية: {error}",
             },
         }
+
+    async def probe_store(self) -> dict[str, Any]:
+        """Whether the store answers (and its position), within STORE_PROBE_SECONDS.
+
+        The probe runs on the store thread. When the store does not answer
+        (PostgreSQL unreachable: the pool waits for a connection), the probe
+        is left to finish there, and the probes after it wait on that same one
+        instead of queueing more calls behind it.
+        """
+        probe = self._store_probe
+        if probe is None or probe.done():
+            probe = asyncio.ensure_future(self.store.run(self.app.max_notification_id))
+            # Retrieved even when every waiter gave up on it (no "never retrieved").
+            probe.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._store_probe = probe
+        try:
+            position = await asyncio.wait_for(asyncio.shield(probe), STORE_PROBE_SECONDS)
+        except asyncio.TimeoutError:
+            return {
+                "store": False,
+                "store_error": f"the store did not answer within {STORE_PROBE_SECONDS:g} s",
+            }
+        except Exception as error:  # the store is down: report it, do not crash
+            return {"store": False, "store_error": repr(error)}
+        return {"store_position": position, "store": True}
 
     def _caught_up(self, report: dict[str, Any]) -> bool:
         """Caught up with what was there when it started.
@@ -351,15 +381,32 @@ _QUIET_PATHS = {"/health", "/ready", "/metrics"}
 
 
 async def _route_log_context(request: Request) -> None:
-    """Puts the route's case id (or reference) in the log context of the request."""
-    for value in request.path_params.values():
-        if isinstance(value, str) and _UUID.match(value):
-            set_log_context(case_id=value)
-            return
+    """Puts the route's case id (or reference) in the log context of the request.
+
+    By the path parameter's name, never by its shape: a sitting's id is a UUID
+    too. Intake's `/cases/{case_key}` takes either the id or the reference.
+    """
+    params = request.path_params
+    case_id, case_ref = params.get("case_id"), params.get("case_ref")
+    case_key = params.get("case_key")
+    if isinstance(case_key, str):
+        if _UUID.match(case_key):
+            case_id = case_key
+        else:
+            case_ref = case_key
+    if isinstance(case_id, str):
+        set_log_context(case_id=case_id[:100])
+    if isinstance(case_ref, str):
+        set_log_context(case_ref=case_ref[:100])
 
 
 class RequestLogMiddleware:
-    """Takes the correlation id from `X-Correlation-Id` and logs each API request."""
+    """Takes the correlation id from `X-Correlation-Id` and logs each API request.
+
+    Without the header, the request gets a correlation id of its own. Either
+    way the response carries it in `X-Correlation-Id`, so that a caller can
+    quote it and an operator find every line the request wrote.
+    """
 
     def __init__(self, app: Any):
         self.app = app
@@ -369,7 +416,9 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        correlation = headers.get(b"x-correlation-id", b"").decode("latin-1")[:100] or None
+        correlation = headers.get(b"x-correlation-id", b"").decode("latin-1")[:100] or str(
+            uuid4()
+        )
         status = {"code": 500}
 
         async def send_status(message: dict[str, Any]) -> None:
@@ -383,7 +432,7 @@ class RequestLogMiddleware:
             await send(message)
 
         started = time.perf_counter()
-        with log_context(correlation_id=correlation, case_id=None, event_id=None):
+        with log_context(correlation_id=correlation, case_id=None, case_ref=None, event_id=None):
             try:
                 await self.app(scope, receive, send_status)
             finally:

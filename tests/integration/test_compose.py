@@ -1,9 +1,10 @@
 """docker-compose.yml, proven without Docker.
 
 1. It validates against the compose specification's JSON schema (vendored in
-   deploy/), and its secrets are required.
-2. Each compose service's own `command` runs with its own `environment` from
-   the file (host names pointed at a local nats-server running the file's NATS
+   deploy/), and its secrets and the surveys' public address are required.
+2. The one-shot `nats-init` step's `command` runs first, then each compose
+   service's own `command`, each with its own `environment` from the file
+   (host names pointed at a local nats-server running the file's NATS
    configuration, and at the local PostgreSQL), and one case goes through the
    whole lifecycle; its correlation id is then followed through the four
    services' JSON logs, and their health, readiness, metrics, AsyncAPI and
@@ -55,12 +56,17 @@ SECRETS = (
     "SURVEYS_NATS_PASSWORD",
     "ADMIN_NATS_PASSWORD",
 )
+REQUIRED = (*SECRETS, "SURVEYS_PUBLIC_BASE_URL")
 SERVICES = SERVICE_USERS
+PUBLIC_BASE_URL = "https://surveys.example.org"
 
 
 def dot_env() -> dict[str, str]:
-    """What an operator's .env would hold: fresh secrets, nothing else."""
-    return {name: "k" + secrets.token_urlsafe(18) for name in SECRETS}
+    """What an operator's .env would hold: fresh secrets and the surveys' address."""
+    return {
+        **{name: "k" + secrets.token_urlsafe(18) for name in SECRETS},
+        "SURVEYS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+    }
 
 
 def test_the_compose_file_validates_against_the_compose_specification() -> None:
@@ -80,8 +86,8 @@ def test_the_compose_file_validates_against_the_compose_specification() -> None:
         validator.validate(broken)
 
 
-@pytest.mark.parametrize("secret", SECRETS)
-def test_every_secret_is_required(secret: str) -> None:
+@pytest.mark.parametrize("secret", REQUIRED)
+def test_every_secret_and_the_surveys_address_is_required(secret: str) -> None:
     env = dot_env()
     del env[secret]
     with pytest.raises(MissingVariable) as missing:
@@ -96,13 +102,13 @@ def test_every_secret_is_required(secret: str) -> None:
 def test_env_example_lists_every_variable_of_the_compose_file() -> None:
     listed = set(re.findall(r"(?m)^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text()))
     assert variables_used() <= listed, variables_used() - listed
-    assert set(SECRETS) <= listed
+    assert set(REQUIRED) <= listed
 
 
 def test_the_deployment_shape() -> None:
     compose = load_compose(dot_env())
     services = compose["services"]
-    assert set(services) == {"nats", "postgres", *SERVICES}
+    assert set(services) == {"nats", "postgres", "nats-init", *SERVICES}
     nats = services["nats"]
     config_mount = next(v for v in nats["volumes"] if v.endswith(":/etc/nats/nats-server.conf:ro"))
     assert (PROJECT_ROOT / config_mount.split(":")[0]).is_file()
@@ -115,21 +121,39 @@ def test_the_deployment_shape() -> None:
     assert any(v.startswith("postgres-data:") for v in services["postgres"]["volumes"])
     assert {"nats-data", "postgres-data"} <= set(compose["volumes"])
     for name, service in services.items():
+        if name == "nats-init":
+            continue
         assert service.get("restart") in ("unless-stopped", "always"), name
         assert service.get("healthcheck", {}).get("test"), name
+    # The init step: once, as admin, after NATS and before every service.
+    init = services["nats-init"]
+    assert init["restart"] == "no" and "healthcheck" not in init
+    assert init["depends_on"] == {"nats": {"condition": "service_healthy"}}
+    assert init["command"] == ["python", "-m", "shared.stream", "declare"]
+    init_env = environment_of(init)
+    assert init_env["KHIDMA_NATS_USER"] == "admin"
+    assert init_env["KHIDMA_NATS_PASSWORD"] == environment_of(nats)["ADMIN_NATS_PASSWORD"]
     users = set()
     for name in SERVICES:
         service = services[name]
         assert service["depends_on"] == {
             "nats": {"condition": "service_healthy"},
             "postgres": {"condition": "service_healthy"},
+            "nats-init": {"condition": "service_completed_successfully"},
         }
+        assert environment_of(service)["KHIDMA_STREAM_REPLICAS"] == init_env["KHIDMA_STREAM_REPLICAS"]
         assert any("/ready" in part for part in service["healthcheck"]["test"]), name
         env = environment_of(service)
         assert env["KHIDMA_STORE"] == "postgres" and env["KHIDMA_POSTGRES_SCHEMA"] == name
         users.add(env["KHIDMA_NATS_USER"])
         assert env["KHIDMA_NATS_PASSWORD"] == environment_of(nats)[f"{name.upper()}_NATS_PASSWORD"]
     assert users == set(SERVICES)  # each service its own credentials
+    # Survey links point where applicants reach surveys; its outbox is on a volume.
+    surveys = environment_of(services["surveys"])
+    assert surveys["KHIDMA_PUBLIC_BASE_URL"] == PUBLIC_BASE_URL
+    outbox_dir = str(Path(surveys["KHIDMA_OUTBOX_PATH"]).parent)
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in services["surveys"]["volumes"]}
+    assert mounted[outbox_dir] in compose["volumes"]
 
 
 def test_the_dockerfile_is_slim_non_root_and_installs_the_pinned_project() -> None:
@@ -182,6 +206,7 @@ class ComposeRun:
             key.removesuffix("_NATS_PASSWORD").lower(): value for key, value in nats_env.items()
         }
         self.nats = secured_nats_server(self.root / "nats", passwords).start()
+        self.run_init()
         for name in SERVICES:
             spec = self.compose["services"][name]
             env = self.localise(name, environment_of(spec))
@@ -194,14 +219,35 @@ class ComposeRun:
             service.wait_ready()
         return self
 
+    def run_init(self) -> None:
+        """The one-shot `nats-init` service, as compose runs it before the others."""
+        spec = self.compose["services"]["nats-init"]
+        env = environment_of(spec)
+        assert env["KHIDMA_NATS_URL"] == "nats://nats:4222"
+        env["KHIDMA_NATS_URL"] = f"nats://127.0.0.1:{self.nats.port}"  # type: ignore[union-attr]
+        command = [sys.executable if a == "python" else a for a in spec["command"]]
+        done = subprocess.run(
+            command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        )
+        assert done.returncode == 0, done.stderr
+
     def localise(self, name: str, env: dict[str, str]) -> dict[str, str]:
         """What a container's network would resolve, pointed at this machine."""
         schema = f"compose_{self.run_id}_{env['KHIDMA_POSTGRES_SCHEMA']}"
         self.schemas.append(schema)
         assert env["KHIDMA_NATS_URL"] == "nats://nats:4222"
         assert env["KHIDMA_POSTGRES_HOST"] == "postgres"
+        assert env["KHIDMA_DATA_DIR"] == "/data"
+        local_data = self.root / name
+        paths = {  # files under the container's /data (a volume there), under the local one
+            key: str(local_data / Path(value).relative_to("/data"))
+            for key, value in env.items()
+            if key.endswith("_PATH") and value.startswith("/data/")
+        }
         return {
             **env,
+            **paths,
             "KHIDMA_NATS_URL": f"nats://127.0.0.1:{self.nats.port}",  # type: ignore[union-attr]
             "KHIDMA_POSTGRES_HOST": str(POSTGRES_DSN["host"]),
             "KHIDMA_POSTGRES_PORT": str(POSTGRES_DSN["port"]),
@@ -210,7 +256,7 @@ class ComposeRun:
             "KHIDMA_POSTGRES_SCHEMA": schema,
             "KHIDMA_HTTP_HOST": "127.0.0.1",
             "KHIDMA_HTTP_PORT": str(free_port()),
-            "KHIDMA_DATA_DIR": str(self.root / name),
+            "KHIDMA_DATA_DIR": str(local_data),
         }
 
     def stop(self) -> None:
@@ -275,6 +321,18 @@ def test_a_case_goes_through_the_whole_lifecycle_on_the_compose_services(
             )
         }
     assert names == set(compose_run.schemas)
+    # The survey invitation, in the outbox on the surveys' volume, links to the
+    # address applicants use (SURVEYS_PUBLIC_BASE_URL), not to 127.0.0.1.
+    outbox = Path(compose_run.services["surveys"].env["KHIDMA_OUTBOX_PATH"])
+    invitations = wait_for(
+        lambda: [
+            line for line in outbox.read_text().splitlines()
+            if json.loads(line)["case_id"] == lifecycle["run"].case_id
+        ],
+        timeout=15,
+        what="the case's survey invitation in the outbox",
+    )
+    assert f"{PUBLIC_BASE_URL}/surveys/" in invitations[0]
 
 
 @pytest.mark.postgres
@@ -307,7 +365,27 @@ def test_one_request_can_be_followed_through_the_four_services_logs(
     # Every line of every log is one JSON object with the ids' keys.
     for name in SERVICES:
         for line in lines_of(name):
-            assert {"ts", "level", "service", "case_id", "correlation_id"} <= set(line)
+            assert {"ts", "level", "service", "case_id", "case_ref", "correlation_id"} <= set(line)
+    # The lines that carry this case's id: every one about this case (its
+    # events and its HTTP calls, also under a committee sitting whose id is a
+    # UUID too), each with a correlation id (the caller sent none: one is made
+    # per request).
+    http_calls = 0
+    for name in SERVICES:
+        for line in lines_of(name):
+            if "http_status" in line:
+                if f"/{run.case_id}" in line["msg"]:
+                    http_calls += 1
+                    assert line["case_id"] == run.case_id, line
+                    assert line["correlation_id"], line
+                elif "/sittings/" in line["msg"] and "/cases/" not in line["msg"]:
+                    assert line["case_id"] is None, line  # a sitting is not a case
+            elif line["case_id"] == run.case_id:
+                assert line["correlation_id"], line
+                if line["event_id"]:  # about one of its events: the case's own ids
+                    assert line["correlation_id"] == correlation_id, line
+                    assert line["case_ref"] == run.case_ref, line
+    assert http_calls >= 8  # information, referral, confirmation, votes, decision, delivery …
 
 
 @pytest.mark.postgres

@@ -2,9 +2,9 @@
 
 The override validates with docker-compose.yml against the compose
 specification; three local nodes run deploy/cluster/nats-node.conf (ports,
-routes and store directories moved to local ones); a service, with its own
-credentials, declares the KHIDMA stream with 3 replicas and keeps publishing
-after a node is lost.
+routes and store directories moved to local ones); the init step, as admin,
+declares the KHIDMA stream with 3 replicas, and a service, with its own
+credentials, keeps publishing after a node is lost.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 
 from khidma.compose import COMPOSE_FILE, COMPOSE_SCHEMA, PROJECT_ROOT, environment_of, load_merged
 from khidma.nats_server import SERVICE_USERS, NatsServer, free_port
-from shared.stream import ensure_stream
+from shared.stream import declare_everything, inbox_prefix
 from shared.subjects import event_subject
 from tests.helpers import async_wait_for
 
@@ -37,6 +37,7 @@ SECRETS = ("POSTGRES_PASSWORD", *(f"{u.upper()}_NATS_PASSWORD" for u in (*SERVIC
 
 def test_the_cluster_override_validates_and_points_every_service_at_three_nodes() -> None:
     env = {name: "k" + secrets.token_urlsafe(12) for name in SECRETS}
+    env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
     merged = load_merged(env, COMPOSE_FILE, OVERRIDE)
     jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text())).validate(merged)
     services = merged["services"]
@@ -53,7 +54,15 @@ def test_the_cluster_override_validates_and_points_every_service_at_three_nodes(
         assert service_env["KHIDMA_STREAM_REPLICAS"] == "3"
         assert len(service_env["KHIDMA_NATS_URL"].split(",")) == 3
         assert service_env["KHIDMA_NATS_USER"] == name  # the base file's credentials stay
-        assert set(services[name]["depends_on"]) == {"nats", "nats-2", "nats-3", "postgres"}
+        assert set(services[name]["depends_on"]) == {
+            "nats", "nats-2", "nats-3", "postgres", "nats-init"
+        }
+    # The init step declares the stream with 3 replicas, on all three nodes.
+    init_env = environment_of(services["nats-init"])
+    assert init_env["KHIDMA_STREAM_REPLICAS"] == "3"
+    assert len(init_env["KHIDMA_NATS_URL"].split(",")) == 3
+    assert init_env["KHIDMA_NATS_USER"] == "admin"
+    assert set(services["nats-init"]["depends_on"]) == {"nats", "nats-2", "nats-3"}
 
 
 class Node:
@@ -104,19 +113,24 @@ async def test_the_stream_has_three_replicas_and_survives_losing_a_node(
     cluster: list[NatsServer], passwords: dict[str, str]
 ) -> None:
     urls = [node.url for node in cluster]
-    connection = await nats.connect(
-        urls, user="intake", password=passwords["intake"], reconnect_time_wait=0.2,
-        max_reconnect_attempts=-1,
-    )
+    admin = await nats.connect(urls, user="admin", password=passwords["admin"])
     try:
-        js = connection.jetstream(timeout=3)
+        admin_js = admin.jetstream(timeout=3)
 
         async def declared() -> bool:
-            await ensure_stream(js, replicas=3)
+            await declare_everything(admin_js, replicas=3)
             return True
 
         # The cluster elects its JetStream meta leader first.
         await async_wait_for(declared, timeout=30, interval=0.5, what="the stream on the cluster")
+    finally:
+        await admin.close()
+    connection = await nats.connect(
+        urls, user="intake", password=passwords["intake"], reconnect_time_wait=0.2,
+        max_reconnect_attempts=-1, inbox_prefix=inbox_prefix("intake"),
+    )
+    try:
+        js = connection.jetstream(timeout=3)
         info = await js.stream_info("KHIDMA")
         assert info.config.num_replicas == 3
         assert info.cluster and info.cluster.leader and len(info.cluster.replicas or []) == 2

@@ -5,22 +5,34 @@ same SQLite file) with the same durable consumer `verification`. Each consumed
 message is handled by exactly one of them (the other skips it if it ever sees
 it), both relays publish from the shared outbox, and each case still gets
 exactly one effect: one opened verification and, once confirmed through
-either instance, one `DataVerified` on the stream.
+either instance, one `DataVerified` on the stream. The compose override for
+scaling (deploy/compose.scale.yml) validates and frees the host ports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 from uuid import uuid4
 
 import httpx
+import jsonschema
 import nats
 import psycopg
 import pytest
 
+from khidma.compose import (
+    COMPOSE_FILE,
+    COMPOSE_SCHEMA,
+    PROJECT_ROOT,
+    load_compose,
+    load_merged,
+    variables_used,
+)
 from khidma.nats_server import NatsServer
 from khidma.processes import ServiceProcess
 from shared.events import (
@@ -94,6 +106,29 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dic
     }
     with psycopg.connect(autocommit=True, **dsn) as connection:  # type: ignore[arg-type]
         connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+SCALE_OVERRIDE = PROJECT_ROOT / "deploy" / "compose.scale.yml"
+
+
+def test_the_scale_override_validates_and_frees_the_host_ports_of_the_scaled_services() -> None:
+    env = {name: "k" + secrets.token_urlsafe(12) for name in variables_used() if "PASSWORD" in name}
+    env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
+    base = load_compose(env)
+    merged = load_merged(env, COMPOSE_FILE, SCALE_OVERRIDE)
+    jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text())).validate(merged)
+    scaled = {"intake", "verification", "committee"}
+    for name, service in merged["services"].items():
+        if name in scaled:
+            # `--scale` would start a second container on the same host port.
+            assert base["services"][name]["ports"], name
+            assert not service.get("ports"), name
+            assert "container_name" not in service, name
+            assert {k: v for k, v in service.items() if k != "ports"} == {
+                k: v for k, v in base["services"][name].items() if k != "ports"
+            }
+        else:  # the others, surveys with its one dispatcher included, are untouched
+            assert service == base["services"][name], name
 
 
 def metric(url: str, name: str, **labels: str) -> float:
