@@ -7,6 +7,11 @@ every event on the stream must be in its producer's store.
 
 Memory bound: both sides are written to a temporary SQLite file (event id, type,
 case, service) and compared there with SQL; the differences are streamed out.
+
+On a live system an event is recorded a moment before its outbox publishes it,
+and the stores are read before the stream: an event recorded (or published)
+within the grace period before the check (`grace`, a few minutes by default)
+is not reported missing from the other side.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from audit.replay import StoredRecord, StreamRecord, replay_stores, replay_stream
 from audit.settings import AuditSettings
 from shared.events import PRODUCERS
+
+DEFAULT_GRACE = timedelta(minutes=5)  # the same as audit.compliance.DEFAULT_GRACE
 
 MISSING_FROM_STREAM = "missing_from_stream"
 MISSING_FROM_STORE = "missing_from_store"
@@ -64,6 +72,8 @@ class CrossCheckTotals:
     store_events: int = 0
     stream_events: int = 0
     undecodable_stream: int = 0
+    #: events too recent to be missing yet (within the grace period), either side
+    within_grace: int = 0
 
 
 def crosscheck(
@@ -73,13 +83,18 @@ def crosscheck(
     *,
     services: Iterable[str] | None = None,
     batch: int = 5000,
+    now: datetime | None = None,
+    grace: timedelta = DEFAULT_GRACE,
 ) -> Iterator[Difference]:
     """Differences between the stores and the stream, ordered by case.
 
     `services`: the producers whose stores were read; a stream event of another
-    producer is not reported missing from a store nobody read.
+    producer is not reported missing from a store nobody read. An event recorded
+    (store) or that occurred (stream) after `now - grace` is not reported missing
+    from the other side: it may be on its way.
     """
     totals = totals if totals is not None else CrossCheckTotals()
+    settled = ((now or datetime.now(timezone.utc)) - grace).timestamp()
     read = set(services) if services is not None else None
     with tempfile.TemporaryDirectory(prefix="khidma-crosscheck-") as folder:
         db = sqlite3.connect(str(Path(folder) / "crosscheck.sqlite"))
@@ -89,7 +104,7 @@ def crosscheck(
             for table in ("store", "stream"):
                 db.execute(
                     f"CREATE TABLE {table} (event_id TEXT, event_type TEXT, case_id TEXT,"
-                    " case_ref TEXT, service TEXT, position INT)"
+                    " case_ref TEXT, service TEXT, position INT, recent INT)"
                 )
             rows: list[tuple[Any, ...]] = []
             for record in store_records:
@@ -97,11 +112,12 @@ def crosscheck(
                     continue
                 totals.store_events += 1
                 rows.append((record.event_id, record.published_as, record.case_id,
-                             record.state.get("case_ref") or "", record.service, record.notification_id))
+                             record.state.get("case_ref") or "", record.service, record.notification_id,
+                             _after(record.state.get("timestamp"), settled)))
                 if len(rows) >= batch:
-                    db.executemany("INSERT INTO store VALUES (?,?,?,?,?,?)", rows)
+                    db.executemany("INSERT INTO store VALUES (?,?,?,?,?,?,?)", rows)
                     rows.clear()
-            db.executemany("INSERT INTO store VALUES (?,?,?,?,?,?)", rows)
+            db.executemany("INSERT INTO store VALUES (?,?,?,?,?,?,?)", rows)
             rows.clear()
             for item in stream_records:
                 if item.event is None:
@@ -110,22 +126,29 @@ def crosscheck(
                 event = item.event
                 totals.stream_events += 1
                 rows.append((str(event.event_id), event.event_type, str(event.case_id), event.case_ref,
-                             PRODUCERS.get(event.event_type, "?"), item.sequence))
+                             PRODUCERS.get(event.event_type, "?"), item.sequence,
+                             _after(event.occurred_at, settled)))
                 if len(rows) >= batch:
-                    db.executemany("INSERT INTO stream VALUES (?,?,?,?,?,?)", rows)
+                    db.executemany("INSERT INTO stream VALUES (?,?,?,?,?,?,?)", rows)
                     rows.clear()
-            db.executemany("INSERT INTO stream VALUES (?,?,?,?,?,?)", rows)
+            db.executemany("INSERT INTO stream VALUES (?,?,?,?,?,?,?)", rows)
             db.execute("CREATE INDEX store_id ON store (event_id)")
             db.execute("CREATE INDEX stream_id ON stream (event_id)")
             db.commit()
+            totals.within_grace = db.execute(
+                "SELECT (SELECT COUNT(*) FROM store s LEFT JOIN stream t ON t.event_id = s.event_id"
+                "         WHERE t.event_id IS NULL AND s.recent)"
+                " + (SELECT COUNT(*) FROM stream t LEFT JOIN store s ON s.event_id = t.event_id"
+                "         WHERE s.event_id IS NULL AND t.recent)"
+            ).fetchone()[0]
             query = """
                 SELECT 'missing_from_stream', s.case_id, s.case_ref, s.event_id, s.event_type, s.service, ''
                   FROM store s LEFT JOIN stream t ON t.event_id = s.event_id
-                 WHERE t.event_id IS NULL
+                 WHERE t.event_id IS NULL AND NOT s.recent
                 UNION ALL
                 SELECT 'missing_from_store', t.case_id, t.case_ref, t.event_id, t.event_type, t.service, ''
                   FROM stream t LEFT JOIN store s ON s.event_id = t.event_id
-                 WHERE s.event_id IS NULL
+                 WHERE s.event_id IS NULL AND NOT t.recent
                 UNION ALL
                 SELECT 'mismatch', t.case_id, t.case_ref, t.event_id, t.event_type, t.service,
                        'store: ' || s.event_type || ' case ' || s.case_id
@@ -148,8 +171,12 @@ def crosscheck_system(
     nats_url: str | None = None,
     progress: bool | None = False,
     totals: CrossCheckTotals | None = None,
+    now: datetime | None = None,
+    grace: timedelta = DEFAULT_GRACE,
 ) -> Iterator[Difference]:
     from audit.replay import available_services
+
+    now = now or datetime.now(timezone.utc)  # before reading: what is recorded later is recent
 
     nats_url = nats_url or settings.nats_url
     if not nats_url:
@@ -159,4 +186,17 @@ def crosscheck_system(
         replay_stream(nats_url, progress=progress, user=settings.nats_user, password=settings.nats_password),
         totals,
         services=available_services(settings),
+        now=now,
+        grace=grace,
     )
+
+
+def _after(moment: Any, settled: float) -> int:
+    """1 when `moment` (a datetime or an ISO string) is after `settled` (a timestamp)."""
+    if moment is None:
+        return 0
+    if not isinstance(moment, datetime):
+        moment = datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() > settled)
