@@ -217,7 +217,8 @@ class CaseHistory:
         if store:
             self._store("surveys", "services.surveys.domain:Survey.Answered", at,
                         **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
-                        stage=stage, ratings={"satisfaction": 5}, comment=None, anonymous=True, answered_at=at)
+                        stage=stage, ratings={"satisfaction": 5}, comment=None, anonymous=True, answered_at=at,
+                        service_code="seedlings", channel=self.channel)
         return event_id
 
     def clean(self, *, outcome: str = "approved", referral: bool = False) -> dict[str, UUID]:
@@ -687,3 +688,30 @@ def test_a_case_with_several_revisions_cross_checks_clean() -> None:
     totals = CrossCheckTotals()
     assert list(crosscheck(history.store_records(), history.stream_records(), totals)) == []
     assert totals.store_events == totals.stream_events == 5
+
+
+def test_an_event_whose_content_differs_on_the_stream_is_reported_by_case() -> None:
+    from audit.crosscheck import DIFFERS, CrossCheckTotals, crosscheck
+
+    clean = CaseHistory()
+    clean.clean(referral=True)
+    totals = CrossCheckTotals()
+    assert list(crosscheck(clean.store_records(), clean.stream_records(), totals)) == []
+    assert totals.content_not_compared == 0  # every public event's content was compared
+
+    history = CaseHistory(ref="SDR-1448-000002")
+    ids = history.clean()
+    for index, event in enumerate(history.published):
+        if event.event_type == "CommitteeDecided":  # the stream says otherwise than the committee's store
+            forged = event.payload.model_copy(update={"reasons": ["forged"], "within_window": False})
+            history.published[index] = event.model_copy(update={"payload": forged})
+        if event.event_type == "ServiceDelivered":
+            history.published[index] = event.model_copy(update={"occurred_at": event.occurred_at + timedelta(days=1)})
+    differences = list(crosscheck(history.store_records(), history.stream_records()))
+    assert sorted((d.kind, d.case_ref, d.event_id) for d in differences) == sorted([
+        (DIFFERS, history.ref, str(ids["decision"])), (DIFFERS, history.ref, str(ids["delivered"]))])
+    decided = next(d for d in differences if d.event_id == str(ids["decision"]))
+    assert "payload.reasons" in decided.detail and "payload.within_window" in decided.detail
+    assert decided.message["ar"] and decided.message["en"]
+    delivered = next(d for d in differences if d.event_id == str(ids["delivered"]))
+    assert delivered.detail.startswith("occurred_at")
