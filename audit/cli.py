@@ -210,12 +210,10 @@ def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
         # The history as it stood then: later events are not yet known.
         timelines = (cut for cut in (truncated_at(t, at) for t in timelines) if cut is not None)
     exceptions = run_checks(timelines, checks=args.checks, context=context)
-    if not args.json:
-        skipped = checks_not_run(available_services(settings) if stores else (), packs=context.packs,
-                                 checks=args.checks)
-        if skipped:
-            print("فحوص لم تُجرَ / checks not run (their store was not read): " + ", ".join(skipped),
-                  file=sys.stderr)
+    skipped = checks_not_run(available_services(settings) if stores else (), packs=context.packs, checks=args.checks)
+    if skipped:  # on stderr: the JSON on stdout stays a list of exceptions
+        print("فحوص لم تُجرَ / checks not run (their store was not read): " + ", ".join(skipped),
+              file=sys.stderr)
     found = 0
     counts: Counter[str] = Counter()
     if args.json:
