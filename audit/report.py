@@ -35,7 +35,7 @@ from audit.figures import (
     SatisfactionGroup,
     compute_figures,
 )
-from shared.dates import both_calendars, from_hijri
+from shared.dates import RIYADH, both_calendars, from_hijri
 from shared.events import IntegrationEvent
 
 # --- words -----------------------------------------------------------------------
@@ -651,9 +651,11 @@ def _timeline_details(case_id: str, case_ref: str, rows: list[dict[str, Any]], l
         what = row["event_type"]
         if row.get("revision"):
             what += f" ({t('revision', lang)} {row['revision']})"
+        moment = datetime.fromisoformat(row["at"])
+        # The day is Riyadh's (shared.dates): so is the hour shown beside it.
         body.append(
-            f"<td>{escape(_date_text(datetime.fromisoformat(row['at']), lang))} "
-            f"<span class=\"ids\">{escape(row['at'][11:16])} UTC</span></td>"
+            f"<td>{escape(_date_text(moment, lang))} "
+            f"<span class=\"ids\">{moment.astimezone(RIYADH):%H:%M} (+03)</span></td>"
             f"<td>{escape(what)}</td><td>{escape(row['service'])}</td>"
             f"<td>{escape(str(actor.get('kind', '')))}:{escape(str(actor.get('id', '')))}</td>"
             f"<td>{escape(row['source'])}</td><td class=\"ids\">{escape(row.get('event_id') or '')}</td>"
