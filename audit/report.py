@@ -6,7 +6,11 @@ Arabic (right to left) by default, English with `--lang en`; printable; every
 date in the Hijri and the Gregorian calendars; charts are inline SVG, and the
 file refers to no external resource, so it opens without a network. The figures
 come from the integration events of the KHIDMA stream (`audit.figures`), the
-compliance exceptions from `audit.compliance.run_checks`.
+compliance exceptions from `audit.compliance.run_checks` over each case's
+timeline from the services' stores and the stream together (the stream alone
+when no store can be read: the report then names the checks it could not run),
+against the policy packs. The timelines of the listed exceptions' cases are
+embedded in the HTML (`#case-<id>`), so the evidence reads offline.
 """
 
 from __future__ import annotations
