@@ -20,9 +20,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from audit.asof import hijri_moment, parse_moment, states_as_of
-from audit.compliance import REGISTRY, run_checks
+from audit.compliance import REGISTRY, CheckContext, checks_not_run, run_checks
 from audit.crosscheck import CrossCheckTotals, crosscheck_system
-from audit.replay import available_services
+from audit.replay import StreamUnavailable, available_services
 from audit.settings import AuditSettings, load_audit_settings
 from audit.timeline import case_timeline, case_timelines
 from shared.dates import both_calendars
@@ -101,14 +101,27 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
             raise HTTPException(422, f"unknown checks: {unknown}; known: {sorted(REGISTRY)}")
         stores, stream = _sources(settings, source)
 
+        from shared.policy import load_packs
+
+        # The window and the quorum are the policy's, not what the committee recorded.
+        context = CheckContext(packs=load_packs(settings.policies_dir))
+
         def compute() -> list[dict[str, Any]]:
-            return [e.to_dict() for e in run_checks(case_timelines(settings, stores=stores, stream=stream), check)]
+            timelines = case_timelines(settings, stores=stores, stream=stream)
+            return [e.to_dict() for e in run_checks(timelines, check, context=context)]
 
         exceptions = await run_in_threadpool(compute)
         return {
             "checks": {code: c.title for code, c in REGISTRY.items()},
+            "checks_not_run": checks_not_run(
+                available_services(settings) if stores else (), packs=context.packs, checks=check
+            ),
             "exceptions": exceptions,
         }
+
+    @app.exception_handler(StreamUnavailable)
+    async def stream_unavailable(_: Any, error: StreamUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": error.message}, status_code=503)
 
     @app.exception_handler(ValueError)
     async def bad_value(_: Any, error: ValueError) -> JSONResponse:

@@ -24,6 +24,8 @@ class CaseState:
     referral_open: bool
     survey: str | None  # None, "invited", "answered"
     last_event: dict[str, Any] | None
+    #: the request's latest revision received (the applicant's corrections publish it again)
+    revision: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,11 +74,19 @@ def state_at(timeline: CaseTimeline, at: datetime) -> CaseState | None:
     referrals: set[str] = set()
     closed: set[str] = set()
     survey = None
+    revision = 0
     for entry in entries:
         kind = entry.event_type
         if kind == "RequestReceived":
+            received = entry.revision or 1
+            if received > revision and revision and status in ("received", "verified"):
+                # A corrected request: its data waits for verification again.
+                status, verification = "received", None
+            revision = max(revision, received)
             status = "received" if status == "submitted" else status
         elif kind == "DataVerified":
+            if (entry.revision or 1) < revision:
+                continue  # the verification of an earlier revision, read after the correction
             verification = entry.data.get("outcome")
             status = "verified" if status in ("submitted", "received") else status
         elif kind == "CommitteeDecided":
@@ -110,6 +120,7 @@ def state_at(timeline: CaseTimeline, at: datetime) -> CaseState | None:
             "service": last.service,
             "when": both_calendars(last.occurred_at),
         },
+        revision=revision or 1,
     )
 
 

@@ -1,23 +1,51 @@
 """Policy compliance: every case against the policy, each exception with its proof.
 
 A check is one small function registered with `@check("code", ar=..., en=...)`:
-it takes a CaseTimeline and yields ComplianceException objects (use `exception`
-to build one). `run_checks(timelines)` runs every registered check on every case.
+it takes a CaseTimeline (and, if it asks for it, the CheckContext: the policy
+packs, the audit's moment, the grace period) and yields ComplianceException
+objects (use `exception` to build one). `run_checks(timelines)` runs every
+registered check on every case.
 
 Checks that need a service's store (a referral's closure is only in the
-committee store, a survey invitation only in the surveys store) stay silent on
-a timeline built without that store, so a stream-only audit raises no false alarm.
+committee store, a survey invitation only in the surveys store) declare it
+(`needs_stores`) and stay silent on a timeline built without that store, so a
+stream-only audit raises no false alarm; `checks_not_run` names them, so a
+report can say which checks it could not run.
+
+The committee's own claims (its recorded deadline, `within_window`, quorum) are
+not trusted when the association's policy pack is known: the window and the
+quorum are recomputed from the pack, as the committee service computes them.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from audit.timeline import CaseTimeline, Fact
 
-CheckFunction = Callable[[CaseTimeline], Iterable["ComplianceException"]]
+#: Events recorded this recently may not have been followed up yet (an invitation
+#: is sent a moment after a delivery): not an exception on a live system.
+DEFAULT_GRACE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check may know beyond the case: the policy, the audit's moment, the grace."""
+
+    #: association id -> shared.policy.PolicyPack
+    packs: Mapping[str, Any] = field(default_factory=dict)
+    #: the moment of the audit (the `--as-of` moment, or the clock when it started)
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    grace: timedelta = DEFAULT_GRACE
+
+    def pack(self, association_id: str) -> Any:
+        return self.packs.get(association_id)
+
+
+CheckFunction = Callable[..., Iterable["ComplianceException"]]
 
 
 @dataclass(frozen=True)
@@ -37,17 +65,35 @@ class ComplianceException:
 class Check:
     code: str
     title: dict[str, str]
-    run: CheckFunction
+    function: CheckFunction
+    #: the services whose store the check reads; silent without them
+    needs_stores: tuple[str, ...] = ()
+    #: True when the check compares with the policy packs; silent without them
+    needs_packs: bool = False
+
+    def run(self, timeline: CaseTimeline, context: CheckContext | None = None) -> Iterable["ComplianceException"]:
+        if _takes_context(self.function):
+            return self.function(timeline, context or CheckContext())
+        return self.function(timeline)
+
+
+def _takes_context(function: CheckFunction) -> bool:
+    return len(inspect.signature(function).parameters) >= 2
 
 
 REGISTRY: dict[str, Check] = {}
 
 
-def check(code: str, *, ar: str, en: str) -> Callable[[CheckFunction], CheckFunction]:
-    """Registers a check under `code` with its title in Arabic and English."""
+def check(
+    code: str, *, ar: str, en: str, needs_stores: Iterable[str] = (), needs_packs: bool = False,
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Registers a check under `code` with its title in Arabic and English.
+
+    The function takes the timeline, or the timeline and the CheckContext.
+    """
 
     def register(function: CheckFunction) -> CheckFunction:
-        REGISTRY[code] = Check(code, {"ar": ar, "en": en}, function)
+        REGISTRY[code] = Check(code, {"ar": ar, "en": en}, function, tuple(needs_stores), needs_packs)
         return function
 
     return register
@@ -67,13 +113,37 @@ def exception(
 
 
 def run_checks(
-    timelines: Iterable[CaseTimeline], checks: Iterable[str] | None = None
+    timelines: Iterable[CaseTimeline],
+    checks: Iterable[str] | None = None,
+    *,
+    context: CheckContext | None = None,
 ) -> Iterator[ComplianceException]:
     """Every exception of every case, case by case, check by check."""
     selected = [REGISTRY[code] for code in checks] if checks else list(REGISTRY.values())
+    context = context or CheckContext()
     for timeline in timelines:
         for registered in selected:
-            yield from registered.run(timeline)
+            yield from registered.run(timeline, context)
+
+
+def checks_not_run(
+    stores_read: Iterable[str], *, packs: Mapping[str, Any] | None = None, checks: Iterable[str] | None = None,
+) -> list[str]:
+    """The checks that cannot run: a store they need was not read, or no policy pack was loaded."""
+    read = set(stores_read)
+    selected = [REGISTRY[code] for code in checks] if checks else list(REGISTRY.values())
+    return [
+        registered.code for registered in selected
+        if not set(registered.needs_stores) <= read or (registered.needs_packs and not packs)
+    ]
+
+
+def truncated_at(timeline: CaseTimeline, at: datetime) -> CaseTimeline | None:
+    """The case as its history stood at `at` (None when it had not begun)."""
+    entries = [e for e in timeline.entries if e.occurred_at <= at]
+    if not entries:
+        return None
+    return CaseTimeline(timeline.case_id, entries, timeline.stores_read, timeline.stream_read)
 
 
 # --- the policy's rules ---------------------------------------------------------
@@ -109,15 +179,48 @@ def delivered_without_approval(timeline: CaseTimeline) -> Iterator[ComplianceExc
     en="Decision without verification",
 )
 def decision_without_verification(timeline: CaseTimeline) -> Iterator[ComplianceException]:
+    """The decision must follow a DataVerified of the latest request revision received before it.
+
+    After verification found discrepancies the applicant corrects the data and the
+    request is published again with the next revision: a decision on the earlier
+    revision's verification was taken on data that was never verified.
+    """
+    requests = timeline.facts("RequestReceived")
     verifications = timeline.facts("DataVerified")
     for decision in timeline.facts("CommitteeDecided"):
-        if not any(v.occurred_at <= decision.occurred_at for v in verifications):
+        before = [v for v in verifications if v.occurred_at <= decision.occurred_at]
+        if not before:
             yield exception(
                 "decision_without_verification", timeline,
                 "قررت اللجنة قبل أن يتحقق الموظف من البيانات.",
                 "The committee decided before the data was verified.",
                 [decision.event_id],
             )
+            continue
+        received = [r for r in requests if r.occurred_at <= decision.occurred_at]
+        if not received:
+            continue
+        latest = max(received, key=lambda r: (revision_of(r), r.occurred_at))
+        wanted = revision_of(latest)
+        if any(revision_of(v) == wanted for v in before):
+            continue
+        verified = max(revision_of(v) for v in before)
+        yield exception(
+            "decision_without_verification", timeline,
+            f"قررت اللجنة على تحقق النسخة {verified} من الطلب، ولم يُتحقق من النسخة {wanted} "
+            "التي صحّح فيها مقدم الطلب بياناته قبل القرار.",
+            f"The committee decided on the verification of revision {verified} of the request; "
+            f"revision {wanted}, the applicant's corrected data, was not verified before the decision.",
+            [decision.event_id, latest.event_id, *(v.event_id for v in before)],
+        )
+
+
+def revision_of(fact: Fact) -> int:
+    """The request revision a RequestReceived carries or a DataVerified verified (1 before revisions)."""
+    try:
+        return int(fact.data.get("revision") or 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def _attestation_problem(attestation: Any) -> tuple[str, str] | None:
@@ -154,34 +257,92 @@ def file_without_declaration(timeline: CaseTimeline) -> Iterator[ComplianceExcep
             )
 
 
+def _first_receipt(timeline: CaseTimeline) -> Fact | None:
+    """The request as first received: the committee's window starts there, once (later
+    revisions do not move it; services/committee: the first request recorded wins)."""
+    requests = timeline.facts("RequestReceived")
+    return requests[0] if requests else None
+
+
+def policy_deadline(timeline: CaseTimeline, context: CheckContext) -> tuple[int, datetime] | None:
+    """(window days, deadline) from the association's policy pack, as the committee computes it:
+    the receipt of the request plus the pack's decision window in whole days
+    (services.committee.domain.decision_deadline); None without a pack or a receipt."""
+    pack = context.pack(timeline.association_id)
+    receipt = _first_receipt(timeline)
+    if pack is None or receipt is None:
+        return None
+    days = int(pack.decision_window_days)
+    return days, receipt.occurred_at + timedelta(days=days)
+
+
 @check(
     "decision_after_window",
     ar="قرار بعد المهلة",
     en="Decision after the window",
 )
-def decision_after_window(timeline: CaseTimeline) -> Iterator[ComplianceException]:
+def decision_after_window(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+    policy = policy_deadline(timeline, context)
     for decision in timeline.facts("CommitteeDecided"):
-        deadline = decision.data.get("deadline")
-        late = decision.data.get("within_window") is False
-        if deadline:
-            due = _as_time(deadline)
-            late = late or decision.occurred_at > due
-        if late:
+        claimed_within = decision.data.get("within_window")
+        if policy is not None:
+            days, due = policy
+        else:  # no pack for this association: the committee's record is all there is
             days = decision.data.get("window_days")
-            yield exception(
-                "decision_after_window", timeline,
-                f"صدر القرار بعد مهلة اللجنة ({days} يومًا).",
-                f"The decision came after the committee's window ({days} days).",
-                [decision.event_id],
-            )
+            due = _as_time(decision.data["deadline"]) if decision.data.get("deadline") else None
+        late = claimed_within is False or (due is not None and decision.occurred_at > due)
+        if not late:
+            continue
+        ar = f"صدر القرار بعد مهلة اللجنة ({days} يومًا)."
+        en = f"The decision came after the committee's window ({days} days)."
+        if claimed_within is True:
+            ar += " وقد سجّلته اللجنة على أنه ضمن المهلة."
+            en += " The committee recorded it as within the window."
+        receipt = _first_receipt(timeline)
+        yield exception(
+            "decision_after_window", timeline, ar, en,
+            [decision.event_id, receipt.event_id if receipt and policy else None],
+        )
+
+
+@check(
+    "window_differs_from_policy",
+    ar="مهلة القرار المسجلة تخالف السياسة",
+    en="Recorded decision window differs from the policy",
+    needs_packs=True,
+)
+def window_differs_from_policy(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+    policy = policy_deadline(timeline, context)
+    if policy is None:
+        return
+    days, due = policy
+    receipt = _first_receipt(timeline)
+    for decision in timeline.facts("CommitteeDecided"):
+        recorded_days = decision.data.get("window_days")
+        recorded_due = _as_time(decision.data["deadline"]) if decision.data.get("deadline") else None
+        wrong_days = recorded_days is not None and int(recorded_days) != days
+        # A second's tolerance: the two come from the same instant through JSON.
+        wrong_due = recorded_due is not None and abs((recorded_due - due).total_seconds()) > 1
+        if not (wrong_days or wrong_due):
+            continue
+        shown = recorded_due.isoformat() if recorded_due else "—"
+        yield exception(
+            "window_differs_from_policy", timeline,
+            f"سجّلت اللجنة مهلة {recorded_days} يومًا تنتهي في {shown}، والسياسة تحدد {days} يومًا "
+            f"من استلام الطلب تنتهي في {due.isoformat()}.",
+            f"The committee recorded a window of {recorded_days} days ending {shown}; the policy "
+            f"gives {days} days from the receipt of the request, ending {due.isoformat()}.",
+            [decision.event_id, receipt.event_id if receipt else None],
+        )
 
 
 @check(
     "referral_never_closed",
     ar="إحالة إلى الباحث الاجتماعي لم تُغلق",
     en="Referral to the social researcher never closed",
+    needs_stores=("committee",),
 )
-def referral_never_closed(timeline: CaseTimeline) -> Iterator[ComplianceException]:
+def referral_never_closed(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
     if not timeline.has_store("committee"):
         return
     closed = {
@@ -189,12 +350,14 @@ def referral_never_closed(timeline: CaseTimeline) -> Iterator[ComplianceExceptio
         for e in timeline.store_events("committee", "CommitteeCase.ReferralClosed")
     }
     decisions = timeline.facts("CommitteeDecided")
-    now = datetime.now(timezone.utc)
+    policy = policy_deadline(timeline, context)
+    window = policy[0] if policy else _window_days(timeline)
     for referral in timeline.facts("ReferredToResearcher"):
         if referral.event_id in closed:
             continue
-        window = _window_days(timeline)
-        overdue = (now - referral.occurred_at).days > window
+        # The audit's moment, not the wall clock: an audit as of a past day, or a
+        # test, sees the referral's age as of then.
+        overdue = (context.now - referral.occurred_at).days > window
         if decisions or overdue:
             yield exception(
                 "referral_never_closed", timeline,
@@ -210,20 +373,24 @@ def referral_never_closed(timeline: CaseTimeline) -> Iterator[ComplianceExceptio
     "no_survey_invitation",
     ar="لا دعوة لقياس الرضا بعد التسليم أو الرفض",
     en="No survey invitation after delivery or rejection",
+    needs_stores=("surveys",),
 )
-def no_survey_invitation(timeline: CaseTimeline) -> Iterator[ComplianceException]:
+def no_survey_invitation(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
     if not timeline.has_store("surveys"):
         return
     invited = timeline.store_events("surveys", "Survey.Invited")
     ends = list(timeline.facts("ServiceDelivered")) + [
         d for d in timeline.facts("CommitteeDecided") if d.data.get("decision") == "rejected"
     ]
-    if ends and not invited:
+    # The invitation follows the delivery or the rejection a moment later, once the
+    # surveys service has consumed the event: a recent end is not yet an exception.
+    settled = [end for end in ends if end.occurred_at <= context.now - context.grace]
+    if settled and not invited:
         yield exception(
             "no_survey_invitation", timeline,
             "لم تُرسل دعوة قياس الرضا بعد تسليم الخدمة أو رفض الطلب.",
             "No satisfaction survey invitation followed the delivery or the rejection.",
-            [end.event_id for end in ends],
+            [end.event_id for end in settled],
         )
 
 
@@ -232,12 +399,17 @@ def no_survey_invitation(timeline: CaseTimeline) -> Iterator[ComplianceException
     ar="تصويت دون النصاب",
     en="Votes below quorum",
 )
-def votes_below_quorum(timeline: CaseTimeline) -> Iterator[ComplianceException]:
+def votes_below_quorum(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+    pack = context.pack(timeline.association_id)
     for decision in timeline.facts("CommitteeDecided"):
-        quorum = decision.data.get("quorum")
+        recorded = decision.data.get("quorum")
+        present = list(dict.fromkeys(decision.data.get("members_present") or []))
+        if recorded is None and not present:
+            continue  # not decided in a sitting: nothing recorded to count
+        # The policy's quorum, not the one the committee wrote down.
+        quorum = int(pack.committee.quorum) if pack is not None else recorded
         if not quorum:
             continue
-        present = list(dict.fromkeys(decision.data.get("members_present") or []))
         recused = set(decision.data.get("recusals") or [])
         able = [m for m in present if m not in recused]
         if len(present) < quorum or len(able) < quorum:
@@ -247,6 +419,29 @@ def votes_below_quorum(timeline: CaseTimeline) -> Iterator[ComplianceException]:
                 f"The committee decided with {len(able)} voting members present; the quorum is {quorum}.",
                 [decision.event_id],
             )
+
+
+@check(
+    "quorum_differs_from_policy",
+    ar="النصاب المسجل يخالف السياسة",
+    en="Recorded quorum differs from the policy",
+    needs_packs=True,
+)
+def quorum_differs_from_policy(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+    pack = context.pack(timeline.association_id)
+    if pack is None:
+        return
+    quorum = int(pack.committee.quorum)
+    for decision in timeline.facts("CommitteeDecided"):
+        recorded = decision.data.get("quorum")
+        if recorded is None or int(recorded) == quorum:
+            continue
+        yield exception(
+            "quorum_differs_from_policy", timeline,
+            f"سجّلت اللجنة نصابًا قدره {recorded} والسياسة تحدده بـ {quorum}.",
+            f"The committee recorded a quorum of {recorded}; the policy sets it at {quorum}.",
+            [decision.event_id],
+        )
 
 
 @check(

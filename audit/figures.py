@@ -71,7 +71,7 @@ class _Case:
 
     __slots__ = (
         "association", "ref", "channel", "service", "received", "cohort",
-        "outcome", "referred", "decision", "delivered", "surveyed",
+        "outcome", "referred", "decision", "delivered", "surveyed", "revision",
     )
 
     def __init__(self) -> None:
@@ -86,6 +86,7 @@ class _Case:
         self.decision: str | None = None
         self.delivered = False
         self.surveyed = False
+        self.revision = 0
 
 
 @dataclass
@@ -264,6 +265,16 @@ def compute_figures(
             associations.add(case.association)
         payload: Any = event.payload
         if kind == "RequestReceived":
+            revision = payload.revision or 1
+            if case.received is not None:
+                # A later revision (the applicant corrected the data): the same
+                # request, counted once, from when it was first received; its
+                # corrected data waits for verification again.
+                if revision > case.revision:
+                    case.revision = revision
+                    case.outcome = None
+                continue
+            case.revision = revision
             case.channel = intern(payload.channel)
             case.service = intern(payload.service_code)
             case.received = ts
@@ -272,7 +283,8 @@ def compute_figures(
                 by_channel[case.association][case.channel] += 1
                 by_service[case.association][case.service] += 1
         elif kind == "DataVerified":
-            case.outcome = intern(payload.outcome)
+            if (payload.revision or 1) >= case.revision:  # not an earlier revision's, read late
+                case.outcome = intern(payload.outcome)
         elif kind == "ReferredToResearcher":
             case.referred = True
         elif kind == "CommitteeDecided":

@@ -252,6 +252,50 @@ class StreamRecord:
 
 
 _END = object()
+CONNECT_TIMEOUT = 5.0
+
+
+class StreamUnavailable(RuntimeError):
+    """The KHIDMA stream cannot be read: the server refused or could not be reached.
+
+    Carries the reason in both languages (`message`), for the command line.
+    """
+
+    def __init__(self, nats_url: str, reason: str):
+        self.nats_url = nats_url
+        self.reason = reason
+        self.message = {
+            "en": f"cannot read the KHIDMA stream at {nats_url}: {reason}"
+            + (" (check KHIDMA_NATS_USER / KHIDMA_NATS_PASSWORD)" if "uthoriz" in reason else ""),
+            "ar": f"تعذّرت قراءة تدفق KHIDMA على {nats_url}: {reason}"
+            + (" (راجع KHIDMA_NATS_USER و KHIDMA_NATS_PASSWORD)" if "uthoriz" in reason else ""),
+        }
+        super().__init__(self.message["en"])
+
+
+async def connect_to_stream(nats_url: str, *, user: str | None = None, password: str | None = None) -> Any:
+    """One connection for a read, failing at once with StreamUnavailable.
+
+    nats-py's default is to retry forever: with a wrong or missing password the
+    audit would hang silently. An audit is a one-off read, so no reconnection.
+    """
+    import nats
+
+    errors: list[str] = []
+
+    async def note(error: Exception) -> None:  # instead of nats-py's logged tracebacks
+        errors.append(str(error))
+
+    options: dict[str, Any] = dict(
+        allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=CONNECT_TIMEOUT, error_cb=note,
+    )
+    if user:
+        options.update(user=user, password=password)
+    try:
+        return await asyncio.wait_for(nats.connect(nats_url, **options), timeout=CONNECT_TIMEOUT * 2)
+    except Exception as error:  # refused, unreachable, timed out: all mean "cannot read"
+        reason = str(error) or (errors[-1] if errors else type(error).__name__)
+        raise StreamUnavailable(nats_url, reason) from error
 
 
 def replay_stream(
@@ -275,10 +319,7 @@ def replay_stream(
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        options: dict[str, Any] = {}
-        if user:
-            options.update(user=user, password=password)
-        connection = await nats.connect(nats_url, **options)
+        connection = await connect_to_stream(nats_url, user=user, password=password)
         try:
             js = connection.jetstream()
             info = await js.stream_info(STREAM_NAME)

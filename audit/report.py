@@ -6,7 +6,11 @@ Arabic (right to left) by default, English with `--lang en`; printable; every
 date in the Hijri and the Gregorian calendars; charts are inline SVG, and the
 file refers to no external resource, so it opens without a network. The figures
 come from the integration events of the KHIDMA stream (`audit.figures`), the
-compliance exceptions from `audit.compliance.run_checks`.
+compliance exceptions from `audit.compliance.run_checks` over each case's
+timeline from the services' stores and the stream together (the stream alone
+when no store can be read: the report then names the checks it could not run),
+against the policy packs. The timelines of the listed exceptions' cases are
+embedded in the HTML (`#case-<id>`), so the evidence reads offline.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import csv
 import json
 import sys
 import time
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from audit import charts
+from audit.compliance import DEFAULT_GRACE
+from audit.replay import StreamUnavailable
 from audit.figures import (
     BACKLOG_BUCKETS,
     BACKLOG_STAGES,
@@ -33,7 +39,7 @@ from audit.figures import (
     SatisfactionGroup,
     compute_figures,
 )
-from shared.dates import both_calendars, from_hijri
+from shared.dates import RIYADH, both_calendars, from_hijri
 from shared.events import IntegrationEvent
 
 # --- words -----------------------------------------------------------------------
@@ -105,6 +111,20 @@ TEXT: dict[str, dict[str, str]] = {
     "exceptions": {"ar": "الاستثناءات من السياسة", "en": "Compliance exceptions"},
     "no_exceptions": {"ar": "لم يُرصد أي استثناء.", "en": "No exception was found."},
     "exceptions_missing": {"ar": "لم يُجرَ فحص الالتزام لهذا التقرير.", "en": "The compliance checks were not run for this report."},
+    "checks_not_run": {
+        "ar": "لم تُجرَ هذه الفحوص لأن ما تحتاجه لم يُقرأ، فلا يعني غيابها من القائمة أنه لا استثناء فيها:",
+        "en": "These checks were not run, because what they need was not read; their absence from the list does not mean there is no exception:",
+    },
+    "needs_store": {"ar": "يحتاج مخزن خدمة {service}", "en": "needs the {service} service's store"},
+    "needs_packs": {"ar": "يحتاج حزم السياسات", "en": "needs the policy packs"},
+    "case_timeline": {"ar": "السجل الزمني للطلب", "en": "The case's timeline"},
+    "events": {"ar": "أحداث", "en": "events"},
+    "when": {"ar": "التاريخ", "en": "When"},
+    "event": {"ar": "الحدث", "en": "Event"},
+    "by_whom": {"ar": "من", "en": "By"},
+    "source": {"ar": "المصدر", "en": "Source"},
+    "revision": {"ar": "النسخة", "en": "revision"},
+    "open_in_api": {"ar": "في واجهة التدقيق", "en": "in the audit API"},
     "check": {"ar": "الفحص", "en": "Check"},
     "finding": {"ar": "الملاحظة", "en": "Finding"},
     "evidence": {"ar": "الأحداث المثبتة", "en": "Events that prove it"},
@@ -167,6 +187,10 @@ class ExceptionList:
     listed: list[Any]
     total: int
     by_check: dict[str, int]
+    #: the checks that could not run (a store or the packs missing), by code
+    not_run: list[str] = field(default_factory=list)
+    #: case id -> the case's timeline rows, embedded so the file works offline
+    timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def collect(cls, exceptions: Iterable[Any], *, limit: int = MAX_LISTED, sink: Any = None) -> "ExceptionList":
@@ -191,6 +215,41 @@ def _as_list(exceptions: Any) -> ExceptionList | None:
     if exceptions is None or isinstance(exceptions, ExceptionList):
         return exceptions
     return ExceptionList.collect(exceptions)
+
+
+class EvidenceTimelines:
+    """The timelines of the cases of the first `limit` exceptions, kept for the HTML.
+
+    Only what a reader of the evidence needs (when, what, who, from where, the
+    event id), never the payload: the board report carries no applicant data.
+    """
+
+    def __init__(self, limit: int = MAX_LISTED):
+        self.limit = limit
+        self.exceptions = 0
+        self.cases: dict[str, list[dict[str, Any]]] = {}
+
+    def keep(self, timeline: Any, exceptions: int) -> None:
+        """Called for each case with its count of exceptions, in the order they are yielded."""
+        if exceptions and self.exceptions < self.limit:
+            self.cases[str(timeline.case_id)] = [_timeline_row(entry) for entry in timeline.entries]
+        self.exceptions += exceptions
+
+
+def _timeline_row(entry: Any) -> dict[str, Any]:
+    revision = None
+    if entry.event_type in ("RequestReceived", "DataVerified"):
+        revision = entry.data.get("revision") or 1
+    return {
+        "at": entry.occurred_at.isoformat(),
+        "event_type": entry.event_type,
+        "service": entry.service,
+        "source": entry.source,
+        "actor": entry.actor,
+        "channel": entry.channel,
+        "event_id": entry.event_id,
+        "revision": revision,
+    }
 
 
 def _check_title(code: str, lang: str) -> str:
@@ -273,6 +332,9 @@ td[data-value] { font-variant-numeric: tabular-nums; }
 svg.chart { max-width: 100%; height: auto; display: block; margin: 8px 0; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
 nav.toc a { margin-inline-end: 12px; }
+details.timeline { margin: 4px 0 16px; }
+details.timeline summary { cursor: pointer; color: var(--accent); }
+.not-run { border-inline-start: 4px solid var(--warn); padding: 4px 12px; margin: 8px 0; }
 @media (max-width: 800px) { .grid { grid-template-columns: 1fr; } }
 @media print {
   body { max-width: none; padding: 0; font-size: 10.5pt; }
@@ -299,6 +361,7 @@ def render_html(
         raise ValueError("lang is 'ar' or 'en'")
     names = Names(packs or {}, lang, several=len(figures.associations) > 1)
     found = _as_list(exceptions)
+    embedded = found.timelines if found is not None else {}
     rtl = lang == "ar"
     generated_at = generated_at or datetime.now(timezone.utc)
     period = figures.period
@@ -430,7 +493,7 @@ def render_html(
     rows = []
     for slow in figures.slowest:
         rows.append(
-            f"<td>{_case_links(slow.case_id, slow.case_ref, api_base, lang)}</td>"
+            f"<td>{_case_links(slow.case_id, slow.case_ref, api_base, lang, embedded=slow.case_id in embedded)}</td>"
             f"<td>{escape(names.association(slow.association_id))}</td>"
             + _cell(f"time_to_decision.slowest.{slow.case_ref}.days", round(slow.days, 2))
             + _cell(f"time_to_decision.slowest.{slow.case_ref}.window_days", slow.window_days)
@@ -481,6 +544,11 @@ def render_html(
 
     # Compliance exceptions
     add(f'<section id="exceptions"><h2>{escape(t("exceptions", lang))}</h2>')
+    if found is not None and found.not_run:
+        add(f'<div class="not-run" data-key="exceptions.not_run" data-value="{escape(" ".join(found.not_run))}">'
+            f"<p><strong>{escape(t('checks_not_run', lang))}</strong></p><ul>"
+            + "".join(f"<li>{escape(_not_run_text(code, lang))}</li>" for code in found.not_run)
+            + "</ul></div>")
     if found is None:
         add(f"<p>{escape(t('exceptions_missing', lang))}</p>")
     elif not found.total:
@@ -498,7 +566,7 @@ def render_html(
             message = exception.message.get(lang) or exception.message.get("en", "")
             rows.append(
                 f'<td data-key="exceptions.{number}.check" data-value="{escape(exception.check)}">{escape(exception.check)}</td>'
-                f"<td>{_case_links(str(exception.case_id), exception.case_ref, api_base, lang)}</td>"
+                f"<td>{_case_links(str(exception.case_id), exception.case_ref, api_base, lang, embedded=str(exception.case_id) in embedded)}</td>"
                 f"<td>{escape(names.association(exception.association_id))}</td>"
                 f"<td>{escape(message)}</td>"
                 f'<td><a href="#evidence-{number}">{len(exception.event_ids)} ↧</a></td>'
@@ -509,14 +577,25 @@ def render_html(
         seen_cases: set[str] = set()
         for number, exception in enumerate(found.listed, 1):
             case_id = str(exception.case_id)
-            anchor = "" if case_id in seen_cases else f' id="case-{escape(case_id)}"'
+            first_of_case = case_id not in seen_cases
             seen_cases.add(case_id)
+            anchor = f' id="case-{escape(case_id)}"' if first_of_case and case_id not in embedded else ""
+            if case_id in embedded:
+                link = f'<a href="#case-{escape(case_id)}">{escape(t("timeline", lang))}</a>'
+                if api_base:
+                    link += f' · <a href="{escape(_timeline_url(api_base, case_id))}">{escape(t("open_in_api", lang))}</a>'
+            elif api_base:
+                link = f'<a href="{escape(_timeline_url(api_base, case_id))}">{escape(t("timeline", lang))}</a>'
+            else:
+                link = ""
             add(
                 f'<div id="evidence-{number}"><p{anchor}><strong>{number}. {escape(exception.case_ref)}</strong> — '
-                f"{escape(exception.check)} · <a href=\"{escape(_timeline_url(api_base, case_id))}\">"
-                f"{escape(t('timeline', lang))}</a></p><ul class=\"ids\">"
+                f"{escape(exception.check)}{' · ' + link if link else ''}</p><ul class=\"ids\">"
                 + "".join(f'<li id="event-{number}-{escape(str(eid))}">{escape(str(eid))}</li>' for eid in exception.event_ids)
-                + "</ul></div>"
+                + "</ul>"
+                + (_timeline_details(case_id, exception.case_ref, embedded[case_id], lang)
+                   if first_of_case and case_id in embedded else "")
+                + "</div>"
             )
     add("</section>")
 
@@ -551,11 +630,58 @@ def _timeline_url(api_base: str, case_id: str) -> str:
     return f"{api_base.rstrip('/')}/cases/{case_id}/timeline"
 
 
-def _case_links(case_id: str, case_ref: str, api_base: str, lang: str) -> str:
+def _case_links(case_id: str, case_ref: str, api_base: str, lang: str, *, embedded: bool = False) -> str:
+    """The case's reference, linked to its timeline embedded in the file (works offline)
+    and, when an audit API base was given, to the API as well."""
+    if embedded:
+        text = (f'<a href="#case-{escape(case_id)}" data-case-id="{escape(case_id)}">'
+                f"{escape(case_ref)}</a>")
+    elif api_base:
+        return (f'<a href="{escape(_timeline_url(api_base, case_id))}" data-case-id="{escape(case_id)}">'
+                f"{escape(case_ref)}</a>")
+    else:
+        return f'<span data-case-id="{escape(case_id)}">{escape(case_ref)}</span>'
+    if api_base:
+        text += (f' <a class="api" href="{escape(_timeline_url(api_base, case_id))}" '
+                 f'title="{escape(t("open_in_api", lang))}">↗</a>')
+    return text
+
+
+def _timeline_details(case_id: str, case_ref: str, rows: list[dict[str, Any]], lang: str) -> str:
+    """One case's timeline as a collapsible section, anchored #case-<id>."""
+    body = []
+    for row in rows:
+        actor = row.get("actor") or {}
+        what = row["event_type"]
+        if row.get("revision"):
+            what += f" ({t('revision', lang)} {row['revision']})"
+        moment = datetime.fromisoformat(row["at"])
+        # The day is Riyadh's (shared.dates): so is the hour shown beside it.
+        body.append(
+            f"<td>{escape(_date_text(moment, lang))} "
+            f"<span class=\"ids\">{moment.astimezone(RIYADH):%H:%M} (+03)</span></td>"
+            f"<td>{escape(what)}</td><td>{escape(row['service'])}</td>"
+            f"<td>{escape(str(actor.get('kind', '')))}:{escape(str(actor.get('id', '')))}</td>"
+            f"<td>{escape(row['source'])}</td><td class=\"ids\">{escape(row.get('event_id') or '')}</td>"
+        )
+    table = _table([t("when", lang), t("event", lang), t("service", lang), t("by_whom", lang),
+                    t("source", lang), "event_id"], body, "timeline")
     return (
-        f'<a href="{escape(_timeline_url(api_base, case_id))}" data-case-id="{escape(case_id)}">'
-        f"{escape(case_ref)}</a>"
+        f'<details id="case-{escape(case_id)}" class="timeline" open><summary>{escape(t("case_timeline", lang))}: '
+        f"{escape(case_ref)} ({len(rows)} {escape(t('events', lang))})</summary>{table}</details>"
     )
+
+
+def _not_run_text(code: str, lang: str) -> str:
+    from audit.compliance import REGISTRY
+
+    check = REGISTRY.get(code)
+    needs = []
+    if check is not None:
+        needs += [t("needs_store", lang).format(service=service) for service in check.needs_stores]
+        if check.needs_packs:
+            needs.append(t("needs_packs", lang))
+    return f"{_check_title(code, lang)} ({code})" + (f" — {'، '.join(needs) if lang == 'ar' else '; '.join(needs)}" if needs else "")
 
 
 def _trend_chart(groups: Sequence[SatisfactionGroup], label_of: Any, title: str, rtl: bool, lang: str = "en") -> str:
@@ -637,6 +763,7 @@ def report_json(figures: Figures, exceptions: ExceptionList | None, *, lang: str
     data["lang"] = lang
     data["exceptions_total"] = None if exceptions is None else exceptions.total
     data["exceptions_by_check"] = None if exceptions is None else exceptions.by_check
+    data["checks_not_run"] = None if exceptions is None else list(exceptions.not_run)
     data["exceptions"] = None if exceptions is None else [
         {
             "check": e.check, "case_id": str(e.case_id), "case_ref": e.case_ref,
@@ -667,6 +794,8 @@ def write_report(
     api_base: str = "",
     generated_at: datetime | None = None,
     max_listed: int = MAX_LISTED,
+    checks_not_run: Sequence[str] = (),
+    evidence: EvidenceTimelines | None = None,
 ) -> ReportFiles:
     """Writes report-<from>_<to>-<lang>.html, figures-<from>_<to>.json and one CSV per table.
 
@@ -675,6 +804,9 @@ def write_report(
     were not run; they are read once (an iterator is fine): all go to the
     exceptions CSV, the first `max_listed` are shown in the HTML and the JSON,
     with the count of each check. `period`, when given, must be the figures' period.
+    `checks_not_run` names the checks that could not run (the report says so);
+    `evidence` (filled while the exceptions are read) holds the timelines of the
+    listed exceptions' cases, embedded in the HTML so that it works offline.
     """
     if period is not None:
         wanted = period if isinstance(period, Period) else Period(*period)
@@ -698,6 +830,10 @@ def write_report(
         )
         if isinstance(exceptions, ExceptionList):
             writer.writerows(_exception_row(e) for e in exceptions.listed)
+    if found is not None:
+        found.not_run = list(checks_not_run) or found.not_run
+        if evidence is not None:
+            found.timelines = evidence.cases
     html_path = out / f"report-{stem}-{lang}.html"
     html_path.write_text(
         render_html(figures, found, lang=lang, packs=packs, api_base=api_base, generated_at=generated_at),
@@ -767,13 +903,16 @@ def register_commands(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the files (default: reports)")
     parser.add_argument("--by", choices=("month", "week"), default="month", help="satisfaction trend step")
     parser.add_argument("--api-base", default=None,
-                        help="base URL of the audit API for the case timeline links "
-                        "(default: http://KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT)")
+                        help="base URL of the audit API: also link each case to its timeline there "
+                        "(default: none; the listed exceptions' timelines are in the file itself)")
     parser.add_argument("--no-compliance", action="store_true", help="skip the compliance checks")
     parser.add_argument("--max-listed", type=int, default=MAX_LISTED,
                         help=f"exceptions listed one by one in the HTML and JSON (default {MAX_LISTED}; the CSV has all)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
+    parser.add_argument("--grace-minutes", type=float, default=DEFAULT_GRACE.total_seconds() / 60,
+                        help="a follow-up (survey invitation) this recent is not yet missing "
+                        f"(default {DEFAULT_GRACE.total_seconds() / 60:g})")
     parser.set_defaults(handler=run_report_command)
 
 
@@ -792,33 +931,74 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     packs = load_packs(settings.policies_dir)
     credentials = {"user": settings.nats_user, "password": settings.nats_password}
     started = time.perf_counter()
-    figures = compute_figures(
-        stream_events(settings.nats_url, progress=args.progress, **credentials),
-        start=args.start, end=args.end, packs=packs, granularity=args.by,
-    )
-    exceptions: Iterable[Any] | None = None
-    if not args.no_compliance:
-        exceptions = compliance_exceptions(settings.nats_url, figures, progress=args.progress, **credentials)
-    api_base = args.api_base if args.api_base is not None else f"http://{settings.http_host}:{settings.http_port}"
-    files = write_report(figures, exceptions, out_dir=args.out, lang=args.lang, packs=packs, api_base=api_base,
-                         max_listed=args.max_listed)
+    try:
+        figures = compute_figures(
+            stream_events(settings.nats_url, progress=args.progress, **credentials),
+            start=args.start, end=args.end, packs=packs, granularity=args.by,
+        )
+        exceptions: Iterable[Any] | None = None
+        not_run: list[str] = []
+        evidence = EvidenceTimelines(args.max_listed)
+        if not args.no_compliance:
+            from audit.compliance import CheckContext, checks_not_run
+            from audit.replay import available_services
+
+            # The stores hold what the stream does not (a referral's closure, a survey
+            # invitation): read them too whenever they can be read.
+            stores = available_services(settings)
+            not_run = checks_not_run(stores, packs=packs)
+            context = CheckContext(packs=packs, grace=timedelta(minutes=args.grace_minutes))
+            exceptions = compliance_exceptions(
+                settings.nats_url, figures, progress=args.progress, settings=settings if stores else None,
+                context=context, evidence=evidence, **credentials,
+            )
+        api_base = args.api_base or ""
+        files = write_report(figures, exceptions, out_dir=args.out, lang=args.lang, packs=packs, api_base=api_base,
+                             max_listed=args.max_listed, checks_not_run=not_run, evidence=evidence)
+    except StreamUnavailable as error:
+        print(f"{error.message['en']}\n{error.message['ar']}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - started
     print(f"{files.html}\n{files.json}\n" + "\n".join(str(p) for p in files.csv.values()))
     print(
         f"{figures.events_read:,} events, {figures.requests_total:,} requests in the period, "
-        f"{'no' if files.exceptions_total is None else files.exceptions_total} exceptions, {elapsed:.1f}s",
+        f"{'no' if files.exceptions_total is None else files.exceptions_total} exceptions, {elapsed:.1f}s"
+        + (f"; checks not run: {', '.join(not_run)}" if not_run else ""),
         file=sys.stderr,
     )
     return 0
 
 
-def compliance_exceptions(nats_url: str, figures: Figures, *, progress: bool | None = None,
-                          user: str | None = None, password: str | None = None) -> Iterator[Any]:
-    """The compliance exceptions of the cases received in the period (audit.compliance)."""
-    from audit.compliance import run_checks
-    from audit.timeline import case_timelines_from_stream
+def compliance_exceptions(
+    nats_url: str,
+    figures: Figures,
+    *,
+    progress: bool | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    settings: Any = None,
+    context: Any = None,
+    evidence: EvidenceTimelines | None = None,
+) -> Iterator[Any]:
+    """The compliance exceptions of the cases received in the period (audit.compliance).
 
-    timelines = case_timelines_from_stream(nats_url, progress=bool(progress))
-    for exception in run_checks(timelines):
-        if str(exception.case_id) in figures.cohort_case_ids:
-            yield exception
+    With `settings` (whose stores can be read), each case's timeline is built from
+    the services' stores and the stream together, as `python -m audit compliance`
+    does; otherwise from the stream alone, and the checks that need a store stay
+    silent (`checks_not_run` names them). `evidence` keeps the timelines of the
+    cases of the first exceptions.
+    """
+    from audit.compliance import run_checks
+    from audit.timeline import case_timelines, case_timelines_from_stream
+
+    if settings is not None:
+        timelines = case_timelines(settings, stores=True, stream=True, nats_url=nats_url, progress=progress)
+    else:
+        timelines = case_timelines_from_stream(nats_url, progress=progress, user=user, password=password)
+    for timeline in timelines:
+        if timeline.case_id not in figures.cohort_case_ids:
+            continue
+        found = list(run_checks([timeline], context=context))
+        if evidence is not None:
+            evidence.keep(timeline, len(found))
+        yield from found

@@ -7,7 +7,9 @@ names the first place where it breaks:
 - altered:   an event's content no longer matches its chain entry, or a chain
              entry does not follow the one before it (the chain was rewritten),
              or the history up to a checkpoint hashes differently;
-- deleted:   a chained notification id has no event any more;
+- deleted:   a chained notification id has no event any more, or events were
+             deleted together with their chain entries (the notification ids
+             have a gap where the chain stops linking);
 - inserted:  an event has no chain entry (written around the recorder, or its
              entry removed from the chain);
 - reordered: an event holds content that the chain recorded at another position;
@@ -20,7 +22,12 @@ count) for the board's records. A later `verify --checkpoint FILE` proves the
 history up to each head is unchanged and detects truncation after it, even when
 the tail was cut from the events and the chain together.
 
-Exit code: 0 when everything verifies, 1 on any break, 2 on a bad argument.
+A service whose store is not found is NOT verified: `verify` says so and exits
+1, unless `--allow-missing` (a service not deployed yet) or a checkpoint that
+recorded that store as empty.
+
+Exit code: 0 when everything verifies, 1 on any break or unverified store,
+2 on a bad argument.
 """
 
 from __future__ import annotations
@@ -119,8 +126,15 @@ class VerifyResult:
         name = self.service or "store"
         if not self.store_found and self.ok:
             return [
-                f"{name}: no store (nothing to verify)",
-                f"{name}: لا يوجد مخزن (لا شيء للتحقق منه)",
+                f"{name}: no store (nothing to verify; allowed)",
+                f"{name}: لا يوجد مخزن (لا شيء للتحقق منه؛ مسموح)",
+            ]
+        if not self.store_found and not self.breaks:
+            return [
+                f"{name}: NOT VERIFIED — no store was found; a missing store proves nothing "
+                f"(--allow-missing if the service is not deployed)",
+                f"{name}: لم يُتحقق منها — لم يوجد المخزن، وغيابه لا يثبت سلامته "
+                f"(استعمل --allow-missing إن لم تُنشر الخدمة بعد)",
             ]
         if self.ok:
             suffix_en = suffix_ar = ""
@@ -191,6 +205,7 @@ def verify_store(
     checkpoint: ServiceCheckpoint | Mapping[str, Any] | None = None,
     page_size: int = 1000,
     progress: bool | None = False,
+    allow_missing: bool = False,
 ) -> VerifyResult:
     """Recomputes one store's chain from its events and compares, page by page.
 
@@ -199,6 +214,8 @@ def verify_store(
     guessed from POSTGRES_SCHEMA when omitted). With `checkpoint`, also proves
     the history up to the checkpoint's head is the one the checkpoint recorded.
     Reports the first break of the chain and, separately, a checkpoint mismatch.
+    A store that is not found is not verified (`ok` False) unless `allow_missing`
+    or the checkpoint recorded it empty.
     """
     name = _service_name(env, service)
     if checkpoint is not None and not isinstance(checkpoint, ServiceCheckpoint):
@@ -207,17 +224,19 @@ def verify_store(
     if _sqlite_missing(env):
         result.store_found = False
         _check_checkpoint(result, checkpoint, None, last_id=0, beyond_head=False)
-        return result
-
-    factory = _open_factory(env, name)
-    try:
-        reader = ChainReader(factory)
-        if not reader.has_events():
-            result.store_found = False
-        _walk(reader, result, checkpoint, page_size=page_size, progress=progress)
-    finally:
-        factory.close()
+    else:
+        factory = _open_factory(env, name)
+        try:
+            reader = ChainReader(factory)
+            if not reader.has_events():
+                result.store_found = False
+            _walk(reader, result, checkpoint, page_size=page_size, progress=progress)
+        finally:
+            factory.close()
     result.ok = not result.breaks
+    if not result.store_found and not result.breaks and not allow_missing and not result.checkpoint_ok:
+        # Nothing to read is not proof of anything: a deleted file looks the same.
+        result.ok = False
     return result
 
 
@@ -332,6 +351,25 @@ def _walk(
                             topic=ev.topic,
                         )
                     )
+                break
+            if (ch.prev_hash != previous.hex() or ch.hash != expected) and nid > last_id + 1:
+                # The ids jump where the chain stops linking: the events between were
+                # deleted together with their chain entries.
+                first_missing, last_missing = last_id + 1, nid - 1
+                span = str(first_missing) if first_missing == last_missing else f"{first_missing}–{last_missing}"
+                result.breaks.append(
+                    _break(
+                        DELETED,
+                        first_missing,
+                        f"event(s) {span} were deleted together with their chain entries: "
+                        f"chain entry {nid} follows an entry that is no longer there",
+                        f"حُذف الحدث أو الأحداث {span} مع مدخلاتها في السلسلة: "
+                        f"مدخل السلسلة {nid} يتبع مدخلًا لم يعد موجودًا",
+                        missing_from=first_missing,
+                        missing_to=last_missing,
+                        with_chain=True,
+                    )
+                )
                 break
             if ch.prev_hash != previous.hex() or ch.hash != expected:
                 result.breaks.append(
@@ -459,6 +497,7 @@ def verify_services(
     *,
     checkpoint: Mapping[str, Any] | None = None,
     progress: bool | None = False,
+    allow_missing: bool = False,
 ) -> list[VerifyResult]:
     """Verifies the named services' stores (all four by default)."""
     heads = (checkpoint or {}).get("services", {}) if checkpoint else {}
@@ -470,6 +509,7 @@ def verify_services(
                 service=service,
                 checkpoint=heads.get(service) if checkpoint else None,
                 progress=progress,
+                allow_missing=allow_missing,
             )
         )
     return results
@@ -495,7 +535,9 @@ def build_checkpoint(
     Raises ChainBroken rather than certify a chain that does not verify.
     """
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    results = verify_services(settings, services, progress=progress)
+    # A store not found is recorded as empty (head 0): a later verify with this
+    # checkpoint then knows it was absent then, and notices if it has changed.
+    results = verify_services(settings, services, progress=progress, allow_missing=True)
     if any(not r.ok for r in results):
         raise ChainBroken(results)
     return {
@@ -581,6 +623,10 @@ def register_commands(subparsers: Any) -> None:
         help="a checkpoint file: also prove the history up to it is unchanged",
     )
     verify.add_argument("--json", action="store_true", help="print the results as JSON")
+    verify.add_argument(
+        "--allow-missing", action="store_true",
+        help="a store that is not found passes (a service not deployed); by default it is unverified",
+    )
     _progress_option(verify)
     verify.set_defaults(func=run_verify)
 
@@ -633,7 +679,8 @@ def run_verify(args: argparse.Namespace, settings: AuditSettings | None = None) 
     if checkpoint is not None and not services:
         services = [s for s in SERVICES if s in checkpoint["services"]] or None
     results = verify_services(
-        settings, services, checkpoint=checkpoint, progress=getattr(args, "progress", None)
+        settings, services, checkpoint=checkpoint, progress=getattr(args, "progress", None),
+        allow_missing=getattr(args, "allow_missing", False),
     )
     if getattr(args, "json", False):
         print(

@@ -35,6 +35,8 @@ from shared.subjects import case_filter
 
 SOURCE_STORE = "store"
 SOURCE_STREAM = "stream"
+# The events that name a revision of the request (shared.events: payload.revision).
+REVISED_EVENTS = frozenset({"RequestReceived", "DataVerified"})
 
 # Which time field of a domain event says when it happened (else: when recorded).
 TIME_FIELDS = (
@@ -84,6 +86,21 @@ class TimelineEntry:
             return self.name
         return self.published_as or self.name
 
+    @property
+    def revision(self) -> int | None:
+        """The request revision a RequestReceived carries or a DataVerified verified.
+
+        A request is published again, whole, with the next revision after the
+        applicant corrects it; events from before revisions existed are revision 1.
+        None for the other events.
+        """
+        if self.event_type not in REVISED_EVENTS:
+            return None
+        try:
+            return int(self.data.get("revision") or 1)
+        except (TypeError, ValueError):
+            return 1
+
     def to_json(self) -> str:
         # A shallow dict (dataclasses.asdict deep-copies: several times slower).
         document = {name: getattr(self, name) for name in _ENTRY_FIELDS}
@@ -105,6 +122,7 @@ class TimelineEntry:
             "service": self.service,
             "source": self.source,
             "event_id": self.event_id,
+            "revision": self.revision,
             "when": both_calendars(self.occurred_at),
             "actor": self.actor,
             "channel": self.channel,
@@ -404,9 +422,13 @@ def case_timelines(
     )
 
 
-def case_timelines_from_stream(nats_url: str, *, progress: bool | None = False) -> Iterator[CaseTimeline]:
+def case_timelines_from_stream(
+    nats_url: str, *, progress: bool | None = False, user: str | None = None, password: str | None = None,
+) -> Iterator[CaseTimeline]:
     """Every case's timeline from the KHIDMA stream alone."""
-    return group_by_case(stream_entries(nats_url, progress=progress), stream_read=True)
+    return group_by_case(
+        stream_entries(nats_url, progress=progress, user=user, password=password), stream_read=True
+    )
 
 
 def case_timelines_from_stores(settings: AuditSettings, *, progress: bool | None = False) -> Iterator[CaseTimeline]:

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from audit.api import create_app
 from audit.asof import states_as_of
 from audit.compliance import run_checks
-from audit.crosscheck import crosscheck_system
+from audit.crosscheck import CrossCheckTotals, crosscheck_system
 from audit.replay import replay_stream
 from audit.settings import AuditSettings
 from audit.timeline import case_timeline, case_timelines
@@ -89,7 +89,18 @@ def test_a_real_history_raises_only_the_late_decision(history: dict[str, Any]) -
     assert timeline is not None
     decided = {e.event_id for e in timeline.entries if e.event_type == "CommitteeDecided"}
     assert exceptions[0].event_ids == sorted(decided)
-    assert list(crosscheck_system(settings)) == []
+    totals = CrossCheckTotals()
+    assert list(crosscheck_system(settings, totals=totals)) == []
+    # the real services' stored events, translated as their outboxes translate them,
+    # agree with the stream field by field
+    assert totals.store_events > 0 and totals.content_not_compared == 0
+    # and against the policy packs, the same single exception
+    from audit.compliance import CheckContext
+    from shared.policy import load_packs
+
+    context = CheckContext(packs=load_packs(settings.policies_dir))
+    checked = list(run_checks(case_timelines(settings, stream=True), context=context))
+    assert [(e.check, e.case_ref) for e in checked] == [("decision_after_window", late.case_ref)]
 
 
 def test_the_referred_cases_timeline_and_its_state_as_of_moments(history: dict[str, Any]) -> None:

@@ -116,3 +116,35 @@ def test_each_violation_is_found_on_its_case_and_clean_cases_raise_nothing(
     stream = {(e.check, e.case_id): e.event_ids
               for e in run_checks(case_timelines_from_stream(str(settings.nats_url)))}
     assert stream == {key: ids for key, ids in expected.items() if key[0] not in STORE_ONLY}
+
+
+def test_the_compliance_command_audits_as_of_a_moment_with_the_policys_window(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from audit.cli import main as audit_main
+
+    referred = CaseHistory(ref="SDR-1448-000001")
+    referred.received(T0)
+    referred.referred(T0 + H)
+    late = CaseHistory(ref="SDR-1448-000002")
+    late.received(T0)
+    # the committee recorded a 30-day window and called day 20 within it; the policy says 14
+    decision = late.decided(T0 + 20 * D, "rejected", late.verified(T0 + H), window_days=30)
+    late.invited(T0 + 20 * D, decision, "rejected")
+    settings = AuditSettings(data_dir=tmp_path / "data")
+    write_stores(settings, [referred, late])
+
+    def audit(*argv: str) -> set[tuple[str, str]]:
+        code = audit_main(["--data-dir", str(settings.data_dir), "compliance", "--source", "stores", "--json", *argv])
+        found = json.loads(capsys.readouterr().out)
+        assert code == (1 if found else 0)
+        return {(e["check"], e["case_ref"]) for e in found}
+
+    # ten days in: the referral is young and the decision not yet taken
+    assert audit("--as-of", (T0 + 10 * D).isoformat()) == set()
+    # a month in: the referral is overdue and the decision was late by the policy
+    assert audit("--as-of", (T0 + 30 * D).isoformat()) == {
+        ("referral_never_closed", referred.ref), ("decision_after_window", late.ref),
+        ("window_differs_from_policy", late.ref)}

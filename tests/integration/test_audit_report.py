@@ -116,3 +116,116 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert result["report"]["exceptions"] is not None
     written = json.loads(Path(result["written"]).read_text())
     assert written["replay"] == result["replay"]
+
+
+# --- a password-protected server, and the stores beside the stream ------------------------
+
+
+@pytest.fixture
+def secured(tmp_path: Path):
+    import secrets
+
+    from khidma.nats_server import SERVICE_USERS, secured_nats_server
+
+    passwords = {user: "k" + secrets.token_urlsafe(16) for user in (*SERVICE_USERS, "admin")}
+    server = secured_nats_server(tmp_path / "nats-secured", passwords).start()
+    try:
+        yield server, passwords["admin"]
+    finally:
+        server.stop()
+
+
+async def _publish_as_admin(url: str, password: str, events) -> None:
+    from shared.stream import ensure_stream
+
+    connection = await nats.connect(url, user="admin", password=password, allow_reconnect=False)
+    try:
+        js = connection.jetstream()
+        await ensure_stream(js)
+        for event in events:
+            await js.publish(event_subject(event.association_id, event.case_id, event.event_type),
+                             encode_event(event), headers={"Nats-Msg-Id": str(event.event_id)})
+    finally:
+        await connection.close()
+
+
+def test_report_reads_a_password_protected_stream_through_the_compliance_phase(
+    secured, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    server, password = secured
+    history = known_history()
+    asyncio.run(_publish_as_admin(server.url, password, history))
+    monkeypatch.setenv("KHIDMA_DATA_DIR", str(tmp_path / "no-stores"))
+    monkeypatch.setenv("KHIDMA_NATS_USER", "admin")
+    monkeypatch.setenv("KHIDMA_NATS_PASSWORD", password)
+    out = tmp_path / "report"
+    code = audit_main(["--nats-url", server.url, "report", "--from", START.isoformat(), "--to", END.isoformat(),
+                       "--lang", "en", "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads((out / f"figures-{START}_{END}.json").read_text(encoding="utf-8"))
+    assert data["events_read"] == len(history)
+    assert [e["check"] for e in data["exceptions"]] == ["decision_after_window"]  # the checks read the stream
+
+
+def test_a_refused_password_fails_at_once_with_a_clear_message(secured, tmp_path: Path, monkeypatch, capsys) -> None:
+    server, _ = secured
+    monkeypatch.setenv("KHIDMA_DATA_DIR", str(tmp_path / "no-stores"))
+    monkeypatch.setenv("KHIDMA_NATS_USER", "admin")
+    monkeypatch.setenv("KHIDMA_NATS_PASSWORD", "wrong")
+    for argv in (["report", "--from", START.isoformat(), "--to", END.isoformat(), "--out", str(tmp_path / "r")],
+                 ["replay", "--source", "stream"], ["compliance", "--source", "stream"]):
+        code = audit_main(["--nats-url", server.url, *argv, "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2, argv
+        assert "cannot read the KHIDMA stream" in err and "Authorization Violation" in err
+        assert "KHIDMA_NATS_PASSWORD" in err and "تعذّرت قراءة تدفق KHIDMA" in err
+
+
+def test_the_report_reads_the_stores_too_so_every_check_runs(nats_server, tmp_path: Path, monkeypatch) -> None:
+    from audit.settings import AuditSettings
+    from tests.integration.test_audit_compliance import VIOLATIONS
+    from tests.integration.test_audit_replay import publish as publish_histories, write_stores
+    from tests.unit.test_audit_compliance import CaseHistory
+
+    histories, expected = [], set()
+    for number, (code, build) in enumerate(VIOLATIONS.items(), start=1):
+        history = CaseHistory(ref=f"SDR-1448-{number:06d}")
+        build(history)
+        histories.append(history)
+        expected.add((code, history.ref))
+    clean = CaseHistory(ref="SDR-1448-000100")
+    clean.clean(referral=True)
+    settings = AuditSettings(data_dir=tmp_path / "data", nats_url=nats_server.url)
+    write_stores(settings, [*histories, clean])
+    publish_histories(nats_server.url, [*histories, clean])
+    monkeypatch.setenv("KHIDMA_DATA_DIR", str(settings.data_dir))
+    out = tmp_path / "report"
+    for lang in ("en", "ar"):
+        assert audit_main(["--nats-url", nats_server.url, "report", "--from", "2026-11-01", "--to", "2026-11-30",
+                           "--lang", lang, "--out", str(out), "--no-progress"]) == 0
+    data = json.loads((out / "figures-2026-11-01_2026-11-30.json").read_text(encoding="utf-8"))
+    found = {(e["check"], e["case_ref"]) for e in data["exceptions"]}
+    # the closure of a referral and the survey invitation are only in the stores
+    assert ("referral_never_closed", "SDR-1448-000005") in found
+    assert ("no_survey_invitation", "SDR-1448-000006") in found
+    assert found == expected
+    assert data["checks_not_run"] == []
+    html = (out / "report-2026-11-01_2026-11-30-en.html").read_text(encoding="utf-8")
+    assert "These checks were not run" not in html
+    assert "127.0.0.1:8105" not in html  # no --api-base: the timelines are in the file
+    for history in histories:
+        assert f'<details id="case-{history.case_id}"' in html
+
+
+def test_a_report_without_the_stores_names_the_checks_it_could_not_run(nats_server, tmp_path: Path, monkeypatch) -> None:
+    publish(nats_server.url, known_history())
+    monkeypatch.setenv("KHIDMA_DATA_DIR", str(tmp_path / "no-stores"))
+    out = tmp_path / "report"
+    for lang in ("en", "ar"):
+        assert audit_main(["--nats-url", nats_server.url, "report", "--from", START.isoformat(), "--to",
+                           END.isoformat(), "--lang", lang, "--out", str(out), "--no-progress"]) == 0
+    data = json.loads((out / f"figures-{START}_{END}.json").read_text(encoding="utf-8"))
+    assert data["checks_not_run"] == ["referral_never_closed", "no_survey_invitation"]
+    english = (out / f"report-{START}_{END}-en.html").read_text(encoding="utf-8")
+    arabic = (out / f"report-{START}_{END}-ar.html").read_text(encoding="utf-8")
+    assert "These checks were not run" in english and "لم تُجرَ هذه الفحوص" in arabic

@@ -195,10 +195,45 @@ def test_a_store_written_without_the_chain_is_flagged(settings, store):
     assert (found.kind, found.notification_id) == (INSERTED, 1)
 
 
-def test_a_missing_store_is_not_an_alarm(settings):
+def test_a_missing_store_is_unverified_unless_allowed(settings):
     result = verify(settings)
-    assert result.ok and not result.store_found
+    assert not result.ok and not result.store_found and not result.breaks
+    lines = "\n".join(result.lines())
+    assert "intake: NOT VERIFIED" in lines and "لم يُتحقق منها" in lines
+    allowed = verify(settings, allow_missing=True)
+    assert allowed.ok and not allowed.store_found
     assert not settings.sqlite_path("intake").exists()  # verify created nothing
+
+
+def test_verify_exits_non_zero_on_a_missing_store_unless_allow_missing(settings, capsys):
+    assert run_cli(["verify", "--service", "intake"], settings) == 1
+    out = capsys.readouterr().out
+    assert "intake: NOT VERIFIED" in out and "لم يُتحقق منها" in out
+    assert run_cli(["verify", "--service", "intake", "--allow-missing"], settings) == 0
+    assert "nothing to verify; allowed" in capsys.readouterr().out
+
+
+def test_a_store_the_checkpoint_recorded_empty_may_still_be_missing(settings, tmp_path):
+    cp = tmp_path / "cp.json"
+    export_checkpoint(settings, cp, services=["surveys"])  # no surveys store yet: recorded as empty
+    result = verify_services(settings, ["surveys"], checkpoint=load_checkpoint(cp))[0]
+    assert result.ok and result.checkpoint_ok and not result.store_found
+
+
+def test_an_event_deleted_with_its_chain_entry_is_named_deleted(settings, store):
+    sql(store, ("DELETE FROM stored_events WHERE rowid = 7",), ("DELETE FROM event_chain WHERE notification_id = 7",))
+    found = verify(settings).first_break
+    assert (found.kind, found.notification_id) == (DELETED, 7)
+    assert found.details["missing_to"] == 7 and "deleted together with their chain entries" in found.message["en"]
+
+
+def test_several_events_deleted_with_their_chain_entries_are_named_as_a_range(settings, store):
+    sql(store, ("DELETE FROM stored_events WHERE rowid IN (5, 6)",),
+        ("DELETE FROM event_chain WHERE notification_id IN (5, 6)",))
+    found = verify(settings).first_break
+    assert (found.kind, found.notification_id) == (DELETED, 5)
+    assert (found.details["missing_from"], found.details["missing_to"]) == (5, 6)
+    assert "5–6" in found.message["en"] and "5–6" in found.message["ar"]
 
 
 def test_the_chain_is_kept_by_concurrent_writers(settings):
@@ -330,7 +365,11 @@ def test_a_bad_checkpoint_file_is_refused(settings, store, tmp_path, capsys):
 def test_every_service_store_is_verified(settings, store):
     results = verify_services(settings)
     assert [r.service for r in results] == ["intake", "verification", "committee", "surveys"]
-    assert all(r.ok for r in results)
+    assert results[0].ok
+    # only intake's store exists here: the three others are not verified...
+    assert [(r.ok, r.store_found) for r in results[1:]] == [(False, False)] * 3
+    # ...unless their absence is allowed
+    assert all(r.ok for r in verify_services(settings, allow_missing=True))
 
 
 def test_tracked_processing_is_chained_and_still_exactly_once(settings):

@@ -72,14 +72,32 @@ class CaseHistory:
 
     # -- the policy's steps -----------------------------------------------------
     def received(self, at: datetime = T0, attestation: dict[str, Any] | None = SIGNED,
-                 *, publish: bool = True, store: bool = True) -> UUID:
+                 *, publish: bool = True, store: bool = True, revision: int = 1,
+                 corrects: UUID | None = None) -> UUID:
+        """The request; revision 2, 3 … is the request published again after the applicant
+        corrected it (`corrects`: the DataVerified it answers), same correlation id."""
         event_id = uuid4()
-        self.request_id = event_id
+        first = self.request_id
+        if revision == 1 or first is None:
+            self.request_id = event_id
         payload = dict(channel=self.channel, channel_ref=f"ref-{event_id}", service_code="seedlings",
                        applicant={"national_id": "1590932917", "name": "Applicant"},
-                       fields={"seedling_count": 40}, documents=[], attestation=attestation, submitted_at=at)
+                       fields={"seedling_count": 40}, documents=[], attestation=attestation, submitted_at=at,
+                       revision=revision, corrects=corrects)
         common = self._common(event_id, at, None)
         common.pop("causation_id")
+        if revision > 1 and first is not None:
+            self._publish(ev.RequestReceived(actor=ev.Actor(kind="adapter", id=f"http:{self.channel}"),
+                                             payload=ev.RequestReceivedPayload(**payload), **common), publish)
+            if store:
+                base = dict(association_id=self.association_id, case_ref=self.ref,
+                            actor={"kind": "adapter", "id": "http:website"})
+                self._store("intake", "services.intake.domain:Case.Completed", at, event_id=event_id, at=at,
+                            **base, **payload)
+                self._store("verification", "services.verification.domain:Verification.Opened", at,
+                            case_id=self.case_id, request_event_id=event_id, association_id=self.association_id,
+                            case_ref=self.ref, revision=revision)
+            return event_id
         self._publish(ev.RequestReceived(actor=ev.Actor(kind="adapter", id=f"http:{self.channel}"),
                                          payload=ev.RequestReceivedPayload(**payload), **common), publish)
         if store:
@@ -105,16 +123,18 @@ class CaseHistory:
                         case_ref=self.ref)
         return event_id
 
-    def verified(self, at: datetime, outcome: str = "verified", *, publish: bool = True, store: bool = True) -> UUID:
+    def verified(self, at: datetime, outcome: str = "verified", *, publish: bool = True, store: bool = True,
+                 revision: int = 1) -> UUID:
         event_id = uuid4()
         common = self._common(event_id, at, self.request_id)
         self._publish(ev.DataVerified(actor=ev.Actor(kind="officer", id="officer-2"),
-                                      payload=ev.DataVerifiedPayload(outcome=outcome, checks=[], officer="officer-2"),
+                                      payload=ev.DataVerifiedPayload(outcome=outcome, checks=[], officer="officer-2",
+                                                                     revision=revision),
                                       **common), publish)
         if store:
             self._store("verification", "services.verification.domain:Verification.Confirmed", at,
                         **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
-                        outcome=outcome, checks=[], officer="officer-2", confirmed_at=at)
+                        outcome=outcome, checks=[], officer="officer-2", confirmed_at=at, revision=revision)
             self._store("committee", "services.committee.domain:CommitteeCase.VerificationRecorded", at,
                         source_event_id=event_id, outcome=outcome, verified_at=at)
             self._store("intake", "services.intake.domain:Case.VerificationNoted", at,
@@ -142,14 +162,18 @@ class CaseHistory:
     def decided(self, at: datetime, decision: str = "approved", cause: UUID | None = None, *,
                 members: tuple[str, ...] = ("chair", "member-2", "member-3"), quorum: int = 3,
                 recusals: tuple[str, ...] = (), voters: tuple[str, ...] | None = None,
-                within_window: bool | None = None, publish: bool = True, store: bool = True) -> UUID:
+                within_window: bool | None = None, publish: bool = True, store: bool = True,
+                window_days: int | None = None, deadline: datetime | None = None) -> UUID:
+        """The decision as the committee records it; `window_days`, `deadline` and
+        `within_window` override what it computes (a committee whose record is wrong)."""
         event_id = uuid4()
-        deadline = (self._received_at() or at) + timedelta(days=self.window_days)
+        window = self.window_days if window_days is None else window_days
+        deadline = deadline or (self._received_at() or at) + timedelta(days=window)
         within = at <= deadline if within_window is None else within_window
         vote = "approve" if decision == "approved" else "reject"
         votes = [{"member": m, "vote": vote} for m in (voters if voters is not None else members)]
         common = self._common(event_id, at, cause or self.request_id)
-        body = dict(decision=decision, reasons=["criteria"], votes=votes, window_days=self.window_days,
+        body = dict(decision=decision, reasons=["criteria"], votes=votes, window_days=window,
                     within_window=within, deadline=deadline, sitting_id="s-1", members_present=list(members),
                     quorum=quorum, recusals=list(recusals), dissent_notes=[])
         self._publish(ev.CommitteeDecided(actor=ev.Actor(kind="committee", id="committee"),
@@ -193,7 +217,8 @@ class CaseHistory:
         if store:
             self._store("surveys", "services.surveys.domain:Survey.Answered", at,
                         **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
-                        stage=stage, ratings={"satisfaction": 5}, comment=None, anonymous=True, answered_at=at)
+                        stage=stage, ratings={"satisfaction": 5}, comment=None, anonymous=True, answered_at=at,
+                        service_code="seedlings", channel=self.channel)
         return event_id
 
     def clean(self, *, outcome: str = "approved", referral: bool = False) -> dict[str, UUID]:
@@ -241,8 +266,9 @@ class CaseHistory:
         return CaseTimeline(str(self.case_id), entries, frozenset(SERVICES if stores else ()), stream)
 
 
-def found(history: CaseHistory, **sources: bool) -> list[compliance.ComplianceException]:
-    return list(run_checks([history.timeline(**sources)]))
+def found(history: CaseHistory, *, context: compliance.CheckContext | None = None,
+          **sources: bool) -> list[compliance.ComplianceException]:
+    return list(run_checks([history.timeline(**sources)], **({"context": context} if context else {})))
 
 
 SOURCES = [dict(stores=True, stream=True), dict(stores=True, stream=False), dict(stores=False, stream=True)]
@@ -461,3 +487,231 @@ def test_state_as_of_a_moment_before_and_after_the_decision(sources: dict[str, b
     end = state_at(timeline, T0 + timedelta(days=6))
     assert end is not None and end.status == "delivered" and end.delivered
     assert end.survey == "answered"
+
+
+# --- the policy's own window and quorum, not the committee's claims ---------------------
+
+
+@pytest.fixture(scope="module")
+def packs() -> dict[str, Any]:
+    from audit.settings import AuditSettings
+    from shared.policy import load_packs
+
+    loaded = load_packs(AuditSettings().policies_dir)
+    assert loaded["sidr"].decision_window_days == 14 and loaded["sidr"].committee.quorum == 3
+    return loaded
+
+
+def checked(history: CaseHistory, packs: dict[str, Any], **sources: bool) -> list[tuple[str, list[str]]]:
+    context = compliance.CheckContext(packs=packs)
+    return [(e.check, e.event_ids) for e in found(history, context=context, **(sources or dict(stores=True, stream=True)))]
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_a_clean_history_raises_no_exception_against_the_policy_packs(sources: dict[str, bool], packs) -> None:
+    history = CaseHistory()
+    history.clean(referral=True)
+    assert checked(history, packs, **sources) == []
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_a_late_decision_the_committee_recorded_within_its_window_is_flagged(sources: dict[str, bool], packs) -> None:
+    history = CaseHistory()
+    request = history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    # The committee recorded a 30-day window (the policy says 14) and called day 20 "within".
+    decision = history.decided(T0 + timedelta(days=20), "rejected", verified, window_days=30)
+    history.invited(T0 + timedelta(days=20), decision, "rejected")
+    assert found(history, **sources) == []  # the committee's own claims alone: no alarm
+    exceptions = {code: ids for code, ids in checked(history, packs, **sources)}
+    assert set(exceptions) == {"decision_after_window", "window_differs_from_policy"}
+    assert exceptions["decision_after_window"] == [str(decision), str(request)]
+    late = next(e for e in found(history, context=compliance.CheckContext(packs=packs), **sources)
+                if e.check == "decision_after_window")
+    assert "14 days" in late.message["en"] and "recorded it as within the window" in late.message["en"]
+    assert "ضمن المهلة" in late.message["ar"]
+
+
+def test_a_decision_within_the_policy_window_but_a_wrong_recorded_deadline_is_flagged(packs) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    decision = history.decided(T0 + timedelta(days=3), "rejected", verified,
+                               deadline=T0 + timedelta(days=14, hours=5))
+    history.invited(T0 + timedelta(days=3), decision, "rejected")
+    assert [code for code, _ in checked(history, packs)] == ["window_differs_from_policy"]
+
+
+def test_the_window_runs_from_the_first_revision_not_from_the_correction(packs) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    asked = history.verified(T0 + timedelta(hours=1), "discrepancies")
+    history.received(T0 + timedelta(days=10), revision=2, corrects=asked)
+    verified = history.verified(T0 + timedelta(days=11), revision=2)
+    # day 16: within 14 days of the correction, not of the request's receipt
+    decision = history.decided(T0 + timedelta(days=16), "rejected", verified,
+                               within_window=True, deadline=T0 + timedelta(days=24))
+    history.invited(T0 + timedelta(days=16), decision, "rejected")
+    assert "decision_after_window" in [code for code, _ in checked(history, packs)]
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_votes_below_the_policys_quorum_are_flagged_whatever_quorum_was_recorded(sources: dict[str, bool], packs) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    members = ("chair", "member-2")
+    decision = history.decided(T0 + timedelta(days=1), "rejected", verified, members=members, quorum=2)
+    history.invited(T0 + timedelta(days=1), decision, "rejected")
+    assert found(history, **sources) == []  # two present, "quorum 2" recorded: looks fine
+    assert checked(history, packs, **sources) == [
+        ("votes_below_quorum", [str(decision)]), ("quorum_differs_from_policy", [str(decision)])]
+
+
+def test_the_checks_that_cannot_run_are_named() -> None:
+    assert compliance.checks_not_run(SERVICES, packs={"sidr": object()}) == []
+    assert compliance.checks_not_run((), packs={"sidr": object()}) == ["referral_never_closed", "no_survey_invitation"]
+    assert set(compliance.checks_not_run(("committee", "surveys"), packs={})) == {
+        "window_differs_from_policy", "quorum_differs_from_policy"}
+
+
+# --- a live system: the audit's moment and a grace period -----------------------------
+
+
+def test_the_referral_check_reads_the_audits_moment_not_the_wall_clock() -> None:
+    history = CaseHistory()
+    history.received(T0)
+    referral = history.referred(T0 + timedelta(hours=1))
+    early = compliance.CheckContext(now=T0 + timedelta(days=5))
+    assert found(history, context=early) == []
+    late = compliance.CheckContext(now=T0 + timedelta(days=16))
+    assert [(e.check, e.event_ids) for e in found(history, context=late)] == [
+        ("referral_never_closed", [str(referral)])]
+
+
+@pytest.mark.parametrize("outcome", ["approved", "rejected"])
+def test_an_invitation_is_not_missing_within_the_grace_period(outcome: str) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1))
+    decided_at = T0 + timedelta(days=1)
+    decision = history.decided(decided_at, outcome, verified)
+    end_at = decided_at + timedelta(hours=1) if outcome == "approved" else decided_at
+    end = history.delivered(end_at, decision) if outcome == "approved" else decision
+    soon = compliance.CheckContext(now=end_at + timedelta(minutes=2), grace=timedelta(minutes=5))
+    assert found(history, context=soon) == []
+    later = compliance.CheckContext(now=end_at + timedelta(minutes=6), grace=timedelta(minutes=5))
+    assert [(e.check, e.event_ids) for e in found(history, context=later)] == [
+        ("no_survey_invitation", [str(end)])]
+
+
+def test_a_recorded_event_not_yet_published_is_not_missing_within_the_grace_period() -> None:
+    from audit.crosscheck import MISSING_FROM_STREAM, CrossCheckTotals, crosscheck
+
+    history = CaseHistory()
+    history.received(T0)
+    lost = history.verified(T0 + timedelta(hours=1), publish=False)
+    soon = CrossCheckTotals()
+    assert list(crosscheck(history.store_records(), history.stream_records(), soon,
+                           now=T0 + timedelta(hours=1, minutes=2), grace=timedelta(minutes=5))) == []
+    assert soon.within_grace == 1
+    later = [(d.kind, d.event_id) for d in crosscheck(history.store_records(), history.stream_records(),
+                                                       now=T0 + timedelta(hours=1, minutes=6),
+                                                       grace=timedelta(minutes=5))]
+    assert later == [(MISSING_FROM_STREAM, str(lost))]
+
+
+# --- a request published again with the next revision ------------------------------------
+
+
+def corrected(history: CaseHistory, *, verify_correction: bool) -> dict[str, UUID]:
+    """Revision 1 has discrepancies; the applicant corrects it (revision 2)."""
+    ids = {"request": history.received(T0)}
+    ids["discrepancies"] = history.verified(T0 + timedelta(hours=1), "discrepancies")
+    ids["revision2"] = history.received(T0 + timedelta(days=1), revision=2, corrects=ids["discrepancies"])
+    if verify_correction:
+        ids["verified"] = history.verified(T0 + timedelta(days=1, hours=2), revision=2)
+    ids["decision"] = history.decided(T0 + timedelta(days=2), "rejected", ids.get("verified", ids["discrepancies"]))
+    history.invited(T0 + timedelta(days=2, minutes=1), ids["decision"], "rejected")
+    return ids
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_a_decision_on_the_corrected_revisions_verification_is_clean(sources: dict[str, bool], packs) -> None:
+    history = CaseHistory()
+    corrected(history, verify_correction=True)
+    assert checked(history, packs, **sources) == []
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_a_decision_on_a_stale_verification_is_an_exception(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    ids = corrected(history, verify_correction=False)
+    item = only(history, "decision_without_verification", **sources)
+    assert item.event_ids == [str(ids["decision"]), str(ids["revision2"]), str(ids["discrepancies"])]
+    assert "revision 2" in item.message["en"] and "النسخة 2" in item.message["ar"]
+
+
+def test_the_timeline_shows_each_revision() -> None:
+    history = CaseHistory()
+    ids = corrected(history, verify_correction=True)
+    events = history.timeline().describe()["events"]
+    revisions = {(e["event_id"], e["source"]): e["revision"] for e in events if e["revision"] is not None}
+    for source in ("store", "stream"):
+        assert revisions[(str(ids["request"]), source)] == 1
+        assert revisions[(str(ids["discrepancies"]), source)] == 1
+        assert revisions[(str(ids["revision2"]), source)] == 2
+        assert revisions[(str(ids["verified"]), source)] == 2
+    assert all(e["revision"] is None for e in events if e["event_type"] == "CommitteeDecided")
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_state_as_of_a_corrected_request_waits_for_verification_again(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    corrected(history, verify_correction=True)
+    timeline = history.timeline(**sources)
+    asked = state_at(timeline, T0 + timedelta(hours=2))
+    assert asked is not None and (asked.status, asked.verification_outcome, asked.revision) == (
+        "verified", "discrepancies", 1)
+    waiting = state_at(timeline, T0 + timedelta(days=1, hours=1))
+    assert waiting is not None and (waiting.status, waiting.verification_outcome, waiting.revision) == (
+        "received", None, 2)
+    verified = state_at(timeline, T0 + timedelta(days=1, hours=3))
+    assert verified is not None and (verified.status, verified.verification_outcome) == ("verified", "verified")
+
+
+def test_a_case_with_several_revisions_cross_checks_clean() -> None:
+    from audit.crosscheck import CrossCheckTotals, crosscheck
+
+    history = CaseHistory()
+    corrected(history, verify_correction=True)
+    totals = CrossCheckTotals()
+    assert list(crosscheck(history.store_records(), history.stream_records(), totals)) == []
+    assert totals.store_events == totals.stream_events == 5
+
+
+def test_an_event_whose_content_differs_on_the_stream_is_reported_by_case() -> None:
+    from audit.crosscheck import DIFFERS, CrossCheckTotals, crosscheck
+
+    clean = CaseHistory()
+    clean.clean(referral=True)
+    totals = CrossCheckTotals()
+    assert list(crosscheck(clean.store_records(), clean.stream_records(), totals)) == []
+    assert totals.content_not_compared == 0  # every public event's content was compared
+
+    history = CaseHistory(ref="SDR-1448-000002")
+    ids = history.clean()
+    for index, event in enumerate(history.published):
+        if event.event_type == "CommitteeDecided":  # the stream says otherwise than the committee's store
+            forged = event.payload.model_copy(update={"reasons": ["forged"], "within_window": False})
+            history.published[index] = event.model_copy(update={"payload": forged})
+        if event.event_type == "ServiceDelivered":
+            history.published[index] = event.model_copy(update={"occurred_at": event.occurred_at + timedelta(days=1)})
+    differences = list(crosscheck(history.store_records(), history.stream_records()))
+    assert sorted((d.kind, d.case_ref, d.event_id) for d in differences) == sorted([
+        (DIFFERS, history.ref, str(ids["decision"])), (DIFFERS, history.ref, str(ids["delivered"]))])
+    decided = next(d for d in differences if d.event_id == str(ids["decision"]))
+    assert "payload.reasons" in decided.detail and "payload.within_window" in decided.detail
+    assert decided.message["ar"] and decided.message["en"]
+    delivered = next(d for d in differences if d.event_id == str(ids["delivered"]))
+    assert delivered.detail.startswith("occurred_at")

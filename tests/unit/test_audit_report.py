@@ -350,3 +350,96 @@ def test_without_the_checks_the_report_says_so(figures, tmp_path) -> None:
     files = write_report(figures, None, out_dir=tmp_path, lang="en")
     assert "The compliance checks were not run" in files.html.read_text(encoding="utf-8")
     assert json.loads(files.json.read_text(encoding="utf-8"))["exceptions"] is None
+
+
+# --- revisions, offline evidence, checks not run ----------------------------------------
+
+
+def test_a_case_received_again_with_the_next_revision_is_counted_once() -> None:
+    from uuid import uuid4
+
+    from shared.events import RequestReceived
+
+    case = CaseBuilder("rev").received(nov(2), "phone", "seedlings").verified(nov(3), "discrepancies")
+    first = case.events[0]
+    again = RequestReceived(**{**first.model_dump(), "event_id": uuid4(), "occurred_at": nov(4), "payload": {**first.payload.model_dump(), "revision": 2,
+                                                                  "corrects": case.events[1].event_id}})
+    case.events.append(again)
+    waiting = compute_figures(iter(case.events), start=START, end=END)
+    assert waiting.requests_total == 1 and waiting.requests_by_channel == {"sidr": {"phone": 1}}
+    assert waiting.funnel["received"] == 1 and waiting.funnel["verified"] == 0  # the correction waits
+    assert waiting.backlog_total == 1 and waiting.backlog["15-30"]["awaiting_verification"] == 1
+    case.verified(nov(5))
+    case.events[-1] = case.events[-1].model_copy(update={"payload": case.events[-1].payload.model_copy(
+        update={"revision": 2})})
+    verified = compute_figures(iter(case.events), start=START, end=END)
+    assert verified.funnel["received"] == 1 and verified.verification_outcomes["verified"] == 1
+    assert verified.verification_outcomes["discrepancies"] == 0
+
+
+def _evidence_for(case: CaseBuilder):
+    from audit.report import EvidenceTimelines
+    from audit.timeline import CaseTimeline, entry_from_stream
+    from audit.replay import StreamRecord
+
+    entries = [entry_from_stream(StreamRecord(n, "s", e)) for n, e in enumerate(case.events, 1)]
+    timeline = CaseTimeline(str(case.case_id), [e for e in entries if e], frozenset(), True)
+    evidence = EvidenceTimelines(limit=10)
+    evidence.keep(timeline, 1)
+    return evidence
+
+
+@pytest.mark.parametrize("lang", ["ar", "en"])
+def test_the_listed_exceptions_timelines_are_in_the_file_for_offline_reading(figures, packs, tmp_path, lang) -> None:
+    c3 = next(case for case in known_cases() if case.ref.endswith("c3"))
+    files = write_report(figures, [c3_exception()], out_dir=tmp_path, lang=lang, packs=packs,
+                         evidence=_evidence_for(c3))
+    html = files.html.read_text(encoding="utf-8")
+    assert "127.0.0.1" not in html and "/cases/" not in html  # no link to a server
+    assert f'<details id="case-{c3.case_id}"' in html
+    assert f'href="#case-{c3.case_id}"' in html
+    section = html[html.index(f'<details id="case-{c3.case_id}"'):]
+    section = section[:section.index("</details>")]
+    for event in c3.events:  # every event of the case, by id, with its date in both calendars
+        assert str(event.event_id) in section
+    assert both_calendars(c3.events[0].occurred_at)[lang] in section
+    assert "1590932917" not in html and "Test applicant" not in html  # no applicant data in the board's file
+
+
+def test_the_api_link_is_added_only_when_an_api_base_is_given(figures, packs, tmp_path) -> None:
+    c3 = next(case for case in known_cases() if case.ref.endswith("c3"))
+    files = write_report(figures, [c3_exception()], out_dir=tmp_path, lang="en", packs=packs,
+                         evidence=_evidence_for(c3), api_base="https://audit.example.org")
+    html = files.html.read_text(encoding="utf-8")
+    assert f'href="#case-{c3.case_id}"' in html
+    assert f'href="https://audit.example.org/cases/{c3.case_id}/timeline"' in html
+
+
+@pytest.mark.parametrize("lang,words", [
+    ("en", ("These checks were not run", "needs the committee service's store")),
+    ("ar", ("لم تُجرَ هذه الفحوص", "يحتاج مخزن خدمة committee")),
+])
+def test_the_report_says_which_checks_were_not_run(figures, packs, tmp_path, lang, words) -> None:
+    files = write_report(figures, [], out_dir=tmp_path, lang=lang, packs=packs,
+                         checks_not_run=["referral_never_closed", "no_survey_invitation"])
+    page = parse(files.html)
+    text = "".join(page.text)
+    assert all(word in text for word in words)
+    assert page.keys["exceptions.not_run"] == "referral_never_closed no_survey_invitation"
+    data = json.loads(files.json.read_text(encoding="utf-8"))
+    assert data["checks_not_run"] == ["referral_never_closed", "no_survey_invitation"]
+
+
+def test_the_compliance_phase_keeps_the_progress_setting(monkeypatch, figures) -> None:
+    import audit.timeline
+    from audit.report import compliance_exceptions
+
+    seen = {}
+
+    def fake(nats_url, *, progress=False, user=None, password=None):
+        seen.update(progress=progress, user=user, password=password)
+        return iter(())
+
+    monkeypatch.setattr(audit.timeline, "case_timelines_from_stream", fake)
+    list(compliance_exceptions("nats://x", figures, progress=None, user="admin", password="pw"))
+    assert seen == {"progress": None, "user": "admin", "password": "pw"}  # None: a bar on a terminal
