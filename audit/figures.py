@@ -364,8 +364,9 @@ def compute_figures(
     figures.median_days_to_decision = _median_from_histogram(histogram)
     figures.slowest = [slow for _, _, slow in sorted(slowest, key=lambda i: (-i[0], i[1]))]
     figures.backlog = backlog
-    figures.satisfaction_by_service = _groups(ratings_by_service)
-    figures.satisfaction_by_channel = _groups(ratings_by_channel)
+    figures.satisfaction_by_service, figures.satisfaction_by_channel = _suppressed_groups(
+        ratings_by_service, ratings_by_channel
+    )
     figures.cohort_case_ids = frozenset(cohort_ids)
     return figures
 
@@ -387,11 +388,55 @@ def _median_from_histogram(histogram: Counter[int]) -> float | None:
     return None
 
 
-def _groups(cells: Mapping[tuple[str, str, str], list[int]]) -> list[SatisfactionGroup]:
+def _suppressed_groups(
+    *partitions: Mapping[tuple[str, str, str], list[int]],
+) -> tuple[list[SatisfactionGroup], ...]:
+    """Each partition's groups, with those a reader could work out hidden too.
+
+    A group under MIN_GROUP answers is hidden. The partitions (by service, by
+    channel) split the same answers of a month and association, so when one
+    partition hides nothing, the others' total is known; a partition whose
+    hidden groups then add up to fewer than MIN_GROUP answers would give them
+    away by subtraction, and its next smallest shown group is hidden with them.
+    """
+    hidden: list[set[tuple[str, str, str]]] = [
+        {cell for cell, (answers, _) in partition.items() if answers < MIN_GROUP}
+        for partition in partitions
+    ]
+    scopes = {cell[:2] for partition in partitions for cell in partition}
+    changed = True
+    while changed:
+        changed = False
+        for scope in scopes:
+            hidden_answers = [
+                sum(partition[cell][0] for cell in hidden[index] if cell[:2] == scope)
+                for index, partition in enumerate(partitions)
+            ]
+            total_known = any(answers == 0 for answers in hidden_answers)
+            for index, partition in enumerate(partitions):
+                if not (0 < hidden_answers[index] < MIN_GROUP and total_known):
+                    continue
+                shown = [
+                    cell for cell in partition if cell[:2] == scope and cell not in hidden[index]
+                ]
+                if shown:
+                    hidden[index].add(min(shown, key=lambda cell: (partition[cell][0], cell)))
+                    changed = True
+    return tuple(
+        _groups(partition, hidden[index]) for index, partition in enumerate(partitions)
+    )
+
+
+def _groups(
+    cells: Mapping[tuple[str, str, str], list[int]], hidden: set[tuple[str, str, str]]
+) -> list[SatisfactionGroup]:
     groups = []
-    for (bucket, association, key), (answers, total) in sorted(cells.items()):
-        if answers < MIN_GROUP:
+    for cell, (answers, total) in sorted(cells.items()):
+        bucket, association, key = cell
+        if cell in hidden:
             groups.append(SatisfactionGroup(bucket, association, key, None, None, True))
         else:
             groups.append(SatisfactionGroup(bucket, association, key, answers, total / answers, False))
     return groups
+
+

@@ -101,8 +101,8 @@ TEXT: dict[str, dict[str, str]] = {
     "sat_by_service": {"ar": "الرضا حسب الخدمة", "en": "Satisfaction by service"},
     "sat_by_channel": {"ar": "الرضا حسب القناة", "en": "Satisfaction by channel"},
     "sat_note": {
-        "ar": f"متوسط الرضا من ١ إلى ٥. تُحجب كل مجموعة تقل إجاباتها عن {MIN_GROUP} حفاظًا على خصوصية المجيبين. نتائج التقييم للتحسين، ولا تُستخدم لمحاسبة أي موظف أو التشهير به.",
-        "en": f"Mean satisfaction from 1 to 5. A group with fewer than {MIN_GROUP} answers is suppressed to protect those who answered. The results are for improvement, never for blaming or shaming any member of staff.",
+        "ar": f"متوسط الرضا من ١ إلى ٥. تُحجب كل مجموعة تقل إجاباتها عن {MIN_GROUP} حفاظًا على خصوصية المجيبين، وكذلك كل مجموعة يمكن أن يُستنتج منها ما حُجب. نتائج التقييم للتحسين، ولا تُستخدم لمحاسبة أي موظف أو التشهير به.",
+        "en": f"Mean satisfaction from 1 to 5. A group with fewer than {MIN_GROUP} answers is suppressed to protect those who answered, and so is any group from which a suppressed one could be worked out. The results are for improvement, never for blaming or shaming any member of staff.",
     },
     "bucket": {"ar": "الفترة الفرعية", "en": "Period"},
     "answers": {"ar": "عدد الإجابات", "en": "Answers"},

@@ -13,7 +13,7 @@ import pytest
 
 from audit import charts
 from audit.compliance import ComplianceException
-from audit.figures import Figures, compute_figures, time_bucket
+from audit.figures import Figures, compute_figures, time_bucket, _suppressed_groups
 from audit.report import parse_day, register_commands, write_report
 from shared.dates import both_calendars
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
@@ -443,3 +443,25 @@ def test_the_compliance_phase_keeps_the_progress_setting(monkeypatch, figures) -
     monkeypatch.setattr(audit.timeline, "case_timelines_from_stream", fake)
     list(compliance_exceptions("nats://x", figures, progress=None, user="admin", password="pw"))
     assert seen == {"progress": None, "user": "admin", "password": "pw"}  # None: a bar on a terminal
+
+
+def test_a_small_group_cannot_be_worked_out_from_the_other_breakdown() -> None:
+    # Six answers in November: by channel all on the website (shown, so the total is
+    # known); by service five and one: showing the five would give the one away.
+    by_service = {("2026-11", "sidr", "seedlings"): [5, 20], ("2026-11", "sidr", "volunteering"): [1, 1]}
+    by_channel = {("2026-11", "sidr", "website"): [6, 21]}
+    services, channels = _suppressed_groups(by_service, by_channel)
+    assert all(group.suppressed for group in services)
+    assert [(g.answers, g.suppressed) for g in channels] == [(6, False)]
+
+
+def test_hidden_groups_of_five_answers_or_more_need_no_company() -> None:
+    by_service = {
+        ("2026-11", "sidr", "seedlings"): [7, 28],
+        ("2026-11", "sidr", "volunteering"): [3, 9],
+        ("2026-11", "sidr", "training"): [2, 8],
+    }
+    by_channel = {("2026-11", "sidr", "website"): [12, 45]}
+    services, _ = _suppressed_groups(by_service, by_channel)
+    shown = {g.key: g.answers for g in services if not g.suppressed}
+    assert shown == {"seedlings": 7}  # the hidden three and two add up to five
