@@ -158,6 +158,43 @@ def build_router() -> APIRouter:
         runtime.recorded()
         return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
 
+    @router.get("/associations")
+    async def list_associations(runtime: ServiceRuntime = Depends(runtime_of)) -> list[dict[str, Any]]:
+        """The associations this deployment serves, with the channels each enables."""
+        app: IntakeApplication = runtime.app  # type: ignore[assignment]
+        return [
+            {
+                "association_id": pack.association_id,
+                "name": pack.name.model_dump(),
+                "clients": pack.clients.model_dump(mode="json"),
+                "channels": list(pack.channels),
+                "services": [
+                    {"code": service.code, "name": service.name.model_dump()}
+                    for service in pack.services
+                ],
+            }
+            for pack in sorted(app.packs.values(), key=lambda p: p.association_id)
+        ]
+
+    @router.get("/associations/{association_id}")
+    async def get_association(
+        association_id: str, runtime: ServiceRuntime = Depends(runtime_of)
+    ) -> dict[str, Any]:
+        """An association's policy as its pack says: what each service needs, the
+        officers' tools and guides, the decision window, the committee and the board's
+        approval (its date in both calendars)."""
+        app: IntakeApplication = runtime.app  # type: ignore[assignment]
+        pack = app.packs.get(association_id)
+        if pack is None:
+            raise NotFound(
+                "association_not_found",
+                f"No association '{association_id}' is served here; "
+                f"known: {', '.join(sorted(app.packs))}.",
+                f"لا توجد جمعية بالمعرّف '{association_id}' في هذا النظام؛ "
+                f"المعروفة: {'، '.join(sorted(app.packs))}.",
+            )
+        return pack.model_dump(mode="json")
+
     @router.post("/eligibility")
     async def eligibility(
         question: EligibilityQuestion, runtime: ServiceRuntime = Depends(runtime_of)
