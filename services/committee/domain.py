@@ -475,6 +475,15 @@ class CommitteeCase(Aggregate):
                 "The request's data has not been verified yet; the committee cannot decide.",
                 "لم يتم التحقق من بيانات الطلب بعد، ولا يمكن للجنة أن تقرر.",
             )
+        if self.open_referral is not None:
+            # The researcher's note is written for the committee (policy step 3).
+            raise Refused(
+                "referral_open",
+                "The applicant was referred to the social researcher and the referral is "
+                "still open; the committee decides once the researcher's note is in the file.",
+                "أحيل مقدم الطلب إلى الباحث الاجتماعي ولم تُغلق الإحالة بعد؛ "
+                "تقرر اللجنة بعد إضافة مذكرة الباحث إلى الملف.",
+            )
         if decision not in DECISIONS:
             raise Refused(
                 "unknown_decision",

@@ -334,6 +334,19 @@ def test_the_researcher_closes_the_open_referral_with_answers_and_a_note() -> No
     assert closed["researcher"] == "researcher-1"
 
 
+def test_the_committee_waits_for_the_researchers_note_before_deciding() -> None:
+    case, _ = verified_case()
+    open_referral(case)
+    assert refused_code(lambda: decide(case)) == "referral_open"
+    assert refused_code(lambda: decide(case, "rejected", cast=votes("reject", "reject", "reject"))) == "referral_open"
+    case.close_referral(
+        researcher="researcher-1", answers=["explained"], note="ready for the committee",
+        closed_at=RECEIVED_AT + timedelta(days=2),
+    )
+    decide(case)
+    assert case.decision == "approved"
+
+
 def test_closing_without_an_open_referral_is_refused() -> None:
     case = opened_case()
     close = lambda: case.close_referral(  # noqa: E731
