@@ -31,8 +31,9 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 # Integration events per case: sidr approved 5, elites ineligible 4, health referred 6,
-# textile rejected 4, dumat-bees approved (late) 5.
-EXPECTED_STREAM_EVENTS = 24
+# textile rejected 4, sidr corrected (received and verified twice) 7, dumat-bees
+# approved (late) 5.
+EXPECTED_STREAM_EVENTS = 31
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                     Scenario("ineligible", "elites"),
                     Scenario("referred", "health-coop"),
                     Scenario("rejected", "textile-coop"),
+                    Scenario("corrected", "sidr"),
                 ])))
                 runs.append(await driver.run(Scenario("approved", "dumat-bees", before_decision=past_the_window)))
                 return runs
@@ -77,7 +79,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             and not list(crosscheck_system(settings)),
             timeout=30, what="every event on the stream and the stores agreeing with it",
         )
-        yield {"settings": settings, "runs": dict(zip(["sidr", "elites", "health", "textile", "late"], runs))}
+        yield {"settings": settings, "runs": dict(zip(["sidr", "elites", "health", "textile", "corrected", "late"], runs))}
 
 
 def test_a_real_history_raises_only_the_late_decision(history: dict[str, Any]) -> None:
@@ -128,6 +130,24 @@ def test_the_referred_cases_timeline_and_its_state_as_of_moments(history: dict[s
     assert before.decision is None and before.status == "verified" and before.referral_open is False
     after = state(decision.occurred_at)
     assert after.decision == "approved"
+
+
+def test_the_corrected_cases_timeline_shows_both_revisions_and_their_verifications(
+    history: dict[str, Any],
+) -> None:
+    settings: AuditSettings = history["settings"]
+    corrected = history["runs"]["corrected"]
+    timeline = case_timeline(settings, corrected.case_ref, stream=True)
+    assert timeline is not None
+    on_stream = [e for e in timeline.entries if e.source == "stream"]
+    received = [e for e in on_stream if e.event_type == "RequestReceived"]
+    verified = [e for e in on_stream if e.event_type == "DataVerified"]
+    assert [e.revision for e in received] == [1, 2]
+    assert [e.revision for e in verified] == [1, 2]
+    # each verification answers its own revision; the decision rests on the second
+    assert [e.caused_by["event_id"] for e in verified] == [e.event_id for e in received]
+    decision = next(e for e in on_stream if e.event_type == "CommitteeDecided")
+    assert decision.caused_by["event_id"] == verified[1].event_id
 
 
 def test_the_command_line_and_the_api_on_the_real_history(history: dict[str, Any]) -> None:
