@@ -2,12 +2,16 @@
 
 A view is a set of JSON documents kept in a local SQLite file together with
 the notification id it has reached, updated in one transaction. Deleting the
-file is always safe: the runner rebuilds every view from the store.
+file is always safe: the runner rebuilds every view from the store. The file
+also remembers a fingerprint of the projection's code, so a new version whose
+projection changed rebuilds its views by itself after an upgrade.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import json
 import logging
 import sqlite3
@@ -65,6 +69,10 @@ class ViewStore:
                 "CREATE TABLE IF NOT EXISTS positions ("
                 "name TEXT PRIMARY KEY, position INTEGER NOT NULL)"
             )
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS fingerprints ("
+                "name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)"
+            )
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -89,6 +97,28 @@ class ViewStore:
 
     def _transaction(self) -> "ViewStore._Tx":
         return ViewStore._Tx(self._connection())
+
+    def reset_if_changed(self, name: str, fingerprint: str) -> bool:
+        """Drops the views built by another version of the projection; True if it did.
+
+        The documents were shaped by the projection's code: after an upgrade that
+        changed it, they are rebuilt from the store rather than served half old.
+        """
+        with self._transaction() as cursor:
+            row = cursor.execute(
+                "SELECT fingerprint FROM fingerprints WHERE name=?", (name,)
+            ).fetchone()
+            if row is not None and row[0] == fingerprint:
+                return False
+            had_views = cursor.execute("SELECT 1 FROM positions WHERE name=?", (name,)).fetchone()
+            cursor.execute("DELETE FROM docs")
+            cursor.execute("DELETE FROM positions WHERE name=?", (name,))
+            cursor.execute(
+                "INSERT INTO fingerprints (name, fingerprint) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET fingerprint=excluded.fingerprint",
+                (name, fingerprint),
+            )
+        return had_views is not None
 
     def position(self, name: str) -> int:
         row = self._connection().execute(
@@ -151,6 +181,16 @@ class ViewStore:
             yield json.loads(row[0])
 
 
+def projection_fingerprint(projector: Projector) -> str:
+    """A hash of the source of the module that defines the projection."""
+    module = inspect.getmodule(projector)
+    try:
+        source = inspect.getsource(module) if module is not None else repr(projector)
+    except (OSError, TypeError):  # no source (e.g. built in a REPL): its qualified name
+        source = getattr(projector, "__qualname__", repr(projector))
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
 class ProjectionRunner:
     """Keeps a service's views up to date by tailing its notification log."""
 
@@ -174,6 +214,11 @@ class ProjectionRunner:
         self.poll_interval = poll_interval
         self.position = 0
         self._wake = asyncio.Event()
+        if views.reset_if_changed(name, projection_fingerprint(projector)):
+            log.warning(
+                "the projection %s changed since its views were built: rebuilding them "
+                "from the store", name,
+            )
 
     def wake(self) -> None:
         self._wake.set()
