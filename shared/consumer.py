@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -48,6 +49,9 @@ REASON_HEADER = "Khidma-Dead-Letter-Reason"
 SUBJECT_HEADER = "Khidma-Original-Subject"
 SEQUENCE_HEADER = "Khidma-Original-Sequence"
 SERVICE_HEADER = "Khidma-Service"
+
+# The exit code of a process ended by the fault-injection point (EX_TEMPFAIL).
+FAULT_EXIT_CODE = 75
 
 
 class RetryLater(Exception):
@@ -87,6 +91,7 @@ class TrackingConsumer:
         ack_wait: float = 30.0,
         batch_size: int = 64,
         on_recorded: Callable[[], None] = lambda: None,
+        exit_after_commit: str | None = None,
     ):
         self.app = app
         self.store = store
@@ -99,6 +104,9 @@ class TrackingConsumer:
         self.ack_wait = ack_wait
         self.batch_size = batch_size
         self.on_recorded = on_recorded
+        # Testing only (KHIDMA_FAULT_EXIT_AFTER_COMMIT): the event type, or "any",
+        # whose commit ends the process before its ack. None in production.
+        self.exit_after_commit = exit_after_commit
         self.tracking_name = consumer_tracking_name(STREAM_NAME)
         self.stats = ConsumerStats()
         # Kept in memory: after a restart a waiting message starts a new wait
@@ -264,9 +272,26 @@ class TrackingConsumer:
                 self.stats.handled_by_type.get(event.event_type, 0) + 1
             )
             self.on_recorded()
+            if self.exit_after_commit is not None:
+                self._exit_if_injected(event.event_type, sequence)
         self.stats.last_sequence = max(self.stats.last_sequence, sequence)
         await message.ack()
         self._waiting.pop(sequence, None)
+
+    def _exit_if_injected(self, event_type: str, sequence: int) -> None:
+        """FAULT INJECTION, testing only: dies between the commit and the ack.
+
+        The effect and its tracking position are committed; the message is not
+        acknowledged, so the server redelivers it to the restarted process,
+        which must skip it. `os._exit` runs no cleanup, as a killed process would.
+        """
+        if self.exit_after_commit not in ("any", event_type):
+            return
+        log.warning(
+            "fault injection: exiting after the commit and before the ack",
+            extra={"sequence": sequence, "exit_code": FAULT_EXIT_CODE},
+        )
+        os._exit(FAULT_EXIT_CODE)
 
     def _waiting_on(self, sequence: int) -> _Waiting:
         """The wait of this message, started now if it is its first RetryLater."""

@@ -132,6 +132,7 @@ class ServiceRuntime:
                 ack_wait=self.settings.ack_wait_seconds,
                 batch_size=self.settings.consumer_batch,
                 on_recorded=self.recorded,
+                exit_after_commit=self.settings.fault_exit_after_commit,
             )
             await self.consumer.ensure_consumer()
             self.spawn(self.consumer.run(), "consumer")

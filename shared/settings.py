@@ -61,6 +61,12 @@ class ServiceSettings(BaseSettings):
     # it depends on has not arrived) keeps being redelivered before it is
     # dead-lettered; these waits do not count toward max_deliveries.
     retry_later_seconds: float = Field(default=600.0, gt=0)
+    fault_exit_after_commit: str | None = Field(
+        default=None,
+        description="testing only: the process exits (code 75) after committing the first "
+        "consumed event of this type (or of any type: `any`) and before acknowledging it, "
+        "as a crash between commit and ack would",
+    )
 
     @property
     def nats_servers(self) -> list[str]:

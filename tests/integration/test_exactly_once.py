@@ -160,7 +160,11 @@ async def test_a_nacked_message_redelivered_after_a_newer_one_is_not_lost(backen
 
 
 class CrashBeforeAck(TrackingConsumer):
-    """Commits the effect, then dies before acknowledging, like a killed process."""
+    """Commits the effect, then dies before acknowledging, like a killed process.
+
+    The cheap in-process version, with an effect that is not idempotent by
+    itself; test_crash_between_commit_and_ack.py kills a real service process.
+    """
 
     async def handle_message(self, message):  # type: ignore[no-untyped-def]
         async def lost_ack() -> None:
