@@ -30,6 +30,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from shared.errors import Refused
+from shared.phones import normalise_phone
 from shared.policy import ServiceDefinition
 
 INTAKE_NAMESPACE = uuid5(NAMESPACE_URL, "https://khidma.example/intake")
@@ -77,46 +78,6 @@ def parse_case_reference(text: str) -> tuple[str, int, int] | None:
     if match is None:
         return None
     return match[1], int(match[2]), int(match[3])
-
-
-# Phone numbers: the same reading as verification's (services never import each other).
-_PHONE_SEPARATORS = re.compile(r"[\s\-().]+")
-_ARABIC_INDIC = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
-
-
-def normalise_phone(phone: str) -> str | None:
-    """The number in E.164 (+9665XXXXXXXX for a Saudi mobile), or None if it cannot be one.
-
-    Saudi numbers may be given nationally (05XXXXXXXX, 5XXXXXXXX, 011XXXXXXX),
-    with the country code (9665…, 009665…, +9665…); other countries need their
-    code (+ or 00). Spaces, dashes, dots and brackets are ignored; Arabic-Indic
-    digits are read as digits.
-    """
-    value = _PHONE_SEPARATORS.sub("", phone.strip().translate(_ARABIC_INDIC))
-    if value.startswith("00"):
-        value = "+" + value[2:]
-    if not value.startswith("+"):
-        if not value.isdigit():
-            return None
-        if len(value) == 9 and value.startswith("5"):  # 5XXXXXXXX
-            value = "+966" + value
-        elif len(value) == 10 and value.startswith("0"):  # 05XXXXXXXX, 011XXXXXXX
-            value = "+966" + value[1:]
-        elif len(value) == 12 and value.startswith("966"):  # 9665XXXXXXXX
-            value = "+" + value
-        else:
-            return None
-    if not _E164.fullmatch(value):
-        return None
-    if value.startswith("+966"):
-        national = value[4:]
-        if national.startswith("0"):
-            national = national[1:]  # +966 05… written with the trunk zero
-        if len(national) != 9 or national[0] == "0":
-            return None
-        value = "+966" + national
-    return value
 
 
 def applicant_as_recorded(applicant: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from eventsourcing.domain import Aggregate, event
 
 from shared.dates import both_calendars, local_day
 from shared.errors import Refused
+from shared.phones import normalise_phone
 from shared.policy import PolicyPack, ServiceDefinition, eligibility_failures
 
 VERIFIED = "verified"
@@ -61,9 +62,6 @@ _ID_HOLDERS = {
     "1": ("citizen", "مواطن", "national ID"),
     "2": ("resident", "مقيم", "residence ID (iqama)"),
 }
-_PHONE_SEPARATORS = re.compile(r"[\s\-().]+")
-_ARABIC_INDIC = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 
 
 @dataclass(frozen=True)
@@ -179,40 +177,6 @@ def check_national_id_format(national_id: str | None) -> Check:
 
 
 # Phone numbers ------------------------------------------------------------------
-
-
-def normalise_phone(phone: str) -> str | None:
-    """The number in E.164 (+9665XXXXXXXX for a Saudi mobile), or None if it cannot be one.
-
-    Saudi numbers may be given nationally (05XXXXXXXX, 5XXXXXXXX, 011XXXXXXX),
-    with the country code (9665…, 009665…, +9665…); other countries need their
-    code (+ or 00). Spaces, dashes, dots and brackets are ignored; Arabic-Indic
-    digits are read as digits.
-    """
-    value = _PHONE_SEPARATORS.sub("", phone.strip().translate(_ARABIC_INDIC))
-    if value.startswith("00"):
-        value = "+" + value[2:]
-    if not value.startswith("+"):
-        if not value.isdigit():
-            return None
-        if len(value) == 9 and value.startswith("5"):  # 5XXXXXXXX
-            value = "+966" + value
-        elif len(value) == 10 and value.startswith("0"):  # 05XXXXXXXX, 011XXXXXXX
-            value = "+966" + value[1:]
-        elif len(value) == 12 and value.startswith("966"):  # 9665XXXXXXXX
-            value = "+" + value
-        else:
-            return None
-    if not _E164.fullmatch(value):
-        return None
-    if value.startswith("+966"):
-        national = value[4:]
-        if national.startswith("0"):
-            national = national[1:]  # +966 05… written with the trunk zero
-        if len(national) != 9 or national[0] == "0":
-            return None
-        value = "+966" + national
-    return value
 
 
 def check_phone_format(phone: str | None) -> Check:
