@@ -715,3 +715,27 @@ def test_an_event_whose_content_differs_on_the_stream_is_reported_by_case() -> N
     assert decided.message["ar"] and decided.message["en"]
     delivered = next(d for d in differences if d.event_id == str(ids["delivered"]))
     assert delivered.detail.startswith("occurred_at")
+
+
+def test_an_explanation_an_older_version_never_published_is_not_a_difference() -> None:
+    """An ineligible confirmation recorded before DataVerified carried `ineligible_reason`:
+    today's translator explains the rule, the older outbox published the rule alone."""
+    from audit.crosscheck import DIFFERS, CrossCheckTotals, crosscheck
+
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1), "ineligible")
+    confirmation = next(item for item in history.stored if item.topic.endswith(":Verification.Confirmed"))
+    confirmation.state["ineligible_rule"] = "One request may ask for 1 to 500 seedlings."
+    index, published = next((i, e) for i, e in enumerate(history.published) if e.event_id == verified)
+    with_rule = published.payload.model_copy(update={"ineligible_rule": confirmation.state["ineligible_rule"]})
+    history.published[index] = published.model_copy(update={"payload": with_rule})
+    totals = CrossCheckTotals()
+    assert list(crosscheck(history.store_records(), history.stream_records(), totals)) == []
+    assert totals.content_not_compared == 0
+
+    # Today's confirmation records its explanation: a stream copy without it differs.
+    confirmation.state["ineligible_reason"] = {"ar": "يصرف من ١ إلى ٥٠٠ شتلة.", "en": "1 to 500 seedlings."}
+    differences = list(crosscheck(history.store_records(), history.stream_records()))
+    assert [(d.kind, d.event_id) for d in differences] == [(DIFFERS, str(verified))]
+    assert differences[0].detail.startswith("payload.ineligible_reason")
