@@ -31,6 +31,7 @@ from eventsourcing.domain import Aggregate, event
 
 from shared.errors import Refused
 from shared.phones import normalise_phone
+from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES
 from shared.policy import ServiceDefinition
 
 INTAKE_NAMESPACE = uuid5(NAMESPACE_URL, "https://khidma.example/intake")
@@ -151,6 +152,26 @@ def merge_documents(
     for doc in more:
         by_code[doc["code"]] = doc
     return list(by_code.values())
+
+
+def refuse_if_too_large(fields: dict[str, Any], documents: list[dict[str, Any]]) -> None:
+    """The request as merged stays within what one submission may carry.
+
+    Each call is limited on its way in, but information and corrections add to
+    the request, which is published whole as one message.
+    """
+    size = len(canonical_json(fields).encode("utf-8"))
+    if size > MAX_FIELDS_BYTES or len(documents) > MAX_DOCUMENTS:
+        raise Refused(
+            "request_too_large",
+            f"With this addition the request would hold {size} bytes of fields and "
+            f"{len(documents)} documents; at most {MAX_FIELDS_BYTES} bytes and "
+            f"{MAX_DOCUMENTS} documents are accepted. Attach large content as a "
+            "document reference instead.",
+            f"بهذه الإضافة يصبح في الطلب {size} بايت من الحقول و{len(documents)} مستندًا؛ "
+            f"والحد الأقصى {MAX_FIELDS_BYTES} بايت و{MAX_DOCUMENTS} مستندًا. "
+            "أرفق المحتوى الكبير مستندًا بدلًا من ذلك.",
+        )
 
 
 def _missing(kind: str, code: str, ar: str, en: str) -> dict[str, str]:
@@ -366,6 +387,8 @@ class Case(Aggregate):
         """
         if self.complete and not self.correcting:
             return []
+        if self.correcting and (self.closed or self.decision is not None):
+            return []
         missing = missing_information(
             service,
             applicant=self.applicant,
@@ -449,6 +472,11 @@ class Case(Aggregate):
         actor: dict[str, str],
         at: datetime,
     ) -> None:
+        if self.complete and (self.closed or self.decision is not None):
+            # Decided: neither information nor a pending correction has anything to answer.
+            refusal = self.correction_refusal()
+            assert refusal is not None
+            raise refusal
         if self.complete and not self.correcting:
             raise Refused(
                 "already_complete",
@@ -464,6 +492,7 @@ class Case(Aggregate):
             )
         new_fields = merge_fields(self.fields, fields)
         new_documents = merge_documents(self.documents, documents)
+        refuse_if_too_large(new_fields, new_documents)
         if attestation is not None:
             attestation = complete_attestation(
                 attestation,
@@ -581,6 +610,7 @@ class Case(Aggregate):
         new_applicant = applicant_as_recorded({**self.applicant, **changes})
         new_fields = merge_fields(self.fields, fields)
         new_documents = merge_documents(self.documents, documents)
+        refuse_if_too_large(new_fields, new_documents)
         if attestation is not None:
             attestation = complete_attestation(
                 attestation,
@@ -821,6 +851,7 @@ class Case(Aggregate):
         self.noted_event_ids.append(source_event_id)
         self.decision = decision
         self.decision_event_id = source_event_id
+        self.correcting = False  # nothing is left for a pending correction to answer
         if not self.delivered:
             self.status = decision
 

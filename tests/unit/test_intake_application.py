@@ -511,3 +511,38 @@ def test_the_read_model_explains_an_ineligible_outcome():
     doc = read_model(app, result.case_id)
     assert doc["status"] == "ineligible" and doc["corrections"] == []
     assert doc["ineligible_reason"] == {"ar": "الخدمة للأعضاء فقط", "en": "Members only"}
+
+
+def test_a_pending_correction_is_not_published_after_the_committee_decided() -> None:
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    verify(app, result.case_id)
+    waiting = app.correct(result.case_id, fields={"seedling_count": 25}, actor=ACTOR)
+    assert waiting.status == "correcting"
+    decide(app, result.case_id, "rejected")
+    before = len(published(app))
+    with pytest.raises(Refused) as refused:
+        app.add_information(
+            result.case_id,
+            attestation={"attested": True, "method": "in_person", "data_hash": waiting.data_hash},
+            actor=ACTOR,
+        )
+    assert refused.value.code == "already_decided" and refused.value.ar
+    assert len(published(app)) == before
+    assert app.case_status(result.case_id)["status"] == "rejected"
+
+
+def test_information_and_corrections_cannot_grow_the_request_past_one_message() -> None:
+    from shared.submissions import MAX_FIELDS_BYTES
+
+    app = make_app()
+    result = app.submit(submission(), ACTOR)
+    verify(app, result.case_id)
+    chunk = "x" * (MAX_FIELDS_BYTES // 2)  # each call alone is within its limit
+    app.correct(result.case_id, fields={"note_1": chunk}, actor=ACTOR)
+    with pytest.raises(Refused) as refused:
+        app.correct(result.case_id, fields={"note_2": chunk}, actor=ACTOR)
+    assert refused.value.code == "request_too_large"
+    with pytest.raises(Refused) as refused:
+        app.add_information(result.case_id, fields={"note_3": chunk}, actor=ACTOR)
+    assert refused.value.code == "request_too_large"
