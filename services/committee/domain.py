@@ -743,7 +743,12 @@ class Sitting(Aggregate):
             )
         note = (dissent_note or "").strip() or None
         self._vote_cast(
-            case_id=case.id, case_ref=case.case_ref, member=member, vote=vote, dissent_note=note
+            case_id=case.id,
+            case_ref=case.case_ref,
+            member=member,
+            vote=vote,
+            dissent_note=note,
+            revision=case.revision,
         )
 
     @event("VoteCast")
@@ -755,10 +760,12 @@ class Sitting(Aggregate):
         member: str,
         vote: str,
         dissent_note: str | None,
+        revision: int = 1,
     ) -> None:
         self._record(case_id, case_ref)["votes"][member] = {
             "vote": vote,
             "dissent_note": dissent_note,
+            "revision": revision,
         }
 
     # The decision -----------------------------------------------------------------------
@@ -784,6 +791,21 @@ class Sitting(Aggregate):
                 f"والنصاب {self.quorum}.",
             )
         record = self.case_record(case.id)
+        stale = sorted(
+            member
+            for member, cast in record["votes"].items()
+            if cast.get("revision", 1) != case.revision
+        )
+        if stale:
+            # The applicant corrected the request after these votes: they judged other data.
+            raise Refused(
+                "votes_on_an_earlier_revision",
+                f"{', '.join(stale)} voted on an earlier revision of the request; the "
+                f"applicant has corrected it since (revision {case.revision}). "
+                "They vote again on the corrected request.",
+                f"صوّت {'، '.join(stale)} على نسخة سابقة من الطلب، وقد صحّحه مقدم الطلب "
+                f"بعد ذلك (النسخة {case.revision})؛ فيعيدون التصويت على الطلب المصحّح.",
+            )
         votes = [
             {"member": member, "vote": record["votes"][member]["vote"]}
             for member in self.members_present

@@ -72,11 +72,16 @@ def _refresh(doc: dict[str, Any]) -> None:
     )
     doc["corrections"] = current.get("corrections", []) if outcome == "discrepancies" else []
     undecided = doc["received"] and doc["decision"] is None
-    # The agenda: received, attested (step 4), undecided, and verified or ineligible
-    # (the committee answers within the window: an ineligible applicant is rejected).
+    # The agenda: received, attested (step 4), undecided, verified or ineligible
+    # (the committee answers within the window: an ineligible applicant is rejected),
+    # and no referral still open (the committee waits for the researcher's note).
     doc["on_agenda"] = bool(
-        undecided and doc["attested"] and outcome in ("verified", "ineligible")
+        undecided
+        and doc["attested"]
+        and outcome in ("verified", "ineligible")
+        and not doc.get("referral_open")
     )
+    doc["awaiting_research"] = bool(undecided and doc.get("referral_open"))
     doc["expected_decision"] = "rejected" if doc["on_agenda"] and outcome == "ineligible" else None
     doc["awaiting_correction"] = bool(undecided and outcome == "discrepancies")
     doc["awaiting_verification"] = bool(undecided and outcome is None)

@@ -547,10 +547,11 @@ def test_the_read_model_puts_verified_attested_undecided_cases_on_the_agenda(
     assert doc["deadline_display"]["hijri"] == "1446-09-09"
     assert doc["received_at_display"]["gregorian"] == "2025-03-02"
     handle(app, app.on_data_verified, data_verified(request))
-    assert views.doc(app, request.case_id)["on_agenda"] is True
+    # verified, but the committee waits for the researcher's note
+    assert views.doc(app, request.case_id)["on_agenda"] is False
     app.close_referral(request.case_id, researcher="r", answers=["a"], note="n")
     doc = views.doc(app, request.case_id)
-    assert doc["referral_open"] is False
+    assert doc["referral_open"] is False and doc["on_agenda"] is True
     assert doc["referral"] == {
         "open": False,
         "reason": "procedures unclear",

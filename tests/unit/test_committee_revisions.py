@@ -403,3 +403,41 @@ def test_every_received_undecided_case_is_on_exactly_one_list(app: CommitteeAppl
     assert views.listed(app, awaiting_correction=True) == {cases["discrepancies"]}
     assert views.listed(app, on_agenda=True) == {cases["verified"], cases["ineligible"]}
     assert views.listed(app, awaiting_verification=True) == {cases[None]}
+
+
+def test_votes_cast_before_a_correction_do_not_decide_the_corrected_request(app, clock) -> None:
+    request = request_received()
+    handle(app, request)
+    handle(app, data_verified(request, "discrepancies"))
+    sitting = UUID(app.convene(association_id="sidr", members_present=PRESENT)["sitting_id"])
+    for member in PRESENT[:3]:
+        app.vote(sitting, request.case_id, member=member, vote="reject")
+    handle(app, revision_of(request, 2))
+    handle(app, data_verified(request, "verified", revision=2, at=CORRECTED_AT + timedelta(hours=1)))
+    with pytest.raises(Refused) as refused:
+        app.decide(sitting, request.case_id, decision="rejected", reasons=["stale"])
+    assert refused.value.code == "votes_on_an_earlier_revision" and refused.value.ar
+    assert case_of(app, request).decision is None
+    for member in PRESENT[:3]:
+        app.vote(sitting, request.case_id, member=member, vote="approve")
+    app.decide(sitting, request.case_id, decision="approved", reasons=["corrected and verified"])
+    assert case_of(app, request).decision == "approved"
+
+
+def test_a_case_with_an_open_referral_waits_for_the_research_note_off_the_agenda(
+    app: CommitteeApplication,
+) -> None:
+    from tests.unit.test_committee_application import referred
+
+    views = Views()
+    request = request_received()
+    handle(app, request)
+    processing = ProcessingEvent(tracking=Tracking("nats:KHIDMA", next(_positions)))
+    app.on_referred_to_researcher(referred(request), processing)
+    app.record_processing(processing)
+    handle(app, data_verified(request))
+    doc = views.doc(app, request.case_id)
+    assert doc["on_agenda"] is False and doc["awaiting_research"] is True
+    app.close_referral(request.case_id, researcher="r-1", answers=["explained"], note="note")
+    doc = views.doc(app, request.case_id)
+    assert doc["on_agenda"] is True and doc["awaiting_research"] is False
