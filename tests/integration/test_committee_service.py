@@ -313,9 +313,19 @@ def test_a_referral_before_its_request_is_queued_and_merged(
     assert queue[0]["association_id"] == "sidr" and queue[0]["case_ref"] == request.case_ref
     assert queue[0]["deadline"] is None
     publish(nats_server.url, request, data_verified(request))
-    wait_for(lambda: case_id in case_ids(f"{committee.url}/agenda"), what="agenda")
-    doc = get_json(f"{committee.url}/cases/{case_id}")
+    doc = wait_for(
+        lambda: (d := get_json(f"{committee.url}/cases/{case_id}")).get("verification_outcome") and d,
+        what="the request and its verification merged into the referred case",
+    )
     assert doc["received"] is True and doc["referral_open"] is True and doc["deadline"]
+    # The committee waits for the researcher's note: off the agenda until then.
+    assert case_id not in case_ids(f"{committee.url}/agenda")
+    closed = httpx.post(
+        f"{committee.url}/referrals/{case_id}/closure",
+        json={"researcher": "researcher-1", "answers": ["explained"], "note": "ready"},
+    )
+    assert closed.status_code in (200, 202), closed.text
+    wait_for(lambda: case_id in case_ids(f"{committee.url}/agenda"), what="agenda")
     assert get_json(f"{committee.url}/ready")["dead_letters"] == 0
 
 
