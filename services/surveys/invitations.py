@@ -91,15 +91,19 @@ UNUSABLE_CONTACT = "unusable_contact"
 UNDELIVERABLE: dict[str, Bilingual] = {
     NO_CONTACT: {
         "en": "Not sent: the request gives no phone number or email to send the "
-        "invitation to. Correcting the request's contact sends it.",
+        "invitation to. An officer can give the applicant the survey's link in person or "
+        "by phone (the case's survey: /surveys/by-case/<case id>).",
         "ar": "لم تُرسل: لا يتضمن الطلب رقم جوال أو بريدًا إلكترونيًا تُرسل إليه الدعوة. "
-        "تصحيح بيانات التواصل في الطلب يرسلها.",
+        "يمكن للموظف أن يعطي مقدم الطلب رابط الاستبانة حضوريًا أو هاتفيًا "
+        "(استبانة الطلب: ‎/surveys/by-case/<رقم الطلب>).",
     },
     UNUSABLE_CONTACT: {
         "en": "Not sent: the request's phone number (or email) cannot be read as one. "
-        "Correcting the request's contact sends it.",
+        "An officer can give the applicant the survey's link in person or by phone "
+        "(the case's survey: /surveys/by-case/<case id>).",
         "ar": "لم تُرسل: رقم الجوال (أو البريد الإلكتروني) في الطلب غير صالح. "
-        "تصحيح بيانات التواصل في الطلب يرسلها.",
+        "يمكن للموظف أن يعطي مقدم الطلب رابط الاستبانة حضوريًا أو هاتفيًا "
+        "(استبانة الطلب: ‎/surveys/by-case/<رقم الطلب>).",
     },
 }
 
