@@ -108,7 +108,10 @@ def crosscheck(
     from the other side: it may be on its way.
     """
     totals = totals if totals is not None else CrossCheckTotals()
-    settled = ((now or datetime.now(timezone.utc)) - grace).timestamp()
+    moment = now or datetime.now(timezone.utc)
+    # Recent: within the grace period before the check, and not after it: an event
+    # dated in the future (a clock ahead, or a forgery) is never excused as recent.
+    settled = (moment - grace).timestamp(), (moment + grace).timestamp()
     read = set(services) if services is not None else None
     with tempfile.TemporaryDirectory(prefix="khidma-crosscheck-") as folder:
         db = sqlite3.connect(str(Path(folder) / "crosscheck.sqlite"))
@@ -214,15 +217,17 @@ def crosscheck_system(
     )
 
 
-def _after(moment: Any, settled: float) -> int:
-    """1 when `moment` (a datetime or an ISO string) is after `settled` (a timestamp)."""
+def _after(moment: Any, settled: tuple[float, float]) -> int:
+    """1 when `moment` (a datetime or an ISO string) falls in the grace period
+    `settled` (timestamps, from and to)."""
     if moment is None:
         return 0
     if not isinstance(moment, datetime):
         moment = datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() > settled)
+    since, until = settled
+    return int(since < moment.timestamp() <= until)
 
 
 # --- the content of an event ---------------------------------------------------------
@@ -247,11 +252,17 @@ def translators() -> dict[str, Any]:
     return _TRANSLATORS
 
 
-def _content(occurred_at: datetime, payload: Any) -> str:
-    # Defaults left out: a field a translation does not set is not compared.
+def _content(occurred_at: datetime, payload: Any, *, only_set: bool = False) -> str:
+    # The store's side keeps the fields its translation sets, defaults included (an
+    # unsigned declaration is `attestation: null`, the first revision `revision: 1`), so
+    # a stream copy that differs there is caught; the stream's side is whole.
     document = {
         "occurred_at": occurred_at.astimezone(timezone.utc).isoformat(),
-        "payload": payload.model_dump(mode="json", exclude_defaults=True),
+        "payload": {
+            key: value
+            for key, value in payload.model_dump(mode="json").items()
+            if not only_set or key in payload.model_fields_set
+        },
     }
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -265,7 +276,7 @@ def translated_content(record: StoredRecord) -> str | None:
         return None
     try:
         event = translate(SimpleNamespace(**record.state, originator_id=UUID(record.originator_id)))
-        content = _content(event.occurred_at, event.payload)
+        content = _content(event.occurred_at, event.payload, only_set=True)
     except Exception:  # noqa: BLE001 - any failure means "cannot compare", not "differs"
         return None
     # A field the stored event does not carry was worked out by today's translator for an
@@ -287,7 +298,7 @@ def content_differs(stored: str | None, published: str | None) -> str | None:
     """Which fields the stream holds differently from the translated store event; None when
     every field the translation sets agrees (or either side could not be read). A field the
     translation derived for an event older than that field is compared only when the
-    stream's copy carries it."""
+    stream's copy carries a value for it."""
     if stored is None or published is None:
         return None
     mine, theirs = json.loads(stored), json.loads(published)
@@ -296,7 +307,7 @@ def content_differs(stored: str | None, published: str | None) -> str | None:
         problems.append(f"occurred_at: store {mine['occurred_at']}, stream {theirs['occurred_at']}")
     derived = set(mine.get("derived", ()))
     for key, value in mine["payload"].items():
-        if key in derived and key not in theirs["payload"]:
+        if key in derived and theirs["payload"].get(key) is None:
             continue
         if theirs["payload"].get(key) != value:
             problems.append(

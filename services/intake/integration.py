@@ -21,24 +21,36 @@ from shared.outbox import carried_envelope
 
 
 def request_received(event: Any) -> IntegrationEvent:
-    """The request, whole and attested: published when the case completed (revision 1),
-    and again each time the applicant corrected it after verification asked (`Resubmitted`).
+    """The request, whole and attested, published when the case completed (revision 1).
 
-    Every revision correlates with the first RequestReceived of the case; a
-    revision's own event id is new, its `submitted_at` the time of the correction.
+    Its event id is the case's correlation id: every later event correlates with it.
     """
-    if isinstance(event, Case.Resubmitted):
-        envelope = carried_envelope(event)
-        revision, corrects = event.revision, event.corrects
-    else:
-        envelope = {
-            "event_id": event.event_id,
-            "association_id": event.association_id,
-            "case_id": event.originator_id,
-            "case_ref": event.case_ref,
-            "correlation_id": event.event_id,
-        }
-        revision, corrects = 1, None
+    envelope = {
+        "event_id": event.event_id,
+        "association_id": event.association_id,
+        "case_id": event.originator_id,
+        "case_ref": event.case_ref,
+        "correlation_id": event.event_id,
+    }
+    return _request(event, envelope, revision=1, corrects=None)
+
+
+def request_received_again(event: Any) -> IntegrationEvent:
+    """The request published again, whole, after the applicant corrected it as
+    verification asked: a new event id, the first request's correlation id, the
+    next revision, and `submitted_at` the time of the correction.
+
+    Chosen by the stored event's topic, not its class, so the audit can translate a
+    stored event read back as plain data the same way.
+    """
+    return _request(
+        event, carried_envelope(event), revision=event.revision, corrects=event.corrects
+    )
+
+
+def _request(
+    event: Any, envelope: dict[str, Any], *, revision: int, corrects: Any
+) -> IntegrationEvent:
     return RequestReceived(
         **envelope,
         occurred_at=event.at,
@@ -84,7 +96,7 @@ def service_delivered(event: Any) -> IntegrationEvent:
 
 TRANSLATORS = {
     get_topic(Case.Completed): request_received,
-    get_topic(Case.Resubmitted): request_received,
+    get_topic(Case.Resubmitted): request_received_again,
     get_topic(Case.ReferredToResearcher): referred_to_researcher,
     get_topic(Case.ServiceDelivered): service_delivered,
 }

@@ -92,8 +92,8 @@ class CaseHistory:
             if store:
                 base = dict(association_id=self.association_id, case_ref=self.ref,
                             actor={"kind": "adapter", "id": "http:website"})
-                self._store("intake", "services.intake.domain:Case.Completed", at, event_id=event_id, at=at,
-                            **base, **payload)
+                self._store("intake", "services.intake.domain:Case.Resubmitted", at, event_id=event_id, at=at,
+                            causation_id=None, correlation_id=first, **base, **payload)
                 self._store("verification", "services.verification.domain:Verification.Opened", at,
                             case_id=self.case_id, request_event_id=event_id, association_id=self.association_id,
                             case_ref=self.ref, revision=revision)
@@ -739,3 +739,43 @@ def test_an_explanation_an_older_version_never_published_is_not_a_difference() -
     differences = list(crosscheck(history.store_records(), history.stream_records()))
     assert [(d.kind, d.event_id) for d in differences] == [(DIFFERS, str(verified))]
     assert differences[0].detail.startswith("payload.ineligible_reason")
+
+
+def test_a_stream_copy_that_sets_what_the_store_left_at_its_default_differs() -> None:
+    from audit.crosscheck import crosscheck
+
+    history = CaseHistory()
+    history.clean()
+    for index, event in enumerate(history.published):
+        if event.event_type == "DataVerified":
+            forged = event.payload.model_copy(update={"override_reason": "forged", "revision": 3})
+            history.published[index] = event.model_copy(update={"payload": forged})
+    (difference,) = crosscheck(history.store_records(), history.stream_records())
+    assert difference.kind == "differs" and difference.event_type == "DataVerified"
+    assert "override_reason" in difference.detail and "revision" in difference.detail
+
+
+def test_a_declaration_signed_only_on_the_stream_differs_from_the_unsigned_store() -> None:
+    from audit.crosscheck import crosscheck
+
+    history = CaseHistory()
+    history.clean()
+    completed = next(r for r in history.stored if r.topic.endswith(":Case.Completed"))
+    completed.state["attestation"] = None
+    (difference,) = crosscheck(history.store_records(), history.stream_records())
+    assert difference.event_type == "RequestReceived" and "attestation" in difference.detail
+
+
+def test_an_event_dated_in_the_future_is_never_excused_as_recent() -> None:
+    from audit.crosscheck import CrossCheckTotals, crosscheck
+
+    history = CaseHistory()
+    history.clean()
+    ghost = history.published[0].model_copy(
+        update={"event_id": uuid4(), "occurred_at": datetime(2099, 1, 1, tzinfo=timezone.utc)}
+    )
+    history.published.append(ghost)
+    totals = CrossCheckTotals()
+    differences = list(crosscheck(history.store_records(), history.stream_records(), totals))
+    assert [(d.kind, d.event_id) for d in differences] == [("missing_from_store", str(ghost.event_id))]
+    assert totals.within_grace == 0
