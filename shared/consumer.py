@@ -109,10 +109,11 @@ class TrackingConsumer:
         self.exit_after_commit = exit_after_commit
         self.tracking_name = consumer_tracking_name(STREAM_NAME)
         self.stats = ConsumerStats()
-        # Kept in memory: after a restart a waiting message starts a new wait
-        # (the budget is bounded per process and never shortened), and the
-        # waits it had before count as failures if its handler then fails.
+        # Kept in memory, per process: after a restart a waiting message starts a
+        # new wait and a failing one a new count (both budgets stay bounded per
+        # process); the waits of a message never count as its failures.
         self._waiting: dict[int, _Waiting] = {}
+        self._failures: dict[int, int] = {}
 
     def consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -239,9 +240,10 @@ class TrackingConsumer:
             await message.nak(delay=min(0.2 * 2 ** waiting.deliveries, 10.0))
             return
         except Exception as error:
-            # Deliveries that only waited (RetryLater) are not failures.
-            waits = self._waiting[sequence].deliveries if sequence in self._waiting else 0
-            failures = metadata.num_delivered - waits
+            # Counted here, not from the server's delivery count: that one also counts
+            # the deliveries that only waited (RetryLater), here or at another instance
+            # sharing the durable, which are not failures.
+            failures = self._failed(sequence)
             if failures >= self.max_deliveries:
                 log.exception(
                     "giving up on message",
@@ -277,6 +279,7 @@ class TrackingConsumer:
         self.stats.last_sequence = max(self.stats.last_sequence, sequence)
         await message.ack()
         self._waiting.pop(sequence, None)
+        self._failures.pop(sequence, None)
 
     def _exit_if_injected(self, event_type: str, sequence: int) -> None:
         """FAULT INJECTION, testing only: dies between the commit and the ack.
@@ -292,6 +295,14 @@ class TrackingConsumer:
             extra={"sequence": sequence, "exit_code": FAULT_EXIT_CODE},
         )
         os._exit(FAULT_EXIT_CODE)
+
+    def _failed(self, sequence: int) -> int:
+        """One more failure of this message in this process; how many so far."""
+        if sequence not in self._failures and len(self._failures) >= 10_000:
+            # Messages another instance finished never come back here.
+            self._failures.clear()
+        self._failures[sequence] = self._failures.get(sequence, 0) + 1
+        return self._failures[sequence]
 
     def _waiting_on(self, sequence: int) -> _Waiting:
         """The wait of this message, started now if it is its first RetryLater."""
@@ -323,6 +334,7 @@ class TrackingConsumer:
         )
         await message.term()
         self._waiting.pop(sequence, None)
+        self._failures.pop(sequence, None)
 
     async def pending(self) -> int:
         info = await self.js.consumer_info(STREAM_NAME, self.durable)
