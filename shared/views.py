@@ -3,8 +3,9 @@
 A view is a set of JSON documents kept in a local SQLite file together with
 the notification id it has reached, updated in one transaction. Deleting the
 file is always safe: the runner rebuilds every view from the store. The file
-also remembers a fingerprint of the projection's code, so a new version whose
-projection changed rebuilds its views by itself after an upgrade.
+also remembers a fingerprint of the code that shaped its documents (the
+service's package and `shared/`), so a new version rebuilds its views by itself
+after an upgrade.
 """
 
 from __future__ import annotations
@@ -182,13 +183,20 @@ class ViewStore:
 
 
 def projection_fingerprint(projector: Projector) -> str:
-    """A hash of the source of the module that defines the projection."""
+    """A hash of the code that shapes the views: the projection's package (its
+    module and the service modules it reads from) and the shared package (dates
+    shown in both calendars and the like)."""
+    digest = hashlib.sha256()
     module = inspect.getmodule(projector)
-    try:
-        source = inspect.getsource(module) if module is not None else repr(projector)
-    except (OSError, TypeError):  # no source (e.g. built in a REPL): its qualified name
-        source = getattr(projector, "__qualname__", repr(projector))
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+    source_file = getattr(module, "__file__", None)
+    if source_file is None:  # built where no source exists: its name is all we know
+        digest.update(getattr(projector, "__qualname__", repr(projector)).encode("utf-8"))
+        return digest.hexdigest()
+    folders = [Path(source_file).resolve().parent, Path(__file__).resolve().parent]
+    for folder in folders:
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 class ProjectionRunner:

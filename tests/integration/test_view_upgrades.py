@@ -46,3 +46,24 @@ def test_a_runner_started_with_changed_projection_code_rebuilds_from_the_start(t
 def test_the_fingerprint_follows_the_projections_source() -> None:
     assert projection_fingerprint(intake_projection) == projection_fingerprint(intake_projection)
     assert projection_fingerprint(intake_projection) != projection_fingerprint(committee_projection)
+
+
+def test_a_change_in_a_module_the_projection_reads_from_changes_the_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import importlib.util
+
+    package = tmp_path / "someservice"
+    package.mkdir()
+    (package / "domain.py").write_text("def label(x):\n    return x\n")
+    (package / "views.py").write_text("def project(event, views):\n    pass\n")
+    spec = importlib.util.spec_from_file_location("someservice_views", package / "views.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "someservice_views", module)
+    spec.loader.exec_module(module)
+    before = projection_fingerprint(module.project)
+    (package / "domain.py").write_text("def label(x):\n    return {'ar': x, 'en': x}\n")
+    assert projection_fingerprint(module.project) != before
