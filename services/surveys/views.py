@@ -97,8 +97,8 @@ def project(event: Any, views: ViewTransaction) -> None:
             tally["answers"] += 1
             tally["satisfaction_sum"] += satisfaction
             if recommend is not None:
-                # .get: a tally written before these were counted (delete the views
-                # file to count every earlier answer's recommendation too).
+                # .get: a tally of an older version (its views are rebuilt at start
+                # when this code changes, so this only guards a hand-made file).
                 recommend = int(recommend)
                 tally["recommend_answers"] = tally.get("recommend_answers", 0) + 1
                 tally["recommend_sum"] = tally.get("recommend_sum", 0) + recommend
