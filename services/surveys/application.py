@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from typing import Any, Callable
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -192,34 +192,43 @@ class SurveysApplication(ServiceApplication):
 
     def record_sent(self, case_id: UUID, message_id: str, position: int) -> None:
         """Records that the invitation went out, with the dispatcher's position."""
-        survey = self._find(case_id)
-        if survey is None:
-            raise survey_not_found()
-        survey.record_sent(message_id=message_id, sent_at=self.clock.now())
-        processing = ProcessingEvent(tracking=Tracking(DISPATCH_TRACKING, position))
-        processing.collect_events(survey)
-        try:
-            self.record_processing(processing)
-        except IntegrityError:
-            # Another dispatcher recorded it first: sent, and the position taken.
-            current = self._find(case_id)
-            if current is None or not current.sent:
-                raise
+        self._record_dispatched(
+            case_id,
+            position,
+            lambda survey: survey.record_sent(message_id=message_id, sent_at=self.clock.now()),
+            done=lambda survey: survey.sent,
+        )
 
     def record_undeliverable(self, case_id: UUID, reason: str, position: int) -> None:
         """Records that the invitation cannot be sent, with the dispatcher's position."""
+        self._record_dispatched(
+            case_id,
+            position,
+            lambda survey: survey.record_undeliverable(reason=reason, noted_at=self.clock.now()),
+            done=lambda survey: not survey.awaiting_sending,
+        )
+
+    def _record_dispatched(
+        self,
+        case_id: UUID,
+        position: int,
+        record: Callable[[Survey], None],
+        *,
+        done: Callable[[Survey], bool],
+    ) -> None:
+        """What the dispatcher did with an invitation, recorded with its position."""
         survey = self._find(case_id)
         if survey is None:
             raise survey_not_found()
-        survey.record_undeliverable(reason=reason, noted_at=self.clock.now())
+        record(survey)
         processing = ProcessingEvent(tracking=Tracking(DISPATCH_TRACKING, position))
         processing.collect_events(survey)
         try:
             self.record_processing(processing)
         except IntegrityError:
-            # Another dispatcher recorded this position first.
+            # Another dispatcher recorded this position first: fine if it did the same.
             current = self._find(case_id)
-            if current is None or current.awaiting_sending:
+            if current is None or not done(current):
                 raise
 
     def dispatch_position(self) -> int:
