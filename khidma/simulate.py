@@ -409,7 +409,7 @@ def print_progress(done: int, total: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Drive simulated cases through a running Khidma.")
     parser.add_argument("--cases", type=int, default=20)
-    parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX, help="e.g. approved=6,rejected=2,referred=2,ineligible=1")
+    parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX, help="e.g. approved=6,rejected=2,referred=2,ineligible=1,corrected=1")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--association", default="sidr", choices=sorted(TEMPLATES))
     parser.add_argument("--endpoints", type=Path, default=Path("data/endpoints.json"), help="written by `make run`")
