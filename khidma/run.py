@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
+    # Both explicitly: a shell that starts us in the background hands us SIGINT
+    # ignored, and Ctrl-C or `kill -INT` must still stop everything cleanly.
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     nats_url = environment_nats_url()
     print(f"Khidma: starting in {args.data_dir.resolve()} …", flush=True)
     system = EmbeddedSystem(args.data_dir, nats_url=nats_url)

@@ -30,6 +30,9 @@ def test_make_run_serves_every_service_drives_cases_and_stops_cleanly_on_ctrl_c(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As a shell starts it in the background: with SIGINT ignored. Ctrl-C
+        # (SIGINT) must still stop everything.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         started = wait_for(
