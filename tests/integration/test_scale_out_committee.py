@@ -40,21 +40,6 @@ CASES = 10
 SIDR_WINDOW_DAYS = 14  # the seeded pack's window
 
 
-def store_env(backend: Backend, service: str) -> dict[str, str]:  # noqa: F811
-    """The environment that points a service process at the backend's store."""
-    settings = backend.settings(service)
-    if backend.kind == "sqlite":
-        return {"KHIDMA_STORE": "sqlite", "KHIDMA_SQLITE_PATH": str(settings.sqlite_path)}
-    return {
-        "KHIDMA_STORE": "postgres",
-        "KHIDMA_POSTGRES_HOST": settings.postgres_host,
-        "KHIDMA_POSTGRES_PORT": str(settings.postgres_port),
-        "KHIDMA_POSTGRES_DBNAME": settings.postgres_dbname,
-        "KHIDMA_POSTGRES_USER": settings.postgres_user,
-        "KHIDMA_POSTGRES_SCHEMA": str(settings.postgres_schema),
-    }
-
-
 @pytest.fixture
 def clock_file(tmp_path: Path) -> Path:
     return tmp_path / "clock-offset"
@@ -65,7 +50,7 @@ def committees(
     nats_server: NatsServer, tmp_path: Path, backend: Backend, clock_file: Path  # noqa: F811
 ) -> Iterator[list[ServiceProcess]]:
     env = {
-        **store_env(backend, "committee"),
+        **backend.process_env("committee"),
         "KHIDMA_CONSUMER_BATCH": "1",
         "KHIDMA_POLL_INTERVAL_SECONDS": "0.05",
         "KHIDMA_CLOCK_FILE": str(clock_file),
