@@ -21,8 +21,8 @@ from shared.store import ServiceApplication
 
 DEFAULT_WINDOW_DAYS = 14  # the seeds say two weeks; a pack's own window comes first
 DEFAULT_WARNING_DAYS = 3
-# How often an officer's command loads and decides again when another instance
-# (sharing the store) saved the same case or sitting first.
+# How often a command (an officer's, or the deadline scan) loads and decides again
+# when another instance sharing the store saved the same case or sitting first.
 MAX_ATTEMPTS = 20
 
 T = TypeVar("T")
@@ -255,8 +255,14 @@ class CommitteeApplication(ServiceApplication):
         """Flags each undecided candidate approaching or past its deadline, once per flag.
 
         The candidates come from the read model; the case itself decides.
-        Returns the flags recorded by this scan.
+        Returns the flags recorded by this scan. Another instance's scanner may
+        flag a case between this scan's load and its save: the scan is then
+        judged again on the cases as they now are (each flag stays recorded once).
         """
+        candidates = list(case_ids)
+        return self._retrying(lambda: self._scan_once(candidates), "the deadline flags")
+
+    def _scan_once(self, case_ids: Iterable[UUID | str]) -> list[dict[str, Any]]:
         now = self.clock.now()
         flagged: list[dict[str, Any]] = []
         changed: list[CommitteeCase] = []
@@ -299,13 +305,14 @@ class CommitteeApplication(ServiceApplication):
     # -----------------------------------------------------------------------
 
     def _retrying(self, command: Callable[[], T], what: str) -> T:
-        """Runs an officer's command (load, decide, save) again when it lost a race.
+        """Runs a command (load, decide, save) again when it lost a race.
 
-        Instances share the store: another one, or its deadline scanner, may save
-        the same case or sitting between this command's load and its save. The
-        store refuses the stale save (IntegrityError); the command then reloads
-        and the rules judge the state as it now is (a vote is added to the other
-        one, a second decision is refused as already decided).
+        Instances share the store: another one (an officer's call there, its
+        consumer or its deadline scanner) may save the same case or sitting
+        between this command's load and its save. The store refuses the stale
+        save (IntegrityError); the command then reloads and the rules judge the
+        state as it now is (a vote joins the other one, a second decision is
+        refused as already decided, a flag already recorded is not recorded again).
         """
         for _ in range(MAX_ATTEMPTS):
             try:

@@ -8,22 +8,34 @@ deadlines, each case is flagged overdue once although both scanners judge it;
 and two conflicting decisions on one case, taken through the two instances at
 the same moment, record one decision: the other officer is told, in Arabic and
 English, that the committee has already decided (409), never a server error.
+Votes cast at the same moment through both instances are all kept.
+
+The last two tests make the races certain on the store itself: one instance
+loads a case, the other saves it first (a flag, a decision), then the first
+saves; it reloads and judges again.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 from uuid import UUID
 
 import httpx
 import pytest
+from eventsourcing.persistence import Tracking
 
 from khidma.nats_server import NatsServer
 from khidma.processes import ServiceProcess
 from services.committee.application import CommitteeApplication
 from services.committee.domain import CommitteeCase
+from shared.clock import FrozenClock
+from shared.errors import Refused
+from shared.events import IntegrationEvent
+from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.store import consumer_tracking_name, process_tracked
 from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import stream_messages_sync, wait_for
 from tests.integration.test_committee_service import (
@@ -230,3 +242,80 @@ def test_two_committee_instances_register_flag_and_decide_each_case_once(
         assert events_of(store, request.case_id).count("Decided") == 1
     for instance in committees:
         assert get_json(f"{instance.url}/ready")["dead_letters"] == 0
+
+
+# The same races, made certain: one instance loads, the other saves first ---------------
+
+
+def two_instances(backend: Backend, clock: FrozenClock) -> list[CommitteeApplication]:  # noqa: F811
+    packs = load_packs(DEFAULT_POLICIES_DIR)
+    return [
+        backend.open(CommitteeApplication, "committee", clock=clock, packs=packs)
+        for _ in range(2)
+    ]
+
+
+def consume(app: CommitteeApplication, position: int, *events: IntegrationEvent) -> None:
+    handlers = {"RequestReceived": app.on_request_received, "DataVerified": app.on_data_verified}
+    for offset, event in enumerate(events):
+        process_tracked(
+            app,
+            Tracking(consumer_tracking_name("KHIDMA"), position + offset),
+            lambda processing: handlers[event.event_type](event, processing),  # type: ignore[operator]
+        )
+
+
+def test_a_case_the_other_scanner_flags_between_load_and_save_is_flagged_once_without_an_error(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    clock = FrozenClock(datetime.now(timezone.utc))
+    first, second = two_instances(backend, clock)
+    request = request_received(occurred_at=clock.now())
+    consume(first, 1, request, data_verified(request))
+    clock.advance(timedelta(days=SIDR_WINDOW_DAYS + 1))
+
+    load = second._find_case
+
+    def load_then_the_other_scanner_flags(case_id: UUID) -> CommitteeCase | None:
+        case = load(case_id)
+        first.scan_deadlines([case_id])  # flags it the first time, then finds it flagged
+        return case
+
+    monkeypatch.setattr(second, "_find_case", load_then_the_other_scanner_flags)
+    assert second.scan_deadlines([request.case_id]) == []  # the other one flagged it
+    flags = [e for e in events_of(first, request.case_id) if e.startswith("Deadline")]
+    assert flags == ["DeadlineOverdue"]
+
+
+def test_a_decision_the_other_instance_records_between_load_and_save_refuses_this_one(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    clock = FrozenClock(datetime.now(timezone.utc))
+    first, second = two_instances(backend, clock)
+    request = request_received(occurred_at=clock.now())
+    consume(first, 1, request, data_verified(request))
+    sittings = {}
+    for side in ("approve", "reject"):
+        sittings[side] = UUID(
+            first.convene(association_id="sidr", members_present=PRESENT)["sitting_id"]
+        )
+        for member in PRESENT[:3]:
+            first.vote(sittings[side], request.case_id, member=member, vote=side)
+
+    load = second._get_case
+    raced = []
+
+    def load_then_the_other_instance_decides(case_id: UUID) -> CommitteeCase:
+        case = load(case_id)
+        if not raced:
+            raced.append(case_id)
+            first.decide(sittings["approve"], case_id, decision="approved", reasons=["shown"])
+        return case
+
+    monkeypatch.setattr(second, "_get_case", load_then_the_other_instance_decides)
+    with pytest.raises(Refused) as refused:
+        second.decide(sittings["reject"], request.case_id, decision="rejected", reasons=["no"])
+    assert refused.value.code == "already_decided" and refused.value.status == 409
+    assert refused.value.en and refused.value.ar
+    assert events_of(first, request.case_id).count("Decided") == 1
+    assert first.case_status(request.case_id)["decision"] == "approved"
