@@ -49,6 +49,20 @@ class Backend:
             postgres_schema=f"{self.prefix}_{service_name}",
         )
 
+    def process_env(self, service_name: str) -> dict[str, str]:
+        """The environment that points a service process (khidma.processes) at this store."""
+        settings = self.settings(service_name)
+        if self.kind == "sqlite":
+            return {"KHIDMA_STORE": "sqlite", "KHIDMA_SQLITE_PATH": str(settings.sqlite_path)}
+        return {
+            "KHIDMA_STORE": "postgres",
+            "KHIDMA_POSTGRES_HOST": settings.postgres_host,
+            "KHIDMA_POSTGRES_PORT": str(settings.postgres_port),
+            "KHIDMA_POSTGRES_DBNAME": settings.postgres_dbname,
+            "KHIDMA_POSTGRES_USER": settings.postgres_user,
+            "KHIDMA_POSTGRES_SCHEMA": str(settings.postgres_schema),
+        }
+
     def open(self, cls: type[AppT], service_name: str, **kwargs: Any) -> AppT:
         """The service's application on this backend; the same store when opened again."""
         app = open_application(cls, self.settings(service_name).eventsourcing_env(), **kwargs)

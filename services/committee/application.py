@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.persistence import IntegrityError
 
 from services.committee.domain import AGAINST, CommitteeCase, Sitting
 from services.committee.minutes import render_minutes
@@ -20,6 +21,11 @@ from shared.store import ServiceApplication
 
 DEFAULT_WINDOW_DAYS = 14  # the seeds say two weeks; a pack's own window comes first
 DEFAULT_WARNING_DAYS = 3
+# How often a command (an officer's, or the deadline scan) loads and decides again
+# when another instance sharing the store saved the same case or sitting first.
+MAX_ATTEMPTS = 20
+
+T = TypeVar("T")
 
 
 def _display(moment: datetime | None) -> dict[str, str] | None:
@@ -123,11 +129,14 @@ class CommitteeApplication(ServiceApplication):
     def close_referral(
         self, case_id: UUID, *, researcher: str, answers: list[str], note: str
     ) -> None:
-        case = self._get_case(case_id)
-        case.close_referral(
-            researcher=researcher, answers=answers, note=note, closed_at=self.clock.now()
-        )
-        self.save(case)
+        def close() -> None:
+            case = self._get_case(case_id)
+            case.close_referral(
+                researcher=researcher, answers=answers, note=note, closed_at=self.clock.now()
+            )
+            self.save(case)
+
+        self._retrying(close, "the referral's closure")
 
     # Sittings -------------------------------------------------------------------------
 
@@ -152,10 +161,13 @@ class CommitteeApplication(ServiceApplication):
     def recuse(
         self, sitting_id: UUID, case_id: UUID, *, member: str, reason: str
     ) -> dict[str, Any]:
-        sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
-        sitting.recuse(case=case, member=member, reason=reason)
-        self.save(sitting)
-        return self._case_in_sitting(sitting, case_id)
+        def recuse() -> dict[str, Any]:
+            sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
+            sitting.recuse(case=case, member=member, reason=reason)
+            self.save(sitting)
+            return self._case_in_sitting(sitting, case_id)
+
+        return self._retrying(recuse, "the recusal")
 
     def vote(
         self,
@@ -166,12 +178,25 @@ class CommitteeApplication(ServiceApplication):
         vote: str,
         dissent_note: str | None = None,
     ) -> dict[str, Any]:
-        sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
-        sitting.cast_vote(case=case, member=member, vote=vote, dissent_note=dissent_note)
-        self.save(sitting)
-        return self._case_in_sitting(sitting, case_id)
+        def cast() -> dict[str, Any]:
+            sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
+            sitting.cast_vote(case=case, member=member, vote=vote, dissent_note=dissent_note)
+            self.save(sitting)
+            return self._case_in_sitting(sitting, case_id)
+
+        return self._retrying(cast, "the vote")
 
     def decide(
+        self, sitting_id: UUID, case_id: UUID, *, decision: str, reasons: list[str]
+    ) -> dict[str, Any]:
+        # Decided at the same moment through another instance: reloaded, the case
+        # is refused as already decided.
+        return self._retrying(
+            lambda: self._decide_once(sitting_id, case_id, decision=decision, reasons=reasons),
+            "the decision",
+        )
+
+    def _decide_once(
         self, sitting_id: UUID, case_id: UUID, *, decision: str, reasons: list[str]
     ) -> dict[str, Any]:
         sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
@@ -195,9 +220,12 @@ class CommitteeApplication(ServiceApplication):
         }
 
     def close_sitting(self, sitting_id: UUID) -> dict[str, Any]:
-        sitting = self._get_sitting(sitting_id)
-        sitting.close(closed_at=self.clock.now())
-        self.save(sitting)
+        def close() -> None:
+            sitting = self._get_sitting(sitting_id)
+            sitting.close(closed_at=self.clock.now())
+            self.save(sitting)
+
+        self._retrying(close, "the sitting's closure")
         return self.sitting_status(sitting_id)
 
     def sitting_status(self, sitting_id: UUID) -> dict[str, Any]:
@@ -227,8 +255,14 @@ class CommitteeApplication(ServiceApplication):
         """Flags each undecided candidate approaching or past its deadline, once per flag.
 
         The candidates come from the read model; the case itself decides.
-        Returns the flags recorded by this scan.
+        Returns the flags recorded by this scan. Another instance's scanner may
+        flag a case between this scan's load and its save: the scan is then
+        judged again on the cases as they now are (each flag stays recorded once).
         """
+        candidates = list(case_ids)
+        return self._retrying(lambda: self._scan_once(candidates), "the deadline flags")
+
+    def _scan_once(self, case_ids: Iterable[UUID | str]) -> list[dict[str, Any]]:
         now = self.clock.now()
         flagged: list[dict[str, Any]] = []
         changed: list[CommitteeCase] = []
@@ -269,6 +303,23 @@ class CommitteeApplication(ServiceApplication):
         }
 
     # -----------------------------------------------------------------------
+
+    def _retrying(self, command: Callable[[], T], what: str) -> T:
+        """Runs a command (load, decide, save) again when it lost a race.
+
+        Instances share the store: another one (an officer's call there, its
+        consumer or its deadline scanner) may save the same case or sitting
+        between this command's load and its save. The store refuses the stale
+        save (IntegrityError); the command then reloads and the rules judge the
+        state as it now is (a vote joins the other one, a second decision is
+        refused as already decided, a flag already recorded is not recorded again).
+        """
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return command()
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not record {what}: too much contention")
 
     def _case_in_sitting(self, sitting: Sitting, case_id: UUID | str) -> dict[str, Any]:
         record = sitting.case_record(case_id)
