@@ -153,8 +153,8 @@ class Figures:
     satisfaction_by_service: list[SatisfactionGroup] = field(default_factory=list)
     satisfaction_by_channel: list[SatisfactionGroup] = field(default_factory=list)
     associations: list[str] = field(default_factory=list)
-    #: the cases received in the period (to pick the compliance exceptions of the
-    #: period); one id per case, not part of the exported figures
+    #: the cases received in the period (the period of an exception whose check does
+    #: not say when it was proven); one id per case, not part of the exported figures
     cohort_case_ids: frozenset[str] = frozenset()
 
     @property

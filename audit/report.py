@@ -1005,8 +1005,8 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     try:
         Period(args.start, args.end).moment(as_of)
     except ValueError:
-        print(f"--as-of {as_of.isoformat()} is before the period starts ({args.start}) / "
-              "لحظة التقرير قبل بداية الفترة", file=sys.stderr)
+        print(f"the report's moment {as_of.isoformat()} (--as-of, or now) is before the period starts "
+              f"({args.start}) / لحظة التقرير قبل بداية الفترة", file=sys.stderr)
         return 2
     packs = load_packs(settings.policies_dir)
     credentials = {"user": settings.nats_user, "password": settings.nats_password}
