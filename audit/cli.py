@@ -6,7 +6,7 @@
     python -m audit crosscheck
     python -m audit compliance [--check CODE ...]
     python -m audit verify | checkpoint        (audit.tamper)
-    python -m audit report --from ... --to ... (audit.report)
+    python -m audit report --from ... --to ... [--as-of ... | --hijri ...] (audit.report)
 
 Settings come from the KHIDMA_* variables (audit.settings.AuditSettings);
 --data-dir and --nats-url override them. Every command takes --json.

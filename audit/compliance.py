@@ -6,6 +6,12 @@ packs, the audit's moment, the grace period) and yields ComplianceException
 objects (use `exception` to build one). `run_checks(timelines)` runs every
 registered check on every case.
 
+Each exception carries `proven_at`, the moment it became certain: the event
+that proves it (the late decision, the delivery without approval) or, for what
+only the passing of time proves (a referral left open past the window, a survey
+invitation still missing after the grace period), the moment that time ran out.
+A report over a period lists the exceptions proven in the period.
+
 Checks that need a service's store (a referral's closure is only in the
 committee store, a survey invitation only in the surveys store) declare it
 (`needs_stores`) and stay silent on a timeline built without that store, so a
@@ -56,9 +62,13 @@ class ComplianceException:
     association_id: str
     message: dict[str, str]  # {"ar": ..., "en": ...}
     event_ids: list[str] = field(default_factory=list)
+    #: when the exception became certain (see the module's docstring); None when unknown
+    proven_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        document = asdict(self)
+        document["proven_at"] = self.proven_at.isoformat() if self.proven_at else None
+        return document
 
 
 @dataclass(frozen=True)
@@ -100,15 +110,22 @@ def check(
 
 
 def exception(
-    code: str, timeline: CaseTimeline, ar: str, en: str, event_ids: Iterable[str | None]
+    code: str, timeline: CaseTimeline, ar: str, en: str, event_ids: Iterable[str | None],
+    *, proven_at: datetime | None = None,
 ) -> ComplianceException:
+    """An exception of the case; the first of `event_ids` is the event that proves it
+    (its moment is `proven_at` unless given: see the module's docstring)."""
+    ids = [e for e in dict.fromkeys(event_ids) if e]
+    if proven_at is None and ids:
+        proven_at = min((e.occurred_at for e in timeline.entries if e.event_id == ids[0]), default=None)
     return ComplianceException(
         check=code,
         case_id=timeline.case_id,
         case_ref=timeline.case_ref,
         association_id=timeline.association_id,
         message={"ar": ar, "en": en},
-        event_ids=[e for e in dict.fromkeys(event_ids) if e],
+        event_ids=ids,
+        proven_at=proven_at,
     )
 
 
@@ -246,14 +263,19 @@ def file_without_declaration(timeline: CaseTimeline) -> Iterator[ComplianceExcep
         problem = _attestation_problem(request.data.get("attestation"))
         if problem is None:
             continue
-        decisions = [d.event_id for d in timeline.facts("CommitteeDecided")]
-        in_committee = decisions or timeline.store_events("committee", "CommitteeCase.RequestRecorded")
-        if in_committee:
+        decided = timeline.facts("CommitteeDecided")
+        decisions = [d.event_id for d in decided]
+        recorded = timeline.store_events("committee", "CommitteeCase.RequestRecorded")
+        if decisions or recorded:
+            # Proven when the file reached the committee: recorded there, or decided on.
+            reached = [e.occurred_at for e in recorded] + [d.occurred_at for d in decided]
+            later = [moment for moment in reached if moment >= request.occurred_at]
             yield exception(
                 "file_without_declaration", timeline,
                 "وصل الملف إلى لجنة البحث دون إقرار صحيح: " + problem[0],
                 "The file reached the research committee without a valid declaration: " + problem[1],
                 [request.event_id, *decisions],
+                proven_at=min(later) if later else request.occurred_at,
             )
 
 
@@ -359,6 +381,11 @@ def referral_never_closed(timeline: CaseTimeline, context: CheckContext) -> Iter
         # test, sees the referral's age as of then.
         overdue = (context.now - referral.occurred_at).days > window
         if decisions or overdue:
+            # Proven by the decision taken with the referral open, or else when the
+            # window ran out (the first moment `overdue` holds).
+            decided = next((d.occurred_at for d in decisions if d.occurred_at >= referral.occurred_at), None)
+            proven_at = (decided or referral.occurred_at) if decisions else (
+                referral.occurred_at + timedelta(days=window + 1))
             yield exception(
                 "referral_never_closed", timeline,
                 "أُحيل مقدم الطلب إلى الباحث الاجتماعي ولم تُغلق الإحالة"
@@ -366,6 +393,7 @@ def referral_never_closed(timeline: CaseTimeline, context: CheckContext) -> Iter
                 "The applicant was referred to the social researcher and the referral was never closed"
                 + (" before the decision." if decisions else f" within {window} days."),
                 [referral.event_id, *(d.event_id for d in decisions)],
+                proven_at=proven_at,
             )
 
 
@@ -391,6 +419,8 @@ def no_survey_invitation(timeline: CaseTimeline, context: CheckContext) -> Itera
             "لم تُرسل دعوة قياس الرضا بعد تسليم الخدمة أو رفض الطلب.",
             "No satisfaction survey invitation followed the delivery or the rejection.",
             [end.event_id for end in settled],
+            # no invitation once the grace after the first delivery or rejection ran out
+            proven_at=min(end.occurred_at for end in settled) + context.grace,
         )
 
 

@@ -2,8 +2,10 @@
 
 `compute_figures` reads the events once, in stream order, and keeps one small
 record per case (never the events themselves), so memory grows with the number
-of cases, not with the length of the history. Everything is "as of the end of
-the period": events that happened after it are skipped.
+of cases, not with the length of the history. Everything is "as of the report's
+moment": the end of the period, or an earlier `as_of` moment (a report of a
+period not yet over, reproduced later as it was first written); events that
+happened after that moment are skipped.
 
 Three kinds of figures, each labelled as such in the report:
 
@@ -13,8 +15,8 @@ Three kinds of figures, each labelled as such in the report:
 * the *activity* of the period (what happened in it, whatever the receipt
   date): decisions (approval rate, time to decision against the window) and
   the satisfaction answers;
-* the open backlog: every case received up to the end and not closed
-  (delivered, or rejected by the committee) by then, by age.
+* the open backlog: every case received up to the moment and not closed
+  (delivered, or rejected by the committee) by then, by its age then.
 """
 
 from __future__ import annotations
@@ -64,6 +66,19 @@ class Period:
     def end_at(self) -> datetime:
         """The first instant after the period."""
         return datetime.combine(self.end + timedelta(days=1), datetime.min.time(), RIYADH)
+
+    @property
+    def last_moment(self) -> datetime:
+        """The period's last instant (as `python -m audit asof` reads a day: its end)."""
+        return self.end_at - timedelta(microseconds=1)
+
+    def moment(self, as_of: datetime | None) -> datetime:
+        """The moment a report of the period stands at: `as_of`, at the latest the period's end."""
+        if as_of is None or as_of >= self.last_moment:
+            return self.last_moment
+        if as_of < self.start_at:
+            raise ValueError(f"{as_of.isoformat()} is before the period starts ({self.start})")
+        return as_of
 
 
 class _Case:
@@ -116,6 +131,10 @@ class Figures:
     granularity: str
     events_read: int = 0
     events_after_period: int = 0
+    #: events within the period but after the report's moment (`as_of`): not yet known then
+    events_after_as_of: int = 0
+    #: the moment the figures stand at: the period's last instant, or an earlier `as_of`
+    as_of: datetime | None = None
     requests_total: int = 0
     requests_by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
     requests_by_service: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -134,8 +153,8 @@ class Figures:
     satisfaction_by_service: list[SatisfactionGroup] = field(default_factory=list)
     satisfaction_by_channel: list[SatisfactionGroup] = field(default_factory=list)
     associations: list[str] = field(default_factory=list)
-    #: the cases received in the period (to pick the compliance exceptions of the
-    #: period); one id per case, not part of the exported figures
+    #: the cases received in the period (the period of an exception whose check does
+    #: not say when it was proven); one id per case, not part of the exported figures
     cohort_case_ids: frozenset[str] = frozenset()
 
     @property
@@ -154,9 +173,11 @@ class Figures:
         """The figures as plain JSON data (the same numbers as the HTML and the CSV)."""
         return {
             "period": {"from": self.period.start.isoformat(), "to": self.period.end.isoformat()},
+            "as_of": (self.as_of or self.period.last_moment).isoformat(),
             "granularity": self.granularity,
             "events_read": self.events_read,
             "events_after_period": self.events_after_period,
+            "events_after_as_of": self.events_after_as_of,
             "associations": list(self.associations),
             "requests": {
                 "total": self.requests_total,
@@ -226,9 +247,12 @@ def compute_figures(
     end: date,
     packs: Mapping[str, Any] | None = None,
     granularity: str = "month",
+    as_of: datetime | None = None,
 ) -> Figures:
     """Streams the events once and returns the figures of the period [start, end].
 
+    As of `as_of` when it falls before the period's end (events after it are not
+    yet known, the backlog's ages are counted then), otherwise as of the end.
     `packs` (association id -> PolicyPack) only orders the associations; the
     figures come from the events alone. Events must come in stream order (a
     case's RequestReceived before its other events), as the stream gives them.
@@ -236,10 +260,13 @@ def compute_figures(
     if granularity not in ("month", "week"):
         raise ValueError("granularity is 'month' or 'week'")
     period = Period(start, end)
+    moment = period.moment(as_of)
     start_ts, end_ts = period.start_at.timestamp(), period.end_at.timestamp()
+    # Ages are counted at the end of the period itself (its first instant after), as before.
+    moment_ts = end_ts if moment == period.last_moment else moment.timestamp()
     cases: dict[str, _Case] = {}
     intern = sys.intern
-    figures = Figures(period=period, granularity=granularity)
+    figures = Figures(period=period, granularity=granularity, as_of=moment)
     by_channel: dict[str, Counter[str]] = defaultdict(Counter)
     by_service: dict[str, Counter[str]] = defaultdict(Counter)
     histogram: Counter[int] = Counter()
@@ -253,6 +280,9 @@ def compute_figures(
         ts = event.occurred_at.timestamp()
         if ts >= end_ts:
             figures.events_after_period += 1
+            continue
+        if ts > moment_ts:
+            figures.events_after_as_of += 1
             continue
         in_period = ts >= start_ts
         case_id = str(event.case_id)
@@ -324,7 +354,7 @@ def compute_figures(
                     cell[0] += 1
                     cell[1] += rating
 
-    # The cohort and the backlog, as of the end of the period.
+    # The cohort and the backlog, as of the moment.
     funnel = Counter({stage: 0 for stage in FUNNEL_STAGES})
     outcomes = Counter({outcome: 0 for outcome in OUTCOMES})
     backlog = {label: {stage: 0 for stage in BACKLOG_STAGES} for label, _ in BACKLOG_BUCKETS}
@@ -350,7 +380,7 @@ def compute_figures(
                 else "awaiting_decision" if case.decision is None
                 else "awaiting_delivery"
             )
-            backlog[backlog_bucket((end_ts - case.received) / 86400)][stage] += 1
+            backlog[backlog_bucket((moment_ts - case.received) / 86400)][stage] += 1
             figures.backlog_total += 1
 
     known = list(packs or {})

@@ -1,6 +1,6 @@
 """The board report: one self-contained HTML file, CSV files and a JSON file of the same figures.
 
-    python -m audit report --from 2026-10-01 --to 2026-11-30 [--lang ar|en] [--out DIR]
+    python -m audit report --from 2026-10-01 --to 2026-11-30 [--lang ar|en] [--out DIR] [--as-of MOMENT | --hijri DAY]
 
 Arabic (right to left) by default, English with `--lang en`; printable; every
 date in the Hijri and the Gregorian calendars; charts are inline SVG, and the
@@ -11,6 +11,17 @@ timeline from the services' stores and the stream together (the stream alone
 when no store can be read: the report then names the checks it could not run),
 against the policy packs. The timelines of the listed exceptions' cases are
 embedded in the HTML (`#case-<id>`), so the evidence reads offline.
+
+The report stands at one moment, stated in both calendars: the end of the
+period, or `--as-of` when that is earlier (default: the clock, so a report of a
+period not yet over counts the backlog's ages now). Events after the moment are
+not read, neither for the figures nor for the checks, whose clock (a referral's
+age, the grace of a survey invitation) is that moment too: the same command
+with the same `--as-of` writes the same report later, whatever was recorded
+since. An exception belongs to the period when what proves it happened in the
+period (`ComplianceException.proven_at`: a late decision taken in it, whatever
+the date its request was received), the rule the figures of the period's
+activity follow.
 """
 
 from __future__ import annotations
@@ -50,6 +61,11 @@ TEXT: dict[str, dict[str, str]] = {
     "from": {"ar": "من", "en": "From"},
     "to": {"ar": "إلى", "en": "To"},
     "generated": {"ar": "أُعدّ في", "en": "Generated"},
+    "as_of": {"ar": "التقرير كما كان السجل في", "en": "As the records stood on"},
+    "as_of_early": {
+        "ar": "لم تكن الفترة قد انتهت في هذه اللحظة: لا يُحتسب ما سُجّل بعدها.",
+        "en": "The period had not ended at this moment: nothing recorded after it is counted.",
+    },
     "associations": {"ar": "الجمعيات", "en": "Associations"},
     "approved_by": {"ar": "اعتمد السياسة", "en": "Policy approved by"},
     "meeting": {"ar": "اجتماع", "en": "meeting"},
@@ -64,7 +80,7 @@ TEXT: dict[str, dict[str, str]] = {
     "count": {"ar": "العدد", "en": "Count"},
     "total": {"ar": "المجموع", "en": "Total"},
     "funnel": {"ar": "مسار الطلبات من الاستلام إلى التقييم", "en": "The funnel from received to surveyed"},
-    "cohort_note": {"ar": "الطلبات المستلمة في الفترة كما كانت في نهايتها.", "en": "Requests received in the period, as they stood at its end."},
+    "cohort_note": {"ar": "الطلبات المستلمة في الفترة كما كانت في لحظة التقرير.", "en": "Requests received in the period, as they stood at the report's moment."},
     "activity_note": {"ar": "ما جرى خلال الفترة أيًّا كان تاريخ استلام الطلب.", "en": "What happened during the period, whatever the date the request was received."},
     "stage": {"ar": "المرحلة", "en": "Stage"},
     "share": {"ar": "النسبة من المستلم", "en": "Share of received"},
@@ -92,7 +108,7 @@ TEXT: dict[str, dict[str, str]] = {
     "yes": {"ar": "نعم", "en": "yes"},
     "no": {"ar": "لا", "en": "no"},
     "timeline": {"ar": "السجل الزمني", "en": "timeline"},
-    "backlog": {"ar": "الطلبات المفتوحة حسب العمر في نهاية الفترة", "en": "Open backlog by age at the end of the period"},
+    "backlog": {"ar": "الطلبات المفتوحة حسب العمر في لحظة التقرير", "en": "Open backlog by age at the report's moment"},
     "age": {"ar": "العمر (أيام)", "en": "Age (days)"},
     "awaiting_verification": {"ar": "بانتظار التحقق", "en": "Awaiting verification"},
     "awaiting_decision": {"ar": "بانتظار قرار اللجنة", "en": "Awaiting the decision"},
@@ -110,6 +126,16 @@ TEXT: dict[str, dict[str, str]] = {
     "suppressed": {"ar": "محجوب (أقل من ٥ إجابات)", "en": "suppressed (fewer than 5 answers)"},
     "exceptions": {"ar": "الاستثناءات من السياسة", "en": "Compliance exceptions"},
     "no_exceptions": {"ar": "لم يُرصد أي استثناء.", "en": "No exception was found."},
+    "exceptions_rule": {
+        "ar": "يُنسب الاستثناء إلى الفترة إذا وقع فيها ما يثبته، أيًّا كان تاريخ استلام الطلب: قرار متأخر صدر "
+              "في الفترة مثلًا، أو مهلة انقضت فيها؛ وهي القاعدة نفسها التي تُحسب بها قرارات الفترة. "
+              "ويُقرأ السجل كما كان في لحظة التقرير.",
+        "en": "An exception belongs to the period when what proves it happened in the period, whatever the date "
+              "the request was received: a late decision taken in the period, for example, or a window that ran "
+              "out in it; the same rule as the period's decisions. The records are read as they stood at the "
+              "report's moment.",
+    },
+    "proven_at": {"ar": "ثبت في", "en": "Proven on"},
     "exceptions_missing": {"ar": "لم يُجرَ فحص الالتزام لهذا التقرير.", "en": "The compliance checks were not run for this report."},
     "checks_not_run": {
         "ar": "لم تُجرَ هذه الفحوص لأن ما تحتاجه لم يُقرأ، فلا يعني غيابها من القائمة أنه لا استثناء فيها:",
@@ -374,6 +400,12 @@ def render_html(
         f'<span data-key="period.from" data-value="{period.start.isoformat()}">{escape(_date_text(period.start, lang))}</span> '
         f'{escape(t("to", lang))} <span data-key="period.to" data-value="{period.end.isoformat()}">{escape(_date_text(period.end, lang))}</span></p>'
     )
+    moment = figures.as_of or period.last_moment
+    add(f'<p><strong>{escape(t("as_of", lang))}:</strong> '
+        f'<span data-key="as_of" data-value="{moment.isoformat()}">{escape(_date_text(moment, lang))} '
+        f'<span class="ids">{moment.astimezone(RIYADH):%H:%M} (+03)</span></span>'
+        + (f' <span class="note">{escape(t("as_of_early", lang))}</span>' if moment < period.last_moment else "")
+        + "</p>")
     add(f'<p class="muted">{escape(t("generated", lang))}: {escape(_date_text(generated_at, lang))} '
         f'({generated_at.astimezone(timezone.utc):%H:%M} UTC) · {escape(t("events_read", lang))}: '
         f'<span data-key="events_read" data-value="{figures.events_read}">{figures.events_read:,}</span> · '
@@ -543,7 +575,8 @@ def render_html(
     add("</section>")
 
     # Compliance exceptions
-    add(f'<section id="exceptions"><h2>{escape(t("exceptions", lang))}</h2>')
+    add(f'<section id="exceptions"><h2>{escape(t("exceptions", lang))}</h2>'
+        f'<p class="note">{escape(t("exceptions_rule", lang))}</p>')
     if found is not None and found.not_run:
         add(f'<div class="not-run" data-key="exceptions.not_run" data-value="{escape(" ".join(found.not_run))}">'
             f"<p><strong>{escape(t('checks_not_run', lang))}</strong></p><ul>"
@@ -569,10 +602,11 @@ def render_html(
                 f"<td>{_case_links(str(exception.case_id), exception.case_ref, api_base, lang, embedded=str(exception.case_id) in embedded)}</td>"
                 f"<td>{escape(names.association(exception.association_id))}</td>"
                 f"<td>{escape(message)}</td>"
+                f"<td>{_proven_text(exception, lang)}</td>"
                 f'<td><a href="#evidence-{number}">{len(exception.event_ids)} ↧</a></td>'
             )
-        add(_table([t("check", lang), t("case", lang), t("association", lang), t("finding", lang), t("evidence", lang)],
-                   rows, "exception"))
+        add(_table([t("check", lang), t("case", lang), t("association", lang), t("finding", lang),
+                    t("proven_at", lang), t("evidence", lang)], rows, "exception"))
         add(f"<h3>{escape(t('evidence_title', lang))}</h3>")
         seen_cases: set[str] = set()
         for number, exception in enumerate(found.listed, 1):
@@ -606,6 +640,13 @@ def render_html(
         f"<title>{escape(t('title', lang))} — {period.start.isoformat()} / {period.end.isoformat()}</title>"
         f"<style>{CSS}</style></head><body>" + "".join(parts) + "</body></html>\n"
     )
+
+
+def _proven_text(exception: Any, lang: str) -> str:
+    proven_at = getattr(exception, "proven_at", None)
+    if proven_at is None:
+        return "—"
+    return escape(_date_text(proven_at, lang))
 
 
 def _round4(value: float | None) -> float | None:
@@ -747,12 +788,18 @@ def csv_tables(figures: Figures) -> dict[str, tuple[list[str], list[list[Any]]]]
     return tables
 
 
-EXCEPTION_COLUMNS = ["check", "case_id", "case_ref", "association_id", "message_ar", "message_en", "event_ids"]
+EXCEPTION_COLUMNS = ["check", "case_id", "case_ref", "association_id", "message_ar", "message_en", "event_ids",
+                     "proven_at"]
+
+
+def _proven_at(e: Any) -> str | None:
+    proven_at = getattr(e, "proven_at", None)
+    return proven_at.isoformat() if proven_at else None
 
 
 def _exception_row(e: Any) -> list[Any]:
     return [e.check, str(e.case_id), e.case_ref, e.association_id, e.message.get("ar", ""), e.message.get("en", ""),
-            " ".join(str(i) for i in e.event_ids)]
+            " ".join(str(i) for i in e.event_ids), _proven_at(e) or ""]
 
 
 def report_json(figures: Figures, exceptions: ExceptionList | None, *, lang: str) -> dict[str, Any]:
@@ -760,6 +807,7 @@ def report_json(figures: Figures, exceptions: ExceptionList | None, *, lang: str
     data["period"].update(
         {"from_calendars": both_calendars(figures.period.start), "to_calendars": both_calendars(figures.period.end)}
     )
+    data["as_of_calendars"] = both_calendars(figures.as_of or figures.period.last_moment)
     data["lang"] = lang
     data["exceptions_total"] = None if exceptions is None else exceptions.total
     data["exceptions_by_check"] = None if exceptions is None else exceptions.by_check
@@ -768,7 +816,7 @@ def report_json(figures: Figures, exceptions: ExceptionList | None, *, lang: str
         {
             "check": e.check, "case_id": str(e.case_id), "case_ref": e.case_ref,
             "association_id": e.association_id, "message": dict(e.message),
-            "event_ids": [str(i) for i in e.event_ids],
+            "event_ids": [str(i) for i in e.event_ids], "proven_at": _proven_at(e),
         }
         for e in exceptions.listed
     ]
@@ -913,7 +961,31 @@ def register_commands(subparsers: Any) -> None:
     parser.add_argument("--grace-minutes", type=float, default=DEFAULT_GRACE.total_seconds() / 60,
                         help="a follow-up (survey invitation) this recent is not yet missing "
                         f"(default {DEFAULT_GRACE.total_seconds() / 60:g})")
+    moment = parser.add_mutually_exclusive_group()
+    moment.add_argument("--as-of", dest="as_of", type=_moment_argument, default=None,
+                        help="the report as the records stood at this moment (ISO moment, or a day: its end, "
+                        "Riyadh), at the latest the end of the period; also the checks' clock (default: now)")
+    moment.add_argument("--hijri", dest="as_of", type=_hijri_argument,
+                        help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day")
     parser.set_defaults(handler=run_report_command)
+
+
+def _moment_argument(text: str) -> datetime:
+    from audit.asof import parse_moment
+
+    try:
+        return parse_moment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO moment or day / لحظة غير صالحة: {error}") from None
+
+
+def _hijri_argument(text: str) -> datetime:
+    from audit.asof import hijri_moment
+
+    try:
+        return hijri_moment(text)
+    except (ValueError, OverflowError) as error:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a Hijri day YYYY-MM-DD / تاريخ هجري غير صالح: {error}") from None
 
 
 def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
@@ -928,13 +1000,21 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     if args.end < args.start:
         print(f"--to {args.end} is before --from {args.start} / تاريخ النهاية قبل تاريخ البداية", file=sys.stderr)
         return 2
+    # The report's moment: the clock unless --as-of, never after the period's end.
+    as_of = getattr(args, "as_of", None) or datetime.now(timezone.utc)
+    try:
+        Period(args.start, args.end).moment(as_of)
+    except ValueError:
+        print(f"the report's moment {as_of.isoformat()} (--as-of, or now) is before the period starts "
+              f"({args.start}) / لحظة التقرير قبل بداية الفترة", file=sys.stderr)
+        return 2
     packs = load_packs(settings.policies_dir)
     credentials = {"user": settings.nats_user, "password": settings.nats_password}
     started = time.perf_counter()
     try:
         figures = compute_figures(
             stream_events(settings.nats_url, progress=args.progress, **credentials),
-            start=args.start, end=args.end, packs=packs, granularity=args.by,
+            start=args.start, end=args.end, packs=packs, granularity=args.by, as_of=as_of,
         )
         exceptions: Iterable[Any] | None = None
         not_run: list[str] = []
@@ -961,6 +1041,7 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     elapsed = time.perf_counter() - started
     print(f"{files.html}\n{files.json}\n" + "\n".join(str(p) for p in files.csv.values()))
     print(
+        f"as of {(figures.as_of or figures.period.last_moment).isoformat()}: "
         f"{figures.events_read:,} events, {figures.requests_total:,} requests in the period, "
         f"{'no' if files.exceptions_total is None else files.exceptions_total} exceptions, {elapsed:.1f}s"
         + (f"; checks not run: {', '.join(not_run)}" if not_run else ""),
@@ -980,25 +1061,41 @@ def compliance_exceptions(
     context: Any = None,
     evidence: EvidenceTimelines | None = None,
 ) -> Iterator[Any]:
-    """The compliance exceptions of the cases received in the period (audit.compliance).
+    """The compliance exceptions of the period, as of the figures' moment (audit.compliance).
+
+    Each case's history is read as it stood at the moment (`figures.as_of`), which
+    is also the checks' clock; an exception is the period's when it was proven in
+    the period (`proven_at`), whenever its request was received: the rule of the
+    figures of the period's decisions. An exception without `proven_at` (a check
+    that does not say) is the period's when its case was received in the period.
 
     With `settings` (whose stores can be read), each case's timeline is built from
     the services' stores and the stream together, as `python -m audit compliance`
     does; otherwise from the stream alone, and the checks that need a store stay
-    silent (`checks_not_run` names them). `evidence` keeps the timelines of the
-    cases of the first exceptions.
+    silent (`checks_not_run` names them). `evidence` keeps the timelines (as of
+    the moment) of the cases of the first exceptions.
     """
-    from audit.compliance import run_checks
+    from dataclasses import replace
+
+    from audit.compliance import CheckContext, run_checks, truncated_at
     from audit.timeline import case_timelines, case_timelines_from_stream
 
+    moment = figures.as_of or figures.period.last_moment
+    start = figures.period.start_at
+    context = replace(context or CheckContext(), now=moment)
     if settings is not None:
         timelines = case_timelines(settings, stores=True, stream=True, nats_url=nats_url, progress=progress)
     else:
         timelines = case_timelines_from_stream(nats_url, progress=progress, user=user, password=password)
-    for timeline in timelines:
-        if timeline.case_id not in figures.cohort_case_ids:
-            continue
-        found = list(run_checks([timeline], context=context))
+    for whole in timelines:
+        timeline = truncated_at(whole, moment)
+        if timeline is None:
+            continue  # the case began after the moment
+        found = [
+            e for e in run_checks([timeline], context=context)
+            if (start <= e.proven_at <= moment if e.proven_at is not None
+                else timeline.case_id in figures.cohort_case_ids)
+        ]
         if evidence is not None:
             evidence.keep(timeline, len(found))
         yield from found

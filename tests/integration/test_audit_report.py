@@ -107,13 +107,29 @@ def _copy_case(number: int):
         .decided(nov(5), "approved").delivered(nov(6)).surveyed(nov(7), 4).events
 
 
-def test_benchmark_smoke(tmp_path: Path) -> None:
+def test_benchmark_smoke(tmp_path: Path, monkeypatch) -> None:
+    import audit.compliance
+    from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+
+    packs_seen: list[set[str]] = []
+    run_checks = audit.compliance.run_checks
+
+    def watched(timelines, checks=None, *, context=None):
+        packs_seen.append(set(context.packs) if context else set())
+        return run_checks(timelines, checks, context=context)
+
+    monkeypatch.setattr(audit.compliance, "run_checks", watched)
     result = run_bench(3000, compliance=True, progress=False, out_dir=tmp_path / "results", work_dir=tmp_path)
     assert result["publish"]["events"] == 3000
     assert result["replay"]["events"] == 3000  # every published event read back and decoded
     assert result["report"]["events_read"] == 3000
     assert result["replay"]["events_per_second"] > 0 and result["peak_rss_mib"] > 0
     assert result["report"]["exceptions"] is not None
+    # The checks ran against the policy packs, as the board's report runs them: only
+    # the checks that need a store (there are none here) were not run.
+    assert packs_seen and all(seen == set(load_packs(DEFAULT_POLICIES_DIR)) for seen in packs_seen)
+    assert result["report"]["checks_not_run"] == ["referral_never_closed", "no_survey_invitation"]
+    assert result["report"]["exceptions_by_check"].get("decision_after_window", 0) > 0
     written = json.loads(Path(result["written"]).read_text())
     assert written["replay"] == result["replay"]
 
@@ -229,3 +245,46 @@ def test_a_report_without_the_stores_names_the_checks_it_could_not_run(nats_serv
     english = (out / f"report-{START}_{END}-en.html").read_text(encoding="utf-8")
     arabic = (out / f"report-{START}_{END}-ar.html").read_text(encoding="utf-8")
     assert "These checks were not run" in english and "لم تُجرَ هذه الفحوص" in arabic
+
+
+def test_the_report_command_as_of_two_moments_and_of_the_end_of_the_period(
+    nats_server, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from audit.asof import parse_moment
+    from audit.settings import AuditSettings
+    from shared.dates import both_calendars
+    from tests.integration.test_audit_replay import publish as publish_histories, write_stores
+    from tests.unit.test_audit_report_asof import november_cases
+
+    cases = november_cases()
+    settings = AuditSettings(data_dir=tmp_path / "data", nats_url=nats_server.url)
+    write_stores(settings, list(cases.values()))
+    publish_histories(nats_server.url, list(cases.values()))  # December's events too
+    monkeypatch.setenv("KHIDMA_DATA_DIR", str(settings.data_dir))
+
+    def report(*moment: str) -> dict:
+        out = tmp_path / ("report-" + "-".join(moment))
+        code = audit_main(["--nats-url", nats_server.url, "report", "--from", "2026-11-01", "--to", "2026-11-30",
+                           "--lang", "en", "--out", str(out), "--no-progress", *moment])
+        assert code == 0, capsys.readouterr().err
+        return json.loads((out / "figures-2026-11-01_2026-11-30.json").read_text(encoding="utf-8"))
+
+    def found(data: dict) -> set[tuple[str, str]]:
+        return {(e["check"], e["case_ref"]) for e in data["exceptions"]}
+
+    early = report("--as-of", "2026-11-05")
+    assert early["as_of"] == parse_moment("2026-11-05").isoformat()
+    assert early["backlog"]["total"] == 2 and early["backlog"]["by_age"]["15-30"]["awaiting_decision"] == 1
+    assert found(early) == set() and early["checks_not_run"] == []
+    later = report("--hijri", both_calendars(parse_moment("2026-11-20"))["hijri"])
+    assert later["as_of"] == parse_moment("2026-11-20").isoformat()
+    assert later["backlog"]["by_age"]["8-14"]["awaiting_decision"] == 1
+    november = {("decision_after_window", cases["old"].ref), ("referral_never_closed", cases["referral"].ref)}
+    assert found(later) == november
+    # As of the end of November, December's closure of the referral and late decision change nothing.
+    end = report("--as-of", "2026-11-30")
+    assert found(end) == november and end["events_after_period"] > 0
+
+    code = audit_main(["--nats-url", nats_server.url, "report", "--from", "2026-11-01", "--to", "2026-11-30",
+                       "--out", str(tmp_path / "early"), "--no-progress", "--as-of", "2026-10-30"])
+    assert code == 2 and "before the period starts" in capsys.readouterr().err
