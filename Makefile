@@ -72,4 +72,4 @@ docs-check: $(STAMP)
 	$(PY) -m khidma.apidocs docs --check
 
 clean:
-	rm -rf data bench-results .pytest_cache
+	rm -rf data bench-results reports report .pytest_cache

@@ -166,15 +166,20 @@ def cmd_crosscheck(args: argparse.Namespace, settings: AuditSettings) -> int:
     totals = CrossCheckTotals()
     differences = [d.to_dict() for d in crosscheck_system(
         settings, progress=args.progress, totals=totals, grace=timedelta(minutes=args.grace_minutes))]
+    # A message on an event subject that is no event was published by no store.
+    agree = not differences and not totals.undecodable_stream
     if args.json:
-        _dump({"totals": totals.__dict__, "differences": differences, "agree": not differences})
+        _dump({"totals": totals.__dict__, "differences": differences, "agree": agree})
     else:
         print(f"المخازن / stores: {totals.store_events} public events; "
               f"التدفق / stream: {totals.stream_events} events")
+        if totals.undecodable_stream:
+            print(f"  {totals.undecodable_stream} رسالة في التدفق ليست حدثًا مقروءًا / message(s) on "
+                  "the stream that are no readable event (see `replay --source stream`)")
         if totals.within_grace:
             print(f"  {totals.within_grace} حدثًا حديثًا لم يُعدّ مفقودًا بعد / recent event(s) not yet counted "
                   f"as missing (within {args.grace_minutes:g} minutes)")
-        if not differences:
+        if agree:
             print("  متطابقان / the stores and the stream agree")
         current = None
         for difference in differences:
@@ -183,7 +188,7 @@ def cmd_crosscheck(args: argparse.Namespace, settings: AuditSettings) -> int:
                 print(f"  الحالة / case {difference['case_ref']} ({current})")
             print(f"    {difference['message']['ar']} / {difference['message']['en']}: "
                   f"{difference['event_type']} {difference['event_id']} ({difference['service']}) {difference['detail']}")
-    return 1 if differences else 0
+    return 0 if agree else 1
 
 
 def _as_of(args: argparse.Namespace) -> datetime | None:

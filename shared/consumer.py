@@ -97,6 +97,8 @@ class TrackingConsumer:
         self.store = store
         self.js = js
         self.service = service
+        # Shown at 0 from the start, so an alert on any increase sees the first one.
+        metrics.DEAD_LETTERS.labels(service)
         self.handlers = dict(handlers)
         self.durable = durable or service
         self.max_deliveries = max_deliveries

@@ -173,6 +173,31 @@ def test_the_crosscheck_is_silent_when_they_agree(tmp_path: Path, nats_server: N
     assert list(crosscheck_system(settings)) == []
 
 
+def test_a_message_on_the_stream_that_is_no_event_breaks_the_agreement(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    history = CaseHistory()
+    history.clean()
+    settings = AuditSettings(data_dir=tmp_path / "data", nats_url=nats_server.url)
+    write_stores(settings, [history])
+    publish(nats_server.url, [history])
+    assert run_cli(settings, "crosscheck", "--grace-minutes", "0").returncode == 0
+
+    async def garbage() -> None:
+        connection = await nats.connect(nats_server.url)
+        try:
+            subject = event_subject("sidr", uuid4(), "RequestReceived")
+            await connection.jetstream().publish(subject, b"not an event")
+        finally:
+            await connection.close()
+
+    asyncio.run(garbage())
+    result = run_cli(settings, "crosscheck", "--grace-minutes", "0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no readable event" in result.stdout and "agree" not in result.stdout
+    assert json.loads(run_cli(settings, "crosscheck", "--json").stdout)["agree"] is False
+
+
 def test_state_as_of_before_and_after_the_decision(world: dict) -> None:
     settings: AuditSettings = world["settings"]
     first: CaseHistory = world["clean"][0]
