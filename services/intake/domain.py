@@ -364,6 +364,18 @@ class Case(Aggregate):
             "correlation_id": self.correlation_id,
         }
 
+    def _request_as_recorded(self) -> dict[str, Any]:
+        """The request as it is published, whole: on completion and on each revision."""
+        return {
+            "channel": self.channel,
+            "channel_ref": self.channel_ref,
+            "service_code": self.service_code,
+            "applicant": self.applicant,
+            "fields": self.fields,
+            "documents": self.documents,
+            "attestation": self.attestation,
+        }
+
     def expected_hash(self) -> str:
         return attested_data_hash(
             self.applicant, self.service_code, self.fields, self.documents
@@ -402,13 +414,7 @@ class Case(Aggregate):
             assert self.verification_event_id is not None  # corrections answer one
             self._resubmitted(
                 **self._public(event_id or uuid4(), None),
-                channel=self.channel,
-                channel_ref=self.channel_ref,
-                service_code=self.service_code,
-                applicant=self.applicant,
-                fields=self.fields,
-                documents=self.documents,
-                attestation=self.attestation,
+                **self._request_as_recorded(),
                 # Validity is judged when the applicant gave this data: now.
                 submitted_at=at,
                 revision=self.revision + 1,
@@ -421,13 +427,7 @@ class Case(Aggregate):
                 event_id=self.received_event_id,
                 association_id=self.association_id,
                 case_ref=self.case_ref,
-                channel=self.channel,
-                channel_ref=self.channel_ref,
-                service_code=self.service_code,
-                applicant=self.applicant,
-                fields=self.fields,
-                documents=self.documents,
-                attestation=self.attestation,
+                **self._request_as_recorded(),
                 submitted_at=self.submitted_at,
                 actor=actor,
                 at=at,
