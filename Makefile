@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m khidma.run
 
-test: $(STAMP)
+# ruff (lint and format) and mypy over the code; `make test` runs it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shared services audit khidma
+	$(VENV)/bin/ruff format --check shared services audit khidma
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint
 	$(PY) -m pytest
 
 test-unit: $(STAMP)

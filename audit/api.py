@@ -12,7 +12,7 @@ answer is computed from events only, by replaying the stores and/or the stream.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query
@@ -71,13 +71,18 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         source: str = "stores",
     ) -> dict[str, Any]:
         try:
-            moment = hijri_moment(hijri) if hijri else parse_moment(at) if at else datetime.now(timezone.utc)
+            moment = hijri_moment(hijri) if hijri else parse_moment(at) if at else datetime.now(UTC)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
         stores, stream = _sources(settings, source)
 
         def compute() -> list[dict[str, Any]]:
-            return [s.to_dict() for s in states_as_of(case_timelines(settings, stores=stores, stream=stream), moment)]
+            return [
+                s.to_dict()
+                for s in states_as_of(
+                    case_timelines(settings, stores=stores, stream=stream), moment
+                )
+            ]
 
         cases = await run_in_threadpool(compute)
         return {"as_of": both_calendars(moment), "cases": cases}
@@ -85,7 +90,9 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
     @app.get("/crosscheck")
     async def crosscheck() -> dict[str, Any]:
         if not settings.nats_url:
-            raise HTTPException(503, {"ar": "لم يُضبط KHIDMA_NATS_URL", "en": "KHIDMA_NATS_URL is not set"})
+            raise HTTPException(
+                503, {"ar": "لم يُضبط KHIDMA_NATS_URL", "en": "KHIDMA_NATS_URL is not set"}
+            )
         totals = CrossCheckTotals()
 
         def compute() -> list[dict[str, Any]]:
@@ -95,7 +102,9 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         return {"totals": totals.__dict__, "agree": not differences, "differences": differences}
 
     @app.get("/compliance")
-    async def compliance(source: str = "both", check: list[str] | None = Query(default=None)) -> dict[str, Any]:
+    async def compliance(
+        source: str = "both", check: list[str] | None = Query(default=None)
+    ) -> dict[str, Any]:
         unknown = [c for c in check or [] if c not in REGISTRY]
         if unknown:
             raise HTTPException(422, f"unknown checks: {unknown}; known: {sorted(REGISTRY)}")
@@ -134,7 +143,9 @@ def main() -> None:
     import uvicorn
 
     settings = load_audit_settings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info")
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info"
+    )
 
 
 if __name__ == "__main__":

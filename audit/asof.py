@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from audit.timeline import CaseTimeline
 from shared.dates import RIYADH, both_calendars, from_hijri
@@ -46,14 +47,14 @@ def parse_moment(text: str) -> datetime:
     text = text.strip()
     if len(text) == 10:
         return end_of_day(date.fromisoformat(text))
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def end_of_day(day: date) -> datetime:
     """The last moment of a day as people in Riyadh count it, in UTC."""
     return (datetime.combine(day, time(0), RIYADH) + timedelta(days=1, microseconds=-1)).astimezone(
-        timezone.utc
+        UTC
     )
 
 

@@ -33,10 +33,11 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
@@ -61,7 +62,7 @@ def _uuid(rng: random.Random) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 class HistoryGenerator:
@@ -71,12 +72,19 @@ class HistoryGenerator:
     million events needs little memory.
     """
 
-    def __init__(self, total: int, *, seed: int = 7, start: date = date(2025, 12, 1), days: int = 365,
-                 policies_dir: Path = DEFAULT_POLICIES_DIR):
+    def __init__(
+        self,
+        total: int,
+        *,
+        seed: int = 7,
+        start: date = date(2025, 12, 1),
+        days: int = 365,
+        policies_dir: Path = DEFAULT_POLICIES_DIR,
+    ):
         self.total = total
         self.rng = random.Random(seed)
         self.packs = list(load_packs(policies_dir).values())
-        self.start_ts = datetime.combine(start, datetime.min.time(), timezone.utc).timestamp()
+        self.start_ts = datetime.combine(start, datetime.min.time(), UTC).timestamp()
         self.days = days
         cases = max(1, int(total / EVENTS_PER_CASE))
         self.interval = days * DAY / cases
@@ -102,73 +110,149 @@ class HistoryGenerator:
         service = rng.choice(pack.services).code
         events: list[tuple[float, dict[str, Any]]] = []
 
-        def add(ts: float, event_type: str, actor: tuple[str, str], payload: dict[str, Any]) -> None:
+        def add(
+            ts: float, event_type: str, actor: tuple[str, str], payload: dict[str, Any]
+        ) -> None:
             event_id = _uuid(rng)
-            events.append((ts, {
-                "event_id": event_id, "event_type": event_type, "schema_version": 1,
-                "occurred_at": _iso(ts), **envelope,
-                "causation_id": events[-1][1]["event_id"] if events else None,
-                "actor": {"kind": actor[0], "id": actor[1]}, "payload": payload,
-            }))
+            events.append(
+                (
+                    ts,
+                    {
+                        "event_id": event_id,
+                        "event_type": event_type,
+                        "schema_version": 1,
+                        "occurred_at": _iso(ts),
+                        **envelope,
+                        "causation_id": events[-1][1]["event_id"] if events else None,
+                        "actor": {"kind": actor[0], "id": actor[1]},
+                        "payload": payload,
+                    },
+                )
+            )
 
         officer = f"officer-{rng.randint(1, 12)}"
-        applicant = {"national_id": f"1{rng.randint(0, 999_999_999):09d}", "name": "Bench applicant",
-                     "phone": "0500000000"}
+        applicant = {
+            "national_id": f"1{rng.randint(0, 999_999_999):09d}",
+            "name": "Bench applicant",
+            "phone": "0500000000",
+        }
         fields = {"request_details": "bench"}
-        attested = json.dumps({"applicant": applicant, "service_code": service, "fields": fields, "documents": []},
-                              sort_keys=True, separators=(",", ":"))
-        add(received, "RequestReceived", ("officer", officer), {
-            "channel": channel, "channel_ref": f"{channel}-{self.case_number}", "service_code": service,
-            "applicant": applicant, "fields": fields,
-            "attestation": {"attested": True, "attested_by": "Bench applicant", "method": "in_person",
-                            "attested_at": _iso(received), "data_hash": hashlib.sha256(attested.encode()).hexdigest()},
-            "submitted_at": _iso(received),
-        })
+        attested = json.dumps(
+            {"applicant": applicant, "service_code": service, "fields": fields, "documents": []},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        add(
+            received,
+            "RequestReceived",
+            ("officer", officer),
+            {
+                "channel": channel,
+                "channel_ref": f"{channel}-{self.case_number}",
+                "service_code": service,
+                "applicant": applicant,
+                "fields": fields,
+                "attestation": {
+                    "attested": True,
+                    "attested_by": "Bench applicant",
+                    "method": "in_person",
+                    "attested_at": _iso(received),
+                    "data_hash": hashlib.sha256(attested.encode()).hexdigest(),
+                },
+                "submitted_at": _iso(received),
+            },
+        )
         now = received
         if kind == "referred":
             now += rng.uniform(0.2, 4) * HOUR
-            add(now, "ReferredToResearcher", ("officer", officer), {
-                "reason": "The procedure is unclear to the applicant", "questions": ["Which documents?"],
-                "referred_by": officer,
-            })
+            add(
+                now,
+                "ReferredToResearcher",
+                ("officer", officer),
+                {
+                    "reason": "The procedure is unclear to the applicant",
+                    "questions": ["Which documents?"],
+                    "referred_by": officer,
+                },
+            )
         if kind == "open" and rng.random() < 0.5:
             return events
         now += rng.uniform(2 * HOUR, 3 * DAY)
-        outcome = "ineligible" if kind == "ineligible" else ("discrepancies" if rng.random() < 0.05 else "verified")
-        add(now, "DataVerified", ("officer", "verifier-1"), {
-            "outcome": outcome, "officer": "verifier-1",
-            "checks": [{"name": "identity", "passed": True}, {"name": "documents_valid", "passed": outcome != "discrepancies"}],
-            **({"ineligible_rule": "eligibility"} if outcome == "ineligible" else {}),
-        })
+        outcome = (
+            "ineligible"
+            if kind == "ineligible"
+            else ("discrepancies" if rng.random() < 0.05 else "verified")
+        )
+        add(
+            now,
+            "DataVerified",
+            ("officer", "verifier-1"),
+            {
+                "outcome": outcome,
+                "officer": "verifier-1",
+                "checks": [
+                    {"name": "identity", "passed": True},
+                    {"name": "documents_valid", "passed": outcome != "discrepancies"},
+                ],
+                **({"ineligible_rule": "eligibility"} if outcome == "ineligible" else {}),
+            },
+        )
         if kind == "open":
             return events
         window = pack.decision_window_days
         late = rng.random() < 0.12
-        decided = received + (rng.uniform(window + 0.5, window * 2.2) if late else rng.uniform(1, window - 0.5)) * DAY
+        decided = (
+            received
+            + (rng.uniform(window + 0.5, window * 2.2) if late else rng.uniform(1, window - 0.5))
+            * DAY
+        )
         now = max(now + HOUR, decided)
         approve = kind in ("approved", "referred")
         members = [m.id for m in pack.committee.members][: max(pack.committee.quorum, 3)]
-        add(now, "CommitteeDecided", ("committee", f"sitting-{int(now // DAY)}"), {
-            "decision": "approved" if approve else "rejected",
-            "reasons": ["Meets the criteria" if approve else "Does not meet the criteria"],
-            "votes": [{"member": m, "vote": "approve" if approve else "reject"} for m in members],
-            "window_days": window, "within_window": not late,
-            "deadline": _iso(received + window * DAY), "members_present": members,
-            "quorum": pack.committee.quorum,
-        })
+        add(
+            now,
+            "CommitteeDecided",
+            ("committee", f"sitting-{int(now // DAY)}"),
+            {
+                "decision": "approved" if approve else "rejected",
+                "reasons": ["Meets the criteria" if approve else "Does not meet the criteria"],
+                "votes": [
+                    {"member": m, "vote": "approve" if approve else "reject"} for m in members
+                ],
+                "window_days": window,
+                "within_window": not late,
+                "deadline": _iso(received + window * DAY),
+                "members_present": members,
+                "quorum": pack.committee.quorum,
+            },
+        )
         if approve:
             now += rng.uniform(HOUR, 5 * DAY)
-            add(now, "ServiceDelivered", ("officer", officer), {
-                "service_code": service, "delivered": "The service as requested", "delivered_by": officer,
-            })
+            add(
+                now,
+                "ServiceDelivered",
+                ("officer", officer),
+                {
+                    "service_code": service,
+                    "delivered": "The service as requested",
+                    "delivered_by": officer,
+                },
+            )
         if rng.random() < 0.8:
             now += rng.uniform(HOUR, 7 * DAY)
             satisfaction = rng.choices((1, 2, 3, 4, 5), (3, 5, 12, 35, 45))[0]
-            add(now, "SurveyAnswered", ("applicant", "anonymous"), {
-                "ratings": {"satisfaction": satisfaction, "recommend": rng.randint(0, 10)},
-                "anonymous": True, "stage": "delivered" if approve else "rejected",
-                "service_code": service, "channel": channel,
-            })
+            add(
+                now,
+                "SurveyAnswered",
+                ("applicant", "anonymous"),
+                {
+                    "ratings": {"satisfaction": satisfaction, "recommend": rng.randint(0, 10)},
+                    "anonymous": True,
+                    "stage": "delivered" if approve else "rejected",
+                    "service_code": service,
+                    "channel": channel,
+                },
+            )
         return events
 
     def __iter__(self) -> Iterator[Item]:
@@ -186,12 +270,19 @@ class HistoryGenerator:
                 emitted += 1
                 yield Item(
                     event_subject(body["association_id"], body["case_id"], body["event_type"]),
-                    body["event_id"], dumps(body, ensure_ascii=False).encode(),
+                    body["event_id"],
+                    dumps(body, ensure_ascii=False).encode(),
                 )
 
 
-async def publish_history(nats_url: str, items: Iterable[Item], *, batch: int = 2000,
-                          progress: bool = False, total: int | None = None) -> int:
+async def publish_history(
+    nats_url: str,
+    items: Iterable[Item],
+    *,
+    batch: int = 2000,
+    progress: bool = False,
+    total: int | None = None,
+) -> int:
     """Publishes the items to the KHIDMA stream asynchronously, `batch` acks in flight; returns the count."""
     import nats
 
@@ -205,7 +296,11 @@ async def publish_history(nats_url: str, items: Iterable[Item], *, batch: int = 
         count = 0
         started = time.monotonic()
         for item in items:
-            futures.append(await js.publish_async(item.subject, item.data, headers={"Nats-Msg-Id": item.event_id}))
+            futures.append(
+                await js.publish_async(
+                    item.subject, item.data, headers={"Nats-Msg-Id": item.event_id}
+                )
+            )
             count += 1
             if len(futures) >= batch:
                 await asyncio.gather(*futures)  # raises on any refused publish
@@ -213,13 +308,20 @@ async def publish_history(nats_url: str, items: Iterable[Item], *, batch: int = 
                 if progress and count % (batch * 25) == 0:
                     rate = count / max(time.monotonic() - started, 1e-9)
                     of = f"/{total:,}" if total else ""
-                    print(f"\rpublished {count:,}{of} ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
+                    print(
+                        f"\rpublished {count:,}{of} ({rate:,.0f}/s)",
+                        end="",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         await asyncio.gather(*futures)
         if progress:
             print(file=sys.stderr)
         info = await js.stream_info("KHIDMA")
         if info.state.messages < count:
-            raise RuntimeError(f"the stream holds {info.state.messages} messages, {count} were published")
+            raise RuntimeError(
+                f"the stream holds {info.state.messages} messages, {count} were published"
+            )
         return count
     finally:
         await connection.close()
@@ -241,8 +343,15 @@ def server_peak_mib(pid: int | None) -> float | None:
     return None
 
 
-def run_bench(events: int, *, compliance: bool = False, progress: bool = True, out_dir: Path = Path("bench-results"),
-              work_dir: Path | None = None, seed: int = 7) -> dict[str, Any]:
+def run_bench(
+    events: int,
+    *,
+    compliance: bool = False,
+    progress: bool = True,
+    out_dir: Path = Path("bench-results"),
+    work_dir: Path | None = None,
+    seed: int = 7,
+) -> dict[str, Any]:
     from audit.compliance import CheckContext, checks_not_run
     from audit.figures import compute_figures
     from audit.report import compliance_exceptions, stream_events, write_report
@@ -255,10 +364,16 @@ def run_bench(events: int, *, compliance: bool = False, progress: bool = True, o
         try:
             generator = HistoryGenerator(events, seed=seed)
             started = time.perf_counter()
-            published = asyncio.run(publish_history(server.url, generator, progress=progress, total=events))
+            published = asyncio.run(
+                publish_history(server.url, generator, progress=progress, total=events)
+            )
             elapsed = time.perf_counter() - started
-            result["publish"] = {"events": published, "cases": generator.case_number, "seconds": round(elapsed, 2),
-                                 "events_per_second": round(published / elapsed)}
+            result["publish"] = {
+                "events": published,
+                "cases": generator.case_number,
+                "seconds": round(elapsed, 2),
+                "events_per_second": round(published / elapsed),
+            }
             result["peak_rss_mib_after_publish"] = round(peak_rss_mib(), 1)
 
             started = time.perf_counter()
@@ -266,24 +381,42 @@ def run_bench(events: int, *, compliance: bool = False, progress: bool = True, o
             for _ in stream_events(server.url, progress=progress):
                 replayed += 1
             elapsed = time.perf_counter() - started
-            result["replay"] = {"events": replayed, "seconds": round(elapsed, 2),
-                                "events_per_second": round(replayed / elapsed)}
+            result["replay"] = {
+                "events": replayed,
+                "seconds": round(elapsed, 2),
+                "events_per_second": round(replayed / elapsed),
+            }
             result["peak_rss_mib_after_replay"] = round(peak_rss_mib(), 1)
 
             start = date.fromtimestamp(generator.start_ts)
             end = start + timedelta(days=generator.days - 1)
             started = time.perf_counter()
-            figures = compute_figures(stream_events(server.url, progress=progress), start=start, end=end, packs=packs)
+            figures = compute_figures(
+                stream_events(server.url, progress=progress), start=start, end=end, packs=packs
+            )
             figures_done = time.perf_counter()
             # As `python -m audit report` runs them: against the packs, with the report's
             # default grace; the stores' checks cannot run on a stream alone.
             not_run = checks_not_run((), packs=packs) if compliance else []
-            exceptions = compliance_exceptions(
-                server.url, figures, progress=progress, context=CheckContext(packs=packs),
-            ) if compliance else None
+            exceptions = (
+                compliance_exceptions(
+                    server.url,
+                    figures,
+                    progress=progress,
+                    context=CheckContext(packs=packs),
+                )
+                if compliance
+                else None
+            )
             # the checks run while the report is written (they are read once, as an iterator)
-            files = write_report(figures, exceptions, out_dir=Path(folder) / "report", lang="ar", packs=packs,
-                                 checks_not_run=not_run)
+            files = write_report(
+                figures,
+                exceptions,
+                out_dir=Path(folder) / "report",
+                lang="ar",
+                packs=packs,
+                checks_not_run=not_run,
+            )
             written = time.perf_counter()
             result["report"] = {
                 "period": [start.isoformat(), end.isoformat()],
@@ -293,13 +426,19 @@ def run_bench(events: int, *, compliance: bool = False, progress: bool = True, o
                 "figures_events_per_second": round(figures.events_read / (figures_done - started)),
                 "exceptions": files.exceptions_total,
                 "checks_not_run": not_run if compliance else None,
-                "exceptions_by_check": json.loads(files.json.read_text(encoding="utf-8"))["exceptions_by_check"],
-                "write_seconds": round(written - figures_done, 3),  # with the compliance checks when asked
+                "exceptions_by_check": json.loads(files.json.read_text(encoding="utf-8"))[
+                    "exceptions_by_check"
+                ],
+                "write_seconds": round(
+                    written - figures_done, 3
+                ),  # with the compliance checks when asked
                 "build_seconds": round(written - started, 2),
                 "html_bytes": files.html.stat().st_size,
             }
             result["peak_rss_mib"] = round(peak_rss_mib(), 1)
-            result["nats_server_peak_mib"] = server_peak_mib(server.process.pid if server.process else None)
+            result["nats_server_peak_mib"] = server_peak_mib(
+                server.process.pid if server.process else None
+            )
         finally:
             server.stop()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -310,16 +449,28 @@ def run_bench(events: int, *, compliance: bool = False, progress: bool = True, o
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmark the audit: replay and board report over a long history.")
+    parser = argparse.ArgumentParser(
+        description="Benchmark the audit: replay and board report over a long history."
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--compliance", action="store_true", help="also run the compliance checks (slower)")
+    parser.add_argument(
+        "--compliance", action="store_true", help="also run the compliance checks (slower)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--output", type=Path, default=Path("bench-results"))
-    parser.add_argument("--work-dir", type=Path, default=None, help="where the temporary nats store goes")
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="where the temporary nats store goes"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    result = run_bench(args.events, compliance=args.compliance, progress=not args.quiet, out_dir=args.output,
-                       work_dir=args.work_dir, seed=args.seed)
+    result = run_bench(
+        args.events,
+        compliance=args.compliance,
+        progress=not args.quiet,
+        out_dir=args.output,
+        work_dir=args.work_dir,
+        seed=args.seed,
+    )
     publish, replay, report = result["publish"], result["replay"], result["report"]
     lines = [
         f"Khidma audit benchmark: {publish['events']:,} events ({publish['cases']:,} cases)",
@@ -327,12 +478,18 @@ def main(argv: list[str] | None = None) -> int:
         f"  replay (read + decode)    {replay['seconds']:8.2f} s  {replay['events_per_second']:>10,} events/s",
         f"  report figures            {report['figures_seconds']:8.2f} s  {report['figures_events_per_second']:>10,} events/s",
     ]
-    checks = f", compliance checks: {report['exceptions']:,} exceptions" if report["exceptions"] is not None else ""
+    checks = (
+        f", compliance checks: {report['exceptions']:,} exceptions"
+        if report["exceptions"] is not None
+        else ""
+    )
     lines += [
         f"  report files written      {report['write_seconds']:8.3f} s  (HTML {report['html_bytes']:,} bytes{checks})",
         f"  report build in all       {report['build_seconds']:8.2f} s",
-        f"  peak memory (ru_maxrss)   after publish {result['peak_rss_mib_after_publish']:.0f} MiB, "
-        f"after replay {result['peak_rss_mib_after_replay']:.0f} MiB, at the end {result['peak_rss_mib']:.0f} MiB",
+        (
+            f"  peak memory (ru_maxrss)   after publish {result['peak_rss_mib_after_publish']:.0f} MiB, "
+            f"after replay {result['peak_rss_mib_after_replay']:.0f} MiB, at the end {result['peak_rss_mib']:.0f} MiB"
+        ),
         f"  nats-server peak (VmHWM)  {result['nats_server_peak_mib'] or 0:.0f} MiB",
         f"written {result['written']}",
     ]

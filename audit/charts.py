@@ -7,8 +7,8 @@ right, as an Arabic reader expects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 PALETTE = ("#1b6e5a", "#c07a1a", "#3a5fa8", "#a33b3b", "#6b4fa0", "#4f8a2b", "#8a6d3b", "#2f8f9d")
 FONT = "font-family=\"'Noto Naskh Arabic','Segoe UI',Tahoma,Arial,sans-serif\""
@@ -29,7 +29,11 @@ def _svg(width: int, height: int, title: str, body: list[str], rtl: bool) -> str
 
 
 def bar_chart(
-    items: Sequence[tuple[str, float]], *, title: str, rtl: bool = False, width: int = 720,
+    items: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    rtl: bool = False,
+    width: int = 720,
     color: str = PALETTE[0],
 ) -> str:
     """Horizontal bars, one per (label, value)."""

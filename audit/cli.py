@@ -19,9 +19,10 @@ import json
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from audit import report as report_module
 from audit import tamper as tamper_module
@@ -52,7 +53,9 @@ def _sources(args: argparse.Namespace, settings: AuditSettings) -> tuple[bool, b
     stores = source in ("stores", "both")
     stream = source in ("stream", "both")
     if stream and not settings.nats_url:
-        raise SystemExit("the stream needs KHIDMA_NATS_URL or --nats-url / يلزم ضبط KHIDMA_NATS_URL")
+        raise SystemExit(
+            "the stream needs KHIDMA_NATS_URL or --nats-url / يلزم ضبط KHIDMA_NATS_URL"
+        )
     return stores, stream
 
 
@@ -71,20 +74,30 @@ def cmd_replay(args: argparse.Namespace, settings: AuditSettings) -> int:
                 public += record.published_as is not None
                 total += 1
             per_service[service] = {
-                "events": sum(topics.values()), "public_events": public, "by_event": dict(topics),
+                "events": sum(topics.values()),
+                "public_events": public,
+                "by_event": dict(topics),
             }
         result["stores"] = per_service
     if stream:
         types: Counter[str] = Counter()
         undecodable = 0
-        for item in replay_stream(settings.nats_url or "", progress=args.progress,
-                                  user=settings.nats_user, password=settings.nats_password):
+        for item in replay_stream(
+            settings.nats_url or "",
+            progress=args.progress,
+            user=settings.nats_user,
+            password=settings.nats_password,
+        ):
             total += 1
             if item.event is None:
                 undecodable += 1
             else:
                 types[item.event.event_type] += 1
-        result["stream"] = {"events": sum(types.values()), "undecodable": undecodable, "by_event": dict(types)}
+        result["stream"] = {
+            "events": sum(types.values()),
+            "undecodable": undecodable,
+            "by_event": dict(types),
+        }
     elapsed = time.perf_counter() - started
     result["replayed_events"] = total
     result["seconds"] = round(elapsed, 3)
@@ -94,12 +107,16 @@ def cmd_replay(args: argparse.Namespace, settings: AuditSettings) -> int:
         return 0
     print(f"إعادة تشغيل السجل / Replay: {total} events in {elapsed:.2f}s")
     for service, counts in result.get("stores", {}).items():
-        print(f"  مخزن {service} store: {counts['events']} events, {counts['public_events']} public")
+        print(
+            f"  مخزن {service} store: {counts['events']} events, {counts['public_events']} public"
+        )
         for name, count in sorted(counts["by_event"].items()):
             print(f"    {name}: {count}")
     if "stream" in result:
-        print(f"  تدفق KHIDMA stream: {result['stream']['events']} events"
-              f" ({result['stream']['undecodable']} undecodable / غير مقروءة)")
+        print(
+            f"  تدفق KHIDMA stream: {result['stream']['events']} events"
+            f" ({result['stream']['undecodable']} undecodable / غير مقروءة)"
+        )
         for name, count in sorted(result["stream"]["by_event"].items()):
             print(f"    {name}: {count}")
     return 0
@@ -115,17 +132,23 @@ def cmd_timeline(args: argparse.Namespace, settings: AuditSettings) -> int:
     if args.json:
         _dump(document)
         return 0
-    print(f"الحالة / Case {timeline.case_ref} ({timeline.case_id}) — {timeline.association_id}, "
-          f"القناة / channel: {timeline.channel}, الخدمة / service: {timeline.service_code}")
+    print(
+        f"الحالة / Case {timeline.case_ref} ({timeline.case_id}) — {timeline.association_id}, "
+        f"القناة / channel: {timeline.channel}, الخدمة / service: {timeline.service_code}"
+    )
     for event in document["events"]:
         when = event["when"]
         actor = event["actor"] or {}
         cause = event["caused_by"]
         cause_text = f" ← {cause['event_type']} ({cause['service']})" if cause else ""
-        name = event["event_type"] + (f" (النسخة / revision {event['revision']})" if event.get("revision") else "")
-        print(f"  {when['hijri']} هـ | {when.get('at', when['gregorian'])} | {event['source']:<6} "
-              f"{event['service']:<12} {name:<32} {actor.get('kind')}:{actor.get('id')}"
-              f" [{event['channel']}]{cause_text}")
+        name = event["event_type"] + (
+            f" (النسخة / revision {event['revision']})" if event.get("revision") else ""
+        )
+        print(
+            f"  {when['hijri']} هـ | {when.get('at', when['gregorian'])} | {event['source']:<6} "
+            f"{event['service']:<12} {name:<32} {actor.get('kind')}:{actor.get('id')}"
+            f" [{event['channel']}]{cause_text}"
+        )
     return 0
 
 
@@ -135,50 +158,78 @@ def cmd_asof(args: argparse.Namespace, settings: AuditSettings) -> int:
     elif args.moment:
         at = parse_moment(args.moment)
     else:
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
     stores, stream = _sources(args, settings)
     states = states_as_of(
         case_timelines(settings, stores=stores, stream=stream, progress=args.progress), at
     )
     if args.json:
-        print("{" + f'"as_of": {json.dumps(both_calendars(at), ensure_ascii=False)}, "cases": [', end="")
+        print(
+            "{" + f'"as_of": {json.dumps(both_calendars(at), ensure_ascii=False)}, "cases": [',
+            end="",
+        )
         for index, state in enumerate(states):
-            print(("," if index else "") + "\n  " + json.dumps(state.to_dict(), ensure_ascii=False, default=str), end="")
+            print(
+                ("," if index else "")
+                + "\n  "
+                + json.dumps(state.to_dict(), ensure_ascii=False, default=str),
+                end="",
+            )
         print("\n]}")
         return 0
     moment = both_calendars(at)
-    print(f"الحالات كما كانت في {moment['ar']} / Cases as they stood on {moment['en']} ({moment['at']})")
+    print(
+        f"الحالات كما كانت في {moment['ar']} / Cases as they stood on {moment['en']} ({moment['at']})"
+    )
     count = 0
     for state in states:
         count += 1
         label = STATUS_LABELS.get(state.status, {"ar": state.status, "en": state.status})
-        print(f"  {state.case_ref:<18} {label['ar']} / {label['en']:<24} "
-              f"verification={state.verification_outcome} decision={state.decision} "
-              f"delivered={state.delivered} referral_open={state.referral_open} survey={state.survey}")
+        print(
+            f"  {state.case_ref:<18} {label['ar']} / {label['en']:<24} "
+            f"verification={state.verification_outcome} decision={state.decision} "
+            f"delivered={state.delivered} referral_open={state.referral_open} survey={state.survey}"
+        )
     print(f"  {count} حالة / cases")
     return 0
 
 
 def cmd_crosscheck(args: argparse.Namespace, settings: AuditSettings) -> int:
     if not settings.nats_url:
-        print("the cross-check needs KHIDMA_NATS_URL or --nats-url / يلزم ضبط KHIDMA_NATS_URL", file=sys.stderr)
+        print(
+            "the cross-check needs KHIDMA_NATS_URL or --nats-url / يلزم ضبط KHIDMA_NATS_URL",
+            file=sys.stderr,
+        )
         return 2
     totals = CrossCheckTotals()
-    differences = [d.to_dict() for d in crosscheck_system(
-        settings, progress=args.progress, totals=totals, grace=timedelta(minutes=args.grace_minutes))]
+    differences = [
+        d.to_dict()
+        for d in crosscheck_system(
+            settings,
+            progress=args.progress,
+            totals=totals,
+            grace=timedelta(minutes=args.grace_minutes),
+        )
+    ]
     # A message on an event subject that is no event was published by no store.
     agree = not differences and not totals.undecodable_stream
     if args.json:
         _dump({"totals": totals.__dict__, "differences": differences, "agree": agree})
     else:
-        print(f"المخازن / stores: {totals.store_events} public events; "
-              f"التدفق / stream: {totals.stream_events} events")
+        print(
+            f"المخازن / stores: {totals.store_events} public events; "
+            f"التدفق / stream: {totals.stream_events} events"
+        )
         if totals.undecodable_stream:
-            print(f"  {totals.undecodable_stream} رسالة في التدفق ليست حدثًا مقروءًا / message(s) on "
-                  "the stream that are no readable event (see `replay --source stream`)")
+            print(
+                f"  {totals.undecodable_stream} رسالة في التدفق ليست حدثًا مقروءًا / message(s) on "
+                "the stream that are no readable event (see `replay --source stream`)"
+            )
         if totals.within_grace:
-            print(f"  {totals.within_grace} حدثًا حديثًا لم يُعدّ مفقودًا بعد / recent event(s) not yet counted "
-                  f"as missing (within {args.grace_minutes:g} minutes)")
+            print(
+                f"  {totals.within_grace} حدثًا حديثًا لم يُعدّ مفقودًا بعد / recent event(s) not yet counted "
+                f"as missing (within {args.grace_minutes:g} minutes)"
+            )
         if agree:
             print("  متطابقان / the stores and the stream agree")
         current = None
@@ -186,8 +237,10 @@ def cmd_crosscheck(args: argparse.Namespace, settings: AuditSettings) -> int:
             if difference["case_id"] != current:
                 current = difference["case_id"]
                 print(f"  الحالة / case {difference['case_ref']} ({current})")
-            print(f"    {difference['message']['ar']} / {difference['message']['en']}: "
-                  f"{difference['event_type']} {difference['event_id']} ({difference['service']}) {difference['detail']}")
+            print(
+                f"    {difference['message']['ar']} / {difference['message']['en']}: "
+                f"{difference['event_type']} {difference['event_id']} ({difference['service']}) {difference['detail']}"
+            )
     return 0 if agree else 1
 
 
@@ -207,24 +260,33 @@ def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
     # The window and the quorum are the policy's, not what the committee recorded.
     context = CheckContext(
         packs=load_packs(settings.policies_dir),
-        now=at or datetime.now(timezone.utc),
+        now=at or datetime.now(UTC),
         grace=timedelta(minutes=args.grace_minutes),
     )
-    timelines: Iterable[CaseTimeline] = case_timelines(settings, stores=stores, stream=stream, progress=args.progress)
+    timelines: Iterable[CaseTimeline] = case_timelines(
+        settings, stores=stores, stream=stream, progress=args.progress
+    )
     if at is not None:
         # The history as it stood then: later events are not yet known.
         timelines = (cut for cut in (truncated_at(t, at) for t in timelines) if cut is not None)
     exceptions = run_checks(timelines, checks=args.checks, context=context)
-    skipped = checks_not_run(available_services(settings) if stores else (), packs=context.packs, checks=args.checks)
+    skipped = checks_not_run(
+        available_services(settings) if stores else (), packs=context.packs, checks=args.checks
+    )
     if skipped:  # on stderr: the JSON on stdout stays a list of exceptions
-        print("فحوص لم تُجرَ / checks not run (their store was not read): " + ", ".join(skipped),
-              file=sys.stderr)
+        print(
+            "فحوص لم تُجرَ / checks not run (their store was not read): " + ", ".join(skipped),
+            file=sys.stderr,
+        )
     found = 0
     counts: Counter[str] = Counter()
     if args.json:
         print("[", end="")
         for item in exceptions:
-            print(("," if found else "") + "\n  " + json.dumps(item.to_dict(), ensure_ascii=False), end="")
+            print(
+                ("," if found else "") + "\n  " + json.dumps(item.to_dict(), ensure_ascii=False),
+                end="",
+            )
             found += 1
         print("\n]")
         return 1 if found else 0
@@ -238,7 +300,10 @@ def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
     if not found:
         print("لا مخالفات للسياسة / no policy exceptions")
     else:
-        print(f"{found} مخالفة / exceptions: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        print(
+            f"{found} مخالفة / exceptions: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        )
     return 1 if found else 0
 
 
@@ -250,39 +315,81 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="overrides KHIDMA_DATA_DIR")
     parser.add_argument("--nats-url", default=None, help="overrides KHIDMA_NATS_URL")
-    parser.add_argument("--store", choices=("sqlite", "postgres"), default=None, help="overrides KHIDMA_STORE")
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgres"), default=None, help="overrides KHIDMA_STORE"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str, handler: Callable[..., int], *, source: str | None = "stores") -> argparse.ArgumentParser:
+    def add(
+        name: str, help_text: str, handler: Callable[..., int], *, source: str | None = "stores"
+    ) -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=help_text)
         sub.add_argument("--json", action="store_true", help="JSON output")
-        sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                         help="progress bar on stderr (default: when stderr is a terminal)")
+        sub.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="progress bar on stderr (default: when stderr is a terminal)",
+        )
         if source:
-            sub.add_argument("--source", choices=SOURCES, default=source,
-                             help=f"what to replay (default: {source})")
+            sub.add_argument(
+                "--source",
+                choices=SOURCES,
+                default=source,
+                help=f"what to replay (default: {source})",
+            )
         sub.set_defaults(func=handler)
         return sub
 
-    add("replay", "replay the stores and/or the stream, with counts / إعادة تشغيل السجل", cmd_replay)
-    timeline = add("timeline", "one case's full timeline / السجل الزمني لحالة", cmd_timeline, source="both")
+    add(
+        "replay", "replay the stores and/or the stream, with counts / إعادة تشغيل السجل", cmd_replay
+    )
+    timeline = add(
+        "timeline", "one case's full timeline / السجل الزمني لحالة", cmd_timeline, source="both"
+    )
     timeline.add_argument("case", help="case id or case reference (e.g. SDR-1448-000001)")
     asof = add("asof", "every case as it stood at a moment / الحالات كما كانت في لحظة", cmd_asof)
-    asof.add_argument("moment", nargs="?", help="ISO moment (2026-11-21T12:00:00Z) or day (end of day, Riyadh)")
+    asof.add_argument(
+        "moment", nargs="?", help="ISO moment (2026-11-21T12:00:00Z) or day (end of day, Riyadh)"
+    )
     asof.add_argument("--hijri", help="a Hijri day, Umm al-Qura (1448-06-11): the end of that day")
-    crosscheck = add("crosscheck", "stores against the stream / مطابقة المخازن مع التدفق", cmd_crosscheck, source=None)
-    compliance = add("compliance", "policy compliance exceptions / مخالفات السياسة", cmd_compliance, source="both")
-    compliance.add_argument("--check", action="append", dest="checks", choices=sorted(REGISTRY),
-                            help="run only this check (repeatable)")
-    compliance.add_argument("--as-of", dest="as_of", default=None,
-                            help="audit the history as it stood at this moment (ISO moment or day); "
-                            "also the clock of the time-based checks (default: now)")
-    compliance.add_argument("--hijri", help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day")
+    crosscheck = add(
+        "crosscheck",
+        "stores against the stream / مطابقة المخازن مع التدفق",
+        cmd_crosscheck,
+        source=None,
+    )
+    compliance = add(
+        "compliance",
+        "policy compliance exceptions / مخالفات السياسة",
+        cmd_compliance,
+        source="both",
+    )
+    compliance.add_argument(
+        "--check",
+        action="append",
+        dest="checks",
+        choices=sorted(REGISTRY),
+        help="run only this check (repeatable)",
+    )
+    compliance.add_argument(
+        "--as-of",
+        dest="as_of",
+        default=None,
+        help="audit the history as it stood at this moment (ISO moment or day); "
+        "also the clock of the time-based checks (default: now)",
+    )
+    compliance.add_argument(
+        "--hijri", help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day"
+    )
     for grace_parser in (compliance, crosscheck):
         grace_parser.add_argument(
-            "--grace-minutes", type=float, default=DEFAULT_GRACE.total_seconds() / 60,
+            "--grace-minutes",
+            type=float,
+            default=DEFAULT_GRACE.total_seconds() / 60,
             help="events this recent may not be followed up yet (published, survey invitation sent): "
-            f"not reported (default {DEFAULT_GRACE.total_seconds() / 60:g})")
+            f"not reported (default {DEFAULT_GRACE.total_seconds() / 60:g})",
+        )
 
     tamper_module.register_commands(subparsers)
     report_module.register_commands(subparsers)
@@ -305,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         args.source = "stores"
     if args.command == "timeline" and args.source == "both" and not settings.nats_url:
         args.source = "stores"
-    handler = getattr(args, "func", None) or getattr(args, "handler")
+    handler = getattr(args, "func", None) or args.handler
     try:
         return int(handler(args, settings) or 0)
     except StreamUnavailable as error:

@@ -26,9 +26,10 @@ quorum are recomputed from the pack, as the committee service computes them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from audit.timeline import CaseTimeline, Fact
 
@@ -44,7 +45,7 @@ class CheckContext:
     #: association id -> shared.policy.PolicyPack
     packs: Mapping[str, Any] = field(default_factory=dict)
     #: the moment of the audit (the `--as-of` moment, or the clock when it started)
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
     grace: timedelta = DEFAULT_GRACE
 
     def pack(self, association_id: str) -> Any:
@@ -81,7 +82,9 @@ class Check:
     #: True when the check compares with the policy packs; silent without them
     needs_packs: bool = False
 
-    def run(self, timeline: CaseTimeline, context: CheckContext | None = None) -> Iterable["ComplianceException"]:
+    def run(
+        self, timeline: CaseTimeline, context: CheckContext | None = None
+    ) -> Iterable[ComplianceException]:
         if _takes_context(self.function):
             return self.function(timeline, context or CheckContext())
         return self.function(timeline)
@@ -95,7 +98,12 @@ REGISTRY: dict[str, Check] = {}
 
 
 def check(
-    code: str, *, ar: str, en: str, needs_stores: Iterable[str] = (), needs_packs: bool = False,
+    code: str,
+    *,
+    ar: str,
+    en: str,
+    needs_stores: Iterable[str] = (),
+    needs_packs: bool = False,
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Registers a check under `code` with its title in Arabic and English.
 
@@ -103,21 +111,30 @@ def check(
     """
 
     def register(function: CheckFunction) -> CheckFunction:
-        REGISTRY[code] = Check(code, {"ar": ar, "en": en}, function, tuple(needs_stores), needs_packs)
+        REGISTRY[code] = Check(
+            code, {"ar": ar, "en": en}, function, tuple(needs_stores), needs_packs
+        )
         return function
 
     return register
 
 
 def exception(
-    code: str, timeline: CaseTimeline, ar: str, en: str, event_ids: Iterable[str | None],
-    *, proven_at: datetime | None = None,
+    code: str,
+    timeline: CaseTimeline,
+    ar: str,
+    en: str,
+    event_ids: Iterable[str | None],
+    *,
+    proven_at: datetime | None = None,
 ) -> ComplianceException:
     """An exception of the case; the first of `event_ids` is the event that proves it
     (its moment is `proven_at` unless given: see the module's docstring)."""
     ids = [e for e in dict.fromkeys(event_ids) if e]
     if proven_at is None and ids:
-        proven_at = min((e.occurred_at for e in timeline.entries if e.event_id == ids[0]), default=None)
+        proven_at = min(
+            (e.occurred_at for e in timeline.entries if e.event_id == ids[0]), default=None
+        )
     return ComplianceException(
         check=code,
         case_id=timeline.case_id,
@@ -144,13 +161,17 @@ def run_checks(
 
 
 def checks_not_run(
-    stores_read: Iterable[str], *, packs: Mapping[str, Any] | None = None, checks: Iterable[str] | None = None,
+    stores_read: Iterable[str],
+    *,
+    packs: Mapping[str, Any] | None = None,
+    checks: Iterable[str] | None = None,
 ) -> list[str]:
     """The checks that cannot run: a store they need was not read, or no policy pack was loaded."""
     read = set(stores_read)
     selected = [REGISTRY[code] for code in checks] if checks else list(REGISTRY.values())
     return [
-        registered.code for registered in selected
+        registered.code
+        for registered in selected
         if not set(registered.needs_stores) <= read or (registered.needs_packs and not packs)
     ]
 
@@ -183,7 +204,8 @@ def delivered_without_approval(timeline: CaseTimeline) -> Iterator[ComplianceExc
         if _approved_before(timeline, delivery.occurred_at) is None:
             others = [d.event_id for d in timeline.facts("CommitteeDecided")]
             yield exception(
-                "delivered_without_approval", timeline,
+                "delivered_without_approval",
+                timeline,
                 "سُلّمت الخدمة دون قرار موافقة سابق من لجنة البحث.",
                 "The service was delivered without an earlier approval by the research committee.",
                 [delivery.event_id, *others],
@@ -208,7 +230,8 @@ def decision_without_verification(timeline: CaseTimeline) -> Iterator[Compliance
         before = [v for v in verifications if v.occurred_at <= decision.occurred_at]
         if not before:
             yield exception(
-                "decision_without_verification", timeline,
+                "decision_without_verification",
+                timeline,
                 "قررت اللجنة قبل أن يتحقق الموظف من البيانات.",
                 "The committee decided before the data was verified.",
                 [decision.event_id],
@@ -223,7 +246,8 @@ def decision_without_verification(timeline: CaseTimeline) -> Iterator[Compliance
             continue
         verified = max(revision_of(v) for v in before)
         yield exception(
-            "decision_without_verification", timeline,
+            "decision_without_verification",
+            timeline,
             f"قررت اللجنة على تحقق النسخة {verified} من الطلب، ولم يُتحقق من النسخة {wanted} "
             "التي صحّح فيها مقدم الطلب بياناته قبل القرار.",
             f"The committee decided on the verification of revision {verified} of the request; "
@@ -271,9 +295,11 @@ def file_without_declaration(timeline: CaseTimeline) -> Iterator[ComplianceExcep
             reached = [e.occurred_at for e in recorded] + [d.occurred_at for d in decided]
             later = [moment for moment in reached if moment >= request.occurred_at]
             yield exception(
-                "file_without_declaration", timeline,
+                "file_without_declaration",
+                timeline,
                 "وصل الملف إلى لجنة البحث دون إقرار صحيح: " + problem[0],
-                "The file reached the research committee without a valid declaration: " + problem[1],
+                "The file reached the research committee without a valid declaration: "
+                + problem[1],
                 [request.event_id, *decisions],
                 proven_at=min(later) if later else request.occurred_at,
             )
@@ -303,7 +329,9 @@ def policy_deadline(timeline: CaseTimeline, context: CheckContext) -> tuple[int,
     ar="قرار بعد المهلة",
     en="Decision after the window",
 )
-def decision_after_window(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+def decision_after_window(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
     policy = policy_deadline(timeline, context)
     for decision in timeline.facts("CommitteeDecided"):
         claimed_within = decision.data.get("within_window")
@@ -322,7 +350,10 @@ def decision_after_window(timeline: CaseTimeline, context: CheckContext) -> Iter
             en += " The committee recorded it as within the window."
         receipt = _first_receipt(timeline)
         yield exception(
-            "decision_after_window", timeline, ar, en,
+            "decision_after_window",
+            timeline,
+            ar,
+            en,
             [decision.event_id, receipt.event_id if receipt and policy else None],
         )
 
@@ -333,7 +364,9 @@ def decision_after_window(timeline: CaseTimeline, context: CheckContext) -> Iter
     en="Recorded decision window differs from the policy",
     needs_packs=True,
 )
-def window_differs_from_policy(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+def window_differs_from_policy(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
     policy = policy_deadline(timeline, context)
     if policy is None:
         return
@@ -341,7 +374,9 @@ def window_differs_from_policy(timeline: CaseTimeline, context: CheckContext) ->
     receipt = _first_receipt(timeline)
     for decision in timeline.facts("CommitteeDecided"):
         recorded_days = decision.data.get("window_days")
-        recorded_due = _as_time(decision.data["deadline"]) if decision.data.get("deadline") else None
+        recorded_due = (
+            _as_time(decision.data["deadline"]) if decision.data.get("deadline") else None
+        )
         wrong_days = recorded_days is not None and int(recorded_days) != days
         # A second's tolerance: the two come from the same instant through JSON.
         wrong_due = recorded_due is not None and abs((recorded_due - due).total_seconds()) > 1
@@ -349,7 +384,8 @@ def window_differs_from_policy(timeline: CaseTimeline, context: CheckContext) ->
             continue
         shown = recorded_due.isoformat() if recorded_due else "—"
         yield exception(
-            "window_differs_from_policy", timeline,
+            "window_differs_from_policy",
+            timeline,
             f"سجّلت اللجنة مهلة {recorded_days} يومًا تنتهي في {shown}، والسياسة تحدد {days} يومًا "
             f"من استلام الطلب تنتهي في {due.isoformat()}.",
             f"The committee recorded a window of {recorded_days} days ending {shown}; the policy "
@@ -364,7 +400,9 @@ def window_differs_from_policy(timeline: CaseTimeline, context: CheckContext) ->
     en="Referral to the social researcher never closed",
     needs_stores=("committee",),
 )
-def referral_never_closed(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+def referral_never_closed(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
     if not timeline.has_store("committee"):
         return
     closed = {
@@ -383,11 +421,17 @@ def referral_never_closed(timeline: CaseTimeline, context: CheckContext) -> Iter
         if decisions or overdue:
             # Proven by the decision taken with the referral open, or else when the
             # window ran out (the first moment `overdue` holds).
-            decided = next((d.occurred_at for d in decisions if d.occurred_at >= referral.occurred_at), None)
-            proven_at = (decided or referral.occurred_at) if decisions else (
-                referral.occurred_at + timedelta(days=window + 1))
+            decided = next(
+                (d.occurred_at for d in decisions if d.occurred_at >= referral.occurred_at), None
+            )
+            proven_at = (
+                (decided or referral.occurred_at)
+                if decisions
+                else (referral.occurred_at + timedelta(days=window + 1))
+            )
             yield exception(
-                "referral_never_closed", timeline,
+                "referral_never_closed",
+                timeline,
                 "أُحيل مقدم الطلب إلى الباحث الاجتماعي ولم تُغلق الإحالة"
                 + (" قبل القرار." if decisions else f" خلال {window} يومًا."),
                 "The applicant was referred to the social researcher and the referral was never closed"
@@ -403,7 +447,9 @@ def referral_never_closed(timeline: CaseTimeline, context: CheckContext) -> Iter
     en="No survey invitation after delivery or rejection",
     needs_stores=("surveys",),
 )
-def no_survey_invitation(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+def no_survey_invitation(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
     if not timeline.has_store("surveys"):
         return
     invited = timeline.store_events("surveys", "Survey.Invited")
@@ -415,7 +461,8 @@ def no_survey_invitation(timeline: CaseTimeline, context: CheckContext) -> Itera
     settled = [end for end in ends if end.occurred_at <= context.now - context.grace]
     if settled and not invited:
         yield exception(
-            "no_survey_invitation", timeline,
+            "no_survey_invitation",
+            timeline,
             "لم تُرسل دعوة قياس الرضا بعد تسليم الخدمة أو رفض الطلب.",
             "No satisfaction survey invitation followed the delivery or the rejection.",
             [end.event_id for end in settled],
@@ -429,7 +476,9 @@ def no_survey_invitation(timeline: CaseTimeline, context: CheckContext) -> Itera
     ar="تصويت دون النصاب",
     en="Votes below quorum",
 )
-def votes_below_quorum(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+def votes_below_quorum(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
     pack = context.pack(timeline.association_id)
     for decision in timeline.facts("CommitteeDecided"):
         recorded = decision.data.get("quorum")
@@ -444,7 +493,8 @@ def votes_below_quorum(timeline: CaseTimeline, context: CheckContext) -> Iterato
         able = [m for m in present if m not in recused]
         if len(present) < quorum or len(able) < quorum:
             yield exception(
-                "votes_below_quorum", timeline,
+                "votes_below_quorum",
+                timeline,
                 f"قررت اللجنة بحضور {len(able)} عضوًا يحق لهم التصويت والنصاب {quorum}.",
                 f"The committee decided with {len(able)} voting members present; the quorum is {quorum}.",
                 [decision.event_id],
@@ -457,7 +507,9 @@ def votes_below_quorum(timeline: CaseTimeline, context: CheckContext) -> Iterato
     en="Recorded quorum differs from the policy",
     needs_packs=True,
 )
-def quorum_differs_from_policy(timeline: CaseTimeline, context: CheckContext) -> Iterator[ComplianceException]:
+def quorum_differs_from_policy(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
     pack = context.pack(timeline.association_id)
     if pack is None:
         return
@@ -467,7 +519,8 @@ def quorum_differs_from_policy(timeline: CaseTimeline, context: CheckContext) ->
         if recorded is None or int(recorded) == quorum:
             continue
         yield exception(
-            "quorum_differs_from_policy", timeline,
+            "quorum_differs_from_policy",
+            timeline,
             f"سجّلت اللجنة نصابًا قدره {recorded} والسياسة تحدده بـ {quorum}.",
             f"The committee recorded a quorum of {recorded}; the policy sets it at {quorum}.",
             [decision.event_id],
@@ -486,7 +539,8 @@ def vote_by_recused_member(timeline: CaseTimeline) -> Iterator[ComplianceExcepti
             if vote.get("member") in recused:
                 member = vote.get("member")
                 yield exception(
-                    "vote_by_recused_member", timeline,
+                    "vote_by_recused_member",
+                    timeline,
                     f"صوّت العضو {member} وقد تنحّى عن هذه الحالة.",
                     f"Member {member} voted although recused from this case.",
                     [decision.event_id],
@@ -497,8 +551,8 @@ def _as_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         moment = value
     else:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _window_days(timeline: CaseTimeline) -> int:

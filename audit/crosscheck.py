@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 from audit.replay import StoredRecord, StreamRecord, replay_stores, replay_stream
@@ -108,7 +109,7 @@ def crosscheck(
     from the other side: it may be on its way.
     """
     totals = totals if totals is not None else CrossCheckTotals()
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     # Recent: within the grace period before the check, and not after it: an event
     # dated in the future (a clock ahead, or a forgery) is never excused as recent.
     settled = (moment - grace).timestamp(), (moment + grace).timestamp()
@@ -130,9 +131,18 @@ def crosscheck(
                 totals.store_events += 1
                 content = translated_content(record)
                 totals.content_not_compared += content is None
-                rows.append((record.event_id, record.published_as, record.case_id,
-                             record.state.get("case_ref") or "", record.service, record.notification_id,
-                             _after(record.state.get("timestamp"), settled), content))
+                rows.append(
+                    (
+                        record.event_id,
+                        record.published_as,
+                        record.case_id,
+                        record.state.get("case_ref") or "",
+                        record.service,
+                        record.notification_id,
+                        _after(record.state.get("timestamp"), settled),
+                        content,
+                    )
+                )
                 if len(rows) >= batch:
                     db.executemany("INSERT INTO store VALUES (?,?,?,?,?,?,?,?)", rows)
                     rows.clear()
@@ -144,9 +154,18 @@ def crosscheck(
                     continue
                 event = item.event
                 totals.stream_events += 1
-                rows.append((str(event.event_id), event.event_type, str(event.case_id), event.case_ref,
-                             PRODUCERS.get(event.event_type, "?"), item.sequence,
-                             _after(event.occurred_at, settled), event_content(event)))
+                rows.append(
+                    (
+                        str(event.event_id),
+                        event.event_type,
+                        str(event.case_id),
+                        event.case_ref,
+                        PRODUCERS.get(event.event_type, "?"),
+                        item.sequence,
+                        _after(event.occurred_at, settled),
+                        event_content(event),
+                    )
+                )
                 if len(rows) >= batch:
                     db.executemany("INSERT INTO stream VALUES (?,?,?,?,?,?,?,?)", rows)
                     rows.clear()
@@ -184,7 +203,11 @@ def crosscheck(
             """
             for row in db.execute(query):
                 difference = Difference(*row)
-                if difference.kind == MISSING_FROM_STORE and read is not None and difference.service not in read:
+                if (
+                    difference.kind == MISSING_FROM_STORE
+                    and read is not None
+                    and difference.service not in read
+                ):
                     continue
                 yield difference
         finally:
@@ -202,14 +225,16 @@ def crosscheck_system(
 ) -> Iterator[Difference]:
     from audit.replay import available_services
 
-    now = now or datetime.now(timezone.utc)  # before reading: what is recorded later is recent
+    now = now or datetime.now(UTC)  # before reading: what is recorded later is recent
 
     nats_url = nats_url or settings.nats_url
     if not nats_url:
         raise ValueError("the cross-check needs KHIDMA_NATS_URL (or --nats-url)")
     return crosscheck(
         replay_stores(settings, progress=progress),
-        replay_stream(nats_url, progress=progress, user=settings.nats_user, password=settings.nats_password),
+        replay_stream(
+            nats_url, progress=progress, user=settings.nats_user, password=settings.nats_password
+        ),
         totals,
         services=available_services(settings),
         now=now,
@@ -223,9 +248,9 @@ def _after(moment: Any, settled: tuple[float, float]) -> int:
     if moment is None:
         return 0
     if not isinstance(moment, datetime):
-        moment = datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(str(moment))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     since, until = settled
     return int(since < moment.timestamp() <= until)
 
@@ -257,7 +282,7 @@ def _content(occurred_at: datetime, payload: Any, *, only_set: bool = False) -> 
     # unsigned declaration is `attestation: null`, the first revision `revision: 1`), so
     # a stream copy that differs there is caught; the stream's side is whole.
     document = {
-        "occurred_at": occurred_at.astimezone(timezone.utc).isoformat(),
+        "occurred_at": occurred_at.astimezone(UTC).isoformat(),
         "payload": {
             key: value
             for key, value in payload.model_dump(mode="json").items()

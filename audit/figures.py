@@ -25,9 +25,10 @@ import heapq
 import math
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from shared.dates import RIYADH, local_day
 from shared.events import IntegrationEvent
@@ -35,15 +36,26 @@ from shared.events import IntegrationEvent
 MIN_GROUP = 5  # satisfaction groups with fewer answers are suppressed
 SLOWEST = 10  # how many of the slowest decisions the report names
 FUNNEL_STAGES: tuple[str, ...] = (
-    "received", "verified", "decided", "approved", "delivered", "surveyed",
+    "received",
+    "verified",
+    "decided",
+    "approved",
+    "delivered",
+    "surveyed",
 )
 OUTCOMES: tuple[str, ...] = ("verified", "discrepancies", "ineligible")
 # Age buckets of the open backlog, in whole days since receipt: (label, up to).
 BACKLOG_BUCKETS: tuple[tuple[str, int | None], ...] = (
-    ("0-7", 7), ("8-14", 14), ("15-30", 30), ("31-60", 60), ("61+", None),
+    ("0-7", 7),
+    ("8-14", 14),
+    ("15-30", 30),
+    ("31-60", 60),
+    ("61+", None),
 )
 BACKLOG_STAGES: tuple[str, ...] = (
-    "awaiting_verification", "awaiting_decision", "awaiting_delivery",
+    "awaiting_verification",
+    "awaiting_decision",
+    "awaiting_delivery",
 )
 
 
@@ -85,8 +97,18 @@ class _Case:
     """What the figures need to remember of one case (no event is kept)."""
 
     __slots__ = (
-        "association", "ref", "channel", "service", "received", "cohort",
-        "outcome", "referred", "decision", "delivered", "surveyed", "revision",
+        "association",
+        "channel",
+        "cohort",
+        "decision",
+        "delivered",
+        "outcome",
+        "received",
+        "ref",
+        "referred",
+        "revision",
+        "service",
+        "surveyed",
     )
 
     def __init__(self) -> None:
@@ -202,16 +224,22 @@ class Figures:
                 "within_window": self.within_window,
                 "share_within_window": _round(self.share_within_window),
                 "median_days": _round(self.median_days_to_decision, 2),
-                "histogram_days": {str(k): v for k, v in sorted(self.days_to_decision_histogram.items())},
-                "slowest": [
-                    {**vars(slow), "days": round(slow.days, 2)} for slow in self.slowest
-                ],
+                "histogram_days": {
+                    str(k): v for k, v in sorted(self.days_to_decision_histogram.items())
+                },
+                "slowest": [{**vars(slow), "days": round(slow.days, 2)} for slow in self.slowest],
             },
             "backlog": {"total": self.backlog_total, "by_age": self.backlog},
             "satisfaction": {
                 "minimum_group": MIN_GROUP,
-                "by_service": [vars(group) | {"mean": _round(group.mean, 2)} for group in self.satisfaction_by_service],
-                "by_channel": [vars(group) | {"mean": _round(group.mean, 2)} for group in self.satisfaction_by_channel],
+                "by_service": [
+                    vars(group) | {"mean": _round(group.mean, 2)}
+                    for group in self.satisfaction_by_service
+                ],
+                "by_channel": [
+                    vars(group) | {"mean": _round(group.mean, 2)}
+                    for group in self.satisfaction_by_channel
+                ],
             },
         }
 
@@ -331,8 +359,12 @@ def compute_figures(
                     days = (ts - case.received) / 86400
                     histogram[math.floor(days)] += 1
                     slow = SlowCase(
-                        case_id, case.ref, case.association, days,
-                        payload.window_days, payload.within_window,
+                        case_id,
+                        case.ref,
+                        case.association,
+                        days,
+                        payload.window_days,
+                        payload.within_window,
                         local_day(event.occurred_at).isoformat(),
                     )
                     item = (days, case_id, slow)
@@ -376,17 +408,25 @@ def compute_figures(
         closed = case.delivered or case.decision == "rejected"
         if not closed:
             stage = (
-                "awaiting_verification" if case.outcome is None
-                else "awaiting_decision" if case.decision is None
+                "awaiting_verification"
+                if case.outcome is None
+                else "awaiting_decision"
+                if case.decision is None
                 else "awaiting_delivery"
             )
             backlog[backlog_bucket((moment_ts - case.received) / 86400)][stage] += 1
             figures.backlog_total += 1
 
     known = list(packs or {})
-    figures.associations = [a for a in known if a in associations] + sorted(associations - set(known))
-    figures.requests_by_channel = {a: dict(sorted(c.items())) for a, c in sorted(by_channel.items())}
-    figures.requests_by_service = {a: dict(sorted(c.items())) for a, c in sorted(by_service.items())}
+    figures.associations = [a for a in known if a in associations] + sorted(
+        associations - set(known)
+    )
+    figures.requests_by_channel = {
+        a: dict(sorted(c.items())) for a, c in sorted(by_channel.items())
+    }
+    figures.requests_by_service = {
+        a: dict(sorted(c.items())) for a, c in sorted(by_service.items())
+    }
     figures.requests_total = sum(sum(c.values()) for c in by_channel.values())
     figures.funnel = {stage: funnel[stage] for stage in FUNNEL_STAGES}
     figures.verification_outcomes = {o: outcomes[o] for o in sorted(outcomes, key=_outcome_order)}
@@ -452,9 +492,7 @@ def _suppressed_groups(
                 if shown:
                     hidden[index].add(min(shown, key=lambda cell: (partition[cell][0], cell)))
                     changed = True
-    return tuple(
-        _groups(partition, hidden[index]) for index, partition in enumerate(partitions)
-    )
+    return tuple(_groups(partition, hidden[index]) for index, partition in enumerate(partitions))
 
 
 def _groups(
@@ -466,7 +504,7 @@ def _groups(
         if cell in hidden:
             groups.append(SatisfactionGroup(bucket, association, key, None, None, True))
         else:
-            groups.append(SatisfactionGroup(bucket, association, key, answers, total / answers, False))
+            groups.append(
+                SatisfactionGroup(bucket, association, key, answers, total / answers, False)
+            )
     return groups
-
-

@@ -21,9 +21,10 @@ import asyncio
 import queue
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from eventsourcing.persistence import (
     DatetimeAsISO,
@@ -32,7 +33,6 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     UUIDAsHex,
 )
-
 from eventsourcing.utils import Environment
 
 from audit.settings import AuditSettings
@@ -84,7 +84,9 @@ def progress_bar(total: int | None, description: str, progress: bool | None) -> 
 
     # Asked for: shown at once; on a terminal: only once the replay lasts over a second.
     delay = 0.0 if progress else 1.0
-    return tqdm(total=total, desc=description, unit="ev", file=sys.stderr, mininterval=0.5, delay=delay)
+    return tqdm(
+        total=total, desc=description, unit="ev", file=sys.stderr, mininterval=0.5, delay=delay
+    )
 
 
 class _NoBar:
@@ -208,7 +210,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -273,7 +275,9 @@ class StreamUnavailable(RuntimeError):
         super().__init__(self.message["en"])
 
 
-async def connect_to_stream(nats_url: str, *, user: str | None = None, password: str | None = None) -> Any:
+async def connect_to_stream(
+    nats_url: str, *, user: str | None = None, password: str | None = None
+) -> Any:
     """One connection for a read, failing at once with StreamUnavailable.
 
     nats-py's default is to retry forever: with a wrong or missing password the
@@ -286,13 +290,18 @@ async def connect_to_stream(nats_url: str, *, user: str | None = None, password:
     async def note(error: Exception) -> None:  # instead of nats-py's logged tracebacks
         errors.append(str(error))
 
-    options: dict[str, Any] = dict(
-        allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=CONNECT_TIMEOUT, error_cb=note,
-    )
+    options: dict[str, Any] = {
+        "allow_reconnect": False,
+        "max_reconnect_attempts": 0,
+        "connect_timeout": CONNECT_TIMEOUT,
+        "error_cb": note,
+    }
     if user:
         options.update(user=user, password=password)
     try:
-        return await asyncio.wait_for(nats.connect(nats_url, **options), timeout=CONNECT_TIMEOUT * 2)
+        return await asyncio.wait_for(
+            nats.connect(nats_url, **options), timeout=CONNECT_TIMEOUT * 2
+        )
     except Exception as error:  # refused, unreachable, timed out: all mean "cannot read"
         reason = str(error) or (errors[-1] if errors else type(error).__name__)
         raise StreamUnavailable(nats_url, reason) from error
@@ -341,8 +350,10 @@ def replay_stream(
             try:
                 while not stop.is_set():
                     try:
-                        messages = await subscription.fetch(batch=STREAM_BATCH, timeout=idle_timeout)
-                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                        messages = await subscription.fetch(
+                            batch=STREAM_BATCH, timeout=idle_timeout
+                        )
+                    except (TimeoutError, nats.errors.TimeoutError):
                         return
                     batch = [
                         (message.metadata.sequence.stream, message.subject, message.data)
@@ -361,7 +372,7 @@ def replay_stream(
                     await subscription.unsubscribe()
                     consumer = subscription._consumer  # type: ignore[attr-defined]
                     await js.delete_consumer(STREAM_NAME, consumer)
-                except Exception:  # the ephemeral consumer expires on its own anyway
+                except Exception:  # noqa: BLE001, S110 — the ephemeral consumer expires on its own anyway
                     pass
         finally:
             await connection.close()
@@ -369,7 +380,7 @@ def replay_stream(
     def run() -> None:
         try:
             asyncio.run(read())
-        except BaseException as error:  # handed to the reading side
+        except BaseException as error:  # noqa: BLE001 — handed to the reading side, which raises it
             _put_until(handover, ("error", error), stop)
         finally:
             _put_until(handover, _END, stop)
@@ -394,7 +405,9 @@ def replay_stream(
                     error = None
                 except ValueError as problem:
                     event, error = None, str(problem)[:500]
-                yield StreamRecord(sequence=sequence, subject=subject_name, event=event, error=error)
+                yield StreamRecord(
+                    sequence=sequence, subject=subject_name, event=event, error=error
+                )
     finally:
         stop.set()
         bar.close()

@@ -31,15 +31,15 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from audit import charts
 from audit.compliance import DEFAULT_GRACE
-from audit.replay import StreamUnavailable
 from audit.figures import (
     BACKLOG_BUCKETS,
     BACKLOG_STAGES,
@@ -50,13 +50,17 @@ from audit.figures import (
     SatisfactionGroup,
     compute_figures,
 )
+from audit.replay import StreamUnavailable
 from shared.dates import RIYADH, both_calendars, from_hijri
 from shared.events import IntegrationEvent
 
 # --- words -----------------------------------------------------------------------
 
 TEXT: dict[str, dict[str, str]] = {
-    "title": {"ar": "تقرير مجلس الإدارة: تطبيق سياسة خدمة المستفيدين", "en": "Board report: how the service policy was applied"},
+    "title": {
+        "ar": "تقرير مجلس الإدارة: تطبيق سياسة خدمة المستفيدين",
+        "en": "Board report: how the service policy was applied",
+    },
     "period": {"ar": "الفترة", "en": "Period"},
     "from": {"ar": "من", "en": "From"},
     "to": {"ar": "إلى", "en": "To"},
@@ -79,9 +83,18 @@ TEXT: dict[str, dict[str, str]] = {
     "service": {"ar": "الخدمة", "en": "Service"},
     "count": {"ar": "العدد", "en": "Count"},
     "total": {"ar": "المجموع", "en": "Total"},
-    "funnel": {"ar": "مسار الطلبات من الاستلام إلى التقييم", "en": "The funnel from received to surveyed"},
-    "cohort_note": {"ar": "الطلبات المستلمة في الفترة كما كانت في لحظة التقرير.", "en": "Requests received in the period, as they stood at the report's moment."},
-    "activity_note": {"ar": "ما جرى خلال الفترة أيًّا كان تاريخ استلام الطلب.", "en": "What happened during the period, whatever the date the request was received."},
+    "funnel": {
+        "ar": "مسار الطلبات من الاستلام إلى التقييم",
+        "en": "The funnel from received to surveyed",
+    },
+    "cohort_note": {
+        "ar": "الطلبات المستلمة في الفترة كما كانت في لحظة التقرير.",
+        "en": "Requests received in the period, as they stood at the report's moment.",
+    },
+    "activity_note": {
+        "ar": "ما جرى خلال الفترة أيًّا كان تاريخ استلام الطلب.",
+        "en": "What happened during the period, whatever the date the request was received.",
+    },
     "stage": {"ar": "المرحلة", "en": "Stage"},
     "share": {"ar": "النسبة من المستلم", "en": "Share of received"},
     "outcomes": {"ar": "نتائج التحقق من البيانات", "en": "Verification outcomes"},
@@ -91,9 +104,18 @@ TEXT: dict[str, dict[str, str]] = {
     "numerator": {"ar": "البسط", "en": "Of which"},
     "denominator": {"ar": "المقام", "en": "Out of"},
     "rate": {"ar": "النسبة", "en": "Rate"},
-    "referral_rate": {"ar": "نسبة الإحالة إلى الباحث الاجتماعي", "en": "Referral rate to the social researcher"},
-    "approval_rate": {"ar": "نسبة القبول من قرارات اللجنة", "en": "Approval rate of the committee's decisions"},
-    "window_share": {"ar": "نسبة القرارات ضمن المهلة", "en": "Share of decisions within the window"},
+    "referral_rate": {
+        "ar": "نسبة الإحالة إلى الباحث الاجتماعي",
+        "en": "Referral rate to the social researcher",
+    },
+    "approval_rate": {
+        "ar": "نسبة القبول من قرارات اللجنة",
+        "en": "Approval rate of the committee's decisions",
+    },
+    "window_share": {
+        "ar": "نسبة القرارات ضمن المهلة",
+        "en": "Share of decisions within the window",
+    },
     "ttd": {"ar": "مدة البت في الطلب مقارنة بالمهلة", "en": "Time to decision against the window"},
     "decisions": {"ar": "قرارات اللجنة في الفترة", "en": "Committee decisions in the period"},
     "within": {"ar": "ضمن المهلة", "en": "Within the window"},
@@ -108,7 +130,10 @@ TEXT: dict[str, dict[str, str]] = {
     "yes": {"ar": "نعم", "en": "yes"},
     "no": {"ar": "لا", "en": "no"},
     "timeline": {"ar": "السجل الزمني", "en": "timeline"},
-    "backlog": {"ar": "الطلبات المفتوحة حسب العمر في لحظة التقرير", "en": "Open backlog by age at the report's moment"},
+    "backlog": {
+        "ar": "الطلبات المفتوحة حسب العمر في لحظة التقرير",
+        "en": "Open backlog by age at the report's moment",
+    },
     "age": {"ar": "العمر (أيام)", "en": "Age (days)"},
     "awaiting_verification": {"ar": "بانتظار التحقق", "en": "Awaiting verification"},
     "awaiting_decision": {"ar": "بانتظار قرار اللجنة", "en": "Awaiting the decision"},
@@ -128,15 +153,18 @@ TEXT: dict[str, dict[str, str]] = {
     "no_exceptions": {"ar": "لم يُرصد أي استثناء.", "en": "No exception was found."},
     "exceptions_rule": {
         "ar": "يُنسب الاستثناء إلى الفترة إذا وقع فيها ما يثبته، أيًّا كان تاريخ استلام الطلب: قرار متأخر صدر "
-              "في الفترة مثلًا، أو مهلة انقضت فيها؛ وهي القاعدة نفسها التي تُحسب بها قرارات الفترة. "
-              "ويُقرأ السجل كما كان في لحظة التقرير.",
+        "في الفترة مثلًا، أو مهلة انقضت فيها؛ وهي القاعدة نفسها التي تُحسب بها قرارات الفترة. "
+        "ويُقرأ السجل كما كان في لحظة التقرير.",
         "en": "An exception belongs to the period when what proves it happened in the period, whatever the date "
-              "the request was received: a late decision taken in the period, for example, or a window that ran "
-              "out in it; the same rule as the period's decisions. The records are read as they stood at the "
-              "report's moment.",
+        "the request was received: a late decision taken in the period, for example, or a window that ran "
+        "out in it; the same rule as the period's decisions. The records are read as they stood at the "
+        "report's moment.",
     },
     "proven_at": {"ar": "ثبت في", "en": "Proven on"},
-    "exceptions_missing": {"ar": "لم يُجرَ فحص الالتزام لهذا التقرير.", "en": "The compliance checks were not run for this report."},
+    "exceptions_missing": {
+        "ar": "لم يُجرَ فحص الالتزام لهذا التقرير.",
+        "en": "The compliance checks were not run for this report.",
+    },
     "checks_not_run": {
         "ar": "لم تُجرَ هذه الفحوص لأن ما تحتاجه لم يُقرأ، فلا يعني غيابها من القائمة أنه لا استثناء فيها:",
         "en": "These checks were not run, because what they need was not read; their absence from the list does not mean there is no exception:",
@@ -191,9 +219,17 @@ CHANNEL_NAMES = {
     "branch_office": {"ar": "مندوبو الفروع", "en": "branch-office representatives"},
 }
 CSV_FILES = (
-    "requests_by_channel", "requests_by_service", "funnel", "verification_outcomes",
-    "rates", "time_to_decision", "slowest_cases", "backlog", "satisfaction_by_service",
-    "satisfaction_by_channel", "exceptions",
+    "requests_by_channel",
+    "requests_by_service",
+    "funnel",
+    "verification_outcomes",
+    "rates",
+    "time_to_decision",
+    "slowest_cases",
+    "backlog",
+    "satisfaction_by_service",
+    "satisfaction_by_channel",
+    "exceptions",
 )
 
 
@@ -219,7 +255,9 @@ class ExceptionList:
     timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
-    def collect(cls, exceptions: Iterable[Any], *, limit: int = MAX_LISTED, sink: Any = None) -> "ExceptionList":
+    def collect(
+        cls, exceptions: Iterable[Any], *, limit: int = MAX_LISTED, sink: Any = None
+    ) -> ExceptionList:
         """Reads the exceptions once; `sink(exception)` sees every one (the CSV writer)."""
         listed: list[Any] = []
         counts: dict[str, int] = {}
@@ -389,27 +427,35 @@ def render_html(
     found = _as_list(exceptions)
     embedded = found.timelines if found is not None else {}
     rtl = lang == "ar"
-    generated_at = generated_at or datetime.now(timezone.utc)
+    generated_at = generated_at or datetime.now(UTC)
     period = figures.period
     parts: list[str] = []
     add = parts.append
 
     add(f"<header><h1>{escape(t('title', lang))}</h1>")
     add(
-        f'<p><strong>{escape(t("period", lang))}:</strong> {escape(t("from", lang))} '
+        f"<p><strong>{escape(t('period', lang))}:</strong> {escape(t('from', lang))} "
         f'<span data-key="period.from" data-value="{period.start.isoformat()}">{escape(_date_text(period.start, lang))}</span> '
         f'{escape(t("to", lang))} <span data-key="period.to" data-value="{period.end.isoformat()}">{escape(_date_text(period.end, lang))}</span></p>'
     )
     moment = figures.as_of or period.last_moment
-    add(f'<p><strong>{escape(t("as_of", lang))}:</strong> '
+    add(
+        f"<p><strong>{escape(t('as_of', lang))}:</strong> "
         f'<span data-key="as_of" data-value="{moment.isoformat()}">{escape(_date_text(moment, lang))} '
         f'<span class="ids">{moment.astimezone(RIYADH):%H:%M} (+03)</span></span>'
-        + (f' <span class="note">{escape(t("as_of_early", lang))}</span>' if moment < period.last_moment else "")
-        + "</p>")
-    add(f'<p class="muted">{escape(t("generated", lang))}: {escape(_date_text(generated_at, lang))} '
-        f'({generated_at.astimezone(timezone.utc):%H:%M} UTC) · {escape(t("events_read", lang))}: '
+        + (
+            f' <span class="note">{escape(t("as_of_early", lang))}</span>'
+            if moment < period.last_moment
+            else ""
+        )
+        + "</p>"
+    )
+    add(
+        f'<p class="muted">{escape(t("generated", lang))}: {escape(_date_text(generated_at, lang))} '
+        f"({generated_at.astimezone(UTC):%H:%M} UTC) · {escape(t('events_read', lang))}: "
         f'<span data-key="events_read" data-value="{figures.events_read}">{figures.events_read:,}</span> · '
-        f'{escape(t("source_note", lang))}</p>')
+        f"{escape(t('source_note', lang))}</p>"
+    )
     if figures.associations:
         add(f"<h3>{escape(t('associations', lang))}</h3><ul>")
         for association in figures.associations:
@@ -419,12 +465,20 @@ def render_html(
     add("</header>")
 
     sections = [
-        ("summary", t("summary", lang)), ("requests", t("requests", lang)),
-        ("funnel", t("funnel", lang)), ("rates", t("rates", lang)), ("ttd", t("ttd", lang)),
-        ("backlog", t("backlog", lang)), ("satisfaction", t("satisfaction", lang)),
+        ("summary", t("summary", lang)),
+        ("requests", t("requests", lang)),
+        ("funnel", t("funnel", lang)),
+        ("rates", t("rates", lang)),
+        ("ttd", t("ttd", lang)),
+        ("backlog", t("backlog", lang)),
+        ("satisfaction", t("satisfaction", lang)),
         ("exceptions", t("exceptions", lang)),
     ]
-    add('<nav class="toc">' + "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in sections) + "</nav>")
+    add(
+        '<nav class="toc">'
+        + "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in sections)
+        + "</nav>"
+    )
 
     # Summary cards
     exception_count = found.total if found is not None else None
@@ -432,19 +486,28 @@ def render_html(
         ("requests_total", "requests.total", figures.requests_total, _num(figures.requests_total)),
         ("referral_rate", "referral.rate", figures.referral_rate, _pct(figures.referral_rate)),
         ("approval_rate", "approval.rate", figures.approval_rate, _pct(figures.approval_rate)),
-        ("window_share", "time_to_decision.share_within_window", figures.share_within_window, _pct(figures.share_within_window)),
+        (
+            "window_share",
+            "time_to_decision.share_within_window",
+            figures.share_within_window,
+            _pct(figures.share_within_window),
+        ),
         ("backlog", "backlog.total", figures.backlog_total, _num(figures.backlog_total)),
         ("exceptions", "exceptions.count", exception_count, _num(exception_count)),
     ]
     add(f'<section id="summary"><h2>{escape(t("summary", lang))}</h2><div class="cards">')
     for label, key, value, text in cards:
         raw = "" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
-        add(f'<div class="card"><div class="muted">{escape(t(label, lang))}</div>'
-            f'<div class="value" data-key="{key}" data-value="{raw}">{escape(text)}</div></div>')
+        add(
+            f'<div class="card"><div class="muted">{escape(t(label, lang))}</div>'
+            f'<div class="value" data-key="{key}" data-value="{raw}">{escape(text)}</div></div>'
+        )
     add("</div></section>")
 
     # Requests
-    add(f'<section id="requests"><h2>{escape(t("requests", lang))}</h2><p class="note">{escape(t("cohort_note", lang))}</p>')
+    add(
+        f'<section id="requests"><h2>{escape(t("requests", lang))}</h2><p class="note">{escape(t("cohort_note", lang))}</p>'
+    )
     add(f"<h3>{escape(t('by_channel', lang))}</h3>")
     rows, bars = [], []
     for association, counts in figures.requests_by_channel.items():
@@ -470,56 +533,100 @@ def render_html(
     add("</section>")
 
     # Funnel and verification outcomes
-    add(f'<section id="funnel"><h2>{escape(t("funnel", lang))}</h2><p class="note">{escape(t("cohort_note", lang))}</p>')
+    add(
+        f'<section id="funnel"><h2>{escape(t("funnel", lang))}</h2><p class="note">{escape(t("cohort_note", lang))}</p>'
+    )
     stages = [(STAGE_NAMES[s][lang], figures.funnel.get(s, 0)) for s in FUNNEL_STAGES]
     add(charts.funnel_chart(stages, title=t("funnel", lang), rtl=rtl))
     received = figures.funnel.get("received", 0)
-    add(_table(
-        [t("stage", lang), t("count", lang), t("share", lang)],
-        [
-            f"<td>{escape(STAGE_NAMES[s][lang])}</td>" + _cell(f"funnel.{s}", figures.funnel.get(s, 0))
-            + f"<td>{_pct(figures.funnel.get(s, 0) / received if received else None)}</td>"
-            for s in FUNNEL_STAGES
-        ],
-    ))
+    add(
+        _table(
+            [t("stage", lang), t("count", lang), t("share", lang)],
+            [
+                f"<td>{escape(STAGE_NAMES[s][lang])}</td>"
+                + _cell(f"funnel.{s}", figures.funnel.get(s, 0))
+                + f"<td>{_pct(figures.funnel.get(s, 0) / received if received else None)}</td>"
+                for s in FUNNEL_STAGES
+            ],
+        )
+    )
     add(f"<h3>{escape(t('outcomes', lang))}</h3>")
-    outcome_items = [(OUTCOME_NAMES.get(o, {}).get(lang, o), n) for o, n in figures.verification_outcomes.items()]
-    add(charts.bar_chart(outcome_items, title=t("outcomes", lang), rtl=rtl, color=charts.PALETTE[1]))
-    add(_table(
-        [t("outcome", lang), t("count", lang)],
-        [f"<td>{escape(OUTCOME_NAMES.get(o, {}).get(lang, o))}</td>" + _cell(f"verification_outcomes.{o}", n)
-         for o, n in figures.verification_outcomes.items()],
-    ))
+    outcome_items = [
+        (OUTCOME_NAMES.get(o, {}).get(lang, o), n) for o, n in figures.verification_outcomes.items()
+    ]
+    add(
+        charts.bar_chart(outcome_items, title=t("outcomes", lang), rtl=rtl, color=charts.PALETTE[1])
+    )
+    add(
+        _table(
+            [t("outcome", lang), t("count", lang)],
+            [
+                f"<td>{escape(OUTCOME_NAMES.get(o, {}).get(lang, o))}</td>"
+                + _cell(f"verification_outcomes.{o}", n)
+                for o, n in figures.verification_outcomes.items()
+            ],
+        )
+    )
     add("</section>")
 
     # Rates
     add(f'<section id="rates"><h2>{escape(t("rates", lang))}</h2>')
-    add(_table(
-        [t("metric", lang), t("numerator", lang), t("denominator", lang), t("rate", lang)],
-        [
-            f"<td>{escape(t('referral_rate', lang))}</td>" + _cell("referral.referred", figures.referred)
-            + _cell("referral.received", figures.requests_total)
-            + _cell("referral.rate", _round4(figures.referral_rate), _pct(figures.referral_rate)),
-            f"<td>{escape(t('approval_rate', lang))}</td>" + _cell("approval.approved", figures.approved)
-            + _cell("approval.decisions", figures.decisions)
-            + _cell("approval.rate", _round4(figures.approval_rate), _pct(figures.approval_rate)),
-        ],
-    ))
-    add(f'<p class="note">{escape(t("referral_rate", lang))}: {escape(t("cohort_note", lang))} '
-        f'{escape(t("approval_rate", lang))}: {escape(t("activity_note", lang))}</p></section>')
+    add(
+        _table(
+            [t("metric", lang), t("numerator", lang), t("denominator", lang), t("rate", lang)],
+            [
+                f"<td>{escape(t('referral_rate', lang))}</td>"
+                + _cell("referral.referred", figures.referred)
+                + _cell("referral.received", figures.requests_total)
+                + _cell(
+                    "referral.rate", _round4(figures.referral_rate), _pct(figures.referral_rate)
+                ),
+                f"<td>{escape(t('approval_rate', lang))}</td>"
+                + _cell("approval.approved", figures.approved)
+                + _cell("approval.decisions", figures.decisions)
+                + _cell(
+                    "approval.rate", _round4(figures.approval_rate), _pct(figures.approval_rate)
+                ),
+            ],
+        )
+    )
+    add(
+        f'<p class="note">{escape(t("referral_rate", lang))}: {escape(t("cohort_note", lang))} '
+        f"{escape(t('approval_rate', lang))}: {escape(t('activity_note', lang))}</p></section>"
+    )
 
     # Time to decision
-    add(f'<section id="ttd"><h2>{escape(t("ttd", lang))}</h2><p class="note">{escape(t("activity_note", lang))}</p>')
-    add(_table(
-        [t("decisions", lang), t("within", lang), t("window_share", lang), t("median_days", lang)],
-        ["".join([
-            _cell("time_to_decision.decisions", figures.decisions),
-            _cell("time_to_decision.within_window", figures.within_window),
-            _cell("time_to_decision.share_within_window", _round4(figures.share_within_window), _pct(figures.share_within_window)),
-            _cell("time_to_decision.median_days", figures.median_days_to_decision),
-        ])],
-    ))
-    histogram = [(f"{days}–{days + 1} {t('days', lang)}", n) for days, n in figures.days_to_decision_histogram.items()]
+    add(
+        f'<section id="ttd"><h2>{escape(t("ttd", lang))}</h2><p class="note">{escape(t("activity_note", lang))}</p>'
+    )
+    add(
+        _table(
+            [
+                t("decisions", lang),
+                t("within", lang),
+                t("window_share", lang),
+                t("median_days", lang),
+            ],
+            [
+                "".join(
+                    [
+                        _cell("time_to_decision.decisions", figures.decisions),
+                        _cell("time_to_decision.within_window", figures.within_window),
+                        _cell(
+                            "time_to_decision.share_within_window",
+                            _round4(figures.share_within_window),
+                            _pct(figures.share_within_window),
+                        ),
+                        _cell("time_to_decision.median_days", figures.median_days_to_decision),
+                    ]
+                )
+            ],
+        )
+    )
+    histogram = [
+        (f"{days}–{days + 1} {t('days', lang)}", n)
+        for days, n in figures.days_to_decision_histogram.items()
+    ]
     add(charts.bar_chart(histogram, title=t("days_hist", lang), rtl=rtl, color=charts.PALETTE[3]))
     add(f"<h3>{escape(t('slowest', lang))}</h3>")
     rows = []
@@ -532,31 +639,67 @@ def render_html(
             + f"<td>{escape(t('yes' if slow.within_window else 'no', lang))}</td>"
             f"<td>{escape(_date_text(date.fromisoformat(slow.decided_on), lang))}</td>"
         )
-    add(_table([t("case", lang), t("association", lang), t("duration", lang), t("window", lang),
-                t("within", lang), t("decided_on", lang)], rows) if rows else f"<p>{escape(t('none', lang))}</p>")
+    add(
+        _table(
+            [
+                t("case", lang),
+                t("association", lang),
+                t("duration", lang),
+                t("window", lang),
+                t("within", lang),
+                t("decided_on", lang),
+            ],
+            rows,
+        )
+        if rows
+        else f"<p>{escape(t('none', lang))}</p>"
+    )
     add("</section>")
 
     # Backlog
     add(f'<section id="backlog"><h2>{escape(t("backlog", lang))}</h2>')
-    add(f'<p>{escape(t("total", lang))}: <strong data-key="backlog.total" data-value="{figures.backlog_total}">{figures.backlog_total:,}</strong></p>')
-    bucket_totals = [(f"{label} {t('days', lang)}", sum(figures.backlog.get(label, {}).values())) for label, _ in BACKLOG_BUCKETS]
+    add(
+        f'<p>{escape(t("total", lang))}: <strong data-key="backlog.total" data-value="{figures.backlog_total}">{figures.backlog_total:,}</strong></p>'
+    )
+    bucket_totals = [
+        (f"{label} {t('days', lang)}", sum(figures.backlog.get(label, {}).values()))
+        for label, _ in BACKLOG_BUCKETS
+    ]
     add(charts.bar_chart(bucket_totals, title=t("backlog", lang), rtl=rtl, color=charts.PALETTE[4]))
     rows = []
     for label, _ in BACKLOG_BUCKETS:
         counts = figures.backlog.get(label, {})
         rows.append(
             f"<td>{escape(label)}</td>"
-            + "".join(_cell(f"backlog.by_age.{label}.{stage}", counts.get(stage, 0)) for stage in BACKLOG_STAGES)
+            + "".join(
+                _cell(f"backlog.by_age.{label}.{stage}", counts.get(stage, 0))
+                for stage in BACKLOG_STAGES
+            )
             + _cell(f"backlog.by_age.{label}.total", sum(counts.values()))
         )
-    add(_table([t("age", lang)] + [t(stage, lang) for stage in BACKLOG_STAGES] + [t("total", lang)], rows))
+    add(
+        _table(
+            [t("age", lang)] + [t(stage, lang) for stage in BACKLOG_STAGES] + [t("total", lang)],
+            rows,
+        )
+    )
     add("</section>")
 
     # Satisfaction
-    add(f'<section id="satisfaction"><h2>{escape(t("satisfaction", lang))}</h2><p class="note">{escape(t("sat_note", lang))}</p>')
+    add(
+        f'<section id="satisfaction"><h2>{escape(t("satisfaction", lang))}</h2><p class="note">{escape(t("sat_note", lang))}</p>'
+    )
     for key, groups, label_of in (
-        ("by_service", figures.satisfaction_by_service, lambda g: _short(names, g.association_id, names.service(g.association_id, g.key))),
-        ("by_channel", figures.satisfaction_by_channel, lambda g: _short(names, g.association_id, names.channel(g.key))),
+        (
+            "by_service",
+            figures.satisfaction_by_service,
+            lambda g: _short(names, g.association_id, names.service(g.association_id, g.key)),
+        ),
+        (
+            "by_channel",
+            figures.satisfaction_by_channel,
+            lambda g: _short(names, g.association_id, names.channel(g.key)),
+        ),
     ):
         title = t("sat_" + key, lang)
         add(f"<h3>{escape(title)}</h3>")
@@ -565,35 +708,63 @@ def render_html(
         for group in groups:
             base = f"satisfaction.{key}.{group.bucket}.{group.association_id}.{group.key}"
             if group.suppressed:
-                values = (f'<td class="suppressed" data-key="{escape(base)}.answers" data-value="suppressed" colspan="2">'
-                          f"{escape(t('suppressed', lang))}</td>")
+                values = (
+                    f'<td class="suppressed" data-key="{escape(base)}.answers" data-value="suppressed" colspan="2">'
+                    f"{escape(t('suppressed', lang))}</td>"
+                )
             else:
-                values = _cell(base + ".answers", group.answers) + _cell(base + ".mean", round(group.mean or 0, 2))
-            rows.append(f"<td>{escape(group.bucket)}</td><td>{escape(label_of(group))}</td>" + values)
-        add(_table([t("bucket", lang), t("service" if key == "by_service" else "channel", lang),
-                    t("answers", lang), t("mean", lang)], rows) if rows else f"<p>{escape(t('none', lang))}</p>")
+                values = _cell(base + ".answers", group.answers) + _cell(
+                    base + ".mean", round(group.mean or 0, 2)
+                )
+            rows.append(
+                f"<td>{escape(group.bucket)}</td><td>{escape(label_of(group))}</td>" + values
+            )
+        add(
+            _table(
+                [
+                    t("bucket", lang),
+                    t("service" if key == "by_service" else "channel", lang),
+                    t("answers", lang),
+                    t("mean", lang),
+                ],
+                rows,
+            )
+            if rows
+            else f"<p>{escape(t('none', lang))}</p>"
+        )
     add("</section>")
 
     # Compliance exceptions
-    add(f'<section id="exceptions"><h2>{escape(t("exceptions", lang))}</h2>'
-        f'<p class="note">{escape(t("exceptions_rule", lang))}</p>')
+    add(
+        f'<section id="exceptions"><h2>{escape(t("exceptions", lang))}</h2>'
+        f'<p class="note">{escape(t("exceptions_rule", lang))}</p>'
+    )
     if found is not None and found.not_run:
-        add(f'<div class="not-run" data-key="exceptions.not_run" data-value="{escape(" ".join(found.not_run))}">'
+        add(
+            f'<div class="not-run" data-key="exceptions.not_run" data-value="{escape(" ".join(found.not_run))}">'
             f"<p><strong>{escape(t('checks_not_run', lang))}</strong></p><ul>"
             + "".join(f"<li>{escape(_not_run_text(code, lang))}</li>" for code in found.not_run)
-            + "</ul></div>")
+            + "</ul></div>"
+        )
     if found is None:
         add(f"<p>{escape(t('exceptions_missing', lang))}</p>")
     elif not found.total:
         add(f"<p>{escape(t('no_exceptions', lang))}</p>")
     else:
-        add(_table(
-            [t("check", lang), t("count", lang)],
-            [f"<td>{escape(_check_title(code, lang))} <span class=\"muted ids\">{escape(code)}</span></td>"
-             + _cell(f"exceptions.by_check.{code}", count) for code, count in found.by_check.items()],
-        ))
+        add(
+            _table(
+                [t("check", lang), t("count", lang)],
+                [
+                    f'<td>{escape(_check_title(code, lang))} <span class="muted ids">{escape(code)}</span></td>'
+                    + _cell(f"exceptions.by_check.{code}", count)
+                    for code, count in found.by_check.items()
+                ],
+            )
+        )
         if len(found.listed) < found.total:
-            add(f'<p class="note">{escape(t("listed_first", lang).format(shown=len(found.listed), total=found.total))}</p>')
+            add(
+                f'<p class="note">{escape(t("listed_first", lang).format(shown=len(found.listed), total=found.total))}</p>'
+            )
         rows = []
         for number, exception in enumerate(found.listed, 1):
             message = exception.message.get(lang) or exception.message.get("en", "")
@@ -605,15 +776,29 @@ def render_html(
                 f"<td>{_proven_text(exception, lang)}</td>"
                 f'<td><a href="#evidence-{number}">{len(exception.event_ids)} ↧</a></td>'
             )
-        add(_table([t("check", lang), t("case", lang), t("association", lang), t("finding", lang),
-                    t("proven_at", lang), t("evidence", lang)], rows, "exception"))
+        add(
+            _table(
+                [
+                    t("check", lang),
+                    t("case", lang),
+                    t("association", lang),
+                    t("finding", lang),
+                    t("proven_at", lang),
+                    t("evidence", lang),
+                ],
+                rows,
+                "exception",
+            )
+        )
         add(f"<h3>{escape(t('evidence_title', lang))}</h3>")
         seen_cases: set[str] = set()
         for number, exception in enumerate(found.listed, 1):
             case_id = str(exception.case_id)
             first_of_case = case_id not in seen_cases
             seen_cases.add(case_id)
-            anchor = f' id="case-{escape(case_id)}"' if first_of_case and case_id not in embedded else ""
+            anchor = (
+                f' id="case-{escape(case_id)}"' if first_of_case and case_id not in embedded else ""
+            )
             if case_id in embedded:
                 link = f'<a href="#case-{escape(case_id)}">{escape(t("timeline", lang))}</a>'
                 if api_base:
@@ -624,11 +809,17 @@ def render_html(
                 link = ""
             add(
                 f'<div id="evidence-{number}"><p{anchor}><strong>{number}. {escape(exception.case_ref)}</strong> — '
-                f"{escape(exception.check)}{' · ' + link if link else ''}</p><ul class=\"ids\">"
-                + "".join(f'<li id="event-{number}-{escape(str(eid))}">{escape(str(eid))}</li>' for eid in exception.event_ids)
+                f'{escape(exception.check)}{" · " + link if link else ""}</p><ul class="ids">'
+                + "".join(
+                    f'<li id="event-{number}-{escape(str(eid))}">{escape(str(eid))}</li>'
+                    for eid in exception.event_ids
+                )
                 + "</ul>"
-                + (_timeline_details(case_id, exception.case_ref, embedded[case_id], lang)
-                   if first_of_case and case_id in embedded else "")
+                + (
+                    _timeline_details(case_id, exception.case_ref, embedded[case_id], lang)
+                    if first_of_case and case_id in embedded
+                    else ""
+                )
                 + "</div>"
             )
     add("</section>")
@@ -671,20 +862,28 @@ def _timeline_url(api_base: str, case_id: str) -> str:
     return f"{api_base.rstrip('/')}/cases/{case_id}/timeline"
 
 
-def _case_links(case_id: str, case_ref: str, api_base: str, lang: str, *, embedded: bool = False) -> str:
+def _case_links(
+    case_id: str, case_ref: str, api_base: str, lang: str, *, embedded: bool = False
+) -> str:
     """The case's reference, linked to its timeline embedded in the file (works offline)
     and, when an audit API base was given, to the API as well."""
     if embedded:
-        text = (f'<a href="#case-{escape(case_id)}" data-case-id="{escape(case_id)}">'
-                f"{escape(case_ref)}</a>")
+        text = (
+            f'<a href="#case-{escape(case_id)}" data-case-id="{escape(case_id)}">'
+            f"{escape(case_ref)}</a>"
+        )
     elif api_base:
-        return (f'<a href="{escape(_timeline_url(api_base, case_id))}" data-case-id="{escape(case_id)}">'
-                f"{escape(case_ref)}</a>")
+        return (
+            f'<a href="{escape(_timeline_url(api_base, case_id))}" data-case-id="{escape(case_id)}">'
+            f"{escape(case_ref)}</a>"
+        )
     else:
         return f'<span data-case-id="{escape(case_id)}">{escape(case_ref)}</span>'
     if api_base:
-        text += (f' <a class="api" href="{escape(_timeline_url(api_base, case_id))}" '
-                 f'title="{escape(t("open_in_api", lang))}">↗</a>')
+        text += (
+            f' <a class="api" href="{escape(_timeline_url(api_base, case_id))}" '
+            f'title="{escape(t("open_in_api", lang))}">↗</a>'
+        )
     return text
 
 
@@ -700,13 +899,23 @@ def _timeline_details(case_id: str, case_ref: str, rows: list[dict[str, Any]], l
         # The day is Riyadh's (shared.dates): so is the hour shown beside it.
         body.append(
             f"<td>{escape(_date_text(moment, lang))} "
-            f"<span class=\"ids\">{moment.astimezone(RIYADH):%H:%M} (+03)</span></td>"
+            f'<span class="ids">{moment.astimezone(RIYADH):%H:%M} (+03)</span></td>'
             f"<td>{escape(what)}</td><td>{escape(row['service'])}</td>"
             f"<td>{escape(str(actor.get('kind', '')))}:{escape(str(actor.get('id', '')))}</td>"
-            f"<td>{escape(row['source'])}</td><td class=\"ids\">{escape(row.get('event_id') or '')}</td>"
+            f'<td>{escape(row["source"])}</td><td class="ids">{escape(row.get("event_id") or "")}</td>'
         )
-    table = _table([t("when", lang), t("event", lang), t("service", lang), t("by_whom", lang),
-                    t("source", lang), "event_id"], body, "timeline")
+    table = _table(
+        [
+            t("when", lang),
+            t("event", lang),
+            t("service", lang),
+            t("by_whom", lang),
+            t("source", lang),
+            "event_id",
+        ],
+        body,
+        "timeline",
+    )
     return (
         f'<details id="case-{escape(case_id)}" class="timeline" open><summary>{escape(t("case_timeline", lang))}: '
         f"{escape(case_ref)} ({len(rows)} {escape(t('events', lang))})</summary>{table}</details>"
@@ -722,10 +931,14 @@ def _not_run_text(code: str, lang: str) -> str:
         needs += [t("needs_store", lang).format(service=service) for service in check.needs_stores]
         if check.needs_packs:
             needs.append(t("needs_packs", lang))
-    return f"{_check_title(code, lang)} ({code})" + (f" — {'، '.join(needs) if lang == 'ar' else '; '.join(needs)}" if needs else "")
+    return f"{_check_title(code, lang)} ({code})" + (
+        f" — {'، '.join(needs) if lang == 'ar' else '; '.join(needs)}" if needs else ""
+    )
 
 
-def _trend_chart(groups: Sequence[SatisfactionGroup], label_of: Any, title: str, rtl: bool, lang: str = "en") -> str:
+def _trend_chart(
+    groups: Sequence[SatisfactionGroup], label_of: Any, title: str, rtl: bool, lang: str = "en"
+) -> str:
     buckets = sorted({group.bucket for group in groups})
     series: dict[str, list[float | None]] = {}
     for group in groups:
@@ -734,7 +947,10 @@ def _trend_chart(groups: Sequence[SatisfactionGroup], label_of: Any, title: str,
     if not buckets:
         return ""
     mark = " (محجوب)" if lang == "ar" else " (suppressed)"
-    lines = [(name + (mark if all(v is None for v in values) else ""), values) for name, values in sorted(series.items())]
+    lines = [
+        (name + (mark if all(v is None for v in values) else ""), values)
+        for name, values in sorted(series.items())
+    ]
     return charts.line_chart(buckets, lines, title=title, rtl=rtl)
 
 
@@ -754,14 +970,21 @@ def csv_tables(figures: Figures) -> dict[str, tuple[list[str], list[list[Any]]]]
         [[a, s, n] for a, counts in figures.requests_by_service.items() for s, n in counts.items()],
     )
     tables["funnel"] = (["stage", "cases"], [[s, figures.funnel.get(s, 0)] for s in FUNNEL_STAGES])
-    tables["verification_outcomes"] = (["outcome", "cases"], [[o, n] for o, n in figures.verification_outcomes.items()])
+    tables["verification_outcomes"] = (
+        ["outcome", "cases"],
+        [[o, n] for o, n in figures.verification_outcomes.items()],
+    )
     tables["rates"] = (
         ["measure", "numerator", "denominator", "rate"],
         [
             ["referral_rate", figures.referred, figures.requests_total, data["referral"]["rate"]],
             ["approval_rate", figures.approved, figures.decisions, data["approval"]["rate"]],
-            ["share_within_window", figures.within_window, figures.decisions,
-             data["time_to_decision"]["share_within_window"]],
+            [
+                "share_within_window",
+                figures.within_window,
+                figures.decisions,
+                data["time_to_decision"]["share_within_window"],
+            ],
         ],
     )
     tables["time_to_decision"] = (
@@ -769,27 +992,74 @@ def csv_tables(figures: Figures) -> dict[str, tuple[list[str], list[list[Any]]]]
         [[d, d + 1, n] for d, n in figures.days_to_decision_histogram.items()],
     )
     tables["slowest_cases"] = (
-        ["case_id", "case_ref", "association_id", "days", "window_days", "within_window", "decided_on"],
-        [[s["case_id"], s["case_ref"], s["association_id"], s["days"], s["window_days"], s["within_window"], s["decided_on"]]
-         for s in data["time_to_decision"]["slowest"]],
+        [
+            "case_id",
+            "case_ref",
+            "association_id",
+            "days",
+            "window_days",
+            "within_window",
+            "decided_on",
+        ],
+        [
+            [
+                s["case_id"],
+                s["case_ref"],
+                s["association_id"],
+                s["days"],
+                s["window_days"],
+                s["within_window"],
+                s["decided_on"],
+            ]
+            for s in data["time_to_decision"]["slowest"]
+        ],
     )
     tables["backlog"] = (
         ["age_days", *BACKLOG_STAGES, "total"],
-        [[label, *(figures.backlog[label][s] for s in BACKLOG_STAGES), sum(figures.backlog[label].values())]
-         for label, _ in BACKLOG_BUCKETS],
+        [
+            [
+                label,
+                *(figures.backlog[label][s] for s in BACKLOG_STAGES),
+                sum(figures.backlog[label].values()),
+            ]
+            for label, _ in BACKLOG_BUCKETS
+        ],
     )
     for key in ("by_service", "by_channel"):
         tables[f"satisfaction_{key}"] = (
-            ["period", "association_id", "service_code" if key == "by_service" else "channel", "answers", "mean", "suppressed"],
-            [[g["bucket"], g["association_id"], g["key"], "" if g["suppressed"] else g["answers"],
-              "" if g["suppressed"] else g["mean"], "yes" if g["suppressed"] else "no"]
-             for g in data["satisfaction"][key]],
+            [
+                "period",
+                "association_id",
+                "service_code" if key == "by_service" else "channel",
+                "answers",
+                "mean",
+                "suppressed",
+            ],
+            [
+                [
+                    g["bucket"],
+                    g["association_id"],
+                    g["key"],
+                    "" if g["suppressed"] else g["answers"],
+                    "" if g["suppressed"] else g["mean"],
+                    "yes" if g["suppressed"] else "no",
+                ]
+                for g in data["satisfaction"][key]
+            ],
         )
     return tables
 
 
-EXCEPTION_COLUMNS = ["check", "case_id", "case_ref", "association_id", "message_ar", "message_en", "event_ids",
-                     "proven_at"]
+EXCEPTION_COLUMNS = [
+    "check",
+    "case_id",
+    "case_ref",
+    "association_id",
+    "message_ar",
+    "message_en",
+    "event_ids",
+    "proven_at",
+]
 
 
 def _proven_at(e: Any) -> str | None:
@@ -798,28 +1068,47 @@ def _proven_at(e: Any) -> str | None:
 
 
 def _exception_row(e: Any) -> list[Any]:
-    return [e.check, str(e.case_id), e.case_ref, e.association_id, e.message.get("ar", ""), e.message.get("en", ""),
-            " ".join(str(i) for i in e.event_ids), _proven_at(e) or ""]
+    return [
+        e.check,
+        str(e.case_id),
+        e.case_ref,
+        e.association_id,
+        e.message.get("ar", ""),
+        e.message.get("en", ""),
+        " ".join(str(i) for i in e.event_ids),
+        _proven_at(e) or "",
+    ]
 
 
 def report_json(figures: Figures, exceptions: ExceptionList | None, *, lang: str) -> dict[str, Any]:
     data = figures.to_dict()
     data["period"].update(
-        {"from_calendars": both_calendars(figures.period.start), "to_calendars": both_calendars(figures.period.end)}
+        {
+            "from_calendars": both_calendars(figures.period.start),
+            "to_calendars": both_calendars(figures.period.end),
+        }
     )
     data["as_of_calendars"] = both_calendars(figures.as_of or figures.period.last_moment)
     data["lang"] = lang
     data["exceptions_total"] = None if exceptions is None else exceptions.total
     data["exceptions_by_check"] = None if exceptions is None else exceptions.by_check
     data["checks_not_run"] = None if exceptions is None else list(exceptions.not_run)
-    data["exceptions"] = None if exceptions is None else [
-        {
-            "check": e.check, "case_id": str(e.case_id), "case_ref": e.case_ref,
-            "association_id": e.association_id, "message": dict(e.message),
-            "event_ids": [str(i) for i in e.event_ids], "proven_at": _proven_at(e),
-        }
-        for e in exceptions.listed
-    ]
+    data["exceptions"] = (
+        None
+        if exceptions is None
+        else [
+            {
+                "check": e.check,
+                "case_id": str(e.case_id),
+                "case_ref": e.case_ref,
+                "association_id": e.association_id,
+                "message": dict(e.message),
+                "event_ids": [str(i) for i in e.event_ids],
+                "proven_at": _proven_at(e),
+            }
+            for e in exceptions.listed
+        ]
+    )
     return data
 
 
@@ -872,9 +1161,16 @@ def write_report(
     with path.open("w", newline="", encoding="utf-8-sig") as handle:
         writer = csv.writer(handle)
         writer.writerow(EXCEPTION_COLUMNS)
-        found = None if exceptions is None else (
-            exceptions if isinstance(exceptions, ExceptionList)
-            else ExceptionList.collect(exceptions, limit=max_listed, sink=lambda e: writer.writerow(_exception_row(e)))
+        found = (
+            None
+            if exceptions is None
+            else (
+                exceptions
+                if isinstance(exceptions, ExceptionList)
+                else ExceptionList.collect(
+                    exceptions, limit=max_listed, sink=lambda e: writer.writerow(_exception_row(e))
+                )
+            )
         )
         if isinstance(exceptions, ExceptionList):
             writer.writerows(_exception_row(e) for e in exceptions.listed)
@@ -884,17 +1180,28 @@ def write_report(
             found.timelines = evidence.cases
     html_path = out / f"report-{stem}-{lang}.html"
     html_path.write_text(
-        render_html(figures, found, lang=lang, packs=packs, api_base=api_base, generated_at=generated_at),
+        render_html(
+            figures, found, lang=lang, packs=packs, api_base=api_base, generated_at=generated_at
+        ),
         encoding="utf-8",
     )
     json_path = out / f"figures-{stem}.json"
-    json_path.write_text(json.dumps(report_json(figures, found, lang=lang), ensure_ascii=False, indent=2), encoding="utf-8")
-    return ReportFiles(html=html_path, json=json_path, csv=csv_paths,
-                       exceptions_total=None if found is None else found.total)
+    json_path.write_text(
+        json.dumps(report_json(figures, found, lang=lang), ensure_ascii=False, indent=2),
+        encoding="utf-8",
+    )
+    return ReportFiles(
+        html=html_path,
+        json=json_path,
+        csv=csv_paths,
+        exceptions_total=None if found is None else found.total,
+    )
 
 
 def _write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: spreadsheets read Arabic right
+    with path.open(
+        "w", newline="", encoding="utf-8-sig"
+    ) as handle:  # BOM: spreadsheets read Arabic right
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
@@ -945,28 +1252,60 @@ def register_commands(subparsers: Any) -> None:
         description="Writes the board report of a period from the KHIDMA stream: one self-contained "
         "HTML file (Arabic by default), CSV files and a JSON file of the same figures.",
     )
-    parser.add_argument("--from", dest="start", required=True, type=parse_day, help="first day (YYYY-MM-DD)")
-    parser.add_argument("--to", dest="end", required=True, type=parse_day, help="last day, included")
+    parser.add_argument(
+        "--from", dest="start", required=True, type=parse_day, help="first day (YYYY-MM-DD)"
+    )
+    parser.add_argument(
+        "--to", dest="end", required=True, type=parse_day, help="last day, included"
+    )
     parser.add_argument("--lang", choices=("ar", "en"), default="ar")
-    parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the files (default: reports)")
-    parser.add_argument("--by", choices=("month", "week"), default="month", help="satisfaction trend step")
-    parser.add_argument("--api-base", default=None,
-                        help="base URL of the audit API: also link each case to its timeline there "
-                        "(default: none; the listed exceptions' timelines are in the file itself)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports"), help="folder for the files (default: reports)"
+    )
+    parser.add_argument(
+        "--by", choices=("month", "week"), default="month", help="satisfaction trend step"
+    )
+    parser.add_argument(
+        "--api-base",
+        default=None,
+        help="base URL of the audit API: also link each case to its timeline there "
+        "(default: none; the listed exceptions' timelines are in the file itself)",
+    )
     parser.add_argument("--no-compliance", action="store_true", help="skip the compliance checks")
-    parser.add_argument("--max-listed", type=int, default=MAX_LISTED,
-                        help=f"exceptions listed one by one in the HTML and JSON (default {MAX_LISTED}; the CSV has all)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar (default: when stderr is a terminal)")
-    parser.add_argument("--grace-minutes", type=float, default=DEFAULT_GRACE.total_seconds() / 60,
-                        help="a follow-up (survey invitation) this recent is not yet missing "
-                        f"(default {DEFAULT_GRACE.total_seconds() / 60:g})")
+    parser.add_argument(
+        "--max-listed",
+        type=int,
+        default=MAX_LISTED,
+        help=f"exceptions listed one by one in the HTML and JSON (default {MAX_LISTED}; the CSV has all)",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
+    parser.add_argument(
+        "--grace-minutes",
+        type=float,
+        default=DEFAULT_GRACE.total_seconds() / 60,
+        help="a follow-up (survey invitation) this recent is not yet missing "
+        f"(default {DEFAULT_GRACE.total_seconds() / 60:g})",
+    )
     moment = parser.add_mutually_exclusive_group()
-    moment.add_argument("--as-of", dest="as_of", type=_moment_argument, default=None,
-                        help="the report as the records stood at this moment (ISO moment, or a day: its end, "
-                        "Riyadh), at the latest the end of the period; also the checks' clock (default: now)")
-    moment.add_argument("--hijri", dest="as_of", type=_hijri_argument,
-                        help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day")
+    moment.add_argument(
+        "--as-of",
+        dest="as_of",
+        type=_moment_argument,
+        default=None,
+        help="the report as the records stood at this moment (ISO moment, or a day: its end, "
+        "Riyadh), at the latest the end of the period; also the checks' clock (default: now)",
+    )
+    moment.add_argument(
+        "--hijri",
+        dest="as_of",
+        type=_hijri_argument,
+        help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day",
+    )
     parser.set_defaults(handler=run_report_command)
 
 
@@ -976,7 +1315,9 @@ def _moment_argument(text: str) -> datetime:
     try:
         return parse_moment(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO moment or day / لحظة غير صالحة: {error}") from None
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not an ISO moment or day / لحظة غير صالحة: {error}"
+        ) from None
 
 
 def _hijri_argument(text: str) -> datetime:
@@ -985,7 +1326,9 @@ def _hijri_argument(text: str) -> datetime:
     try:
         return hijri_moment(text)
     except (ValueError, OverflowError) as error:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a Hijri day YYYY-MM-DD / تاريخ هجري غير صالح: {error}") from None
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a Hijri day YYYY-MM-DD / تاريخ هجري غير صالح: {error}"
+        ) from None
 
 
 def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
@@ -994,19 +1337,27 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
 
     settings = settings or load_audit_settings()
     if not settings.nats_url:
-        print("KHIDMA_NATS_URL is needed to read the KHIDMA stream / يلزم ضبط KHIDMA_NATS_URL لقراءة سجل الأحداث",
-              file=sys.stderr)
+        print(
+            "KHIDMA_NATS_URL is needed to read the KHIDMA stream / يلزم ضبط KHIDMA_NATS_URL لقراءة سجل الأحداث",
+            file=sys.stderr,
+        )
         return 2
     if args.end < args.start:
-        print(f"--to {args.end} is before --from {args.start} / تاريخ النهاية قبل تاريخ البداية", file=sys.stderr)
+        print(
+            f"--to {args.end} is before --from {args.start} / تاريخ النهاية قبل تاريخ البداية",
+            file=sys.stderr,
+        )
         return 2
     # The report's moment: the clock unless --as-of, never after the period's end.
-    as_of = getattr(args, "as_of", None) or datetime.now(timezone.utc)
+    as_of = getattr(args, "as_of", None) or datetime.now(UTC)
     try:
         Period(args.start, args.end).moment(as_of)
     except ValueError:
-        print(f"the report's moment {as_of.isoformat()} (--as-of, or now) is before the period starts "
-              f"({args.start}) / لحظة التقرير قبل بداية الفترة", file=sys.stderr)
+        print(
+            f"the report's moment {as_of.isoformat()} (--as-of, or now) is before the period starts "
+            f"({args.start}) / لحظة التقرير قبل بداية الفترة",
+            file=sys.stderr,
+        )
         return 2
     packs = load_packs(settings.policies_dir)
     credentials = {"user": settings.nats_user, "password": settings.nats_password}
@@ -1014,7 +1365,11 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     try:
         figures = compute_figures(
             stream_events(settings.nats_url, progress=args.progress, **credentials),
-            start=args.start, end=args.end, packs=packs, granularity=args.by, as_of=as_of,
+            start=args.start,
+            end=args.end,
+            packs=packs,
+            granularity=args.by,
+            as_of=as_of,
         )
         exceptions: Iterable[Any] | None = None
         not_run: list[str] = []
@@ -1029,12 +1384,26 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
             not_run = checks_not_run(stores, packs=packs)
             context = CheckContext(packs=packs, grace=timedelta(minutes=args.grace_minutes))
             exceptions = compliance_exceptions(
-                settings.nats_url, figures, progress=args.progress, settings=settings if stores else None,
-                context=context, evidence=evidence, **credentials,
+                settings.nats_url,
+                figures,
+                progress=args.progress,
+                settings=settings if stores else None,
+                context=context,
+                evidence=evidence,
+                **credentials,
             )
         api_base = args.api_base or ""
-        files = write_report(figures, exceptions, out_dir=args.out, lang=args.lang, packs=packs, api_base=api_base,
-                             max_listed=args.max_listed, checks_not_run=not_run, evidence=evidence)
+        files = write_report(
+            figures,
+            exceptions,
+            out_dir=args.out,
+            lang=args.lang,
+            packs=packs,
+            api_base=api_base,
+            max_listed=args.max_listed,
+            checks_not_run=not_run,
+            evidence=evidence,
+        )
     except StreamUnavailable as error:
         print(f"{error.message['en']}\n{error.message['ar']}", file=sys.stderr)
         return 2
@@ -1084,17 +1453,25 @@ def compliance_exceptions(
     start = figures.period.start_at
     context = replace(context or CheckContext(), now=moment)
     if settings is not None:
-        timelines = case_timelines(settings, stores=True, stream=True, nats_url=nats_url, progress=progress)
+        timelines = case_timelines(
+            settings, stores=True, stream=True, nats_url=nats_url, progress=progress
+        )
     else:
-        timelines = case_timelines_from_stream(nats_url, progress=progress, user=user, password=password)
+        timelines = case_timelines_from_stream(
+            nats_url, progress=progress, user=user, password=password
+        )
     for whole in timelines:
         timeline = truncated_at(whole, moment)
         if timeline is None:
             continue  # the case began after the moment
         found = [
-            e for e in run_checks([timeline], context=context)
-            if (start <= e.proven_at <= moment if e.proven_at is not None
-                else timeline.case_id in figures.cohort_case_ids)
+            e
+            for e in run_checks([timeline], context=context)
+            if (
+                start <= e.proven_at <= moment
+                if e.proven_at is not None
+                else timeline.case_id in figures.cohort_case_ids
+            )
         ]
         if evidence is not None:
             evidence.keep(timeline, len(found))

@@ -35,14 +35,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
+from audit.settings import AuditSettings, load_audit_settings
+from audit.stores import SERVICES, store_env
 from shared.chain import (
     CHAIN_VERSION,
     GENESIS,
@@ -52,8 +55,6 @@ from shared.chain import (
     content_hash,
     link_hash,
 )
-from audit.settings import AuditSettings, load_audit_settings
-from audit.stores import SERVICES, store_env
 from shared.dates import both_calendars
 
 CHECKPOINT_FORMAT = "khidma-audit-checkpoint/1"
@@ -90,7 +91,7 @@ class ServiceCheckpoint:
     count: int
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ServiceCheckpoint":
+    def from_dict(cls, data: Mapping[str, Any]) -> ServiceCheckpoint:
         return cls(
             head_notification_id=int(data["head_notification_id"]),
             head_hash=str(data["head_hash"]),
@@ -131,10 +132,14 @@ class VerifyResult:
             ]
         if not self.store_found and not self.breaks:
             return [
-                f"{name}: NOT VERIFIED — no store was found; a missing store proves nothing "
-                f"(--allow-missing if the service is not deployed)",
-                f"{name}: لم يُتحقق منها — لم يوجد المخزن، وغيابه لا يثبت سلامته "
-                f"(استعمل --allow-missing إن لم تُنشر الخدمة بعد)",
+                (
+                    f"{name}: NOT VERIFIED — no store was found; a missing store proves nothing "
+                    f"(--allow-missing if the service is not deployed)"
+                ),
+                (
+                    f"{name}: لم يُتحقق منها — لم يوجد المخزن، وغيابه لا يثبت سلامته "
+                    f"(استعمل --allow-missing إن لم تُنشر الخدمة بعد)"
+                ),
             ]
         if self.ok:
             suffix_en = suffix_ar = ""
@@ -143,26 +148,25 @@ class VerifyResult:
                     f"; unchanged up to the checkpoint's head "
                     f"{self.checkpoint.head_notification_id}"
                 )
-                suffix_ar = (
-                    f"؛ لم يتغير حتى رأس نقطة التحقق "
-                    f"{self.checkpoint.head_notification_id}"
-                )
+                suffix_ar = f"؛ لم يتغير حتى رأس نقطة التحقق {self.checkpoint.head_notification_id}"
             return [
-                f"{name}: OK — {self.events} events chained, head "
-                f"{self.head_notification_id} {self.head_hash[:16]}…{suffix_en}",
-                f"{name}: سليمة — {self.events} حدثًا في السلسلة، الرأس "
-                f"{self.head_notification_id} {self.head_hash[:16]}…{suffix_ar}",
+                (
+                    f"{name}: OK — {self.events} events chained, head "
+                    f"{self.head_notification_id} {self.head_hash[:16]}…{suffix_en}"
+                ),
+                (
+                    f"{name}: سليمة — {self.events} حدثًا في السلسلة، الرأس "
+                    f"{self.head_notification_id} {self.head_hash[:16]}…{suffix_ar}"
+                ),
             ]
         lines = []
         for found in self.breaks:
             kind = KIND_NAMES.get(found.kind, {"en": found.kind, "ar": found.kind})
             lines.append(
-                f"{name}: BROKEN at {found.notification_id} ({kind['en']}): "
-                f"{found.message['en']}"
+                f"{name}: BROKEN at {found.notification_id} ({kind['en']}): {found.message['en']}"
             )
             lines.append(
-                f"{name}: مكسورة عند {found.notification_id} ({kind['ar']}): "
-                f"{found.message['ar']}"
+                f"{name}: مكسورة عند {found.notification_id} ({kind['ar']}): {found.message['ar']}"
             )
         return lines
 
@@ -234,7 +238,12 @@ def verify_store(
         finally:
             factory.close()
     result.ok = not result.breaks
-    if not result.store_found and not result.breaks and not allow_missing and not result.checkpoint_ok:
+    if (
+        not result.store_found
+        and not result.breaks
+        and not allow_missing
+        and not result.checkpoint_ok
+    ):
         # Nothing to read is not proof of anything: a deleted file looks the same.
         result.ok = False
     return result
@@ -356,7 +365,11 @@ def _walk(
                 # The ids jump where the chain stops linking: the events between were
                 # deleted together with their chain entries.
                 first_missing, last_missing = last_id + 1, nid - 1
-                span = str(first_missing) if first_missing == last_missing else f"{first_missing}–{last_missing}"
+                span = (
+                    str(first_missing)
+                    if first_missing == last_missing
+                    else f"{first_missing}–{last_missing}"
+                )
                 result.breaks.append(
                     _break(
                         DELETED,
@@ -534,7 +547,7 @@ def build_checkpoint(
 
     Raises ChainBroken rather than certify a chain that does not verify.
     """
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
     # A store not found is recorded as empty (head 0): a later verify with this
     # checkpoint then knows it was absent then, and notices if it has changed.
     results = verify_services(settings, services, progress=progress, allow_missing=True)
@@ -558,7 +571,7 @@ def build_checkpoint(
 
 
 def default_checkpoint_path(settings: AuditSettings, moment: datetime) -> Path:
-    stamp = moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return settings.data_dir / "checkpoints" / f"checkpoint-{stamp}.json"
 
 
@@ -571,13 +584,11 @@ def export_checkpoint(
     progress: bool | None = False,
 ) -> Path:
     """Writes the dated checkpoint file (JSON) and returns its path."""
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
     checkpoint = build_checkpoint(settings, services, now=moment, progress=progress)
     path = Path(out) if out else default_checkpoint_path(settings, moment)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(checkpoint, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    path.write_text(json.dumps(checkpoint, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -615,16 +626,22 @@ def register_commands(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verify.add_argument(
-        "--service", action="append", choices=SERVICES, dest="services",
+        "--service",
+        action="append",
+        choices=SERVICES,
+        dest="services",
         help="a service to verify (repeatable; default: all four)",
     )
     verify.add_argument(
-        "--checkpoint", type=Path, default=None,
+        "--checkpoint",
+        type=Path,
+        default=None,
         help="a checkpoint file: also prove the history up to it is unchanged",
     )
     verify.add_argument("--json", action="store_true", help="print the results as JSON")
     verify.add_argument(
-        "--allow-missing", action="store_true",
+        "--allow-missing",
+        action="store_true",
         help="a store that is not found passes (a service not deployed); by default it is unverified",
     )
     _progress_option(verify)
@@ -635,11 +652,16 @@ def register_commands(subparsers: Any) -> None:
         help="export the chain heads as a dated checkpoint / تصدير نقطة تحقق مؤرخة",
     )
     checkpoint.add_argument(
-        "--out", type=Path, default=None,
+        "--out",
+        type=Path,
+        default=None,
         help="where to write it (default: <data_dir>/checkpoints/checkpoint-<UTC>.json)",
     )
     checkpoint.add_argument(
-        "--service", action="append", choices=SERVICES, dest="services",
+        "--service",
+        action="append",
+        choices=SERVICES,
+        dest="services",
         help="a service to include (repeatable; default: all four)",
     )
     _progress_option(checkpoint)
@@ -648,7 +670,9 @@ def register_commands(subparsers: Any) -> None:
 
 def _progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
 
@@ -679,7 +703,10 @@ def run_verify(args: argparse.Namespace, settings: AuditSettings | None = None) 
     if checkpoint is not None and not services:
         services = [s for s in SERVICES if s in checkpoint["services"]] or None
     results = verify_services(
-        settings, services, checkpoint=checkpoint, progress=getattr(args, "progress", None),
+        settings,
+        services,
+        checkpoint=checkpoint,
+        progress=getattr(args, "progress", None),
         allow_missing=getattr(args, "allow_missing", False),
     )
     if getattr(args, "json", False):

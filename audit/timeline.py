@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 from audit.replay import (
@@ -40,8 +41,16 @@ REVISED_EVENTS = frozenset({"RequestReceived", "DataVerified"})
 
 # Which time field of a domain event says when it happened (else: when recorded).
 TIME_FIELDS = (
-    "at", "confirmed_at", "decided_at", "closed_at", "answered_at", "invited_at",
-    "sent_at", "held_at", "recused_at", "cast_at",
+    "at",
+    "confirmed_at",
+    "decided_at",
+    "closed_at",
+    "answered_at",
+    "invited_at",
+    "sent_at",
+    "held_at",
+    "recused_at",
+    "cast_at",
 )
 # Who acted, by the field that names them in a domain event.
 ACTOR_FIELDS = (
@@ -52,11 +61,14 @@ ACTOR_FIELDS = (
     ("member", "committee"),
 )
 CAUSE_FIELDS = (
-    "causation_id", "source_event_id", "referral_event_id", "decision_event_id",
+    "causation_id",
+    "source_event_id",
+    "referral_event_id",
+    "decision_event_id",
     "request_event_id",
 )
 # Which service produces each integration event (shared.events.PRODUCERS).
-from shared.events import PRODUCERS  # noqa: E402
+from shared.events import PRODUCERS
 
 
 @dataclass
@@ -107,7 +119,7 @@ class TimelineEntry:
         return json.dumps(document, default=_json_default, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "TimelineEntry":
+    def from_json(cls, text: str) -> TimelineEntry:
         document = json.loads(text)
         document["occurred_at"] = _parse_time(document["occurred_at"])
         if document.get("recorded_at"):
@@ -129,7 +141,8 @@ class TimelineEntry:
             "causation_id": self.causation_id,
             "caused_by": (
                 {**self.caused_by, "at": both_calendars(_parse_time(self.caused_by["at"]))}
-                if self.caused_by else None
+                if self.caused_by
+                else None
             ),
             "correlation_id": self.correlation_id,
             "position": self.position,
@@ -142,7 +155,7 @@ _ENTRY_FIELDS = tuple(f.name for f in fields(TimelineEntry))
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat()
+        return value.astimezone(UTC).isoformat()
     if isinstance(value, UUID):
         return str(value)
     return str(value)
@@ -156,14 +169,14 @@ def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         moment = value
     else:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def _sort_key(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def entry_from_store(record: StoredRecord) -> TimelineEntry | None:
@@ -174,9 +187,11 @@ def entry_from_store(record: StoredRecord) -> TimelineEntry | None:
     state = record.state
     recorded_at = _parse_time(state["timestamp"]) if state.get("timestamp") else None
     fields = TIME_FIELDS + (("submitted_at",) if record.name == "Submitted" else ())
-    occurred_at = next(
-        (_parse_time(state[key]) for key in fields if state.get(key)), None
-    ) or recorded_at or datetime.fromtimestamp(0, timezone.utc)
+    occurred_at = (
+        next((_parse_time(state[key]) for key in fields if state.get(key)), None)
+        or recorded_at
+        or datetime.fromtimestamp(0, UTC)
+    )
     return TimelineEntry(
         case_id=case_id,
         service=record.service,
@@ -264,7 +279,11 @@ class CaseTimeline:
         for entry in self.entries:
             self.case_ref = self.case_ref or entry.case_ref or ""
             self.association_id = self.association_id or entry.association_id or ""
-            if self.channel is None and entry.name in ("Case.Submitted", "Case.Completed", "RequestReceived"):
+            if self.channel is None and entry.name in (
+                "Case.Submitted",
+                "Case.Completed",
+                "RequestReceived",
+            ):
                 self.channel = entry.data.get("channel")
             if self.service_code is None and entry.data.get("service_code"):
                 self.service_code = entry.data.get("service_code")
@@ -284,8 +303,11 @@ class CaseTimeline:
     # --- what the checks read -------------------------------------------------
     def store_events(self, service: str, name: str | None = None) -> list[TimelineEntry]:
         return [
-            e for e in self.entries
-            if e.source == SOURCE_STORE and e.service == service and (name is None or e.name == name)
+            e
+            for e in self.entries
+            if e.source == SOURCE_STORE
+            and e.service == service
+            and (name is None or e.name == name)
         ]
 
     def facts(self, event_type: str) -> list[Fact]:
@@ -301,7 +323,11 @@ class CaseTimeline:
                 )
             else:
                 # The stream's payload is the published contract; the store adds fields.
-                merged = {**entry.data, **known.data} if entry.source == SOURCE_STORE else {**known.data, **entry.data}
+                merged = (
+                    {**entry.data, **known.data}
+                    if entry.source == SOURCE_STORE
+                    else {**known.data, **entry.data}
+                )
                 known.data = merged
                 known.sources = tuple(sorted({*known.sources, entry.source}))
         return sorted(found.values(), key=lambda f: f.occurred_at)
@@ -344,8 +370,13 @@ def group_by_case(
             rows: list[tuple[str, str, int, int, str]] = []
             for entry in entries:
                 rows.append(
-                    (entry.case_id, _sort_key(entry.occurred_at),
-                     0 if entry.source == SOURCE_STORE else 1, entry.position, entry.to_json())
+                    (
+                        entry.case_id,
+                        _sort_key(entry.occurred_at),
+                        0 if entry.source == SOURCE_STORE else 1,
+                        entry.position,
+                        entry.to_json(),
+                    )
                 )
                 if len(rows) >= batch:
                     connection.executemany("INSERT INTO entry VALUES (?,?,?,?,?)", rows)
@@ -381,11 +412,17 @@ def store_entries(
 
 
 def stream_entries(
-    nats_url: str, *, progress: bool | None = False, case_id: str | None = None,
-    user: str | None = None, password: str | None = None,
+    nats_url: str,
+    *,
+    progress: bool | None = False,
+    case_id: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> Iterator[TimelineEntry]:
     subject = case_filter(case_id) if case_id else "khidma.*.*.*"
-    for record in replay_stream(nats_url, subject=subject, progress=progress, user=user, password=password):
+    for record in replay_stream(
+        nats_url, subject=subject, progress=progress, user=user, password=password
+    ):
         entry = entry_from_stream(record)
         if entry is not None:
             yield entry
@@ -411,8 +448,11 @@ def case_timelines(
         if stream:
             assert nats_url
             yield from stream_entries(
-                nats_url, progress=progress, case_id=case_id,
-                user=settings.nats_user, password=settings.nats_password,
+                nats_url,
+                progress=progress,
+                case_id=case_id,
+                user=settings.nats_user,
+                password=settings.nats_password,
             )
 
     return group_by_case(
@@ -423,7 +463,11 @@ def case_timelines(
 
 
 def case_timelines_from_stream(
-    nats_url: str, *, progress: bool | None = False, user: str | None = None, password: str | None = None,
+    nats_url: str,
+    *,
+    progress: bool | None = False,
+    user: str | None = None,
+    password: str | None = None,
 ) -> Iterator[CaseTimeline]:
     """Every case's timeline from the KHIDMA stream alone."""
     return group_by_case(
@@ -431,12 +475,16 @@ def case_timelines_from_stream(
     )
 
 
-def case_timelines_from_stores(settings: AuditSettings, *, progress: bool | None = False) -> Iterator[CaseTimeline]:
+def case_timelines_from_stores(
+    settings: AuditSettings, *, progress: bool | None = False
+) -> Iterator[CaseTimeline]:
     """Every case's timeline from the services' stores alone."""
     return case_timelines(settings, stores=True, stream=False, progress=progress)
 
 
-def resolve_case_id(settings: AuditSettings, key: str, *, nats_url: str | None = None) -> str | None:
+def resolve_case_id(
+    settings: AuditSettings, key: str, *, nats_url: str | None = None
+) -> str | None:
     """A case id from a case id or a case reference (e.g. SDR-1448-000001)."""
     try:
         return str(UUID(key))
@@ -447,7 +495,9 @@ def resolve_case_id(settings: AuditSettings, key: str, *, nats_url: str | None =
             return record.case_id
     nats_url = nats_url or settings.nats_url
     if nats_url:
-        for stream_record in replay_stream(nats_url, user=settings.nats_user, password=settings.nats_password):
+        for stream_record in replay_stream(
+            nats_url, user=settings.nats_user, password=settings.nats_password
+        ):
             if stream_record.event is not None and stream_record.event.case_ref == key:
                 return str(stream_record.event.case_id)
     return None

@@ -53,14 +53,16 @@ async def read_events(nats_url: str, expected: int, timeout: float = 30.0) -> li
     try:
         js = connection.jetstream()
         subscription = await js.subscribe(
-            "khidma.*.*.*", ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            "khidma.*.*.*",
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
         )
         events: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while len(events) < expected and time.monotonic() < deadline:
             try:
                 message = await subscription.next_msg(timeout=1.0)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             body = json.loads(message.data)
             events.append({"event": body, "stream_time": message.metadata.timestamp})
@@ -70,13 +72,15 @@ async def read_events(nats_url: str, expected: int, timeout: float = 30.0) -> li
         await connection.close()
 
 
-def latencies(events: list[dict[str, Any]]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def latencies(
+    events: list[dict[str, Any]],
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     publish: dict[str, list[float]] = defaultdict(list)
     hop: dict[str, list[float]] = defaultdict(list)
     arrived = {e["event"]["event_id"]: e for e in events}
     for item in events:
         event = item["event"]
-        occurred = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+        occurred = datetime.fromisoformat(event["occurred_at"])
         publish[event["event_type"]].append((item["stream_time"] - occurred).total_seconds())
         cause = arrived.get(event.get("causation_id") or "")
         if cause:
@@ -86,11 +90,14 @@ def latencies(events: list[dict[str, Any]]) -> tuple[dict[str, list[float]], dic
 
 
 def process_memory(system: EmbeddedSystem) -> dict[str, int | None]:
-    memory: dict[str, int | None] = {name: p.peak_memory_kib() for name, p in system.services.items()}
+    memory: dict[str, int | None] = {
+        name: p.peak_memory_kib() for name, p in system.services.items()
+    }
     if system.nats and system.nats.process:
         status = Path(f"/proc/{system.nats.process.pid}/status").read_text()
         memory["nats-server"] = next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")),
+            None,
         )
     return memory
 
@@ -128,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
 
     publish, hop = latencies(events)
     stream_span = (
-        (max(e["stream_time"] for e in events) - min(e["stream_time"] for e in events)).total_seconds()
-        if events else 0.0
+        (
+            max(e["stream_time"] for e in events) - min(e["stream_time"] for e in events)
+        ).total_seconds()
+        if events
+        else 0.0
     )
     completed = len(report.completed)
     lines = [
@@ -139,13 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         f"  integration events         {len(events)} over {stream_span:.2f}s on the stream",
         f"  events per second          {len(events) / max(stream_span, 1e-9):.1f}",
         f"  case duration p50/p99      {percentile([r.finished - r.started for r in report.completed], 0.5) * 1000:.0f} ms / "
-        f"{percentile([r.finished - r.started for r in report.completed], 0.99) * 1000:.0f} ms" if completed else "",
+        f"{percentile([r.finished - r.started for r in report.completed], 0.99) * 1000:.0f} ms"
+        if completed
+        else "",
         *format_table("publish latency (occurred -> on the stream):", publish),
         *format_table(
             "hop latency (cause on the stream -> effect on the stream, polling included):", hop
         ),
         "peak memory (VmHWM):",
-        *[f"  {name:13} {kib / 1024:8.1f} MiB" if kib else f"  {name:13}      n/a" for name, kib in memory.items()],
+        *[
+            f"  {name:13} {kib / 1024:8.1f} MiB" if kib else f"  {name:13}      n/a"
+            for name, kib in memory.items()
+        ],
         f"note: {POLLING_NOTE}.",
     ]
     if report.failed:
@@ -160,8 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         "cases_per_second": completed / report.elapsed,
         "events": len(events),
         "events_per_second": len(events) / max(stream_span, 1e-9),
-        "publish_latency_ms": {k: {"p50": percentile(v, 0.5) * 1000, "p99": percentile(v, 0.99) * 1000} for k, v in publish.items()},
-        "hop_latency_ms": {k: {"p50": percentile(v, 0.5) * 1000, "p99": percentile(v, 0.99) * 1000} for k, v in hop.items()},
+        "publish_latency_ms": {
+            k: {"p50": percentile(v, 0.5) * 1000, "p99": percentile(v, 0.99) * 1000}
+            for k, v in publish.items()
+        },
+        "hop_latency_ms": {
+            k: {"p50": percentile(v, 0.5) * 1000, "p99": percentile(v, 0.99) * 1000}
+            for k, v in hop.items()
+        },
         "peak_memory_kib": memory,
         "note": POLLING_NOTE,
     }

@@ -12,9 +12,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import httpx
 import yaml
@@ -114,7 +115,7 @@ def load_compose(env: Mapping[str, str], path: Path = COMPOSE_FILE) -> dict[str,
 
 
 def _load_yaml(path: Path) -> Any:
-    return yaml.load(path.read_text(), Loader=_ComposeLoader)  # noqa: S506 (a SafeLoader)
+    return yaml.load(path.read_text(), Loader=_ComposeLoader)
 
 
 def environment_of(service: dict[str, Any]) -> dict[str, str]:
@@ -139,8 +140,11 @@ class LocalService:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "LocalService":
-        argv = [sys.executable if self.command[0] == "python" else self.command[0], *self.command[1:]]
+    def start(self) -> LocalService:
+        argv = [
+            sys.executable if self.command[0] == "python" else self.command[0],
+            *self.command[1:],
+        ]
         # Only what a container would have: PATH and the file's environment.
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1"}
         environment.update(self.env)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 
 def free_port() -> int:
@@ -63,7 +64,7 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> "NatsServer":
+    def start(self, timeout: float = 15.0) -> Self:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
         if self.config_file:
@@ -72,7 +73,7 @@ class NatsServer:
             command += ["-c", str(self.config_file)]
         else:
             command += ["-js", "-sd", str(self.store_dir)]
-        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 — the child writes to it for its whole life
         self.process = subprocess.Popen(
             command,
             stdout=output,
@@ -83,9 +84,7 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"nats-server exited with code {self.process.returncode}"
-                )
+                raise RuntimeError(f"nats-server exited with code {self.process.returncode}")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return self
@@ -109,7 +108,7 @@ class NatsServer:
             self.process.wait()
         self.process = None
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_: object) -> None:
@@ -133,9 +132,7 @@ def local_copy_of_config(
 
     text = config.read_text()
     text = re.sub(r"(?m)^port:\s*\d+", f"port: {port}", text)
-    text = re.sub(
-        r"(?m)^http_port:\s*\d+", f"http_port: {http_port or free_port()}", text
-    )
+    text = re.sub(r"(?m)^http_port:\s*\d+", f"http_port: {http_port or free_port()}", text)
     text = re.sub(r"(?m)^(\s*)store_dir:\s*\S+", rf"\g<1>store_dir: {store_dir}", text)
     directory.mkdir(parents=True, exist_ok=True)
     for included in re.findall(r"(?m)^\s*include\s+[\"']?([^\s\"']+)", text):
@@ -160,6 +157,4 @@ def secured_nats_server(
     store = directory / "jetstream"
     path = local_copy_of_config(config, directory, port=port, store_dir=store)
     env = {f"{user.upper()}_NATS_PASSWORD": password for user, password in passwords.items()}
-    return NatsServer(
-        store, port=port, config_file=path, log_file=directory / "nats.log", env=env
-    )
+    return NatsServer(store, port=port, config_file=path, log_file=directory / "nats.log", env=env)

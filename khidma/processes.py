@@ -37,7 +37,7 @@ class ServiceProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self, timeout: float = 30.0) -> "ServiceProcess":
+    def start(self, timeout: float = 30.0) -> ServiceProcess:
         if not self.port:
             self.port = free_port()
         environment = {
@@ -50,7 +50,7 @@ class ServiceProcess:
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_file or self.data_dir / f"{self.name}.log"
-        output = open(log_path, "ab")
+        output = open(log_path, "ab")  # noqa: SIM115 — the child writes to it for its whole life
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],
             cwd=PROJECT_ROOT,

@@ -15,6 +15,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from khidma.nats_server import NatsServer, environment_nats_url
 from khidma.processes import SERVICES, ServiceProcess, pick_port
@@ -31,7 +32,7 @@ class EmbeddedSystem:
     nats: NatsServer | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
-    def start(self) -> "EmbeddedSystem":
+    def start(self) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.nats_url:
             self.nats = NatsServer(
@@ -78,7 +79,7 @@ class EmbeddedSystem:
             if process.process is None or process.process.poll() is not None
         ]
 
-    def __enter__(self) -> "EmbeddedSystem":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_: object) -> None:
@@ -106,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     origin = "NATS_URL" if nats_url else "embedded, JetStream in " + str(args.data_dir / "nats")
     print(f"  nats          {system.nats_url}  ({origin})")
     for name, process in system.services.items():
-        print(f"  {name:<13} {process.url}  (ready {process.url}/ready, metrics {process.url}/metrics, API {process.url}/docs)")
+        print(
+            f"  {name:<13} {process.url}  (ready {process.url}/ready, metrics {process.url}/metrics, API {process.url}/docs)"
+        )
     print(f"  endpoints     {args.data_dir / ENDPOINTS_FILE}")
     print("  logs          " + str(args.data_dir / "<service>.log"))
     print("Simulate cases: make simulate ARGS='--cases 20'.  Ctrl-C stops everything.", flush=True)
@@ -114,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping.is_set():
             failed = system.failed_services()
             if failed:
-                print(f"stopped unexpectedly: {', '.join(failed)} (see their logs)", file=sys.stderr)
+                print(
+                    f"stopped unexpectedly: {', '.join(failed)} (see their logs)", file=sys.stderr
+                )
                 return 1
             stopping.wait(1.0)
     except KeyboardInterrupt:

@@ -18,9 +18,10 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -43,9 +44,11 @@ class Endpoints:
     surveys: str
 
     @classmethod
-    def from_file(cls, path: Path) -> "Endpoints":
+    def from_file(cls, path: Path) -> Endpoints:
         data = json.loads(path.read_text())
-        return cls(**{name: data[name] for name in ("intake", "verification", "committee", "surveys")})
+        return cls(
+            **{name: data[name] for name in ("intake", "verification", "committee", "surveys")}
+        )
 
 
 @dataclass
@@ -75,8 +78,10 @@ class SimulationReport:
     def summary(self) -> str:
         kinds = Counter(run.kind for run in self.completed)
         lines = [
-            f"simulated {len(self.runs)} cases in {self.elapsed:.2f}s: "
-            f"{len(self.completed)} completed, {len(self.failed)} failed",
+            (
+                f"simulated {len(self.runs)} cases in {self.elapsed:.2f}s: "
+                f"{len(self.completed)} completed, {len(self.failed)} failed"
+            ),
             "  by kind: " + ", ".join(f"{kind}={kinds[kind]}" for kind in KINDS if kinds[kind]),
         ]
         if self.completed:
@@ -117,29 +122,39 @@ ID_CARD = {"code": "national_id_card", "number": "ID-1", "expires_on": "2031-01-
 EXPIRED_ID_CARD = {**ID_CARD, "expires_on": "2020-01-01"}
 TEMPLATES: dict[str, RequestTemplate] = {
     "sidr": RequestTemplate(
-        "seedlings", ("website", "phone", "interview", "letter"),
-        {"planting_site": "Wadi Hanifah", "seedling_count": 40}, (ID_CARD,),
+        "seedlings",
+        ("website", "phone", "interview", "letter"),
+        {"planting_site": "Wadi Hanifah", "seedling_count": 40},
+        (ID_CARD,),
         {"seedling_count": 900},
     ),
     "health-coop": RequestTemplate(
-        "medical-support", ("website", "phone", "branch_office"),
+        "medical-support",
+        ("website", "phone", "branch_office"),
         {"diagnosis": "diabetes", "monthly_income": 4500},
         (ID_CARD, {"code": "medical_report", "expires_on": "2030-06-30"}),
         {"monthly_income": 20000},
     ),
     "textile-coop": RequestTemplate(
-        "support-request", ("website", "branch_office", "help_request"),
-        {"family_size": 6, "monthly_income": 3000}, (ID_CARD,),
+        "support-request",
+        ("website", "branch_office", "help_request"),
+        {"family_size": 6, "monthly_income": 3000},
+        (ID_CARD,),
         {"monthly_income": 9000},
     ),
     "dumat-bees": RequestTemplate(
-        "hive-support", ("interview", "phone", "website"),
-        {"hive_count": 30}, (ID_CARD, {"code": "apiary_licence", "expires_on": "2030-01-01"}),
-        {"hive_count": 500}, members_only=True,
+        "hive-support",
+        ("interview", "phone", "website"),
+        {"hive_count": 30},
+        (ID_CARD, {"code": "apiary_licence", "expires_on": "2030-01-01"}),
+        {"hive_count": 500},
+        members_only=True,
     ),
     "elites": RequestTemplate(
-        "scholarship", ("website", "interview", "social_media"),
-        {"gpa": 4.8, "field_of_study": "physics"}, (ID_CARD, {"code": "transcript"}),
+        "scholarship",
+        ("website", "interview", "social_media"),
+        {"gpa": 4.8, "field_of_study": "physics"},
+        (ID_CARD, {"code": "transcript"}),
         {"gpa": 3.1},
     ),
 }
@@ -188,7 +203,7 @@ class CaseDriver:
         run = CaseRun(kind=scenario.kind, started=time.perf_counter())
         try:
             await self._drive(run, scenario)
-        except Exception as error:  # reported per case; the others go on
+        except Exception as error:  # noqa: BLE001 — reported per case; the others go on
             run.error = f"{type(error).__name__}: {error}"
         run.finished = time.perf_counter()
         return run
@@ -201,10 +216,19 @@ class CaseDriver:
         if template.members_only:
             await self._put(
                 f"{self.endpoints.verification}/members/{association}/{applicant_id}",
-                {"name": "Simulated member", "joined_on": "2020-01-01", "status": "good", "status_since": "2020-01-01"},
+                {
+                    "name": "Simulated member",
+                    "joined_on": "2020-01-01",
+                    "status": "good",
+                    "status_since": "2020-01-01",
+                },
             )
         fields = {**template.fields, **(template.ineligible_fields if kind == "ineligible" else {})}
-        attestation = {"attested": True, "method": "in_person", "attested_by": "Simulated applicant"}
+        attestation = {
+            "attested": True,
+            "method": "in_person",
+            "attested_by": "Simulated applicant",
+        }
         held_back = next(iter(fields)) if scenario.incomplete_first else None
         submitted = await self._post(
             f"{self.endpoints.intake}/submissions",
@@ -213,7 +237,11 @@ class CaseDriver:
                 "channel": random.choice(template.channels),
                 "channel_ref": f"sim-{uuid4()}",
                 "service_code": template.service_code,
-                "applicant": {"national_id": applicant_id, "name": "Simulated applicant", "phone": "0500000000"},
+                "applicant": {
+                    "national_id": applicant_id,
+                    "name": "Simulated applicant",
+                    "phone": "0500000000",
+                },
                 "fields": {k: v for k, v in fields.items() if k != held_back},
                 "documents": [
                     EXPIRED_ID_CARD if kind == "corrected" and d is ID_CARD else d
@@ -238,11 +266,17 @@ class CaseDriver:
         if kind == "referred":
             await self._post(
                 f"{self.endpoints.intake}/cases/{case_id}/referral",
-                {"reason": "The procedure is unclear to the applicant", "questions": ["Which documents?"], "referred_by": "officer-1"},
+                {
+                    "reason": "The procedure is unclear to the applicant",
+                    "questions": ["Which documents?"],
+                    "referred_by": "officer-1",
+                },
             )
             run.steps.append("referred")
 
-        verification = await self._wait_for(f"{self.endpoints.verification}/verifications/{case_id}")
+        verification = await self._wait_for(
+            f"{self.endpoints.verification}/verifications/{case_id}"
+        )
         await self._post(
             f"{self.endpoints.verification}/verifications/{case_id}/confirmation",
             {"officer": "officer-2"},
@@ -276,7 +310,11 @@ class CaseDriver:
             )
             await self._post(
                 f"{self.endpoints.committee}/referrals/{case_id}/closure",
-                {"researcher": "researcher-1", "answers": ["Only the ID is needed"], "note": "Explained the procedure."},
+                {
+                    "researcher": "researcher-1",
+                    "answers": ["Only the ID is needed"],
+                    "note": "Explained the procedure.",
+                },
             )
             run.steps.append("researched")
 
@@ -285,9 +323,11 @@ class CaseDriver:
         # the committee a moment after the officer confirms it.
         await self._wait_for(
             f"{self.endpoints.committee}/cases/{case_id}",
-            lambda doc: doc.get("verification_outcome") == "verified"
-            if approve
-            else doc.get("verification_outcome") is not None,
+            lambda doc: (
+                doc.get("verification_outcome") == "verified"
+                if approve
+                else doc.get("verification_outcome") is not None
+            ),
         )
         if scenario.before_decision:
             await scenario.before_decision(run)
@@ -295,10 +335,13 @@ class CaseDriver:
             f"{self.endpoints.committee}/sittings",
             {"association_id": association, "members_present": list(COMMITTEE_PRESENT)},
         )
-        sitting_case = f"{self.endpoints.committee}/sittings/{sitting['sitting_id']}/cases/{case_id}"
+        sitting_case = (
+            f"{self.endpoints.committee}/sittings/{sitting['sitting_id']}/cases/{case_id}"
+        )
         for member in COMMITTEE_PRESENT:
             await self._post(
-                f"{sitting_case}/votes", {"member": member, "vote": "approve" if approve else "reject"}
+                f"{sitting_case}/votes",
+                {"member": member, "vote": "approve" if approve else "reject"},
             )
         await self._post(
             f"{sitting_case}/decision",
@@ -323,11 +366,19 @@ class CaseDriver:
         survey = await self._wait_for(f"{self.endpoints.surveys}/surveys/by-case/{case_id}")
         await self._post(
             f"{self.endpoints.surveys}/surveys/{survey['token']}/answers",
-            {"ratings": {"satisfaction": random.randint(3, 5), "recommend": random.randint(6, 10)}, "comment": None},
+            {
+                "ratings": {
+                    "satisfaction": random.randint(3, 5),
+                    "recommend": random.randint(6, 10),
+                },
+                "comment": None,
+            },
         )
         run.steps.append("surveyed")
 
-    async def _post(self, url: str, body: dict[str, Any], expect: tuple[int, ...] = (200, 201, 202)) -> Any:
+    async def _post(
+        self, url: str, body: dict[str, Any], expect: tuple[int, ...] = (200, 201, 202)
+    ) -> Any:
         response = await self.client.post(url, json=body)
         if response.status_code not in expect:
             raise SimulationError(f"POST {url} -> {response.status_code} {response.text[:300]}")
@@ -379,11 +430,15 @@ async def simulate(
     step_timeout: float = 60.0,
     progress: Callable[[int, int], Awaitable[None] | None] | None = None,
 ) -> SimulationReport:
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+    limits = httpx.Limits(
+        max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
+    )
     semaphore = asyncio.Semaphore(concurrency)
     done = 0
     async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
-        driver = CaseDriver(client, endpoints, association_id=association_id, step_timeout=step_timeout)
+        driver = CaseDriver(
+            client, endpoints, association_id=association_id, step_timeout=step_timeout
+        )
 
         async def one(kind: str) -> CaseRun:
             nonlocal done
@@ -403,25 +458,45 @@ async def simulate(
 
 def print_progress(done: int, total: int) -> None:
     if done == total or done % max(1, total // 20) == 0:
-        print(f"\r  {done}/{total} cases", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        print(
+            f"\r  {done}/{total} cases",
+            end="\n" if done == total else "",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Drive simulated cases through a running Khidma.")
     parser.add_argument("--cases", type=int, default=20)
-    parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX, help="e.g. approved=6,rejected=2,referred=2,ineligible=1,corrected=1")
+    parser.add_argument(
+        "--mix",
+        type=parse_mix,
+        default=DEFAULT_MIX,
+        help="e.g. approved=6,rejected=2,referred=2,ineligible=1,corrected=1",
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--association", default="sidr", choices=sorted(TEMPLATES))
-    parser.add_argument("--endpoints", type=Path, default=Path("data/endpoints.json"), help="written by `make run`")
+    parser.add_argument(
+        "--endpoints", type=Path, default=Path("data/endpoints.json"), help="written by `make run`"
+    )
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     if not args.endpoints.exists():
-        print(f"{args.endpoints} not found: start the system with `make run` first.", file=sys.stderr)
+        print(
+            f"{args.endpoints} not found: start the system with `make run` first.", file=sys.stderr
+        )
         return 2
     endpoints = Endpoints.from_file(args.endpoints)
     kinds = plan(args.cases, args.mix, args.seed)
     report = asyncio.run(
-        simulate(endpoints, kinds, concurrency=args.concurrency, association_id=args.association, progress=print_progress)
+        simulate(
+            endpoints,
+            kinds,
+            concurrency=args.concurrency,
+            association_id=args.association,
+            progress=print_progress,
+        )
     )
     print(report.summary())
     return 0 if not report.failed else 1

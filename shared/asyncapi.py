@@ -10,7 +10,8 @@ takes submissions, is added beside it.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from faststream.nats import NatsBroker

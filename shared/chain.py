@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -62,7 +63,7 @@ def _field(data: bytes) -> bytes:
 
 def originator_text(originator_id: UUID | str) -> str:
     """The originator id as the chain writes it: a UUID's canonical form, or the text."""
-    return str(originator_id) if isinstance(originator_id, UUID) else str(originator_id)
+    return str(originator_id)
 
 
 def content_hash(
@@ -80,9 +81,7 @@ def content_hash(
 
 def link_hash(previous: bytes, notification_id: int, content: bytes) -> bytes:
     """SHA-256 over the previous hash, the notification id and the content hash."""
-    return hashlib.sha256(
-        _LINK_PREFIX + previous + _U64.pack(notification_id) + content
-    ).digest()
+    return hashlib.sha256(_LINK_PREFIX + previous + _U64.pack(notification_id) + content).digest()
 
 
 @dataclass(frozen=True)
@@ -101,9 +100,7 @@ def chain_entries(
     for notification_id, originator_id, version, topic, state in rows:
         content = content_hash(originator_id, version, topic, state)
         digest = link_hash(previous, notification_id, content)
-        entries.append(
-            ChainEntry(notification_id, content.hex(), previous.hex(), digest.hex())
-        )
+        entries.append(ChainEntry(notification_id, content.hex(), previous.hex(), digest.hex()))
         previous = digest
     return entries
 
@@ -134,8 +131,7 @@ class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder):
         if notification_ids:
             # Inside the writing transaction: SQLite holds the write lock now.
             c.execute(
-                f"SELECT hash FROM {self.chain_table_name} "
-                "ORDER BY notification_id DESC LIMIT 1"
+                f"SELECT hash FROM {self.chain_table_name} ORDER BY notification_id DESC LIMIT 1"
             )
             row = c.fetchone()
             previous = bytes.fromhex(row[0]) if row else GENESIS
@@ -217,9 +213,7 @@ class ChainedPostgresProcessRecorder(PostgresProcessRecorder):
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        notification_ids = super()._fetch_ids_after_insert_events(
-            curs, stored_events, **kwargs
-        )
+        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if notification_ids:
             # Still inside the transaction that holds the EXCLUSIVE lock on the
             # events table (taken before the insert), so the head is stable.
@@ -242,10 +236,7 @@ class ChainedPostgresProcessRecorder(PostgresProcessRecorder):
                 entries = chain_entries(previous, rows)
                 c.executemany(
                     self.insert_chain_statement,
-                    [
-                        (e.notification_id, e.content_hash, e.prev_hash, e.hash)
-                        for e in entries
-                    ],
+                    [(e.notification_id, e.content_hash, e.prev_hash, e.hash) for e in entries],
                 )
         return notification_ids
 
@@ -306,12 +297,10 @@ class ChainReader:
             self.chain_table = SQLITE_CHAIN_TABLE
         elif isinstance(factory, PostgresFactory):
             self.kind = "postgres"
-            self.events_table, _, self.chain_table = postgres_table_names(
-                factory.env.name
-            )
+            self.events_table, _, self.chain_table = postgres_table_names(factory.env.name)
         else:
-            raise ValueError(f"no chain in a {type(factory).__name__} store")
-        self.datastore: Any = getattr(factory, "datastore")
+            raise TypeError(f"no chain in a {type(factory).__name__} store")
+        self.datastore: Any = factory.datastore
 
     def _query(self, statement: Any, params: Sequence[Any] = ()) -> list[Any]:
         if self.kind == "sqlite":
@@ -334,9 +323,7 @@ class ChainReader:
 
     def table_exists(self, name: str) -> bool:
         if self.kind == "sqlite":
-            rows = self._query(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
-            )
+            rows = self._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
             return bool(rows)
         rows = self._query(
             "SELECT to_regclass(%s) AS oid",
@@ -354,9 +341,7 @@ class ChainReader:
         if not self.has_events():
             return 0
         key = "rowid" if self.kind == "sqlite" else "notification_id"
-        rows = self._query(
-            self._sql(f"SELECT MAX({key}) AS m FROM {{t}}", t=self.events_table)
-        )
+        rows = self._query(self._sql(f"SELECT MAX({key}) AS m FROM {{t}}", t=self.events_table))
         return int(rows[0]["m"] or 0) if rows else 0
 
     def max_chain_id(self) -> int:

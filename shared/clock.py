@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -13,7 +13,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FrozenClock:
@@ -48,7 +48,7 @@ class OffsetFileClock:
             return timedelta(0)
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset()
+        return datetime.now(UTC) + self.offset()
 
 
 def clock_from(path: Path | None) -> Clock:

@@ -18,8 +18,8 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import Tracking
@@ -151,7 +151,7 @@ class TrackingConsumer:
             while True:
                 try:
                     messages = await subscription.fetch(self.batch_size, timeout=1.0)
-                except (NatsTimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, NatsTimeoutError):
                     continue
                 except asyncio.CancelledError:
                     raise
@@ -161,9 +161,7 @@ class TrackingConsumer:
                     try:
                         await self.ensure_consumer()
                         await _unsubscribe(subscription)
-                        subscription = await self.js.pull_subscribe_bind(
-                            self.durable, STREAM_NAME
-                        )
+                        subscription = await self.js.pull_subscribe_bind(self.durable, STREAM_NAME)
                     except Exception:
                         log.exception("could not bind consumer %s", self.durable)
                     continue
@@ -209,15 +207,11 @@ class TrackingConsumer:
         tracking = Tracking(self.tracking_name, sequence)
         started = time.perf_counter()
         try:
-            await self.store.run(
-                process_tracked, self.app, tracking, lambda p: handler(event, p)
-            )
+            await self.store.run(process_tracked, self.app, tracking, lambda p: handler(event, p))
         except DuplicateDelivery:
             self.stats.duplicates += 1
             metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "duplicate").inc()
-            log.info(
-                "skipped %s already handled", event.event_type, extra={"sequence": sequence}
-            )
+            log.info("skipped %s already handled", event.event_type, extra={"sequence": sequence})
         except RetryLater as error:
             waiting = self._waiting_on(sequence)
             waited = time.monotonic() - waiting.since
@@ -239,7 +233,7 @@ class TrackingConsumer:
                 error,
                 extra={"case_id": str(event.case_id), "sequence": sequence},
             )
-            await message.nak(delay=min(0.2 * 2 ** waiting.deliveries, 10.0))
+            await message.nak(delay=min(0.2 * 2**waiting.deliveries, 10.0))
             return
         except Exception as error:
             # Counted here, not from the server's delivery count: that one also counts
@@ -263,7 +257,7 @@ class TrackingConsumer:
                 error,
                 extra={"case_id": str(event.case_id), "sequence": sequence},
             )
-            await message.nak(delay=min(0.2 * 2 ** failures, 10.0))
+            await message.nak(delay=min(0.2 * 2**failures, 10.0))
             return
         else:
             metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(
@@ -331,9 +325,7 @@ class TrackingConsumer:
         )
         self.stats.dead_letters += 1
         metrics.DEAD_LETTERS.labels(self.service).inc()
-        log.error(
-            "dead-lettered message: %s", reason, extra={"sequence": sequence}
-        )
+        log.error("dead-lettered message: %s", reason, extra={"sequence": sequence})
         await message.term()
         self._waiting.pop(sequence, None)
         self._failures.pop(sequence, None)

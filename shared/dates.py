@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from hijridate import Gregorian, Hijri
 
@@ -11,8 +11,18 @@ RIYADH = timezone(timedelta(hours=3), "AST")
 
 _ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 _GREGORIAN_MONTHS_AR = (
-    "يناير", "فبراير", "مارس", "أبريل", "مايو", "يونيو",
-    "يوليو", "أغسطس", "سبتمبر", "أكتوبر", "نوفمبر", "ديسمبر",
+    "يناير",
+    "فبراير",
+    "مارس",
+    "أبريل",
+    "مايو",
+    "يونيو",
+    "يوليو",
+    "أغسطس",
+    "سبتمبر",
+    "أكتوبر",
+    "نوفمبر",
+    "ديسمبر",
 )
 
 
@@ -55,5 +65,5 @@ def both_calendars(moment: datetime | date) -> dict[str, str]:
         "en": f"{hijri.day} {hijri.month_name()} {hijri.year} AH ({day.day} {day:%B} {day.year})",
     }
     if isinstance(moment, datetime):
-        result["at"] = moment.astimezone(timezone.utc).isoformat()
+        result["at"] = moment.astimezone(UTC).isoformat()
     return result

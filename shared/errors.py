@@ -1,12 +1,15 @@
-"""Refusals a person reads: every one has an English and an Arabic message."""
+"""Refusals a person reads: every one has an English and an Arabic message.
+
+A refusal says what kind it is (a broken rule, something not found, input
+that cannot be taken, something no longer open); the HTTP edge
+(`shared/http.py`) gives each kind its status.
+"""
 
 from __future__ import annotations
 
 
 class Refused(Exception):
     """A command broke a rule. `code` is stable for programs; the texts are for people."""
-
-    status = 409
 
     def __init__(self, code: str, en: str, ar: str):
         super().__init__(en)
@@ -19,4 +22,12 @@ class Refused(Exception):
 
 
 class NotFound(Refused):
-    status = 404
+    """What was asked for does not exist (or is not the caller's to see)."""
+
+
+class Invalid(Refused):
+    """The input itself cannot be taken, whatever the state of the records."""
+
+
+class Gone(Refused):
+    """It existed, and is no longer open to this command."""

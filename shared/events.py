@@ -8,8 +8,8 @@ way in), so a producer can add a field without breaking older consumers.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -33,9 +33,7 @@ class Contract(BaseModel):
 
 
 class Actor(Contract):
-    kind: Literal[
-        "applicant", "adapter", "officer", "researcher", "committee", "system"
-    ]
+    kind: Literal["applicant", "adapter", "officer", "researcher", "committee", "system"]
     id: str = Field(min_length=1, max_length=200)
 
 
@@ -192,7 +190,7 @@ class IntegrationEvent(Contract):
     @field_validator("occurred_at")
     @classmethod
     def _in_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     @field_validator("association_id")
     @classmethod
@@ -259,14 +257,12 @@ PRODUCERS: dict[str, str] = {
 }
 
 AnyEvent = Annotated[
-    Union[
-        RequestReceived,
-        DataVerified,
-        ReferredToResearcher,
-        CommitteeDecided,
-        ServiceDelivered,
-        SurveyAnswered,
-    ],
+    RequestReceived
+    | DataVerified
+    | ReferredToResearcher
+    | CommitteeDecided
+    | ServiceDelivered
+    | SurveyAnswered,
     Field(discriminator="event_type"),
 ]
 _any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
@@ -286,7 +282,4 @@ def encode_event(event: IntegrationEvent) -> bytes:
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of each integration event, keyed by event type."""
-    return {
-        cls.__name__: cls.model_json_schema(mode="serialization")
-        for cls in EVENT_CLASSES
-    }
+    return {cls.__name__: cls.model_json_schema(mode="serialization") for cls in EVENT_CLASSES}

@@ -11,9 +11,8 @@ run several in one process and the labels keep them apart.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY: CollectorRegistry = DEFAULT_REGISTRY

@@ -21,8 +21,9 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
@@ -130,8 +131,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         self.stats.position = (
-            await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING)
-            or 0
+            await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING) or 0
         )
         self.stats.last_progress = time.monotonic()
         backoff = self.poll_interval
@@ -154,7 +154,7 @@ class OutboxRelay:
                 self._caught_up.set()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def publish_batch(self) -> int:
@@ -309,8 +309,7 @@ class OutboxRelay:
             log.info("outbox position %d already recorded by another instance", last)
         self.stats.position = max(
             last,
-            await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING)
-            or 0,
+            await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING) or 0,
         )
         metrics.OUTBOX_POSITION.labels(self.service).set(self.stats.position)
 

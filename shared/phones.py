@@ -47,8 +47,7 @@ def normalise_phone(phone: str | None) -> str | None:
         return None
     if value.startswith("+966"):
         national = value[4:]
-        if national.startswith("0"):
-            national = national[1:]  # +966 05… written with the trunk zero
+        national = national.removeprefix("0")  # +966 05… written with the trunk zero
         if len(national) != 9 or national[0] == "0":
             return None
         value = "+966" + national

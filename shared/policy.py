@@ -51,7 +51,7 @@ class EligibilityRule(Contract):
     reason: Text
 
     @model_validator(mode="after")
-    def _has_a_condition(self) -> "EligibilityRule":
+    def _has_a_condition(self) -> EligibilityRule:
         if self.minimum is None and self.maximum is None and self.one_of is None:
             raise ValueError("an eligibility rule needs minimum, maximum or one_of")
         return self
@@ -77,11 +77,9 @@ class Committee(Contract):
     quorum: int = Field(ge=1)
 
     @model_validator(mode="after")
-    def _quorum_is_reachable(self) -> "Committee":
+    def _quorum_is_reachable(self) -> Committee:
         if self.quorum > len(self.members):
-            raise ValueError(
-                f"quorum {self.quorum} is more than the {len(self.members)} members"
-            )
+            raise ValueError(f"quorum {self.quorum} is more than the {len(self.members)} members")
         ids = [member.id for member in self.members]
         if len(set(ids)) != len(ids):
             raise ValueError("committee member ids must be unique")
@@ -109,7 +107,7 @@ class BoardApproval(Contract):
     gregorian: date | None = None
 
     @model_validator(mode="after")
-    def _both_calendars(self) -> "BoardApproval":
+    def _both_calendars(self) -> BoardApproval:
         """The written date is kept as written; the other calendar is derived."""
         if self.calendar == "hijri":
             if self.hijri is None:
@@ -123,9 +121,7 @@ class BoardApproval(Contract):
             if self.gregorian is None:
                 raise ValueError("a Gregorian approval date needs `gregorian`")
             hijri = to_hijri(self.gregorian)
-            object.__setattr__(
-                self, "hijri", f"{hijri.year:04d}-{hijri.month:02d}-{hijri.day:02d}"
-            )
+            object.__setattr__(self, "hijri", f"{hijri.year:04d}-{hijri.month:02d}-{hijri.day:02d}")
         return self
 
 

@@ -74,7 +74,7 @@ class ServiceSettings(BaseSettings):
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     @model_validator(mode="after")
-    def _fill_paths(self) -> "ServiceSettings":
+    def _fill_paths(self) -> ServiceSettings:
         if self.sqlite_path is None:
             self.sqlite_path = self.data_dir / f"{self.service_name}.sqlite"
         if self.views_path is None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
@@ -138,18 +139,14 @@ def process_tracked(
 
 
 def position_recorded(recorder: ProcessRecorder, tracking: Tracking) -> bool:
-    datastore: Any = getattr(recorder, "datastore")
+    datastore: Any = recorder.datastore
     # By class, not by the recorder's module: the recorders are subclassed
     # (shared.chain) to keep the hash chain.
     if isinstance(recorder, SQLiteRecorder):
-        statement = (
-            "SELECT 1 FROM tracking WHERE application_name=? AND notification_id=?"
-        )
+        statement = "SELECT 1 FROM tracking WHERE application_name=? AND notification_id=?"
     else:
         table = f'"{datastore.schema}"."{recorder.tracking_table_name}"'  # type: ignore[attr-defined]
-        statement = (
-            f"SELECT 1 FROM {table} WHERE application_name=%s AND notification_id=%s"
-        )
+        statement = f"SELECT 1 FROM {table} WHERE application_name=%s AND notification_id=%s"
     with datastore.transaction(commit=False) as cursor:
         cursor.execute(statement, (tracking.application_name, tracking.notification_id))
         return cursor.fetchone() is not None

@@ -22,7 +22,8 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any, Awaitable, TypeVar
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import nats
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -67,7 +68,7 @@ async def _declaring(write: Awaitable[T], what: str, what_ar: str) -> T:
     callback, never as an answer), so the request times out."""
     try:
         return await write
-    except (NatsTimeoutError, asyncio.TimeoutError) as error:
+    except (TimeoutError, NatsTimeoutError) as error:
         raise NotDeclared(what, what_ar) from error
 
 
@@ -166,9 +167,7 @@ class DeclaredTrackingConsumer(TrackingConsumer):
         await ensure_durable(self.js, self.consumer_config())
 
 
-def service_durables(
-    ack_wait: float = 30.0, batch_size: int = 64
-) -> dict[str, ConsumerConfig]:
+def service_durables(ack_wait: float = 30.0, batch_size: int = 64) -> dict[str, ConsumerConfig]:
     """Each service's durable consumer, configured as the service configures it."""
     from shared.asyncapi import CONSUMERS  # who consumes what
 
@@ -255,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("nats-init", settings.log_level)
     try:
         asyncio.run(declare(settings, args.wait))
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 — any failure ends the one-shot job with a message
         log.error("could not declare the stream and the consumers: %r", error)
         print(
             f"nats-init: could not declare the stream and the consumers: {error!r}\n"
@@ -263,9 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    log.info(
-        "declared stream %s and the durable consumers %s", STREAM_NAME, ", ".join(SERVICES)
-    )
+    log.info("declared stream %s and the durable consumers %s", STREAM_NAME, ", ".join(SERVICES))
     return 0
 
 

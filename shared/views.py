@@ -17,8 +17,9 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from eventsourcing.domain import DomainEventProtocol
 
@@ -96,7 +97,7 @@ class ViewStore:
         def __exit__(self, kind: object, *_: object) -> None:
             self.cursor.execute("COMMIT" if kind is None else "ROLLBACK")
 
-    def _transaction(self) -> "ViewStore._Tx":
+    def _transaction(self) -> ViewStore._Tx:
         return ViewStore._Tx(self._connection())
 
     def reset_if_changed(self, name: str, fingerprint: str) -> bool:
@@ -122,9 +123,11 @@ class ViewStore:
         return had_views is not None
 
     def position(self, name: str) -> int:
-        row = self._connection().execute(
-            "SELECT position FROM positions WHERE name=?", (name,)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT position FROM positions WHERE name=?", (name,))
+            .fetchone()
+        )
         return 0 if row is None else int(row[0])
 
     def apply(
@@ -145,9 +148,11 @@ class ViewStore:
             )
 
     def get(self, view: str, key: str) -> Document | None:
-        row = self._connection().execute(
-            "SELECT doc FROM docs WHERE view=? AND key=?", (view, key)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT doc FROM docs WHERE view=? AND key=?", (view, key))
+            .fetchone()
+        )
         return None if row is None else json.loads(row[0])
 
     def find(
@@ -162,17 +167,21 @@ class ViewStore:
             clauses.append(f"json_extract(doc, '$.{field_name}')=?")
             params.append(value)
         params += [limit, offset]
-        rows = self._connection().execute(
-            f"SELECT doc FROM docs WHERE {' AND '.join(clauses)} "
-            "ORDER BY json_extract(doc, '$.sort_key'), key LIMIT ? OFFSET ?",
-            params,
-        ).fetchall()
+        rows = (
+            self._connection()
+            .execute(
+                f"SELECT doc FROM docs WHERE {' AND '.join(clauses)} "
+                "ORDER BY json_extract(doc, '$.sort_key'), key LIMIT ? OFFSET ?",
+                params,
+            )
+            .fetchall()
+        )
         return [json.loads(row[0]) for row in rows]
 
     def count(self, view: str) -> int:
-        row = self._connection().execute(
-            "SELECT COUNT(*) FROM docs WHERE view=?", (view,)
-        ).fetchone()
+        row = (
+            self._connection().execute("SELECT COUNT(*) FROM docs WHERE view=?", (view,)).fetchone()
+        )
         return int(row[0])
 
     def iter_all(self, view: str) -> Iterator[Document]:
@@ -225,7 +234,8 @@ class ProjectionRunner:
         if views.reset_if_changed(name, projection_fingerprint(projector)):
             log.warning(
                 "the projection %s changed since its views were built: rebuilding them "
-                "from the store", name,
+                "from the store",
+                name,
             )
 
     def wake(self) -> None:
@@ -262,7 +272,7 @@ class ProjectionRunner:
             if moved == 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def lag(self) -> int:

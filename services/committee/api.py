@@ -14,7 +14,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.committee.application import CommitteeApplication
 from services.committee.views import CASES
 from shared.errors import NotFound
-from shared.runtime import ServiceRuntime, runtime_of
+from shared.http import runtime_of
+from shared.runtime import ServiceRuntime
 
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 MemberId = Annotated[str, Field(min_length=1, max_length=100)]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -58,9 +59,7 @@ class CommitteeApplication(ServiceApplication):
 
     # What the other services tell the committee -----------------------------------
 
-    def on_request_received(
-        self, event: RequestReceived, processing: ProcessingEvent
-    ) -> None:
+    def on_request_received(self, event: RequestReceived, processing: ProcessingEvent) -> None:
         """Records the request, or a newer revision of it (the applicant corrected it)."""
         case = self._find_case(event.case_id)
         if case is not None and case.received and event.payload.revision <= case.revision:
@@ -273,9 +272,7 @@ class CommitteeApplication(ServiceApplication):
             flag = case.flag_deadline(now=now, warning_days=self.warning_days)
             if flag:
                 changed.append(case)
-                flagged.append(
-                    {"case_id": str(case.id), "case_ref": case.case_ref, "flag": flag}
-                )
+                flagged.append({"case_id": str(case.id), "case_ref": case.case_ref, "flag": flag})
         if changed:
             self.save(*changed)
         return flagged

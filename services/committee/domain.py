@@ -60,7 +60,7 @@ class CommitteeCase(Aggregate):
     @classmethod
     def register(
         cls, *, case_id: UUID, association_id: str, case_ref: str, correlation_id: UUID
-    ) -> "CommitteeCase":
+    ) -> CommitteeCase:
         """The committee hears of a case: by its request, or by a referral that came first."""
         return cls(
             case_id=case_id,
@@ -84,7 +84,7 @@ class CommitteeCase(Aggregate):
         window_days: int,
         attestation: dict[str, Any] | None = None,
         revision: int = 1,
-    ) -> "CommitteeCase":
+    ) -> CommitteeCase:
         """Registers the case and records its request (the usual order)."""
         case = cls.register(
             case_id=case_id,
@@ -104,9 +104,7 @@ class CommitteeCase(Aggregate):
         return case
 
     @event("Registered")
-    def __init__(
-        self, *, case_id: UUID, association_id: str, case_ref: str, correlation_id: UUID
-    ):
+    def __init__(self, *, case_id: UUID, association_id: str, case_ref: str, correlation_id: UUID):
         self.association_id = association_id
         self.case_ref = case_ref
         self.correlation_id = correlation_id
@@ -396,9 +394,7 @@ class CommitteeCase(Aggregate):
     ) -> None:
         for referral in self.referrals:
             if referral["event_id"] == referral_event_id:
-                referral.update(
-                    open=False, researcher=researcher, answers=list(answers), note=note
-                )
+                referral.update(open=False, researcher=researcher, answers=list(answers), note=note)
 
     # The decision window ---------------------------------------------------------------
 
@@ -526,8 +522,7 @@ class CommitteeCase(Aggregate):
         if side != decision and not (side is None and decision == "rejected"):
             raise Refused(
                 "decision_contradicts_votes",
-                "The decision does not follow the majority of the votes "
-                "(a tie cannot approve).",
+                "The decision does not follow the majority of the votes (a tie cannot approve).",
                 "القرار لا يوافق أغلبية أصوات اللجنة (ولا يجوز القبول عند تعادل الأصوات).",
             )
         assert self.deadline is not None and self.window_days is not None
@@ -595,7 +590,7 @@ class Sitting(Aggregate):
         quorum: int,
         members_present: list[str],
         held_at: datetime,
-    ) -> "Sitting":
+    ) -> Sitting:
         if not members_present:
             raise Refused(
                 "members_required",

@@ -23,9 +23,7 @@ def consumer_handlers(app: CommitteeApplication) -> dict[str, Handler]:
         assert isinstance(event, DataVerified)
         app.on_data_verified(event, processing)
 
-    def on_referred_to_researcher(
-        event: IntegrationEvent, processing: ProcessingEvent
-    ) -> None:
+    def on_referred_to_researcher(event: IntegrationEvent, processing: ProcessingEvent) -> None:
         assert isinstance(event, ReferredToResearcher)
         app.on_referred_to_researcher(event, processing)
 

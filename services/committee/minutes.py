@@ -88,7 +88,7 @@ def render_minutes(sitting: dict[str, Any], pack: PolicyPack, lang: str = "ar") 
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="{lang}" dir="{"rtl" if lang == "ar" else "ltr"}">',
-        "<head><meta charset=\"utf-8\">",
+        '<head><meta charset="utf-8">',
         f"<title>{escape(t('title'))} — {escape(getattr(pack.name, lang))}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>{escape(t('title'))}</h1>",
@@ -98,8 +98,10 @@ def render_minutes(sitting: dict[str, Any], pack: PolicyPack, lang: str = "ar") 
         f"<dt>{t('present')}</dt><dd><ul>"
         + "".join(f"<li>{who(m)}</li>" for m in sitting["members_present"])
         + "</ul></dd>",
-        f"<dt>{t('quorum')}</dt><dd>{sitting['quorum']} — "
-        f"{t('quorate') if sitting['quorate'] else t('not_quorate')}</dd>",
+        (
+            f"<dt>{t('quorum')}</dt><dd>{sitting['quorum']} — "
+            f"{t('quorate') if sitting['quorate'] else t('not_quorate')}</dd>"
+        ),
         f"<dt>{t('status')}</dt><dd>{_status(sitting, lang, t)}</dd>",
         "</dl>",
     ]

@@ -11,7 +11,7 @@ verification of the request as it now stands (its current revision):
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from services.committee.domain import CommitteeCase
@@ -24,7 +24,7 @@ NO_DEADLINE_KEY = "9999-12-31T23:59:59.999999Z"  # cases known only by a referra
 
 def sort_key(at: datetime) -> str:
     """A fixed-width UTC timestamp, so that text order is time order."""
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _current_referral(referrals: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -67,9 +67,7 @@ def _refresh(doc: dict[str, Any]) -> None:
     outcome = current["outcome"] if current else None
     doc["verification_outcome"] = outcome
     doc["ineligible_rule"] = current.get("ineligible_rule") if outcome == "ineligible" else None
-    doc["ineligible_reason"] = (
-        current.get("ineligible_reason") if outcome == "ineligible" else None
-    )
+    doc["ineligible_reason"] = current.get("ineligible_reason") if outcome == "ineligible" else None
     doc["corrections"] = current.get("corrections", []) if outcome == "discrepancies" else []
     undecided = doc["received"] and doc["decision"] is None
     # The agenda: received, attested (step 4), undecided, verified or ineligible

@@ -15,7 +15,8 @@ from services.intake.views import CASES, REFS
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import Attestation
-from shared.runtime import ServiceRuntime, runtime_of
+from shared.http import runtime_of
+from shared.runtime import ServiceRuntime
 from shared.submissions import Submission, SubmittedDocuments, SubmittedFields
 
 STATUS_LABELS = {
@@ -115,7 +116,10 @@ HISTORY_LABELS = {
     "information_requested": ("Missing information requested", "طُلبت المعلومات الناقصة"),
     "information_added": ("Information added", "أُضيفت معلومات"),
     "received": ("Request complete; registration completed", "اكتمل الطلب واستُكمل التسجيل"),
-    "duplicate_linked": ("The same request arrived again and was linked", "ورد الطلب نفسه مرة أخرى ورُبط به"),
+    "duplicate_linked": (
+        "The same request arrived again and was linked",
+        "ورد الطلب نفسه مرة أخرى ورُبط به",
+    ),
     "referred_to_researcher": ("Referred to the social researcher", "أحيل إلى الباحث الاجتماعي"),
     "corrected": ("Corrections made by the applicant", "أجرى مقدم الطلب التصحيحات"),
     "resubmitted": (
@@ -159,7 +163,9 @@ def build_router() -> APIRouter:
         return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
 
     @router.get("/associations")
-    async def list_associations(runtime: ServiceRuntime = Depends(runtime_of)) -> list[dict[str, Any]]:
+    async def list_associations(
+        runtime: ServiceRuntime = Depends(runtime_of),
+    ) -> list[dict[str, Any]]:
         """The associations this deployment serves, with the channels each enables."""
         app: IntakeApplication = runtime.app  # type: ignore[assignment]
         return [
@@ -305,9 +311,7 @@ def build_router() -> APIRouter:
         case_id: UUID, referral: Referral, runtime: ServiceRuntime = Depends(runtime_of)
     ) -> dict[str, str]:
         app: IntakeApplication = runtime.app  # type: ignore[assignment]
-        await runtime.store.run(
-            lambda: app.refer_to_researcher(case_id, **referral.model_dump())
-        )
+        await runtime.store.run(lambda: app.refer_to_researcher(case_id, **referral.model_dump()))
         runtime.recorded()
         return {"case_id": str(case_id), "status": "referred"}
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from services.intake.domain import (
@@ -26,7 +27,7 @@ from services.intake.domain import (
     parse_case_reference,
 )
 from shared.dates import hijri_year
-from shared.errors import NotFound, Refused
+from shared.errors import Invalid, NotFound, Refused
 from shared.events import CommitteeDecided, DataVerified
 from shared.policy import PolicyPack, ServiceDefinition, eligibility_failures
 from shared.store import ServiceApplication
@@ -36,10 +37,8 @@ from shared.submissions import Submission
 MAX_ATTEMPTS = 20
 
 
-class SubmissionRefused(Refused):
-    """A submission intake cannot accept at all (unknown association, channel, service): 422."""
-
-    status = 422
+class SubmissionRefused(Invalid):
+    """A submission intake cannot accept at all (unknown association, channel, service)."""
 
     def __init__(self, code: str, en: str, ar: str, **details: Any):
         super().__init__(code, en, ar)
@@ -80,7 +79,7 @@ class IntakeApplication(ServiceApplication):
     name = "intake"
     # A year's numbering takes one version per case: without snapshots every
     # submission would replay the whole year's numbers.
-    snapshotting_intervals = {CaseNumbering: 100}
+    snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {CaseNumbering: 100}
 
     # The association's pack ----------------------------------------------------
 
@@ -92,8 +91,7 @@ class IntakeApplication(ServiceApplication):
                 "unknown_association",
                 f"Khidma serves no association '{association_id}' here "
                 f"(associations served: {known}).",
-                f"لا تخدم خدمة جمعية بالمعرّف '{association_id}' هنا "
-                f"(الجمعيات المخدومة: {known}).",
+                f"لا تخدم خدمة جمعية بالمعرّف '{association_id}' هنا (الجمعيات المخدومة: {known}).",
                 associations=sorted(self.packs),
             )
         return pack
@@ -106,12 +104,9 @@ class IntakeApplication(ServiceApplication):
             catalogue_ar = "؛ ".join(f"{s.code} ({s.name.ar})" for s in pack.services)
             raise SubmissionRefused(
                 "unknown_service",
-                f"{pack.name.en} offers no service '{service_code}'. "
-                f"Its services: {catalogue_en}.",
+                f"{pack.name.en} offers no service '{service_code}'. Its services: {catalogue_en}.",
                 f"لا تقدم {pack.name.ar} خدمة '{service_code}'. خدماتها: {catalogue_ar}.",
-                catalogue=[
-                    {"code": s.code, "name": s.name.model_dump()} for s in pack.services
-                ],
+                catalogue=[{"code": s.code, "name": s.name.model_dump()} for s in pack.services],
             )
         return service
 
@@ -471,18 +466,14 @@ class IntakeApplication(ServiceApplication):
         )
         processing.collect_events(case)
 
-    def on_committee_decided(
-        self, event: CommitteeDecided, processing: ProcessingEvent
-    ) -> None:
+    def on_committee_decided(self, event: CommitteeDecided, processing: ProcessingEvent) -> None:
         case = self._get_case(event.case_id)
         case.note_decision(source_event_id=event.event_id, decision=event.payload.decision)
         processing.collect_events(case, *self._released(case))
 
     # -----------------------------------------------------------------------
 
-    def _result(
-        self, case: Case, *, duplicate: bool, linked: bool = False
-    ) -> SubmissionResult:
+    def _result(self, case: Case, *, duplicate: bool, linked: bool = False) -> SubmissionResult:
         return SubmissionResult(
             case.id,
             case.case_ref,
@@ -526,9 +517,7 @@ class IntakeApplication(ServiceApplication):
         self, association_id: str, national_id: str, service_code: str
     ) -> OpenRequest | None:
         try:
-            return self.repository.get(
-                open_request_id(association_id, national_id, service_code)
-            )
+            return self.repository.get(open_request_id(association_id, national_id, service_code))
         except AggregateNotFoundError:
             return None
 

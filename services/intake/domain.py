@@ -31,8 +31,8 @@ from eventsourcing.domain import Aggregate, event
 
 from shared.errors import Refused
 from shared.phones import normalise_phone
-from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES
 from shared.policy import ServiceDefinition
+from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES
 
 INTAKE_NAMESPACE = uuid5(NAMESPACE_URL, "https://khidma.example/intake")
 
@@ -98,9 +98,7 @@ def applicant_as_recorded(applicant: dict[str, Any]) -> dict[str, Any]:
 def is_given(value: Any) -> bool:
     if value is None:
         return False
-    if isinstance(value, str) and not value.strip():
-        return False
-    return True
+    return not (isinstance(value, str) and not value.strip())
 
 
 def has_kind(value: Any, kind: str) -> bool:
@@ -195,8 +193,7 @@ def attestation_problem(
             "attestation",
             "declaration_method",
             "طريقة الإقرار: توقيع ورقي مصوّر، أو رمز لمرة واحدة، أو حضوريًا",
-            "How the applicant attested: paper signature scanned, one-time code, "
-            "or in person",
+            "How the applicant attested: paper signature scanned, one-time code, or in person",
         )
     if attestation.get("data_hash") != expected_hash:
         return _missing(
@@ -377,9 +374,7 @@ class Case(Aggregate):
         }
 
     def expected_hash(self) -> str:
-        return attested_data_hash(
-            self.applicant, self.service_code, self.fields, self.documents
-        )
+        return attested_data_hash(self.applicant, self.service_code, self.fields, self.documents)
 
     # Completeness ------------------------------------------------------------------
 
@@ -496,9 +491,7 @@ class Case(Aggregate):
         if attestation is not None:
             attestation = complete_attestation(
                 attestation,
-                attested_data_hash(
-                    self.applicant, self.service_code, new_fields, new_documents
-                ),
+                attested_data_hash(self.applicant, self.service_code, new_fields, new_documents),
                 default_by=self.applicant.get("name", ""),
                 at=at,
             )
@@ -546,9 +539,7 @@ class Case(Aggregate):
                 "not as a correction.",
                 "الطلب لم يكتمل بعد: أرسل المعلومات الناقصة استكمالًا للطلب، لا تصحيحًا.",
             )
-        outcome = (
-            self.verification_outcome if self.verification_revision == self.revision else None
-        )
+        outcome = self.verification_outcome if self.verification_revision == self.revision else None
         if outcome == "discrepancies":
             return None
         if outcome == "verified":
@@ -564,8 +555,7 @@ class Case(Aggregate):
             "no_corrections_asked",
             "Corrections are accepted only when verification asked for them: "
             f"{why_en} (revision {self.revision}).",
-            "لا تُقبل التصحيحات إلا إذا طلبها التحقق: "
-            f"{why_ar} (النسخة {self.revision}).",
+            f"لا تُقبل التصحيحات إلا إذا طلبها التحقق: {why_ar} (النسخة {self.revision}).",
         )
 
     def correct(
@@ -614,9 +604,7 @@ class Case(Aggregate):
         if attestation is not None:
             attestation = complete_attestation(
                 attestation,
-                attested_data_hash(
-                    new_applicant, self.service_code, new_fields, new_documents
-                ),
+                attested_data_hash(new_applicant, self.service_code, new_fields, new_documents),
                 default_by=new_applicant.get("name", ""),
                 at=at,
             )
@@ -738,9 +726,7 @@ class Case(Aggregate):
     ) -> None:
         self.referred = True
 
-    def deliver(
-        self, *, event_id: UUID, at: datetime, delivered: str, delivered_by: str
-    ) -> None:
+    def deliver(self, *, event_id: UUID, at: datetime, delivered: str, delivered_by: str) -> None:
         if self.delivered:
             raise Refused(
                 "already_delivered",
@@ -929,9 +915,7 @@ class OpenRequest(Aggregate):
         return open_request_id(association_id, national_id, service_code)
 
     @event("Opened")
-    def __init__(
-        self, *, association_id: str, national_id: str, service_code: str, case_id: UUID
-    ):
+    def __init__(self, *, association_id: str, national_id: str, service_code: str, case_id: UUID):
         self.case_id: UUID | None = case_id
 
     def reopen(self, case_id: UUID) -> None:
@@ -953,6 +937,4 @@ class OpenRequest(Aggregate):
 
 
 def open_request_id(association_id: str, national_id: str, service_code: str) -> UUID:
-    return uuid5(
-        INTAKE_NAMESPACE, f"open\x1f{association_id}\x1f{national_id}\x1f{service_code}"
-    )
+    return uuid5(INTAKE_NAMESPACE, f"open\x1f{association_id}\x1f{national_id}\x1f{service_code}")

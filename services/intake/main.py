@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from fastapi import FastAPI
 
 from services.intake import api
@@ -11,9 +10,10 @@ from services.intake.handlers import consumer_handlers, register_submission_subs
 from services.intake.integration import TRANSLATORS
 from services.intake.views import project
 from shared.clock import Clock, clock_from
+from shared.http import create_http_app, serve
 from shared.logging import configure_logging
 from shared.policy import load_packs_or_exit
-from shared.runtime import ServiceRuntime, create_http_app, serve
+from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
 

@@ -19,11 +19,7 @@ def _iso(moment: Any) -> str:
 def project(event: Any, views: ViewTransaction) -> None:
     key = str(event.originator_id)
     # The clock's time where the event has it (testable); the store's otherwise.
-    at = _iso(
-        getattr(event, "at", None)
-        or getattr(event, "submitted_at", None)
-        or event.timestamp
-    )
+    at = _iso(getattr(event, "at", None) or getattr(event, "submitted_at", None) or event.timestamp)
     if isinstance(event, Case.Submitted):
         views.put(
             CASES,

@@ -13,7 +13,8 @@ from services.surveys.domain import MINIMUM_GROUP_SIZE, group_results, survey_no
 from services.surveys.views import DIMENSIONS, RESULTS, SURVEYS, TOKENS, tallies
 from shared.errors import NotFound
 from shared.events import Ratings
-from shared.runtime import ServiceRuntime, runtime_of
+from shared.http import runtime_of
+from shared.runtime import ServiceRuntime
 
 RESULTS_NOTE = {
     "en": (
@@ -21,7 +22,7 @@ RESULTS_NOTE = {
         "the next smallest group of the same breakdown whenever the hidden groups "
         f"together hold fewer than {MINIMUM_GROUP_SIZE} answers, so that no hidden "
         "group can be worked out from the total and the groups shown. "
-        "\"Would recommend\" (0 to 10) follows the same rule on its own count; its net "
+        '"Would recommend" (0 to 10) follows the same rule on its own count; its net '
         "promoter score is the share of 9 and 10 minus the share of 0 to 6. "
         "The results are for improving the service, never for judging staff."
     ),
@@ -95,8 +96,7 @@ def build_router() -> APIRouter:
         if doc is None:
             raise NotFound(
                 "survey_not_invited",
-                f"No survey invitation for request {case_id} yet "
-                "(it may take a moment to appear).",
+                f"No survey invitation for request {case_id} yet (it may take a moment to appear).",
                 f"لا توجد دعوة استبيان للطلب {case_id} بعد (قد يستغرق ظهورها لحظات).",
             )
         return doc

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -53,9 +54,7 @@ class SurveysApplication(ServiceApplication):
 
     # What the other services tell surveys ----------------------------------------
 
-    def on_request_received(
-        self, event: RequestReceived, processing: ProcessingEvent
-    ) -> None:
+    def on_request_received(self, event: RequestReceived, processing: ProcessingEvent) -> None:
         payload = event.payload
         survey = self._find(event.case_id)
         if survey is None:
@@ -84,14 +83,10 @@ class SurveysApplication(ServiceApplication):
             )
         processing.collect_events(survey)
 
-    def on_service_delivered(
-        self, event: ServiceDelivered, processing: ProcessingEvent
-    ) -> None:
+    def on_service_delivered(self, event: ServiceDelivered, processing: ProcessingEvent) -> None:
         self._invite(event.case_id, "delivered", event.event_id, processing)
 
-    def on_committee_decided(
-        self, event: CommitteeDecided, processing: ProcessingEvent
-    ) -> None:
+    def on_committee_decided(self, event: CommitteeDecided, processing: ProcessingEvent) -> None:
         # An approved request is surveyed after delivery, not after the decision.
         if event.payload.decision != "rejected":
             return
@@ -162,9 +157,7 @@ class SurveysApplication(ServiceApplication):
 
     # The dispatcher -------------------------------------------------------------
 
-    def invitation_to_send(
-        self, case_id: UUID, base_url: str
-    ) -> Invitation | Undeliverable | None:
+    def invitation_to_send(self, case_id: UUID, base_url: str) -> Invitation | Undeliverable | None:
         """The message of a recorded invitation not yet sent, or why it cannot be sent.
 
         None once it was sent, or recorded as undeliverable to the contact held.

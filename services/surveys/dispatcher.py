@@ -72,13 +72,9 @@ class InvitationDispatcher:
         )
         for notification in notifications:
             case_id = notification.originator_id
-            invitation = await self.store.run(
-                self.app.invitation_to_send, case_id, self.base_url
-            )
+            invitation = await self.store.run(self.app.invitation_to_send, case_id, self.base_url)
             if isinstance(invitation, Undeliverable):
-                log.warning(
-                    "survey invitation of case %s not sent: %s", case_id, invitation.reason
-                )
+                log.warning("survey invitation of case %s not sent: %s", case_id, invitation.reason)
                 await self.store.run(
                     self.app.record_undeliverable, case_id, invitation.reason, notification.id
                 )
@@ -110,7 +106,7 @@ class InvitationDispatcher:
             if moved < self.batch_size:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def lag(self) -> int:

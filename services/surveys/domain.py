@@ -15,14 +15,15 @@ service, never who served the applicant.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.errors import NotFound, Refused
+from shared.errors import Gone, NotFound, Refused
 from shared.events import Ratings
 
 STAGES = ("delivered", "rejected")
@@ -51,10 +52,8 @@ def already_answered() -> Refused:
     )
 
 
-class SurveyClosed(Refused):
+class SurveyClosed(Gone):
     """The link of an answered survey: it worked once and is gone."""
-
-    status = 410
 
 
 def survey_closed() -> SurveyClosed:
@@ -179,9 +178,7 @@ class Survey(Aggregate):
 
     # Invitation ------------------------------------------------------------------
 
-    def invite(
-        self, *, stage: str, causation_id: UUID, token: str, invited_at: datetime
-    ) -> None:
+    def invite(self, *, stage: str, causation_id: UUID, token: str, invited_at: datetime) -> None:
         """Invites the applicant to rate the service; a case is invited only once."""
         if stage not in STAGES:
             raise ValueError(f"no survey is sent at stage {stage!r}")
@@ -344,21 +341,25 @@ def suppression_reason(code: str, minimum: int = MINIMUM_GROUP_SIZE) -> dict[str
     """Why a group's figures are not shown, in both languages."""
     texts = {
         TOO_FEW_ANSWERS: (
-            f"Fewer than {minimum} answers: not shown, so that no one's rating can be "
-            "read from it.",
+            (
+                f"Fewer than {minimum} answers: not shown, so that no one's rating can be "
+                "read from it."
+            ),
             f"أقل من {minimum} إجابات: لا تُعرض حتى لا يُستدل منها على تقييم أحد.",
         ),
         PROTECTS_A_SMALLER_GROUP: (
-            "Hidden as well, so that a smaller hidden group cannot be worked out by "
-            "subtracting the shown groups from the total.",
-            "أُخفيت كذلك حتى لا تُستنتج مجموعة مخفية أصغر بطرح المجموعات المعروضة من "
-            "المجموع.",
+            (
+                "Hidden as well, so that a smaller hidden group cannot be worked out by "
+                "subtracting the shown groups from the total."
+            ),
+            "أُخفيت كذلك حتى لا تُستنتج مجموعة مخفية أصغر بطرح المجموعات المعروضة من المجموع.",
         ),
         HIDDEN_IN_AN_ASSOCIATION: (
-            "Hidden because this group is hidden in one association's results: the sum "
-            "over associations would reveal it.",
-            "أُخفيت لأن هذه المجموعة مخفية في نتائج إحدى الجمعيات، ومجموعها عبر الجمعيات "
-            "يكشفها.",
+            (
+                "Hidden because this group is hidden in one association's results: the sum "
+                "over associations would reveal it."
+            ),
+            "أُخفيت لأن هذه المجموعة مخفية في نتائج إحدى الجمعيات، ومجموعها عبر الجمعيات يكشفها.",
         ),
     }
     en, ar = texts[code]
@@ -378,7 +379,7 @@ class GroupTally:
     detractors: int = 0  # recommend 0 to 6
     association_id: str = ""
 
-    def __add__(self, other: "GroupTally") -> "GroupTally":
+    def __add__(self, other: GroupTally) -> GroupTally:
         return GroupTally(
             value=self.value,
             answers=self.answers + other.answers,
@@ -466,9 +467,7 @@ def group_results(
         groups = merged.setdefault(tally.association_id, {})
         groups[tally.value] = groups[tally.value] + tally if tally.value in groups else tally
     if len(merged) > 1:
-        hidden_elsewhere, recommend_hidden_elsewhere = _hidden_per_association(
-            merged, minimum
-        )
+        hidden_elsewhere, recommend_hidden_elsewhere = _hidden_per_association(merged, minimum)
     else:
         hidden_elsewhere, recommend_hidden_elsewhere = {}, {}
     totals: dict[str, GroupTally] = {}
@@ -476,9 +475,7 @@ def group_results(
         for value, tally in groups.items():
             totals[value] = totals[value] + tally if value in totals else tally
 
-    hidden = hidden_groups(
-        {v: t.answers for v, t in totals.items()}, minimum, hidden_elsewhere
-    )
+    hidden = hidden_groups({v: t.answers for v, t in totals.items()}, minimum, hidden_elsewhere)
     recommend_hidden = hidden_groups(
         {v: t.recommend_answers for v, t in totals.items()},
         minimum,

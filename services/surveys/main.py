@@ -16,9 +16,10 @@ from services.surveys.integration import TRANSLATORS
 from services.surveys.outbound import InvitationSender, LoggedOutbox
 from services.surveys.views import project
 from shared.clock import Clock, clock_from
+from shared.http import create_http_app, serve
 from shared.logging import configure_logging
 from shared.policy import load_packs_or_exit
-from shared.runtime import ServiceRuntime, create_http_app, serve
+from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
 
@@ -40,7 +41,7 @@ class SurveysSettings(ServiceSettings):
     )
 
     @model_validator(mode="after")
-    def _fill_outbox_path(self) -> "SurveysSettings":
+    def _fill_outbox_path(self) -> SurveysSettings:
         if self.outbox_path is None:
             self.outbox_path = self.data_dir / f"{self.service_name}-outbox.jsonl"
         return self
@@ -60,9 +61,7 @@ class SurveysRuntime(ServiceRuntime):
         report = await super().readiness()
         if self.dispatcher:
             report["invitations_sent"] = self.dispatcher.sent
-            report["invitations_lag"] = (
-                await self.dispatcher.lag() if report.get("store") else None
-            )
+            report["invitations_lag"] = await self.dispatcher.lag() if report.get("store") else None
         return report
 
 

@@ -13,7 +13,8 @@ from services.verification.domain import OFFICER_MAX_LENGTH
 from services.verification.members import InvalidRegistry
 from services.verification.views import VERIFICATIONS
 from shared.errors import NotFound
-from shared.runtime import ServiceRuntime, runtime_of
+from shared.http import runtime_of
+from shared.runtime import ServiceRuntime
 
 Outcome = Literal["verified", "discrepancies", "ineligible"]
 Status = Literal["pending", "confirmed"]
@@ -83,9 +84,7 @@ def build_router() -> APIRouter:
     ) -> dict[str, str]:
         """Confirms the current round's outcome (or overrides it, with a reason)."""
         app: VerificationApplication = runtime.app  # type: ignore[assignment]
-        outcome = await runtime.store.run(
-            lambda: app.confirm(case_id, **confirmation.model_dump())
-        )
+        outcome = await runtime.store.run(lambda: app.confirm(case_id, **confirmation.model_dump()))
         runtime.recorded()
         return {"case_id": str(case_id), "outcome": outcome}
 

@@ -33,9 +33,7 @@ class VerificationApplication(ServiceApplication):
 
     # What intake tells verification ----------------------------------------------
 
-    def on_request_received(
-        self, event: RequestReceived, processing: ProcessingEvent
-    ) -> None:
+    def on_request_received(self, event: RequestReceived, processing: ProcessingEvent) -> None:
         """Opens the case's verification, or a new round for a newer revision of the request.
 
         The same revision arriving again, or an older one, changes nothing.
@@ -43,25 +41,25 @@ class VerificationApplication(ServiceApplication):
         payload = event.payload
         # Validity is judged at the applicant's submission (of this revision), never at "now".
         submitted_at = payload.submitted_at or event.occurred_at
-        data = dict(
-            request_event_id=event.event_id,
-            revision=payload.revision,
-            service_code=payload.service_code,
-            channel=payload.channel,
-            submitted_at=submitted_at,
-            applicant=payload.applicant.model_dump(mode="json"),
-            attestation=(
+        data = {
+            "request_event_id": event.event_id,
+            "revision": payload.revision,
+            "service_code": payload.service_code,
+            "channel": payload.channel,
+            "submitted_at": submitted_at,
+            "applicant": payload.applicant.model_dump(mode="json"),
+            "attestation": (
                 payload.attestation.model_dump(mode="json") if payload.attestation else None
             ),
-            fields=payload.fields,
-            documents=[document.model_dump(mode="json") for document in payload.documents],
-            pack=self.packs.get(event.association_id),
-            standing=self._standing(
+            "fields": payload.fields,
+            "documents": [document.model_dump(mode="json") for document in payload.documents],
+            "pack": self.packs.get(event.association_id),
+            "standing": self._standing(
                 event.association_id,
                 payload.applicant.national_id.strip(),
                 submitted_at,
             ),
-        )
+        }
         if event.case_id in self.repository:
             verification = self._get_verification(event.case_id)
             if not verification.revise(**data):  # type: ignore[arg-type]
@@ -143,9 +141,7 @@ class VerificationApplication(ServiceApplication):
             "ineligible_rule": verification.ineligible_rule,
             "ineligible_reason": verification.ineligible_reason,
             "revision": verification.revision,
-            "earlier_rounds": [
-                _plain_round(round_) for round_ in verification.earlier_rounds
-            ],
+            "earlier_rounds": [_plain_round(round_) for round_ in verification.earlier_rounds],
             "version": verification.version,
         }
 
@@ -180,9 +176,7 @@ class VerificationApplication(ServiceApplication):
         self._apply_registry_rows(association_id, [row])
         return self.member(association_id, national_id)
 
-    def _apply_registry_rows(
-        self, association_id: str, rows: list[RegistryRow]
-    ) -> dict[str, int]:
+    def _apply_registry_rows(self, association_id: str, rows: list[RegistryRow]) -> dict[str, int]:
         imported = updated = unchanged = 0
         changed: list[Member] = []
         for row in rows:
@@ -224,9 +218,7 @@ class VerificationApplication(ServiceApplication):
                 f"No member with this ID number is registered for {association_id}.",
                 f"لا يوجد عضو مسجل بهذا الرقم في {association_id}.",
             ) from None
-        history = sorted(
-            enumerate(member.history), key=lambda item: (item[1][1], item[0])
-        )
+        history = sorted(enumerate(member.history), key=lambda item: (item[1][1], item[0]))
         return {
             "association_id": member.association_id,
             "national_id": member.national_id,
@@ -274,9 +266,7 @@ class VerificationApplication(ServiceApplication):
 
 def _plain_round(round_: dict[str, Any]) -> dict[str, Any]:
     """A round of the verification as JSON values, its dates in both calendars."""
-    plain = {
-        key: str(value) if isinstance(value, UUID) else value for key, value in round_.items()
-    }
+    plain = {key: str(value) if isinstance(value, UUID) else value for key, value in round_.items()}
     for key in ("submitted_at", "confirmed_at"):
         moment = round_.get(key)
         plain[key] = moment.isoformat() if moment else None

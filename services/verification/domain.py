@@ -21,9 +21,10 @@ applicant ineligible (`rule` in English, `rule_ar` in Arabic).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -271,9 +272,7 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def check_service_known(
-    pack: PolicyPack | None, association_id: str, service_code: str
-) -> Check:
+def check_service_known(pack: PolicyPack | None, association_id: str, service_code: str) -> Check:
     if pack is None:
         return Check(
             SERVICE_KNOWN,
@@ -356,9 +355,7 @@ def check_documents(
                     False,
                     f"Required document missing: {label_en}.",
                     f"مستند مطلوب غير مرفق: {label_ar}.",
-                    correction=_correction(
-                        code, f"Attach: {label_en}.", f"أرفق: {label_ar}."
-                    ),
+                    correction=_correction(code, f"Attach: {label_en}.", f"أرفق: {label_ar}."),
                 )
             )
             continue
@@ -629,9 +626,7 @@ def ineligible_reason_of(
     Checks recorded before rules carried their Arabic (`rule_ar`) fall back to
     the check's Arabic explanation, which states the same rule.
     """
-    failed = next(
-        (c for c in map(_check_of, checks) if not c["passed"] and c.get("rule")), None
-    )
+    failed = next((c for c in map(_check_of, checks) if not c["passed"] and c.get("rule")), None)
     if failed is None:
         return None
     return {
@@ -674,7 +669,7 @@ class Verification(Aggregate):
         pack: PolicyPack | None = None,
         standing: Standing = NOT_A_MEMBER,
         revision: int = 1,
-    ) -> "Verification":
+    ) -> Verification:
         """Runs the checks on the data as submitted and opens the verification."""
         checks = all_checks(
             association_id=association_id,

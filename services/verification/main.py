@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from fastapi import FastAPI
 
 from services.verification import api
@@ -11,9 +10,10 @@ from services.verification.handlers import consumer_handlers
 from services.verification.integration import TRANSLATORS
 from services.verification.views import project
 from shared.clock import Clock, clock_from
+from shared.http import create_http_app, serve
 from shared.logging import configure_logging
 from shared.policy import load_packs_or_exit
-from shared.runtime import ServiceRuntime, create_http_app, serve
+from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
 
@@ -21,7 +21,6 @@ from shared.store import open_application
 class VerificationSettings(ServiceSettings):
     service_name: str = "verification"
     http_port: int = 8102
-
 
 
 def build(settings: VerificationSettings, clock: Clock | None = None) -> FastAPI:

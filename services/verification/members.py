@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterator
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -26,16 +27,14 @@ from services.verification.domain import (
     Standing,
     id_kind,
 )
-from shared.errors import Refused
+from shared.errors import Invalid
 
 CSV_COLUMNS: tuple[str, ...] = ("national_id", "name", "joined_on", "status", "status_since")
 MAX_NAME = 200
 
 
-class InvalidRegistry(Refused):
+class InvalidRegistry(Invalid):
     """A registry that cannot be read at all (unlike a bad line, which is reported)."""
-
-    status = 422
 
 
 def member_id(association_id: str, national_id: str) -> UUID:
@@ -59,7 +58,7 @@ class Member(Aggregate):
         joined_on: date,
         status: str,
         status_since: date,
-    ) -> "Member":
+    ) -> Member:
         return cls(
             association_id=association_id,
             national_id=national_id,

@@ -28,7 +28,12 @@ from fastapi.testclient import TestClient
 
 from audit.api import create_app
 from audit.asof import states_as_of
-from audit.crosscheck import MISSING_FROM_STORE, MISSING_FROM_STREAM, CrossCheckTotals, crosscheck_system
+from audit.crosscheck import (
+    MISSING_FROM_STORE,
+    MISSING_FROM_STREAM,
+    CrossCheckTotals,
+    crosscheck_system,
+)
 from audit.replay import _transcoder, replay_store, replay_stream
 from audit.settings import AuditSettings
 from audit.stores import SERVICES, store_env

@@ -200,7 +200,8 @@ def test_a_refused_password_fails_at_once_with_a_clear_message(secured, tmp_path
 def test_the_report_reads_the_stores_too_so_every_check_runs(nats_server, tmp_path: Path, monkeypatch) -> None:
     from audit.settings import AuditSettings
     from tests.integration.test_audit_compliance import VIOLATIONS
-    from tests.integration.test_audit_replay import publish as publish_histories, write_stores
+    from tests.integration.test_audit_replay import publish as publish_histories
+    from tests.integration.test_audit_replay import write_stores
     from tests.unit.test_audit_compliance import CaseHistory
 
     histories, expected = [], set()
@@ -253,7 +254,8 @@ def test_the_report_command_as_of_two_moments_and_of_the_end_of_the_period(
     from audit.asof import parse_moment
     from audit.settings import AuditSettings
     from shared.dates import both_calendars
-    from tests.integration.test_audit_replay import publish as publish_histories, write_stores
+    from tests.integration.test_audit_replay import publish as publish_histories
+    from tests.integration.test_audit_replay import write_stores
     from tests.unit.test_audit_report_asof import november_cases
 
     cases = november_cases()

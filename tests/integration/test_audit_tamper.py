@@ -17,7 +17,6 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.domain import Aggregate, event
 
-from shared.chain import GENESIS, chain_entries
 from audit.settings import AuditSettings
 from audit.stores import store_env
 from audit.tamper import (
@@ -33,6 +32,7 @@ from audit.tamper import (
     verify_services,
     verify_store,
 )
+from shared.chain import GENESIS, chain_entries
 from shared.store import ServiceApplication, open_application
 
 pytestmark = pytest.mark.integration

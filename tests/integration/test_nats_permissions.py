@@ -201,7 +201,7 @@ async def test_a_service_runs_its_consumer_and_dead_letters_with_its_own_permiss
 ) -> None:
     """The tracking consumer's whole protocol on what the init step declared: stream
     and durable checks, fetch, ack, nak, dead letter, pending count."""
-    from tests.integration.test_exactly_once import Effect, make_app, request, publish
+    from tests.integration.test_exactly_once import Effect, make_app, publish, request
 
     intake = await connect("intake")
     verification = await connect("verification")

@@ -12,9 +12,10 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -139,7 +140,7 @@ class TcpProxy:
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         self._thread.start()
         assert self._started.wait(10), "the proxy did not start"
         return self
@@ -291,7 +292,7 @@ def _http_app_logging_to(stream: io.StringIO) -> Any:
     """An API with the services' request logging and routes shaped like theirs."""
     from fastapi import Depends, FastAPI
 
-    from shared.runtime import RequestLogMiddleware, _route_log_context
+    from shared.http import RequestLogMiddleware, _route_log_context
 
     api = FastAPI(dependencies=[Depends(_route_log_context)])
     api.add_middleware(RequestLogMiddleware)
@@ -313,7 +314,7 @@ def _http_app_logging_to(stream: io.StringIO) -> Any:
 
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter("test-service"))
-    for name in ("shared.runtime", "khidma.test.route"):
+    for name in ("shared.http", "khidma.test.route"):
         logging.getLogger(name).addHandler(handler)
         logging.getLogger(name).setLevel(logging.INFO)
     return api, handler
@@ -336,7 +337,7 @@ async def test_request_logs_name_the_case_of_the_route_and_answer_the_correlatio
             by_id = await client.get(f"/cases/{case_id}")
             no_case = await client.get(f"/sittings/{sitting_id}")
     finally:
-        for name in ("shared.runtime", "khidma.test.route"):
+        for name in ("shared.http", "khidma.test.route"):
             logging.getLogger(name).removeHandler(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     # Echoed when given; otherwise one is made for the request, and answered.

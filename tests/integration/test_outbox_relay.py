@@ -21,13 +21,13 @@ from services.intake.integration import TRANSLATORS
 from shared.consumer import REASON_HEADER
 from shared.events import RequestReceivedPayload
 from shared.outbox import SOURCE_HEADER, OutboxRelay
-from shared.runtime import ServiceRuntime
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.store import OUTBOX_TRACKING, StoreRunner, open_application
 from shared.stream import ensure_stream
-from shared.submissions import Submission
 from shared.subjects import dead_letter_subject
+from shared.submissions import Submission
 from tests.backends import backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import async_wait_for, stream_messages
 

@@ -34,6 +34,7 @@ from services.committee.domain import CommitteeCase
 from shared.clock import FrozenClock
 from shared.errors import Refused
 from shared.events import IntegrationEvent
+from shared.http import refusal_status
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from shared.store import consumer_tracking_name, process_tracked
 from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
@@ -315,7 +316,7 @@ def test_a_decision_the_other_instance_records_between_load_and_save_refuses_thi
     monkeypatch.setattr(second, "_get_case", load_then_the_other_instance_decides)
     with pytest.raises(Refused) as refused:
         second.decide(sittings["reject"], request.case_id, decision="rejected", reasons=["no"])
-    assert refused.value.code == "already_decided" and refused.value.status == 409
+    assert refused.value.code == "already_decided" and refusal_status(refused.value) == 409
     assert refused.value.en and refused.value.ar
     assert events_of(first, request.case_id).count("Decided") == 1
     assert first.case_status(request.case_id)["decision"] == "approved"

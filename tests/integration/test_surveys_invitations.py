@@ -9,14 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
 
 from khidma.nats_server import NatsServer
 from khidma.processes import PROJECT_ROOT, ServiceProcess
-from uuid import uuid4
-
 from shared.events import RequestReceived
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from tests.helpers import wait_for

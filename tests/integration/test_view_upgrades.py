@@ -51,9 +51,8 @@ def test_the_fingerprint_follows_the_projections_source() -> None:
 def test_a_change_in_a_module_the_projection_reads_from_changes_the_fingerprint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sys
-
     import importlib.util
+    import sys
 
     package = tmp_path / "someservice"
     package.mkdir()

@@ -13,7 +13,7 @@ import pytest
 
 from audit import charts
 from audit.compliance import ComplianceException
-from audit.figures import Figures, compute_figures, time_bucket, _suppressed_groups
+from audit.figures import Figures, _suppressed_groups, compute_figures, time_bucket
 from audit.report import parse_day, register_commands, write_report
 from shared.dates import both_calendars
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
@@ -378,9 +378,9 @@ def test_a_case_received_again_with_the_next_revision_is_counted_once() -> None:
 
 
 def _evidence_for(case: CaseBuilder):
+    from audit.replay import StreamRecord
     from audit.report import EvidenceTimelines
     from audit.timeline import CaseTimeline, entry_from_stream
-    from audit.replay import StreamRecord
 
     entries = [entry_from_stream(StreamRecord(n, "s", e)) for n, e in enumerate(case.events, 1)]
     timeline = CaseTimeline(str(case.case_id), [e for e in entries if e], frozenset(), True)

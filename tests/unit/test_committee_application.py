@@ -32,6 +32,7 @@ from shared.events import (
     decode_event,
     encode_event,
 )
+from shared.http import refusal_status
 from shared.policy import DEFAULT_POLICIES_DIR, PolicyPack, load_packs
 
 pytestmark = pytest.mark.unit
@@ -470,7 +471,7 @@ def test_deciding_an_unknown_case_is_not_found(app: CommitteeApplication) -> Non
     sitting_id = sitting(app)
     with pytest.raises(NotFound) as caught:
         app.decide(sitting_id, uuid4(), decision="approved", reasons=["ok"])
-    assert caught.value.status == 404 and caught.value.ar
+    assert refusal_status(caught.value) == 404 and caught.value.ar
     with pytest.raises(NotFound) as caught:
         app.decide(uuid4(), ready_case(app).case_id, decision="approved", reasons=["ok"])
     assert caught.value.code == "sitting_not_found"

@@ -13,6 +13,7 @@ import pytest
 
 from services.committee.domain import CommitteeCase, decision_deadline, is_attested, majority
 from shared.errors import Refused
+from shared.http import refusal_status
 
 pytestmark = pytest.mark.unit
 
@@ -86,7 +87,7 @@ def refused_code(action: Any) -> str:
     with pytest.raises(Refused) as caught:
         action()
     assert caught.value.en and caught.value.ar, "every refusal is bilingual"
-    assert caught.value.status == 409
+    assert refusal_status(caught.value) == 409
     return caught.value.code
 
 

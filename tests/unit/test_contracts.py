@@ -17,9 +17,9 @@ from shared.events import (
     RequestReceivedPayload,
     decode_event,
     encode_event,
+    json_schemas,
 )
 from shared.schemas import render
-from shared.events import json_schemas
 from shared.subjects import STREAM_SUBJECTS, case_filter, event_subject, event_type_filter
 
 pytestmark = pytest.mark.unit

@@ -25,6 +25,7 @@ from shared.events import (
     RequestReceived,
     Vote,
 )
+from shared.http import refusal_status
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from shared.submissions import Submission
 
@@ -99,7 +100,7 @@ def test_submissions_outside_the_pack_are_refused_and_nothing_is_recorded(overri
     app = make_app()
     with pytest.raises(SubmissionRefused) as refused:
         app.submit(submission(**overrides), ACTOR)
-    assert refused.value.code == code and refused.value.status == 422
+    assert refused.value.code == code and refusal_status(refused.value) == 422
     assert refused.value.ar and refused.value.en
     assert detail in refused.value.as_dict()
     assert app.max_notification_id() == 0

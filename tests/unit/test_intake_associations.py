@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.intake import api as intake_api
+from shared.http import create_http_app
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
-from shared.runtime import create_http_app
 
 pytestmark = pytest.mark.unit
 

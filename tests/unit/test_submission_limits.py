@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from services.intake import api as intake_api
-from shared.runtime import create_http_app
+from shared.http import create_http_app
 from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES, Submission, SubmissionBody
 
 pytestmark = pytest.mark.unit

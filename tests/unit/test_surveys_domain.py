@@ -27,6 +27,7 @@ from shared.events import (
     ServiceDelivered,
     ServiceDeliveredPayload,
 )
+from shared.http import refusal_status
 
 pytestmark = pytest.mark.unit
 
@@ -130,7 +131,7 @@ def test_second_answer_with_the_same_token_is_refused() -> None:
         answer(survey)
 
     assert refused.value.code == "already_answered"
-    assert refused.value.status == 409
+    assert refusal_status(refused.value) == 409
     assert refused.value.en and refused.value.ar
 
 

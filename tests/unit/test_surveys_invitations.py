@@ -41,6 +41,7 @@ from shared.events import (
     ServiceDelivered,
     ServiceDeliveredPayload,
 )
+from shared.http import refusal_status
 from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from shared.store import StoreRunner
 
@@ -391,7 +392,7 @@ def test_the_applicant_sees_the_survey_until_answering_then_it_is_gone(
 
     with pytest.raises(SurveyClosed) as closed:
         app.survey_for(case_id, token)
-    assert closed.value.status == 410
+    assert refusal_status(closed.value) == 410
     assert closed.value.en and closed.value.ar
 
 

@@ -26,7 +26,6 @@ from services.verification.domain import (
 )
 from services.verification.integration import TRANSLATORS
 from shared.clock import FrozenClock
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 from shared.errors import NotFound, Refused
 from shared.events import (
     Actor,
@@ -36,6 +35,8 @@ from shared.events import (
     RequestReceived,
     RequestReceivedPayload,
 )
+from shared.http import refusal_status
+from shared.policy import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 
@@ -334,7 +335,7 @@ def test_override_without_reason_is_refused() -> None:
         with pytest.raises(Refused) as refused:
             confirm(verification, outcome="verified", reason=reason)
         assert refused.value.code == "override_needs_reason"
-        assert refused.value.status == 409
+        assert refusal_status(refused.value) == 409
         assert refused.value.en and refused.value.ar
     assert verification.status == "pending"
 
@@ -468,5 +469,5 @@ def test_the_application_confirms_with_the_clock_time(app: VerificationApplicati
 def test_confirming_an_unknown_case_is_not_found(app: VerificationApplication) -> None:
     with pytest.raises(NotFound) as not_found:
         app.confirm(uuid4(), officer="officer-7")
-    assert not_found.value.status == 404
+    assert refusal_status(not_found.value) == 404
     assert not_found.value.en and not_found.value.ar

@@ -1,0 +1,219 @@
+"""A service's HTTP edge: the FastAPI app around its runtime, refusals as
+statuses, request logging, and serving under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import uuid4
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from faststream.specification import get_asyncapi_html
+
+from shared import metrics
+from shared.errors import Gone, Invalid, NotFound, Refused
+from shared.logging import correlation_id_var, log_context, set_log_context
+from shared.runtime import ServiceRuntime
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# The HTTP status of each kind of refusal; the most specific kind wins. Domain
+# code says what kind of refusal it is, never which status a protocol gives it.
+REFUSAL_STATUS: dict[type[Refused], int] = {
+    NotFound: 404,
+    Gone: 410,
+    Invalid: 422,
+    Refused: 409,
+}
+
+
+def refusal_status(error: Refused) -> int:
+    for kind in type(error).__mro__:
+        if kind in REFUSAL_STATUS:
+            return REFUSAL_STATUS[kind]
+    return 409
+
+
+def create_http_app(
+    runtime: ServiceRuntime[Any],
+    *,
+    title: str,
+    include: Callable[[FastAPI], None],
+    extra_startup: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        if extra_startup:
+            await extra_startup()
+        yield
+        await runtime.stop()
+
+    api = FastAPI(title=title, lifespan=lifespan, dependencies=[Depends(_route_log_context)])
+    api.state.runtime = runtime
+    api.add_middleware(RequestLogMiddleware)
+
+    @api.exception_handler(Refused)
+    async def refused(_: Request, error: Refused) -> JSONResponse:
+        return JSONResponse(error.as_dict(), status_code=refusal_status(error))
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's `detail` (each problem with its field's location) plus a
+        # sentence a person can read in either language.
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "message": {
+                    "en": "The request is not valid; see the fields listed in detail.",
+                    "ar": "الطلب غير صالح؛ راجع الحقول المذكورة في التفاصيل.",
+                },
+                "detail": jsonable_encoder([_without_large_input(e) for e in error.errors()]),
+            },
+            status_code=422,
+        )
+
+    @api.get("/health", tags=["operations"])
+    async def health() -> JSONResponse:
+        report = await runtime.health()
+        return JSONResponse(report, status_code=200 if report["alive"] else 503)
+
+    @api.get("/ready", tags=["operations"])
+    async def ready() -> JSONResponse:
+        report = await runtime.readiness()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @api.get("/metrics", tags=["operations"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics, text exposition format."""
+        await runtime.update_metrics()
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    @api.get("/asyncapi.json", tags=["operations"])
+    async def asyncapi() -> JSONResponse:
+        """The AsyncAPI 3.0 document of the events this service publishes and consumes."""
+        return JSONResponse(runtime.asyncapi())
+
+    @api.get("/asyncapi", tags=["operations"], response_class=HTMLResponse)
+    async def asyncapi_page() -> HTMLResponse:
+        """The AsyncAPI document as a page (FastStream's; loads its viewer from a CDN)."""
+        return HTMLResponse(
+            get_asyncapi_html(runtime.asyncapi_specification(), try_it_out_path=None)
+        )
+
+    include(api)
+    return api
+
+
+def _without_large_input(problem: Any) -> Any:
+    """A problem without its input when that is large: a refused oversized
+    request must not come back whole in the refusal."""
+    if len(repr(problem.get("input"))) > 1000:
+        return {key: value for key, value in problem.items() if key != "input"}
+    return problem
+
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_QUIET_PATHS = {"/health", "/ready", "/metrics"}
+
+
+async def _route_log_context(request: Request) -> None:
+    """Puts the route's case id (or reference) in the log context of the request.
+
+    By the path parameter's name, never by its shape: a sitting's id is a UUID
+    too. Intake's `/cases/{case_key}` takes either the id or the reference.
+    """
+    params = request.path_params
+    case_id, case_ref = params.get("case_id"), params.get("case_ref")
+    case_key = params.get("case_key")
+    if isinstance(case_key, str):
+        if _UUID.match(case_key):
+            case_id = case_key
+        else:
+            case_ref = case_key
+    if isinstance(case_id, str):
+        set_log_context(case_id=case_id[:100])
+    if isinstance(case_ref, str):
+        set_log_context(case_ref=case_ref[:100])
+
+
+class RequestLogMiddleware:
+    """Takes the correlation id from `X-Correlation-Id` and logs each API request.
+
+    Without the header, the request gets a correlation id of its own. Either
+    way the response carries it in `X-Correlation-Id`, so that a caller can
+    quote it and an operator find every line the request wrote.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        correlation = headers.get(b"x-correlation-id", b"").decode("latin-1")[:100] or str(uuid4())
+        status = {"code": 500}
+
+        async def send_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                if correlation_id_var.get():
+                    message.setdefault("headers", [])
+                    message["headers"] = list(message["headers"]) + [
+                        (b"x-correlation-id", correlation_id_var.get().encode("latin-1"))
+                    ]
+            await send(message)
+
+        started = time.perf_counter()
+        with log_context(correlation_id=correlation, case_id=None, case_ref=None, event_id=None):
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                if scope["path"] not in _QUIET_PATHS:
+                    log.info(
+                        "%s %s %d",
+                        scope["method"],
+                        scope["path"],
+                        status["code"],
+                        extra={
+                            "http_status": status["code"],
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        },
+                    )
+
+
+def serve(api: FastAPI, settings: ServiceSettings) -> None:
+    config = uvicorn.Config(
+        api,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+        log_config=None,  # our JSON handler (shared/logging.py) formats uvicorn's lines too
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve())
+
+
+def runtime_of(request: Request) -> ServiceRuntime[Any]:
+    """The FastAPI dependency every route uses to reach its service's runtime.
+
+    Each service's API names it with its application's type, e.g.
+    `Annotated[ServiceRuntime[IntakeApplication], Depends(runtime_of)]`.
+    """
+    runtime: ServiceRuntime[Any] = request.app.state.runtime
+    return runtime
