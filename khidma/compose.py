@@ -216,4 +216,5 @@ def load_merged(env: Mapping[str, str], *paths: Path) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for path in paths:
         merged = merge_compose(merged, _interpolate_tree(_load_yaml(path), env))
-    return _unwrap(merged)  # type: ignore[no-any-return]
+    unwrapped: dict[str, Any] = _unwrap(merged)
+    return unwrapped

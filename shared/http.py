@@ -170,10 +170,12 @@ class RequestLogMiddleware:
         async def send_status(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                if correlation_id_var.get():
+                answered = correlation_id_var.get()
+                if answered:
                     message.setdefault("headers", [])
-                    message["headers"] = list(message["headers"]) + [
-                        (b"x-correlation-id", correlation_id_var.get().encode("latin-1"))
+                    message["headers"] = [
+                        *message["headers"],
+                        (b"x-correlation-id", answered.encode("latin-1")),
                     ]
             await send(message)
 

@@ -29,6 +29,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from pydantic import ValidationError
 
 from shared import metrics
@@ -130,9 +131,8 @@ class OutboxRelay:
         return time.monotonic() - self.stats.last_progress
 
     async def run(self) -> None:
-        self.stats.position = (
-            await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING) or 0
-        )
+        reached = await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING)
+        self.stats.position = reached or 0
         self.stats.last_progress = time.monotonic()
         backoff = self.poll_interval
         while True:
@@ -222,7 +222,7 @@ class OutboxRelay:
                 },
             ) from error
 
-    async def _send(self, event: IntegrationEvent, data: bytes):  # type: ignore[no-untyped-def]
+    async def _send(self, event: IntegrationEvent, data: bytes) -> PubAck:
         limit = self._max_payload() - ENVELOPE_ALLOWANCE
         if len(data) > limit:
             raise self._too_large(event, len(data), limit)
@@ -231,7 +231,7 @@ class OutboxRelay:
         except MaxPayloadError:
             raise self._too_large(event, len(data), limit) from None
 
-    async def _publish(self, event: IntegrationEvent, data: bytes | None = None):  # type: ignore[no-untyped-def]
+    async def _publish(self, event: IntegrationEvent, data: bytes | None = None) -> PubAck:
         return await self.js.publish(
             event_subject(event.association_id, event.case_id, event.event_type),
             encode_event(event) if data is None else data,
@@ -307,10 +307,8 @@ class OutboxRelay:
             # relay: another one already published this batch and recorded the
             # position (the server dropped our copies as duplicates). Move on.
             log.info("outbox position %d already recorded by another instance", last)
-        self.stats.position = max(
-            last,
-            await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING) or 0,
-        )
+        reached = await self.store.run(self.app.process_recorder.max_tracking_id, OUTBOX_TRACKING)
+        self.stats.position = max(last, reached or 0)
         metrics.OUTBOX_POSITION.labels(self.service).set(self.stats.position)
 
     @property
