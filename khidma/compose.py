@@ -75,7 +75,11 @@ def _construct_replace(loader: yaml.SafeLoader, node: yaml.Node) -> Replace:
         return Replace(loader.construct_sequence(node, deep=True))
     if isinstance(node, yaml.MappingNode):
         return Replace(loader.construct_mapping(node, deep=True))
-    return Replace(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if isinstance(node, yaml.ScalarNode):
+        return Replace(loader.construct_scalar(node))
+    raise yaml.constructor.ConstructorError(
+        None, None, f"!override cannot take a {type(node).__name__}", node.start_mark
+    )
 
 
 for _tag in ("!reset", "!override"):

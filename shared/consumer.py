@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from eventsourcing.application import ProcessingEvent
@@ -118,18 +118,7 @@ class TrackingConsumer:
         self._failures: dict[int, int] = {}
 
     def consumer_config(self) -> ConsumerConfig:
-        return ConsumerConfig(
-            name=self.durable,
-            durable_name=self.durable,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait,
-            # Dead-lettering is ours (after max_deliveries); the server must not
-            # stop redelivering first and strand the message.
-            max_deliver=-1,
-            max_ack_pending=max(1000, self.batch_size * 4),
-            filter_subjects=[event_type_filter(t) for t in sorted(self.handlers)],
-        )
+        return durable_consumer_config(self.durable, self.handlers, self.ack_wait, self.batch_size)
 
     async def ensure_consumer(self) -> None:
         """Creates the durable consumer or updates it to this code's configuration.
@@ -335,9 +324,27 @@ class TrackingConsumer:
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
-async def _unsubscribe(subscription: object) -> None:
+def durable_consumer_config(
+    durable: str, event_types: Iterable[str], ack_wait: float, batch_size: int
+) -> ConsumerConfig:
+    """The configuration of a service's durable pull consumer on the stream."""
+    return ConsumerConfig(
+        name=durable,
+        durable_name=durable,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        # Dead-lettering is ours (after max_deliveries); the server must not
+        # stop redelivering first and strand the message.
+        max_deliver=-1,
+        max_ack_pending=max(1000, batch_size * 4),
+        filter_subjects=[event_type_filter(t) for t in sorted(event_types)],
+    )
+
+
+async def _unsubscribe(subscription: JetStreamContext.PullSubscription) -> None:
     try:
-        await subscription.unsubscribe()  # type: ignore[attr-defined]
+        await subscription.unsubscribe()
     except Exception:
         log.debug("unsubscribe failed", exc_info=True)
 

@@ -51,19 +51,18 @@ class ServiceRuntime(Generic[AppT]):
         self.store = StoreRunner()
         self.translators = dict(translators or {})
         self.handlers = dict(handlers or {})
-        self.views = ViewStore(settings.views_path) if projector else None  # type: ignore[arg-type]
-        self.projections = (
-            ProjectionRunner(
+        self.views: ViewStore | None = None
+        self.projections: ProjectionRunner | None = None
+        if projector:
+            self.views = ViewStore(settings.views_file)
+            self.projections = ProjectionRunner(
                 app,
                 self.store,
-                self.views,  # type: ignore[arg-type]
+                self.views,
                 projector,
                 batch_size=500,
                 poll_interval=settings.poll_interval_seconds,
             )
-            if projector
-            else None
-        )
         security = (
             SASLPlaintext(settings.nats_user, settings.nats_password or "")
             if settings.nats_user

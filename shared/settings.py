@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,6 +83,11 @@ class ServiceSettings(BaseSettings):
             self.postgres_schema = self.service_name
         return self
 
+    @property
+    def views_file(self) -> Path:
+        """The read models' SQLite file (`views_path`, or its default in the data folder)."""
+        return self.views_path or self.data_dir / f"{self.service_name}-views.sqlite"
+
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment the eventsourcing library reads to build the store."""
         # Multi-row tracking: a redelivered older stream position must still be
@@ -112,10 +117,10 @@ class ServiceSettings(BaseSettings):
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
-def load_settings(cls: type[SettingsT], **overrides: object) -> SettingsT:
+def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Builds the settings or exits at once with a message an operator can act on."""
     try:
-        return cls(**overrides)  # type: ignore[arg-type]
+        return cls(**overrides)
     except ValidationError as error:
         lines = [
             f"{cls.__name__}: invalid configuration / إعدادات غير صالحة:",

@@ -31,7 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from shared.consumer import TrackingConsumer
+from shared.consumer import TrackingConsumer, durable_consumer_config
 from shared.subjects import STREAM_NAME, STREAM_SUBJECTS
 
 log = logging.getLogger(__name__)
@@ -172,15 +172,7 @@ def service_durables(ack_wait: float = 30.0, batch_size: int = 64) -> dict[str, 
     from shared.asyncapi import CONSUMERS  # who consumes what
 
     return {
-        service: TrackingConsumer(
-            None,  # type: ignore[arg-type]  # only the configuration is needed
-            None,  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]
-            service=service,
-            handlers=dict.fromkeys(CONSUMERS[service]),  # type: ignore[arg-type]
-            ack_wait=ack_wait,
-            batch_size=batch_size,
-        ).consumer_config()
+        service: durable_consumer_config(service, CONSUMERS[service], ack_wait, batch_size)
         for service in SERVICES
     }
 
