@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
     ProcessRecorder,
     Tracking,
 )
+from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteRecorder
 
 from shared.chain import chained_process_recorder
@@ -32,6 +33,10 @@ T = TypeVar("T")
 AppT = TypeVar("AppT", bound="ServiceApplication")
 
 OUTBOX_TRACKING = "outbox:KHIDMA"
+
+# How often a command loads, decides and saves again when other instances sharing
+# the store keep saving the same aggregates first (see ServiceApplication.retrying).
+MAX_ATTEMPTS = 20
 
 
 def consumer_tracking_name(stream: str) -> str:
@@ -85,6 +90,23 @@ class ServiceApplication(Application):
     def max_notification_id(self) -> int:
         return self.recorder.max_notification_id() or 0
 
+    def retrying(self, command: Callable[[], T], what: str) -> T:
+        """Runs a command (load, decide, save) again when it lost a race for the store.
+
+        A service's instances share its store: another one may save the same
+        aggregate (or take the same unique index) between this command's load
+        and its save. The store then refuses the stale save (IntegrityError) and
+        writes nothing of it; the command reloads and its rules judge the state
+        as it now is, instead of the caller seeing a conflict it did not cause.
+        After MAX_ATTEMPTS lost races: RuntimeError, "could not record {what}".
+        """
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return command()
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not record {what}: too much contention")
+
 
 def prepare_postgres_schema(env: dict[str, str]) -> None:
     """Creates the service's schema: eventsourcing creates tables, not schemas."""
@@ -128,7 +150,7 @@ def process_tracked(
     """
     if app.position_recorded(tracking):
         raise DuplicateDelivery(tracking)
-    processing = ProcessingEvent(tracking=tracking)
+    processing: ProcessingEvent[Any] = ProcessingEvent(tracking=tracking)
     handle(processing)
     try:
         app.record_processing(processing)
@@ -139,14 +161,18 @@ def process_tracked(
 
 
 def position_recorded(recorder: ProcessRecorder, tracking: Tracking) -> bool:
-    datastore: Any = recorder.datastore
     # By class, not by the recorder's module: the recorders are subclassed
     # (shared.chain) to keep the hash chain.
+    datastore: Any
     if isinstance(recorder, SQLiteRecorder):
+        datastore = recorder.datastore
         statement = "SELECT 1 FROM tracking WHERE application_name=? AND notification_id=?"
-    else:
-        table = f'"{datastore.schema}"."{recorder.tracking_table_name}"'  # type: ignore[attr-defined]
+    elif isinstance(recorder, PostgresProcessRecorder):
+        datastore = recorder.datastore
+        table = f'"{datastore.schema}"."{recorder.tracking_table_name}"'
         statement = f"SELECT 1 FROM {table} WHERE application_name=%s AND notification_id=%s"
+    else:
+        raise TypeError(f"no tracking table to read in a {type(recorder).__name__}")
     with datastore.transaction(commit=False) as cursor:
         cursor.execute(statement, (tracking.application_name, tracking.notification_id))
         return cursor.fetchone() is not None

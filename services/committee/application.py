@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.domain import Aggregate
 
 from services.committee.domain import AGAINST, CommitteeCase, Sitting
 from services.committee.minutes import render_minutes
@@ -22,11 +22,6 @@ from shared.store import ServiceApplication
 
 DEFAULT_WINDOW_DAYS = 14  # the seeds say two weeks; a pack's own window comes first
 DEFAULT_WARNING_DAYS = 3
-# How often a command (an officer's, or the deadline scan) loads and decides again
-# when another instance sharing the store saved the same case or sitting first.
-MAX_ATTEMPTS = 20
-
-T = TypeVar("T")
 
 
 def _display(moment: datetime | None) -> dict[str, str] | None:
@@ -135,7 +130,7 @@ class CommitteeApplication(ServiceApplication):
             )
             self.save(case)
 
-        self._retrying(close, "the referral's closure")
+        self.retrying(close, "the referral's closure")
 
     # Sittings -------------------------------------------------------------------------
 
@@ -166,7 +161,7 @@ class CommitteeApplication(ServiceApplication):
             self.save(sitting)
             return self._case_in_sitting(sitting, case_id)
 
-        return self._retrying(recuse, "the recusal")
+        return self.retrying(recuse, "the recusal")
 
     def vote(
         self,
@@ -183,14 +178,14 @@ class CommitteeApplication(ServiceApplication):
             self.save(sitting)
             return self._case_in_sitting(sitting, case_id)
 
-        return self._retrying(cast, "the vote")
+        return self.retrying(cast, "the vote")
 
     def decide(
         self, sitting_id: UUID, case_id: UUID, *, decision: str, reasons: list[str]
     ) -> dict[str, Any]:
         # Decided at the same moment through another instance: reloaded, the case
         # is refused as already decided.
-        return self._retrying(
+        return self.retrying(
             lambda: self._decide_once(sitting_id, case_id, decision=decision, reasons=reasons),
             "the decision",
         )
@@ -224,7 +219,7 @@ class CommitteeApplication(ServiceApplication):
             sitting.close(closed_at=self.clock.now())
             self.save(sitting)
 
-        self._retrying(close, "the sitting's closure")
+        self.retrying(close, "the sitting's closure")
         return self.sitting_status(sitting_id)
 
     def sitting_status(self, sitting_id: UUID) -> dict[str, Any]:
@@ -259,7 +254,7 @@ class CommitteeApplication(ServiceApplication):
         judged again on the cases as they now are (each flag stays recorded once).
         """
         candidates = list(case_ids)
-        return self._retrying(lambda: self._scan_once(candidates), "the deadline flags")
+        return self.retrying(lambda: self._scan_once(candidates), "the deadline flags")
 
     def _scan_once(self, case_ids: Iterable[UUID | str]) -> list[dict[str, Any]]:
         now = self.clock.now()
@@ -300,23 +295,6 @@ class CommitteeApplication(ServiceApplication):
         }
 
     # -----------------------------------------------------------------------
-
-    def _retrying(self, command: Callable[[], T], what: str) -> T:
-        """Runs a command (load, decide, save) again when it lost a race.
-
-        Instances share the store: another one (an officer's call there, its
-        consumer or its deadline scanner) may save the same case or sitting
-        between this command's load and its save. The store refuses the stale
-        save (IntegrityError); the command then reloads and the rules judge the
-        state as it now is (a vote joins the other one, a second decision is
-        refused as already decided, a flag already recorded is not recorded again).
-        """
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                return command()
-            except IntegrityError:
-                continue
-        raise RuntimeError(f"could not record {what}: too much contention")
 
     def _case_in_sitting(self, sitting: Sitting, case_id: UUID | str) -> dict[str, Any]:
         record = sitting.case_record(case_id)
@@ -365,10 +343,10 @@ class CommitteeApplication(ServiceApplication):
 
     def _find_case(self, case_id: UUID) -> CommitteeCase | None:
         try:
-            case = self.repository.get(case_id)
+            found: Aggregate = self.repository.get(case_id)
         except AggregateNotFoundError:
             return None
-        return case if isinstance(case, CommitteeCase) else None
+        return found if isinstance(found, CommitteeCase) else None
 
     def _case_or_retry(self, case_id: UUID, event_type: str) -> CommitteeCase:
         """The case, or RetryLater: its RequestReceived has not been consumed yet."""
@@ -389,13 +367,13 @@ class CommitteeApplication(ServiceApplication):
 
     def _get_sitting(self, sitting_id: UUID) -> Sitting:
         try:
-            sitting = self.repository.get(sitting_id)
+            found: Aggregate | None = self.repository.get(sitting_id)
         except AggregateNotFoundError:
-            sitting = None
-        if not isinstance(sitting, Sitting):
+            found = None
+        if not isinstance(found, Sitting):
             raise NotFound(
                 "sitting_not_found",
                 f"No committee sitting with id {sitting_id}.",
                 f"لا توجد جلسة للجنة بالرقم {sitting_id}.",
             )
-        return sitting
+        return found

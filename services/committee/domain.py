@@ -5,8 +5,13 @@ received, its data was verified, the applicant was referred to the social
 researcher); the researcher closes referrals; the committee decides in
 sittings (members present, quorum, recusals, votes, dissent notes). The
 deadline scanner flags cases approaching and past their decision window.
-Each command checks its rule, then records a past-tense event. Only
-`CommitteeCase.Decided` is public: the outbox publishes it as CommitteeDecided.
+Each command checks its rule, then records a past-tense event, declared after
+the command with the fields it stores and an `apply` that changes the state.
+The store keeps an event by its class path (its topic, e.g.
+`services.committee.domain:CommitteeCase.Decided`) and its fields by name:
+renaming either breaks the replay of older stores, and a field added later
+needs a default for the events stored without it. Only `CommitteeCase.Decided`
+is public: the outbox publishes it as CommitteeDecided.
 
 A request the applicant corrects arrives again with the next revision: the
 committee records its data and declaration, and the case is not verified again
@@ -52,7 +57,41 @@ def is_attested(attestation: dict[str, Any] | None) -> bool:
     return bool(attestation and attestation.get("attested") and attestation.get("data_hash"))
 
 
+# Refusals given in more than one place ---------------------------------------------
+
+
+def already_decided(decision: str | None) -> Refused:
+    return Refused(
+        "already_decided",
+        f"The committee already decided this request ({decision}).",
+        "سبق أن أصدرت اللجنة قرارها في هذا الطلب.",
+    )
+
+
+def unknown_vote() -> Refused:
+    return Refused(
+        "unknown_vote",
+        "Each vote must be 'approve', 'reject' or 'abstain'.",
+        "يجب أن يكون كل صوت موافقة أو رفضاً أو امتناعاً.",
+    )
+
+
+def sitting_closed() -> Refused:
+    return Refused("sitting_closed", "This sitting is closed.", "هذه الجلسة مغلقة.")
+
+
 class CommitteeCase(Aggregate):
+    """A case at the committee: its request and revisions, verification, referrals,
+    deadline flags and the decision."""
+
+    class Registered(Aggregate.Created):
+        """The committee heard of the case: by its request, or by a referral that came first."""
+
+        case_id: UUID
+        association_id: str
+        case_ref: str
+        correlation_id: UUID
+
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
         return case_id
@@ -103,7 +142,7 @@ class CommitteeCase(Aggregate):
         )
         return case
 
-    @event("Registered")
+    @event(Registered)
     def __init__(self, *, case_id: UUID, association_id: str, case_ref: str, correlation_id: UUID):
         self.association_id = association_id
         self.case_ref = case_ref
@@ -185,7 +224,8 @@ class CommitteeCase(Aggregate):
         """
         if self.received:
             if revision > self.revision and not self.decided:
-                self._revision_recorded(
+                self.trigger_event(
+                    self.RevisionRecorded,
                     request_event_id=request_event_id,
                     revision=revision,
                     corrects=corrects,
@@ -198,7 +238,8 @@ class CommitteeCase(Aggregate):
             return
         if window_days < 1:
             raise ValueError("the decision window is at least one day")
-        self._request_recorded(
+        self.trigger_event(
+            self.RequestRecorded,
             request_event_id=request_event_id,
             service_code=service_code,
             channel=channel,
@@ -210,64 +251,58 @@ class CommitteeCase(Aggregate):
             revision=revision,
         )
 
-    @event("RequestRecorded")
-    def _request_recorded(
-        self,
-        *,
-        request_event_id: UUID,
-        service_code: str,
-        channel: str,
-        received_at: datetime,
-        window_days: int,
-        deadline: datetime,
-        attestation: dict[str, Any] | None,
-        attested: bool,
-        revision: int = 1,  # requests recorded before revisions existed: the first
-    ) -> None:
-        self.received_at = received_at
-        self.window_days = window_days
-        self.deadline = deadline
-        self._take_revision(
-            request_event_id, revision, service_code, channel, received_at, attestation, attested
-        )
+    class RequestRecorded(Aggregate.Event):
+        """The complete request: its window starts and its deadline is fixed."""
 
-    @event("RevisionRecorded")
-    def _revision_recorded(
-        self,
-        *,
-        request_event_id: UUID,
-        revision: int,
-        corrects: UUID | None,
-        service_code: str,
-        channel: str,
-        revised_at: datetime,
-        attestation: dict[str, Any] | None,
-        attested: bool,
-    ) -> None:
-        self._take_revision(
-            request_event_id, revision, service_code, channel, revised_at, attestation, attested
-        )
+        request_event_id: UUID
+        service_code: str
+        channel: str
+        received_at: datetime
+        window_days: int
+        deadline: datetime
+        attestation: dict[str, Any] | None
+        attested: bool
+        # Requests recorded before revisions existed are stored without it: the first.
+        revision: int = 1
+
+        def apply(self, aggregate: CommitteeCase) -> None:
+            aggregate.received_at = self.received_at
+            aggregate.window_days = self.window_days
+            aggregate.deadline = self.deadline
+            aggregate._take_revision(self, at=self.received_at)
+
+    class RevisionRecorded(Aggregate.Event):
+        """A newer revision of the request (the applicant corrected it); the deadline stays."""
+
+        request_event_id: UUID
+        revision: int
+        corrects: UUID | None
+        service_code: str
+        channel: str
+        revised_at: datetime
+        attestation: dict[str, Any] | None
+        attested: bool
+
+        def apply(self, aggregate: CommitteeCase) -> None:
+            aggregate._take_revision(self, at=self.revised_at)
 
     def _take_revision(
-        self,
-        request_event_id: UUID,
-        revision: int,
-        service_code: str,
-        channel: str,
-        at: datetime,
-        attestation: dict[str, Any] | None,
-        attested: bool,
+        self, recorded: CommitteeCase.RequestRecorded | CommitteeCase.RevisionRecorded, at: datetime
     ) -> None:
-        self.request_event_id = request_event_id
-        self.noted_event_ids.append(request_event_id)
-        self.revision = revision
+        self.request_event_id = recorded.request_event_id
+        self.noted_event_ids.append(recorded.request_event_id)
+        self.revision = recorded.revision
         self.revisions.append(
-            {"revision": revision, "request_event_id": request_event_id, "received_at": at}
+            {
+                "revision": recorded.revision,
+                "request_event_id": recorded.request_event_id,
+                "received_at": at,
+            }
         )
-        self.service_code = service_code
-        self.channel = channel
-        self.attestation = attestation
-        self.attested = attested
+        self.service_code = recorded.service_code
+        self.channel = recorded.channel
+        self.attestation = recorded.attestation
+        self.attested = recorded.attested
 
     def record_verification(
         self,
@@ -290,9 +325,10 @@ class CommitteeCase(Aggregate):
             return
         if self.verification_event_id is not None:
             recorded = (self.verification_revision or 1, self.verified_at)
-            if (revision, verified_at) < recorded:  # type: ignore[operator]
+            if (revision, verified_at) < recorded:
                 return
-        self._verification_recorded(
+        self.trigger_event(
+            self.VerificationRecorded,
             source_event_id=source_event_id,
             outcome=outcome,
             verified_at=verified_at,
@@ -302,23 +338,25 @@ class CommitteeCase(Aggregate):
             corrections=[dict(c) for c in corrections or []],
         )
 
-    @event("VerificationRecorded")
-    def _verification_recorded(
-        self,
-        *,
-        source_event_id: UUID,
-        outcome: str,
-        verified_at: datetime,
-        revision: int = 1,  # verifications recorded before revisions existed: the first
-        ineligible_rule: str | None = None,
-        ineligible_reason: dict[str, str] | None = None,
-        corrections: list[dict[str, str]] | None = None,
-    ) -> None:
-        self.noted_event_ids.append(source_event_id)
-        self.verification_outcome = outcome
-        self.verification_event_id = source_event_id
-        self.verified_at = verified_at
-        self.verification_revision = revision
+    class VerificationRecorded(Aggregate.Event):
+        """The outcome of a verification of the request (of one of its revisions)."""
+
+        source_event_id: UUID
+        outcome: str
+        verified_at: datetime
+        # Verifications recorded before revisions existed are stored without these:
+        # of the first revision, with no rule, reason or corrections.
+        revision: int = 1
+        ineligible_rule: str | None = None
+        ineligible_reason: dict[str, str] | None = None
+        corrections: list[dict[str, str]] | None = None
+
+        def apply(self, aggregate: CommitteeCase) -> None:
+            aggregate.noted_event_ids.append(self.source_event_id)
+            aggregate.verification_outcome = self.outcome
+            aggregate.verification_event_id = self.source_event_id
+            aggregate.verified_at = self.verified_at
+            aggregate.verification_revision = self.revision
 
     def open_referral_from(
         self,
@@ -331,35 +369,36 @@ class CommitteeCase(Aggregate):
         """Puts the referred applicant in the researcher's queue, once per referral event."""
         if self.has_noted(source_event_id):
             return
-        self._referral_opened(
+        self.trigger_event(
+            self.ReferralOpened,
             source_event_id=source_event_id,
             reason=reason,
             questions=list(questions),
             referred_by=referred_by,
         )
 
-    @event("ReferralOpened")
-    def _referral_opened(
-        self,
-        *,
-        source_event_id: UUID,
-        reason: str,
-        questions: list[str],
-        referred_by: str,
-    ) -> None:
-        self.noted_event_ids.append(source_event_id)
-        self.referrals.append(
-            {
-                "event_id": source_event_id,
-                "reason": reason,
-                "questions": list(questions),
-                "referred_by": referred_by,
-                "open": True,
-                "researcher": None,
-                "answers": [],
-                "note": None,
-            }
-        )
+    class ReferralOpened(Aggregate.Event):
+        """The applicant was referred to the social researcher."""
+
+        source_event_id: UUID
+        reason: str
+        questions: list[str]
+        referred_by: str
+
+        def apply(self, aggregate: CommitteeCase) -> None:
+            aggregate.noted_event_ids.append(self.source_event_id)
+            aggregate.referrals.append(
+                {
+                    "event_id": self.source_event_id,
+                    "reason": self.reason,
+                    "questions": list(self.questions),
+                    "referred_by": self.referred_by,
+                    "open": True,
+                    "researcher": None,
+                    "answers": [],
+                    "note": None,
+                }
+            )
 
     # What the researcher does ------------------------------------------------------
 
@@ -374,7 +413,8 @@ class CommitteeCase(Aggregate):
                 "This request has no open referral to the social researcher.",
                 "لا توجد إحالة مفتوحة إلى الباحث الاجتماعي لهذا الطلب.",
             )
-        self._referral_closed(
+        self.trigger_event(
+            self.ReferralClosed,
             referral_event_id=referral["event_id"],
             researcher=researcher,
             answers=list(answers),
@@ -382,19 +422,24 @@ class CommitteeCase(Aggregate):
             closed_at=closed_at,
         )
 
-    @event("ReferralClosed")
-    def _referral_closed(
-        self,
-        *,
-        referral_event_id: UUID,
-        researcher: str,
-        answers: list[str],
-        note: str,
-        closed_at: datetime,
-    ) -> None:
-        for referral in self.referrals:
-            if referral["event_id"] == referral_event_id:
-                referral.update(open=False, researcher=researcher, answers=list(answers), note=note)
+    class ReferralClosed(Aggregate.Event):
+        """The researcher's answers and note for the committee, closing one referral."""
+
+        referral_event_id: UUID
+        researcher: str
+        answers: list[str]
+        note: str
+        closed_at: datetime
+
+        def apply(self, aggregate: CommitteeCase) -> None:
+            for referral in aggregate.referrals:
+                if referral["event_id"] == self.referral_event_id:
+                    referral.update(
+                        open=False,
+                        researcher=self.researcher,
+                        answers=list(self.answers),
+                        note=self.note,
+                    )
 
     # The decision window ---------------------------------------------------------------
 
@@ -409,22 +454,28 @@ class CommitteeCase(Aggregate):
         if now > self.deadline:
             if "overdue" in self.deadline_flags:
                 return None
-            self._deadline_overdue(deadline=self.deadline, flagged_at=now)
+            self.trigger_event(self.DeadlineOverdue, deadline=self.deadline, flagged_at=now)
             return "overdue"
         if now >= self.deadline - timedelta(days=warning_days):
             if self.deadline_flags:
                 return None
-            self._deadline_approaching(deadline=self.deadline, flagged_at=now)
+            self.trigger_event(self.DeadlineApproaching, deadline=self.deadline, flagged_at=now)
             return "approaching"
         return None
 
-    @event("DeadlineApproaching")
-    def _deadline_approaching(self, *, deadline: datetime, flagged_at: datetime) -> None:
-        self.deadline_flags.append("approaching")
+    class DeadlineApproaching(Aggregate.Event):
+        deadline: datetime
+        flagged_at: datetime
 
-    @event("DeadlineOverdue")
-    def _deadline_overdue(self, *, deadline: datetime, flagged_at: datetime) -> None:
-        self.deadline_flags.append("overdue")
+        def apply(self, aggregate: CommitteeCase) -> None:
+            aggregate.deadline_flags.append("approaching")
+
+    class DeadlineOverdue(Aggregate.Event):
+        deadline: datetime
+        flagged_at: datetime
+
+        def apply(self, aggregate: CommitteeCase) -> None:
+            aggregate.deadline_flags.append("overdue")
 
     # The committee's decision (taken in a sitting: see Sitting.decide) -------------
 
@@ -443,12 +494,66 @@ class CommitteeCase(Aggregate):
         dissent_notes: list[str] | None = None,
     ) -> None:
         """The committee's answer on a received, attested, verified request."""
+        self._refuse_unless_ready_for_decision()
+        self._refuse_unless_valid_decision(decision, reasons, votes)
+        assert self.deadline is not None and self.window_days is not None
+        assert self.verification_event_id is not None
+        self.trigger_event(
+            self.Decided,
+            event_id=event_id,
+            causation_id=self.verification_event_id,
+            association_id=self.association_id,
+            case_ref=self.case_ref,
+            correlation_id=self.correlation_id,
+            decision=decision,
+            reasons=[reason for reason in reasons if reason.strip()],
+            votes=[{"member": v["member"], "vote": v["vote"]} for v in votes],
+            window_days=self.window_days,
+            deadline=self.deadline,
+            within_window=self.is_within_window(decided_at),
+            decided_at=decided_at,
+            sitting_id=str(sitting_id) if sitting_id else None,
+            members_present=list(members_present or []),
+            quorum=quorum,
+            recusals=list(recusals or []),
+            dissent_notes=list(dissent_notes or []),
+        )
+
+    class Decided(Aggregate.Event):
+        """The committee's decision: the one event published (as CommitteeDecided).
+
+        It carries what the message needs, so that the outbox translates it
+        without loading the case.
+        """
+
+        event_id: UUID
+        causation_id: UUID  # the verification the decision answers
+        association_id: str
+        case_ref: str
+        correlation_id: UUID
+        decision: str
+        reasons: list[str]
+        votes: list[dict[str, str]]
+        window_days: int
+        deadline: datetime
+        within_window: bool
+        decided_at: datetime
+        sitting_id: str | None
+        members_present: list[str]
+        quorum: int | None
+        recusals: list[str]
+        dissent_notes: list[str]
+
+        def apply(self, aggregate: CommitteeCase) -> None:
+            aggregate.decision = self.decision
+            aggregate.decision_event_id = self.event_id
+            aggregate.within_window = self.within_window
+
+    def _refuse_unless_ready_for_decision(self) -> None:
+        """The case may be decided: undecided, its request received, attested and
+        verified, and no referral still open."""
         if self.decided:
-            raise Refused(
-                "already_decided",
-                f"The committee already decided this request ({self.decision}).",
-                "سبق أن أصدرت اللجنة قرارها في هذا الطلب.",
-            )
+            raise already_decided(self.decision)
         if not self.received:
             raise Refused(
                 "request_not_received",
@@ -480,6 +585,11 @@ class CommitteeCase(Aggregate):
                 "أحيل مقدم الطلب إلى الباحث الاجتماعي ولم تُغلق الإحالة بعد؛ "
                 "تقرر اللجنة بعد إضافة مذكرة الباحث إلى الملف.",
             )
+
+    def _refuse_unless_valid_decision(
+        self, decision: str, reasons: list[str], votes: list[dict[str, str]]
+    ) -> None:
+        """The decision is one the rules allow: reasoned, voted, and following the votes."""
         if decision not in DECISIONS:
             raise Refused(
                 "unknown_decision",
@@ -499,11 +609,7 @@ class CommitteeCase(Aggregate):
                 "يجب أن يتضمن القرار أصوات أعضاء اللجنة.",
             )
         if any(vote["vote"] not in VOTES for vote in votes):
-            raise Refused(
-                "unknown_vote",
-                "Each vote must be 'approve', 'reject' or 'abstain'.",
-                "يجب أن يكون كل صوت موافقة أو رفضاً أو امتناعاً.",
-            )
+            raise unknown_vote()
         members = [vote["member"] for vote in votes]
         if len(set(members)) != len(members):
             raise Refused(
@@ -525,53 +631,6 @@ class CommitteeCase(Aggregate):
                 "The decision does not follow the majority of the votes (a tie cannot approve).",
                 "القرار لا يوافق أغلبية أصوات اللجنة (ولا يجوز القبول عند تعادل الأصوات).",
             )
-        assert self.deadline is not None and self.window_days is not None
-        assert self.verification_event_id is not None
-        self._decided(
-            event_id=event_id,
-            causation_id=self.verification_event_id,
-            association_id=self.association_id,
-            case_ref=self.case_ref,
-            correlation_id=self.correlation_id,
-            decision=decision,
-            reasons=[reason for reason in reasons if reason.strip()],
-            votes=[{"member": v["member"], "vote": v["vote"]} for v in votes],
-            window_days=self.window_days,
-            deadline=self.deadline,
-            within_window=self.is_within_window(decided_at),
-            decided_at=decided_at,
-            sitting_id=str(sitting_id) if sitting_id else None,
-            members_present=list(members_present or []),
-            quorum=quorum,
-            recusals=list(recusals or []),
-            dissent_notes=list(dissent_notes or []),
-        )
-
-    @event("Decided")
-    def _decided(
-        self,
-        *,
-        event_id: UUID,
-        causation_id: UUID,
-        association_id: str,
-        case_ref: str,
-        correlation_id: UUID,
-        decision: str,
-        reasons: list[str],
-        votes: list[dict[str, str]],
-        window_days: int,
-        deadline: datetime,
-        within_window: bool,
-        decided_at: datetime,
-        sitting_id: str | None,
-        members_present: list[str],
-        quorum: int | None,
-        recusals: list[str],
-        dissent_notes: list[str],
-    ) -> None:
-        self.decision = decision
-        self.decision_event_id = event_id
-        self.within_window = within_window
 
 
 class Sitting(Aggregate):
@@ -580,6 +639,12 @@ class Sitting(Aggregate):
     A member who declares a conflict of interest on a case is recused from it;
     a vote that member had already cast on the case is withdrawn by the recusal.
     """
+
+    class Convened(Aggregate.Created):
+        association_id: str
+        members_present: list[str]
+        quorum: int
+        held_at: datetime
 
     @classmethod
     def convene(
@@ -617,7 +682,7 @@ class Sitting(Aggregate):
             held_at=held_at,
         )
 
-    @event("Convened")
+    @event(Convened)
     def __init__(
         self,
         *,
@@ -655,11 +720,7 @@ class Sitting(Aggregate):
 
     def _check_case(self, case: CommitteeCase, member: str | None = None) -> None:
         if self.closed:
-            raise Refused(
-                "sitting_closed",
-                "This sitting is closed.",
-                "هذه الجلسة مغلقة.",
-            )
+            raise sitting_closed()
         if case.association_id != self.association_id:
             raise Refused(
                 "case_of_another_association",
@@ -667,11 +728,7 @@ class Sitting(Aggregate):
                 "هذا الطلب يتبع لجنة جمعية أخرى.",
             )
         if case.decided:
-            raise Refused(
-                "already_decided",
-                f"The committee already decided this request ({case.decision}).",
-                "سبق أن أصدرت اللجنة قرارها في هذا الطلب.",
-            )
+            raise already_decided(case.decision)
         if member is not None and member not in self.members_present:
             raise Refused(
                 "member_not_present",
@@ -697,7 +754,8 @@ class Sitting(Aggregate):
                 f"{member} is already recused from this case.",
                 f"سبق أن تنحّى العضو {member} عن هذا الطلب.",
             )
-        self._recused(
+        self.trigger_event(
+            self.MemberRecused,
             case_id=case.id,
             case_ref=case.case_ref,
             member=member,
@@ -705,19 +763,17 @@ class Sitting(Aggregate):
             withdrawn_vote=record["votes"].get(member, {}).get("vote"),
         )
 
-    @event("MemberRecused")
-    def _recused(
-        self,
-        *,
-        case_id: UUID,
-        case_ref: str,
-        member: str,
-        reason: str,
-        withdrawn_vote: str | None,
-    ) -> None:
-        record = self._record(case_id, case_ref)
-        record["recusals"][member] = reason
-        record["votes"].pop(member, None)
+    class MemberRecused(Aggregate.Event):
+        case_id: UUID
+        case_ref: str
+        member: str
+        reason: str
+        withdrawn_vote: str | None
+
+        def apply(self, aggregate: Sitting) -> None:
+            record = aggregate._record(self.case_id, self.case_ref)
+            record["recusals"][self.member] = self.reason
+            record["votes"].pop(self.member, None)
 
     def cast_vote(
         self, *, case: CommitteeCase, member: str, vote: str, dissent_note: str | None
@@ -731,37 +787,32 @@ class Sitting(Aggregate):
                 f"العضو {member} متنحٍّ عن هذا الطلب ولا يحق له التصويت عليه.",
             )
         if vote not in VOTES:
-            raise Refused(
-                "unknown_vote",
-                "Each vote must be 'approve', 'reject' or 'abstain'.",
-                "يجب أن يكون كل صوت موافقة أو رفضاً أو امتناعاً.",
-            )
-        note = (dissent_note or "").strip() or None
-        self._vote_cast(
+            raise unknown_vote()
+        self.trigger_event(
+            self.VoteCast,
             case_id=case.id,
             case_ref=case.case_ref,
             member=member,
             vote=vote,
-            dissent_note=note,
+            dissent_note=(dissent_note or "").strip() or None,
             revision=case.revision,
         )
 
-    @event("VoteCast")
-    def _vote_cast(
-        self,
-        *,
-        case_id: UUID,
-        case_ref: str,
-        member: str,
-        vote: str,
-        dissent_note: str | None,
-        revision: int = 1,
-    ) -> None:
-        self._record(case_id, case_ref)["votes"][member] = {
-            "vote": vote,
-            "dissent_note": dissent_note,
-            "revision": revision,
-        }
+    class VoteCast(Aggregate.Event):
+        case_id: UUID
+        case_ref: str
+        member: str
+        vote: str
+        dissent_note: str | None
+        # Votes cast before revisions existed are stored without it: on the first.
+        revision: int = 1
+
+        def apply(self, aggregate: Sitting) -> None:
+            aggregate._record(self.case_id, self.case_ref)["votes"][self.member] = {
+                "vote": self.vote,
+                "dissent_note": self.dissent_note,
+                "revision": self.revision,
+            }
 
     # The decision -----------------------------------------------------------------------
 
@@ -776,31 +827,9 @@ class Sitting(Aggregate):
     ) -> None:
         """Decides the case by the votes of this sitting; records on the case and here."""
         self._check_case(case)
-        voters = self.voters(case.id)
-        if len(voters) < self.quorum:
-            raise Refused(
-                "quorum_not_reached",
-                f"{len(voters)} members may vote on this case (present and not recused); "
-                f"the quorum is {self.quorum}.",
-                f"عدد الأعضاء الذين يحق لهم التصويت على هذا الطلب {len(voters)}، "
-                f"والنصاب {self.quorum}.",
-            )
+        self._refuse_without_quorum(case)
         record = self.case_record(case.id)
-        stale = sorted(
-            member
-            for member, cast in record["votes"].items()
-            if cast.get("revision", 1) != case.revision
-        )
-        if stale:
-            # The applicant corrected the request after these votes: they judged other data.
-            raise Refused(
-                "votes_on_an_earlier_revision",
-                f"{', '.join(stale)} voted on an earlier revision of the request; the "
-                f"applicant has corrected it since (revision {case.revision}). "
-                "They vote again on the corrected request.",
-                f"صوّت {'، '.join(stale)} على نسخة سابقة من الطلب، وقد صحّحه مقدم الطلب "
-                f"بعد ذلك (النسخة {case.revision})؛ فيعيدون التصويت على الطلب المصحّح.",
-            )
+        self._refuse_votes_on_an_earlier_revision(case, record)
         votes = [
             {"member": member, "vote": record["votes"][member]["vote"]}
             for member in self.members_present
@@ -825,7 +854,8 @@ class Sitting(Aggregate):
             recusals=recusals,
             dissent_notes=dissent_notes,
         )
-        self._decision_recorded(
+        self.trigger_event(
+            self.DecisionRecorded,
             case_id=case.id,
             case_ref=case.case_ref,
             decision_event_id=event_id,
@@ -837,37 +867,67 @@ class Sitting(Aggregate):
             dissent_notes=dissent_notes,
         )
 
-    @event("DecisionRecorded")
-    def _decision_recorded(
-        self,
-        *,
-        case_id: UUID,
-        case_ref: str,
-        decision_event_id: UUID,
-        decision: str,
-        reasons: list[str],
-        deadline: datetime | None,
-        within_window: bool,
-        decided_at: datetime,
-        dissent_notes: list[str],
+    class DecisionRecorded(Aggregate.Event):
+        case_id: UUID
+        case_ref: str
+        decision_event_id: UUID
+        decision: str
+        reasons: list[str]
+        deadline: datetime | None
+        within_window: bool
+        decided_at: datetime
+        dissent_notes: list[str]
+
+        def apply(self, aggregate: Sitting) -> None:
+            aggregate._record(self.case_id, self.case_ref)["decision"] = {
+                "decision": self.decision,
+                "reasons": list(self.reasons),
+                "deadline": self.deadline,
+                "within_window": self.within_window,
+                "decided_at": self.decided_at,
+                "dissent_notes": list(self.dissent_notes),
+            }
+
+    def _refuse_without_quorum(self, case: CommitteeCase) -> None:
+        voters = self.voters(case.id)
+        if len(voters) < self.quorum:
+            raise Refused(
+                "quorum_not_reached",
+                f"{len(voters)} members may vote on this case (present and not recused); "
+                f"the quorum is {self.quorum}.",
+                f"عدد الأعضاء الذين يحق لهم التصويت على هذا الطلب {len(voters)}، "
+                f"والنصاب {self.quorum}.",
+            )
+
+    def _refuse_votes_on_an_earlier_revision(
+        self, case: CommitteeCase, record: dict[str, Any]
     ) -> None:
-        self._record(case_id, case_ref)["decision"] = {
-            "decision": decision,
-            "reasons": list(reasons),
-            "deadline": deadline,
-            "within_window": within_window,
-            "decided_at": decided_at,
-            "dissent_notes": list(dissent_notes),
-        }
+        stale = sorted(
+            member
+            for member, cast in record["votes"].items()
+            if cast.get("revision", 1) != case.revision
+        )
+        if stale:
+            # The applicant corrected the request after these votes: they judged other data.
+            raise Refused(
+                "votes_on_an_earlier_revision",
+                f"{', '.join(stale)} voted on an earlier revision of the request; the "
+                f"applicant has corrected it since (revision {case.revision}). "
+                "They vote again on the corrected request.",
+                f"صوّت {'، '.join(stale)} على نسخة سابقة من الطلب، وقد صحّحه مقدم الطلب "
+                f"بعد ذلك (النسخة {case.revision})؛ فيعيدون التصويت على الطلب المصحّح.",
+            )
 
     def close(self, *, closed_at: datetime) -> None:
         if self.closed:
-            raise Refused("sitting_closed", "This sitting is closed.", "هذه الجلسة مغلقة.")
-        self._closed(closed_at=closed_at)
+            raise sitting_closed()
+        self.trigger_event(self.Closed, closed_at=closed_at)
 
-    @event("Closed")
-    def _closed(self, *, closed_at: datetime) -> None:
-        self.closed_at = closed_at
+    class Closed(Aggregate.Event):
+        closed_at: datetime
+
+        def apply(self, aggregate: Sitting) -> None:
+            aggregate.closed_at = self.closed_at
 
     def _record(self, case_id: UUID, case_ref: str) -> dict[str, Any]:
         return self.cases.setdefault(

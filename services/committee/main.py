@@ -41,9 +41,11 @@ class CommitteeSettings(ServiceSettings):
     deadline_warning_days: int = Field(default=DEFAULT_WARNING_DAYS, ge=0)
 
 
-async def scan_deadlines_forever(runtime: ServiceRuntime, interval: float) -> None:
+async def scan_deadlines_forever(
+    runtime: ServiceRuntime[CommitteeApplication], interval: float
+) -> None:
     """The decision-window scheduler: flags undecided cases approaching or past their deadline."""
-    app: CommitteeApplication = runtime.app  # type: ignore[assignment]
+    app = runtime.app
     assert runtime.views is not None
     while True:
         try:

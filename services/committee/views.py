@@ -56,15 +56,15 @@ def _current_verification(doc: dict[str, Any]) -> dict[str, Any] | None:
     latest = doc["verification"]
     if latest is None or latest["revision"] != doc.get("revision", 1):
         return None
-    return latest  # type: ignore[no-any-return]
+    return latest
 
 
 def _refresh(doc: dict[str, Any]) -> None:
     """The fields derived from the others, for `ViewStore.find` to filter on."""
     doc["referral"] = _public_referral(_current_referral(doc["referrals"]))
     doc["referral_open"] = any(r["open"] for r in doc["referrals"])
-    current = _current_verification(doc)
-    outcome = current["outcome"] if current else None
+    current = _current_verification(doc) or {}
+    outcome = current.get("outcome")
     doc["verification_outcome"] = outcome
     doc["ineligible_rule"] = current.get("ineligible_rule") if outcome == "ineligible" else None
     doc["ineligible_reason"] = current.get("ineligible_reason") if outcome == "ineligible" else None
@@ -101,50 +101,59 @@ def project(event: Any, views: ViewTransaction) -> None:
     key = str(event.originator_id)
     at = event.timestamp.isoformat()
     if isinstance(event, CommitteeCase.Registered):
-        doc: dict[str, Any] = {
-            "case_id": key,
-            "case_ref": event.case_ref,
-            "association_id": event.association_id,
-            "received": False,
-            "service_code": None,
-            "channel": None,
-            "received_at": None,
-            "received_at_display": None,
-            "window_days": None,
-            "deadline": None,
-            "deadline_display": None,
-            "attested": False,
-            "attestation": None,
-            "revision": 0,
-            "revisions": [],
-            "verification": None,
-            "verification_outcome": None,
-            "referrals": [],
-            "decision": None,
-            "reasons": [],
-            "votes": [],
-            "sitting_id": None,
-            "members_present": [],
-            "quorum": None,
-            "recusals": [],
-            "dissent_notes": [],
-            "within_window": None,
-            "decided_at": None,
-            "decided_at_display": None,
-            "deadline_flag": None,
-            "deadline_flagged_at": None,
-            "deadline_flagged_at_display": None,
-            "updated_at": at,
-            "sort_key": NO_DEADLINE_KEY,
-        }
-        _refresh(doc)
-        views.put(CASES, key, doc)
-        return
-    doc = views.get(CASES, key)  # type: ignore[assignment]
-    if doc is None:
-        return
+        doc = _registered(event, key, at)
+    else:
+        found = views.get(CASES, key)
+        if found is None or not _updated(found, event):
+            return
+        doc = found
+        doc["updated_at"] = at
+    _refresh(doc)
+    views.put(CASES, key, doc)
+
+
+def _registered(event: CommitteeCase.Registered, key: str, at: str) -> dict[str, Any]:
+    return {
+        "case_id": key,
+        "case_ref": event.case_ref,
+        "association_id": event.association_id,
+        "received": False,
+        "service_code": None,
+        "channel": None,
+        "received_at": None,
+        "received_at_display": None,
+        "window_days": None,
+        "deadline": None,
+        "deadline_display": None,
+        "attested": False,
+        "attestation": None,
+        "revision": 0,
+        "revisions": [],
+        "verification": None,
+        "verification_outcome": None,
+        "referrals": [],
+        "decision": None,
+        "reasons": [],
+        "votes": [],
+        "sitting_id": None,
+        "members_present": [],
+        "quorum": None,
+        "recusals": [],
+        "dissent_notes": [],
+        "within_window": None,
+        "decided_at": None,
+        "decided_at_display": None,
+        "deadline_flag": None,
+        "deadline_flagged_at": None,
+        "deadline_flagged_at_display": None,
+        "updated_at": at,
+        "sort_key": NO_DEADLINE_KEY,
+    }
+
+
+def _updated(doc: dict[str, Any], event: Any) -> bool:
+    """Applies one of the case's later events to its document; False for any other event."""
     if isinstance(event, CommitteeCase.RequestRecorded):
-        revision = getattr(event, "revision", 1)
         doc.update(
             received=True,
             service_code=event.service_code,
@@ -156,8 +165,8 @@ def project(event: Any, views: ViewTransaction) -> None:
             deadline_display=both_calendars(event.deadline),
             attested=event.attested,
             attestation=event.attestation,
-            revision=revision,
-            revisions=[_revision(revision, event.request_event_id, event.received_at)],
+            revision=event.revision,
+            revisions=[_revision(event.revision, event.request_event_id, event.received_at)],
             sort_key=sort_key(event.deadline),
         )
     elif isinstance(event, CommitteeCase.RevisionRecorded):
@@ -175,11 +184,11 @@ def project(event: Any, views: ViewTransaction) -> None:
         )
     elif isinstance(event, CommitteeCase.VerificationRecorded):
         doc["verification"] = {
-            "revision": getattr(event, "revision", 1),
+            "revision": event.revision,
             "outcome": event.outcome,
-            "ineligible_rule": getattr(event, "ineligible_rule", None),
-            "ineligible_reason": getattr(event, "ineligible_reason", None),
-            "corrections": list(getattr(event, "corrections", None) or []),
+            "ineligible_rule": event.ineligible_rule,
+            "ineligible_reason": event.ineligible_reason,
+            "corrections": list(event.corrections or []),
             "verified_at": event.verified_at.isoformat(),
             "verified_at_display": both_calendars(event.verified_at),
         }
@@ -226,7 +235,5 @@ def project(event: Any, views: ViewTransaction) -> None:
             dissent_notes=list(event.dissent_notes),
         )
     else:
-        return
-    doc["updated_at"] = at
-    _refresh(doc)
-    views.put(CASES, key, doc)
+        return False
+    return True

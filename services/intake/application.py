@@ -8,7 +8,6 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
 
 from services.intake.domain import (
     Case,
@@ -32,9 +31,6 @@ from shared.events import CommitteeDecided, DataVerified
 from shared.policy import PolicyPack, ServiceDefinition, eligibility_failures
 from shared.store import ServiceApplication
 from shared.submissions import Submission
-
-# How often a submission retries when another instance took its number first.
-MAX_ATTEMPTS = 20
 
 
 class SubmissionRefused(Invalid):
@@ -133,14 +129,11 @@ class IntakeApplication(ServiceApplication):
         """
         self.check_channel(submission.association_id, submission.channel)
         service = self.service(submission.association_id, submission.service_code)
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                return self._submit_once(submission, service, actor)
-            except IntegrityError:
-                # Another instance took the number, the channel reference or the
-                # applicant's open request first: reload and decide again.
-                continue
-        raise RuntimeError("could not record the submission: too much contention")
+        # Another instance may take the number, the channel reference or the
+        # applicant's open request first: reload and decide again.
+        return self.retrying(
+            lambda: self._submit_once(submission, service, actor), "the submission"
+        )
 
     def _submit_once(
         self, submission: Submission, service: ServiceDefinition, actor: dict[str, str]
@@ -260,20 +253,18 @@ class IntakeApplication(ServiceApplication):
 
         A corrected national ID moves the applicant's open-request index with it.
         """
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                return self._correct_once(
-                    case_id,
-                    applicant=dict(applicant or {}),
-                    fields=dict(fields or {}),
-                    documents=list(documents or []),
-                    attestation=attestation,
-                    actor=actor,
-                )
-            except IntegrityError:
-                # The case or an open-request index changed meanwhile: decide again.
-                continue
-        raise RuntimeError("could not record the correction: too much contention")
+        # The case or an open-request index may change meanwhile: decide again.
+        return self.retrying(
+            lambda: self._correct_once(
+                case_id,
+                applicant=dict(applicant or {}),
+                fields=dict(fields or {}),
+                documents=list(documents or []),
+                attestation=attestation,
+                actor=actor,
+            ),
+            "the correction",
+        )
 
     def _correct_once(
         self,
