@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Path
@@ -15,6 +15,9 @@ from shared.errors import NotFound
 from shared.events import Ratings
 from shared.http import runtime_of
 from shared.runtime import ServiceRuntime
+
+# Every route reaches surveys' runtime, its application typed, through this.
+SurveysRuntime = Annotated[ServiceRuntime[SurveysApplication], Depends(runtime_of)]
 
 RESULTS_NOTE = {
     "en": (
@@ -45,106 +48,102 @@ class Answer(BaseModel):
     anonymous: bool = True
 
 
-def build_router() -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    @router.post("/surveys/{token}/answers", status_code=202)
-    async def answer_survey(
-        body: Answer,
-        token: str = Path(min_length=1, max_length=128),
-        runtime: ServiceRuntime = Depends(runtime_of),
-    ) -> dict[str, str]:
-        """The applicant's answer; the token of the invitation works once."""
-        assert runtime.views is not None
-        found = runtime.views.get(TOKENS, token)
-        if found is None:
-            raise survey_not_found()
-        case_id = UUID(found["case_id"])
-        app: SurveysApplication = runtime.app  # type: ignore[assignment]
-        await runtime.store.run(
-            lambda: app.answer(
-                case_id,
-                token=token,
-                ratings=body.ratings,
-                comment=body.comment,
-                anonymous=body.anonymous,
-            )
+
+@router.post("/surveys/{token}/answers", status_code=202)
+async def answer_survey(
+    body: Answer,
+    runtime: SurveysRuntime,
+    token: str = Path(min_length=1, max_length=128),
+) -> dict[str, str]:
+    """The applicant's answer; the token of the invitation works once."""
+    assert runtime.views is not None
+    found = runtime.views.get(TOKENS, token)
+    if found is None:
+        raise survey_not_found()
+    case_id = UUID(found["case_id"])
+    await runtime.store.run(
+        lambda: runtime.app.answer(
+            case_id,
+            token=token,
+            ratings=body.ratings,
+            comment=body.comment,
+            anonymous=body.anonymous,
         )
-        runtime.recorded()
-        return {"case_id": str(case_id), "status": "answered"}
+    )
+    runtime.recorded()
+    return {"case_id": str(case_id), "status": "answered"}
 
-    @router.get("/surveys/{token}")
-    async def the_survey(
-        token: str = Path(min_length=1, max_length=128),
-        runtime: ServiceRuntime = Depends(runtime_of),
-    ) -> dict[str, Any]:
-        """The survey as the applicant sees it; 410 once answered, 404 for an unknown link."""
-        assert runtime.views is not None
-        found = runtime.views.get(TOKENS, token)
-        if found is None:
-            raise survey_not_found()
-        app: SurveysApplication = runtime.app  # type: ignore[assignment]
-        return await runtime.store.run(app.survey_for, UUID(found["case_id"]), token)
 
-    @router.get("/surveys/by-case/{case_id}")
-    async def by_case(
-        case_id: UUID, runtime: ServiceRuntime = Depends(runtime_of)
-    ) -> dict[str, Any]:
-        """The invitation of a case, with its token, once the applicant was invited."""
-        assert runtime.views is not None
-        doc = runtime.views.get(SURVEYS, str(case_id))
-        if doc is None:
-            raise NotFound(
-                "survey_not_invited",
-                f"No survey invitation for request {case_id} yet (it may take a moment to appear).",
-                f"لا توجد دعوة استبيان للطلب {case_id} بعد (قد يستغرق ظهورها لحظات).",
-            )
-        return doc
+@router.get("/surveys/{token}")
+async def the_survey(
+    runtime: SurveysRuntime,
+    token: str = Path(min_length=1, max_length=128),
+) -> dict[str, Any]:
+    """The survey as the applicant sees it; 410 once answered, 404 for an unknown link."""
+    assert runtime.views is not None
+    found = runtime.views.get(TOKENS, token)
+    if found is None:
+        raise survey_not_found()
+    return await runtime.store.run(runtime.app.survey_for, UUID(found["case_id"]), token)
 
-    @router.get("/surveys")
-    async def list_surveys(
-        answered: bool | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        runtime: ServiceRuntime = Depends(runtime_of),
-    ) -> list[dict[str, Any]]:
-        """The invitations, without their tokens: a token answers the survey in the
-        applicant's name, so only the one case's page (/surveys/by-case/{case_id}) shows it."""
-        assert runtime.views is not None
-        filters = {} if answered is None else {"answered": answered}
-        docs = runtime.views.find(
-            SURVEYS, limit=max(0, min(limit, 1000)), offset=max(0, offset), **filters
+
+@router.get("/surveys/by-case/{case_id}")
+async def by_case(case_id: UUID, runtime: SurveysRuntime) -> dict[str, Any]:
+    """The invitation of a case, with its token, once the applicant was invited."""
+    assert runtime.views is not None
+    doc = runtime.views.get(SURVEYS, str(case_id))
+    if doc is None:
+        raise NotFound(
+            "survey_not_invited",
+            f"No survey invitation for request {case_id} yet (it may take a moment to appear).",
+            f"لا توجد دعوة استبيان للطلب {case_id} بعد (قد يستغرق ظهورها لحظات).",
         )
-        return [{k: v for k, v in doc.items() if k != "token"} for doc in docs]
+    return doc
 
-    @router.get("/results")
-    async def results(
-        association_id: str | None = None, runtime: ServiceRuntime = Depends(runtime_of)
-    ) -> dict[str, Any]:
-        """Answers, average satisfaction and "would recommend" by service, channel, stage and
-        association (the total).
 
-        Never by officer. A group with fewer than five answers is suppressed, and so
-        are as many of the next smallest groups as it takes for no suppressed group to
-        be worked out by subtraction; each suppressed entry says why in both languages.
-        """
-        assert runtime.views is not None
-        docs = [
-            doc
-            for doc in runtime.views.iter_all(RESULTS)
-            if association_id is None or doc["association_id"] == association_id
-        ]
-        report: dict[str, Any] = {
-            "association_id": association_id,
-            "minimum_answers": MINIMUM_GROUP_SIZE,
-            "note": RESULTS_NOTE,
-        }
-        for dimension in DIMENSIONS:
-            report[f"by_{dimension}"] = group_results(dimension, tallies(docs, dimension))
-        return report
+@router.get("/surveys")
+async def list_surveys(
+    runtime: SurveysRuntime,
+    answered: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """The invitations, without their tokens: a token answers the survey in the
+    applicant's name, so only the one case's page (/surveys/by-case/{case_id}) shows it."""
+    assert runtime.views is not None
+    filters = {} if answered is None else {"answered": answered}
+    docs = runtime.views.find(
+        SURVEYS, limit=max(0, min(limit, 1000)), offset=max(0, offset), **filters
+    )
+    return [{k: v for k, v in doc.items() if k != "token"} for doc in docs]
 
-    return router
+
+@router.get("/results")
+async def results(runtime: SurveysRuntime, association_id: str | None = None) -> dict[str, Any]:
+    """Answers, average satisfaction and "would recommend" by service, channel, stage and
+    association (the total).
+
+    Never by officer. A group with fewer than five answers is suppressed, and so
+    are as many of the next smallest groups as it takes for no suppressed group to
+    be worked out by subtraction; each suppressed entry says why in both languages.
+    """
+    assert runtime.views is not None
+    docs = [
+        doc
+        for doc in runtime.views.iter_all(RESULTS)
+        if association_id is None or doc["association_id"] == association_id
+    ]
+    report: dict[str, Any] = {
+        "association_id": association_id,
+        "minimum_answers": MINIMUM_GROUP_SIZE,
+        "note": RESULTS_NOTE,
+    }
+    for dimension in DIMENSIONS:
+        report[f"by_{dimension}"] = group_results(dimension, tallies(docs, dimension))
+    return report
 
 
 def include(api: FastAPI) -> None:
-    api.include_router(build_router())
+    api.include_router(router)

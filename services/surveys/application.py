@@ -214,7 +214,9 @@ class SurveysApplication(ServiceApplication):
         if survey is None:
             raise survey_not_found()
         record(survey)
-        processing = ProcessingEvent(tracking=Tracking(DISPATCH_TRACKING, position))
+        processing: ProcessingEvent[UUID] = ProcessingEvent(
+            tracking=Tracking(DISPATCH_TRACKING, position)
+        )
         processing.collect_events(survey)
         try:
             self.record_processing(processing)

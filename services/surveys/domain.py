@@ -71,11 +71,32 @@ def preferred_language(fields: Mapping[str, Any]) -> str:
 
 
 class Survey(Aggregate):
+    """The survey of one case; its id is the case id.
+
+    Its events are declared with their fields: a field's name is how a stored
+    event holds it, and a default lets an event stored before the field existed
+    replay.
+    """
+
+    class Registered(Aggregate.Created):
+        """The request arrived: the case's channel, service and how to reach the applicant."""
+
+        case_id: UUID
+        association_id: str
+        case_ref: str
+        correlation_id: UUID
+        channel: str
+        service_code: str
+        phone: str | None = None
+        email: str | None = None
+        language: str = DEFAULT_LANGUAGE
+        revision: int = 1
+
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
         return case_id
 
-    @event("Registered")
+    @event(Registered)
     def __init__(
         self,
         *,
@@ -95,8 +116,8 @@ class Survey(Aggregate):
         self.correlation_id = correlation_id
         self.channel = channel
         self.service_code = service_code
-        # The defaults let a Registered event stored before these existed replay;
-        # eventsourcing still asks for them when a survey is created.
+        # The defaults let a Registered event stored before these existed replay
+        # (a replayed event passes only the fields it holds).
         # How to reach the applicant with the invitation: never part of the
         # answer, the results or the published event.
         self.phone = phone
@@ -145,7 +166,8 @@ class Survey(Aggregate):
         """
         if revision <= self.revision:
             return
-        self._revised(
+        self.trigger_event(
+            self.RequestRevised,
             revision=revision,
             channel=channel,
             service_code=service_code,
@@ -155,26 +177,26 @@ class Survey(Aggregate):
             contact_changed=(phone, email) != (self.phone, self.email),
         )
 
-    @event("RequestRevised")
-    def _revised(
-        self,
-        *,
-        revision: int,
-        channel: str,
-        service_code: str,
-        phone: str | None,
-        email: str | None,
-        language: str,
-        contact_changed: bool,
-    ) -> None:
-        self.revision = revision
-        self.channel = channel
-        self.service_code = service_code
-        self.phone = phone
-        self.email = email
-        self.language = language
-        if contact_changed:
-            self.undeliverable = None  # worth trying the new contact
+    class RequestRevised(Aggregate.Event):
+        """The applicant corrected the request: its contact, channel and service now."""
+
+        revision: int
+        channel: str
+        service_code: str
+        phone: str | None
+        email: str | None
+        language: str
+        contact_changed: bool
+
+        def apply(self, aggregate: Survey) -> None:
+            aggregate.revision = self.revision
+            aggregate.channel = self.channel
+            aggregate.service_code = self.service_code
+            aggregate.phone = self.phone
+            aggregate.email = self.email
+            aggregate.language = self.language
+            if self.contact_changed:
+                aggregate.undeliverable = None  # worth trying the new contact
 
     # Invitation ------------------------------------------------------------------
 
@@ -186,7 +208,8 @@ class Survey(Aggregate):
             raise ValueError("an invitation needs a token")
         if self.invited:
             return
-        self._invited(
+        self.trigger_event(
+            self.Invited,
             association_id=self.association_id,
             case_ref=self.case_ref,
             channel=self.channel,
@@ -197,23 +220,23 @@ class Survey(Aggregate):
             invited_at=invited_at,
         )
 
-    @event("Invited")
-    def _invited(
-        self,
-        *,
-        association_id: str,
-        case_ref: str,
-        channel: str,
-        service_code: str,
-        stage: str,
-        causation_id: UUID,
-        token: str,
-        invited_at: datetime,
-    ) -> None:
-        self.stage = stage
-        self.token = token
-        self.invitation_cause = causation_id
-        self.invited_at = invited_at
+    class Invited(Aggregate.Event):
+        """The applicant is invited to rate the service; the token answers the survey once."""
+
+        association_id: str
+        case_ref: str
+        channel: str
+        service_code: str
+        stage: str
+        causation_id: UUID
+        token: str
+        invited_at: datetime
+
+        def apply(self, aggregate: Survey) -> None:
+            aggregate.stage = self.stage
+            aggregate.token = self.token
+            aggregate.invitation_cause = self.causation_id
+            aggregate.invited_at = self.invited_at
 
     # Sending ---------------------------------------------------------------------
 
@@ -223,18 +246,22 @@ class Survey(Aggregate):
             raise ValueError("an invitation must be recorded before it is sent")
         if self.sent:
             return
-        self._invitation_sent(
+        self.trigger_event(
+            self.InvitationSent,
             association_id=self.association_id,
             channel=self.channel,
             message_id=message_id,
             sent_at=sent_at,
         )
 
-    @event("InvitationSent")
-    def _invitation_sent(
-        self, *, association_id: str, channel: str, message_id: str, sent_at: datetime
-    ) -> None:
-        self.sent_at = sent_at
+    class InvitationSent(Aggregate.Event):
+        association_id: str
+        channel: str
+        message_id: str
+        sent_at: datetime
+
+        def apply(self, aggregate: Survey) -> None:
+            aggregate.sent_at = self.sent_at
 
     def record_undeliverable(self, *, reason: str, noted_at: datetime) -> None:
         """Records that the invitation cannot go to the contact held, instead of sending it.
@@ -246,18 +273,22 @@ class Survey(Aggregate):
             raise ValueError("an invitation must be recorded before it is sent")
         if self.sent or self.undeliverable is not None:
             return
-        self._invitation_undeliverable(
+        self.trigger_event(
+            self.InvitationUndeliverable,
             association_id=self.association_id,
             channel=self.channel,
             reason=reason,
             noted_at=noted_at,
         )
 
-    @event("InvitationUndeliverable")
-    def _invitation_undeliverable(
-        self, *, association_id: str, channel: str, reason: str, noted_at: datetime
-    ) -> None:
-        self.undeliverable = reason
+    class InvitationUndeliverable(Aggregate.Event):
+        association_id: str
+        channel: str
+        reason: str  # a code of invitations.UNDELIVERABLE
+        noted_at: datetime
+
+        def apply(self, aggregate: Survey) -> None:
+            aggregate.undeliverable = self.reason
 
     # The applicant's answer ---------------------------------------------------------
 
@@ -278,7 +309,8 @@ class Survey(Aggregate):
         if self.answered:
             raise already_answered()
         assert self.invitation_cause is not None and self.stage is not None
-        self._answered(
+        self.trigger_event(
+            self.Answered,
             event_id=event_id,
             causation_id=self.invitation_cause,
             association_id=self.association_id,
@@ -293,24 +325,24 @@ class Survey(Aggregate):
             answered_at=answered_at,
         )
 
-    @event("Answered")
-    def _answered(
-        self,
-        *,
-        event_id: UUID,
-        causation_id: UUID,
-        association_id: str,
-        case_ref: str,
-        correlation_id: UUID,
-        channel: str,
-        service_code: str,
-        stage: str,
-        ratings: dict[str, Any],
-        comment: str | None,
-        anonymous: bool,
-        answered_at: datetime,
-    ) -> None:
-        self.answered = True
+    class Answered(Aggregate.Event):
+        """The applicant's answer: published as SurveyAnswered."""
+
+        event_id: UUID
+        causation_id: UUID
+        association_id: str
+        case_ref: str
+        correlation_id: UUID
+        channel: str
+        service_code: str
+        stage: str
+        ratings: dict[str, Any]
+        comment: str | None
+        anonymous: bool
+        answered_at: datetime
+
+        def apply(self, aggregate: Survey) -> None:
+            aggregate.answered = True
 
 
 # Results -------------------------------------------------------------------------

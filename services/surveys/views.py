@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.domain import DomainEventProtocol
+
 from services.surveys.domain import GroupTally, Survey
 from services.surveys.invitations import undeliverable_reason
 from shared.dates import both_calendars
@@ -23,7 +25,7 @@ def result_key(association_id: str, dimension: str, value: str) -> str:
     return f"{association_id}:{dimension}:{value}"
 
 
-def project(event: Any, views: ViewTransaction) -> None:
+def project(event: DomainEventProtocol, views: ViewTransaction) -> None:
     key = str(event.originator_id)
     if isinstance(event, Survey.Invited):
         invited_at = event.invited_at.isoformat()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -15,6 +15,9 @@ from services.verification.views import VERIFICATIONS
 from shared.errors import NotFound
 from shared.http import runtime_of
 from shared.runtime import ServiceRuntime
+
+# Every route reaches verification's runtime, its application typed, through this.
+VerificationRuntime = Annotated[ServiceRuntime[VerificationApplication], Depends(runtime_of)]
 
 Outcome = Literal["verified", "discrepancies", "ineligible"]
 Status = Literal["pending", "confirmed"]
@@ -46,96 +49,97 @@ class MemberEntry(BaseModel):
     status_since: str
 
 
-def build_router() -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    @router.get("/verifications")
-    async def list_verifications(
-        status: Status | None = None,
-        limit: int = Query(default=100, ge=1, le=1000),
-        offset: int = Query(default=0, ge=0),
-        runtime: ServiceRuntime = Depends(runtime_of),
-    ) -> list[dict[str, Any]]:
-        """The verifications as the read model holds them, oldest submission first."""
-        assert runtime.views is not None
-        filters = {"status": status} if status else {}
-        return runtime.views.find(VERIFICATIONS, limit=limit, offset=offset, **filters)
 
-    @router.get("/verifications/{case_id}")
-    async def get_verification(
-        case_id: UUID, runtime: ServiceRuntime = Depends(runtime_of)
-    ) -> dict[str, Any]:
-        """The current round (the request's latest revision) and the earlier rounds."""
-        assert runtime.views is not None
-        doc = runtime.views.get(VERIFICATIONS, str(case_id))
-        if doc is None:
-            raise NotFound(
-                "verification_not_found",
-                f"No verification for request {case_id} (it may take a moment to appear).",
-                f"لا يوجد تحقق للطلب {case_id} (قد يستغرق ظهوره لحظات).",
-            )
-        return doc
+@router.get("/verifications")
+async def list_verifications(
+    runtime: VerificationRuntime,
+    status: Status | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+) -> list[dict[str, Any]]:
+    """The verifications as the read model holds them, oldest submission first."""
+    assert runtime.views is not None
+    filters = {"status": status} if status else {}
+    return runtime.views.find(VERIFICATIONS, limit=limit, offset=offset, **filters)
 
-    @router.post("/verifications/{case_id}/confirmation", status_code=202)
-    async def confirm(
-        case_id: UUID,
-        confirmation: Confirmation,
-        runtime: ServiceRuntime = Depends(runtime_of),
-    ) -> dict[str, str]:
-        """Confirms the current round's outcome (or overrides it, with a reason)."""
-        app: VerificationApplication = runtime.app  # type: ignore[assignment]
-        outcome = await runtime.store.run(lambda: app.confirm(case_id, **confirmation.model_dump()))
-        runtime.recorded()
-        return {"case_id": str(case_id), "outcome": outcome}
 
-    @router.post("/members/import")
-    async def import_members(
-        request: Request,
-        association_id: str = Query(min_length=1, max_length=32),
-        runtime: ServiceRuntime = Depends(runtime_of),
-    ) -> dict[str, Any]:
-        """Imports a member registry CSV (national_id,name,joined_on,status,status_since)."""
-        raw = await request.body()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidRegistry(
-                "registry_not_utf8",
-                "The member registry must be a CSV file encoded in UTF-8.",
-                "يجب أن يكون سجل الأعضاء ملف CSV بترميز UTF-8.",
-            ) from None
-        app: VerificationApplication = runtime.app  # type: ignore[assignment]
-        report = await runtime.store.run(app.import_members, association_id, text)
-        runtime.recorded()
-        return report
-
-    @router.put("/members/{association_id}/{national_id}")
-    async def register_member(
-        association_id: str,
-        national_id: str,
-        entry: MemberEntry,
-        runtime: ServiceRuntime = Depends(runtime_of),
-    ) -> dict[str, Any]:
-        """Registers one member, or records a change of their standing from its date."""
-        app: VerificationApplication = runtime.app  # type: ignore[assignment]
-        shown = await runtime.store.run(
-            lambda: app.register_member(association_id, national_id.strip(), **entry.model_dump())
+@router.get("/verifications/{case_id}")
+async def get_verification(case_id: UUID, runtime: VerificationRuntime) -> dict[str, Any]:
+    """The current round (the request's latest revision) and the earlier rounds."""
+    assert runtime.views is not None
+    doc = runtime.views.get(VERIFICATIONS, str(case_id))
+    if doc is None:
+        raise NotFound(
+            "verification_not_found",
+            f"No verification for request {case_id} (it may take a moment to appear).",
+            f"لا يوجد تحقق للطلب {case_id} (قد يستغرق ظهوره لحظات).",
         )
-        runtime.recorded()
-        return shown
+    return doc
 
-    @router.get("/members/{association_id}/{national_id}")
-    async def get_member(
-        association_id: str,
-        national_id: str,
-        runtime: ServiceRuntime = Depends(runtime_of),
-    ) -> dict[str, Any]:
-        """A member's standing and its history, each date in both calendars."""
-        app: VerificationApplication = runtime.app  # type: ignore[assignment]
-        return await runtime.store.run(app.member, association_id, national_id.strip())
 
-    return router
+@router.post("/verifications/{case_id}/confirmation", status_code=202)
+async def confirm(
+    case_id: UUID,
+    confirmation: Confirmation,
+    runtime: VerificationRuntime,
+) -> dict[str, str]:
+    """Confirms the current round's outcome (or overrides it, with a reason)."""
+    outcome = await runtime.store.run(
+        lambda: runtime.app.confirm(case_id, **confirmation.model_dump())
+    )
+    runtime.recorded()
+    return {"case_id": str(case_id), "outcome": outcome}
+
+
+@router.post("/members/import")
+async def import_members(
+    request: Request,
+    runtime: VerificationRuntime,
+    association_id: str = Query(min_length=1, max_length=32),
+) -> dict[str, Any]:
+    """Imports a member registry CSV (national_id,name,joined_on,status,status_since)."""
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRegistry(
+            "registry_not_utf8",
+            "The member registry must be a CSV file encoded in UTF-8.",
+            "يجب أن يكون سجل الأعضاء ملف CSV بترميز UTF-8.",
+        ) from None
+    report = await runtime.store.run(runtime.app.import_members, association_id, text)
+    runtime.recorded()
+    return report
+
+
+@router.put("/members/{association_id}/{national_id}")
+async def register_member(
+    association_id: str,
+    national_id: str,
+    entry: MemberEntry,
+    runtime: VerificationRuntime,
+) -> dict[str, Any]:
+    """Registers one member, or records a change of their standing from its date."""
+    shown = await runtime.store.run(
+        lambda: runtime.app.register_member(
+            association_id, national_id.strip(), **entry.model_dump()
+        )
+    )
+    runtime.recorded()
+    return shown
+
+
+@router.get("/members/{association_id}/{national_id}")
+async def get_member(
+    association_id: str,
+    national_id: str,
+    runtime: VerificationRuntime,
+) -> dict[str, Any]:
+    """A member's standing and its history, each date in both calendars."""
+    return await runtime.store.run(runtime.app.member, association_id, national_id.strip())
 
 
 def include(api: FastAPI) -> None:
-    api.include_router(build_router())
+    api.include_router(router)

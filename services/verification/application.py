@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypedDict
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from services.verification.domain import NOT_A_MEMBER, Standing, Verification
@@ -28,6 +31,22 @@ from shared.store import ServiceApplication
 log = logging.getLogger(__name__)
 
 
+class RevisionToCheck(TypedDict):
+    """A revision of the request as a round of its verification checks it."""
+
+    request_event_id: UUID
+    revision: int
+    service_code: str
+    channel: str
+    submitted_at: datetime
+    applicant: Mapping[str, Any]
+    attestation: Mapping[str, Any] | None
+    fields: Mapping[str, Any]
+    documents: Sequence[Mapping[str, Any]]
+    pack: PolicyPack | None
+    standing: Standing
+
+
 class VerificationApplication(ServiceApplication):
     name = "verification"
 
@@ -41,7 +60,7 @@ class VerificationApplication(ServiceApplication):
         payload = event.payload
         # Validity is judged at the applicant's submission (of this revision), never at "now".
         submitted_at = payload.submitted_at or event.occurred_at
-        data = {
+        data: RevisionToCheck = {
             "request_event_id": event.event_id,
             "revision": payload.revision,
             "service_code": payload.service_code,
@@ -62,7 +81,7 @@ class VerificationApplication(ServiceApplication):
         }
         if event.case_id in self.repository:
             verification = self._get_verification(event.case_id)
-            if not verification.revise(**data):  # type: ignore[arg-type]
+            if not verification.revise(**data):
                 log.info(
                     "revision %s of the request is not newer than %s; ignoring it",
                     payload.revision,
@@ -76,11 +95,11 @@ class VerificationApplication(ServiceApplication):
                 association_id=event.association_id,
                 case_ref=event.case_ref,
                 correlation_id=event.correlation_id,
-                **data,  # type: ignore[arg-type]
+                **data,
             )
         processing.collect_events(verification)
 
-    def _standing(self, association_id: str, national_id: str, moment: Any) -> Standing:
+    def _standing(self, association_id: str, national_id: str, moment: datetime) -> Standing:
         try:
             member: Member = self.repository.get(member_id(association_id, national_id))
         except AggregateNotFoundError:
@@ -252,11 +271,11 @@ class VerificationApplication(ServiceApplication):
 
     def _get_verification(self, case_id: UUID) -> Verification:
         try:
-            verification = self.repository.get(case_id)
-            if isinstance(verification, Verification):
-                return verification
+            found: Aggregate | None = self.repository.get(case_id)
         except AggregateNotFoundError:
-            pass
+            found = None
+        if isinstance(found, Verification):
+            return found
         raise NotFound(
             "verification_not_found",
             f"No verification for request {case_id} (it may take a moment to appear).",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -338,8 +338,8 @@ def check_documents(
     """One check per required or provided document, judged on the day of submission."""
     required = {d.code: d for d in service.required_documents}
     provided: dict[str, Mapping[str, Any]] = {}
-    for document in documents:
-        provided.setdefault(str(document.get("code")), document)
+    for given in documents:
+        provided.setdefault(str(given.get("code")), given)
     on = both_calendars(submitted_on)
     checks = []
     for code in [*required, *(c for c in provided if c not in required)]:
@@ -644,7 +644,26 @@ class Verification(Aggregate):
     One round per revision of the request: the current round's facts are the
     aggregate's attributes; `earlier_rounds` keeps what each earlier round found
     and how it was confirmed (or that a newer revision superseded it unconfirmed).
+
+    Its events are declared with their fields: a field's name is how a stored
+    event holds it, and a default lets an event stored before the field existed
+    replay.
     """
+
+    class Opened(Aggregate.Created):
+        """The request arrived: the first round, its checks run on the data as submitted."""
+
+        case_id: UUID
+        request_event_id: UUID
+        association_id: str
+        case_ref: str
+        correlation_id: UUID
+        service_code: str
+        channel: str
+        submitted_at: datetime
+        checks: list[dict[str, Any]]
+        suggested_outcome: str
+        revision: int = 1  # verifications opened before revisions existed: the first
 
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
@@ -696,7 +715,7 @@ class Verification(Aggregate):
             revision=revision,
         )
 
-    @event("Opened")
+    @event(Opened)
     def __init__(
         self,
         *,
@@ -710,7 +729,7 @@ class Verification(Aggregate):
         submitted_at: datetime,
         checks: list[dict[str, Any]],
         suggested_outcome: str,
-        revision: int = 1,  # verifications opened before revisions existed: the first
+        revision: int = 1,
     ):
         self.association_id = association_id
         self.case_ref = case_ref
@@ -823,7 +842,8 @@ class Verification(Aggregate):
             pack=pack,
             standing=standing,
         )
-        self._revised(
+        self.trigger_event(
+            self.Revised,
             request_event_id=request_event_id,
             revision=revision,
             service_code=service_code,
@@ -834,28 +854,28 @@ class Verification(Aggregate):
         )
         return True
 
-    @event("Revised")
-    def _revised(
-        self,
-        *,
-        request_event_id: UUID,
-        revision: int,
-        service_code: str,
-        channel: str,
-        submitted_at: datetime,
-        checks: list[dict[str, Any]],
-        suggested_outcome: str,
-    ) -> None:
-        self.earlier_rounds.append(self.current_round())
-        self._start_round(
-            revision=revision,
-            request_event_id=request_event_id,
-            service_code=service_code,
-            channel=channel,
-            submitted_at=submitted_at,
-            checks=checks,
-            suggested_outcome=suggested_outcome,
-        )
+    class Revised(Aggregate.Event):
+        """A newer revision of the request: a new round, its checks run on the corrected data."""
+
+        request_event_id: UUID
+        revision: int
+        service_code: str
+        channel: str
+        submitted_at: datetime
+        checks: list[dict[str, Any]]
+        suggested_outcome: str
+
+        def apply(self, aggregate: Verification) -> None:
+            aggregate.earlier_rounds.append(aggregate.current_round())
+            aggregate._start_round(
+                revision=self.revision,
+                request_event_id=self.request_event_id,
+                service_code=self.service_code,
+                channel=self.channel,
+                submitted_at=self.submitted_at,
+                checks=self.checks,
+                suggested_outcome=self.suggested_outcome,
+            )
 
     # Commands of the verification officer ------------------------------------------
 
@@ -874,6 +894,39 @@ class Verification(Aggregate):
         `revision`, when given, is the round the officer looked at: a newer
         revision arrived meanwhile is refused rather than confirmed unseen.
         """
+        self._refuse_unless_open_at(revision)
+        officer = _confirming_officer(officer)
+        chosen = outcome or self.suggested_outcome
+        reason = (reason or "").strip() or None
+        overridden = chosen != self.suggested_outcome
+        _refuse_unless_justified(chosen, self.suggested_outcome, reason)
+        checks = list(self.checks)
+        if overridden:
+            assert reason is not None  # an override without one was refused above
+            checks.append(Check(OFFICER_OVERRIDE, True, reason, reason).as_dict())
+        told = self._what_the_applicant_is_told(chosen, reason)
+        self.trigger_event(
+            self.Confirmed,
+            event_id=event_id,
+            causation_id=self.request_event_id,
+            association_id=self.association_id,
+            case_ref=self.case_ref,
+            correlation_id=self.correlation_id,
+            outcome=chosen,
+            suggested_outcome=self.suggested_outcome,
+            checks=checks,
+            officer=officer,
+            reason=reason,
+            confirmed_at=confirmed_at,
+            corrections=told.corrections,
+            ineligible_rule=told.ineligible_rule,
+            override_reason=reason if overridden else None,
+            ineligible_reason=told.ineligible_reason,
+            revision=self.revision,
+        )
+
+    def _refuse_unless_open_at(self, revision: int | None) -> None:
+        """Refuses a confirmation of another round than the current one, or of a confirmed one."""
         if revision is not None and revision != self.revision:
             raise Refused(
                 "revision_changed",
@@ -888,105 +941,94 @@ class Verification(Aggregate):
                 f"This verification (revision {self.revision}) was already confirmed.",
                 f"تم تأكيد هذا التحقق (النسخة {self.revision}) من قبل.",
             )
-        officer = officer.strip()
-        if not officer or len(officer) > OFFICER_MAX_LENGTH:
-            raise Refused(
-                "officer_required",
-                f"The confirming officer must be named (1 to {OFFICER_MAX_LENGTH} characters).",
-                f"يجب ذكر اسم الموظف المؤكِّد (من 1 إلى {OFFICER_MAX_LENGTH} حرفًا).",
-            )
-        chosen = outcome or self.suggested_outcome
-        if chosen not in OUTCOMES:
-            raise Refused(
-                "unknown_outcome",
-                f"Unknown outcome {chosen!r}; expected one of: {', '.join(OUTCOMES)}.",
-                f"نتيجة غير معروفة {chosen!r}؛ القيم المقبولة: {', '.join(OUTCOMES)}.",
-            )
-        reason = (reason or "").strip() or None
-        checks = list(self.checks)
-        overridden = chosen != self.suggested_outcome
-        if overridden:
-            if reason is None:
-                raise Refused(
-                    "override_needs_reason",
-                    f"The suggested outcome is {self.suggested_outcome}; choosing "
-                    f"{chosen} instead needs a reason.",
-                    f"النتيجة المقترحة هي {self.suggested_outcome}؛ واختيار {chosen} "
-                    "بدلًا منها يتطلب ذكر السبب.",
-                )
-            checks.append(
-                Check(
-                    OFFICER_OVERRIDE,
-                    True,
-                    reason,
-                    reason,
-                ).as_dict()
-            )
-        corrections: list[dict[str, str]] = []
-        ineligible_rule: str | None = None
-        ineligible_reason: dict[str, str] | None = None
+
+    def _what_the_applicant_is_told(self, chosen: str, reason: str | None) -> ApplicantNotice:
+        """What to correct (discrepancies) or why not eligible (ineligible), for the outcome."""
         if chosen == DISCREPANCIES:
             corrections = corrections_of(self.checks)
             if not corrections:
                 # The officer found what the automatic checks did not: their words.
                 assert reason is not None
                 corrections = [_correction("officer_note", reason, reason)]
-        elif chosen == INELIGIBLE:
-            ineligible_rule = ineligible_rule_of(self.checks) or reason
-            # No rule failed: the officer's words are the reason, as they wrote them.
-            ineligible_reason = ineligible_reason_of(self.checks) or (
-                {"ar": reason, "en": reason} if reason else None
+            return ApplicantNotice(corrections=corrections)
+        if chosen == INELIGIBLE:
+            return ApplicantNotice(
+                ineligible_rule=ineligible_rule_of(self.checks) or reason,
+                # No rule failed: the officer's words are the reason, as they wrote them.
+                ineligible_reason=ineligible_reason_of(self.checks)
+                or ({"ar": reason, "en": reason} if reason else None),
             )
-        self._confirmed(
-            event_id=event_id,
-            causation_id=self.request_event_id,
-            association_id=self.association_id,
-            case_ref=self.case_ref,
-            correlation_id=self.correlation_id,
-            outcome=chosen,
-            suggested_outcome=self.suggested_outcome,
-            checks=checks,
-            corrections=corrections,
-            ineligible_rule=ineligible_rule,
-            ineligible_reason=ineligible_reason,
-            override_reason=reason if overridden else None,
-            officer=officer,
-            reason=reason,
-            confirmed_at=confirmed_at,
-            revision=self.revision,
-        )
+        return ApplicantNotice()
 
-    @event("Confirmed")
-    def _confirmed(
-        self,
-        *,
-        event_id: UUID,
-        causation_id: UUID,
-        association_id: str,
-        case_ref: str,
-        correlation_id: UUID,
-        outcome: str,
-        suggested_outcome: str,
-        checks: list[dict[str, Any]],
-        officer: str,
-        reason: str | None,
-        confirmed_at: datetime,
-        corrections: list[dict[str, str]] | None = None,
-        ineligible_rule: str | None = None,
-        override_reason: str | None = None,
-        ineligible_reason: dict[str, str] | None = None,
-        revision: int = 1,
-    ) -> None:
-        self.confirmed = True
-        self.outcome = outcome
-        self.officer = officer
-        self.confirmation = {
-            "event_id": event_id,
-            "checks": list(checks),
-            "corrections": list(corrections or []),
-            "ineligible_rule": ineligible_rule,
-            "ineligible_reason": ineligible_reason,
-            "override_reason": override_reason,
-            "reason": reason,
-            "confirmed_at": confirmed_at,
-        }
+    class Confirmed(Aggregate.Event):
+        """The officer confirmed (or overrode) the round's outcome: published as DataVerified."""
+
+        event_id: UUID
+        causation_id: UUID
+        association_id: str
+        case_ref: str
+        correlation_id: UUID
+        outcome: str
+        suggested_outcome: str
+        checks: list[dict[str, Any]]
+        officer: str
+        reason: str | None
+        confirmed_at: datetime
+        # Confirmations recorded before these fields existed replay with their defaults.
+        corrections: list[dict[str, str]] | None = None
+        ineligible_rule: str | None = None
+        override_reason: str | None = None
+        ineligible_reason: dict[str, str] | None = None
+        revision: int = 1
+
+        def apply(self, aggregate: Verification) -> None:
+            aggregate.confirmed = True
+            aggregate.outcome = self.outcome
+            aggregate.officer = self.officer
+            aggregate.confirmation = {
+                "event_id": self.event_id,
+                "checks": list(self.checks),
+                "corrections": list(self.corrections or []),
+                "ineligible_rule": self.ineligible_rule,
+                "ineligible_reason": self.ineligible_reason,
+                "override_reason": self.override_reason,
+                "reason": self.reason,
+                "confirmed_at": self.confirmed_at,
+            }
+
+
+@dataclass(frozen=True)
+class ApplicantNotice:
+    """What a confirmation tells the applicant besides the outcome."""
+
+    corrections: list[dict[str, str]] = field(default_factory=list)
+    ineligible_rule: str | None = None
+    ineligible_reason: dict[str, str] | None = None
+
+
+def _confirming_officer(officer: str) -> str:
+    """The officer's name as recorded; refused when empty or too long for the public event."""
+    officer = officer.strip()
+    if not officer or len(officer) > OFFICER_MAX_LENGTH:
+        raise Refused(
+            "officer_required",
+            f"The confirming officer must be named (1 to {OFFICER_MAX_LENGTH} characters).",
+            f"يجب ذكر اسم الموظف المؤكِّد (من 1 إلى {OFFICER_MAX_LENGTH} حرفًا).",
+        )
+    return officer
+
+
+def _refuse_unless_justified(chosen: str, suggested: str, reason: str | None) -> None:
+    """Refuses an unknown outcome, and an outcome other than the suggested one without a reason."""
+    if chosen not in OUTCOMES:
+        raise Refused(
+            "unknown_outcome",
+            f"Unknown outcome {chosen!r}; expected one of: {', '.join(OUTCOMES)}.",
+            f"نتيجة غير معروفة {chosen!r}؛ القيم المقبولة: {', '.join(OUTCOMES)}.",
+        )
+    if chosen != suggested and reason is None:
+        raise Refused(
+            "override_needs_reason",
+            f"The suggested outcome is {suggested}; choosing {chosen} instead needs a reason.",
+            f"النتيجة المقترحة هي {suggested}؛ واختيار {chosen} بدلًا منها يتطلب ذكر السبب.",
+        )

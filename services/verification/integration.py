@@ -20,6 +20,11 @@ from shared.outbox import carried_envelope
 
 
 def data_verified(event: Any) -> IntegrationEvent:
+    """DataVerified from a `Verification.Confirmed`, or from a stored one's state as it is.
+
+    The audit's crosscheck translates stored states without the event class (an
+    older event lacks the later fields), hence `getattr` with each field's default.
+    """
     return DataVerified(
         **carried_envelope(event),
         # The officer's confirmation time, from the service's injectable clock.

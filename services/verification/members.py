@@ -42,7 +42,20 @@ def member_id(association_id: str, national_id: str) -> UUID:
 
 
 class Member(Aggregate):
-    """A member of one association's general assembly; one per (association, national id)."""
+    """A member of one association's general assembly; one per (association, national id).
+
+    Dates are stored as ISO strings (YYYY-MM-DD): the store's transcoder has no `date`.
+    """
+
+    class Registered(Aggregate.Created):
+        """The member joined the registry, with their standing as the registry gave it."""
+
+        association_id: str
+        national_id: str
+        name: str
+        joined_on: str
+        status: str
+        status_since: str
 
     @staticmethod
     def create_id(association_id: str, national_id: str, **_: Any) -> UUID:
@@ -68,8 +81,7 @@ class Member(Aggregate):
             status_since=status_since.isoformat(),
         )
 
-    # Dates are stored as ISO strings (YYYY-MM-DD): the store's transcoder has no `date`.
-    @event("Registered")
+    @event(Registered)
     def __init__(
         self,
         *,
@@ -116,30 +128,41 @@ class Member(Aggregate):
         """Brings the member up to a registry row; True when anything changed."""
         changed = False
         if name != self.name:
-            self._renamed(name=name)
+            self.trigger_event(self.Renamed, name=name)
             changed = True
         if (status, status_since) != (self.status, self.status_since) and (
             status,
             status_since,
         ) not in self.history:
             if status == LEFT:
-                self._left(effective_on=status_since.isoformat())
+                self.trigger_event(self.Left, effective_on=status_since.isoformat())
             else:
-                self._standing_changed(status=status, effective_on=status_since.isoformat())
+                self.trigger_event(
+                    self.StandingChanged, status=status, effective_on=status_since.isoformat()
+                )
             changed = True
         return changed
 
-    @event("Renamed")
-    def _renamed(self, *, name: str) -> None:
-        self.name = name
+    class Renamed(Aggregate.Event):
+        name: str
 
-    @event("StandingChanged")
-    def _standing_changed(self, *, status: str, effective_on: str) -> None:
-        self.history.append((status, date.fromisoformat(effective_on)))
+        def apply(self, aggregate: Member) -> None:
+            aggregate.name = self.name
 
-    @event("Left")
-    def _left(self, *, effective_on: str) -> None:
-        self.history.append((LEFT, date.fromisoformat(effective_on)))
+    class StandingChanged(Aggregate.Event):
+        """Suspended, or reinstated (good standing again), from a date."""
+
+        status: str
+        effective_on: str
+
+        def apply(self, aggregate: Member) -> None:
+            aggregate.history.append((self.status, date.fromisoformat(self.effective_on)))
+
+    class Left(Aggregate.Event):
+        effective_on: str
+
+        def apply(self, aggregate: Member) -> None:
+            aggregate.history.append((LEFT, date.fromisoformat(self.effective_on)))
 
 
 # Reading the registry CSV ------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.domain import DomainEventProtocol
+
 from services.verification.domain import (
     Verification,
     corrections_of,
@@ -45,10 +47,10 @@ ROUND_FIELDS: tuple[str, ...] = (
 )
 
 
-def _new_round(event: Any, revision: int) -> dict[str, Any]:
+def _new_round(event: Verification.Opened | Verification.Revised) -> dict[str, Any]:
     """A round as the automatic checks found it, before the officer confirms it."""
     return {
-        "revision": revision,
+        "revision": event.revision,
         "request_event_id": str(event.request_event_id),
         "service_code": event.service_code,
         "channel": event.channel,
@@ -71,10 +73,10 @@ def _new_round(event: Any, revision: int) -> dict[str, Any]:
     }
 
 
-def project(event: Any, views: ViewTransaction) -> None:
+def project(event: DomainEventProtocol, views: ViewTransaction) -> None:
     key = str(event.originator_id)
     if isinstance(event, Verification.Opened):
-        current = _new_round(event, getattr(event, "revision", 1))
+        current = _new_round(event)
         views.put(
             VERIFICATIONS,
             key,
@@ -96,18 +98,18 @@ def project(event: Any, views: ViewTransaction) -> None:
     if isinstance(event, Verification.Revised):
         earlier = doc.get("earlier_rounds", [])
         earlier.append({field: doc.get(field) for field in ROUND_FIELDS})
-        doc.update(_new_round(event, event.revision), earlier_rounds=earlier)
+        doc.update(_new_round(event), earlier_rounds=earlier)
         views.put(VERIFICATIONS, key, doc)
     elif isinstance(event, Verification.Confirmed):
         doc.update(
             status="confirmed",
             outcome=event.outcome,
             checks=event.checks,
-            corrections=getattr(event, "corrections", None) or [],
-            ineligible_rule=getattr(event, "ineligible_rule", None),
-            ineligible_reason=getattr(event, "ineligible_reason", None)
+            corrections=event.corrections or [],
+            ineligible_rule=event.ineligible_rule,
+            ineligible_reason=event.ineligible_reason
             or (ineligible_reason_of(event.checks) if event.outcome == "ineligible" else None),
-            override_reason=getattr(event, "override_reason", None),
+            override_reason=event.override_reason,
             officer=event.officer,
             reason=event.reason,
             confirmed_at=event.confirmed_at.isoformat(),
