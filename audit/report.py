@@ -44,15 +44,15 @@ from audit.figures import (
     BACKLOG_BUCKETS,
     BACKLOG_STAGES,
     FUNNEL_STAGES,
-    MIN_GROUP,
     Figures,
     Period,
     SatisfactionGroup,
     compute_figures,
 )
 from audit.replay import StreamUnavailable
-from shared.dates import RIYADH, both_calendars, from_hijri
+from shared.dates import RIYADH, arabic_digits, both_calendars, from_hijri
 from shared.events import IntegrationEvent
+from shared.suppression import MINIMUM_GROUP_SIZE
 
 # --- words -----------------------------------------------------------------------
 
@@ -142,13 +142,16 @@ TEXT: dict[str, dict[str, str]] = {
     "sat_by_service": {"ar": "الرضا حسب الخدمة", "en": "Satisfaction by service"},
     "sat_by_channel": {"ar": "الرضا حسب القناة", "en": "Satisfaction by channel"},
     "sat_note": {
-        "ar": f"متوسط الرضا من ١ إلى ٥. تُحجب كل مجموعة تقل إجاباتها عن {MIN_GROUP} حفاظًا على خصوصية المجيبين، وكذلك كل مجموعة يمكن أن يُستنتج منها ما حُجب. نتائج التقييم للتحسين، ولا تُستخدم لمحاسبة أي موظف أو التشهير به.",
-        "en": f"Mean satisfaction from 1 to 5. A group with fewer than {MIN_GROUP} answers is suppressed to protect those who answered, and so is any group from which a suppressed one could be worked out. The results are for improvement, never for blaming or shaming any member of staff.",
+        "ar": f"متوسط الرضا من ١ إلى ٥. تُحجب كل مجموعة تقل إجاباتها عن {MINIMUM_GROUP_SIZE} حفاظًا على خصوصية المجيبين، وكذلك كل مجموعة يمكن أن يُستنتج منها ما حُجب. نتائج التقييم للتحسين، ولا تُستخدم لمحاسبة أي موظف أو التشهير به.",
+        "en": f"Mean satisfaction from 1 to 5. A group with fewer than {MINIMUM_GROUP_SIZE} answers is suppressed to protect those who answered, and so is any group from which a suppressed one could be worked out. The results are for improvement, never for blaming or shaming any member of staff.",
     },
     "bucket": {"ar": "الفترة الفرعية", "en": "Period"},
     "answers": {"ar": "عدد الإجابات", "en": "Answers"},
     "mean": {"ar": "متوسط الرضا", "en": "Mean satisfaction"},
-    "suppressed": {"ar": "محجوب (أقل من ٥ إجابات)", "en": "suppressed (fewer than 5 answers)"},
+    "suppressed": {
+        "ar": f"محجوب (أقل من {arabic_digits(str(MINIMUM_GROUP_SIZE))} إجابات)",
+        "en": f"suppressed (fewer than {MINIMUM_GROUP_SIZE} answers)",
+    },
     "exceptions": {"ar": "الاستثناءات من السياسة", "en": "Compliance exceptions"},
     "no_exceptions": {"ar": "لم يُرصد أي استثناء.", "en": "No exception was found."},
     "exceptions_rule": {
