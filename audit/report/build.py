@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,14 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from audit.figures import Figures, Period
-from audit.report.exceptions import MAX_LISTED, EvidenceTimelines, ExceptionList
-from audit.report.exports import (
-    EXCEPTION_COLUMNS,
-    csv_tables,
-    exception_row,
-    report_json,
-    write_csv,
-)
+from audit.report.exceptions import MAX_LISTED, EvidenceTimelines
+from audit.report.exports import csv_tables, report_json, write_csv, write_exceptions_csv
 from audit.report.html import render_html
 from shared.events import IntegrationEvent
 
@@ -66,25 +59,8 @@ def write_report(
     csv_paths = {}
     for name, (header, rows) in csv_tables(figures).items():
         csv_paths[name] = write_csv(out / f"{name}-{stem}.csv", header, rows)
-    # The exceptions are read once: every one goes to the CSV as it comes, the
-    # first MAX_LISTED are kept for the HTML and the JSON, all are counted.
     csv_paths["exceptions"] = path = out / f"exceptions-{stem}.csv"
-    with path.open("w", newline="", encoding="utf-8-sig") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(EXCEPTION_COLUMNS)
-        found = (
-            None
-            if exceptions is None
-            else (
-                exceptions
-                if isinstance(exceptions, ExceptionList)
-                else ExceptionList.collect(
-                    exceptions, limit=max_listed, sink=lambda e: writer.writerow(exception_row(e))
-                )
-            )
-        )
-        if isinstance(exceptions, ExceptionList):
-            writer.writerows(exception_row(e) for e in exceptions.listed)
+    found = write_exceptions_csv(path, exceptions, max_listed)
     if found is not None:
         found.not_run = list(checks_not_run) or found.not_run
         if evidence is not None:

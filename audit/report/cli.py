@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from audit.compliance import DEFAULT_GRACE
-from audit.figures import Period, compute_figures
+from audit.figures import Figures, Period, compute_figures
 from audit.replay import StreamUnavailable
 from audit.report.build import compliance_exceptions, stream_events, write_report
 from audit.report.exceptions import MAX_LISTED, EvidenceTimelines
@@ -120,28 +120,11 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     from shared.policy import load_packs
 
     settings = settings or load_audit_settings()
-    if not settings.nats_url:
-        print(
-            "KHIDMA_NATS_URL is needed to read the KHIDMA stream / يلزم ضبط KHIDMA_NATS_URL لقراءة سجل الأحداث",
-            file=sys.stderr,
-        )
-        return 2
-    if args.end < args.start:
-        print(
-            f"--to {args.end} is before --from {args.start} / تاريخ النهاية قبل تاريخ البداية",
-            file=sys.stderr,
-        )
-        return 2
     # The report's moment: the clock unless --as-of, never after the period's end.
     as_of = getattr(args, "as_of", None) or datetime.now(UTC)
-    try:
-        Period(args.start, args.end).moment(as_of)
-    except ValueError:
-        print(
-            f"the report's moment {as_of.isoformat()} (--as-of, or now) is before the period starts "
-            f"({args.start}) / لحظة التقرير قبل بداية الفترة",
-            file=sys.stderr,
-        )
+    refusal = _refusal(args, settings, as_of)
+    if refusal:
+        print(refusal, file=sys.stderr)
         return 2
     packs = load_packs(settings.policies_dir)
     credentials = {"user": settings.nats_user, "password": settings.nats_password}
@@ -155,35 +138,15 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
             granularity=args.by,
             as_of=as_of,
         )
-        exceptions: Iterable[Any] | None = None
-        not_run: list[str] = []
         evidence = EvidenceTimelines(args.max_listed)
-        if not args.no_compliance:
-            from audit.compliance import CheckContext, checks_not_run
-            from audit.replay import available_services
-
-            # The stores hold what the stream does not (a referral's closure, a survey
-            # invitation): read them too whenever they can be read.
-            stores = available_services(settings)
-            not_run = checks_not_run(stores, packs=packs)
-            context = CheckContext(packs=packs, grace=timedelta(minutes=args.grace_minutes))
-            exceptions = compliance_exceptions(
-                settings.nats_url,
-                figures,
-                progress=args.progress,
-                settings=settings if stores else None,
-                context=context,
-                evidence=evidence,
-                **credentials,
-            )
-        api_base = args.api_base or ""
+        exceptions, not_run = _exceptions(args, settings, figures, packs, evidence, credentials)
         files = write_report(
             figures,
             exceptions,
             out_dir=args.out,
             lang=args.lang,
             packs=packs,
-            api_base=api_base,
+            api_base=args.api_base or "",
             max_listed=args.max_listed,
             checks_not_run=not_run,
             evidence=evidence,
@@ -196,8 +159,58 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     print(
         f"as of {(figures.as_of or figures.period.last_moment).isoformat()}: "
         f"{figures.events_read:,} events, {figures.requests_total:,} requests in the period, "
-        f"{'no' if files.exceptions_total is None else files.exceptions_total} exceptions, {elapsed:.1f}s"
-        + (f"; checks not run: {', '.join(not_run)}" if not_run else ""),
+        f"{'no' if files.exceptions_total is None else files.exceptions_total} exceptions, "
+        f"{elapsed:.1f}s" + (f"; checks not run: {', '.join(not_run)}" if not_run else ""),
         file=sys.stderr,
     )
     return 0
+
+
+def _refusal(args: argparse.Namespace, settings: Any, as_of: datetime) -> str | None:
+    """Why the command cannot run as asked, in English and Arabic; None when it can."""
+    if not settings.nats_url:
+        return (
+            "KHIDMA_NATS_URL is needed to read the KHIDMA stream / "
+            "يلزم ضبط KHIDMA_NATS_URL لقراءة سجل الأحداث"
+        )
+    if args.end < args.start:
+        return f"--to {args.end} is before --from {args.start} / تاريخ النهاية قبل تاريخ البداية"
+    try:
+        Period(args.start, args.end).moment(as_of)
+    except ValueError:
+        return (
+            f"the report's moment {as_of.isoformat()} (--as-of, or now) is before the period "
+            f"starts ({args.start}) / لحظة التقرير قبل بداية الفترة"
+        )
+    return None
+
+
+def _exceptions(
+    args: argparse.Namespace,
+    settings: Any,
+    figures: Figures,
+    packs: Mapping[str, Any],
+    evidence: EvidenceTimelines,
+    credentials: Mapping[str, Any],
+) -> tuple[Iterable[Any] | None, list[str]]:
+    """The compliance exceptions to report (None with --no-compliance) and the checks
+    that cannot run."""
+    if args.no_compliance:
+        return None, []
+    from audit.compliance import CheckContext, checks_not_run
+    from audit.replay import available_services
+
+    # The stores hold what the stream does not (a referral's closure, a survey
+    # invitation): read them too whenever they can be read.
+    stores = available_services(settings)
+    context = CheckContext(packs=packs, grace=timedelta(minutes=args.grace_minutes))
+    exceptions = compliance_exceptions(
+        settings.nats_url,
+        figures,
+        progress=args.progress,
+        settings=settings if stores else None,
+        context=context,
+        evidence=evidence,
+        **credentials,
+    )
+    return exceptions, checks_not_run(stores, packs=packs)

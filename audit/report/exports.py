@@ -188,3 +188,25 @@ def write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Path:
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def write_exceptions_csv(
+    path: Path, exceptions: Iterable[Any] | None, max_listed: int
+) -> ExceptionList | None:
+    """Writes every exception to the CSV and returns them as the HTML and JSON list them.
+
+    The exceptions are read once: every one goes to the CSV as it comes, the first
+    `max_listed` are kept for the HTML and the JSON, all are counted. None when the
+    checks were not run (the CSV then has its header only).
+    """
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EXCEPTION_COLUMNS)
+        if exceptions is None:
+            return None
+        if isinstance(exceptions, ExceptionList):
+            writer.writerows(exception_row(e) for e in exceptions.listed)
+            return exceptions
+        return ExceptionList.collect(
+            exceptions, limit=max_listed, sink=lambda e: writer.writerow(exception_row(e))
+        )
