@@ -71,7 +71,8 @@ def state_at(timeline: CaseTimeline, at: datetime) -> CaseState | None:
         return None
     names = {e.event_type for e in entries}
     status = "submitted"
-    verification = decision = None
+    verification: str | None = None
+    decision: str | None = None
     referrals: set[str] = set()
     closed: set[str] = set()
     survey = None
@@ -92,7 +93,8 @@ def state_at(timeline: CaseTimeline, at: datetime) -> CaseState | None:
             status = "verified" if status in ("submitted", "received") else status
         elif kind == "CommitteeDecided":
             decision = entry.data.get("decision")
-            status = decision if status != "delivered" else status
+            if decision is not None and status != "delivered":
+                status = decision
         elif kind == "ServiceDelivered":
             status = "delivered"
         elif kind == "ReferredToResearcher" and entry.event_id:

@@ -335,6 +335,8 @@ def decision_after_window(
     policy = policy_deadline(timeline, context)
     for decision in timeline.facts("CommitteeDecided"):
         claimed_within = decision.data.get("within_window")
+        days: int | None
+        due: datetime | None
         if policy is not None:
             days, due = policy
         else:  # no pack for this association: the committee's record is all there is

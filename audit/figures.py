@@ -32,8 +32,8 @@ from typing import Any
 
 from shared.dates import RIYADH, local_day
 from shared.events import IntegrationEvent
+from shared.suppression import MINIMUM_GROUP_SIZE, hidden_in_breakdowns
 
-MIN_GROUP = 5  # satisfaction groups with fewer answers are suppressed
 SLOWEST = 10  # how many of the slowest decisions the report names
 FUNNEL_STAGES: tuple[str, ...] = (
     "received",
@@ -231,7 +231,7 @@ class Figures:
             },
             "backlog": {"total": self.backlog_total, "by_age": self.backlog},
             "satisfaction": {
-                "minimum_group": MIN_GROUP,
+                "minimum_group": MINIMUM_GROUP_SIZE,
                 "by_service": [
                     vars(group) | {"mean": _round(group.mean, 2)}
                     for group in self.satisfaction_by_service
@@ -268,6 +268,139 @@ def backlog_bucket(age_days: float) -> str:
     raise AssertionError("unreachable")
 
 
+Cell = tuple[str, str, str]  # (time bucket, association id, service code or channel)
+
+
+class _Decisions:
+    """The committee's decisions taken in the period, tallied as they are read."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.approved = 0
+        self.rejected = 0
+        self.within_window = 0
+        self.histogram: Counter[int] = Counter()
+        self.slowest: list[tuple[float, str, SlowCase]] = []  # a min-heap of the slowest
+
+    def add(self, case_id: str, case: _Case, event: IntegrationEvent, ts: float) -> None:
+        payload: Any = event.payload
+        self.count += 1
+        if payload.decision == "approved":
+            self.approved += 1
+        else:
+            self.rejected += 1
+        if payload.within_window:
+            self.within_window += 1
+        if case.received is None:
+            return  # no receipt seen: no time to decision
+        days = (ts - case.received) / 86400
+        self.histogram[math.floor(days)] += 1
+        slow = SlowCase(
+            case_id,
+            case.ref,
+            case.association,
+            days,
+            payload.window_days,
+            payload.within_window,
+            local_day(event.occurred_at).isoformat(),
+        )
+        item = (days, case_id, slow)
+        if len(self.slowest) < SLOWEST:
+            heapq.heappush(self.slowest, item)
+        elif item[:2] > self.slowest[0][:2]:
+            heapq.heapreplace(self.slowest, item)
+
+
+class _Reading:
+    """One pass over the events: one small record per case and the period's tallies."""
+
+    def __init__(self, period: Period, moment: datetime, granularity: str) -> None:
+        self.granularity = granularity
+        self.start_ts, self.end_ts = period.start_at.timestamp(), period.end_at.timestamp()
+        # Ages are counted at the end of the period itself (its first instant after), as before.
+        self.moment_ts = self.end_ts if moment == period.last_moment else moment.timestamp()
+        self.events_read = 0
+        self.events_after_period = 0
+        self.events_after_as_of = 0
+        self.cases: dict[str, _Case] = {}
+        self.associations: set[str] = set()
+        self.by_channel: dict[str, Counter[str]] = defaultdict(Counter)
+        self.by_service: dict[str, Counter[str]] = defaultdict(Counter)
+        self.decisions = _Decisions()
+        self.ratings_by_service: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
+        self.ratings_by_channel: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
+
+    def read(self, events: Iterable[IntegrationEvent]) -> None:
+        for event in events:
+            self.events_read += 1
+            ts = event.occurred_at.timestamp()
+            if ts >= self.end_ts:
+                self.events_after_period += 1
+            elif ts > self.moment_ts:
+                self.events_after_as_of += 1
+            else:
+                self._read_one(event, ts)
+
+    def _read_one(self, event: IntegrationEvent, ts: float) -> None:
+        case_id = str(event.case_id)
+        case = self.cases.get(case_id)
+        if case is None:
+            case = self.cases[case_id] = _Case()
+            case.association = sys.intern(event.association_id)
+            case.ref = event.case_ref
+            self.associations.add(case.association)
+        in_period = ts >= self.start_ts
+        payload: Any = event.payload
+        kind = event.event_type
+        if kind == "RequestReceived":
+            self._received(case, payload, ts, in_period)
+        elif kind == "DataVerified":
+            if (payload.revision or 1) >= case.revision:  # not an earlier revision's, read late
+                case.outcome = sys.intern(payload.outcome)
+        elif kind == "ReferredToResearcher":
+            case.referred = True
+        elif kind == "CommitteeDecided":
+            case.decision = sys.intern(payload.decision)
+            if in_period:
+                self.decisions.add(case_id, case, event, ts)
+        elif kind == "ServiceDelivered":
+            case.delivered = True
+        elif kind == "SurveyAnswered":
+            case.surveyed = True
+            if in_period:
+                self._answered(case, event)
+
+    def _received(self, case: _Case, payload: Any, ts: float, in_period: bool) -> None:
+        revision = payload.revision or 1
+        if case.received is not None:
+            # A later revision (the applicant corrected the data): the same request,
+            # counted once, from when it was first received; its corrected data waits
+            # for verification again.
+            if revision > case.revision:
+                case.revision = revision
+                case.outcome = None
+            return
+        case.revision = revision
+        case.channel = sys.intern(payload.channel)
+        case.service = sys.intern(payload.service_code)
+        case.received = ts
+        if in_period:
+            case.cohort = True
+            self.by_channel[case.association][case.channel] += 1
+            self.by_service[case.association][case.service] += 1
+
+    def _answered(self, case: _Case, event: IntegrationEvent) -> None:
+        payload: Any = event.payload
+        bucket = time_bucket(event.occurred_at, self.granularity)
+        service = payload.service_code or case.service or "?"
+        channel = payload.channel or case.channel or "?"
+        rating = payload.ratings.satisfaction
+        for table, key in ((self.ratings_by_service, service), (self.ratings_by_channel, channel)):
+            cell = table[(bucket, case.association, key)]
+            cell[0] += 1
+            cell[1] += rating
+
+
 def compute_figures(
     events: Iterable[IntegrationEvent],
     *,
@@ -289,156 +422,98 @@ def compute_figures(
         raise ValueError("granularity is 'month' or 'week'")
     period = Period(start, end)
     moment = period.moment(as_of)
-    start_ts, end_ts = period.start_at.timestamp(), period.end_at.timestamp()
-    # Ages are counted at the end of the period itself (its first instant after), as before.
-    moment_ts = end_ts if moment == period.last_moment else moment.timestamp()
-    cases: dict[str, _Case] = {}
-    intern = sys.intern
-    figures = Figures(period=period, granularity=granularity, as_of=moment)
-    by_channel: dict[str, Counter[str]] = defaultdict(Counter)
-    by_service: dict[str, Counter[str]] = defaultdict(Counter)
-    histogram: Counter[int] = Counter()
-    slowest: list[tuple[float, str, SlowCase]] = []  # a min-heap of the slowest
-    ratings_by_service: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    ratings_by_channel: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    associations: set[str] = set()
-
-    for event in events:
-        figures.events_read += 1
-        ts = event.occurred_at.timestamp()
-        if ts >= end_ts:
-            figures.events_after_period += 1
-            continue
-        if ts > moment_ts:
-            figures.events_after_as_of += 1
-            continue
-        in_period = ts >= start_ts
-        case_id = str(event.case_id)
-        kind = event.event_type
-        case = cases.get(case_id)
-        if case is None:
-            case = cases[case_id] = _Case()
-            case.association = intern(event.association_id)
-            case.ref = event.case_ref
-            associations.add(case.association)
-        payload: Any = event.payload
-        if kind == "RequestReceived":
-            revision = payload.revision or 1
-            if case.received is not None:
-                # A later revision (the applicant corrected the data): the same
-                # request, counted once, from when it was first received; its
-                # corrected data waits for verification again.
-                if revision > case.revision:
-                    case.revision = revision
-                    case.outcome = None
-                continue
-            case.revision = revision
-            case.channel = intern(payload.channel)
-            case.service = intern(payload.service_code)
-            case.received = ts
-            if in_period:
-                case.cohort = True
-                by_channel[case.association][case.channel] += 1
-                by_service[case.association][case.service] += 1
-        elif kind == "DataVerified":
-            if (payload.revision or 1) >= case.revision:  # not an earlier revision's, read late
-                case.outcome = intern(payload.outcome)
-        elif kind == "ReferredToResearcher":
-            case.referred = True
-        elif kind == "CommitteeDecided":
-            case.decision = intern(payload.decision)
-            if in_period:
-                figures.decisions += 1
-                if payload.decision == "approved":
-                    figures.approved += 1
-                else:
-                    figures.rejected += 1
-                if payload.within_window:
-                    figures.within_window += 1
-                if case.received is not None:
-                    days = (ts - case.received) / 86400
-                    histogram[math.floor(days)] += 1
-                    slow = SlowCase(
-                        case_id,
-                        case.ref,
-                        case.association,
-                        days,
-                        payload.window_days,
-                        payload.within_window,
-                        local_day(event.occurred_at).isoformat(),
-                    )
-                    item = (days, case_id, slow)
-                    if len(slowest) < SLOWEST:
-                        heapq.heappush(slowest, item)
-                    elif item[:2] > slowest[0][:2]:
-                        heapq.heapreplace(slowest, item)
-        elif kind == "ServiceDelivered":
-            case.delivered = True
-        elif kind == "SurveyAnswered":
-            case.surveyed = True
-            if in_period:
-                bucket = time_bucket(event.occurred_at, granularity)
-                service = payload.service_code or case.service or "?"
-                channel = payload.channel or case.channel or "?"
-                rating = payload.ratings.satisfaction
-                for table, key in ((ratings_by_service, service), (ratings_by_channel, channel)):
-                    cell = table[(bucket, case.association, key)]
-                    cell[0] += 1
-                    cell[1] += rating
-
-    # The cohort and the backlog, as of the moment.
-    funnel = Counter({stage: 0 for stage in FUNNEL_STAGES})
-    outcomes = Counter({outcome: 0 for outcome in OUTCOMES})
-    backlog = {label: {stage: 0 for stage in BACKLOG_STAGES} for label, _ in BACKLOG_BUCKETS}
-    cohort_ids = []
-    for case_id, case in cases.items():
-        if case.received is None:
-            continue  # no RequestReceived seen: not a request of any period
-        if case.cohort:
-            cohort_ids.append(case_id)
-            funnel["received"] += 1
-            funnel["verified"] += case.outcome is not None
-            funnel["decided"] += case.decision is not None
-            funnel["approved"] += case.decision == "approved"
-            funnel["delivered"] += case.delivered
-            funnel["surveyed"] += case.surveyed
-            if case.outcome:
-                outcomes[case.outcome] += 1
-            figures.referred += case.referred
-        closed = case.delivered or case.decision == "rejected"
-        if not closed:
-            stage = (
-                "awaiting_verification"
-                if case.outcome is None
-                else "awaiting_decision"
-                if case.decision is None
-                else "awaiting_delivery"
-            )
-            backlog[backlog_bucket((moment_ts - case.received) / 86400)][stage] += 1
-            figures.backlog_total += 1
-
-    known = list(packs or {})
-    figures.associations = [a for a in known if a in associations] + sorted(
-        associations - set(known)
+    reading = _Reading(period, moment, granularity)
+    reading.read(events)
+    figures = Figures(
+        period=period,
+        granularity=granularity,
+        as_of=moment,
+        events_read=reading.events_read,
+        events_after_period=reading.events_after_period,
+        events_after_as_of=reading.events_after_as_of,
     )
+    _request_figures(figures, reading)
+    _cohort_figures(figures, reading)
+    _decision_figures(figures, reading.decisions)
+    _backlog_figures(figures, reading)
+    figures.satisfaction_by_service, figures.satisfaction_by_channel = _suppressed_groups(
+        reading.ratings_by_service, reading.ratings_by_channel
+    )
+    figures.associations = _association_order(reading.associations, packs)
+    return figures
+
+
+def _request_figures(figures: Figures, reading: _Reading) -> None:
+    """Requests received in the period, by channel and by service."""
     figures.requests_by_channel = {
-        a: dict(sorted(c.items())) for a, c in sorted(by_channel.items())
+        a: dict(sorted(c.items())) for a, c in sorted(reading.by_channel.items())
     }
     figures.requests_by_service = {
-        a: dict(sorted(c.items())) for a, c in sorted(by_service.items())
+        a: dict(sorted(c.items())) for a, c in sorted(reading.by_service.items())
     }
-    figures.requests_total = sum(sum(c.values()) for c in by_channel.values())
+    figures.requests_total = sum(sum(c.values()) for c in reading.by_channel.values())
+
+
+def _cohort_figures(figures: Figures, reading: _Reading) -> None:
+    """The funnel, the verification outcomes and the referrals of the period's cohort."""
+    cohort = {case_id: case for case_id, case in reading.cases.items() if case.cohort}
+    funnel = Counter({stage: 0 for stage in FUNNEL_STAGES})
+    outcomes = Counter({outcome: 0 for outcome in OUTCOMES})
+    for case in cohort.values():
+        funnel["received"] += 1
+        funnel["verified"] += case.outcome is not None
+        funnel["decided"] += case.decision is not None
+        funnel["approved"] += case.decision == "approved"
+        funnel["delivered"] += case.delivered
+        funnel["surveyed"] += case.surveyed
+        if case.outcome:
+            outcomes[case.outcome] += 1
     figures.funnel = {stage: funnel[stage] for stage in FUNNEL_STAGES}
     figures.verification_outcomes = {o: outcomes[o] for o in sorted(outcomes, key=_outcome_order)}
-    figures.days_to_decision_histogram = dict(sorted(histogram.items()))
-    figures.median_days_to_decision = _median_from_histogram(histogram)
-    figures.slowest = [slow for _, _, slow in sorted(slowest, key=lambda i: (-i[0], i[1]))]
+    figures.referred = sum(case.referred for case in cohort.values())
+    figures.cohort_case_ids = frozenset(cohort)
+
+
+def _decision_figures(figures: Figures, decisions: _Decisions) -> None:
+    """The committee's decisions of the period against their windows."""
+    figures.decisions = decisions.count
+    figures.approved = decisions.approved
+    figures.rejected = decisions.rejected
+    figures.within_window = decisions.within_window
+    figures.days_to_decision_histogram = dict(sorted(decisions.histogram.items()))
+    figures.median_days_to_decision = _median_from_histogram(decisions.histogram)
+    figures.slowest = [
+        slow for _, _, slow in sorted(decisions.slowest, key=lambda i: (-i[0], i[1]))
+    ]
+
+
+def _backlog_figures(figures: Figures, reading: _Reading) -> None:
+    """Every case open at the moment (not delivered, not rejected), by its age then."""
+    backlog = {label: {stage: 0 for stage in BACKLOG_STAGES} for label, _ in BACKLOG_BUCKETS}
+    for case in reading.cases.values():
+        if case.received is None:
+            continue  # no RequestReceived seen: not a request of any period
+        if case.delivered or case.decision == "rejected":
+            continue
+        backlog[backlog_bucket((reading.moment_ts - case.received) / 86400)][
+            _waiting_for(case)
+        ] += 1
+        figures.backlog_total += 1
     figures.backlog = backlog
-    figures.satisfaction_by_service, figures.satisfaction_by_channel = _suppressed_groups(
-        ratings_by_service, ratings_by_channel
-    )
-    figures.cohort_case_ids = frozenset(cohort_ids)
-    return figures
+
+
+def _waiting_for(case: _Case) -> str:
+    if case.outcome is None:
+        return "awaiting_verification"
+    if case.decision is None:
+        return "awaiting_decision"
+    return "awaiting_delivery"
+
+
+def _association_order(associations: set[str], packs: Mapping[str, Any] | None) -> list[str]:
+    """The packs' order first, then any other association seen, by id."""
+    known = list(packs or {})
+    return [a for a in known if a in associations] + sorted(associations - set(known))
 
 
 def _outcome_order(outcome: str) -> tuple[int, str]:
@@ -459,45 +534,29 @@ def _median_from_histogram(histogram: Counter[int]) -> float | None:
 
 
 def _suppressed_groups(
-    *partitions: Mapping[tuple[str, str, str], list[int]],
+    *partitions: Mapping[Cell, list[int]],
 ) -> tuple[list[SatisfactionGroup], ...]:
     """Each partition's groups, with those a reader could work out hidden too.
 
-    A group under MIN_GROUP answers is hidden. The partitions (by service, by
-    channel) split the same answers of a month and association, so when one
-    partition hides nothing, the others' total is known; a partition whose
-    hidden groups then add up to fewer than MIN_GROUP answers would give them
-    away by subtraction, and its next smallest shown group is hidden with them.
+    The partitions (by service, by channel) split the same answers of a time
+    bucket and association: within each such scope they are breakdowns of the
+    same answers side by side (`shared.suppression.hidden_in_breakdowns`).
     """
-    hidden: list[set[tuple[str, str, str]]] = [
-        {cell for cell, (answers, _) in partition.items() if answers < MIN_GROUP}
-        for partition in partitions
-    ]
-    scopes = {cell[:2] for partition in partitions for cell in partition}
-    changed = True
-    while changed:
-        changed = False
-        for scope in scopes:
-            hidden_answers = [
-                sum(partition[cell][0] for cell in hidden[index] if cell[:2] == scope)
-                for index, partition in enumerate(partitions)
-            ]
-            total_known = any(answers == 0 for answers in hidden_answers)
-            for index, partition in enumerate(partitions):
-                if not (0 < hidden_answers[index] < MIN_GROUP and total_known):
-                    continue
-                shown = [
-                    cell for cell in partition if cell[:2] == scope and cell not in hidden[index]
-                ]
-                if shown:
-                    hidden[index].add(min(shown, key=lambda cell: (partition[cell][0], cell)))
-                    changed = True
+    # Each scope's breakdowns: key -> answers, one mapping per partition.
+    scopes: dict[tuple[str, str], list[dict[str, int]]] = defaultdict(
+        lambda: [{} for _ in partitions]
+    )
+    for index, partition in enumerate(partitions):
+        for (bucket, association, key), (answers, _) in partition.items():
+            scopes[(bucket, association)][index][key] = answers
+    hidden: list[set[Cell]] = [set() for _ in partitions]
+    for (bucket, association), breakdowns in scopes.items():
+        for index, hidden_keys in enumerate(hidden_in_breakdowns(breakdowns, MINIMUM_GROUP_SIZE)):
+            hidden[index].update((bucket, association, key) for key in hidden_keys)
     return tuple(_groups(partition, hidden[index]) for index, partition in enumerate(partitions))
 
 
-def _groups(
-    cells: Mapping[tuple[str, str, str], list[int]], hidden: set[tuple[str, str, str]]
-) -> list[SatisfactionGroup]:
+def _groups(cells: Mapping[Cell, list[int]], hidden: set[Cell]) -> list[SatisfactionGroup]:
     groups = []
     for cell, (answers, total) in sorted(cells.items()):
         bucket, association, key = cell

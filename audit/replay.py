@@ -370,7 +370,7 @@ def replay_stream(
             finally:
                 try:
                     await subscription.unsubscribe()
-                    consumer = subscription._consumer  # type: ignore[attr-defined]
+                    consumer = subscription._consumer
                     await js.delete_consumer(STREAM_NAME, consumer)
                 except Exception:  # noqa: BLE001, S110 — the ephemeral consumer expires on its own anyway
                     pass

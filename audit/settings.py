@@ -52,7 +52,7 @@ class AuditSettings(BaseSettings):
 def load_audit_settings(**overrides: object) -> AuditSettings:
     """Builds the settings or exits at once with a message an operator can act on."""
     try:
-        return AuditSettings(**overrides)  # type: ignore[arg-type]
+        return AuditSettings(**overrides)  # type: ignore[arg-type]  # pydantic-settings takes any field as a keyword; mypy sees only the declared types
     except ValidationError as error:
         lines = ["AuditSettings: invalid configuration / إعدادات غير صالحة:"]
         for problem in error.errors():

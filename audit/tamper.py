@@ -249,6 +249,138 @@ def verify_store(
     return result
 
 
+# The ways a chain breaks, as the walk classifies them: the kind of break, then the
+# English and the Arabic message, formatted with the finding's facts.
+BREAK_MESSAGES: dict[str, tuple[str, str, str]] = {
+    "unchained": (
+        INSERTED,
+        "the store has events but no hash chain; event {nid} is not chained",
+        "المخزن فيه أحداث بلا سلسلة بصمات؛ الحدث {nid} غير مسلسل",
+    ),
+    "inserted": (
+        INSERTED,
+        (
+            "event {nid} has no chain entry: it was inserted around the "
+            "recorder (or its chain entry was removed)"
+        ),
+        "الحدث {nid} ليس له مدخل في السلسلة: أُدرج من خارج المسجِّل (أو حُذف مدخله من السلسلة)",
+    ),
+    "truncated": (
+        TRUNCATED,
+        (
+            "the events end before the chain: {missing} chained event(s) "
+            "from {nid} on are missing (the tail was cut)"
+        ),
+        (
+            "الأحداث تنتهي قبل السلسلة: {missing} من الأحداث المسلسلة "
+            "ابتداءً من {nid} مفقودة (بُتر آخر السجل)"
+        ),
+    ),
+    "deleted": (
+        DELETED,
+        "event {nid} is in the chain but no longer in the store: deleted",
+        "الحدث {nid} موجود في السلسلة وليس في المخزن: حُذف",
+    ),
+    "reordered": (
+        REORDERED,
+        (
+            "event {nid} holds the content the chain recorded at "
+            "{recorded_at}: the events were reordered"
+        ),
+        "الحدث {nid} يحمل المحتوى المسجَّل في السلسلة عند {recorded_at}: تغيّر ترتيب الأحداث",
+    ),
+    "altered": (
+        ALTERED,
+        "event {nid} was changed: its content no longer matches its chain entry",
+        "الحدث {nid} عُدِّل: لم يعد محتواه يطابق مدخله في السلسلة",
+    ),
+    "deleted_with_chain": (
+        DELETED,
+        (
+            "event(s) {span} were deleted together with their chain entries: "
+            "chain entry {nid} follows an entry that is no longer there"
+        ),
+        (
+            "حُذف الحدث أو الأحداث {span} مع مدخلاتها في السلسلة: "
+            "مدخل السلسلة {nid} يتبع مدخلًا لم يعد موجودًا"
+        ),
+    ),
+    "relinked": (
+        ALTERED,
+        (
+            "chain entry {nid} does not follow the entry before it "
+            "({after}): the chain was rewritten at or before {nid}"
+        ),
+        (
+            "مدخل السلسلة {nid} لا يتصل بالمدخل الذي قبله "
+            "({after_ar}): أُعيدت كتابة السلسلة عند {nid} أو قبله"
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Finding:
+    """A break found by the walk: its case (a key of BREAK_MESSAGES) and what shows it."""
+
+    case: str
+    nid: int  # the notification id the break is reported at
+    details: dict[str, Any] = field(default_factory=dict)  # recorded with the break
+    words: dict[str, Any] = field(default_factory=dict)  # only for the message
+
+    def as_break(self) -> ChainBreak:
+        kind, en, ar = BREAK_MESSAGES[self.case]
+        facts = {"nid": self.nid, **self.words, **self.details}
+        return _break(kind, self.nid, en.format(**facts), ar.format(**facts), **self.details)
+
+
+def _classify(
+    reader: ChainReader,
+    ev: StoredRow | None,
+    ch: ChainEntry | None,
+    rest_of_chain: Iterator[ChainEntry],
+    *,
+    has_chain: bool,
+    previous: bytes,
+    last_id: int,
+) -> _Finding | bytes:
+    """One step of the walk: the break at the next event or chain entry, or, when
+    the event is the one its chain entry recorded and links to the one before, the
+    chain's hash up to it."""
+    if ev is not None and (ch is None or ev.notification_id < ch.notification_id):
+        return _Finding("inserted" if has_chain else "unchained", ev.notification_id)
+    if ch is not None and (ev is None or ch.notification_id < ev.notification_id):
+        if ev is None:
+            missing = 1 + sum(1 for _ in rest_of_chain)
+            details = {"missing": missing, "last_event": last_id}
+            return _Finding("truncated", ch.notification_id, details)
+        return _Finding("deleted", ch.notification_id)
+    assert ev is not None and ch is not None
+    nid = ev.notification_id
+    content = content_hash(reader.originator(ev), ev.originator_version, ev.topic, ev.state).hex()
+    if content != ch.content_hash:
+        elsewhere = [i for i in reader.chain_ids_with_content(content) if i != nid]
+        event = {
+            "originator_id": str(ev.originator_id),
+            "originator_version": ev.originator_version,
+        }
+        if elsewhere:
+            return _Finding("reordered", nid, {"recorded_at": elsewhere[0], **event})
+        return _Finding("altered", nid, {**event, "topic": ev.topic})
+    expected = link_hash(previous, nid, bytes.fromhex(content))
+    if ch.prev_hash == previous.hex() and ch.hash == expected.hex():
+        return expected
+    if nid > last_id + 1:
+        # The ids jump where the chain stops linking: the events between were
+        # deleted together with their chain entries.
+        first, last = last_id + 1, nid - 1
+        span = str(first) if first == last else f"{first}–{last}"
+        details = {"missing_from": first, "missing_to": last, "with_chain": True}
+        return _Finding("deleted_with_chain", first, details, {"span": span, "nid": nid})
+    words = {"after": last_id or "start", "after_ar": last_id or "البداية"}
+    return _Finding("relinked", nid, {"link": True}, words)
+
+
 def _walk(
     reader: ChainReader,
     result: VerifyResult,
@@ -276,134 +408,20 @@ def _walk(
     beyond_head = False
     try:
         while ev is not None or ch is not None:
-            if ev is not None and (ch is None or ev.notification_id < ch.notification_id):
-                nid = ev.notification_id
-                if not has_chain:
-                    result.breaks.append(
-                        _break(
-                            INSERTED,
-                            nid,
-                            f"the store has events but no hash chain; event {nid} is not chained",
-                            f"المخزن فيه أحداث بلا سلسلة بصمات؛ الحدث {nid} غير مسلسل",
-                        )
-                    )
-                else:
-                    result.breaks.append(
-                        _break(
-                            INSERTED,
-                            nid,
-                            f"event {nid} has no chain entry: it was inserted around the "
-                            f"recorder (or its chain entry was removed)",
-                            f"الحدث {nid} ليس له مدخل في السلسلة: أُدرج من خارج المسجِّل "
-                            f"(أو حُذف مدخله من السلسلة)",
-                        )
-                    )
+            step = _classify(
+                reader, ev, ch, chain, has_chain=has_chain, previous=previous, last_id=last_id
+            )
+            if isinstance(step, _Finding):
+                result.breaks.append(step.as_break())
                 break
-            if ch is not None and (ev is None or ch.notification_id < ev.notification_id):
-                nid = ch.notification_id
-                if ev is None:
-                    missing = 1 + sum(1 for _ in chain)
-                    result.breaks.append(
-                        _break(
-                            TRUNCATED,
-                            nid,
-                            f"the events end before the chain: {missing} chained event(s) "
-                            f"from {nid} on are missing (the tail was cut)",
-                            f"الأحداث تنتهي قبل السلسلة: {missing} من الأحداث المسلسلة "
-                            f"ابتداءً من {nid} مفقودة (بُتر آخر السجل)",
-                            missing=missing,
-                            last_event=last_id,
-                        )
-                    )
-                else:
-                    result.breaks.append(
-                        _break(
-                            DELETED,
-                            nid,
-                            f"event {nid} is in the chain but no longer in the store: deleted",
-                            f"الحدث {nid} موجود في السلسلة وليس في المخزن: حُذف",
-                        )
-                    )
-                break
-            assert ev is not None and ch is not None
-            nid = ev.notification_id
-            content = content_hash(
-                reader.originator(ev), ev.originator_version, ev.topic, ev.state
-            ).hex()
-            expected = link_hash(previous, nid, bytes.fromhex(content)).hex()
-            if content != ch.content_hash:
-                elsewhere = [i for i in reader.chain_ids_with_content(content) if i != nid]
-                if elsewhere:
-                    result.breaks.append(
-                        _break(
-                            REORDERED,
-                            nid,
-                            f"event {nid} holds the content the chain recorded at "
-                            f"{elsewhere[0]}: the events were reordered",
-                            f"الحدث {nid} يحمل المحتوى المسجَّل في السلسلة عند "
-                            f"{elsewhere[0]}: تغيّر ترتيب الأحداث",
-                            recorded_at=elsewhere[0],
-                            originator_id=str(ev.originator_id),
-                            originator_version=ev.originator_version,
-                        )
-                    )
-                else:
-                    result.breaks.append(
-                        _break(
-                            ALTERED,
-                            nid,
-                            f"event {nid} was changed: its content no longer matches its "
-                            f"chain entry",
-                            f"الحدث {nid} عُدِّل: لم يعد محتواه يطابق مدخله في السلسلة",
-                            originator_id=str(ev.originator_id),
-                            originator_version=ev.originator_version,
-                            topic=ev.topic,
-                        )
-                    )
-                break
-            if (ch.prev_hash != previous.hex() or ch.hash != expected) and nid > last_id + 1:
-                # The ids jump where the chain stops linking: the events between were
-                # deleted together with their chain entries.
-                first_missing, last_missing = last_id + 1, nid - 1
-                span = (
-                    str(first_missing)
-                    if first_missing == last_missing
-                    else f"{first_missing}–{last_missing}"
-                )
-                result.breaks.append(
-                    _break(
-                        DELETED,
-                        first_missing,
-                        f"event(s) {span} were deleted together with their chain entries: "
-                        f"chain entry {nid} follows an entry that is no longer there",
-                        f"حُذف الحدث أو الأحداث {span} مع مدخلاتها في السلسلة: "
-                        f"مدخل السلسلة {nid} يتبع مدخلًا لم يعد موجودًا",
-                        missing_from=first_missing,
-                        missing_to=last_missing,
-                        with_chain=True,
-                    )
-                )
-                break
-            if ch.prev_hash != previous.hex() or ch.hash != expected:
-                result.breaks.append(
-                    _break(
-                        ALTERED,
-                        nid,
-                        f"chain entry {nid} does not follow the entry before it "
-                        f"({last_id or 'start'}): the chain was rewritten at or before {nid}",
-                        f"مدخل السلسلة {nid} لا يتصل بالمدخل الذي قبله "
-                        f"({last_id or 'البداية'}): أُعيدت كتابة السلسلة عند {nid} أو قبله",
-                        link=True,
-                    )
-                )
-                break
-            previous = bytes.fromhex(expected)
+            assert ev is not None  # a linked step is an event with its chain entry
+            previous = step
             count += 1
-            last_id = nid
+            last_id = ev.notification_id
             if head_id is not None:
-                if nid == head_id:
-                    at_head = (expected, count)
-                elif nid > head_id:
+                if last_id == head_id:
+                    at_head = (previous.hex(), count)
+                elif last_id > head_id:
                     beyond_head = True
             if bar is not None:
                 bar.update(1)

@@ -26,14 +26,14 @@ from eventsourcing.domain import Aggregate, event
 from shared.errors import Gone, NotFound, Refused
 from shared.events import Ratings
 
+# The suppression rule (the minimum group size, the reasons) is one rule with the
+# board report's: decision 19.
+from shared.suppression import MINIMUM_GROUP_SIZE, hidden_groups, suppression_reason
+
 STAGES = ("delivered", "rejected")
 
 LANGUAGES = ("ar", "en")
 DEFAULT_LANGUAGE = "ar"
-
-# A group of answers smaller than this is reported as suppressed, without figures,
-# so that no one can read an individual applicant's or officer's rating from it.
-MINIMUM_GROUP_SIZE = 5
 
 
 def survey_not_found() -> NotFound:
@@ -364,39 +364,6 @@ class Survey(Aggregate):
 # 4. The "would recommend" figures of a shown group follow rules 1 to 3 on their own
 #    count (the question is optional, so fewer applicants may have answered it).
 
-TOO_FEW_ANSWERS = "too_few_answers"
-PROTECTS_A_SMALLER_GROUP = "protects_a_smaller_group"
-HIDDEN_IN_AN_ASSOCIATION = "hidden_in_an_association"
-
-
-def suppression_reason(code: str, minimum: int = MINIMUM_GROUP_SIZE) -> dict[str, str]:
-    """Why a group's figures are not shown, in both languages."""
-    texts = {
-        TOO_FEW_ANSWERS: (
-            (
-                f"Fewer than {minimum} answers: not shown, so that no one's rating can be "
-                "read from it."
-            ),
-            f"أقل من {minimum} إجابات: لا تُعرض حتى لا يُستدل منها على تقييم أحد.",
-        ),
-        PROTECTS_A_SMALLER_GROUP: (
-            (
-                "Hidden as well, so that a smaller hidden group cannot be worked out by "
-                "subtracting the shown groups from the total."
-            ),
-            "أُخفيت كذلك حتى لا تُستنتج مجموعة مخفية أصغر بطرح المجموعات المعروضة من المجموع.",
-        ),
-        HIDDEN_IN_AN_ASSOCIATION: (
-            (
-                "Hidden because this group is hidden in one association's results: the sum "
-                "over associations would reveal it."
-            ),
-            "أُخفيت لأن هذه المجموعة مخفية في نتائج إحدى الجمعيات، ومجموعها عبر الجمعيات يكشفها.",
-        ),
-    }
-    en, ar = texts[code]
-    return {"code": code, "en": en, "ar": ar}
-
 
 @dataclass(frozen=True)
 class GroupTally:
@@ -422,35 +389,6 @@ class GroupTally:
             detractors=self.detractors + other.detractors,
             association_id=self.association_id,
         )
-
-
-def hidden_groups(
-    counts: Mapping[str, int],
-    minimum: int = MINIMUM_GROUP_SIZE,
-    hidden_elsewhere: Iterable[str] = (),
-) -> dict[str, str]:
-    """The groups of one breakdown not to show, each with the code of its reason.
-
-    `counts` holds every group of the breakdown (their sum is the total);
-    `hidden_elsewhere` the groups that must be hidden whatever their count.
-    """
-    hidden: dict[str, str] = {}
-    for value, count in counts.items():
-        if 0 < count < minimum:
-            hidden[value] = TOO_FEW_ANSWERS
-    for value in hidden_elsewhere:
-        if value in counts:
-            hidden.setdefault(value, HIDDEN_IN_AN_ASSOCIATION)
-    hidden_answers = sum(counts[value] for value in hidden)
-    # Smallest first, then by name, so that the same figures always hide the same groups.
-    shown = sorted(
-        (count, value) for value, count in counts.items() if value not in hidden and count
-    )
-    while 0 < hidden_answers < minimum and shown:
-        count, value = shown.pop(0)
-        hidden[value] = PROTECTS_A_SMALLER_GROUP
-        hidden_answers += count
-    return hidden
 
 
 def _recommend_figures(tally: GroupTally) -> dict[str, Any]:
