@@ -24,7 +24,7 @@ from shared.events import (
     RequestReceivedPayload,
     encode_event,
 )
-from shared.policy import DEFAULT_POLICIES_DIR
+from shared.policy_loader import DEFAULT_POLICIES_DIR
 from shared.subjects import event_subject
 from tests.helpers import stream_messages_sync, wait_for
 

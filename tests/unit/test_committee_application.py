@@ -33,7 +33,8 @@ from shared.events import (
     encode_event,
 )
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, PolicyPack, load_packs
+from shared.policy import PolicyPack
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 

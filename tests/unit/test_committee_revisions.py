@@ -30,7 +30,8 @@ from shared.events import (
     RequestReceived,
     RequestReceivedPayload,
 )
-from shared.policy import DEFAULT_POLICIES_DIR, PolicyPack, load_packs
+from shared.policy import PolicyPack
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 

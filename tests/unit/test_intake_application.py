@@ -26,7 +26,7 @@ from shared.events import (
     Vote,
 )
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.submissions import Submission
 
 pytestmark = pytest.mark.unit

@@ -42,7 +42,7 @@ from shared.events import (
     ServiceDeliveredPayload,
 )
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.store import StoreRunner
 
 pytestmark = pytest.mark.unit

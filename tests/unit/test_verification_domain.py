@@ -36,7 +36,7 @@ from shared.events import (
     RequestReceivedPayload,
 )
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 

@@ -25,7 +25,7 @@ from shared.events import (
     RequestReceived,
     RequestReceivedPayload,
 )
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 
