@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from khidma.nats_server import NatsServer
 
-POSTGRES_DSN = dict(host="127.0.0.1", port=5432, dbname="test", user="postgres")
+# The `backend` fixture (each test on SQLite and on PostgreSQL), for every test that asks.
+pytest_plugins = ["tests.backends"]
+
+POSTGRES_DSN = {"host": "127.0.0.1", "port": 5432, "dbname": "test", "user": "postgres"}
 
 
 @pytest.fixture
