@@ -110,7 +110,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
             raise HTTPException(422, f"unknown checks: {unknown}; known: {sorted(REGISTRY)}")
         stores, stream = _sources(settings, source)
 
-        from shared.policy import load_packs
+        from shared.policy_loader import load_packs
 
         # The window and the quorum are the policy's, not what the committee recorded.
         context = CheckContext(packs=load_packs(settings.policies_dir))

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.subjects import event_subject
 
 HOUR = 3600.0

@@ -253,7 +253,7 @@ def _as_of(args: argparse.Namespace) -> datetime | None:
 
 
 def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
-    from shared.policy import load_packs
+    from shared.policy_loader import load_packs
 
     stores, stream = _sources(args, settings)
     at = _as_of(args)

@@ -1,25 +1,20 @@
-"""Policy packs: each association's written policy, as data validated at start-up.
+"""Policy packs: each association's written policy, as validated data.
 
-A pack is a TOML file in the policies folder (one per association). This
-module only describes and loads them; the rules that use them live in the
-services. A broken pack stops the service with the file, key and problem.
+This module describes a pack and what its eligibility rules mean; it reads no
+file, so domain code may import it. Reading and validating the TOML files, and
+stopping a service on a broken one, is shared.policy_loader's work.
 """
 
 from __future__ import annotations
 
-import sys
-import tomllib
 from datetime import date
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.dates import from_hijri, to_hijri
 from shared.events import ASSOCIATION_ID_PATTERN, RESERVED_ASSOCIATION_IDS, Contract
 from shared.submissions import CHANNELS
-
-DEFAULT_POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
 
 
 class Text(Contract):
@@ -208,61 +203,3 @@ def _satisfies(rule: EligibilityRule, value: Any) -> bool:
         if rule.maximum is not None and number > rule.maximum:
             return False
     return True
-
-
-class PolicyError(Exception):
-    """A pack that cannot be used; the message names the file, the key and the problem."""
-
-
-def load_pack(path: Path) -> PolicyPack:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise PolicyError(f"{path}: cannot read the policy pack: {error}") from None
-    try:
-        pack = PolicyPack.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{_key(problem['loc'])}: {problem['msg']}" for problem in error.errors()
-        )
-        raise PolicyError(f"{path}: {problems}") from None
-    if path.stem != pack.association_id:
-        raise PolicyError(
-            f"{path}: association_id '{pack.association_id}' must match the file name"
-        )
-    return pack
-
-
-def load_packs(folder: Path) -> dict[str, PolicyPack]:
-    """Every pack in the folder, keyed by association id."""
-    paths = sorted(Path(folder).glob("*.toml"))
-    if not paths:
-        raise PolicyError(f"{folder}: no policy pack (*.toml) found")
-    packs: dict[str, PolicyPack] = {}
-    prefixes: dict[str, str] = {}
-    for path in paths:
-        pack = load_pack(path)
-        if pack.case_prefix in prefixes:
-            raise PolicyError(
-                f"{path}: case_prefix '{pack.case_prefix}' is already used by "
-                f"{prefixes[pack.case_prefix]}"
-            )
-        prefixes[pack.case_prefix] = pack.association_id
-        packs[pack.association_id] = pack
-    return packs
-
-
-def load_packs_or_exit(folder: Path, service: str) -> dict[str, PolicyPack]:
-    """The packs a service starts with; a broken one stops it at once (exit code 2)."""
-    try:
-        return load_packs(folder)
-    except PolicyError as error:
-        print(f"{service}: invalid policy pack / سياسة غير صالحة: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def _key(location: tuple[Any, ...]) -> str:
-    key = ""
-    for part in location:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key or "(file)"

@@ -1,14 +1,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytest
 
 from khidma.nats_server import NatsServer
+from shared.clock import Clock
+from tests.in_process import InProcessService, start_in_process
 
-POSTGRES_DSN = dict(host="127.0.0.1", port=5432, dbname="test", user="postgres")
+# The `backend` fixture (each test on SQLite and on PostgreSQL), for every test that asks.
+pytest_plugins = ["tests.backends"]
+
+POSTGRES_DSN: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 5432,
+    "dbname": "test",
+    "user": "postgres",
+}
 
 
 @pytest.fixture
@@ -34,3 +46,20 @@ def postgres_available() -> dict[str, str]:
             pytest.fail(f"PostgreSQL is required under CI and could not connect: {error}")
         pytest.skip(f"PostgreSQL not reachable: {error}")
     return {k: str(v) for k, v in POSTGRES_DSN.items()}
+
+
+@pytest.fixture
+async def in_process(
+    tmp_path: Path,
+) -> AsyncIterator[Callable[..., Awaitable[InProcessService]]]:
+    """Starts a service's HTTP API in this process, on its real application and a
+    SQLite store of its own, without NATS: `await in_process("intake", clock=...)`.
+
+    Each service is stopped (its lifespan ended, its client closed) after the test.
+    """
+    async with AsyncExitStack() as stack:
+
+        async def start(service: str, *, clock: Clock | None = None) -> InProcessService:
+            return await start_in_process(service, tmp_path / service, stack, clock=clock)
+
+        yield start

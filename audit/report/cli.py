@@ -117,7 +117,7 @@ def _hijri_argument(text: str) -> datetime:
 
 def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     from audit.settings import load_audit_settings
-    from shared.policy import load_packs
+    from shared.policy_loader import load_packs
 
     settings = settings or load_audit_settings()
     # The report's moment: the clock unless --as-of, never after the period's end.

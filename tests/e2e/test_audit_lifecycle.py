@@ -98,7 +98,7 @@ def test_a_real_history_raises_only_the_late_decision(history: dict[str, Any]) -
     assert totals.store_events > 0 and totals.content_not_compared == 0
     # and against the policy packs, the same single exception
     from audit.compliance import CheckContext
-    from shared.policy import load_packs
+    from shared.policy_loader import load_packs
 
     context = CheckContext(packs=load_packs(settings.policies_dir))
     checked = list(run_checks(case_timelines(settings, stream=True), context=context))

@@ -109,7 +109,7 @@ def _copy_case(number: int):
 
 def test_benchmark_smoke(tmp_path: Path, monkeypatch) -> None:
     import audit.compliance
-    from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+    from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
     packs_seen: list[set[str]] = []
     run_checks = audit.compliance.run_checks

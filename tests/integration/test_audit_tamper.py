@@ -396,7 +396,7 @@ def test_a_service_store_chains_its_events(settings):
     """Intake's own application, on its SQLite file, with the associations' packs."""
     from services.intake.application import IntakeApplication
     from shared.clock import FrozenClock
-    from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+    from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
     from shared.submissions import Submission
 
     app = open_application(

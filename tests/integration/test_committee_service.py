@@ -13,9 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -25,7 +26,6 @@ import pytest
 from khidma.nats_server import NatsServer
 from khidma.processes import PROJECT_ROOT, ServiceProcess
 from shared.events import (
-    Actor,
     Applicant,
     Attestation,
     Correction,
@@ -34,13 +34,12 @@ from shared.events import (
     Explanation,
     IntegrationEvent,
     ReferredToResearcher,
-    ReferredToResearcherPayload,
     RequestReceived,
-    RequestReceivedPayload,
     encode_event,
 )
-from shared.policy import DEFAULT_POLICIES_DIR
+from shared.policy_loader import DEFAULT_POLICIES_DIR
 from shared.subjects import event_subject
+from tests import builders
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -55,61 +54,32 @@ PRESENT = ["chair", "member-2", "member-3", "member-4"]
 def request_received(
     attested: bool = True, occurred_at: datetime | None = None
 ) -> RequestReceived:
-    event_id = uuid4()
-    now = occurred_at or datetime.now(timezone.utc)
-    return RequestReceived(
-        event_id=event_id,
+    now = occurred_at or datetime.now(UTC)
+    return builders.request_received(
         occurred_at=now,
-        association_id="sidr",
-        case_id=uuid4(),
         case_ref=f"SDR-1448-{uuid4().int % 1_000_000:06d}",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=f"form-{uuid4().hex[:8]}",
-            service_code="seedlings",
-            applicant=Applicant(national_id="1000000001", name="Applicant"),
-            attestation=Attestation(
-                attested=attested,
-                attested_by="Applicant",
-                attested_at=now,
-                method="in_person",
-                data_hash=("ef" * 32) if attested else None,
-            ),
+        service_code="seedlings",
+        applicant=Applicant(national_id="1000000001", name="Applicant"),
+        attestation=Attestation(
+            attested=attested,
+            attested_by="Applicant",
+            attested_at=now,
+            method="in_person",
+            data_hash=("ef" * 32) if attested else None,
         ),
     )
 
 
 def data_verified(request: RequestReceived, outcome: str = "verified") -> DataVerified:
-    return DataVerified(
-        event_id=uuid4(),
-        occurred_at=datetime.now(timezone.utc),
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=request.event_id,
-        actor=Actor(kind="officer", id="verifier-1"),
-        payload=DataVerifiedPayload(outcome=outcome, checks=[], officer="verifier-1"),  # type: ignore[arg-type]
-    )
+    return builders.data_verified(request, outcome=outcome, checks=[], officer="verifier-1")
 
 
 def referred(request: RequestReceived) -> ReferredToResearcher:
-    return ReferredToResearcher(
-        event_id=uuid4(),
-        occurred_at=datetime.now(timezone.utc),
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=request.event_id,
-        actor=Actor(kind="officer", id="officer-7"),
-        payload=ReferredToResearcherPayload(
-            reason="the procedures are unclear to the applicant",
-            questions=["which documents are needed?"],
-            referred_by="officer-7",
-        ),
+    return builders.referred_to_researcher(
+        request,
+        reason="the procedures are unclear to the applicant",
+        questions=["which documents are needed?"],
+        referred_by="officer-7",
     )
 
 
@@ -373,7 +343,7 @@ def test_the_scheduler_flags_cases_approaching_and_past_their_deadline(
     nats_server: NatsServer, committee: ServiceProcess, clock_file: Path
 ) -> None:
     # Received 5 days ago with a 7-day window: 2 days left, within the 3-day warning.
-    request = request_received(occurred_at=datetime.now(timezone.utc) - timedelta(days=5))
+    request = request_received(occurred_at=datetime.now(UTC) - timedelta(days=5))
     publish(nats_server.url, request, data_verified(request))
     case_id = str(request.case_id)
     approaching = wait_for(
@@ -452,6 +422,7 @@ def test_a_broken_policy_pack_stops_the_service_with_the_file_and_key(tmp_path: 
     )
     result = subprocess.run(
         [sys.executable, "-m", "services.committee"],
+        check=False,  # the exit code is what is asserted
         cwd=PROJECT_ROOT,
         env={
             **os.environ,
@@ -535,7 +506,7 @@ def test_ineligible_and_discrepancies_cases_are_listed_and_a_sitting_rejects_fro
     corrected = correctable.model_copy(
         update={
             "event_id": uuid4(),
-            "occurred_at": datetime.now(timezone.utc),
+            "occurred_at": datetime.now(UTC),
             "payload": correctable.payload.model_copy(
                 update={"revision": 2, "corrects": discrepancies.event_id}
             ),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -31,13 +30,13 @@ from shared.events import (
     Applicant,
     Attestation,
     RequestReceived,
-    RequestReceivedPayload,
     encode_event,
 )
 from shared.store import consumer_tracking_name
 from shared.stream import ensure_stream
 from shared.subjects import STREAM_NAME, event_subject
-from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
+from tests import builders
+from tests.backends import Backend
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -47,22 +46,15 @@ DURABLE = "verification"
 
 def request() -> RequestReceived:
     event_id = uuid4()
-    return RequestReceived(
+    return builders.request_received(
         event_id=event_id,
-        occurred_at=datetime.now(timezone.utc),
-        association_id="sidr",
-        case_id=uuid4(),
         case_ref=f"SID-{event_id.hex[:6]}",
-        correlation_id=event_id,
         actor=Actor(kind="adapter", id="test"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=str(uuid4()),
-            service_code="food-basket",
-            applicant=Applicant(national_id="1000000008", name="Crash", phone="+966500000000"),
-            fields={"family_size": 4},
-            attestation=Attestation(attested=True, method="in_person"),
-        ),
+        channel_ref=str(uuid4()),
+        service_code="food-basket",
+        applicant=Applicant(national_id="1000000008", name="Crash", phone="+966500000000"),
+        fields={"family_size": 4},
+        attestation=Attestation(attested=True, method="in_person"),
     )
 
 

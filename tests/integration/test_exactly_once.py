@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -18,14 +17,14 @@ from shared.events import (
     Applicant,
     IntegrationEvent,
     RequestReceived,
-    RequestReceivedPayload,
     encode_event,
 )
 from shared.settings import ServiceSettings
 from shared.store import ServiceApplication, StoreRunner, open_application
 from shared.stream import ensure_stream
 from shared.subjects import dead_letter_subject, event_subject
-from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
+from tests import builders
+from tests.backends import Backend
 from tests.helpers import async_wait_for, stream_messages
 
 pytestmark = pytest.mark.integration
@@ -60,21 +59,13 @@ def make_app(where: Path | Backend) -> EffectsApplication:
 
 
 def request(case_id: UUID | None = None) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
-        occurred_at=datetime.now(timezone.utc),
-        association_id="sidr",
+    return builders.request_received(
         case_id=case_id or uuid4(),
         case_ref="SID-T",
-        correlation_id=event_id,
         actor=Actor(kind="adapter", id="test"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=str(uuid4()),
-            service_code="aid",
-            applicant=Applicant(national_id="1000000008", name="Ali"),
-        ),
+        channel_ref=str(uuid4()),
+        service_code="aid",
+        applicant=Applicant(national_id="1000000008", name="Ali"),
     )
 
 

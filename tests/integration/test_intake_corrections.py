@@ -6,9 +6,8 @@ The test plays verification: it publishes the DataVerified that intake consumes.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 import nats
@@ -16,15 +15,14 @@ import pytest
 
 from khidma.processes import ServiceProcess
 from shared.events import (
-    Actor,
     CheckResult,
     Correction,
     DataVerified,
-    DataVerifiedPayload,
     Explanation,
     encode_event,
 )
 from shared.subjects import event_subject
+from tests import builders
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -63,21 +61,12 @@ def requests_received(nats_url: str) -> list[dict[str, Any]]:
 
 def publish_verification(nats_url: str, received: dict[str, Any], **payload: Any) -> DataVerified:
     """What verification would publish about the request `received`."""
-    event = DataVerified(
-        event_id=uuid4(),
-        occurred_at=datetime.now(timezone.utc),
-        association_id=received["association_id"],
-        case_id=received["case_id"],
-        case_ref=received["case_ref"],
-        correlation_id=received["correlation_id"],
-        causation_id=received["event_id"],
-        actor=Actor(kind="officer", id="verifier-1"),
-        payload=DataVerifiedPayload(
-            checks=[CheckResult(name="national_id_format", passed=False)],
-            officer="verifier-1",
-            revision=received["payload"]["revision"],
-            **payload,
-        ),
+    event = builders.data_verified(
+        received,
+        checks=[CheckResult(name="national_id_format", passed=False)],
+        officer="verifier-1",
+        revision=received["payload"]["revision"],
+        **payload,
     )
 
     async def publish() -> None:

@@ -10,7 +10,7 @@ import pytest
 from services.intake.application import IntakeApplication
 from services.intake.domain import numbering_id
 from shared.clock import FrozenClock
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.settings import ServiceSettings
 from shared.store import open_application
 from shared.submissions import Submission

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
-from uuid import uuid4
 
 import httpx
 import nats
@@ -13,13 +11,11 @@ import pytest
 
 from khidma.processes import ServiceProcess
 from shared.events import (
-    Actor,
-    CommitteeDecided,
-    CommitteeDecidedPayload,
     Vote,
     encode_event,
 )
 from shared.subjects import event_subject, submission_subject
+from tests import builders
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -136,19 +132,16 @@ def test_delivery_is_refused_until_the_committee_approves(intake, nats_server):
         lambda: stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived"),
         what="RequestReceived",
     )[0]["event"]
-    decision = CommitteeDecided(
-        event_id=uuid4(),
-        occurred_at=datetime.now(timezone.utc),
+    decision = builders.committee_decided(
         association_id="sidr",
         case_id=case["case_id"],
         case_ref=case["case_ref"],
         correlation_id=received["correlation_id"],
-        causation_id=uuid4(),
-        actor=Actor(kind="committee", id="committee"),
-        payload=CommitteeDecidedPayload(
-            decision="approved", reasons=["ok"], votes=[Vote(member="m1", vote="approve")],
-            window_days=14, within_window=True,
-        ),
+        decision="approved",
+        reasons=["ok"],
+        votes=[Vote(member="m1", vote="approve")],
+        window_days=14,
+        within_window=True,
     )
 
     async def publish() -> None:

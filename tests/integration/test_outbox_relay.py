@@ -21,7 +21,7 @@ from services.intake.integration import TRANSLATORS
 from shared.consumer import REASON_HEADER
 from shared.events import RequestReceivedPayload
 from shared.outbox import SOURCE_HEADER, OutboxRelay
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.store import OUTBOX_TRACKING, StoreRunner, open_application

@@ -35,7 +35,7 @@ from shared.clock import FrozenClock
 from shared.errors import Refused
 from shared.events import IntegrationEvent
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.store import consumer_tracking_name, process_tracked
 from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import stream_messages_sync, wait_for

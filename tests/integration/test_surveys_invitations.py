@@ -17,7 +17,7 @@ import pytest
 from khidma.nats_server import NatsServer
 from khidma.processes import PROJECT_ROOT, ServiceProcess
 from shared.events import RequestReceived
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests.helpers import wait_for
 from tests.integration.test_surveys_service import (
     answer,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
@@ -15,18 +15,15 @@ import pytest
 from khidma.nats_server import NatsServer
 from khidma.processes import ServiceProcess
 from shared.events import (
-    Actor,
     Applicant,
     CommitteeDecided,
-    CommitteeDecidedPayload,
     IntegrationEvent,
     RequestReceived,
-    RequestReceivedPayload,
     ServiceDelivered,
-    ServiceDeliveredPayload,
     encode_event,
 )
 from shared.subjects import event_subject
+from tests import builders
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -61,68 +58,32 @@ def publish(nats_url: str, *events: IntegrationEvent) -> None:
     asyncio.run(send())
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def request_received(
     channel: str = "website", service_code: str = "food-basket", phone: str | None = "0500000001"
 ) -> RequestReceived:
     case_id = uuid4()
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
-        occurred_at=now(),
+    return builders.request_received(
         association_id=ASSOCIATION,
         case_id=case_id,
         case_ref=f"SID-{case_id.hex[:8].upper()}",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id=f"http:{channel}"),
-        payload=RequestReceivedPayload(
-            channel=channel,
-            channel_ref=f"ref-{case_id.hex}",
-            service_code=service_code,
-            applicant=Applicant(national_id="1000000001", name="Applicant", phone=phone),
-        ),
-    )
-
-
-def follow_up(received: RequestReceived) -> dict[str, Any]:
-    return dict(
-        event_id=uuid4(),
-        occurred_at=now(),
-        association_id=received.association_id,
-        case_id=received.case_id,
-        case_ref=received.case_ref,
-        correlation_id=received.correlation_id,
-        causation_id=uuid4(),
+        channel=channel,
+        channel_ref=f"ref-{case_id.hex}",
+        service_code=service_code,
+        applicant=Applicant(national_id="1000000001", name="Applicant", phone=phone),
     )
 
 
 def service_delivered(received: RequestReceived) -> ServiceDelivered:
-    return ServiceDelivered(
-        **follow_up(received),
-        actor=Actor(kind="officer", id="officer-7"),
-        payload=ServiceDeliveredPayload(
-            service_code=received.payload.service_code,
-            delivered="one food basket",
-            delivered_by="officer-7",
-        ),
+    return builders.service_delivered(
+        received,
+        service_code=received.payload.service_code,
+        delivered="one food basket",
+        delivered_by="officer-7",
     )
 
 
 def committee_decided(received: RequestReceived, decision: str) -> CommitteeDecided:
-    return CommitteeDecided(
-        **follow_up(received),
-        actor=Actor(kind="committee", id="committee"),
-        payload=CommitteeDecidedPayload(
-            decision=decision,  # type: ignore[arg-type]
-            reasons=["per policy"],
-            votes=[],
-            window_days=14,
-            within_window=True,
-        ),
-    )
+    return builders.committee_decided(received, decision=decision, reasons=["per policy"])
 
 
 def invitation(service: ServiceProcess, case_id: UUID) -> dict[str, Any]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from datetime import date, datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Iterator
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import UUID
 
 import httpx
 import nats
@@ -16,23 +17,22 @@ import pytest
 from khidma.nats_server import NatsServer
 from khidma.processes import ServiceProcess
 from shared.events import (
-    Actor,
     Applicant,
     Attestation,
     Document,
     RequestReceived,
-    RequestReceivedPayload,
     encode_event,
 )
-from shared.policy import DEFAULT_POLICIES_DIR
+from shared.policy_loader import DEFAULT_POLICIES_DIR
 from shared.subjects import event_subject
+from tests import builders
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
 MEMBER = "1000000008"
 STRANGER = "2000000006"
-SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
+SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 REGISTRY = (
     "national_id,name,joined_on,status,status_since\n"
     f"{MEMBER},Aisha,2020-01-01,good,2020-01-01\n"
@@ -50,26 +50,16 @@ def verification(nats_server: NatsServer, tmp_path: Path) -> Iterator[ServicePro
 
 
 def request_received(national_id: str, expires_on: date) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
+    return builders.request_received(
         # Intake recorded it days later (completed then); validity is judged at submission.
-        occurred_at=datetime(2025, 3, 20, 9, 30, tzinfo=timezone.utc),
-        association_id="sidr",
-        case_id=uuid4(),
+        occurred_at=datetime(2025, 3, 20, 9, 30, tzinfo=UTC),
         case_ref="SDR-1446-000001",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=f"form-{uuid4().hex[:8]}",
-            service_code="member-service",
-            applicant=Applicant(national_id=national_id, name="Aisha", phone="050 123 4567"),
-            fields={"request_details": "A seedling nursery visit"},
-            documents=[Document(code="national_id_card", number="x", expires_on=expires_on)],
-            attestation=Attestation(attested=True),
-            submitted_at=SUBMITTED_AT,
-        ),
+        service_code="member-service",
+        applicant=Applicant(national_id=national_id, name="Aisha", phone="050 123 4567"),
+        fields={"request_details": "A seedling nursery visit"},
+        documents=[Document(code="national_id_card", number="x", expires_on=expires_on)],
+        attestation=Attestation(attested=True),
+        submitted_at=SUBMITTED_AT,
     )
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
@@ -15,14 +16,13 @@ import pytest
 from khidma.nats_server import NatsServer
 from khidma.processes import ServiceProcess
 from shared.events import (
-    Actor,
     Applicant,
     Attestation,
     RequestReceived,
-    RequestReceivedPayload,
     encode_event,
 )
 from shared.subjects import event_subject
+from tests import builders
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,26 +43,17 @@ def verification(nats_server: NatsServer, tmp_path: Path) -> Iterator[ServicePro
         service.stop(timeout=5)
 
 
-def request_received(
-    *, attestation: Attestation | None = Attestation(attested=True)
-) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
-        occurred_at=datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc),
-        association_id="sidr",
-        case_id=uuid4(),
+SIGNED = Attestation(attested=True)
+
+
+def request_received(*, attestation: Attestation | None = SIGNED) -> RequestReceived:
+    return builders.request_received(
+        occurred_at=datetime(2025, 3, 1, 9, 30, tzinfo=UTC),
         case_ref="SID-0001",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=f"form-{uuid4().hex[:8]}",
-            service_code="volunteering",
-            applicant=Applicant(national_id="1012345672", name="Aisha", phone="0501234567"),
-            fields={"availability": "weekends"},
-            attestation=attestation,
-        ),
+        service_code="volunteering",
+        applicant=Applicant(national_id="1012345672", name="Aisha", phone="0501234567"),
+        fields={"availability": "weekends"},
+        attestation=attestation,
     )
 
 
@@ -269,13 +260,13 @@ def test_a_corrected_revision_is_verified_again_and_published_with_its_revision(
     corrected = first.model_copy(
         update={
             "event_id": uuid4(),
-            "occurred_at": datetime(2025, 3, 4, 8, 0, tzinfo=timezone.utc),
+            "occurred_at": datetime(2025, 3, 4, 8, 0, tzinfo=UTC),
             "payload": first.payload.model_copy(
                 update={
                     "attestation": Attestation(attested=True),
                     "revision": 2,
                     "corrects": UUID(first_verified["event_id"]),
-                    "submitted_at": datetime(2025, 3, 4, 7, 55, tzinfo=timezone.utc),
+                    "submitted_at": datetime(2025, 3, 4, 7, 55, tzinfo=UTC),
                 }
             ),
         }

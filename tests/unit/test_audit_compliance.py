@@ -495,7 +495,7 @@ def test_state_as_of_a_moment_before_and_after_the_decision(sources: dict[str, b
 @pytest.fixture(scope="module")
 def packs() -> dict[str, Any]:
     from audit.settings import AuditSettings
-    from shared.policy import load_packs
+    from shared.policy_loader import load_packs
 
     loaded = load_packs(AuditSettings().policies_dir)
     assert loaded["sidr"].decision_window_days == 14 and loaded["sidr"].committee.quorum == 3

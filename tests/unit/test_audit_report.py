@@ -16,7 +16,7 @@ from audit.compliance import ComplianceException
 from audit.figures import Figures, _suppressed_groups, compute_figures, time_bucket
 from audit.report import parse_day, register_commands, write_report
 from shared.dates import both_calendars
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests.unit.test_audit_report_history import (
     END,
     EXPECTED,

@@ -25,7 +25,7 @@ from audit.figures import compute_figures
 from audit.report import compliance_exceptions, register_commands, write_report
 from audit.timeline import CaseTimeline
 from shared.dates import both_calendars
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests.unit.test_audit_compliance import CaseHistory
 
 pytestmark = pytest.mark.unit

@@ -3,7 +3,7 @@ the published event, the read model and the minutes (no broker, no database file
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,20 +24,19 @@ from shared.events import (
     Attestation,
     CommitteeDecided,
     DataVerified,
-    DataVerifiedPayload,
     ReferredToResearcher,
-    ReferredToResearcherPayload,
     RequestReceived,
-    RequestReceivedPayload,
     decode_event,
     encode_event,
 )
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, PolicyPack, load_packs
+from shared.policy import PolicyPack
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
-RECEIVED_AT = datetime(2025, 3, 2, 9, 30, tzinfo=timezone.utc)
+RECEIVED_AT = datetime(2025, 3, 2, 9, 30, tzinfo=UTC)
 SIDR_WINDOW = 7  # the test pack's own window, unlike the fallback setting below
 FALLBACK_WINDOW = 30
 PRESENT = ["chair", "member-2", "member-3", "member-4"]
@@ -79,52 +78,30 @@ def attestation(attested: bool = True) -> Attestation:
 def request_received(
     association_id: str = "sidr", attested: bool | None = True, case_id: UUID | None = None
 ) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
+    return builders.request_received(
         occurred_at=RECEIVED_AT,
         association_id=association_id,
         case_id=case_id or uuid4(),
         case_ref="SDR-1446-000123",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=f"form-{uuid4().hex[:6]}",
-            service_code="seedlings",
-            applicant=Applicant(national_id="1000000001", name="Applicant"),
-            attestation=None if attested is None else attestation(attested),
-        ),
+        service_code="seedlings",
+        applicant=Applicant(national_id="1000000001", name="Applicant"),
+        attestation=None if attested is None else attestation(attested),
     )
 
 
 def data_verified(request: RequestReceived, outcome: str = "verified") -> DataVerified:
-    return DataVerified(
-        event_id=uuid4(),
-        occurred_at=RECEIVED_AT + timedelta(hours=5),
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=request.event_id,
-        actor=Actor(kind="officer", id="verifier-1"),
-        payload=DataVerifiedPayload(outcome=outcome, checks=[], officer="verifier-1"),  # type: ignore[arg-type]
+    return builders.data_verified(
+        request, occurred_at=RECEIVED_AT + timedelta(hours=5), outcome=outcome
     )
 
 
 def referred(request: RequestReceived) -> ReferredToResearcher:
-    return ReferredToResearcher(
-        event_id=uuid4(),
+    return builders.referred_to_researcher(
+        request,
         occurred_at=RECEIVED_AT - timedelta(hours=1),
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=request.event_id,
-        actor=Actor(kind="officer", id="officer-7"),
-        payload=ReferredToResearcherPayload(
-            reason="procedures unclear", questions=["how long?"], referred_by="officer-7"
-        ),
+        reason="procedures unclear",
+        questions=["how long?"],
+        referred_by="officer-7",
     )
 
 
@@ -279,7 +256,7 @@ def test_a_sitting_takes_its_quorum_from_the_pack_and_the_clocks_time(
     assert status["members_present"] == ["chair", "member-2"]
     assert status["held_at"] == clock.now().isoformat()
     assert status["held_at_display"]["hijri"] == "1446-09-04"
-    held_at = datetime(2025, 4, 1, 8, tzinfo=timezone.utc)
+    held_at = datetime(2025, 4, 1, 8, tzinfo=UTC)
     other = app.convene(association_id="sidr", members_present=PRESENT, held_at=held_at)
     assert other["held_at"] == held_at.isoformat() and other["quorate"] is True
 
@@ -306,7 +283,7 @@ def test_unknown_members_and_associations_are_refused(app: CommitteeApplication)
 def test_only_members_present_vote(app: CommitteeApplication) -> None:
     request = ready_case(app)
     sitting_id = sitting(app, ["chair", "member-2", "member-3"])
-    vote = lambda member: app.vote(sitting_id, request.case_id, member=member, vote="approve")  # noqa: E731
+    vote = lambda member: app.vote(sitting_id, request.case_id, member=member, vote="approve")
     assert refused_code(lambda: vote("member-4")) == "member_not_present"
     assert refused_code(lambda: vote("stranger")) == "member_not_present"
     assert vote("chair")["votes"] == [{"member": "chair", "vote": "approve", "dissent_note": None}]
@@ -379,7 +356,7 @@ def test_the_voters_must_reach_the_quorum(app: CommitteeApplication) -> None:
     sitting_id = sitting(app, ["chair", "member-2", "member-3"])
     cast(app, sitting_id, request.case_id, "approve", "approve")
     app.recuse(sitting_id, request.case_id, member="member-3", reason="related")
-    decide = lambda: app.decide(sitting_id, request.case_id, decision="approved", reasons=["ok"])  # noqa: E731
+    decide = lambda: app.decide(sitting_id, request.case_id, decision="approved", reasons=["ok"])
     assert refused_code(decide) == "quorum_not_reached"
     too_few = sitting(app, ["chair", "member-2"])
     app.vote(too_few, request.case_id, member="chair", vote="approve")
@@ -397,7 +374,7 @@ def test_the_decision_follows_the_majority_and_a_tie_cannot_approve(
 ) -> None:
     request = ready_case(app)
     sitting_id = sitting(app)
-    decide = lambda d: app.decide(sitting_id, request.case_id, decision=d, reasons=["r"])  # noqa: E731
+    decide = lambda d: app.decide(sitting_id, request.case_id, decision=d, reasons=["r"])
     assert refused_code(lambda: decide("approved")) == "votes_required"
     cast(app, sitting_id, request.case_id, "approve", "reject", "abstain", "abstain")
     assert refused_code(lambda: decide("approved")) == "decision_contradicts_votes"

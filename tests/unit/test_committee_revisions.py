@@ -4,7 +4,7 @@ awaiting the applicant's correction."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -19,22 +19,21 @@ from services.committee.views import CASES, project
 from shared.clock import FrozenClock
 from shared.errors import Refused
 from shared.events import (
-    Actor,
     Applicant,
     Attestation,
     CommitteeDecided,
     Correction,
     DataVerified,
-    DataVerifiedPayload,
     Explanation,
     RequestReceived,
-    RequestReceivedPayload,
 )
-from shared.policy import DEFAULT_POLICIES_DIR, PolicyPack, load_packs
+from shared.policy import PolicyPack
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
-RECEIVED_AT = datetime(2025, 3, 2, 9, 30, tzinfo=timezone.utc)
+RECEIVED_AT = datetime(2025, 3, 2, 9, 30, tzinfo=UTC)
 CORRECTED_AT = RECEIVED_AT + timedelta(days=3)
 SIDR_WINDOW = 7
 PRESENT = ["chair", "member-2", "member-3", "member-4"]
@@ -78,22 +77,12 @@ def attestation(data_hash: str = "cd" * 32) -> Attestation:
 
 
 def request_received() -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
+    return builders.request_received(
         occurred_at=RECEIVED_AT,
-        association_id="sidr",
-        case_id=uuid4(),
         case_ref="SDR-1446-000123",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=f"form-{uuid4().hex[:6]}",
-            service_code="seedlings",
-            applicant=Applicant(national_id="1000000008", name="Applicant"),
-            attestation=attestation(),
-        ),
+        service_code="seedlings",
+        applicant=Applicant(national_id="1000000008", name="Applicant"),
+        attestation=attestation(),
     )
 
 
@@ -124,24 +113,14 @@ def data_verified(
     revision: int = 1,
     at: datetime = RECEIVED_AT + timedelta(hours=5),
 ) -> DataVerified:
-    return DataVerified(
-        event_id=uuid4(),
+    return builders.data_verified(
+        request,
         occurred_at=at,
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=request.event_id,
-        actor=Actor(kind="officer", id="verifier-1"),
-        payload=DataVerifiedPayload(
-            outcome=outcome,  # type: ignore[arg-type]
-            checks=[],
-            officer="verifier-1",
-            revision=revision,
-            corrections=[SIGN] if outcome == "discrepancies" else [],
-            ineligible_rule=RULE.en if outcome == "ineligible" else None,
-            ineligible_reason=RULE if outcome == "ineligible" else None,
-        ),
+        outcome=outcome,
+        revision=revision,
+        corrections=[SIGN] if outcome == "discrepancies" else [],
+        ineligible_rule=RULE.en if outcome == "ineligible" else None,
+        ineligible_reason=RULE if outcome == "ineligible" else None,
     )
 
 
@@ -253,7 +232,7 @@ def test_after_a_correction_the_case_is_not_verified_until_that_revision_is(
     handle(app, revision_of(request, 2))
     assert app.case_status(request.case_id)["verification_outcome"] is None
     sitting_id = sitting_votes(app, request.case_id, "reject")
-    decide = lambda: app.decide(sitting_id, request.case_id, decision="rejected", reasons=["r"])  # noqa: E731
+    decide = lambda: app.decide(sitting_id, request.case_id, decision="rejected", reasons=["r"])
     assert refused_code(decide) == "not_verified"
 
     verified = data_verified(request, revision=2, at=CORRECTED_AT + timedelta(hours=2))
@@ -341,7 +320,7 @@ def test_an_ineligible_case_is_on_the_agenda_for_rejection_with_the_rule(
     assert str(request.case_id) in views.listed(app, on_agenda=True, verification_outcome="ineligible")
 
     sitting_id = sitting_votes(app, request.case_id, "approve")
-    approve = lambda: app.decide(sitting_id, request.case_id, decision="approved", reasons=["r"])  # noqa: E731
+    approve = lambda: app.decide(sitting_id, request.case_id, decision="approved", reasons=["r"])
     assert refused_code(approve) == "not_eligible_for_approval"
     sitting_id = sitting_votes(app, request.case_id, "reject")
     app.decide(sitting_id, request.case_id, decision="rejected", reasons=[RULE.ar])

@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from uuid import uuid4
 
@@ -11,16 +11,13 @@ from shared.events import (
     PRODUCERS,
     Actor,
     Applicant,
-    DataVerified,
-    DataVerifiedPayload,
-    RequestReceived,
-    RequestReceivedPayload,
     decode_event,
     encode_event,
     json_schemas,
 )
 from shared.schemas import render
 from shared.subjects import STREAM_SUBJECTS, case_filter, event_subject, event_type_filter
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
@@ -28,24 +25,17 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
 def request_received(**overrides):
-    event_id = uuid4()
-    fields = dict(
-        event_id=event_id,
-        occurred_at=datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc),
-        association_id="sidr",
-        case_id=uuid4(),
-        case_ref="SID-1",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref="form-1",
-            service_code="food-basket",
-            applicant=Applicant(national_id="1000000008", name="Ali"),
-        ),
+    return builders.request_received(
+        **{
+            "occurred_at": datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+            "case_ref": "SID-1",
+            "actor": Actor(kind="adapter", id="website"),
+            "channel_ref": "form-1",
+            "service_code": "food-basket",
+            "applicant": Applicant(national_id="1000000008", name="Ali"),
+            **overrides,
+        }
     )
-    fields.update(overrides)
-    return RequestReceived(**fields)
 
 
 def test_an_event_round_trips_through_the_wire_format():
@@ -91,12 +81,7 @@ def test_a_naive_timestamp_is_refused():
 
 def test_events_after_the_first_need_a_causation():
     with pytest.raises(ValidationError):
-        DataVerified(
-            event_id=uuid4(), occurred_at=datetime.now(timezone.utc), association_id="sidr",
-            case_id=uuid4(), case_ref="SID-1", correlation_id=uuid4(), causation_id=None,
-            actor=Actor(kind="officer", id="o1"),
-            payload=DataVerifiedPayload(outcome="verified", checks=[], officer="o1"),
-        )
+        builders.data_verified(causation_id=None)
 
 
 @pytest.mark.parametrize("association_id", ["Sidr", "a.b", "with space", "submissions", "deadletter", ""])

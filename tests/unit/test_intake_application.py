@@ -1,6 +1,6 @@
 """Intake's application on the in-memory store: packs, references, completeness, duplicates."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -16,23 +16,20 @@ from shared.errors import NotFound, Refused
 from shared.events import (
     Actor,
     CheckResult,
-    CommitteeDecided,
-    CommitteeDecidedPayload,
     Correction,
-    DataVerified,
-    DataVerifiedPayload,
     Explanation,
     RequestReceived,
     Vote,
 )
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.submissions import Submission
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
 PACKS = load_packs(DEFAULT_POLICIES_DIR)
-START = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)  # 1448 AH
+START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)  # 1448 AH
 ACTOR = {"kind": "adapter", "id": "test"}
 APPLICANT = {"national_id": "1000000008", "name": "علي"}
 FIELDS = {"planting_site": "وادي حنيفة", "seedling_count": 20}
@@ -68,19 +65,16 @@ def published(app: IntakeApplication) -> list:
 
 
 def decide(app, case_id, decision: str):
-    event = CommitteeDecided(
-        event_id=uuid4(),
+    event = builders.committee_decided(
         occurred_at=START,
-        association_id="sidr",
         case_id=case_id,
         case_ref="x",
-        correlation_id=uuid4(),
-        causation_id=uuid4(),
         actor=Actor(kind="committee", id="c"),
-        payload=CommitteeDecidedPayload(
-            decision=decision, reasons=["r"], votes=[Vote(member="chair", vote="approve")],
-            window_days=14, within_window=True,
-        ),
+        decision=decision,
+        reasons=["r"],
+        votes=[Vote(member="chair", vote="approve")],
+        window_days=14,
+        within_window=True,
     )
     processing = ProcessingEvent(tracking=Tracking("nats:KHIDMA", app.max_notification_id() + 1000))
     app.on_committee_decided(event, processing)
@@ -266,9 +260,9 @@ def test_an_incomplete_case_can_be_referred_and_the_referral_is_published_first(
 
 def test_the_hijri_year_of_the_reference_is_the_year_in_riyadh():
     # 1 Muharram 1449 is 6 June 2027; 21:30 UTC on the 5th is already the 6th in Riyadh.
-    app = make_app(FrozenClock(datetime(2027, 6, 5, 21, 30, tzinfo=timezone.utc)))
+    app = make_app(FrozenClock(datetime(2027, 6, 5, 21, 30, tzinfo=UTC)))
     assert app.submit(submission(), ACTOR).case_ref == "SDR-1449-000001"
-    before = make_app(FrozenClock(datetime(2027, 6, 5, 20, 30, tzinfo=timezone.utc)))
+    before = make_app(FrozenClock(datetime(2027, 6, 5, 20, 30, tzinfo=UTC)))
     assert before.submit(submission(), ACTOR).case_ref == "SDR-1448-000001"
 
 
@@ -294,23 +288,17 @@ ID_CORRECTION = Correction(
 
 
 def verify(app, case_id, outcome="discrepancies", *, revision=1, corrections=(ID_CORRECTION,), **extra):
-    event = DataVerified(
-        event_id=uuid4(),
+    event = builders.data_verified(
         occurred_at=START,
-        association_id="sidr",
         case_id=case_id,
         case_ref="x",
-        correlation_id=uuid4(),
-        causation_id=uuid4(),
         actor=Actor(kind="officer", id="v1"),
-        payload=DataVerifiedPayload(
-            outcome=outcome,
-            checks=[CheckResult(name="national_id_format", passed=outcome == "verified")],
-            officer="v1",
-            corrections=list(corrections) if outcome == "discrepancies" else [],
-            revision=revision,
-            **extra,
-        ),
+        outcome=outcome,
+        checks=[CheckResult(name="national_id_format", passed=outcome == "verified")],
+        officer="v1",
+        corrections=list(corrections) if outcome == "discrepancies" else [],
+        revision=revision,
+        **extra,
     )
     processing = ProcessingEvent(tracking=Tracking("nats:KHIDMA", app.max_notification_id() + 1000))
     app.on_data_verified(event, processing)

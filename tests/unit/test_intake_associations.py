@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from services.intake import api as intake_api
 from shared.http import create_http_app
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,7 @@ from services.intake.domain import (
     parse_case_reference,
 )
 from shared.errors import Refused
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.policy import PolicyError, eligibility_failures, load_pack, load_packs
+from shared.policy import eligibility_failures
+from shared.policy_loader import PolicyError, load_pack, load_packs
 
 pytestmark = pytest.mark.unit
 

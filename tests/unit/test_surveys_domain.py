@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -20,18 +20,16 @@ from shared.events import (
     Actor,
     Applicant,
     CommitteeDecided,
-    CommitteeDecidedPayload,
     Ratings,
     RequestReceived,
-    RequestReceivedPayload,
     ServiceDelivered,
-    ServiceDeliveredPayload,
 )
 from shared.http import refusal_status
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def registered_survey() -> Survey:
@@ -56,14 +54,14 @@ def invited_survey(token: str = "the-token", stage: str = "delivered") -> Survey
 
 
 def answer(survey: Survey, token: str = "the-token", **overrides: object) -> None:
-    arguments: dict[str, object] = dict(
-        token=token,
-        event_id=uuid4(),
-        ratings=Ratings(satisfaction=4, recommend=9),
-        comment="Quick and kind.",
-        anonymous=True,
-        answered_at=NOW + timedelta(days=1),
-    )
+    arguments: dict[str, object] = {
+        "token": token,
+        "event_id": uuid4(),
+        "ratings": Ratings(satisfaction=4, recommend=9),
+        "comment": "Quick and kind.",
+        "anonymous": True,
+        "answered_at": NOW + timedelta(days=1),
+    }
     arguments.update(overrides)
     survey.answer(**arguments)  # type: ignore[arg-type]
 
@@ -257,7 +255,7 @@ def test_the_smallest_shown_group_is_the_one_hidden_with_a_small_one() -> None:
 
 
 def test_no_breakdown_leaves_fewer_than_five_hidden_answers_to_subtraction() -> None:
-    for counts in itertools.product(range(0, 8), repeat=3):
+    for counts in itertools.product(range(8), repeat=3):
         groups = [tally(name, *[3] * count) for name, count in zip("abc", counts) if count]
         results = group_results("service_code", groups)
         hidden = sum(
@@ -365,54 +363,30 @@ def handle(app: SurveysApplication, handler: object, event: object) -> None:
     app.record_processing(processing)
 
 
-def envelope(case_id: UUID, correlation_id: UUID) -> dict[str, object]:
-    return dict(
-        event_id=uuid4(),
+def request_received(case_id: UUID) -> RequestReceived:
+    return builders.request_received(
         occurred_at=NOW,
-        association_id="sidr",
         case_id=case_id,
         case_ref="SID-0000ABCD",
-        correlation_id=correlation_id,
-    )
-
-
-def request_received(case_id: UUID) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        **{**envelope(case_id, event_id), "event_id": event_id},  # type: ignore[arg-type]
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref="form-1",
-            service_code="food-basket",
-            applicant=Applicant(national_id="1000000001", name="Applicant"),
-        ),
+        channel_ref="form-1",
+        service_code="food-basket",
+        applicant=Applicant(national_id="1000000001", name="Applicant"),
     )
 
 
 def service_delivered(received: RequestReceived) -> ServiceDelivered:
-    return ServiceDelivered(
-        **envelope(received.case_id, received.correlation_id),  # type: ignore[arg-type]
-        causation_id=uuid4(),
-        actor=Actor(kind="officer", id="officer-1"),
-        payload=ServiceDeliveredPayload(
-            service_code="food-basket", delivered="one basket", delivered_by="officer-1"
-        ),
+    return builders.service_delivered(
+        received,
+        occurred_at=NOW,
+        service_code="food-basket",
+        delivered="one basket",
+        delivered_by="officer-1",
     )
 
 
 def committee_decided(received: RequestReceived, decision: str) -> CommitteeDecided:
-    return CommitteeDecided(
-        **envelope(received.case_id, received.correlation_id),  # type: ignore[arg-type]
-        causation_id=uuid4(),
-        actor=Actor(kind="committee", id="committee"),
-        payload=CommitteeDecidedPayload(
-            decision=decision,  # type: ignore[arg-type]
-            reasons=["policy"],
-            votes=[],
-            window_days=14,
-            within_window=True,
-        ),
+    return builders.committee_decided(
+        received, occurred_at=NOW, decision=decision, reasons=["policy"]
     )
 
 

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -31,23 +31,20 @@ from services.surveys.views import DIMENSIONS, RESULTS, SURVEYS, TOKENS, project
 from shared.clock import FrozenClock
 from shared.errors import NotFound, Refused
 from shared.events import (
-    Actor,
     Applicant,
     CommitteeDecided,
-    CommitteeDecidedPayload,
     Ratings,
     RequestReceived,
-    RequestReceivedPayload,
     ServiceDelivered,
-    ServiceDeliveredPayload,
 )
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.store import StoreRunner
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 BASE_URL = "https://surveys.example.org"
 PACKS = load_packs(DEFAULT_POLICIES_DIR)
 
@@ -263,60 +260,39 @@ def handle(app: SurveysApplication, handler: Any, event: Any) -> None:
 
 def received(association_id: str = "sidr", **applicant: Any) -> RequestReceived:
     event_id = uuid4()
-    return RequestReceived(
+    return builders.request_received(
         event_id=event_id,
         occurred_at=NOW,
         association_id=association_id,
-        case_id=uuid4(),
         case_ref="SDR-1448-000007",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:phone"),
-        payload=RequestReceivedPayload(
-            channel="phone",
-            channel_ref=f"call-{event_id}",
-            service_code=PACKS["sidr"].services[0].code,
-            applicant=Applicant(
-                **{
-                    "national_id": "1000000001",
-                    "name": "Applicant",
-                    "phone": "+966500000007",
-                    **applicant,
-                }
-            ),
-            fields={"language": "en"},
+        channel="phone",
+        channel_ref=f"call-{event_id}",
+        service_code=PACKS["sidr"].services[0].code,
+        applicant=Applicant(
+            **{
+                "national_id": "1000000001",
+                "name": "Applicant",
+                "phone": "+966500000007",
+                **applicant,
+            }
         ),
+        fields={"language": "en"},
     )
 
 
 def delivered(request: RequestReceived, officer: str = "officer-42") -> ServiceDelivered:
-    return ServiceDelivered(
-        event_id=uuid4(),
+    return builders.service_delivered(
+        request,
         occurred_at=NOW,
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=uuid4(),
-        actor=Actor(kind="officer", id=officer),
-        payload=ServiceDeliveredPayload(
-            service_code=request.payload.service_code, delivered="x", delivered_by=officer
-        ),
+        service_code=request.payload.service_code,
+        delivered="x",
+        delivered_by=officer,
     )
 
 
 def rejected(request: RequestReceived) -> CommitteeDecided:
-    return CommitteeDecided(
-        event_id=uuid4(),
-        occurred_at=NOW,
-        association_id=request.association_id,
-        case_id=request.case_id,
-        case_ref=request.case_ref,
-        correlation_id=request.correlation_id,
-        causation_id=uuid4(),
-        actor=Actor(kind="committee", id="committee"),
-        payload=CommitteeDecidedPayload(
-            decision="rejected", reasons=["r"], votes=[], window_days=14, within_window=True
-        ),
+    return builders.committee_decided(
+        request, occurred_at=NOW, decision="rejected", reasons=["r"]
     )
 
 
@@ -732,7 +708,7 @@ def test_an_unreadable_number_is_left_out_and_the_email_beside_it_is_used(
     assert invitation.contact == Contact(phone=None, email="a@example.org")
 
 
-def dispatch_once(app: SurveysApplication, sender: "RecordingSender") -> None:
+def dispatch_once(app: SurveysApplication, sender: RecordingSender) -> None:
     async def scenario() -> None:
         store = StoreRunner()
         try:

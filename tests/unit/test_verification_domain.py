@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -28,19 +28,18 @@ from services.verification.integration import TRANSLATORS
 from shared.clock import FrozenClock
 from shared.errors import NotFound, Refused
 from shared.events import (
-    Actor,
     Applicant,
     Attestation,
     DataVerified,
     RequestReceived,
-    RequestReceivedPayload,
 )
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
-SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
+SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 CONFIRMED_AT = SUBMITTED_AT + timedelta(days=1)
 GOOD_APPLICANT = {"national_id": "1012345672", "name": "Aisha", "phone": "+966 50 123 4567"}
 SIGNED = {"attested": True}
@@ -408,27 +407,16 @@ def test_the_confirmation_is_published_as_data_verified() -> None:
 
 
 def request_received(**payload_overrides: Any) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
-        occurred_at=SUBMITTED_AT,
-        association_id="sidr",
-        case_id=uuid4(),
-        case_ref="SID-0001",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            **{
-                "channel": "website",
-                "channel_ref": "form-1",
-                "service_code": "volunteering",
-                "fields": {"availability": "weekends"},
-                "applicant": Applicant(**GOOD_APPLICANT),
-                "attestation": Attestation(attested=True),
-                **payload_overrides,
-            }
-        ),
-    )
+    payload = {
+        "channel": "website",
+        "channel_ref": "form-1",
+        "service_code": "volunteering",
+        "fields": {"availability": "weekends"},
+        "applicant": Applicant(**GOOD_APPLICANT),
+        "attestation": Attestation(attested=True),
+        **payload_overrides,
+    }
+    return builders.request_received(occurred_at=SUBMITTED_AT, case_ref="SID-0001", **payload)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from services.verification.domain import Standing
 from services.verification.members import Member, read_registry
 from shared.errors import NotFound, Refused
 from shared.http import refusal_status
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
 pytestmark = pytest.mark.unit
 

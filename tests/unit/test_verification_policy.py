@@ -7,7 +7,7 @@ standing for member-only services, and the corrections / rule the applicant is t
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -17,6 +17,7 @@ from eventsourcing.utils import get_topic
 
 from services.verification.application import VerificationApplication
 from services.verification.domain import (
+    NOT_A_MEMBER,
     Standing,
     Verification,
     check_national_id_format,
@@ -27,14 +28,13 @@ from services.verification.integration import TRANSLATORS
 from services.verification.views import project
 from shared.clock import FrozenClock
 from shared.events import (
-    Actor,
     Applicant,
     Attestation,
     Document,
     RequestReceived,
-    RequestReceivedPayload,
 )
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
@@ -42,8 +42,8 @@ PACKS = load_packs(DEFAULT_POLICIES_DIR)
 CITIZEN = "1000000008"
 RESIDENT = "2000000006"
 # 2025-03-01 09:30 UTC is 12:30 in Riyadh, on 1 March.
-SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 ID_CARD = {"code": "national_id_card", "number": "x", "expires_on": "2027-01-01"}
 
 
@@ -54,7 +54,7 @@ def open_with(
     fields: dict[str, Any] | None = None,
     documents: list[dict[str, Any]] | None = None,
     national_id: str = CITIZEN,
-    standing: Standing = Standing(),
+    standing: Standing = NOT_A_MEMBER,
     submitted_at: datetime = SUBMITTED_AT,
 ) -> Verification:
     return Verification.open(
@@ -186,12 +186,12 @@ def test_a_document_expired_before_submission_is_a_discrepancy() -> None:
 def test_the_submission_day_is_the_day_in_riyadh() -> None:
     # 22:30 UTC on 28 February is already 1 March in Riyadh: a card expiring
     # on 28 February had expired on the applicant's day of submission.
-    late_evening = datetime(2025, 2, 28, 22, 30, tzinfo=timezone.utc)
+    late_evening = datetime(2025, 2, 28, 22, 30, tzinfo=UTC)
     document = {**ID_CARD, "expires_on": "2025-02-28"}
     assert not checks_of(open_with(documents=[document], submitted_at=late_evening))[
         "document:national_id_card"
     ]["passed"]
-    day_before = datetime(2025, 2, 28, 20, 59, tzinfo=timezone.utc)  # 23:59 Riyadh
+    day_before = datetime(2025, 2, 28, 20, 59, tzinfo=UTC)  # 23:59 Riyadh
     assert checks_of(open_with(documents=[document], submitted_at=day_before))[
         "document:national_id_card"
     ]["passed"]
@@ -240,7 +240,7 @@ def test_an_eligibility_rule_of_another_pack_applies_to_its_own_association() ->
         documents=[],
     )
     assert verification.suggested_outcome in ("discrepancies", "ineligible")
-    elites = [s for s in PACKS["elites"].services if s.eligibility][0]
+    elites = next(s for s in PACKS["elites"].services if s.eligibility)
     fields = {f.name: "x" for f in elites.required_fields} | {"gpa": 3.9}
     verification = open_with(
         association_id="elites",
@@ -317,29 +317,19 @@ def received(
     occurred_at: datetime = SUBMITTED_AT + timedelta(days=3),
     national_id: str = CITIZEN,
 ) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
+    return builders.request_received(
         occurred_at=occurred_at,
-        association_id="sidr",
-        case_id=uuid4(),
         case_ref="SDR-1446-000001",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=f"form-{uuid4().hex[:8]}",
-            service_code=service_code,
-            applicant=Applicant(national_id=national_id, name="Aisha", phone="0501234567"),
-            fields={"request_details": "help"} if fields is None else fields,
-            documents=(
-                [Document(code="national_id_card", expires_on=date(2025, 3, 2))]
-                if documents is None
-                else documents
-            ),
-            attestation=Attestation(attested=True),
-            submitted_at=submitted_at,
+        service_code=service_code,
+        applicant=Applicant(national_id=national_id, name="Aisha", phone="0501234567"),
+        fields={"request_details": "help"} if fields is None else fields,
+        documents=(
+            [Document(code="national_id_card", expires_on=date(2025, 3, 2))]
+            if documents is None
+            else documents
         ),
+        attestation=Attestation(attested=True),
+        submitted_at=submitted_at,
     )
 
 
@@ -362,7 +352,7 @@ def test_standing_is_judged_at_submission_not_at_processing(app: VerificationApp
     # Submitted on 1 March 2025 while suspended (since 15 February).
     assert handle(app, received()).suggested_outcome == "ineligible"
     # Submitted on 1 February, before the suspension: good standing then.
-    early = received(submitted_at=datetime(2025, 2, 1, 9, tzinfo=timezone.utc))
+    early = received(submitted_at=datetime(2025, 2, 1, 9, tzinfo=UTC))
     assert handle(app, early).suggested_outcome == "verified"
     assert handle(app, received(national_id=RESIDENT)).suggested_outcome == "verified"
 

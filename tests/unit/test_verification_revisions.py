@@ -3,7 +3,7 @@ with its revision; and the rule an ineligible applicant is told, in both languag
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -17,23 +17,22 @@ from services.verification.views import VERIFICATIONS, project
 from shared.clock import FrozenClock
 from shared.errors import Refused
 from shared.events import (
-    Actor,
     Applicant,
     Attestation,
     DataVerified,
     Document,
     RequestReceived,
-    RequestReceivedPayload,
 )
-from shared.policy import DEFAULT_POLICIES_DIR, load_packs
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
+from tests import builders
 
 pytestmark = pytest.mark.unit
 
 PACKS = load_packs(DEFAULT_POLICIES_DIR)
 CITIZEN = "1000000008"
-SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)  # 1 March in Riyadh
-CORRECTED_AT = datetime(2025, 3, 6, 9, 30, tzinfo=timezone.utc)  # 6 March in Riyadh
-NOW = datetime(2025, 3, 7, 12, 0, tzinfo=timezone.utc)
+SUBMITTED_AT = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)  # 1 March in Riyadh
+CORRECTED_AT = datetime(2025, 3, 6, 9, 30, tzinfo=UTC)  # 6 March in Riyadh
+NOW = datetime(2025, 3, 7, 12, 0, tzinfo=UTC)
 SEEDLINGS = {"planting_site": "Wadi Hanifa", "seedling_count": 20}
 
 
@@ -51,25 +50,15 @@ def first_request(
     card_expires_on: date = date(2027, 1, 1),
     attested: bool = True,
 ) -> RequestReceived:
-    event_id = uuid4()
-    return RequestReceived(
-        event_id=event_id,
+    return builders.request_received(
         occurred_at=SUBMITTED_AT + timedelta(minutes=5),
-        association_id="sidr",
-        case_id=uuid4(),
         case_ref="SDR-1446-000001",
-        correlation_id=event_id,
-        actor=Actor(kind="adapter", id="http:website"),
-        payload=RequestReceivedPayload(
-            channel="website",
-            channel_ref=f"form-{uuid4().hex[:8]}",
-            service_code=service_code,
-            applicant=Applicant(national_id=CITIZEN, name="Aisha", phone="0501234567"),
-            fields=dict(SEEDLINGS if fields is None else fields),
-            documents=[Document(code="national_id_card", expires_on=card_expires_on)],
-            attestation=Attestation(attested=True) if attested else None,
-            submitted_at=SUBMITTED_AT,
-        ),
+        service_code=service_code,
+        applicant=Applicant(national_id=CITIZEN, name="Aisha", phone="0501234567"),
+        fields=dict(SEEDLINGS if fields is None else fields),
+        documents=[Document(code="national_id_card", expires_on=card_expires_on)],
+        attestation=Attestation(attested=True) if attested else None,
+        submitted_at=SUBMITTED_AT,
     )
 
 
