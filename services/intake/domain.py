@@ -32,7 +32,7 @@ from eventsourcing.domain import Aggregate, event
 from shared.errors import Refused
 from shared.phones import normalise_phone
 from shared.policy import ServiceDefinition
-from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES
+from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES, is_given
 
 INTAKE_NAMESPACE = uuid5(NAMESPACE_URL, "https://khidma.example/intake")
 
@@ -93,12 +93,6 @@ def applicant_as_recorded(applicant: dict[str, Any]) -> dict[str, Any]:
     if isinstance(phone, str) and phone.strip():
         recorded["phone"] = normalise_phone(phone) or phone
     return recorded
-
-
-def is_given(value: Any) -> bool:
-    if value is None:
-        return False
-    return not (isinstance(value, str) and not value.strip())
 
 
 def has_kind(value: Any, kind: str) -> bool:
