@@ -30,6 +30,17 @@ MAX_FIELDS_BYTES = 64 * 1024
 MAX_DOCUMENTS = 50
 
 
+def is_given(value: Any) -> bool:
+    """Whether a value of a request counts as given: present, and not blank text.
+
+    Intake asks it to say what is missing; verification, to tell a missing value
+    from a wrong one.
+    """
+    if value is None:
+        return False
+    return not (isinstance(value, str) and not value.strip())
+
+
 def _fields_within_limit(fields: dict[str, Any]) -> dict[str, Any]:
     size = len(to_json(fields))
     if size > MAX_FIELDS_BYTES:

@@ -7,11 +7,12 @@ from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import MutableOrImmutableAggregate
 
 from services.intake.domain import (
     Case,
     CaseNumbering,
+    CaseStatus,
     ChannelRef,
     OpenRequest,
     applicant_as_recorded,
@@ -50,7 +51,7 @@ class SubmissionResult:
     case_ref: str
     duplicate: bool
     linked: bool = False
-    status: str = "received"
+    status: CaseStatus = CaseStatus.RECEIVED
     missing: list[dict[str, str]] = field(default_factory=list)
     data_hash: str | None = None
     revision: int = 1
@@ -62,7 +63,8 @@ class SubmissionResult:
             "duplicate": self.duplicate,
             "linked": self.linked,
             "status": self.status,
-            "complete": not self.missing and self.status not in ("incomplete", "correcting"),
+            "complete": not self.missing
+            and self.status not in (CaseStatus.INCOMPLETE, CaseStatus.CORRECTING),
             "missing": self.missing,
             # The hash a declaration on the data as it stands must carry.
             "data_hash": self.data_hash,
@@ -75,7 +77,9 @@ class IntakeApplication(ServiceApplication):
     name = "intake"
     # A year's numbering takes one version per case: without snapshots every
     # submission would replay the whole year's numbers.
-    snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {CaseNumbering: 100}
+    snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[Any]], int]] = {
+        CaseNumbering: 100
+    }
 
     # The association's pack ----------------------------------------------------
 
@@ -355,7 +359,7 @@ class IntakeApplication(ServiceApplication):
         for taken in self.events.get(
             numbering_id(pack.association_id, year), gt=number, lte=number + 1
         ):
-            if getattr(taken, "number", None) == number:
+            if isinstance(taken, CaseNumbering.NumberTaken) and taken.number == number:
                 return taken.case_id
         raise not_found
 

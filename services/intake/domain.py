@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
@@ -32,7 +33,7 @@ from eventsourcing.domain import Aggregate, event
 from shared.errors import Refused
 from shared.phones import normalise_phone
 from shared.policy import ServiceDefinition
-from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES
+from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES, is_given
 
 INTAKE_NAMESPACE = uuid5(NAMESPACE_URL, "https://khidma.example/intake")
 
@@ -93,12 +94,6 @@ def applicant_as_recorded(applicant: dict[str, Any]) -> dict[str, Any]:
     if isinstance(phone, str) and phone.strip():
         recorded["phone"] = normalise_phone(phone) or phone
     return recorded
-
-
-def is_given(value: Any) -> bool:
-    if value is None:
-        return False
-    return not (isinstance(value, str) and not value.strip())
 
 
 def has_kind(value: Any, kind: str) -> bool:
@@ -285,12 +280,66 @@ def explained_ineligibility(
 # The case ---------------------------------------------------------------------------
 
 
+class CaseStatus(StrEnum):
+    """Where a request stands. A case opens incomplete; `status_after` moves it on.
+
+    The values are the strings the read model stores and the API shows.
+    """
+
+    INCOMPLETE = "incomplete"
+    RECEIVED = "received"
+    VERIFIED = "verified"
+    DISCREPANCIES = "discrepancies"
+    CORRECTING = "correcting"
+    INELIGIBLE = "ineligible"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DELIVERED = "delivered"
+
+
+# Where the committee's decision has put the case: what verification finds later
+# no longer moves it.
+_DECIDED = frozenset({CaseStatus.APPROVED, CaseStatus.REJECTED, CaseStatus.DELIVERED})
+
+
 class Case(Aggregate):
+    """A request's case. Each event is declared with the fields it stores (their
+    names are what older stores hold) and says, in `apply`, how it changes the case.
+    """
+
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
         return case_id
 
-    @event("Submitted")
+    class Event(Aggregate.Event):
+        """The base of the case's events, declared here so they need no redefining."""
+
+    class PublicEvent(Event):
+        """A public domain event: it records the envelope of the integration event
+        it becomes (docs/decisions.md, 5)."""
+
+        event_id: UUID
+        causation_id: UUID | None
+        association_id: str
+        case_ref: str
+        correlation_id: UUID
+
+    class Submitted(Event, Aggregate.Created):
+        case_id: UUID
+        received_event_id: UUID
+        association_id: str
+        case_ref: str
+        channel: str
+        channel_ref: str
+        service_code: str
+        applicant: dict[str, Any]
+        fields: dict[str, Any]
+        documents: list[dict[str, Any]]
+        attestation: dict[str, Any] | None
+        actor: dict[str, str]
+        submitted_at: datetime
+
+    @event(Submitted)
     def __init__(
         self,
         *,
@@ -322,7 +371,7 @@ class Case(Aggregate):
         self.completed_at: datetime | None = None
         self.complete = False
         self.missing: list[dict[str, str]] = []
-        self.status = "incomplete"
+        self.status = CaseStatus.INCOMPLETE
         self.referred = False
         self.verification_outcome: str | None = None
         self.decision: str | None = None
@@ -404,10 +453,11 @@ class Case(Aggregate):
             attestation=self.attestation,
         )
         if missing:
-            self._information_requested(missing=missing, at=at)
+            self.trigger_event(self.InformationRequested, missing=missing, at=at)
         elif self.correcting:
             assert self.verification_event_id is not None  # corrections answer one
-            self._resubmitted(
+            self.trigger_event(
+                self.Resubmitted,
                 **self._public(event_id or uuid4(), None),
                 **self._request_as_recorded(),
                 # Validity is judged when the applicant gave this data: now.
@@ -418,7 +468,8 @@ class Case(Aggregate):
                 at=at,
             )
         else:
-            self._completed(
+            self.trigger_event(
+                self.Completed,
                 event_id=self.received_event_id,
                 association_id=self.association_id,
                 case_ref=self.case_ref,
@@ -429,34 +480,36 @@ class Case(Aggregate):
             )
         return missing
 
-    @event("InformationRequested")
-    def _information_requested(self, *, missing: list[dict[str, str]], at: datetime) -> None:
-        self.missing = missing
-        self.status = "correcting" if self.correcting else "incomplete"
+    class InformationRequested(Event):
+        missing: list[dict[str, str]]
+        at: datetime
 
-    @event("Completed")
-    def _completed(
-        self,
-        *,
-        event_id: UUID,
-        association_id: str,
-        case_ref: str,
-        channel: str,
-        channel_ref: str,
-        service_code: str,
-        applicant: dict[str, Any],
-        fields: dict[str, Any],
-        documents: list[dict[str, Any]],
-        attestation: dict[str, Any] | None,
-        submitted_at: datetime,
-        actor: dict[str, str],
-        at: datetime,
-    ) -> None:
-        self.complete = True
-        self.completed_at = at
-        self.missing = []
-        if self.decision is None and self.verification_outcome is None:
-            self.status = "received"
+        def apply(self, case: Case) -> None:
+            case.missing = self.missing
+            case.status = status_after(case.status, self)
+
+    class Completed(Event):
+        """The request is complete: published as RequestReceived (revision 1)."""
+
+        event_id: UUID
+        association_id: str
+        case_ref: str
+        channel: str
+        channel_ref: str
+        service_code: str
+        applicant: dict[str, Any]
+        fields: dict[str, Any]
+        documents: list[dict[str, Any]]
+        attestation: dict[str, Any] | None
+        submitted_at: datetime
+        actor: dict[str, str]
+        at: datetime
+
+        def apply(self, case: Case) -> None:
+            case.complete = True
+            case.completed_at = self.at
+            case.missing = []
+            case.status = status_after(case.status, self)
 
     def add_information(
         self,
@@ -495,7 +548,8 @@ class Case(Aggregate):
                 default_by=self.applicant.get("name", ""),
                 at=at,
             )
-        self._information_added(
+        self.trigger_event(
+            self.InformationAdded,
             fields=new_fields,
             documents=new_documents,
             attestation=attestation if attestation is not None else self.attestation,
@@ -503,19 +557,17 @@ class Case(Aggregate):
             at=at,
         )
 
-    @event("InformationAdded")
-    def _information_added(
-        self,
-        *,
-        fields: dict[str, Any],
-        documents: list[dict[str, Any]],
-        attestation: dict[str, Any] | None,
-        actor: dict[str, str],
-        at: datetime,
-    ) -> None:
-        self.fields = fields
-        self.documents = documents
-        self.attestation = attestation
+    class InformationAdded(Event):
+        fields: dict[str, Any]
+        documents: list[dict[str, Any]]
+        attestation: dict[str, Any] | None
+        actor: dict[str, str]
+        at: datetime
+
+        def apply(self, case: Case) -> None:
+            case.fields = self.fields
+            case.documents = self.documents
+            case.attestation = self.attestation
 
     # Corrections after verification -------------------------------------------------
 
@@ -608,7 +660,8 @@ class Case(Aggregate):
                 default_by=new_applicant.get("name", ""),
                 at=at,
             )
-        self._corrected(
+        self.trigger_event(
+            self.Corrected,
             applicant=new_applicant,
             fields=new_fields,
             documents=new_documents,
@@ -619,55 +672,48 @@ class Case(Aggregate):
             at=at,
         )
 
-    @event("Corrected")
-    def _corrected(
-        self,
-        *,
-        applicant: dict[str, Any],
-        fields: dict[str, Any],
-        documents: list[dict[str, Any]],
-        attestation: dict[str, Any] | None,
-        revision: int,
-        corrects: UUID | None,
-        actor: dict[str, str],
-        at: datetime,
-    ) -> None:
-        self.applicant = applicant
-        self.fields = fields
-        self.documents = documents
-        # A declaration covers the data it was given on: the earlier one does
-        # not cover the corrections, even if they happen to change nothing.
-        self.attestation = attestation
-        self.correcting = True
-        self.status = "correcting"
+    class Corrected(Event):
+        applicant: dict[str, Any]
+        fields: dict[str, Any]
+        documents: list[dict[str, Any]]
+        attestation: dict[str, Any] | None
+        revision: int
+        corrects: UUID | None
+        actor: dict[str, str]
+        at: datetime
 
-    @event("Resubmitted")
-    def _resubmitted(
-        self,
-        *,
-        event_id: UUID,
-        causation_id: None,
-        association_id: str,
-        case_ref: str,
-        correlation_id: UUID,
-        channel: str,
-        channel_ref: str,
-        service_code: str,
-        applicant: dict[str, Any],
-        fields: dict[str, Any],
-        documents: list[dict[str, Any]],
-        attestation: dict[str, Any] | None,
-        submitted_at: datetime,
-        revision: int,
-        corrects: UUID,
-        actor: dict[str, str],
-        at: datetime,
-    ) -> None:
-        self.revision = revision
-        self.correcting = False
-        self.missing = []
-        self.corrections = []
-        self.status = "received"
+        def apply(self, case: Case) -> None:
+            case.applicant = self.applicant
+            case.fields = self.fields
+            case.documents = self.documents
+            # A declaration covers the data it was given on: the earlier one does
+            # not cover the corrections, even if they happen to change nothing.
+            case.attestation = self.attestation
+            case.correcting = True
+            case.status = status_after(case.status, self)
+
+    class Resubmitted(PublicEvent):
+        """The corrected request, whole: published as RequestReceived with the next revision."""
+
+        channel: str
+        channel_ref: str
+        service_code: str
+        applicant: dict[str, Any]
+        fields: dict[str, Any]
+        documents: list[dict[str, Any]]
+        attestation: dict[str, Any] | None
+        submitted_at: datetime
+        revision: int
+        corrects: UUID
+        actor: dict[str, str]
+        at: datetime
+
+        def apply(self, case: Case) -> None:
+            case.revision = self.revision
+            case.correcting = False
+            case.missing = []
+            case.corrections = []
+            case.status = status_after(case.status, self)
 
     # Duplicates ----------------------------------------------------------------------
 
@@ -678,11 +724,15 @@ class Case(Aggregate):
             for link in self.linked_channels
         ) or (channel, channel_ref) == (self.channel, self.channel_ref):
             return
-        self._duplicate_linked(channel=channel, channel_ref=channel_ref, at=at)
+        self.trigger_event(self.DuplicateLinked, channel=channel, channel_ref=channel_ref, at=at)
 
-    @event("DuplicateLinked")
-    def _duplicate_linked(self, *, channel: str, channel_ref: str, at: datetime) -> None:
-        self.linked_channels.append({"channel": channel, "channel_ref": channel_ref})
+    class DuplicateLinked(Event):
+        channel: str
+        channel_ref: str
+        at: datetime
+
+        def apply(self, case: Case) -> None:
+            case.linked_channels.append({"channel": self.channel, "channel_ref": self.channel_ref})
 
     # Commands of the front desk -------------------------------------------------
 
@@ -702,7 +752,8 @@ class Case(Aggregate):
                 "The case is closed (delivered or rejected); it cannot be referred.",
                 "الطلب مغلق (قُدمت الخدمة أو رُفض الطلب)، ولا يمكن إحالته.",
             )
-        self._referred(
+        self.trigger_event(
+            self.ReferredToResearcher,
             **self._public(event_id, self.received_event_id),
             at=at,
             reason=reason,
@@ -710,21 +761,14 @@ class Case(Aggregate):
             referred_by=referred_by,
         )
 
-    @event("ReferredToResearcher")
-    def _referred(
-        self,
-        *,
-        event_id: UUID,
-        causation_id: UUID,
-        association_id: str,
-        case_ref: str,
-        correlation_id: UUID,
-        at: datetime,
-        reason: str,
-        questions: list[str],
-        referred_by: str,
-    ) -> None:
-        self.referred = True
+    class ReferredToResearcher(PublicEvent):
+        at: datetime
+        reason: str
+        questions: list[str]
+        referred_by: str
+
+        def apply(self, case: Case) -> None:
+            case.referred = True
 
     def deliver(self, *, event_id: UUID, at: datetime, delivered: str, delivered_by: str) -> None:
         if self.delivered:
@@ -749,7 +793,8 @@ class Case(Aggregate):
                 f"the request: {why_en}.",
                 f"لا يمكن تقديم الخدمة إلا بعد موافقة لجنة البحث على الطلب: {why_ar}.",
             )
-        self._delivered(
+        self.trigger_event(
+            self.ServiceDelivered,
             **self._public(event_id, self.decision_event_id),
             at=at,
             service_code=self.service_code,
@@ -757,22 +802,15 @@ class Case(Aggregate):
             delivered_by=delivered_by,
         )
 
-    @event("ServiceDelivered")
-    def _delivered(
-        self,
-        *,
-        event_id: UUID,
-        causation_id: UUID,
-        association_id: str,
-        case_ref: str,
-        correlation_id: UUID,
-        at: datetime,
-        service_code: str,
-        delivered: str,
-        delivered_by: str,
-    ) -> None:
-        self.delivered = True
-        self.status = "delivered"
+    class ServiceDelivered(PublicEvent):
+        at: datetime
+        service_code: str
+        delivered: str
+        delivered_by: str
+
+        def apply(self, case: Case) -> None:
+            case.delivered = True
+            case.status = status_after(case.status, self)
 
     # What intake learns from the other services ----------------------------------
 
@@ -796,7 +834,8 @@ class Case(Aggregate):
         """
         if self.has_noted(source_event_id) or revision < self.revision:
             return
-        self._verification_noted(
+        self.trigger_event(
+            self.VerificationNoted,
             source_event_id=source_event_id,
             outcome=outcome,
             revision=revision,
@@ -805,41 +844,71 @@ class Case(Aggregate):
             ineligible_rule=ineligible_rule,
         )
 
-    @event("VerificationNoted")
-    def _verification_noted(
-        self,
-        *,
-        source_event_id: UUID,
-        outcome: str,
+    class VerificationNoted(Event):
+        source_event_id: UUID
+        outcome: str
         # Defaults: what a VerificationNoted recorded before revisions means.
-        revision: int = 1,
-        corrections: list[dict[str, str]] | None = None,
-        ineligible_reason: dict[str, str] | None = None,
-        ineligible_rule: str | None = None,
-    ) -> None:
-        self.noted_event_ids.append(source_event_id)
-        self.verification_outcome = outcome
-        self.verification_event_id = source_event_id
-        self.verification_revision = revision
-        self.corrections = list(corrections or []) if outcome == "discrepancies" else []
-        self.ineligible_reason = ineligible_reason
-        self.ineligible_rule = ineligible_rule
-        if self.decision is None and not self.delivered and not self.correcting:
-            self.status = outcome
+        revision: int = 1
+        corrections: list[dict[str, str]] | None = None
+        ineligible_reason: dict[str, str] | None = None
+        ineligible_rule: str | None = None
+
+        def apply(self, case: Case) -> None:
+            case.noted_event_ids.append(self.source_event_id)
+            case.verification_outcome = self.outcome
+            case.verification_event_id = self.source_event_id
+            case.verification_revision = self.revision
+            case.corrections = (
+                list(self.corrections or []) if self.outcome == "discrepancies" else []
+            )
+            case.ineligible_reason = self.ineligible_reason
+            case.ineligible_rule = self.ineligible_rule
+            case.status = status_after(case.status, self)
 
     def note_decision(self, *, source_event_id: UUID, decision: str) -> None:
         if self.has_noted(source_event_id):
             return
-        self._decision_noted(source_event_id=source_event_id, decision=decision)
+        self.trigger_event(self.DecisionNoted, source_event_id=source_event_id, decision=decision)
 
-    @event("DecisionNoted")
-    def _decision_noted(self, *, source_event_id: UUID, decision: str) -> None:
-        self.noted_event_ids.append(source_event_id)
-        self.decision = decision
-        self.decision_event_id = source_event_id
-        self.correcting = False  # nothing is left for a pending correction to answer
-        if not self.delivered:
-            self.status = decision
+    class DecisionNoted(Event):
+        source_event_id: UUID
+        decision: str
+
+        def apply(self, case: Case) -> None:
+            case.noted_event_ids.append(self.source_event_id)
+            case.decision = self.decision
+            case.decision_event_id = self.source_event_id
+            case.correcting = False  # nothing is left for a pending correction to answer
+            case.status = status_after(case.status, self)
+
+
+def status_after(current: CaseStatus, event: Case.Event) -> CaseStatus:
+    """Where a case stands after one of its events: the one status machine of a case.
+
+    The aggregate and the read model both apply it, so what a submission's reply
+    says and what "where is my request?" shows never disagree.
+    """
+    if isinstance(event, Case.InformationRequested):
+        # Still missing something: while being corrected, that is part of the correction.
+        if current == CaseStatus.CORRECTING:
+            return current
+        return CaseStatus.INCOMPLETE
+    if isinstance(event, Case.Completed):
+        return CaseStatus.RECEIVED if current == CaseStatus.INCOMPLETE else current
+    if isinstance(event, Case.Corrected):
+        return CaseStatus.CORRECTING
+    if isinstance(event, Case.Resubmitted):
+        return CaseStatus.RECEIVED
+    if isinstance(event, Case.VerificationNoted):
+        # A pending correction, or a decision, outranks what verification found.
+        if current in _DECIDED or current == CaseStatus.CORRECTING:
+            return current
+        return CaseStatus(event.outcome)
+    if isinstance(event, Case.DecisionNoted):
+        return current if current == CaseStatus.DELIVERED else CaseStatus(event.decision)
+    if isinstance(event, Case.ServiceDelivered):
+        return CaseStatus.DELIVERED
+    return current
 
 
 def complete_attestation(
@@ -867,7 +936,13 @@ class ChannelRef(Aggregate):
     def create_id(association_id: str, channel: str, channel_ref: str, **_: Any) -> UUID:
         return channel_ref_id(association_id, channel, channel_ref)
 
-    @event("Registered")
+    class Registered(Aggregate.Created):
+        association_id: str
+        channel: str
+        channel_ref: str
+        case_id: UUID
+
+    @event(Registered)
     def __init__(self, *, association_id: str, channel: str, channel_ref: str, case_id: UUID):
         self.case_id = case_id
 
@@ -888,19 +963,26 @@ class CaseNumbering(Aggregate):
     def create_id(association_id: str, hijri_year: int, **_: Any) -> UUID:
         return numbering_id(association_id, hijri_year)
 
-    @event("Started")
+    class Started(Aggregate.Created):
+        association_id: str
+        hijri_year: int
+
+    @event(Started)
     def __init__(self, *, association_id: str, hijri_year: int):
         self.association_id = association_id
         self.hijri_year = hijri_year
         self.last_number = 0
 
     def take_number(self, case_id: UUID) -> int:
-        self._number_taken(number=self.last_number + 1, case_id=case_id)
+        self.trigger_event(self.NumberTaken, number=self.last_number + 1, case_id=case_id)
         return self.last_number
 
-    @event("NumberTaken")
-    def _number_taken(self, *, number: int, case_id: UUID) -> None:
-        self.last_number = number
+    class NumberTaken(Aggregate.Event):
+        number: int
+        case_id: UUID
+
+        def apply(self, numbering: CaseNumbering) -> None:
+            numbering.last_number = self.number
 
 
 def numbering_id(association_id: str, hijri_year: int) -> UUID:
@@ -914,26 +996,36 @@ class OpenRequest(Aggregate):
     def create_id(association_id: str, national_id: str, service_code: str, **_: Any) -> UUID:
         return open_request_id(association_id, national_id, service_code)
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        association_id: str
+        national_id: str
+        service_code: str
+        case_id: UUID
+
+    @event(Opened)
     def __init__(self, *, association_id: str, national_id: str, service_code: str, case_id: UUID):
         self.case_id: UUID | None = case_id
 
     def reopen(self, case_id: UUID) -> None:
         if self.case_id is not None:
             raise ValueError("a request is still open")  # the application checks first
-        self._reopened(case_id=case_id)
+        self.trigger_event(self.Reopened, case_id=case_id)
 
-    @event("Reopened")
-    def _reopened(self, *, case_id: UUID) -> None:
-        self.case_id = case_id
+    class Reopened(Aggregate.Event):
+        case_id: UUID
+
+        def apply(self, index: OpenRequest) -> None:
+            index.case_id = self.case_id
 
     def release(self, case_id: UUID) -> None:
         if self.case_id == case_id:
-            self._released(case_id=case_id)
+            self.trigger_event(self.Released, case_id=case_id)
 
-    @event("Released")
-    def _released(self, *, case_id: UUID) -> None:
-        self.case_id = None
+    class Released(Aggregate.Event):
+        case_id: UUID
+
+        def apply(self, index: OpenRequest) -> None:
+            index.case_id = None
 
 
 def open_request_id(association_id: str, national_id: str, service_code: str) -> UUID:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.intake.domain import Case, explained_ineligibility
+from services.intake.domain import Case, CaseStatus, explained_ineligibility, status_after
 from shared.views import ViewTransaction
 
 CASES = "cases"
@@ -32,7 +32,7 @@ def project(event: Any, views: ViewTransaction) -> None:
                 "channel_ref": event.channel_ref,
                 "linked_channels": [],
                 "service_code": event.service_code,
-                "status": "incomplete",
+                "status": CaseStatus.INCOMPLETE,
                 "complete": False,
                 "missing": [],
                 "revision": 1,
@@ -62,8 +62,6 @@ def project(event: Any, views: ViewTransaction) -> None:
         doc["complete"] = True
         doc["missing"] = []
         doc["received_at"] = at
-        if doc["status"] == "incomplete":
-            doc["status"] = "received"
         what = "received"
     elif isinstance(event, Case.DuplicateLinked):
         doc["linked_channels"].append(
@@ -74,42 +72,32 @@ def project(event: Any, views: ViewTransaction) -> None:
         doc["referred"] = True
         what = "referred_to_researcher"
     elif isinstance(event, Case.Corrected):
-        doc["status"] = "correcting"
         what = "corrected"
     elif isinstance(event, Case.Resubmitted):
-        doc["status"] = "received"
         doc["revision"] = event.revision
         doc["corrections"] = []
         doc["missing"] = []
         doc["resubmitted_at"] = at
         what = f"resubmitted:{event.revision}"
     elif isinstance(event, Case.VerificationNoted):
-        if doc["status"] not in ("approved", "rejected", "delivered", "correcting"):
-            doc["status"] = event.outcome
         doc["corrections"] = (
-            list(getattr(event, "corrections", None) or [])
-            if event.outcome == "discrepancies"
-            else []
+            list(event.corrections or []) if event.outcome == "discrepancies" else []
         )
         doc["ineligible_reason"] = (
-            explained_ineligibility(
-                getattr(event, "ineligible_reason", None), getattr(event, "ineligible_rule", None)
-            )
+            explained_ineligibility(event.ineligible_reason, event.ineligible_rule)
             if event.outcome == "ineligible"
             else None
         )
-        doc["verified_revision"] = getattr(event, "revision", 1)
+        doc["verified_revision"] = event.revision
         what = f"verification:{event.outcome}"
     elif isinstance(event, Case.DecisionNoted):
-        if doc["status"] != "delivered":
-            doc["status"] = event.decision
         what = f"decision:{event.decision}"
     elif isinstance(event, Case.ServiceDelivered):
-        doc["status"] = "delivered"
         doc["delivered_at"] = at
         what = "delivered"
     else:
         return
+    doc["status"] = status_after(CaseStatus(doc["status"]), event)
     doc["updated_at"] = at
     doc["history"].append({"at": at, "what": what})
     views.put(CASES, key, doc)

@@ -33,6 +33,7 @@ from shared.dates import both_calendars, local_day
 from shared.errors import Refused
 from shared.phones import normalise_phone
 from shared.policy import PolicyPack, ServiceDefinition, eligibility_failures
+from shared.submissions import is_given
 
 VERIFIED = "verified"
 DISCREPANCIES = "discrepancies"
@@ -269,7 +270,7 @@ def automatic_checks(
 
 
 def _is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return not is_given(value)
 
 
 def check_service_known(pack: PolicyPack | None, association_id: str, service_code: str) -> Check:
