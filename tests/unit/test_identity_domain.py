@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ from shared.policy import load_packs
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 ASSOCIATIONS = ("sidr", "health-coop")
 PACKS = load_packs(Path(__file__).resolve().parents[2] / "policies")
 
@@ -124,7 +124,11 @@ def test_roles_are_held_per_association(hasher: SecretHasher) -> None:
     user = new_user(hasher)
     user.grant(role="verifier", association_id="sidr", associations=ASSOCIATIONS, by="a", at=NOW)
     user.grant(
-        role="committee_member", association_id="health-coop", associations=ASSOCIATIONS, by="a", at=NOW
+        role="committee_member",
+        association_id="health-coop",
+        associations=ASSOCIATIONS,
+        by="a",
+        at=NOW,
     )
     assert user.holds("verifier", "sidr")
     assert not user.holds("verifier", "health-coop")
@@ -135,7 +139,9 @@ def test_granting_a_role_held_and_revoking_one_not_held_are_refused(hasher: Secr
     user = new_user(hasher)
     user.grant(role="verifier", association_id="sidr", associations=ASSOCIATIONS, by="a", at=NOW)
     with pytest.raises(Refused) as again:
-        user.grant(role="verifier", association_id="sidr", associations=ASSOCIATIONS, by="a", at=NOW)
+        user.grant(
+            role="verifier", association_id="sidr", associations=ASSOCIATIONS, by="a", at=NOW
+        )
     assert again.value.code == "role_already_held"
     with pytest.raises(Refused) as absent:
         user.revoke(role="auditor", association_id="sidr", by="a", at=NOW)
@@ -147,7 +153,11 @@ def test_a_revoked_role_was_held_before_and_not_after(hasher: SecretHasher) -> N
     user = new_user(hasher)
     granted, revoked = NOW, NOW + timedelta(days=10)
     user.grant(
-        role="committee_member", association_id="sidr", associations=ASSOCIATIONS, by="a", at=granted
+        role="committee_member",
+        association_id="sidr",
+        associations=ASSOCIATIONS,
+        by="a",
+        at=granted,
     )
     user.revoke(role="committee_member", association_id="sidr", by="b", at=revoked, reason="left")
     assert user.held_at("committee_member", "sidr", granted + timedelta(days=1))
@@ -217,7 +227,9 @@ def test_the_key_set_records_public_keys_only_and_keeps_the_signing_key() -> Non
     for key in keys.published():
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key.public_jwk)
     with pytest.raises(ValueError):
-        keys.add(kid="x", algorithm="ES256", public_jwk={"kty": "EC", "d": "secret"}, by="t", at=NOW)
+        keys.add(
+            kid="x", algorithm="ES256", public_jwk={"kty": "EC", "d": "secret"}, by="t", at=NOW
+        )
     with pytest.raises(Refused) as in_use:
         keys.retire(kid=second.kid, by="t", at=NOW)
     assert in_use.value.code == "key_in_use"
@@ -260,7 +272,10 @@ def test_a_one_time_password_signs_in_to_nothing_until_the_user_chooses_one(
     assert created["roles"] == {a: ["admin"] for a in sorted(PACKS)}
     with pytest.raises(OAuthError) as refused:
         app.password_token("admin", one_time)
-    assert (refused.value.error, refused.value.code) == ("invalid_grant", "password_change_required")
+    assert (refused.value.error, refused.value.code) == (
+        "invalid_grant",
+        "password_change_required",
+    )
     with pytest.raises(Invalid) as weak:
         app.set_own_password("admin", one_time, "short")
     assert weak.value.code == "weak_password"
