@@ -23,7 +23,7 @@ from shared.auth import FunctionJwks, IssuerSettings, Verifier, install
 from shared.clock import Clock, clock_from
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
-from shared.policy import load_packs_or_exit
+from shared.policy_loader import load_packs_or_exit
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application

@@ -24,7 +24,7 @@ from services.identity.tokens import OAuthError, TokenPolicy
 from shared.clock import FrozenClock
 from shared.errors import Invalid, NotFound, Refused
 from shared.http import refusal_status
-from shared.policy import load_packs
+from shared.policy_loader import load_packs
 
 pytestmark = pytest.mark.unit
 
