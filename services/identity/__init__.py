@@ -1,0 +1,1 @@
+"""Identity: the embedded identity provider (users, roles, machine clients, tokens)."""

@@ -1,0 +1,5 @@
+import sys
+
+from services.identity.cli import main
+
+sys.exit(main())
