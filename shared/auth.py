@@ -39,7 +39,6 @@ from typing import Annotated, Any, Literal, Protocol
 import httpx
 import jwt
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,9 +93,9 @@ class Principal:
 
 
 class AuthRefused(Refused):
-    """A refusal at the HTTP edge that carries its own status and headers."""
-
-    status = 401
+    """A refusal of the caller rather than of the command, with the headers it
+    answers with (the `WWW-Authenticate` challenge). `shared/http.py` gives each
+    kind its status."""
 
     def __init__(self, code: str, en: str, ar: str, headers: Mapping[str, str] | None = None):
         super().__init__(code, en, ar)
@@ -104,15 +103,15 @@ class AuthRefused(Refused):
 
 
 class Unauthenticated(AuthRefused):
-    status = 401
+    """No token, or one that does not verify."""
 
 
 class Forbidden(AuthRefused):
-    status = 403
+    """A verified caller without the role the route needs, there."""
 
 
 class AuthUnavailable(AuthRefused):
-    status = 503
+    """The issuer's keys cannot be fetched: nobody can be verified for now."""
 
 
 def _bearer_challenge(error: str | None = None, description: str | None = None) -> dict[str, str]:
@@ -555,14 +554,8 @@ bearer_scheme = HTTPBearer(
 
 
 def install(api: FastAPI, verifier: Verifier) -> None:
-    """Puts the verifier on the app and answers its refusals with their status and headers."""
+    """Puts the verifier on the app (the HTTP edge answers its refusals)."""
     api.state.verifier = verifier
-
-    async def refused(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, AuthRefused)
-        return JSONResponse(error.as_dict(), status_code=error.status, headers=error.headers)
-
-    api.add_exception_handler(AuthRefused, refused)
 
 
 def verifier_of(request: Request) -> Verifier:

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.specification import get_asyncapi_html
 
 from shared import metrics
+from shared.auth import AuthRefused, AuthUnavailable, Forbidden, Unauthenticated
 from shared.errors import Gone, Invalid, NotFound, Refused
 from shared.logging import correlation_id_var, log_context, set_log_context
 from shared.runtime import ServiceRuntime
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 # The HTTP status of each kind of refusal; the most specific kind wins. Domain
 # code says what kind of refusal it is, never which status a protocol gives it.
 REFUSAL_STATUS: dict[type[Refused], int] = {
+    Unauthenticated: 401,
+    Forbidden: 403,
+    AuthUnavailable: 503,
     NotFound: 404,
     Gone: 410,
     Invalid: 422,
@@ -63,25 +67,7 @@ def create_http_app(
     api.state.runtime = runtime
     api.add_middleware(RequestLogMiddleware)
 
-    @api.exception_handler(Refused)
-    async def refused(_: Request, error: Refused) -> JSONResponse:
-        return JSONResponse(error.as_dict(), status_code=refusal_status(error))
-
-    @api.exception_handler(RequestValidationError)
-    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        # FastAPI's `detail` (each problem with its field's location) plus a
-        # sentence a person can read in either language.
-        return JSONResponse(
-            {
-                "error": "invalid_request",
-                "message": {
-                    "en": "The request is not valid; see the fields listed in detail.",
-                    "ar": "الطلب غير صالح؛ راجع الحقول المذكورة في التفاصيل.",
-                },
-                "detail": jsonable_encoder([_without_large_input(e) for e in error.errors()]),
-            },
-            status_code=422,
-        )
+    answer_refusals(api)
 
     @api.get("/health", tags=["operations"])
     async def health() -> JSONResponse:
@@ -114,6 +100,38 @@ def create_http_app(
 
     include(api)
     return api
+
+
+def answer_refusals(api: FastAPI) -> None:
+    """Refusals and invalid requests answered in the bilingual error shape, with the
+    status of their kind (and an authentication refusal's challenge headers)."""
+
+    async def refused(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, Refused)
+        return JSONResponse(
+            error.as_dict(),
+            status_code=refusal_status(error),
+            headers=error.headers if isinstance(error, AuthRefused) else None,
+        )
+
+    async def invalid(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        # FastAPI's `detail` (each problem with its field's location) plus a
+        # sentence a person can read in either language.
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "message": {
+                    "en": "The request is not valid; see the fields listed in detail.",
+                    "ar": "الطلب غير صالح؛ راجع الحقول المذكورة في التفاصيل.",
+                },
+                "detail": jsonable_encoder([_without_large_input(e) for e in error.errors()]),
+            },
+            status_code=422,
+        )
+
+    api.add_exception_handler(Refused, refused)
+    api.add_exception_handler(RequestValidationError, invalid)
 
 
 def _without_large_input(problem: Any) -> Any:

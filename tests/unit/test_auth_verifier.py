@@ -31,6 +31,7 @@ from shared.auth import (
     read_roles,
     require,
 )
+from shared.http import answer_refusals
 
 pytestmark = pytest.mark.unit
 
@@ -118,6 +119,7 @@ def stranger() -> Issuer:
 def app_with(verifier: Verifier) -> FastAPI:
     api = FastAPI()
     install(api, verifier)
+    answer_refusals(api)
 
     @api.get("/associations/{association_id}/verifications")
     async def queue(
