@@ -44,11 +44,11 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import Refused
+from shared.roles import CHANNEL_ROLE_PREFIX, actor_kind
 
 log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256")
-CHANNEL_ROLE_PREFIX = "channel:"
 Kind = Literal["human", "machine"]
 
 
@@ -82,11 +82,18 @@ class Principal:
             if role.startswith(CHANNEL_ROLE_PREFIX)
         )
 
-    def require(self, *roles: str, association_id: str) -> None:
-        """Refuses (403) unless the caller holds one of the roles in the association:
-        for a route whose association is in its body."""
-        if not any(self.holds(role, association_id) for role in roles):
-            raise forbidden(roles, association_id)
+    def require(self, *roles: str, association_id: str) -> str:
+        """Refuses (403) unless the caller holds one of the roles in the association
+        (for a route whose association is in its body or its record); returns the
+        first of them held, the role the caller acts in."""
+        for role in roles:
+            if self.holds(role, association_id):
+                return role
+        raise forbidden(roles, association_id)
+
+    def actor(self, role: str) -> dict[str, str]:
+        """The recorded actor of what this caller does in the role: never a body field."""
+        return {"kind": actor_kind(role), "id": self.subject, "name": self.name, "role": role}
 
 
 # Refusals ----------------------------------------------------------------------------
@@ -556,6 +563,14 @@ bearer_scheme = HTTPBearer(
 def install(api: FastAPI, verifier: Verifier) -> None:
     """Puts the verifier on the app (the HTTP edge answers its refusals)."""
     api.state.verifier = verifier
+
+
+def verifier_from_environment() -> Verifier:
+    """The verifier of the issuers `KHIDMA_AUTH_*` names; a service without one
+    does not start (every route but the operations ones needs a token)."""
+    from shared.settings import load_settings
+
+    return Verifier.from_settings(load_settings(AuthSettings))
 
 
 def verifier_of(request: Request) -> Verifier:

@@ -21,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from shared.roles import ActorKind
+
 SCHEMA_VERSION = 1
 
 # An association id is a subject token: lower-case letters, digits and dashes.
@@ -32,9 +34,21 @@ class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 class Actor(Contract):
-    kind: Literal["applicant", "adapter", "officer", "researcher", "committee", "system"]
+    """Who did it: the authenticated principal (its subject at the issuer, its
+    display name and the role it acted in), or the applicant, or the system.
+    Events recorded before identities were proven carry only kind and id."""
+
+    kind: ActorKind
     id: str = Field(min_length=1, max_length=200)
+    # An actor recorded before identities were proven reads on the wire as it
+    # always did, {kind, id}, without nulls for what it never had.
+    name: str | None = Field(default=None, max_length=200, exclude_if=_is_none)
+    role: str | None = Field(default=None, max_length=100, exclude_if=_is_none)
 
 
 class Applicant(Contract):

@@ -20,7 +20,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.specification import get_asyncapi_html
 
 from shared import metrics
-from shared.auth import AuthRefused, AuthUnavailable, Forbidden, Unauthenticated
+from shared.auth import (
+    AuthRefused,
+    AuthUnavailable,
+    Forbidden,
+    Unauthenticated,
+    Verifier,
+    install,
+)
 from shared.errors import Gone, Invalid, NotFound, Refused
 from shared.logging import correlation_id_var, log_context, set_log_context
 from shared.runtime import ServiceRuntime
@@ -53,8 +60,12 @@ def create_http_app(
     *,
     title: str,
     include: Callable[[FastAPI], None],
+    verifier: Verifier,
     extra_startup: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
+    """The service's FastAPI app: its routes (`include`), each declaring the role it
+    needs and verified by `verifier`, plus the open operations routes."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -65,6 +76,7 @@ def create_http_app(
 
     api = FastAPI(title=title, lifespan=lifespan, dependencies=[Depends(_route_log_context)])
     api.state.runtime = runtime
+    install(api, verifier)
     api.add_middleware(RequestLogMiddleware)
 
     answer_refusals(api)

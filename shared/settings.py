@@ -114,7 +114,7 @@ class ServiceSettings(BaseSettings):
         return env
 
 
-SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
@@ -126,7 +126,8 @@ def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
             f"{cls.__name__}: invalid configuration / إعدادات غير صالحة:",
         ]
         for problem in error.errors():
-            name = "KHIDMA_" + "_".join(str(p) for p in problem["loc"]).upper()
+            prefix = str(cls.model_config.get("env_prefix") or "")
+            name = prefix + ("_".join(str(p) for p in problem["loc"]).upper() or "*")
             lines.append(f"  {name}: {problem['msg']}")
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None

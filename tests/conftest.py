@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -10,10 +11,19 @@ import pytest
 
 from khidma.nats_server import NatsServer
 from shared.clock import Clock
+from tests.auth import ISSUER, auth_environment
 from tests.in_process import InProcessService, start_in_process
 
 # The `backend` fixture (each test on SQLite and on PostgreSQL), for every test that asks.
 pytest_plugins = ["tests.backends"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every service the tests start, in process or as a process, trusts the tests'
+    issuer (tests/auth.py), by the same settings an operator would give."""
+    folder = Path(tempfile.mkdtemp(prefix="khidma-test-issuer-"))
+    os.environ.update(auth_environment(ISSUER.write_jwks(folder / "jwks.json")))
+
 
 POSTGRES_DSN: dict[str, Any] = {
     "host": "127.0.0.1",

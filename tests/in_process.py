@@ -27,6 +27,7 @@ import httpx
 from eventsourcing.persistence import Tracking
 from fastapi import FastAPI
 
+from shared.auth import verifier_from_environment
 from shared.clock import Clock
 from shared.consumer import Handler
 from shared.events import IntegrationEvent
@@ -192,7 +193,12 @@ async def start_in_process(
     runtime = InProcessRuntime(
         settings, app, handlers=parts.handlers(app), projector=parts.projector
     )
-    api = create_http_app(runtime, title=f"Khidma {service}", include=parts.include)
+    api = create_http_app(
+        runtime,
+        title=f"Khidma {service}",
+        include=parts.include,
+        verifier=verifier_from_environment(),
+    )
     await stack.enter_async_context(api.router.lifespan_context(api))
     client = await stack.enter_async_context(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url=f"http://{service}")

@@ -18,6 +18,7 @@ from services.committee.application import (
 from services.committee.handlers import consumer_handlers
 from services.committee.integration import TRANSLATORS
 from services.committee.views import CASES, project
+from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
@@ -65,7 +66,9 @@ async def scan_deadlines_forever(
         await asyncio.sleep(interval)
 
 
-def build(settings: CommitteeSettings, clock: Clock | None = None) -> FastAPI:
+def build(
+    settings: CommitteeSettings, clock: Clock | None = None, verifier: Verifier | None = None
+) -> FastAPI:
     packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app = open_application(
         CommitteeApplication,
@@ -89,7 +92,11 @@ def build(settings: CommitteeSettings, clock: Clock | None = None) -> FastAPI:
         )
 
     return create_http_app(
-        runtime, title="Khidma committee", include=api.include, extra_startup=start_scheduler
+        runtime,
+        title="Khidma committee",
+        include=api.include,
+        verifier=verifier or verifier_from_environment(),
+        extra_startup=start_scheduler,
     )
 
 

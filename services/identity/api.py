@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.identity.application import IdentityApplication
-from services.identity.domain import ADMIN, ROLES
 from services.identity.tokens import (
     InvalidClient,
     OAuthError,
@@ -31,6 +30,7 @@ from services.identity.tokens import (
 from shared.auth import Principal, require
 from shared.errors import Refused
 from shared.http import runtime_of
+from shared.roles import ADMIN, ROLES
 from shared.runtime import ServiceRuntime
 
 Runtime = Annotated[ServiceRuntime[IdentityApplication], Depends(runtime_of)]

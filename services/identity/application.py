@@ -18,7 +18,6 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import get_topic
 
 from services.identity.domain import (
-    ADMIN,
     KEY_SET_ID,
     Client,
     KeySet,
@@ -47,6 +46,7 @@ from services.identity.tokens import (
 from shared.clock import Clock
 from shared.errors import Invalid, NotFound
 from shared.policy import PolicyPack
+from shared.roles import ADMIN
 from shared.store import ServiceApplication
 
 log = logging.getLogger(__name__)

@@ -32,10 +32,10 @@ from datetime import datetime
 from typing import Any
 
 from services.identity.application import IdentityApplication
-from services.identity.domain import ROLES
 from services.identity.keys import ALGORITHMS
 from services.identity.main import IdentitySettings, open_identity
 from shared.errors import Refused
+from shared.roles import ROLES
 from shared.settings import load_settings
 
 

@@ -26,18 +26,7 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from shared.errors import Invalid, NotFound, Refused
-
-ROLES: tuple[str, ...] = (
-    "front_desk",
-    "verifier",
-    "researcher",
-    "committee_member",
-    "committee_chair",
-    "surveys_officer",
-    "auditor",
-    "admin",
-)
-ADMIN = "admin"
+from shared.roles import CHANNEL_ROLE_PREFIX, ROLES
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -46,7 +35,6 @@ PASSWORD_MAX_LENGTH = 256
 DISPLAY_NAME_MAX_LENGTH = 200
 ACTOR_MAX_LENGTH = 200
 # What a machine client's roles claim lists for each of its associations.
-CHANNEL_ROLE_PREFIX = "channel:"
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://khidma.example/identity")
 

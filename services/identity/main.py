@@ -19,7 +19,7 @@ from services.identity.application import IdentityApplication
 from services.identity.domain import SecretHasher
 from services.identity.keys import KeyFile
 from services.identity.tokens import TokenPolicy
-from shared.auth import FunctionJwks, IssuerSettings, Verifier, install
+from shared.auth import FunctionJwks, IssuerSettings, Verifier
 from shared.clock import Clock, clock_from
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
@@ -155,11 +155,7 @@ def build(
         sources={settings.issuer: FunctionJwks(own_keys)},
     )
 
-    def include(http: FastAPI) -> None:
-        install(http, verifier)
-        api.include(http)
-
-    return create_http_app(runtime, title="Khidma identity", include=include)
+    return create_http_app(runtime, title="Khidma identity", include=api.include, verifier=verifier)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from services.intake.application import IntakeApplication
 from services.intake.handlers import consumer_handlers, register_submission_subscriber
 from services.intake.integration import TRANSLATORS
 from services.intake.views import project
+from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
@@ -23,7 +24,9 @@ class IntakeSettings(ServiceSettings):
     http_port: int = 8101
 
 
-def build(settings: IntakeSettings, clock: Clock | None = None) -> FastAPI:
+def build(
+    settings: IntakeSettings, clock: Clock | None = None, verifier: Verifier | None = None
+) -> FastAPI:
     packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app = open_application(
         IntakeApplication,
@@ -39,7 +42,12 @@ def build(settings: IntakeSettings, clock: Clock | None = None) -> FastAPI:
         projector=project,
     )
     register_submission_subscriber(runtime.broker, app, runtime.store, runtime.recorded)
-    return create_http_app(runtime, title="Khidma intake", include=api.include)
+    return create_http_app(
+        runtime,
+        title="Khidma intake",
+        include=api.include,
+        verifier=verifier or verifier_from_environment(),
+    )
 
 
 def main() -> None:

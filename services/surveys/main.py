@@ -15,6 +15,7 @@ from services.surveys.handlers import consumer_handlers
 from services.surveys.integration import TRANSLATORS
 from services.surveys.outbound import InvitationSender, LoggedOutbox
 from services.surveys.views import project
+from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
@@ -69,6 +70,7 @@ def build(
     settings: SurveysSettings,
     clock: Clock | None = None,
     sender: InvitationSender | None = None,
+    verifier: Verifier | None = None,
 ) -> FastAPI:
     packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app = open_application(
@@ -101,7 +103,11 @@ def build(
 
         extra_startup = start_dispatcher
     return create_http_app(
-        runtime, title="Khidma surveys", include=api.include, extra_startup=extra_startup
+        runtime,
+        title="Khidma surveys",
+        include=api.include,
+        verifier=verifier or verifier_from_environment(),
+        extra_startup=extra_startup,
     )
 
 

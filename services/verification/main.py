@@ -9,6 +9,7 @@ from services.verification.application import VerificationApplication
 from services.verification.handlers import consumer_handlers
 from services.verification.integration import TRANSLATORS
 from services.verification.views import project
+from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
@@ -23,7 +24,9 @@ class VerificationSettings(ServiceSettings):
     http_port: int = 8102
 
 
-def build(settings: VerificationSettings, clock: Clock | None = None) -> FastAPI:
+def build(
+    settings: VerificationSettings, clock: Clock | None = None, verifier: Verifier | None = None
+) -> FastAPI:
     packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app = open_application(
         VerificationApplication,
@@ -38,7 +41,12 @@ def build(settings: VerificationSettings, clock: Clock | None = None) -> FastAPI
         handlers=consumer_handlers(app),
         projector=project,
     )
-    return create_http_app(runtime, title="Khidma verification", include=api.include)
+    return create_http_app(
+        runtime,
+        title="Khidma verification",
+        include=api.include,
+        verifier=verifier or verifier_from_environment(),
+    )
 
 
 def main() -> None:

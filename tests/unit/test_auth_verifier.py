@@ -343,6 +343,8 @@ async def test_a_second_issuer_is_accepted_by_configuration_alone(
 def test_settings_without_a_trusted_issuer_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KHIDMA_AUTH_ISSUER", raising=False)
     monkeypatch.delenv("KHIDMA_AUTH_EXTRA_ISSUERS", raising=False)
+    monkeypatch.delenv("KHIDMA_AUTH_JWKS_FILE", raising=False)  # the test session's own issuer
+    monkeypatch.delenv("KHIDMA_AUTH_JWKS_URL", raising=False)
     with pytest.raises(ValueError, match="no trusted issuer"):
         AuthSettings()
     with pytest.raises(ValueError, match="JWKS"):

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.intake import api as intake_api
+from shared.auth import verifier_from_environment
 from shared.http import create_http_app
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 
@@ -18,7 +19,14 @@ pytestmark = pytest.mark.unit
 def client() -> TestClient:
     # The lifespan (broker, store) never starts: TestClient is not entered.
     runtime = SimpleNamespace(app=SimpleNamespace(packs=load_packs(DEFAULT_POLICIES_DIR)))
-    return TestClient(create_http_app(runtime, title="intake", include=intake_api.include))  # type: ignore[arg-type]
+    return TestClient(
+        create_http_app(
+            runtime,
+            title="intake",
+            include=intake_api.include,
+            verifier=verifier_from_environment(),
+        )
+    )  # type: ignore[arg-type]
 
 
 def test_the_associations_are_listed_with_the_channels_each_enables(client: TestClient) -> None:
@@ -45,7 +53,9 @@ def test_an_association_shows_its_officers_tools_window_committee_and_board_appr
     assert seedlings["required_fields"] or seedlings["required_documents"]
 
 
-def test_an_unknown_association_is_a_bilingual_404_naming_the_known_ones(client: TestClient) -> None:
+def test_an_unknown_association_is_a_bilingual_404_naming_the_known_ones(
+    client: TestClient,
+) -> None:
     response = client.get("/associations/nowhere")
     assert response.status_code == 404
     body = response.json()

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from services.intake import api as intake_api
+from shared.auth import verifier_from_environment
 from shared.http import create_http_app
 from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES, Submission, SubmissionBody
 
@@ -62,7 +63,12 @@ def test_the_request_reply_body_has_the_same_limits() -> None:
 
 def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> None:
     # The lifespan (broker, store) never starts: TestClient is not entered.
-    http = create_http_app(SimpleNamespace(), title="intake", include=intake_api.include)  # type: ignore[arg-type]
+    http = create_http_app(
+        SimpleNamespace(),
+        title="intake",
+        include=intake_api.include,
+        verifier=verifier_from_environment(),
+    )  # type: ignore[arg-type]
     big = {**REQUEST, "fields": {"notes": "x" * 1_200_000}}
     response = TestClient(http).post("/submissions", json=big)
     assert response.status_code == 422
@@ -84,7 +90,12 @@ def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> N
 )
 def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, Any]) -> None:
     # Information and corrections are merged into the request published whole.
-    http = create_http_app(SimpleNamespace(), title="intake", include=intake_api.include)  # type: ignore[arg-type]
+    http = create_http_app(
+        SimpleNamespace(),
+        title="intake",
+        include=intake_api.include,
+        verifier=verifier_from_environment(),
+    )  # type: ignore[arg-type]
     client = TestClient(http)
     big = {**body, "fields": {"notes": "x" * MAX_FIELDS_BYTES}}
     response = client.post(path, json=big)
@@ -98,15 +109,22 @@ def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, A
 
 
 def test_a_referral_has_a_bounded_list_of_questions() -> None:
-    http = create_http_app(SimpleNamespace(), title="intake", include=intake_api.include)  # type: ignore[arg-type]
+    http = create_http_app(
+        SimpleNamespace(),
+        title="intake",
+        include=intake_api.include,
+        verifier=verifier_from_environment(),
+    )  # type: ignore[arg-type]
     client = TestClient(http)
     referral = {"reason": "unclear", "referred_by": "officer-1"}
     response = client.post(
-        "/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/referral", json={**referral, "questions": ["?" * 5000]}
+        "/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/referral",
+        json={**referral, "questions": ["?" * 5000]},
     )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "questions", 0]
     response = client.post(
-        "/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/referral", json={**referral, "questions": ["?"] * 51}
+        "/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/referral",
+        json={**referral, "questions": ["?"] * 51},
     )
     assert response.status_code == 422
