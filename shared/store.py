@@ -25,6 +25,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteRecorder
 
+from shared.access_log import Access
 from shared.chain import chained_process_recorder
 from shared.clock import Clock, SystemClock
 from shared.policy import PolicyPack
@@ -71,6 +72,20 @@ class ServiceApplication(Application):
         recorder = self.recorder
         assert isinstance(recorder, ProcessRecorder)
         return recorder
+
+    def record_access(
+        self, actor: dict[str, Any], association_id: str, what: str, record_id: str
+    ) -> None:
+        """Logs one read of a record (shared/access_log.py), at the application's clock."""
+        self.save(
+            Access(
+                actor=actor,
+                association_id=association_id,
+                what=what,
+                record_id=record_id,
+                at=self.clock.now(),
+            )
+        )
 
     def record_processing(self, processing: ProcessingEvent) -> None:
         """Writes a handler's new events together with the position it consumed."""
