@@ -67,6 +67,12 @@ class Principal:
     token_id: str | None = None
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def username(self) -> str:
+        """The name the caller signs in with (`preferred_username`, or the subject):
+        how a committee seat in a policy pack names its member."""
+        return str(self.claims.get("preferred_username") or self.subject)
+
     def holds(self, role: str, association_id: str) -> bool:
         return role in self.roles.get(association_id, frozenset())
 

@@ -63,6 +63,7 @@ class TestIssuer:
             "exp": now + lifetime,
             "jti": uuid4().hex,
             "name": name or subject,
+            "preferred_username": subject,
             "khidma_kind": kind,
             "khidma_roles": {a: sorted(held) for a, held in roles.items()},
             **claims,
