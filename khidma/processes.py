@@ -15,7 +15,13 @@ import httpx
 from khidma.nats_server import free_port, port_is_free
 
 SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
-DEFAULT_PORTS = {"intake": 8101, "verification": 8102, "committee": 8103, "surveys": 8104}
+DEFAULT_PORTS = {
+    "intake": 8101,
+    "verification": 8102,
+    "committee": 8103,
+    "surveys": 8104,
+    "identity": 8106,
+}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 

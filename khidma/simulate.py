@@ -42,13 +42,13 @@ class Endpoints:
     verification: str
     committee: str
     surveys: str
+    identity: str = ""  # the issuer of the tokens (make run's identity service)
 
     @classmethod
     def from_file(cls, path: Path) -> Endpoints:
         data = json.loads(path.read_text())
-        return cls(
-            **{name: data[name] for name in ("intake", "verification", "committee", "surveys")}
-        )
+        services = ("intake", "verification", "committee", "surveys")
+        return cls(**{name: data[name] for name in services}, identity=data.get("identity", ""))
 
 
 @dataclass

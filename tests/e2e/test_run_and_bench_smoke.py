@@ -17,6 +17,39 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
+run_lines: list[str] = []
+
+
+def _printed_lines(run: subprocess.Popen[str], until: str) -> str:
+    """What make run printed, up to and including the line that starts with `until`."""
+    assert run.stdout is not None
+    while True:
+        line = run.stdout.readline()
+        assert line, "make run ended before printing how to sign in"
+        run_lines.append(line)
+        if line.strip().startswith(until):
+            return line
+
+
+def _sign_in_as_the_first_admin(issuer: str, line: str) -> None:
+    """The one-time password printed once works, and only to choose a password."""
+    one_time = line.rsplit(":", 1)[1].strip()
+    assert len(one_time) >= 12, line
+    chosen = "a-password-the-admin-chose-1"
+    changed = httpx.post(
+        f"{issuer}/account/password",
+        json={"username": "admin", "current_password": one_time, "new_password": chosen},
+        timeout=10,
+    )
+    assert changed.status_code == 204, changed.text
+    token = httpx.post(
+        f"{issuer}/oauth/token",
+        data={"grant_type": "password", "username": "admin", "password": chosen},
+        timeout=10,
+    )
+    assert token.status_code == 200, token.text
+    assert token.json()["token_type"] == "Bearer"
+
 
 def test_make_run_serves_every_service_drives_cases_and_stops_cleanly_on_ctrl_c(
     nats_server, tmp_path: Path
@@ -43,8 +76,9 @@ def test_make_run_serves_every_service_drives_cases_and_stops_cleanly_on_ctrl_c(
         assert started and run.poll() is None, "make run exited during start-up"
         endpoints = wait_for(lambda: json.loads(endpoints_file.read_text()), timeout=5)
         assert endpoints["nats"] == nats_server.url  # NATS_URL honoured, none embedded
-        for name in SERVICES:
+        for name in (*SERVICES, "identity"):
             assert httpx.get(f"{endpoints[name]}/ready", timeout=5).status_code == 200, name
+        _sign_in_as_the_first_admin(endpoints["identity"], _printed_lines(run, "sign in"))
 
         simulated = subprocess.run(
             [sys.executable, "-m", "khidma.simulate", "--cases", "2", "--seed", "1",
@@ -55,7 +89,8 @@ def test_make_run_serves_every_service_drives_cases_and_stops_cleanly_on_ctrl_c(
         assert "2 completed, 0 failed" in simulated.stdout
 
         run.send_signal(signal.SIGINT)
-        output, _ = run.communicate(timeout=60)
+        rest, _ = run.communicate(timeout=60)
+        output = "".join(run_lines) + rest
     finally:
         if run.poll() is None:
             run.kill()
