@@ -45,6 +45,19 @@ class SubmissionRefused(Invalid):
         return {**super().as_dict(), **self.details}
 
 
+def channel_ref_conflict(channel: str, channel_ref: str) -> Refused:
+    """The channel's reference is already another request's: saying whose would leak
+    that request, and taking this one as a duplicate would lose it."""
+    return Refused(
+        "channel_ref_conflict",
+        f"The {channel} reference {channel_ref!r} already belongs to another request "
+        "(another applicant or service); nothing was recorded. Send this request with "
+        "its own reference.",
+        f"المرجع {channel_ref!r} في قناة {channel} يخص طلبًا آخر (مقدّم أو خدمة أخرى)؛ "
+        "لم يُسجَّل شيء. أرسل هذا الطلب بمرجع خاص به.",
+    )
+
+
 @dataclass(frozen=True)
 class SubmissionResult:
     case_id: UUID
@@ -146,6 +159,8 @@ class IntakeApplication(ServiceApplication):
             submission.association_id, submission.channel, submission.channel_ref
         )
         if existing is not None:
+            if not existing.is_retry_of(submission.applicant.national_id, submission.service_code):
+                raise channel_ref_conflict(submission.channel, submission.channel_ref)
             return self._result(existing, duplicate=True)
         now = self.clock.now()
         association_id = submission.association_id

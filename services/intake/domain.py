@@ -363,6 +363,8 @@ class Case(Aggregate):
         self.channel_ref = channel_ref
         self.service_code = service_code
         self.applicant = applicant
+        # Who submitted it: a retried submission names them, even after a correction.
+        self.submitted_national_id = str(applicant.get("national_id", ""))
         self.fields = fields
         self.documents = documents
         self.attestation = attestation
@@ -570,6 +572,14 @@ class Case(Aggregate):
             case.attestation = self.attestation
 
     # Corrections after verification -------------------------------------------------
+
+    def is_retry_of(self, national_id: str, service_code: str) -> bool:
+        """Whether a submission with one of this case's channel references is the
+        same request again (the same applicant, for the same service)."""
+        return service_code == self.service_code and national_id in (
+            self.submitted_national_id,
+            str(self.applicant.get("national_id", "")),
+        )
 
     def correction_refusal(self) -> Refused | None:
         """Why the applicant cannot correct the request now, or None if they can.

@@ -75,6 +75,44 @@ def test_the_same_channel_reference_twice_is_one_request(intake, nats_server):
     )
 
 
+def test_the_same_channel_reference_for_another_applicant_or_service_is_a_conflict_that_reveals_nothing(
+    intake, nats_server
+):
+    first = httpx.post(f"{intake.url}/submissions", json=SUBMISSION).json()
+    before = store_position(intake)
+    someone_else = {**SUBMISSION, "applicant": {"national_id": "1000000016", "name": "سارة"}}
+    another_service = {**SUBMISSION, "service_code": "volunteering"}
+    for body in (someone_else, another_service):
+        response = httpx.post(f"{intake.url}/submissions", json=body)
+        assert response.status_code == 409, response.text
+        refusal = response.json()
+        assert refusal["error"] == "channel_ref_conflict"
+        assert refusal["message"]["en"] and refusal["message"]["ar"]
+        # Nothing of the other request: neither its id, its reference nor its applicant.
+        for secret in (first["case_id"], first["case_ref"], "1000000008", "علي"):
+            assert secret not in response.text
+    assert store_position(intake) == before
+
+    async def over_nats() -> dict:
+        connection = await nats.connect(intake.nats_url)
+        try:
+            body = {k: v for k, v in someone_else.items() if k not in ("association_id", "channel")}
+            reply = await connection.request(
+                submission_subject("sidr", "website"), json.dumps(body).encode(), timeout=5
+            )
+            return json.loads(reply.data)
+        finally:
+            await connection.close()
+
+    refused = asyncio.run(over_nats())
+    assert refused["ok"] is False and refused["error"] == "channel_ref_conflict"
+    assert first["case_ref"] not in json.dumps(refused)
+    assert store_position(intake) == before
+    # The same request again is still one request.
+    again = httpx.post(f"{intake.url}/submissions", json=SUBMISSION)
+    assert again.status_code == 200 and again.json()["case_id"] == first["case_id"]
+
+
 def test_a_malformed_submission_is_refused_with_the_field_and_nothing_is_recorded(intake):
     before = store_position(intake)
     broken = {**SUBMISSION, "applicant": {"name": "no id"}, "channel": "carrier-pigeon"}
