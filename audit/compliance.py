@@ -549,6 +549,37 @@ def vote_by_recused_member(timeline: CaseTimeline) -> Iterator[ComplianceExcepti
                 )
 
 
+@check(
+    "verification_override",
+    ar="تجاوز نتيجة التحقق",
+    en="A verification override",
+)
+def verification_override(timeline: CaseTimeline) -> Iterator[ComplianceException]:
+    """Every override is listed with its reason: a check that failed and was passed
+    over by an officer is for the board to see, whatever the reason given."""
+    for verification in timeline.facts("DataVerified"):
+        reason = verification.data.get("override_reason")
+        if not reason:
+            continue
+        failed = [
+            str(c.get("name"))
+            for c in verification.data.get("checks") or []
+            if isinstance(c, Mapping) and not c.get("passed", True)
+        ]
+        officer = verification.data.get("officer") or "?"
+        overridden = "، ".join(failed) or "—"
+        overridden_en = ", ".join(failed) or "—"
+        yield exception(
+            "verification_override",
+            timeline,
+            f"تجاوز الموظف {officer} نتيجة التحقق (الفحوص غير المستوفاة: {overridden}) "
+            f"بالسبب: «{reason}».",
+            f"Officer {officer} overrode the verification (checks not met: {overridden_en}) "
+            f"with the reason: “{reason}”.",
+            [verification.event_id],
+        )
+
+
 def _as_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         moment = value

@@ -124,17 +124,21 @@ class CaseHistory:
         return event_id
 
     def verified(self, at: datetime, outcome: str = "verified", *, publish: bool = True, store: bool = True,
-                 revision: int = 1) -> UUID:
+                 revision: int = 1, checks: list[dict[str, Any]] | None = None,
+                 override_reason: str | None = None) -> UUID:
         event_id = uuid4()
         common = self._common(event_id, at, self.request_id)
+        checks = checks or []
         self._publish(ev.DataVerified(actor=ev.Actor(kind="officer", id="officer-2"),
-                                      payload=ev.DataVerifiedPayload(outcome=outcome, checks=[], officer="officer-2",
-                                                                     revision=revision),
+                                      payload=ev.DataVerifiedPayload(outcome=outcome, checks=checks, officer="officer-2",
+                                                                     revision=revision,
+                                                                     override_reason=override_reason),
                                       **common), publish)
         if store:
             self._store("verification", "services.verification.domain:Verification.Confirmed", at,
                         **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
-                        outcome=outcome, checks=[], officer="officer-2", confirmed_at=at, revision=revision)
+                        outcome=outcome, checks=checks, officer="officer-2", confirmed_at=at, revision=revision,
+                        override_reason=override_reason)
             self._store("committee", "services.committee.domain:CommitteeCase.VerificationRecorded", at,
                         source_event_id=event_id, outcome=outcome, verified_at=at)
             self._store("intake", "services.intake.domain:Case.VerificationNoted", at,
@@ -423,6 +427,21 @@ def test_a_vote_by_a_recused_member(sources: dict[str, bool]) -> None:
     history.invited(T0 + timedelta(days=1), decision, "rejected")
     item = only(history, "vote_by_recused_member", **sources)
     assert item.event_ids == [str(decision)] and "member-4" in item.message["en"]
+
+
+@pytest.mark.parametrize("sources", SOURCES, ids=["both", "stores", "stream"])
+def test_every_verification_override_is_listed_with_its_reason(sources: dict[str, bool]) -> None:
+    history = CaseHistory()
+    history.received(T0)
+    failed_id = {"name": "national_id_check_digit", "passed": False, "detail": "bad digit"}
+    verified = history.verified(T0 + timedelta(hours=1), checks=[failed_id, {"name": "phone", "passed": True}],
+                                override_reason="trust me")
+    decision = history.decided(T0 + timedelta(days=1), "approved", verified)
+    history.invited(T0 + timedelta(days=1), decision, "approved")
+    item = only(history, "verification_override", **sources)
+    assert item.event_ids == [str(verified)]
+    assert "trust me" in item.message["en"] and "trust me" in item.message["ar"]
+    assert "national_id_check_digit" in item.message["en"] and "phone" not in item.message["en"]
 
 
 def test_every_rule_of_the_issue_is_registered() -> None:
