@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="khidma-bench-") as folder:
         print(f"starting an embedded system in {folder} …", file=sys.stderr)
         with EmbeddedSystem(Path(folder), fixed_ports=False) as system:
-            endpoints = Endpoints(**{n: p.url for n, p in system.services.items()})
+            endpoints = Endpoints.from_mapping(system.endpoints())
             kinds = plan(args.cases, args.mix, seed=1)
             print(f"driving {args.cases} cases, {args.concurrency} at a time …", file=sys.stderr)
             report = asyncio.run(

@@ -86,9 +86,18 @@ class EmbeddedSystem:
             "KHIDMA_AUTH_JWKS_URL": f"{issuer}/.well-known/jwks.json",
         }
 
+    @property
+    def surveys_outbox(self) -> Path:
+        """Where the surveys' logged outbox (the default sender) writes invitations."""
+        return self.data_dir / "surveys-outbox.jsonl"
+
     def endpoints(self) -> dict[str, str]:
         urls = {name: process.url for name, process in self.services.items()}
-        return {"nats": str(self.nats_url), **urls}
+        return {
+            "nats": str(self.nats_url),
+            **urls,
+            "surveys_outbox": str(self.surveys_outbox.resolve()),
+        }
 
     def write_endpoints(self) -> Path:
         path = self.data_dir / ENDPOINTS_FILE

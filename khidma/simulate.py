@@ -18,13 +18,15 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import httpx
+
+from services.surveys.outbound import invitation_links, token_of_link
 
 KINDS = ("approved", "rejected", "referred", "ineligible", "corrected")
 # Members present at a simulated sitting: enough for the packs' quorum of three.
@@ -43,12 +45,26 @@ class Endpoints:
     committee: str
     surveys: str
     identity: str = ""  # the issuer of the tokens (make run's identity service)
+    # The surveys' logged outbox: the simulated applicants read the invitation they
+    # were sent there, as a real one reads the message on their phone.
+    surveys_outbox: str = ""
 
     @classmethod
     def from_file(cls, path: Path) -> Endpoints:
+        """From the endpoints file `make run` writes into its data folder."""
         data = json.loads(path.read_text())
+        data.setdefault("surveys_outbox", str(path.parent / "surveys-outbox.jsonl"))
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, str]) -> Endpoints:
+        """From a running system's endpoints (`EmbeddedSystem.endpoints()`)."""
         services = ("intake", "verification", "committee", "surveys")
-        return cls(**{name: data[name] for name in services}, identity=data.get("identity", ""))
+        return cls(
+            **{name: data[name] for name in services},
+            identity=data.get("identity", ""),
+            surveys_outbox=data.get("surveys_outbox", ""),
+        )
 
 
 @dataclass
@@ -363,9 +379,9 @@ class CaseDriver:
             )
             run.steps.append("delivered")
 
-        survey = await self._wait_for(f"{self.endpoints.surveys}/surveys/by-case/{case_id}")
+        token = await self._invitation_token(case_id)
         await self._post(
-            f"{self.endpoints.surveys}/surveys/{survey['token']}/answers",
+            f"{self.endpoints.surveys}/surveys/{token}/answers",
             {
                 "ratings": {
                     "satisfaction": random.randint(3, 5),
@@ -389,6 +405,17 @@ class CaseDriver:
         if response.status_code != 200:
             raise SimulationError(f"PUT {url} -> {response.status_code} {response.text[:300]}")
         return response.json()
+
+    async def _invitation_token(self, case_id: str) -> str:
+        """The survey token in the link the applicant was sent (the logged outbox)."""
+        outbox = Path(self.endpoints.surveys_outbox)
+        deadline = time.monotonic() + self.step_timeout
+        while time.monotonic() < deadline:
+            link = invitation_links(outbox).get(case_id)
+            if link:
+                return token_of_link(link)
+            await asyncio.sleep(0.1)
+        raise SimulationError(f"no invitation for {case_id} in {outbox} after {self.step_timeout}s")
 
     async def _wait_for(
         self, url: str, ready: Callable[[dict[str, Any]], bool] = lambda doc: True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 import nats
@@ -93,3 +94,16 @@ def _json_or_none(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         return None
+
+
+def survey_token(outbox: Path, case_id: object, timeout: float = 15.0) -> str:
+    """The survey token in the link the case's applicant was sent (the logged outbox):
+    the only place a token is shown, as the applicant holds it."""
+    from services.surveys.outbound import invitation_links, token_of_link
+
+    link = wait_for(
+        lambda: invitation_links(outbox).get(str(case_id)),
+        timeout=timeout,
+        what=f"the invitation of {case_id} in {outbox}",
+    )
+    return token_of_link(link)

@@ -91,7 +91,9 @@ async def the_survey(
 
 @router.get("/surveys/by-case/{case_id}")
 async def by_case(case_id: UUID, runtime: SurveysRuntime) -> dict[str, Any]:
-    """The invitation of a case, with its token, once the applicant was invited."""
+    """The invitation of a case once the applicant was invited: whether it was sent
+    or why it could not be. Never its token, which answers in the applicant's name:
+    the link reaches the applicant only through the invitation."""
     assert runtime.views is not None
     doc = runtime.views.get(SURVEYS, str(case_id))
     if doc is None:
@@ -100,7 +102,7 @@ async def by_case(case_id: UUID, runtime: SurveysRuntime) -> dict[str, Any]:
             f"No survey invitation for request {case_id} yet (it may take a moment to appear).",
             f"لا توجد دعوة استبيان للطلب {case_id} بعد (قد يستغرق ظهورها لحظات).",
         )
-    return doc
+    return without_token(doc)
 
 
 @router.get("/surveys")
@@ -110,14 +112,18 @@ async def list_surveys(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """The invitations, without their tokens: a token answers the survey in the
-    applicant's name, so only the one case's page (/surveys/by-case/{case_id}) shows it."""
+    """The invitations, without their tokens (a token answers the survey in the
+    applicant's name)."""
     assert runtime.views is not None
     filters = {} if answered is None else {"answered": answered}
     docs = runtime.views.find(
         SURVEYS, limit=max(0, min(limit, 1000)), offset=max(0, offset), **filters
     )
-    return [{k: v for k, v in doc.items() if k != "token"} for doc in docs]
+    return [without_token(doc) for doc in docs]
+
+
+def without_token(doc: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in doc.items() if key != "token"}
 
 
 @router.get("/results")

@@ -31,6 +31,27 @@ class InvitationSender(Protocol):
         """Delivers the message or raises; may be called twice for one message_id."""
 
 
+def invitation_links(path: Path) -> dict[str, str]:
+    """The link each case's applicant was sent, from a logged outbox (case id ->
+    link): what an applicant holds, and only they (the API never shows a token)."""
+    links: dict[str, str] = {}
+    if not Path(path).exists():
+        return links
+    with Path(path).open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                message = json.loads(line)
+                links[str(message["case_id"])] = str(message["link"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line after a crash
+    return links
+
+
+def token_of_link(link: str) -> str:
+    """The survey's token: the last segment of its link (…/surveys/<token>)."""
+    return link.rstrip("/").rsplit("/", 1)[-1]
+
+
 class LoggedOutbox:
     """Appends each invitation as one JSON line to a file, once per message id."""
 

@@ -42,7 +42,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     clock_file = data_dir / "clock-offset"
     environment = {"KHIDMA_CLOCK_FILE": str(clock_file), "KHIDMA_DEADLINE_SCAN_SECONDS": "0.5"}
     with EmbeddedSystem(data_dir, fixed_ports=False, service_env=environment) as system:
-        endpoints = Endpoints(**{name: process.url for name, process in system.services.items()})
+        endpoints = Endpoints.from_mapping(system.endpoints())
         committee = endpoints.committee
 
         async def past_the_window(run: Any) -> None:

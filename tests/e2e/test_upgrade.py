@@ -28,7 +28,7 @@ from audit.settings import AuditSettings
 from audit.timeline import case_timelines
 from khidma.nats_server import NatsServer
 from khidma.run import EmbeddedSystem
-from tests.helpers import stream_messages_sync, wait_for
+from tests.helpers import stream_messages_sync, survey_token, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,11 +136,8 @@ def test_an_old_approved_case_is_still_delivered_and_surveyed_onto_the_stream(up
     case = CASES["approved-not-delivered"]
     post(upgraded, "intake", f"/cases/{case['case_id']}/delivery",
          {"delivered": "One food basket", "delivered_by": "officer-1"})
-    survey = wait_for(
-        lambda: get(upgraded, "surveys", f"/surveys/by-case/{case['case_id']}"),
-        timeout=20, what="the survey invitation of the delivered old case",
-    )
-    post(upgraded, "surveys", f"/surveys/{survey['token']}/answers",
+    token = survey_token(upgraded.surveys_outbox, case["case_id"], timeout=20)
+    post(upgraded, "surveys", f"/surveys/{token}/answers",
          {"ratings": {"satisfaction": 5, "recommend": 9}, "comment": None})
     events = wait_for_events_of(upgraded, case["case_id"], 5)
     assert [e["event_type"] for e in events] == [

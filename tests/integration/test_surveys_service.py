@@ -24,7 +24,7 @@ from shared.events import (
 )
 from shared.subjects import event_subject
 from tests import builders
-from tests.helpers import stream_messages_sync, wait_for
+from tests.helpers import stream_messages_sync, survey_token, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -106,10 +106,11 @@ def test_an_answer_after_delivery_is_published_once_caused_by_the_delivery(
     publish(nats_server.url, received, delivered)
 
     invited = invitation(surveys, received.case_id)
+    token = survey_token(surveys.data_dir / "surveys-outbox.jsonl", received.case_id)
     assert invited["stage"] == "delivered"
     assert invited["answered"] is False
 
-    out_of_range = answer(surveys, invited["token"], {"ratings": {"satisfaction": 6}})
+    out_of_range = answer(surveys, token, {"ratings": {"satisfaction": 6}})
     assert out_of_range.status_code == 422
     assert ["body", "ratings", "satisfaction"] in [
         problem["loc"] for problem in out_of_range.json()["detail"]
@@ -117,13 +118,13 @@ def test_an_answer_after_delivery_is_published_once_caused_by_the_delivery(
 
     answered = answer(
         surveys,
-        invited["token"],
+        token,
         {"ratings": {"satisfaction": 5, "recommend": 9}, "comment": "شكرًا"},
     )
     assert answered.status_code == 202
     assert answered.json() == {"case_id": str(received.case_id), "status": "answered"}
 
-    again = answer(surveys, invited["token"], {"ratings": {"satisfaction": 1}})
+    again = answer(surveys, token, {"ratings": {"satisfaction": 1}})
     assert again.status_code == 409
     assert again.json()["error"] == "already_answered"
     assert again.json()["message"]["en"] and again.json()["message"]["ar"]
@@ -172,6 +173,9 @@ def test_a_rejection_invites_the_applicant_and_an_approval_does_not(
 
     invited = invitation(surveys, rejected.case_id)
     assert invited["stage"] == "rejected"
+    token = survey_token(surveys.data_dir / "surveys-outbox.jsonl", rejected.case_id)
+    # The case's own page shows no token either: only the applicant's link holds it.
+    assert "token" not in invited and token not in str(invited)
 
     not_invited = httpx.get(f"{surveys.url}/surveys/by-case/{approved.case_id}")
     assert not_invited.status_code == 404
@@ -179,7 +183,7 @@ def test_a_rejection_invites_the_applicant_and_an_approval_does_not(
     waiting = httpx.get(f"{surveys.url}/surveys", params={"answered": "false"}).json()
     assert [doc["case_id"] for doc in waiting] == [str(rejected.case_id)]
     # The list shows no token: a token answers the survey in the applicant's name.
-    assert "token" not in waiting[0] and invited["token"] not in str(waiting)
+    assert "token" not in waiting[0] and token not in str(waiting)
 
     unknown = answer(surveys, "no-such-token", {"ratings": {"satisfaction": 3}})
     assert unknown.status_code == 404
@@ -195,7 +199,8 @@ def test_results_hide_a_small_group_and_the_sibling_that_would_reveal_it_by_subt
     # Five website answers average 4.6, the one phone answer is 1: the total is 4.0.
     ratings = [(5, 10), (5, 9), (5, 9), (4, 7), (4, 0), (1, 0)]
     for case, (satisfaction, recommend) in zip(cases, ratings):
-        token = invitation(surveys, case.case_id)["token"]
+        invitation(surveys, case.case_id)
+        token = survey_token(surveys.data_dir / "surveys-outbox.jsonl", case.case_id)
         body = {"ratings": {"satisfaction": satisfaction, "recommend": recommend}}
         assert answer(surveys, token, body).status_code == 202
 
