@@ -108,7 +108,7 @@ def test_env_example_lists_every_variable_of_the_compose_file() -> None:
 def test_the_deployment_shape() -> None:
     compose = load_compose(dot_env())
     services = compose["services"]
-    assert set(services) == {"nats", "postgres", "nats-init", *SERVICES}
+    assert set(services) == {"nats", "postgres", "nats-init", "identity", *SERVICES}
     nats = services["nats"]
     config_mount = next(v for v in nats["volumes"] if v.endswith(":/etc/nats/nats-server.conf:ro"))
     assert (PROJECT_ROOT / config_mount.split(":")[0]).is_file()
@@ -134,13 +134,22 @@ def test_the_deployment_shape() -> None:
     assert init_env["KHIDMA_NATS_USER"] == "admin"
     assert init_env["KHIDMA_NATS_PASSWORD"] == environment_of(nats)["ADMIN_NATS_PASSWORD"]
     users = set()
+    identity = environment_of(services["identity"])
+    assert identity["KHIDMA_STORE"] == "postgres" and identity["KHIDMA_POSTGRES_SCHEMA"] == "identity"
+    assert Path(identity["KHIDMA_KEY_FILE"]).parent.as_posix() in {
+        v.split(":")[1] for v in services["identity"]["volumes"]
+    }
     for name in SERVICES:
         service = services[name]
         assert service["depends_on"] == {
             "nats": {"condition": "service_healthy"},
             "postgres": {"condition": "service_healthy"},
             "nats-init": {"condition": "service_completed_successfully"},
+            "identity": {"condition": "service_healthy"},
         }
+        # Every service trusts the identity service's tokens, by configuration alone.
+        assert environment_of(service)["KHIDMA_AUTH_ISSUER"] == identity["KHIDMA_ISSUER"]
+        assert environment_of(service)["KHIDMA_AUTH_JWKS_URL"].startswith("http://identity:8000/")
         assert environment_of(service)["KHIDMA_STREAM_REPLICAS"] == init_env["KHIDMA_STREAM_REPLICAS"]
         assert any("/ready" in part for part in service["healthcheck"]["test"]), name
         env = environment_of(service)
@@ -207,9 +216,10 @@ class ComposeRun:
         }
         self.nats = secured_nats_server(self.root / "nats", passwords).start()
         self.run_init()
+        self.identity = self.start_identity()
         for name in SERVICES:
             spec = self.compose["services"][name]
-            env = self.localise(name, environment_of(spec))
+            env = self.trusting_identity(self.localise(name, environment_of(spec)))
             service = LocalService(
                 name, list(spec["command"]), env, int(env["KHIDMA_HTTP_PORT"]),
                 self.root / f"{name}.log",
@@ -218,6 +228,29 @@ class ComposeRun:
         for service in self.services.values():
             service.wait_ready()
         return self
+
+    def start_identity(self) -> LocalService:
+        """The issuer, at a local address, with the `iss` the services will expect."""
+        spec = self.compose["services"]["identity"]
+        env = self.localise("identity", environment_of(spec))
+        self.issuer = f"http://127.0.0.1:{env['KHIDMA_HTTP_PORT']}"
+        env["KHIDMA_ISSUER"] = self.issuer
+        identity = LocalService(
+            "identity", list(spec["command"]), env, int(env["KHIDMA_HTTP_PORT"]),
+            self.root / "identity.log",
+        ).start()
+        identity.wait_ready()
+        return identity
+
+    def trusting_identity(self, env: dict[str, str]) -> dict[str, str]:
+        assert env["KHIDMA_AUTH_ISSUER"] == "http://identity:8000"
+        return {
+            **env,
+            "KHIDMA_AUTH_ISSUER": self.issuer,
+            "KHIDMA_AUTH_JWKS_URL": env["KHIDMA_AUTH_JWKS_URL"].replace(
+                "http://identity:8000", self.issuer
+            ),
+        }
 
     def run_init(self) -> None:
         """The one-shot `nats-init` service, as compose runs it before the others."""
@@ -236,14 +269,14 @@ class ComposeRun:
         """What a container's network would resolve, pointed at this machine."""
         schema = f"compose_{self.run_id}_{env['KHIDMA_POSTGRES_SCHEMA']}"
         self.schemas.append(schema)
-        assert env["KHIDMA_NATS_URL"] == "nats://nats:4222"
+        assert env.get("KHIDMA_NATS_URL", "nats://nats:4222") == "nats://nats:4222"
         assert env["KHIDMA_POSTGRES_HOST"] == "postgres"
         assert env["KHIDMA_DATA_DIR"] == "/data"
         local_data = self.root / name
         paths = {  # files under the container's /data (a volume there), under the local one
             key: str(local_data / Path(value).relative_to("/data"))
             for key, value in env.items()
-            if key.endswith("_PATH") and value.startswith("/data/")
+            if key.endswith(("_PATH", "_FILE")) and value.startswith("/data/")
         }
         return {
             **env,
@@ -262,6 +295,8 @@ class ComposeRun:
     def stop(self) -> None:
         for service in self.services.values():
             service.stop()
+        if getattr(self, "identity", None):
+            self.identity.stop()
         if self.nats:
             self.nats.stop()
         with psycopg.connect(autocommit=True, **POSTGRES_DSN) as connection:
@@ -282,7 +317,11 @@ def compose_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRun
 
 @pytest.fixture(scope="module")
 def lifecycle(compose_run: ComposeRun) -> dict[str, Any]:
-    endpoints = Endpoints(**{n: s.url for n, s in compose_run.services.items()})
+    endpoints = Endpoints(
+        **{n: s.url for n, s in compose_run.services.items()},
+        identity=compose_run.identity.url,
+        surveys_outbox=compose_run.services["surveys"].env["KHIDMA_OUTBOX_PATH"],
+    )
 
     async def drive() -> Any:
         async with httpx.AsyncClient(timeout=30) as client:
@@ -401,6 +440,23 @@ def test_health_readiness_and_the_compose_health_check(compose_run: ComposeRun) 
         assert subprocess.run(argv, timeout=10).returncode == 0
         broken = [a.replace("/ready", "/not-there") for a in argv]
         assert subprocess.run(broken, timeout=10, capture_output=True).returncode != 0
+
+
+@pytest.mark.postgres
+def test_the_identity_service_serves_its_keys_and_passes_its_health_check(
+    compose_run: ComposeRun,
+) -> None:
+    identity = compose_run.identity
+    jwks = httpx.get(f"{identity.url}/.well-known/jwks.json").json()
+    assert jwks["keys"] and all("d" not in key for key in jwks["keys"])  # public halves only
+    metadata = httpx.get(f"{identity.url}/.well-known/openid-configuration").json()
+    assert metadata["issuer"] == compose_run.issuer
+    test = compose_run.compose["services"]["identity"]["healthcheck"]["test"]
+    argv = [sys.executable if a == "python" else a.replace(":8000/", f":{identity.port}/") for a in test[1:]]
+    assert subprocess.run(argv, timeout=10).returncode == 0
+    # Its signing keys are on their own volume's path, readable by the service alone.
+    key_file = Path(identity.env["KHIDMA_KEY_FILE"])
+    assert key_file.is_file() and key_file.stat().st_mode & 0o077 == 0
 
 
 def _metric(text: str, name: str, **labels: str) -> float | None:
