@@ -127,7 +127,13 @@ def main(argv: list[str] | None = None) -> int:
             kinds = plan(args.cases, args.mix, seed=1)
             print(f"driving {args.cases} cases, {args.concurrency} at a time …", file=sys.stderr)
             report = asyncio.run(
-                simulate(endpoints, kinds, concurrency=args.concurrency, progress=print_progress)
+                simulate(
+                    endpoints,
+                    kinds,
+                    concurrency=args.concurrency,
+                    progress=print_progress,
+                    identity_store=system.data_dir,
+                )
             )
             expected = sum(EVENTS_PER_CASE[run.kind] for run in report.completed)
             events = asyncio.run(read_events(str(system.nats_url), expected))

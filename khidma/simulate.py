@@ -26,7 +26,16 @@ from uuid import uuid4
 
 import httpx
 
+from khidma.signin import Staff, embedded_staff
 from services.surveys.outbound import invitation_links, token_of_link
+from shared.roles import (
+    ADMIN,
+    COMMITTEE_CHAIR,
+    COMMITTEE_MEMBER,
+    FRONT_DESK,
+    RESEARCHER,
+    VERIFIER,
+)
 
 KINDS = ("approved", "rejected", "referred", "ineligible", "corrected")
 # Members present at a simulated sitting: enough for the packs' quorum of three.
@@ -65,6 +74,19 @@ class Endpoints:
             identity=data.get("identity", ""),
             surveys_outbox=data.get("surveys_outbox", ""),
         )
+
+
+@dataclass(frozen=True)
+class As:
+    """Who makes a request: a role (and the committee seat, for a member's own
+    vote), or nobody signed in (the applicant with their link)."""
+
+    role: str | None
+    seat: str | None = None
+
+
+APPLICANT = As(None)
+CHAIR = "chair"  # the committee seat of the chair in every seed pack
 
 
 @dataclass
@@ -208,11 +230,14 @@ class CaseDriver:
         *,
         association_id: str = "sidr",
         step_timeout: float = 60.0,
+        staff: Staff | None = None,
     ):
         self.client = client
         self.endpoints = endpoints
         self.association_id = association_id
         self.step_timeout = step_timeout
+        # Who signs in for each role; None for a system that asks for no token.
+        self.staff = staff
 
     async def run(self, kind: str | Scenario) -> CaseRun:
         scenario = kind if isinstance(kind, Scenario) else Scenario(kind, self.association_id)
@@ -231,6 +256,7 @@ class CaseDriver:
         applicant_id = national_id()
         if template.members_only:
             await self._put(
+                As(ADMIN),
                 f"{self.endpoints.verification}/members/{association}/{applicant_id}",
                 {
                     "name": "Simulated member",
@@ -247,6 +273,7 @@ class CaseDriver:
         }
         held_back = next(iter(fields)) if scenario.incomplete_first else None
         submitted = await self._post(
+            As(FRONT_DESK),
             f"{self.endpoints.intake}/submissions",
             {
                 "association_id": association,
@@ -274,6 +301,7 @@ class CaseDriver:
             if submitted.get("complete") or not submitted.get("missing"):
                 raise SimulationError(f"{run.case_ref} should have been incomplete")
             await self._post(
+                As(FRONT_DESK),
                 f"{self.endpoints.intake}/cases/{case_id}/information",
                 {"fields": {held_back: fields[held_back]}, "attestation": attestation},
             )
@@ -281,6 +309,7 @@ class CaseDriver:
 
         if kind == "referred":
             await self._post(
+                As(FRONT_DESK),
                 f"{self.endpoints.intake}/cases/{case_id}/referral",
                 {
                     "reason": "The procedure is unclear to the applicant",
@@ -291,9 +320,10 @@ class CaseDriver:
             run.steps.append("referred")
 
         verification = await self._wait_for(
-            f"{self.endpoints.verification}/verifications/{case_id}"
+            As(VERIFIER), f"{self.endpoints.verification}/verifications/{case_id}"
         )
         await self._post(
+            As(VERIFIER),
             f"{self.endpoints.verification}/verifications/{case_id}/confirmation",
             {"officer": "officer-2"},
         )
@@ -301,19 +331,23 @@ class CaseDriver:
 
         if kind == "corrected":
             await self._wait_for(
+                As(FRONT_DESK),
                 f"{self.endpoints.intake}/cases/{case_id}",
                 lambda doc: doc.get("status") == "discrepancies" and bool(doc.get("corrections")),
             )
             await self._post(
+                As(FRONT_DESK),
                 f"{self.endpoints.intake}/cases/{case_id}/corrections",
                 {"documents": [ID_CARD], "attestation": attestation},
             )
             run.steps.append("corrected")
             await self._wait_for(
+                As(VERIFIER),
                 f"{self.endpoints.verification}/verifications/{case_id}",
                 lambda doc: doc.get("revision") == 2,
             )
             await self._post(
+                As(VERIFIER),
                 f"{self.endpoints.verification}/verifications/{case_id}/confirmation",
                 {"officer": "officer-2", "revision": 2},
             )
@@ -321,10 +355,12 @@ class CaseDriver:
 
         if kind == "referred":
             await self._wait_for(
+                As(RESEARCHER),
                 f"{self.endpoints.committee}/cases/{case_id}",
                 lambda doc: bool(doc.get("referral_open")),
             )
             await self._post(
+                As(RESEARCHER),
                 f"{self.endpoints.committee}/referrals/{case_id}/closure",
                 {
                     "researcher": "researcher-1",
@@ -338,6 +374,7 @@ class CaseDriver:
         # An approval needs the verification of the latest revision, which reaches
         # the committee a moment after the officer confirms it.
         await self._wait_for(
+            As(COMMITTEE_CHAIR, seat=CHAIR),
             f"{self.endpoints.committee}/cases/{case_id}",
             lambda doc: (
                 doc.get("verification_outcome") == "verified"
@@ -348,6 +385,7 @@ class CaseDriver:
         if scenario.before_decision:
             await scenario.before_decision(run)
         sitting = await self._post(
+            As(COMMITTEE_CHAIR, seat=CHAIR),
             f"{self.endpoints.committee}/sittings",
             {"association_id": association, "members_present": list(COMMITTEE_PRESENT)},
         )
@@ -356,10 +394,12 @@ class CaseDriver:
         )
         for member in COMMITTEE_PRESENT:
             await self._post(
+                As(COMMITTEE_MEMBER, seat=member),
                 f"{sitting_case}/votes",
                 {"member": member, "vote": "approve" if approve else "reject"},
             )
         await self._post(
+            As(COMMITTEE_CHAIR, seat=CHAIR),
             f"{sitting_case}/decision",
             {
                 "decision": "approved" if approve else "rejected",
@@ -370,10 +410,12 @@ class CaseDriver:
 
         if approve:
             await self._wait_for(
+                As(FRONT_DESK),
                 f"{self.endpoints.intake}/cases/{case_id}",
                 lambda doc: doc.get("status") == "approved",
             )
             await self._post(
+                As(FRONT_DESK),
                 f"{self.endpoints.intake}/cases/{case_id}/delivery",
                 {"delivered": "One food basket", "delivered_by": "officer-1"},
             )
@@ -381,6 +423,7 @@ class CaseDriver:
 
         token = await self._invitation_token(case_id)
         await self._post(
+            APPLICANT,
             f"{self.endpoints.surveys}/surveys/{token}/answers",
             {
                 "ratings": {
@@ -392,16 +435,21 @@ class CaseDriver:
         )
         run.steps.append("surveyed")
 
+    async def _headers(self, who: As) -> dict[str, str]:
+        if self.staff is None or who.role is None:
+            return {}
+        return await self.staff.headers(who.role, seat=who.seat)
+
     async def _post(
-        self, url: str, body: dict[str, Any], expect: tuple[int, ...] = (200, 201, 202)
+        self, who: As, url: str, body: dict[str, Any], expect: tuple[int, ...] = (200, 201, 202)
     ) -> Any:
-        response = await self.client.post(url, json=body)
+        response = await self.client.post(url, json=body, headers=await self._headers(who))
         if response.status_code not in expect:
             raise SimulationError(f"POST {url} -> {response.status_code} {response.text[:300]}")
         return response.json()
 
-    async def _put(self, url: str, body: dict[str, Any]) -> Any:
-        response = await self.client.put(url, json=body)
+    async def _put(self, who: As, url: str, body: dict[str, Any]) -> Any:
+        response = await self.client.put(url, json=body, headers=await self._headers(who))
         if response.status_code != 200:
             raise SimulationError(f"PUT {url} -> {response.status_code} {response.text[:300]}")
         return response.json()
@@ -418,12 +466,12 @@ class CaseDriver:
         raise SimulationError(f"no invitation for {case_id} in {outbox} after {self.step_timeout}s")
 
     async def _wait_for(
-        self, url: str, ready: Callable[[dict[str, Any]], bool] = lambda doc: True
+        self, who: As, url: str, ready: Callable[[dict[str, Any]], bool] = lambda doc: True
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self.step_timeout
         pause = 0.01
         while time.monotonic() < deadline:
-            response = await self.client.get(url)
+            response = await self.client.get(url, headers=await self._headers(who))
             if response.status_code == 200:
                 doc = response.json()
                 if ready(doc):
@@ -456,15 +504,27 @@ async def simulate(
     association_id: str = "sidr",
     step_timeout: float = 60.0,
     progress: Callable[[int, int], Awaitable[None] | None] | None = None,
+    identity_store: Path | None = None,
 ) -> SimulationReport:
+    """Drives the cases; the staff sign in at `endpoints.identity`, their accounts
+    prepared in the identity store of the data folder `identity_store`."""
     limits = httpx.Limits(
         max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
     )
     semaphore = asyncio.Semaphore(concurrency)
     done = 0
     async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
+        staff = (
+            embedded_staff(identity_store, endpoints.identity, client)
+            if identity_store is not None and endpoints.identity
+            else None
+        )
         driver = CaseDriver(
-            client, endpoints, association_id=association_id, step_timeout=step_timeout
+            client,
+            endpoints,
+            association_id=association_id,
+            step_timeout=step_timeout,
+            staff=staff,
         )
 
         async def one(kind: str) -> CaseRun:
@@ -523,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency,
             association_id=args.association,
             progress=print_progress,
+            identity_store=args.endpoints.parent,
         )
     )
     print(report.summary())

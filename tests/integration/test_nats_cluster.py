@@ -55,7 +55,7 @@ def test_the_cluster_override_validates_and_points_every_service_at_three_nodes(
         assert len(service_env["KHIDMA_NATS_URL"].split(",")) == 3
         assert service_env["KHIDMA_NATS_USER"] == name  # the base file's credentials stay
         assert set(services[name]["depends_on"]) == {
-            "nats", "nats-2", "nats-3", "postgres", "nats-init"
+            "nats", "nats-2", "nats-3", "postgres", "nats-init", "identity"
         }
     # The init step declares the stream with 3 replicas, on all three nodes.
     init_env = environment_of(services["nats-init"])
