@@ -43,7 +43,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.errors import Refused
+from shared.errors import Refused, association_not_served
 from shared.roles import CHANNEL_ROLE_PREFIX, actor_kind
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ class Principal:
     def associations_with(self, role: str) -> list[str]:
         """The associations in which the caller holds the role."""
         return sorted(a for a, held in self.roles.items() if role in held)
+
+    def associations_with_any(self, *roles: str) -> list[str]:
+        """The associations in which the caller holds at least one of the roles."""
+        return sorted({a for role in roles for a in self.associations_with(role)})
 
     def channels(self, association_id: str) -> frozenset[str]:
         """A machine client's channels in the association."""
@@ -596,6 +600,18 @@ async def authenticated(
     return await verifier_of(request).verify(credentials.credentials)
 
 
+def _refuse_an_unserved_association(
+    request: Request, principal: Principal, roles: Iterable[str], association_id: str
+) -> None:
+    """A caller who holds the role somewhere learns that an association is not served
+    (404) rather than that they lack a role in it; anyone else learns nothing (403)."""
+    served: frozenset[str] | None = getattr(request.app.state, "associations", None)
+    if served is None or association_id in served:
+        return
+    if any(principal.associations_with(role) for role in roles):
+        raise association_not_served(association_id)
+
+
 def require(
     *roles: str, association: str | None = "association_id"
 ) -> Callable[..., Awaitable[Principal]]:
@@ -618,6 +634,7 @@ def require(
                 association
             )
         if association_id is not None:
+            _refuse_an_unserved_association(request, principal, roles, str(association_id))
             principal.require(*roles, association_id=str(association_id))
         elif not any(principal.associations_with(role) for role in roles):
             raise forbidden(roles, None)

@@ -31,3 +31,12 @@ class Invalid(Refused):
 
 class Gone(Refused):
     """It existed, and is no longer open to this command."""
+
+
+def association_not_served(association_id: str) -> NotFound:
+    """No policy pack of this deployment is the association's."""
+    return NotFound(
+        "association_not_found",
+        f"No association '{association_id}' is served here.",
+        f"لا توجد جمعية '{association_id}' مخدومة هنا.",
+    )

@@ -76,6 +76,8 @@ def create_http_app(
 
     api = FastAPI(title=title, lifespan=lifespan, dependencies=[Depends(_route_log_context)])
     api.state.runtime = runtime
+    # The associations this service serves (its packs): see shared.auth.require.
+    api.state.associations = frozenset(runtime.app.packs)
     install(api, verifier)
     api.add_middleware(RequestLogMiddleware)
 

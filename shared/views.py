@@ -158,12 +158,20 @@ class ViewStore:
     def find(
         self, view: str, *, limit: int = 100, offset: int = 0, **equals: Any
     ) -> list[Document]:
-        """Documents of a view whose top-level fields equal the given values."""
+        """Documents of a view whose top-level fields equal the given values (or one of
+        them, for a list, tuple or set: an empty one finds nothing)."""
         clauses = ["view=?"]
         params: list[Any] = [view]
         for field_name, value in equals.items():
             if not field_name.isidentifier():
                 raise ValueError(f"bad field name {field_name!r}")
+            if isinstance(value, list | tuple | set | frozenset):
+                if not value:
+                    return []
+                marks = ",".join("?" * len(value))
+                clauses.append(f"json_extract(doc, '$.{field_name}') IN ({marks})")
+                params.extend(sorted(value))
+                continue
             clauses.append(f"json_extract(doc, '$.{field_name}')=?")
             params.append(value)
         params += [limit, offset]

@@ -68,6 +68,9 @@ class Route:
     json: Any = None
     params: dict[str, Any] = field(default_factory=dict)
     kind: str = "human"  # "machine" for an adapter's route
+    # A list of every association's records: another association's role gets 200 and
+    # none of this association's records, rather than a 403.
+    lists: bool = False
 
 
 def _forged(token: str) -> str:
@@ -113,6 +116,13 @@ async def check_matrix(client: httpx.AsyncClient, routes: Iterable[Route]) -> li
             if not route.roles or row == "right role":
                 if response.status_code in (401, 403):
                     problems.append(f"{where}: refused {response.status_code} {response.text}")
+                continue
+            if route.lists and row == "another association's role":
+                shown = response.json() if response.status_code == 200 else None
+                if not isinstance(shown, list) or any(
+                    item.get("association_id") == route.association_id for item in shown
+                ):
+                    problems.append(f"{where}: {response.status_code}, shows {shown!r:.200}")
                 continue
             expected = REFUSED[row]
             if response.status_code != expected:

@@ -109,9 +109,7 @@ def as_staff(subject: str = "staff-1", name: str = "Test Staff") -> dict[str, st
 
 
 def auth_environment(jwks_file: Path) -> dict[str, str]:
-    """What a service needs to trust the tests' issuer."""
-    return {
-        "KHIDMA_AUTH_ISSUER": ISSUER.issuer,
-        "KHIDMA_AUTH_AUDIENCE": AUDIENCE,
-        "KHIDMA_AUTH_JWKS_FILE": str(jwks_file),
-    }
+    """What a service needs to trust the tests' issuer: as an extra issuer, so that a
+    system with an issuer of its own (make run's identity service) trusts both."""
+    trusted = [{"issuer": ISSUER.issuer, "audience": AUDIENCE, "jwks_file": str(jwks_file)}]
+    return {"KHIDMA_AUTH_EXTRA_ISSUERS": json.dumps(trusted)}

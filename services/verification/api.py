@@ -12,12 +12,19 @@ from services.verification.application import VerificationApplication
 from services.verification.domain import OFFICER_MAX_LENGTH
 from services.verification.members import InvalidRegistry
 from services.verification.views import VERIFICATIONS
+from shared.auth import Principal, require
 from shared.errors import NotFound
 from shared.http import runtime_of
+from shared.roles import ADMIN, AUDITOR, VERIFIER
 from shared.runtime import ServiceRuntime
 
 # Every route reaches verification's runtime, its application typed, through this.
 VerificationRuntime = Annotated[ServiceRuntime[VerificationApplication], Depends(runtime_of)]
+# Who may call: each route names the roles it needs (shared/roles.py).
+Verifier = Annotated[Principal, Depends(require(VERIFIER))]
+VerifierOrAuditor = Annotated[Principal, Depends(require(VERIFIER, AUDITOR))]
+Admin = Annotated[Principal, Depends(require(ADMIN))]
+AdminOrVerifier = Annotated[Principal, Depends(require(ADMIN, VERIFIER))]
 
 Outcome = Literal["verified", "discrepancies", "ineligible"]
 Status = Literal["pending", "confirmed"]
@@ -27,7 +34,11 @@ class Confirmation(BaseModel):
     # A misspelt field (say "outcom") must not silently confirm the suggestion.
     model_config = ConfigDict(extra="forbid")
 
-    officer: str = Field(min_length=1, max_length=OFFICER_MAX_LENGTH)
+    officer: str | None = Field(
+        default=None,
+        max_length=OFFICER_MAX_LENGTH,
+        description="ignored: the officer recorded is the signed-in verifier",
+    )
     outcome: Outcome | None = None
     reason: str | None = Field(default=None, max_length=2000)
     revision: int | None = Field(
@@ -55,18 +66,24 @@ router = APIRouter()
 @router.get("/verifications")
 async def list_verifications(
     runtime: VerificationRuntime,
+    principal: Verifier,
     status: Status | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
 ) -> list[dict[str, Any]]:
-    """The verifications as the read model holds them, oldest submission first."""
+    """The verifications of the associations where the caller verifies, as the read
+    model holds them, oldest submission first."""
     assert runtime.views is not None
-    filters = {"status": status} if status else {}
+    filters: dict[str, Any] = {"association_id": principal.associations_with(VERIFIER)}
+    if status:
+        filters["status"] = status
     return runtime.views.find(VERIFICATIONS, limit=limit, offset=offset, **filters)
 
 
 @router.get("/verifications/{case_id}")
-async def get_verification(case_id: UUID, runtime: VerificationRuntime) -> dict[str, Any]:
+async def get_verification(
+    case_id: UUID, runtime: VerificationRuntime, principal: VerifierOrAuditor
+) -> dict[str, Any]:
     """The current round (the request's latest revision) and the earlier rounds."""
     assert runtime.views is not None
     doc = runtime.views.get(VERIFICATIONS, str(case_id))
@@ -76,6 +93,7 @@ async def get_verification(case_id: UUID, runtime: VerificationRuntime) -> dict[
             f"No verification for request {case_id} (it may take a moment to appear).",
             f"لا يوجد تحقق للطلب {case_id} (قد يستغرق ظهوره لحظات).",
         )
+    principal.require(VERIFIER, AUDITOR, association_id=doc["association_id"])
     return doc
 
 
@@ -84,10 +102,21 @@ async def confirm(
     case_id: UUID,
     confirmation: Confirmation,
     runtime: VerificationRuntime,
+    principal: Verifier,
 ) -> dict[str, str]:
-    """Confirms the current round's outcome (or overrides it, with a reason)."""
+    """Confirms the current round's outcome (or overrides it, with a reason), in the
+    name of the signed-in verifier of the case's association."""
+    association_id = await runtime.store.run(runtime.app.association_of, case_id)
+    role = principal.require(VERIFIER, association_id=association_id)
     outcome = await runtime.store.run(
-        lambda: runtime.app.confirm(case_id, **confirmation.model_dump())
+        lambda: runtime.app.confirm(
+            case_id,
+            officer=principal.username,
+            actor=principal.actor(role),
+            outcome=confirmation.outcome,
+            reason=confirmation.reason,
+            revision=confirmation.revision,
+        )
     )
     runtime.recorded()
     return {"case_id": str(case_id), "outcome": outcome}
@@ -97,6 +126,7 @@ async def confirm(
 async def import_members(
     request: Request,
     runtime: VerificationRuntime,
+    _: Admin,
     association_id: str = Query(min_length=1, max_length=32),
 ) -> dict[str, Any]:
     """Imports a member registry CSV (national_id,name,joined_on,status,status_since)."""
@@ -120,6 +150,7 @@ async def register_member(
     national_id: str,
     entry: MemberEntry,
     runtime: VerificationRuntime,
+    _: Admin,
 ) -> dict[str, Any]:
     """Registers one member, or records a change of their standing from its date."""
     shown = await runtime.store.run(
@@ -136,9 +167,14 @@ async def get_member(
     association_id: str,
     national_id: str,
     runtime: VerificationRuntime,
+    principal: AdminOrVerifier,
 ) -> dict[str, Any]:
-    """A member's standing and its history, each date in both calendars."""
-    return await runtime.store.run(runtime.app.member, association_id, national_id.strip())
+    """A member's standing and its history, each date in both calendars; the read is
+    logged (shared/access_log.py)."""
+    role = principal.require(ADMIN, VERIFIER, association_id=association_id)
+    return await runtime.store.run(
+        runtime.app.member_read_by, principal.actor(role), association_id, national_id.strip()
+    )
 
 
 def include(api: FastAPI) -> None:

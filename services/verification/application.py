@@ -22,8 +22,9 @@ from services.verification.members import (
     read_registry,
     read_registry_row,
 )
+from shared.access_log import MEMBER_RECORD
 from shared.dates import both_calendars, local_day
-from shared.errors import NotFound
+from shared.errors import NotFound, association_not_served
 from shared.events import RequestReceived
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
@@ -116,6 +117,7 @@ class VerificationApplication(ServiceApplication):
         outcome: str | None = None,
         reason: str | None = None,
         revision: int | None = None,
+        actor: dict[str, str] | None = None,
     ) -> str:
         """Confirms (or overrides, with a reason) the current round's suggested outcome.
 
@@ -130,6 +132,7 @@ class VerificationApplication(ServiceApplication):
             reason=reason,
             revision=revision,
             confirmed_at=self.clock.now(),
+            actor=actor,
         )
         try:
             self.save(verification)
@@ -147,6 +150,10 @@ class VerificationApplication(ServiceApplication):
             raise
         assert verification.outcome is not None
         return verification.outcome
+
+    def association_of(self, case_id: UUID) -> str:
+        """The association of a case's verification (NotFound when there is none)."""
+        return self._get_verification(case_id).association_id
 
     def verification_status(self, case_id: UUID) -> dict[str, Any]:
         verification = self._get_verification(case_id)
@@ -226,6 +233,17 @@ class VerificationApplication(ServiceApplication):
             self.save(*changed)
         return {"imported": imported, "updated": updated, "unchanged": unchanged}
 
+    def member_read_by(
+        self, actor: dict[str, str], association_id: str, national_id: str
+    ) -> dict[str, Any]:
+        """A member's record as `member` shows it, the read logged (who, when, which
+        member: by the record's id, never the national id)."""
+        shown = self.member(association_id, national_id)
+        self.record_access(
+            actor, association_id, MEMBER_RECORD, str(member_id(association_id, national_id))
+        )
+        return shown
+
     def member(self, association_id: str, national_id: str) -> dict[str, Any]:
         """A member's standing and its history, every date in both calendars."""
         self._pack(association_id)
@@ -262,11 +280,7 @@ class VerificationApplication(ServiceApplication):
     def _pack(self, association_id: str) -> PolicyPack:
         pack = self.packs.get(association_id)
         if pack is None:
-            raise NotFound(
-                "association_not_found",
-                f"No association '{association_id}' is served here.",
-                f"لا توجد جمعية '{association_id}' مخدومة هنا.",
-            )
+            raise association_not_served(association_id)
         return pack
 
     def _get_verification(self, case_id: UUID) -> Verification:

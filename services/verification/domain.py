@@ -889,6 +889,7 @@ class Verification(Aggregate):
         outcome: str | None = None,
         reason: str | None = None,
         revision: int | None = None,
+        actor: dict[str, str] | None = None,
     ) -> None:
         """Confirms (or overrides, with a reason) the suggested outcome of the current round.
 
@@ -924,6 +925,7 @@ class Verification(Aggregate):
             override_reason=reason if overridden else None,
             ineligible_reason=told.ineligible_reason,
             revision=self.revision,
+            actor=actor,
         )
 
     def _refuse_unless_open_at(self, revision: int | None) -> None:
@@ -981,6 +983,8 @@ class Verification(Aggregate):
         override_reason: str | None = None
         ineligible_reason: dict[str, str] | None = None
         revision: int = 1
+        # The signed-in verifier ({kind, id, name, role}); None before identities were proven.
+        actor: dict[str, str] | None = None
 
         def apply(self, aggregate: Verification) -> None:
             aggregate.confirmed = True

@@ -29,7 +29,7 @@ def data_verified(event: Any) -> IntegrationEvent:
         **carried_envelope(event),
         # The officer's confirmation time, from the service's injectable clock.
         occurred_at=event.confirmed_at,
-        actor=Actor(kind="officer", id=event.officer),
+        actor=Actor(**actor) if (actor := getattr(event, "actor", None)) else _officer(event),
         payload=DataVerifiedPayload(
             outcome=event.outcome,
             checks=[
@@ -45,6 +45,11 @@ def data_verified(event: Any) -> IntegrationEvent:
             revision=getattr(event, "revision", 1),
         ),
     )
+
+
+def _officer(event: Any) -> Actor:
+    """The actor of a confirmation recorded before identities were proven: its officer."""
+    return Actor(kind="officer", id=event.officer)
 
 
 def _explanation(event: Any) -> Explanation | None:

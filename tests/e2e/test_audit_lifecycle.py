@@ -25,7 +25,9 @@ from audit.replay import replay_stream
 from audit.settings import AuditSettings
 from audit.timeline import case_timeline, case_timelines
 from khidma.run import EmbeddedSystem
+from khidma.signin import embedded_staff
 from khidma.simulate import CaseDriver, Endpoints, Scenario
+from tests.auth import as_staff
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -50,13 +52,14 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             await asyncio.to_thread(
                 wait_for,
                 lambda: any(d["case_id"] == run.case_id for d in
-                            httpx.get(f"{committee}/deadlines", params={"status": "overdue"}).json()),
+                            httpx.get(f"{committee}/deadlines", params={"status": "overdue"}, headers=as_staff()).json()),
                 20, 0.1, "the scheduler to flag the case as overdue",
             )
 
         async def drive() -> list[Any]:
             async with httpx.AsyncClient(timeout=30) as client:
-                driver = CaseDriver(client, endpoints, step_timeout=30)
+                staff = embedded_staff(data_dir, endpoints.identity, client)
+                driver = CaseDriver(client, endpoints, step_timeout=30, staff=staff)
                 runs = list(await asyncio.gather(*(driver.run(s) for s in [
                     Scenario("approved", "sidr", incomplete_first=True),
                     Scenario("ineligible", "elites"),
@@ -166,5 +169,5 @@ def test_the_command_line_and_the_api_on_the_real_history(history: dict[str, Any
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "agree" in result.stdout, result.stdout + result.stderr
     client = TestClient(create_app(settings))
-    compliance = client.get("/compliance").json()["exceptions"]
+    compliance = client.get("/compliance", headers=as_staff()).json()["exceptions"]
     assert [e["check"] for e in compliance] == ["decision_after_window"]

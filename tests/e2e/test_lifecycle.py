@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from khidma.run import EmbeddedSystem
+from khidma.signin import embedded_staff
 from khidma.simulate import CaseDriver, Endpoints, Scenario, national_id
+from tests.auth import as_staff
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +47,10 @@ def endpoints_of(system: EmbeddedSystem) -> Endpoints:
 
 async def drive(system: EmbeddedSystem, scenarios: list[str | Scenario]) -> list[Any]:
     async with httpx.AsyncClient(timeout=30) as client:
-        driver = CaseDriver(client, endpoints_of(system), step_timeout=30)
+        # The staff sign in at the system's own identity service, as the roles they play.
+        endpoints = endpoints_of(system)
+        staff = embedded_staff(system.data_dir, endpoints.identity, client)
+        driver = CaseDriver(client, endpoints, step_timeout=30, staff=staff)
         return list(await asyncio.gather(*(driver.run(s) for s in scenarios)))
 
 
@@ -129,7 +134,7 @@ def test_the_applicant_can_ask_where_the_request_stands(system):
     assert run.error is None, run.error
     intake = system.services["intake"].url
     doc = wait_for(
-        lambda: (d := httpx.get(f"{intake}/cases/{run.case_ref}").json()).get("status") == "delivered" and d,
+        lambda: (d := httpx.get(f"{intake}/cases/{run.case_ref}", headers=as_staff()).json()).get("status") == "delivered" and d,
         what="the delivered status",
     )
     assert doc["case_id"] == run.case_id
@@ -140,7 +145,7 @@ def snapshot(system: EmbeddedSystem) -> dict[str, Any]:
     urls = {name: process.url for name, process in system.services.items()}
 
     def get(url: str) -> Any:
-        response = httpx.get(url, params={"limit": 1000})
+        response = httpx.get(url, params={"limit": 1000}, headers=as_staff())
         response.raise_for_status()
         return response.json()
 
@@ -169,23 +174,23 @@ def test_read_models_are_rebuilt_from_the_stores_after_being_deleted(system):
             "attestation": {"attested": True, "method": "paper_scan", "attested_by": "Waiting"},
         }
 
-    waiting = httpx.post(f"{intake}/submissions", json=seedlings_request("rebuild-1")).json()
-    referred = httpx.post(f"{intake}/submissions", json=seedlings_request("rebuild-2")).json()
+    waiting = httpx.post(f"{intake}/submissions", json=seedlings_request("rebuild-1"), headers=as_staff()).json()
+    referred = httpx.post(f"{intake}/submissions", json=seedlings_request("rebuild-2"), headers=as_staff()).json()
     httpx.post(
         f"{intake}/cases/{referred['case_id']}/referral",
-        json={"reason": "unclear", "questions": [], "referred_by": "officer-1"},
+        json={"reason": "unclear", "questions": [], "referred_by": "officer-1"}, headers=as_staff(),
     ).raise_for_status()
     committee = system.services["committee"].url
     wait_for(
         lambda: any(
             d["case_id"] == referred["case_id"]
-            for d in httpx.get(f"{committee}/researcher/queue").json()
+            for d in httpx.get(f"{committee}/researcher/queue", headers=as_staff()).json()
         ),
         what="the referral in the researcher queue",
     )
     verification = system.services["verification"].url
     wait_for(
-        lambda: httpx.get(f"{verification}/verifications/{waiting['case_id']}").status_code == 200,
+        lambda: httpx.get(f"{verification}/verifications/{waiting['case_id']}", headers=as_staff()).status_code == 200,
         what="the waiting case at verification",
     )
     wait_for(lambda: _all_views_caught_up(system), what="every view to catch up")
@@ -208,7 +213,7 @@ def test_read_models_are_rebuilt_from_the_stores_after_being_deleted(system):
 
 def _all_views_caught_up(system: EmbeddedSystem) -> bool:
     for process in system.services.values():
-        report = httpx.get(f"{process.url}/ready").json()
+        report = httpx.get(f"{process.url}/ready", headers=as_staff()).json()
         if report.get("views_lag") not in (0, None) or report.get("outbox_lag") not in (0, None):
             return False
         if report.get("consumer_pending") not in (0, None):
@@ -230,7 +235,7 @@ def test_one_case_per_association_follows_its_own_pack(system):
             wait_for,
             lambda: any(
                 d["case_id"] == run.case_id
-                for d in httpx.get(f"{committee}/deadlines", params={"status": "overdue"}).json()
+                for d in httpx.get(f"{committee}/deadlines", params={"status": "overdue"}, headers=as_staff()).json()
             ),
             20,
             0.1,

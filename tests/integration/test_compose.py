@@ -42,6 +42,9 @@ from khidma.compose import (
     variables_used,
 )
 from khidma.nats_server import SERVICE_USERS, free_port, secured_nats_server
+from khidma.signin import StaticStaff
+from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
+from tests.auth import ISSUER, auth_environment
 from khidma.simulate import CaseDriver, Endpoints
 from tests.conftest import POSTGRES_DSN
 from tests.helpers import stream_messages_sync, wait_for
@@ -233,6 +236,7 @@ class ComposeRun:
         """The issuer, at a local address, with the `iss` the services will expect."""
         spec = self.compose["services"]["identity"]
         env = self.localise("identity", environment_of(spec))
+        ISSUER.write_jwks(self.root / "tests-jwks.json")
         self.issuer = f"http://127.0.0.1:{env['KHIDMA_HTTP_PORT']}"
         env["KHIDMA_ISSUER"] = self.issuer
         identity = LocalService(
@@ -246,6 +250,8 @@ class ComposeRun:
         assert env["KHIDMA_AUTH_ISSUER"] == "http://identity:8000"
         return {
             **env,
+            # The tests' own issuer too, by configuration alone (no code change).
+            **auth_environment(self.root / "tests-jwks.json"),
             "KHIDMA_AUTH_ISSUER": self.issuer,
             "KHIDMA_AUTH_JWKS_URL": env["KHIDMA_AUTH_JWKS_URL"].replace(
                 "http://identity:8000", self.issuer
@@ -325,7 +331,9 @@ def lifecycle(compose_run: ComposeRun) -> dict[str, Any]:
 
     async def drive() -> Any:
         async with httpx.AsyncClient(timeout=30) as client:
-            return await CaseDriver(client, endpoints, step_timeout=30).run("referred")
+            # Tokens of a second issuer (the tests'), trusted by configuration alone.
+            staff = StaticStaff(ISSUER.token, load_packs(DEFAULT_POLICIES_DIR))
+            return await CaseDriver(client, endpoints, step_timeout=30, staff=staff).run("referred")
 
     run = asyncio.run(drive())
     assert run.error is None, run.error

@@ -36,6 +36,7 @@ from shared.store import consumer_tracking_name
 from shared.stream import ensure_stream
 from shared.subjects import STREAM_NAME, event_subject
 from tests import builders
+from tests.auth import as_staff
 from tests.backends import Backend
 from tests.helpers import wait_for
 
@@ -166,7 +167,7 @@ def test_a_service_process_killed_between_commit_and_ack_leaves_one_verification
         verification = wait_for(
             lambda: (
                 response.json()
-                if (response := httpx.get(f"{restarted.url}/verifications/{event.case_id}"))
+                if (response := httpx.get(f"{restarted.url}/verifications/{event.case_id}", headers=as_staff()))
                 .status_code == 200
                 else None
             ),
@@ -174,7 +175,7 @@ def test_a_service_process_killed_between_commit_and_ack_leaves_one_verification
             what="the case's verification in the read model",
         )
         assert verification["case_id"] == str(event.case_id)
-        listed = httpx.get(f"{restarted.url}/verifications").json()
+        listed = httpx.get(f"{restarted.url}/verifications", headers=as_staff()).json()
         assert [v["case_id"] for v in listed].count(str(event.case_id)) == 1
     finally:
         restarted.stop()

@@ -44,6 +44,7 @@ from shared.events import (
 from shared.stream import ensure_stream
 from shared.subjects import event_subject
 from tests import builders
+from tests.auth import as_staff
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -163,12 +164,12 @@ def test_two_instances_share_the_durable_consumer_and_each_case_has_one_effect(
             url = instances[n % 2].url
             wait_for(
                 # wait_for calls it at once, within this iteration (hence noqa: B023).
-                lambda: httpx.get(f"{url}/verifications/{event.case_id}").status_code == 200,  # noqa: B023
+                lambda: httpx.get(f"{url}/verifications/{event.case_id}", headers=as_staff()).status_code == 200,  # noqa: B023
                 timeout=15,
                 what="the case in the instance's read model",
             )
             response = httpx.post(
-                f"{url}/verifications/{event.case_id}/confirmation", json={"officer": "o-1"}
+                f"{url}/verifications/{event.case_id}/confirmation", json={"officer": "o-1"}, headers=as_staff()
             )
             assert response.status_code < 300, response.text
 

@@ -26,6 +26,7 @@ from shared.events import (
 from shared.policy_loader import DEFAULT_POLICIES_DIR
 from shared.subjects import event_subject
 from tests import builders
+from tests.auth import as_staff
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,7 @@ def publish(nats_url: str, *events: RequestReceived) -> None:
 
 def shown(service: ServiceProcess, case_id: UUID) -> dict[str, Any]:
     def get() -> dict[str, Any] | None:
-        response = httpx.get(f"{service.url}/verifications/{case_id}", timeout=2.0)
+        response = httpx.get(f"{service.url}/verifications/{case_id}", timeout=2.0, headers=as_staff())
         return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
 
     return wait_for(get, timeout=10, what=f"verification {case_id}")  # type: ignore[no-any-return]
@@ -92,7 +93,7 @@ def import_registry(service: ServiceProcess, text: str, association_id: str = "s
         f"{service.url}/members/import",
         params={"association_id": association_id},
         content=text.encode("utf-8"),
-        headers={"Content-Type": "text/csv"},
+        headers={"Content-Type": "text/csv", **as_staff()},
         timeout=5.0,
     )
 
@@ -108,7 +109,7 @@ def test_a_member_only_service_checks_standing_and_documents_at_submission(
     assert report["errors"][0]["problem"]["ar"] and report["errors"][0]["problem"]["en"]
     assert import_registry(verification, REGISTRY).json()["unchanged"] == 1
 
-    member = httpx.get(f"{verification.url}/members/sidr/{MEMBER}").json()
+    member = httpx.get(f"{verification.url}/members/sidr/{MEMBER}", headers=as_staff()).json()
     assert member["status"] == "good"
     assert member["history"][0]["since_display"]["hijri"] == "1441-05-06"
 
@@ -131,7 +132,7 @@ def test_a_member_only_service_checks_standing_and_documents_at_submission(
 
     confirmed = httpx.post(
         f"{verification.url}/verifications/{stranger_request.case_id}/confirmation",
-        json={"officer": "officer-7"},
+        json={"officer": "officer-7"}, headers=as_staff(),
     )
     assert confirmed.status_code == 202, confirmed.text
     wait_for(
@@ -159,7 +160,7 @@ def test_a_registry_that_cannot_be_read_is_refused_in_both_languages(
     for response, status, code in (
         (import_registry(verification, "id,name\n"), 422, "bad_registry_header"),
         (import_registry(verification, REGISTRY, "nowhere"), 404, "association_not_found"),
-        (httpx.get(f"{verification.url}/members/sidr/{STRANGER}"), 404, "member_not_found"),
+        (httpx.get(f"{verification.url}/members/sidr/{STRANGER}", headers=as_staff()), 404, "member_not_found"),
     ):
         assert response.status_code == status, response.text
         body = response.json()
@@ -194,11 +195,11 @@ def test_a_broken_policy_pack_stops_the_service_naming_file_and_key(
 def test_one_member_is_registered_and_suspended_over_http(verification: ServiceProcess) -> None:
     url = f"{verification.url}/members/health-coop/{STRANGER}"
     entry = {"name": "Omar", "joined_on": "2019-05-01", "status": "good", "status_since": "2019-05-01"}
-    assert httpx.put(url, json=entry).status_code == 200
-    response = httpx.put(url, json={**entry, "status": "suspended", "status_since": "2025-01-01"})
+    assert httpx.put(url, json=entry, headers=as_staff()).status_code == 200
+    response = httpx.put(url, json={**entry, "status": "suspended", "status_since": "2025-01-01"}, headers=as_staff())
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "suspended"
     assert response.json()["status_since_display"]["gregorian"] == "2025-01-01"
-    assert [h["status"] for h in httpx.get(url).json()["history"]] == ["good", "suspended"]
-    bad = httpx.put(url, json={**entry, "status": "expelled"})
+    assert [h["status"] for h in httpx.get(url, headers=as_staff()).json()["history"]] == ["good", "suspended"]
+    bad = httpx.put(url, json={**entry, "status": "expelled"}, headers=as_staff())
     assert bad.status_code == 422

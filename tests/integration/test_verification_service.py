@@ -23,6 +23,7 @@ from shared.events import (
 )
 from shared.subjects import event_subject
 from tests import builders
+from tests.auth import as_role, as_staff
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -75,7 +76,7 @@ def publish(nats_url: str, event: RequestReceived, msg_id: str | None = None) ->
 
 def pending_with(service: ServiceProcess, case_id: UUID, suggested: str) -> dict[str, Any]:
     def shown() -> dict[str, Any] | None:
-        response = httpx.get(f"{service.url}/verifications/{case_id}", timeout=2.0)
+        response = httpx.get(f"{service.url}/verifications/{case_id}", timeout=2.0, headers=as_staff())
         if response.status_code != 200:
             return None
         doc: dict[str, Any] = response.json()
@@ -86,14 +87,20 @@ def pending_with(service: ServiceProcess, case_id: UUID, suggested: str) -> dict
     return doc
 
 
-def confirm(service: ServiceProcess, case_id: UUID, body: Any) -> httpx.Response:
+def confirm(
+    service: ServiceProcess, case_id: UUID, body: Any, officer: str = "officer-7"
+) -> httpx.Response:
+    """The confirmation, sent by the verifier `officer` signed in (sidr's verifier)."""
     return httpx.post(
-        f"{service.url}/verifications/{case_id}/confirmation", json=body, timeout=5.0
+        f"{service.url}/verifications/{case_id}/confirmation",
+        json=body,
+        timeout=5.0,
+        headers=as_role("verifier", subject=officer, name=f"Officer {officer}"),
     )
 
 
 def readiness(service: ServiceProcess) -> dict[str, Any]:
-    return httpx.get(f"{service.url}/ready", timeout=2.0).json()  # type: ignore[no-any-return]
+    return httpx.get(f"{service.url}/ready", timeout=2.0, headers=as_staff()).json()  # type: ignore[no-any-return]
 
 
 def published_once(nats_url: str, service: ServiceProcess) -> dict[str, Any]:
@@ -121,10 +128,11 @@ def test_a_received_request_is_confirmed_and_published_as_data_verified(
     assert doc["submitted_at_display"]["hijri"] == "1446-09-01"
     assert doc["corrections"][0]["field"] == "attestation"
     assert {c["name"]: c["passed"] for c in doc["checks"]}["attestation_signed"] is False
-    queue = httpx.get(f"{verification.url}/verifications", params={"status": "pending"}).json()
+    queue = httpx.get(f"{verification.url}/verifications", params={"status": "pending"}, headers=as_staff()).json()
     assert [d["case_id"] for d in queue] == [str(received.case_id)]
 
-    response = confirm(verification, received.case_id, {"officer": "officer-7"})
+    # The body names another officer: it has no effect on who is recorded.
+    response = confirm(verification, received.case_id, {"officer": "someone-else"})
     assert response.status_code == 202, response.text
     assert response.json() == {"case_id": str(received.case_id), "outcome": "discrepancies"}
 
@@ -135,7 +143,10 @@ def test_a_received_request_is_confirmed_and_published_as_data_verified(
     assert event["causation_id"] == str(received.event_id)
     assert event["correlation_id"] == str(received.correlation_id)
     assert event["case_id"] == str(received.case_id)
-    assert event["actor"] == {"kind": "officer", "id": "officer-7"}
+    # The signed-in verifier, with the role it acted in: not the body's "officer".
+    assert event["actor"] == {
+        "kind": "officer", "id": "officer-7", "name": "Officer officer-7", "role": "verifier"
+    }
     assert event["payload"]["outcome"] == "discrepancies"
     assert event["payload"]["officer"] == "officer-7"
     assert [c["name"] for c in event["payload"]["checks"]] == [
@@ -151,7 +162,7 @@ def test_a_received_request_is_confirmed_and_published_as_data_verified(
     assert event["payload"]["ineligible_rule"] is None
 
     wait_for(
-        lambda: httpx.get(f"{verification.url}/verifications/{received.case_id}").json()[
+        lambda: httpx.get(f"{verification.url}/verifications/{received.case_id}", headers=as_staff()).json()[
             "status"
         ]
         == "confirmed",
@@ -178,7 +189,7 @@ def test_the_same_request_delivered_twice_is_verified_once(
     )
 
     pending_with(verification, received.case_id, "verified")
-    assert len(httpx.get(f"{verification.url}/verifications").json()) == 1
+    assert len(httpx.get(f"{verification.url}/verifications", headers=as_staff()).json()) == 1
     response = confirm(verification, received.case_id, {"officer": "officer-7"})
     assert response.status_code == 202, response.text
 
@@ -223,9 +234,9 @@ def test_a_malformed_confirmation_is_rejected_naming_the_field(
     verification: ServiceProcess,
 ) -> None:
     case_id = uuid4()
-    missing_officer = confirm(verification, case_id, {"outcome": "verified"})
-    assert missing_officer.status_code == 422
-    assert ["body", "officer"] in [problem["loc"] for problem in missing_officer.json()["detail"]]
+    misspelt = confirm(verification, case_id, {"outcom": "verified"})
+    assert misspelt.status_code == 422
+    assert ["body", "outcom"] in [problem["loc"] for problem in misspelt.json()["detail"]]
 
     bad_outcome = confirm(verification, case_id, {"officer": "officer-7", "outcome": "maybe"})
     assert bad_outcome.status_code == 422
@@ -237,7 +248,7 @@ def test_an_unknown_case_is_not_found_in_english_and_arabic(
 ) -> None:
     case_id = uuid4()
     for response in (
-        httpx.get(f"{verification.url}/verifications/{case_id}"),
+        httpx.get(f"{verification.url}/verifications/{case_id}", headers=as_staff()),
         confirm(verification, case_id, {"officer": "officer-7"}),
     ):
         assert response.status_code == 404
@@ -275,7 +286,7 @@ def test_a_corrected_revision_is_verified_again_and_published_with_its_revision(
 
     def second_round() -> dict[str, Any] | None:
         doc: dict[str, Any] = httpx.get(
-            f"{verification.url}/verifications/{first.case_id}", timeout=2.0
+            f"{verification.url}/verifications/{first.case_id}", timeout=2.0, headers=as_staff()
         ).json()
         return doc if doc.get("revision") == 2 else None
 
@@ -313,7 +324,7 @@ def test_a_corrected_revision_is_verified_again_and_published_with_its_revision(
         timeout=10,
         what="the repeats consumed",
     )
-    doc = httpx.get(f"{verification.url}/verifications/{first.case_id}").json()
+    doc = httpx.get(f"{verification.url}/verifications/{first.case_id}", headers=as_staff()).json()
     assert doc["revision"] == 2 and doc["status"] == "confirmed"
     assert len(doc["earlier_rounds"]) == 1
     assert len(stream_messages_sync(nats_server.url, DATA_VERIFIED)) == 2

@@ -11,6 +11,7 @@ import pytest
 
 from shared.events import Applicant, Attestation
 from tests import builders
+from tests.auth import as_staff
 from tests.in_process import InProcessService
 
 pytestmark = pytest.mark.unit
@@ -140,6 +141,6 @@ async def test_verification_shows_a_request_it_received(in_process: Start) -> No
     )
     await verification.deliver(request)
     await verification.settle()
-    response = await verification.client.get(f"/verifications/{request.case_id}")
+    response = await verification.client.get(f"/verifications/{request.case_id}", headers=as_staff())
     assert response.status_code == 200, response.text
     assert response.json()["case_ref"] == request.case_ref

@@ -64,7 +64,7 @@ def test_the_request_reply_body_has_the_same_limits() -> None:
 def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> None:
     # The lifespan (broker, store) never starts: TestClient is not entered.
     http = create_http_app(
-        SimpleNamespace(),
+        SimpleNamespace(app=SimpleNamespace(packs={})),
         title="intake",
         include=intake_api.include,
         verifier=verifier_from_environment(),
@@ -91,7 +91,7 @@ def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> N
 def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, Any]) -> None:
     # Information and corrections are merged into the request published whole.
     http = create_http_app(
-        SimpleNamespace(),
+        SimpleNamespace(app=SimpleNamespace(packs={})),
         title="intake",
         include=intake_api.include,
         verifier=verifier_from_environment(),
@@ -110,7 +110,7 @@ def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, A
 
 def test_a_referral_has_a_bounded_list_of_questions() -> None:
     http = create_http_app(
-        SimpleNamespace(),
+        SimpleNamespace(app=SimpleNamespace(packs={})),
         title="intake",
         include=intake_api.include,
         verifier=verifier_from_environment(),
