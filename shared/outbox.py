@@ -38,6 +38,7 @@ from shared.events import IntegrationEvent, encode_event
 from shared.logging import context_of_event, log_context
 from shared.store import OUTBOX_TRACKING, ServiceApplication, StoreRunner
 from shared.subjects import dead_letter_subject, event_subject
+from shared.wake import woken_or_timed_out
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,7 @@ class OutboxRelay:
             self.stats.last_progress = time.monotonic()
             if moved == 0:
                 self._caught_up.set()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
+                await woken_or_timed_out(self._wake, self.poll_interval)
 
     async def publish_batch(self) -> int:
         """Publishes the next batch in order; returns how many events it got past.

@@ -24,6 +24,7 @@ from typing import Any
 from eventsourcing.domain import DomainEventProtocol
 
 from shared.store import ServiceApplication, StoreRunner
+from shared.wake import woken_or_timed_out
 
 log = logging.getLogger(__name__)
 
@@ -278,10 +279,7 @@ class ProjectionRunner:
                 await asyncio.sleep(1.0)
                 continue
             if moved == 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
+                await woken_or_timed_out(self._wake, self.poll_interval)
 
     async def lag(self) -> int:
         return max(0, await self.store.run(self.app.max_notification_id) - self.position)

@@ -31,6 +31,7 @@ from services.surveys.domain import Survey
 from services.surveys.invitations import Undeliverable
 from services.surveys.outbound import InvitationSender
 from shared.store import StoreRunner
+from shared.wake import woken_or_timed_out
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,7 @@ class InvitationDispatcher:
                 continue
             backoff = self.poll_interval
             if moved < self.batch_size:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
+                await woken_or_timed_out(self._wake, self.poll_interval)
 
     async def lag(self) -> int:
         """Invitations (and corrected requests) recorded past the dispatcher's position."""
