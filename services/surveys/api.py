@@ -11,13 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.surveys.application import SurveysApplication
 from services.surveys.domain import MINIMUM_GROUP_SIZE, group_results, survey_not_found
 from services.surveys.views import DIMENSIONS, RESULTS, SURVEYS, TOKENS, tallies
+from shared.auth import Principal, require
 from shared.errors import NotFound
 from shared.events import Ratings
 from shared.http import runtime_of
+from shared.roles import AUDITOR, SURVEYS_OFFICER
 from shared.runtime import ServiceRuntime
 
 # Every route reaches surveys' runtime, its application typed, through this.
 SurveysRuntime = Annotated[ServiceRuntime[SurveysApplication], Depends(runtime_of)]
+# The invitations are the surveys officer's; the results theirs and the auditor's.
+# The applicant's own pages need no token: the survey's token is their proof.
+SurveysOfficer = Annotated[Principal, Depends(require(SURVEYS_OFFICER))]
+ResultsReader = Annotated[Principal, Depends(require(SURVEYS_OFFICER, AUDITOR))]
 
 RESULTS_NOTE = {
     "en": (
@@ -90,7 +96,9 @@ async def the_survey(
 
 
 @router.get("/surveys/by-case/{case_id}")
-async def by_case(case_id: UUID, runtime: SurveysRuntime) -> dict[str, Any]:
+async def by_case(
+    case_id: UUID, runtime: SurveysRuntime, principal: SurveysOfficer
+) -> dict[str, Any]:
     """The invitation of a case once the applicant was invited: whether it was sent
     or why it could not be. Never its token, which answers in the applicant's name:
     the link reaches the applicant only through the invitation."""
@@ -102,12 +110,14 @@ async def by_case(case_id: UUID, runtime: SurveysRuntime) -> dict[str, Any]:
             f"No survey invitation for request {case_id} yet (it may take a moment to appear).",
             f"لا توجد دعوة استبيان للطلب {case_id} بعد (قد يستغرق ظهورها لحظات).",
         )
+    principal.require(SURVEYS_OFFICER, association_id=doc["association_id"])
     return without_token(doc)
 
 
 @router.get("/surveys")
 async def list_surveys(
     runtime: SurveysRuntime,
+    principal: SurveysOfficer,
     answered: bool | None = None,
     limit: int = 100,
     offset: int = 0,
@@ -115,7 +125,9 @@ async def list_surveys(
     """The invitations, without their tokens (a token answers the survey in the
     applicant's name)."""
     assert runtime.views is not None
-    filters = {} if answered is None else {"answered": answered}
+    filters: dict[str, Any] = {"association_id": principal.associations_with(SURVEYS_OFFICER)}
+    if answered is not None:
+        filters["answered"] = answered
     docs = runtime.views.find(
         SURVEYS, limit=max(0, min(limit, 1000)), offset=max(0, offset), **filters
     )
@@ -127,7 +139,9 @@ def without_token(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/results")
-async def results(runtime: SurveysRuntime, association_id: str | None = None) -> dict[str, Any]:
+async def results(
+    runtime: SurveysRuntime, principal: ResultsReader, association_id: str | None = None
+) -> dict[str, Any]:
     """Answers, average satisfaction and "would recommend" by service, channel, stage and
     association (the total).
 
@@ -136,11 +150,13 @@ async def results(runtime: SurveysRuntime, association_id: str | None = None) ->
     be worked out by subtraction; each suppressed entry says why in both languages.
     """
     assert runtime.views is not None
-    docs = [
-        doc
-        for doc in runtime.views.iter_all(RESULTS)
-        if association_id is None or doc["association_id"] == association_id
-    ]
+    # Without an association: every association the caller may read, together.
+    readable = (
+        {association_id}
+        if association_id
+        else set(principal.associations_with_any(SURVEYS_OFFICER, AUDITOR))
+    )
+    docs = [doc for doc in runtime.views.iter_all(RESULTS) if doc["association_id"] in readable]
     report: dict[str, Any] = {
         "association_id": association_id,
         "minimum_answers": MINIMUM_GROUP_SIZE,
