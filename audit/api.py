@@ -8,6 +8,7 @@
 
 Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8105). Every
 answer is computed from events only, by replaying the stores and/or the stream.
+Every route but /health needs an auditor's token, of an issuer `KHIDMA_AUTH_*` names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -25,7 +26,14 @@ from audit.crosscheck import CrossCheckTotals, crosscheck_system
 from audit.replay import StreamUnavailable, available_services
 from audit.settings import AuditSettings, load_audit_settings
 from audit.timeline import case_timeline, case_timelines
+from shared.auth import Verifier, install, require, verifier_from_environment
 from shared.dates import both_calendars
+from shared.http import answer_refusals
+from shared.roles import AUDITOR
+
+# The routes that replay the history: an auditor's, of any association (the audit
+# reads every association's records, as the board's report does).
+AUDITOR_ONLY = [Depends(require(AUDITOR))]
 
 
 def _sources(settings: AuditSettings, source: str) -> tuple[bool, bool]:
@@ -40,12 +48,14 @@ def _sources(settings: AuditSettings, source: str) -> tuple[bool, bool]:
     return source in ("stores", "both"), source in ("stream", "both")
 
 
-def create_app(settings: AuditSettings | None = None) -> FastAPI:
+def create_app(settings: AuditSettings | None = None, verifier: Verifier | None = None) -> FastAPI:
     settings = settings or load_audit_settings()
     app = FastAPI(
         title="Khidma audit (read-only)",
         description="Replay, timelines, state as of a moment, cross-check, compliance.",
     )
+    install(app, verifier or verifier_from_environment())
+    answer_refusals(app)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -56,7 +66,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
             "stream": bool(settings.nats_url),
         }
 
-    @app.get("/cases/{case}/timeline")
+    @app.get("/cases/{case}/timeline", dependencies=AUDITOR_ONLY)
     async def timeline(case: str, source: str = "both") -> dict[str, Any]:
         stores, stream = _sources(settings, source)
         found = await run_in_threadpool(case_timeline, settings, case, stores=stores, stream=stream)
@@ -64,7 +74,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
             raise HTTPException(404, {"ar": "لا توجد حالة بهذا الرقم", "en": "no such case"})
         return found.describe()
 
-    @app.get("/asof")
+    @app.get("/asof", dependencies=AUDITOR_ONLY)
     async def asof(
         at: str | None = Query(default=None, description="ISO moment or day"),
         hijri: str | None = Query(default=None, description="Hijri day, e.g. 1448-06-11"),
@@ -87,7 +97,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         cases = await run_in_threadpool(compute)
         return {"as_of": both_calendars(moment), "cases": cases}
 
-    @app.get("/crosscheck")
+    @app.get("/crosscheck", dependencies=AUDITOR_ONLY)
     async def crosscheck() -> dict[str, Any]:
         if not settings.nats_url:
             raise HTTPException(
@@ -101,7 +111,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         differences = await run_in_threadpool(compute)
         return {"totals": totals.__dict__, "agree": not differences, "differences": differences}
 
-    @app.get("/compliance")
+    @app.get("/compliance", dependencies=AUDITOR_ONLY)
     async def compliance(
         source: str = "both", check: list[str] | None = Query(default=None)
     ) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from shared.events import encode_event
 from shared.store import prepare_postgres_schema
 from shared.stream import ensure_stream
 from shared.subjects import event_subject
+from tests.auth import as_role
 from tests.unit.test_audit_compliance import T0, CaseHistory
 
 pytestmark = pytest.mark.integration
@@ -267,6 +268,11 @@ def test_the_read_only_http_api(world: dict) -> None:
     first: CaseHistory = world["clean"][0]
     client = TestClient(create_app(settings))
     assert client.get("/health").json()["stores"] == list(SERVICES)
+    # Only an auditor replays the history; /health is open.
+    refused = client.get(f"/cases/{first.ref}/timeline")
+    assert refused.status_code == 401 and refused.json()["message"]["ar"]
+    assert client.get("/compliance", headers=as_role("verifier")).status_code == 403
+    client.headers.update(as_role("auditor", subject="auditor-1"))
     timeline = client.get(f"/cases/{first.ref}/timeline")
     assert timeline.status_code == 200 and timeline.json()["case_id"] == str(first.case_id)
     assert client.get(f"/cases/{uuid4()}/timeline").status_code == 404
