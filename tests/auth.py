@@ -103,6 +103,20 @@ def as_adapter(
     return bearer(ISSUER.token(subject, roles, kind="machine"))
 
 
+def as_seat(member: str, association_id: str = "sidr") -> dict[str, str]:
+    """The committee member who holds this seat of the pack (the chair's seat: the chair)."""
+    roles = ["committee_member"] + (["committee_chair"] if member == "chair" else [])
+    return bearer(ISSUER.token(member, {association_id: roles}, name=f"Seat {member}"))
+
+
+def as_caller_of(body: object, association_id: str = "sidr") -> dict[str, str]:
+    """A committee member's own token when the body names the member (a vote, a
+    recusal); anyone else's staff token: the body's name no longer counts, the token does."""
+    if isinstance(body, dict) and isinstance(body.get("member"), str):
+        return as_seat(body["member"], association_id)
+    return as_staff()
+
+
 def as_staff(subject: str = "staff-1", name: str = "Test Staff") -> dict[str, str]:
     """Every role in every seed association: for tests about something else than access."""
     return bearer(ISSUER.token(subject, {a: ROLES for a in ASSOCIATIONS}, name=name))

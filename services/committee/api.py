@@ -13,12 +13,23 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.committee.application import CommitteeApplication
 from services.committee.views import CASES
+from shared.auth import Principal, require
 from shared.errors import NotFound
 from shared.http import runtime_of
+from shared.roles import AUDITOR, COMMITTEE_CHAIR, COMMITTEE_MEMBER, RESEARCHER
 from shared.runtime import ServiceRuntime
 
 # Every route's way to the committee's runtime, typed with its application.
 CommitteeRuntime = Annotated[ServiceRuntime[CommitteeApplication], Depends(runtime_of)]
+
+# Who may call (shared/roles.py); each route narrows to the record's association.
+COMMITTEE = (COMMITTEE_MEMBER, COMMITTEE_CHAIR)
+READERS = (*COMMITTEE, AUDITOR)
+CommitteeReader = Annotated[Principal, Depends(require(*READERS))]
+CaseReader = Annotated[Principal, Depends(require(*READERS, RESEARCHER))]
+Researcher = Annotated[Principal, Depends(require(RESEARCHER))]
+Chair = Annotated[Principal, Depends(require(COMMITTEE_CHAIR))]
+Member = Annotated[Principal, Depends(require(*COMMITTEE))]
 
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 MemberId = Annotated[str, Field(min_length=1, max_length=100)]
@@ -29,7 +40,9 @@ class Closure(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    researcher: str = Field(min_length=1, max_length=200)
+    researcher: str | None = Field(
+        default=None, max_length=200, description="ignored: the signed-in researcher is recorded"
+    )
     answers: list[Text] = Field(default_factory=list)
     note: str = Field(default="", max_length=8000)
 
@@ -45,14 +58,18 @@ class Convening(BaseModel):
 class Recusal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    member: MemberId
+    member: MemberId | None = Field(
+        default=None, description="ignored: the member is the signed-in one"
+    )
     reason: Text
 
 
 class CastVote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    member: MemberId
+    member: MemberId | None = Field(
+        default=None, description="ignored: the member is the signed-in one"
+    )
     vote: Literal["approve", "reject", "abstain"]
     dissent_note: str | None = Field(default=None, max_length=4000)
 
@@ -68,6 +85,17 @@ AgendaOutcome = Literal["verified", "ineligible"]
 
 
 MAX_PAGE = 1000  # the most cases one list answers with, whatever `limit` asks
+
+
+def _associations(
+    principal: Principal, roles: tuple[str, ...], association_id: str | None
+) -> list[str]:
+    """The associations a list shows: the one asked for (if the caller holds a role
+    there), else every one where the caller holds one of the roles."""
+    if association_id is not None:
+        principal.require(*roles, association_id=association_id)
+        return [association_id]
+    return principal.associations_with_any(*roles)
 
 
 def _cases(
@@ -91,6 +119,7 @@ lists = APIRouter()
 @lists.get("/agenda")
 async def agenda(
     runtime: CommitteeRuntime,
+    principal: CommitteeReader,
     association_id: str | None = None,
     outcome: AgendaOutcome | None = None,
     limit: int = 100,
@@ -107,7 +136,7 @@ async def agenda(
         limit,
         offset,
         on_agenda=True,
-        association_id=association_id,
+        association_id=_associations(principal, READERS, association_id),
         verification_outcome=outcome,
     )
 
@@ -115,29 +144,44 @@ async def agenda(
 @lists.get("/awaiting-correction")
 async def awaiting_correction(
     runtime: CommitteeRuntime,
+    principal: CommitteeReader,
     association_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Cases whose verification found discrepancies, waiting for the applicant's
     correction (`corrections`), the nearest deadline first: the window keeps running."""
-    return _cases(runtime, limit, offset, awaiting_correction=True, association_id=association_id)
+    return _cases(
+        runtime,
+        limit,
+        offset,
+        awaiting_correction=True,
+        association_id=_associations(principal, READERS, association_id),
+    )
 
 
 @lists.get("/researcher/queue")
 async def researcher_queue(
     runtime: CommitteeRuntime,
+    principal: Researcher,
     association_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Cases with a referral the researcher has not closed, the nearest deadline first."""
-    return _cases(runtime, limit, offset, referral_open=True, association_id=association_id)
+    return _cases(
+        runtime,
+        limit,
+        offset,
+        referral_open=True,
+        association_id=_associations(principal, (RESEARCHER,), association_id),
+    )
 
 
 @lists.get("/deadlines")
 async def deadlines(
     runtime: CommitteeRuntime,
+    principal: CommitteeReader,
     status: Literal["approaching", "overdue"] | None = None,
     association_id: str | None = None,
     limit: int = 100,
@@ -150,12 +194,12 @@ async def deadlines(
         offset,
         deadline_flagged=True,
         deadline_flag=status,
-        association_id=association_id,
+        association_id=_associations(principal, READERS, association_id),
     )
 
 
 @lists.get("/cases/{case_id}")
-async def case(case_id: str, runtime: CommitteeRuntime) -> dict[str, Any]:
+async def case(case_id: str, runtime: CommitteeRuntime, principal: CaseReader) -> dict[str, Any]:
     assert runtime.views is not None  # the committee's runtime always has its read model
     doc = runtime.views.get(CASES, case_id)
     if doc is None:
@@ -164,6 +208,7 @@ async def case(case_id: str, runtime: CommitteeRuntime) -> dict[str, Any]:
             f"No request {case_id} at the committee (it may take a moment to appear).",
             f"لا يوجد طلب {case_id} لدى اللجنة (قد يستغرق ظهوره لحظات).",
         )
+    principal.require(*READERS, RESEARCHER, association_id=doc["association_id"])
     return doc
 
 
@@ -174,10 +219,17 @@ researcher = APIRouter()
 
 @researcher.post("/referrals/{case_id}/closure", status_code=202)
 async def close_referral(
-    case_id: UUID, closure: Closure, runtime: CommitteeRuntime
+    case_id: UUID, closure: Closure, runtime: CommitteeRuntime, principal: Researcher
 ) -> dict[str, str]:
+    """The researcher's answers and note; the researcher recorded is the signed-in one."""
     app = runtime.app
-    await runtime.store.run(lambda: app.close_referral(case_id, **closure.model_dump()))
+    status = await runtime.store.run(app.case_status, case_id)
+    principal.require(RESEARCHER, association_id=status["association_id"])
+    await runtime.store.run(
+        lambda: app.close_referral(
+            case_id, researcher=principal.username, answers=closure.answers, note=closure.note
+        )
+    )
     runtime.recorded()
     return {"case_id": str(case_id), "referral": "closed"}
 
@@ -188,7 +240,10 @@ sittings = APIRouter()
 
 
 @sittings.post("/sittings", status_code=201)
-async def convene(body: Convening, runtime: CommitteeRuntime) -> dict[str, Any]:
+async def convene(body: Convening, runtime: CommitteeRuntime, principal: Chair) -> dict[str, Any]:
+    """The chair opens the sitting and records who is present (the pack's seat ids)."""
+    if body.association_id in runtime.app.packs:  # else refused as unknown, below
+        principal.require(COMMITTEE_CHAIR, association_id=body.association_id)
     app = runtime.app
     result = await runtime.store.run(
         lambda: app.convene(
@@ -202,21 +257,36 @@ async def convene(body: Convening, runtime: CommitteeRuntime) -> dict[str, Any]:
 
 
 @sittings.get("/sittings/{sitting_id}")
-async def sitting(sitting_id: UUID, runtime: CommitteeRuntime) -> dict[str, Any]:
-    return await runtime.store.run(runtime.app.sitting_status, sitting_id)
+async def sitting(
+    sitting_id: UUID, runtime: CommitteeRuntime, principal: CommitteeReader
+) -> dict[str, Any]:
+    return await _sitting_for(runtime, principal, sitting_id, READERS)
+
+
+async def _sitting_for(
+    runtime: ServiceRuntime[CommitteeApplication],
+    principal: Principal,
+    sitting_id: UUID,
+    roles: tuple[str, ...],
+) -> dict[str, Any]:
+    """The sitting, once the caller holds one of the roles in its association."""
+    status = await runtime.store.run(runtime.app.sitting_status, sitting_id)
+    principal.require(*roles, association_id=status["association_id"])
+    return status
 
 
 @sittings.get("/sittings/{sitting_id}/agenda")
 async def sitting_agenda(
     sitting_id: UUID,
     runtime: CommitteeRuntime,
+    principal: CommitteeReader,
     outcome: AgendaOutcome | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The attested, undecided cases of the sitting's association, by deadline:
     verified ones, and ineligible ones to be rejected (see `GET /agenda`)."""
-    status = await runtime.store.run(runtime.app.sitting_status, sitting_id)
+    status = await _sitting_for(runtime, principal, sitting_id, READERS)
     return _cases(
         runtime,
         limit,
@@ -229,11 +299,13 @@ async def sitting_agenda(
 
 @sittings.post("/sittings/{sitting_id}/cases/{case_id}/recusals", status_code=201)
 async def recuse(
-    sitting_id: UUID, case_id: UUID, body: Recusal, runtime: CommitteeRuntime
+    sitting_id: UUID, case_id: UUID, body: Recusal, runtime: CommitteeRuntime, principal: Member
 ) -> dict[str, Any]:
+    """The signed-in member steps aside from the case."""
+    await _sitting_for(runtime, principal, sitting_id, COMMITTEE)
     app = runtime.app
     result = await runtime.store.run(
-        lambda: app.recuse(sitting_id, case_id, member=body.member, reason=body.reason)
+        lambda: app.recuse(sitting_id, case_id, member=principal.username, reason=body.reason)
     )
     runtime.recorded()
     return result
@@ -241,14 +313,16 @@ async def recuse(
 
 @sittings.post("/sittings/{sitting_id}/cases/{case_id}/votes", status_code=201)
 async def vote(
-    sitting_id: UUID, case_id: UUID, body: CastVote, runtime: CommitteeRuntime
+    sitting_id: UUID, case_id: UUID, body: CastVote, runtime: CommitteeRuntime, principal: Member
 ) -> dict[str, Any]:
+    """The signed-in member's own vote: a seat of the pack, present at the sitting."""
+    await _sitting_for(runtime, principal, sitting_id, COMMITTEE)
     app = runtime.app
     result = await runtime.store.run(
         lambda: app.vote(
             sitting_id,
             case_id,
-            member=body.member,
+            member=principal.username,
             vote=body.vote,
             dissent_note=body.dissent_note,
         )
@@ -259,8 +333,9 @@ async def vote(
 
 @sittings.post("/sittings/{sitting_id}/cases/{case_id}/decision", status_code=202)
 async def decide(
-    sitting_id: UUID, case_id: UUID, body: Decision, runtime: CommitteeRuntime
+    sitting_id: UUID, case_id: UUID, body: Decision, runtime: CommitteeRuntime, principal: Chair
 ) -> dict[str, Any]:
+    await _sitting_for(runtime, principal, sitting_id, (COMMITTEE_CHAIR,))
     app = runtime.app
     result = await runtime.store.run(
         lambda: app.decide(sitting_id, case_id, decision=body.decision, reasons=list(body.reasons))
@@ -270,7 +345,10 @@ async def decide(
 
 
 @sittings.post("/sittings/{sitting_id}/close")
-async def close_sitting(sitting_id: UUID, runtime: CommitteeRuntime) -> dict[str, Any]:
+async def close_sitting(
+    sitting_id: UUID, runtime: CommitteeRuntime, principal: Chair
+) -> dict[str, Any]:
+    await _sitting_for(runtime, principal, sitting_id, (COMMITTEE_CHAIR,))
     result = await runtime.store.run(runtime.app.close_sitting, sitting_id)
     runtime.recorded()
     return result
@@ -280,9 +358,11 @@ async def close_sitting(sitting_id: UUID, runtime: CommitteeRuntime) -> dict[str
 async def minutes(
     sitting_id: UUID,
     runtime: CommitteeRuntime,
+    principal: CommitteeReader,
     lang: Literal["ar", "en"] = "ar",
 ) -> HTMLResponse:
     """The minutes of the sitting, printable: Arabic (right to left) or English."""
+    await _sitting_for(runtime, principal, sitting_id, READERS)
     page = await runtime.store.run(runtime.app.minutes, sitting_id, lang)
     return HTMLResponse(page)
 

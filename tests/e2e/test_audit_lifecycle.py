@@ -122,7 +122,8 @@ def test_the_referred_cases_timeline_and_its_state_as_of_moments(history: dict[s
     ]:
         assert expected in kinds
     closed = next(e for e in timeline.entries if e.name == "CommitteeCase.ReferralClosed")
-    assert closed.actor == {"kind": "researcher", "id": "researcher-1"}
+    # The researcher who signed in (the simulator's), not the body's "researcher-1".
+    assert closed.actor == {"kind": "researcher", "id": "sim-researcher"}
     assert closed.caused_by and closed.caused_by["event_type"] == "ReferredToResearcher"
     decision = next(e for e in timeline.entries if e.event_type == "CommitteeDecided")
 

@@ -28,7 +28,7 @@ from audit.settings import AuditSettings
 from audit.timeline import case_timelines
 from khidma.nats_server import NatsServer
 from khidma.run import EmbeddedSystem
-from tests.auth import as_staff
+from tests.auth import as_caller_of, as_staff
 from tests.helpers import stream_messages_sync, survey_token, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -99,7 +99,7 @@ def wait_for_events_of(system: EmbeddedSystem, case_id: str, count: int) -> list
 
 def post(system: EmbeddedSystem, service: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     response = httpx.post(
-        f"{system.services[service].url}{path}", json=body, timeout=10, headers=as_staff()
+        f"{system.services[service].url}{path}", json=body, timeout=10, headers=as_caller_of(body)
     )
     assert response.status_code in (200, 201, 202), f"{service} {path}: {response.status_code} {response.text[:300]}"
     return response.json()

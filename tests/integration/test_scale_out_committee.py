@@ -37,6 +37,7 @@ from shared.events import IntegrationEvent
 from shared.http import refusal_status
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.store import consumer_tracking_name, process_tracked
+from tests.auth import as_caller_of, as_staff
 from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import stream_messages_sync, wait_for
 from tests.integration.test_committee_service import (
@@ -88,13 +89,14 @@ def events_of(app: CommitteeApplication, case_id: UUID) -> list[str]:
 
 
 def get_json(url: str) -> Any:
-    response = httpx.get(url, timeout=5.0)
+    response = httpx.get(url, timeout=5.0, headers=as_staff())
     response.raise_for_status()
     return response.json()
 
 
 def post(url: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(url, json=body, timeout=10.0)
+    """As the member the body names (a vote, a recusal), or as staff."""
+    return httpx.post(url, json=body, timeout=10.0, headers=as_caller_of(body))
 
 
 def at_once(*calls: tuple[str, dict[str, Any]]) -> list[httpx.Response]:

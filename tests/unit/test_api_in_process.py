@@ -47,7 +47,7 @@ async def test_a_submission_over_http_opens_a_case_that_its_reference_then_shows
     assert opened["case_ref"].startswith("SDR-")
 
     await intake.settle()
-    by_ref = await intake.client.get(f"/cases/{opened['case_ref']}")
+    by_ref = await intake.client.get(f"/cases/{opened['case_ref']}", headers=as_staff())
     assert by_ref.status_code == 200, by_ref.text
     case = by_ref.json()
     assert case["case_id"] == opened["case_id"]
@@ -58,7 +58,7 @@ async def test_a_submission_over_http_opens_a_case_that_its_reference_then_shows
     )
     assert case["status_label"]["ar"] and case["status_label"]["en"]
     assert case["history"][0]["what"] == "submitted"
-    by_id = await intake.client.get(f"/cases/{opened['case_id']}")
+    by_id = await intake.client.get(f"/cases/{opened['case_id']}", headers=as_staff())
     assert by_id.json()["case_ref"] == opened["case_ref"]
 
 
@@ -86,7 +86,7 @@ async def test_a_refused_submission_is_a_bilingual_422_and_opens_no_case(
 
 async def test_an_unknown_case_is_a_bilingual_404(in_process: Start) -> None:
     intake = await in_process("intake")
-    response = await intake.client.get("/cases/SDR-1448-999999")
+    response = await intake.client.get("/cases/SDR-1448-999999", headers=as_staff())
     assert response.status_code == 404
     assert_bilingual_refusal(response.json(), "case_not_found")
     assert "SDR-1448-999999" in response.json()["message"]["en"]
@@ -94,7 +94,7 @@ async def test_an_unknown_case_is_a_bilingual_404(in_process: Start) -> None:
 
 async def test_the_agenda_of_an_empty_store_is_empty(in_process: Start) -> None:
     committee = await in_process("committee")
-    response = await committee.client.get("/agenda")
+    response = await committee.client.get("/agenda", headers=as_staff())
     assert response.status_code == 200
     assert response.json() == []
 
@@ -117,7 +117,7 @@ async def test_the_agenda_lists_an_attested_verified_request_and_not_an_unsigned
     )
     await committee.settle()
 
-    agenda = (await committee.client.get("/agenda")).json()
+    agenda = (await committee.client.get("/agenda", headers=as_staff())).json()
     assert [case["case_ref"] for case in agenda] == ["SDR-1448-000001"]
     assert agenda[0]["case_id"] == str(signed.case_id)
     assert agenda[0]["verification_outcome"] == "verified"
@@ -126,7 +126,7 @@ async def test_the_agenda_lists_an_attested_verified_request_and_not_an_unsigned
 async def test_an_unknown_committee_case_is_a_bilingual_404(in_process: Start) -> None:
     committee = await in_process("committee")
     case = builders.request_received()
-    response = await committee.client.get(f"/cases/{case.case_id}")
+    response = await committee.client.get(f"/cases/{case.case_id}", headers=as_staff())
     assert response.status_code == 404
     assert response.json()["message"]["en"] and response.json()["message"]["ar"]
 
