@@ -1,4 +1,12 @@
-"""Verification's HTTP API: the officers' queue and their confirmations."""
+"""Verification's HTTP API: the officers' queue, the case file and their confirmations.
+
+Every route needs a bearer token (shared/auth.py): the verifier works the queue
+of the associations where they hold the role, reads a case file beside its
+checks (every read logged) and confirms; the auditor reads verifications; the
+administrator keeps the member registry. The recorded officer of a
+confirmation, and the actor of a registry change, is the caller, never a field
+of the body.
+"""
 
 from __future__ import annotations
 
@@ -97,6 +105,24 @@ async def get_verification(
     return doc
 
 
+@router.get("/verifications/{case_id}/file")
+async def get_case_file(
+    case_id: UUID, runtime: VerificationRuntime, principal: Verifier
+) -> dict[str, Any]:
+    """The case file beside the automatic checks, for the verifier to match the data
+    (policy step 2): each revision's applicant, attestation, fields and documents as
+    received, the checks run on them and how the round was confirmed. Every read is
+    logged (shared/access_log.py)."""
+
+    def read() -> dict[str, Any]:
+        role = principal.require(VERIFIER, association_id=runtime.app.association_of(case_id))
+        return runtime.app.case_file_read_by(principal.actor(role), case_id)
+
+    case_file = await runtime.store.run(read)
+    runtime.recorded()
+    return case_file
+
+
 @router.post("/verifications/{case_id}/confirmation", status_code=202)
 async def confirm(
     case_id: UUID,
@@ -126,7 +152,7 @@ async def confirm(
 async def import_members(
     request: Request,
     runtime: VerificationRuntime,
-    _: Admin,
+    principal: Admin,
     association_id: str = Query(min_length=1, max_length=32),
 ) -> dict[str, Any]:
     """Imports a member registry CSV (national_id,name,joined_on,status,status_since)."""
@@ -139,7 +165,9 @@ async def import_members(
             "The member registry must be a CSV file encoded in UTF-8.",
             "يجب أن يكون سجل الأعضاء ملف CSV بترميز UTF-8.",
         ) from None
-    report = await runtime.store.run(runtime.app.import_members, association_id, text)
+    report = await runtime.store.run(
+        runtime.app.import_members, association_id, text, principal.actor(ADMIN)
+    )
     runtime.recorded()
     return report
 
@@ -150,12 +178,13 @@ async def register_member(
     national_id: str,
     entry: MemberEntry,
     runtime: VerificationRuntime,
-    _: Admin,
+    principal: Admin,
 ) -> dict[str, Any]:
-    """Registers one member, or records a change of their standing from its date."""
+    """Registers one member, or records a change of their standing from its date, in
+    the name of the signed-in administrator."""
     shown = await runtime.store.run(
         lambda: runtime.app.register_member(
-            association_id, national_id.strip(), **entry.model_dump()
+            association_id, national_id.strip(), actor=principal.actor(ADMIN), **entry.model_dump()
         )
     )
     runtime.recorded()

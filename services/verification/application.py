@@ -22,7 +22,7 @@ from services.verification.members import (
     read_registry,
     read_registry_row,
 )
-from shared.access_log import MEMBER_RECORD
+from shared.access_log import CASE_FILE, MEMBER_RECORD
 from shared.dates import both_calendars, local_day
 from shared.errors import NotFound, association_not_served
 from shared.events import RequestReceived
@@ -114,25 +114,26 @@ class VerificationApplication(ServiceApplication):
         case_id: UUID,
         *,
         officer: str,
+        actor: Mapping[str, Any] | None = None,
         outcome: str | None = None,
         reason: str | None = None,
         revision: int | None = None,
-        actor: dict[str, str] | None = None,
     ) -> str:
         """Confirms (or overrides, with a reason) the current round's suggested outcome.
 
-        `revision` is the round the officer reviewed (refused if a newer one arrived).
-        Returns the outcome.
+        `officer` (the user name) and `actor` (the recorded principal) come from the
+        caller's token. `revision` is the round the officer reviewed (refused if a
+        newer one arrived). Returns the outcome.
         """
         verification = self._get_verification(case_id)
         verification.confirm(
             event_id=uuid4(),
             officer=officer,
+            actor=actor,
             outcome=outcome,
             reason=reason,
             revision=revision,
             confirmed_at=self.clock.now(),
-            actor=actor,
         )
         try:
             self.save(verification)
@@ -142,6 +143,7 @@ class VerificationApplication(ServiceApplication):
             self._get_verification(case_id).confirm(
                 event_id=uuid4(),
                 officer=officer,
+                actor=actor,
                 outcome=outcome,
                 reason=reason,
                 revision=revision,
@@ -152,8 +154,39 @@ class VerificationApplication(ServiceApplication):
         return verification.outcome
 
     def association_of(self, case_id: UUID) -> str:
-        """The association of a case's verification (NotFound when there is none)."""
+        """The association a case's verification belongs to (404 when there is none)."""
         return self._get_verification(case_id).association_id
+
+    def case_file(self, case_id: UUID) -> dict[str, Any]:
+        """The request as received beside what the automatic checks found of it.
+
+        One entry per revision, oldest first: the applicant's data, fields and
+        documents as that revision brought them, the checks run on them and how
+        the round was confirmed. A revision received before the data was kept
+        shows `received: null` (its checks still stand).
+        """
+        verification = self._get_verification(case_id)
+        rounds = [*verification.earlier_rounds, verification.current_round()]
+        return {
+            "case_id": str(verification.id),
+            "case_ref": verification.case_ref,
+            "association_id": verification.association_id,
+            "status": verification.status,
+            "revision": verification.revision,
+            "revisions": [
+                {
+                    **_plain_round(round_),
+                    "received": verification.received.get(round_["revision"]),
+                }
+                for round_ in rounds
+            ],
+        }
+
+    def case_file_read_by(self, actor: dict[str, str], case_id: UUID) -> dict[str, Any]:
+        """The case file as `case_file` shows it, the read logged (who, when, which case)."""
+        shown = self.case_file(case_id)
+        self.record_access(actor, shown["association_id"], CASE_FILE, str(case_id))
+        return shown
 
     def verification_status(self, case_id: UUID) -> dict[str, Any]:
         verification = self._get_verification(case_id)
@@ -173,11 +206,15 @@ class VerificationApplication(ServiceApplication):
 
     # The member registry -----------------------------------------------------------
 
-    def import_members(self, association_id: str, text: str) -> dict[str, Any]:
-        """Registers or updates the members of a registry CSV; bad lines are reported, not kept."""
+    def import_members(
+        self, association_id: str, text: str, actor: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Registers or updates the members of a registry CSV; bad lines are reported, not kept.
+
+        `actor` is the administrator who imported it (the recorded principal)."""
         self._pack(association_id)
         rows, problems = read_registry(text)
-        counts = self._apply_registry_rows(association_id, rows)
+        counts = self._apply_registry_rows(association_id, rows, actor)
         return {
             "association_id": association_id,
             **counts,
@@ -193,16 +230,24 @@ class VerificationApplication(ServiceApplication):
         joined_on: str,
         status: str,
         status_since: str,
+        actor: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """One member's registry entry (registered, or standing changed); returns the member."""
+        """One member's registry entry (registered, or standing changed); returns the member.
+
+        `actor` is the administrator who changed it (the recorded principal)."""
         self._pack(association_id)
         row = read_registry_row(1, [national_id, name, joined_on, status, status_since])
         if isinstance(row, RowProblem):
             raise InvalidRegistry("invalid_member", row.en, row.ar)
-        self._apply_registry_rows(association_id, [row])
+        self._apply_registry_rows(association_id, [row], actor)
         return self.member(association_id, national_id)
 
-    def _apply_registry_rows(self, association_id: str, rows: list[RegistryRow]) -> dict[str, int]:
+    def _apply_registry_rows(
+        self,
+        association_id: str,
+        rows: list[RegistryRow],
+        actor: dict[str, Any] | None = None,
+    ) -> dict[str, int]:
         imported = updated = unchanged = 0
         changed: list[Member] = []
         for row in rows:
@@ -217,12 +262,13 @@ class VerificationApplication(ServiceApplication):
                         joined_on=row.joined_on,
                         status=row.status,
                         status_since=row.status_since,
+                        actor=actor,
                     )
                 )
                 imported += 1
                 continue
             if member.apply_registry_row(
-                name=row.name, status=row.status, status_since=row.status_since
+                name=row.name, status=row.status, status_since=row.status_since, actor=actor
             ):
                 changed.append(member)
                 updated += 1
@@ -257,6 +303,7 @@ class VerificationApplication(ServiceApplication):
             ) from None
         history = sorted(enumerate(member.history), key=lambda item: (item[1][1], item[0]))
         return {
+            "member_id": str(member.id),
             "association_id": member.association_id,
             "national_id": member.national_id,
             "name": member.name,

@@ -665,6 +665,9 @@ class Verification(Aggregate):
         checks: list[dict[str, Any]]
         suggested_outcome: str
         revision: int = 1  # verifications opened before revisions existed: the first
+        # The applicant's data as received (applicant, attestation, fields,
+        # documents), for the case file; None for a round opened before it was kept.
+        received: dict[str, Any] | None = None
 
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
@@ -714,6 +717,7 @@ class Verification(Aggregate):
             checks=[check.as_dict() for check in checks],
             suggested_outcome=suggested_outcome(checks),
             revision=revision,
+            received=received_data(applicant, attestation, fields or {}, documents),
         )
 
     @event(Opened)
@@ -731,11 +735,15 @@ class Verification(Aggregate):
         checks: list[dict[str, Any]],
         suggested_outcome: str,
         revision: int = 1,
+        received: dict[str, Any] | None = None,
     ):
         self.association_id = association_id
         self.case_ref = case_ref
         self.correlation_id = correlation_id
         self.earlier_rounds: list[dict[str, Any]] = []
+        # revision -> the data as received (the case file); rounds opened before
+        # it was kept have none.
+        self.received: dict[int, dict[str, Any]] = {}
         self._start_round(
             revision=revision,
             request_event_id=request_event_id,
@@ -744,6 +752,7 @@ class Verification(Aggregate):
             submitted_at=submitted_at,
             checks=checks,
             suggested_outcome=suggested_outcome,
+            received=received,
         )
 
     def _start_round(
@@ -756,8 +765,11 @@ class Verification(Aggregate):
         submitted_at: datetime,
         checks: list[dict[str, Any]],
         suggested_outcome: str,
+        received: dict[str, Any] | None = None,
     ) -> None:
         self.revision = revision
+        if received is not None:
+            self.received[revision] = received
         self.request_event_id = request_event_id
         self.service_code = service_code
         self.channel = channel
@@ -766,6 +778,7 @@ class Verification(Aggregate):
         self.suggested_outcome = suggested_outcome
         self.outcome: str | None = None
         self.officer: str | None = None
+        self.officer_actor: dict[str, Any] | None = None
         self.confirmed = False
         self.confirmation: dict[str, Any] | None = None
 
@@ -800,6 +813,7 @@ class Verification(Aggregate):
             "status": self.status,
             "outcome": self.outcome,
             "officer": self.officer,
+            "actor": self.officer_actor,
             "corrections": confirmation.get("corrections", self.corrections),
             "ineligible_rule": confirmation.get("ineligible_rule", self.ineligible_rule),
             "ineligible_reason": confirmation.get("ineligible_reason", self.ineligible_reason),
@@ -852,6 +866,7 @@ class Verification(Aggregate):
             submitted_at=submitted_at,
             checks=[check.as_dict() for check in checks],
             suggested_outcome=suggested_outcome(checks),
+            received=received_data(applicant, attestation, fields or {}, documents),
         )
         return True
 
@@ -865,6 +880,7 @@ class Verification(Aggregate):
         submitted_at: datetime
         checks: list[dict[str, Any]]
         suggested_outcome: str
+        received: dict[str, Any] | None = None  # as Opened's
 
         def apply(self, aggregate: Verification) -> None:
             aggregate.earlier_rounds.append(aggregate.current_round())
@@ -876,6 +892,7 @@ class Verification(Aggregate):
                 submitted_at=self.submitted_at,
                 checks=self.checks,
                 suggested_outcome=self.suggested_outcome,
+                received=self.received,
             )
 
     # Commands of the verification officer ------------------------------------------
@@ -889,12 +906,15 @@ class Verification(Aggregate):
         outcome: str | None = None,
         reason: str | None = None,
         revision: int | None = None,
-        actor: dict[str, str] | None = None,
+        actor: Mapping[str, Any] | None = None,
     ) -> None:
         """Confirms (or overrides, with a reason) the suggested outcome of the current round.
 
-        `revision`, when given, is the round the officer looked at: a newer
-        revision arrived meanwhile is refused rather than confirmed unseen.
+        `officer` is the confirming officer's user name and `actor` the
+        authenticated principal as recorded ({kind, id, name, role}), both from
+        the caller's token, never from the request body. `revision`, when given,
+        is the round the officer looked at: a newer revision arrived meanwhile is
+        refused rather than confirmed unseen.
         """
         self._refuse_unless_open_at(revision)
         officer = _confirming_officer(officer)
@@ -925,7 +945,7 @@ class Verification(Aggregate):
             override_reason=reason if overridden else None,
             ineligible_reason=told.ineligible_reason,
             revision=self.revision,
-            actor=actor,
+            actor=dict(actor) if actor is not None else None,
         )
 
     def _refuse_unless_open_at(self, revision: int | None) -> None:
@@ -983,13 +1003,15 @@ class Verification(Aggregate):
         override_reason: str | None = None
         ineligible_reason: dict[str, str] | None = None
         revision: int = 1
-        # The signed-in verifier ({kind, id, name, role}); None before identities were proven.
-        actor: dict[str, str] | None = None
+        # The authenticated principal who confirmed ({kind, id, name, role});
+        # confirmations recorded before identities were proven name only `officer`.
+        actor: dict[str, Any] | None = None
 
         def apply(self, aggregate: Verification) -> None:
             aggregate.confirmed = True
             aggregate.outcome = self.outcome
             aggregate.officer = self.officer
+            aggregate.officer_actor = self.actor
             aggregate.confirmation = {
                 "event_id": self.event_id,
                 "checks": list(self.checks),
@@ -1000,6 +1022,21 @@ class Verification(Aggregate):
                 "reason": self.reason,
                 "confirmed_at": self.confirmed_at,
             }
+
+
+def received_data(
+    applicant: Mapping[str, Any],
+    attestation: Mapping[str, Any] | None,
+    fields: Mapping[str, Any],
+    documents: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The applicant's data as a revision of the request brought it (JSON values)."""
+    return {
+        "applicant": dict(applicant),
+        "attestation": dict(attestation) if attestation is not None else None,
+        "fields": dict(fields),
+        "documents": [dict(document) for document in documents],
+    }
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ class Member(Aggregate):
     """A member of one association's general assembly; one per (association, national id).
 
     Dates are stored as ISO strings (YYYY-MM-DD): the store's transcoder has no `date`.
+    Each event records the administrator who made the change (`actor`, the
+    authenticated principal); events recorded before identities were proven have none.
     """
 
     class Registered(Aggregate.Created):
@@ -56,6 +58,7 @@ class Member(Aggregate):
         joined_on: str
         status: str
         status_since: str
+        actor: dict[str, Any] | None = None
 
     @staticmethod
     def create_id(association_id: str, national_id: str, **_: Any) -> UUID:
@@ -71,6 +74,7 @@ class Member(Aggregate):
         joined_on: date,
         status: str,
         status_since: date,
+        actor: dict[str, Any] | None = None,
     ) -> Member:
         return cls(
             association_id=association_id,
@@ -79,6 +83,7 @@ class Member(Aggregate):
             joined_on=joined_on.isoformat(),
             status=status,
             status_since=status_since.isoformat(),
+            actor=actor,
         )
 
     @event(Registered)
@@ -91,6 +96,7 @@ class Member(Aggregate):
         joined_on: str,
         status: str,
         status_since: str,
+        actor: dict[str, Any] | None = None,
     ):
         self.association_id = association_id
         self.national_id = national_id
@@ -124,27 +130,38 @@ class Member(Aggregate):
 
     # Commands -------------------------------------------------------------------
 
-    def apply_registry_row(self, *, name: str, status: str, status_since: date) -> bool:
+    def apply_registry_row(
+        self,
+        *,
+        name: str,
+        status: str,
+        status_since: date,
+        actor: dict[str, Any] | None = None,
+    ) -> bool:
         """Brings the member up to a registry row; True when anything changed."""
         changed = False
         if name != self.name:
-            self.trigger_event(self.Renamed, name=name)
+            self.trigger_event(self.Renamed, name=name, actor=actor)
             changed = True
         if (status, status_since) != (self.status, self.status_since) and (
             status,
             status_since,
         ) not in self.history:
             if status == LEFT:
-                self.trigger_event(self.Left, effective_on=status_since.isoformat())
+                self.trigger_event(self.Left, effective_on=status_since.isoformat(), actor=actor)
             else:
                 self.trigger_event(
-                    self.StandingChanged, status=status, effective_on=status_since.isoformat()
+                    self.StandingChanged,
+                    status=status,
+                    effective_on=status_since.isoformat(),
+                    actor=actor,
                 )
             changed = True
         return changed
 
     class Renamed(Aggregate.Event):
         name: str
+        actor: dict[str, Any] | None = None
 
         def apply(self, aggregate: Member) -> None:
             aggregate.name = self.name
@@ -154,12 +171,14 @@ class Member(Aggregate):
 
         status: str
         effective_on: str
+        actor: dict[str, Any] | None = None
 
         def apply(self, aggregate: Member) -> None:
             aggregate.history.append((self.status, date.fromisoformat(self.effective_on)))
 
     class Left(Aggregate.Event):
         effective_on: str
+        actor: dict[str, Any] | None = None
 
         def apply(self, aggregate: Member) -> None:
             aggregate.history.append((LEFT, date.fromisoformat(self.effective_on)))
