@@ -2,7 +2,7 @@
 minutes), the agenda, the cases awaiting the applicant's correction and the
 decision-window flags.
 
-Every route declares the roles it needs (README, "Who may call what"). A route
+Every route declares the roles it needs (issue 9; README). A route
 on a case or a sitting loads it, then checks the role in its association; the
 recorded actor of every command is the caller (`Principal.actor`), never a body
 field. A member votes and recuses with their own token: the member is the
