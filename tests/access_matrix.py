@@ -71,6 +71,9 @@ class Route:
     # A list of every association's records: another association's role gets 200 and
     # none of this association's records, rather than a 403.
     lists: bool = False
+    # Who calls (by default `matrix-<role>`): a route that acts in the caller's
+    # own name (a committee seat's vote) names a subject the record expects.
+    subject: str | None = None
 
 
 def _forged(token: str) -> str:
@@ -84,7 +87,7 @@ def row_headers(route: Route, row: str) -> dict[str, str]:
     other = "health-coop" if route.association_id != "health-coop" else "sidr"
     wrong = [r for r in ROLES if r not in route.roles]
     roles = {route.association_id: list(route.roles)}
-    subject = f"matrix-{route.roles[0] if route.roles else 'public'}"
+    subject = route.subject or f"matrix-{route.roles[0] if route.roles else 'public'}"
     if row == "no token":
         return {}
     if row == "expired":

@@ -1,19 +1,28 @@
 """The committee's HTTP API: the researcher's queue, sittings (votes, recusals, decisions,
 minutes), the agenda, the cases awaiting the applicant's correction and the
-decision-window flags."""
+decision-window flags.
+
+Every route declares the roles it needs (issue 9; README). A route
+on a case or a sitting loads it, then checks the role in its association; the
+recorded actor of every command is the caller (`Principal.actor`), never a body
+field. A member votes and recuses with their own token: the member is the
+caller's username, which must be a seat of the association's committee (its
+pack) and present at the sitting.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.committee.application import CommitteeApplication
 from services.committee.views import CASES
-from shared.auth import Principal, require
+from shared.access_log import CASE_FILE
+from shared.auth import Forbidden, Principal, require
 from shared.errors import NotFound
 from shared.http import runtime_of
 from shared.roles import AUDITOR, COMMITTEE_CHAIR, COMMITTEE_MEMBER, RESEARCHER
@@ -22,32 +31,53 @@ from shared.runtime import ServiceRuntime
 # Every route's way to the committee's runtime, typed with its application.
 CommitteeRuntime = Annotated[ServiceRuntime[CommitteeApplication], Depends(runtime_of)]
 
-# Who may call (shared/roles.py); each route narrows to the record's association.
-COMMITTEE = (COMMITTEE_MEMBER, COMMITTEE_CHAIR)
-READERS = (*COMMITTEE, AUDITOR)
-CommitteeReader = Annotated[Principal, Depends(require(*READERS))]
-CaseReader = Annotated[Principal, Depends(require(*READERS, RESEARCHER))]
+# Who may call what (the issue's table).
+COMMITTEE_READERS = (COMMITTEE_MEMBER, COMMITTEE_CHAIR, AUDITOR)
+CASE_READERS = (COMMITTEE_MEMBER, COMMITTEE_CHAIR, RESEARCHER, AUDITOR)
+CASE_FILE_READERS = (COMMITTEE_MEMBER, COMMITTEE_CHAIR, RESEARCHER)
+VOTERS = (COMMITTEE_MEMBER, COMMITTEE_CHAIR)
+
+ListReader = Annotated[Principal, Depends(require(*COMMITTEE_READERS))]
+SittingReader = Annotated[Principal, Depends(require(*COMMITTEE_READERS))]
+CaseReader = Annotated[Principal, Depends(require(*CASE_READERS))]
+CaseFileReader = Annotated[Principal, Depends(require(*CASE_FILE_READERS))]
 Researcher = Annotated[Principal, Depends(require(RESEARCHER))]
+Voter = Annotated[Principal, Depends(require(*VOTERS))]
 Chair = Annotated[Principal, Depends(require(COMMITTEE_CHAIR))]
-Member = Annotated[Principal, Depends(require(*COMMITTEE))]
 
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 MemberId = Annotated[str, Field(min_length=1, max_length=100)]
 
 
-class Closure(BaseModel):
-    """The researcher's answers to the referred applicant, and the note for the committee."""
+class _NoNamedActor(BaseModel):
+    """A command's body: who acts is the caller's token. The fields older clients
+    sent to name the actor (`IGNORED`) are accepted and have no effect."""
 
     model_config = ConfigDict(extra="forbid")
+    IGNORED: ClassVar[frozenset[str]] = frozenset()
 
-    researcher: str | None = Field(
-        default=None, max_length=200, description="ignored: the signed-in researcher is recorded"
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_named_actor(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key not in cls.IGNORED}
+        return data
+
+
+class Closure(_NoNamedActor):
+    """The researcher's answers to the referred applicant, and the note for the committee.
+    The researcher recorded is the caller (a `researcher` field is ignored)."""
+
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"researcher"})
+
     answers: list[Text] = Field(default_factory=list)
     note: str = Field(default="", max_length=8000)
 
 
 class Convening(BaseModel):
+    """The chair opens the sitting and records attendance: the seats present
+    (the ids of the pack's committee members)."""
+
     model_config = ConfigDict(extra="forbid")
 
     association_id: str = Field(min_length=1, max_length=32)
@@ -55,21 +85,19 @@ class Convening(BaseModel):
     held_at: AwareDatetime | None = None
 
 
-class Recusal(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Recusal(_NoNamedActor):
+    """The caller recuses from the case (a `member` field is ignored)."""
 
-    member: MemberId | None = Field(
-        default=None, description="ignored: the member is the signed-in one"
-    )
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"member"})
+
     reason: Text
 
 
-class CastVote(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CastVote(_NoNamedActor):
+    """The caller's vote (a `member` field is ignored)."""
 
-    member: MemberId | None = Field(
-        default=None, description="ignored: the member is the signed-in one"
-    )
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"member"})
+
     vote: Literal["approve", "reject", "abstain"]
     dissent_note: str | None = Field(default=None, max_length=4000)
 
@@ -87,27 +115,50 @@ AgendaOutcome = Literal["verified", "ineligible"]
 MAX_PAGE = 1000  # the most cases one list answers with, whatever `limit` asks
 
 
-def _associations(
+def held_associations(
     principal: Principal, roles: tuple[str, ...], association_id: str | None
 ) -> list[str]:
-    """The associations a list shows: the one asked for (if the caller holds a role
-    there), else every one where the caller holds one of the roles."""
+    """The associations a list answers for: the one asked for (the route's
+    dependency has checked the caller holds a role there), else every one
+    where the caller holds one of the roles."""
     if association_id is not None:
-        principal.require(*roles, association_id=association_id)
         return [association_id]
     return principal.associations_with_any(*roles)
 
 
 def _cases(
-    runtime: ServiceRuntime[CommitteeApplication], limit: int, offset: int, **filters: Any
+    runtime: ServiceRuntime[CommitteeApplication],
+    associations: list[str],
+    limit: int,
+    offset: int,
+    **filters: Any,
 ) -> list[dict[str, Any]]:
-    """A page of the read model's cases matching the filters (None: not filtered), by deadline."""
+    """A page of the read model's cases of these associations matching the filters
+    (None: not filtered), by deadline."""
     assert runtime.views is not None  # the committee's runtime always has its read model
     return runtime.views.find(
         CASES,
         limit=min(limit, MAX_PAGE),
         offset=offset,
+        association_id=associations,
         **{name: value for name, value in filters.items() if value is not None},
+    )
+
+
+def case_not_found(case_id: object) -> NotFound:
+    return NotFound(
+        "case_not_found",
+        f"No request {case_id} at the committee (it may take a moment to appear).",
+        f"لا يوجد طلب {case_id} لدى اللجنة (قد يستغرق ظهوره لحظات).",
+    )
+
+
+def not_a_committee_member(username: str, association_id: str) -> Forbidden:
+    return Forbidden(
+        "not_a_committee_member",
+        f"{username} holds no seat on the committee of {association_id}: only its "
+        "members vote or recuse there.",
+        f"{username} ليس من أعضاء لجنة {association_id}: لا يصوّت فيها ولا يتنحّى إلا أعضاؤها.",
     )
 
 
@@ -119,13 +170,14 @@ lists = APIRouter()
 @lists.get("/agenda")
 async def agenda(
     runtime: CommitteeRuntime,
-    principal: CommitteeReader,
+    principal: ListReader,
     association_id: str | None = None,
     outcome: AgendaOutcome | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Received, attested cases waiting for a decision, the nearest deadline first.
+    """Received, attested cases waiting for a decision, the nearest deadline first,
+    of the associations where the caller holds one of the roles (or the one asked).
 
     Verified cases are decided by the votes; ineligible ones are listed for a
     decision too (`expected_decision` "rejected", with `ineligible_rule` and
@@ -133,10 +185,10 @@ async def agenda(
     """
     return _cases(
         runtime,
+        held_associations(principal, COMMITTEE_READERS, association_id),
         limit,
         offset,
         on_agenda=True,
-        association_id=_associations(principal, READERS, association_id),
         verification_outcome=outcome,
     )
 
@@ -144,7 +196,7 @@ async def agenda(
 @lists.get("/awaiting-correction")
 async def awaiting_correction(
     runtime: CommitteeRuntime,
-    principal: CommitteeReader,
+    principal: ListReader,
     association_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
@@ -153,10 +205,10 @@ async def awaiting_correction(
     correction (`corrections`), the nearest deadline first: the window keeps running."""
     return _cases(
         runtime,
+        held_associations(principal, COMMITTEE_READERS, association_id),
         limit,
         offset,
         awaiting_correction=True,
-        association_id=_associations(principal, READERS, association_id),
     )
 
 
@@ -168,20 +220,21 @@ async def researcher_queue(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Cases with a referral the researcher has not closed, the nearest deadline first."""
+    """Cases with a referral the researcher has not closed, the nearest deadline first,
+    of the associations where the caller is a researcher."""
     return _cases(
         runtime,
+        held_associations(principal, (RESEARCHER,), association_id),
         limit,
         offset,
         referral_open=True,
-        association_id=_associations(principal, (RESEARCHER,), association_id),
     )
 
 
 @lists.get("/deadlines")
 async def deadlines(
     runtime: CommitteeRuntime,
-    principal: CommitteeReader,
+    principal: ListReader,
     status: Literal["approaching", "overdue"] | None = None,
     association_id: str | None = None,
     limit: int = 100,
@@ -190,11 +243,11 @@ async def deadlines(
     """Undecided cases flagged by the scanner as approaching or past their deadline."""
     return _cases(
         runtime,
+        held_associations(principal, COMMITTEE_READERS, association_id),
         limit,
         offset,
         deadline_flagged=True,
         deadline_flag=status,
-        association_id=_associations(principal, READERS, association_id),
     )
 
 
@@ -203,13 +256,28 @@ async def case(case_id: str, runtime: CommitteeRuntime, principal: CaseReader) -
     assert runtime.views is not None  # the committee's runtime always has its read model
     doc = runtime.views.get(CASES, case_id)
     if doc is None:
-        raise NotFound(
-            "case_not_found",
-            f"No request {case_id} at the committee (it may take a moment to appear).",
-            f"لا يوجد طلب {case_id} لدى اللجنة (قد يستغرق ظهوره لحظات).",
-        )
-    principal.require(*READERS, RESEARCHER, association_id=doc["association_id"])
+        raise case_not_found(case_id)
+    principal.require(*CASE_READERS, association_id=doc["association_id"])
     return doc
+
+
+@lists.get("/cases/{case_id}/file")
+async def case_file(
+    case_id: UUID, runtime: CommitteeRuntime, principal: CaseFileReader
+) -> dict[str, Any]:
+    """What the committee holds of the request: what it recorded of it (each
+    revision, the applicant's declaration), its verification, and each referral
+    with its questions and the researcher's answers and note. Every read is
+    recorded in the access log (who, when, which case) before it is answered."""
+    app = runtime.app
+    file = await runtime.store.run(app.case_file, case_id)
+    association_id = file["association_id"]
+    role = principal.require(*CASE_FILE_READERS, association_id=association_id)
+    await runtime.store.run(
+        app.record_access, principal.actor(role), association_id, CASE_FILE, str(case_id)
+    )
+    runtime.recorded()
+    return file
 
 
 # The researcher ---------------------------------------------------------------------
@@ -221,13 +289,16 @@ researcher = APIRouter()
 async def close_referral(
     case_id: UUID, closure: Closure, runtime: CommitteeRuntime, principal: Researcher
 ) -> dict[str, str]:
-    """The researcher's answers and note; the researcher recorded is the signed-in one."""
     app = runtime.app
-    status = await runtime.store.run(app.case_status, case_id)
-    principal.require(RESEARCHER, association_id=status["association_id"])
+    association_id = await runtime.store.run(app.case_association, case_id)
+    role = principal.require(RESEARCHER, association_id=association_id)
     await runtime.store.run(
         lambda: app.close_referral(
-            case_id, researcher=principal.username, answers=closure.answers, note=closure.note
+            case_id,
+            researcher=principal.username,
+            answers=list(closure.answers),
+            note=closure.note,
+            actor=principal.actor(role),
         )
     )
     runtime.recorded()
@@ -239,17 +310,43 @@ async def close_referral(
 sittings = APIRouter()
 
 
+async def _sitting_role(
+    runtime: ServiceRuntime[CommitteeApplication],
+    principal: Principal,
+    sitting_id: UUID,
+    roles: tuple[str, ...],
+) -> tuple[str, str]:
+    """The sitting's association and the role the caller holds there (404: no such
+    sitting; 403: none of the roles in its association)."""
+    association_id = await runtime.store.run(runtime.app.sitting_association, sitting_id)
+    return association_id, principal.require(*roles, association_id=association_id)
+
+
+async def _member(
+    runtime: ServiceRuntime[CommitteeApplication], principal: Principal, sitting_id: UUID
+) -> tuple[str, dict[str, str]]:
+    """The seat the caller votes or recuses in (their username, a seat of the
+    pack's committee), and the recorded actor. Presence at the sitting is the
+    sitting's rule (409 `not_present`)."""
+    association_id, role = await _sitting_role(runtime, principal, sitting_id, VOTERS)
+    if principal.username not in runtime.app.seats(association_id):
+        raise not_a_committee_member(principal.username, association_id)
+    return principal.username, principal.actor(role)
+
+
 @sittings.post("/sittings", status_code=201)
 async def convene(body: Convening, runtime: CommitteeRuntime, principal: Chair) -> dict[str, Any]:
-    """The chair opens the sitting and records who is present (the pack's seat ids)."""
-    if body.association_id in runtime.app.packs:  # else refused as unknown, below
-        principal.require(COMMITTEE_CHAIR, association_id=body.association_id)
+    """The chair opens a sitting of the association's committee and records who is
+    present (seat ids of its pack)."""
     app = runtime.app
+    app.seats(body.association_id)  # an unknown association: 404, before the role
+    role = principal.require(COMMITTEE_CHAIR, association_id=body.association_id)
     result = await runtime.store.run(
         lambda: app.convene(
             association_id=body.association_id,
             members_present=list(body.members_present),
             held_at=body.held_at,
+            actor=principal.actor(role),
         )
     )
     runtime.recorded()
@@ -258,54 +355,43 @@ async def convene(body: Convening, runtime: CommitteeRuntime, principal: Chair) 
 
 @sittings.get("/sittings/{sitting_id}")
 async def sitting(
-    sitting_id: UUID, runtime: CommitteeRuntime, principal: CommitteeReader
+    sitting_id: UUID, runtime: CommitteeRuntime, principal: SittingReader
 ) -> dict[str, Any]:
-    return await _sitting_for(runtime, principal, sitting_id, READERS)
-
-
-async def _sitting_for(
-    runtime: ServiceRuntime[CommitteeApplication],
-    principal: Principal,
-    sitting_id: UUID,
-    roles: tuple[str, ...],
-) -> dict[str, Any]:
-    """The sitting, once the caller holds one of the roles in its association."""
-    status = await runtime.store.run(runtime.app.sitting_status, sitting_id)
-    principal.require(*roles, association_id=status["association_id"])
-    return status
+    await _sitting_role(runtime, principal, sitting_id, COMMITTEE_READERS)
+    return await runtime.store.run(runtime.app.sitting_status, sitting_id)
 
 
 @sittings.get("/sittings/{sitting_id}/agenda")
 async def sitting_agenda(
     sitting_id: UUID,
     runtime: CommitteeRuntime,
-    principal: CommitteeReader,
+    principal: SittingReader,
     outcome: AgendaOutcome | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The attested, undecided cases of the sitting's association, by deadline:
     verified ones, and ineligible ones to be rejected (see `GET /agenda`)."""
-    status = await _sitting_for(runtime, principal, sitting_id, READERS)
+    association_id, _ = await _sitting_role(runtime, principal, sitting_id, COMMITTEE_READERS)
     return _cases(
         runtime,
+        [association_id],
         limit,
         offset,
         on_agenda=True,
-        association_id=status["association_id"],
         verification_outcome=outcome,
     )
 
 
 @sittings.post("/sittings/{sitting_id}/cases/{case_id}/recusals", status_code=201)
 async def recuse(
-    sitting_id: UUID, case_id: UUID, body: Recusal, runtime: CommitteeRuntime, principal: Member
+    sitting_id: UUID, case_id: UUID, body: Recusal, runtime: CommitteeRuntime, principal: Voter
 ) -> dict[str, Any]:
-    """The signed-in member steps aside from the case."""
-    await _sitting_for(runtime, principal, sitting_id, COMMITTEE)
+    """The caller, a member present, declares a conflict of interest on the case."""
     app = runtime.app
+    member, actor = await _member(runtime, principal, sitting_id)
     result = await runtime.store.run(
-        lambda: app.recuse(sitting_id, case_id, member=principal.username, reason=body.reason)
+        lambda: app.recuse(sitting_id, case_id, member=member, reason=body.reason, actor=actor)
     )
     runtime.recorded()
     return result
@@ -313,18 +399,19 @@ async def recuse(
 
 @sittings.post("/sittings/{sitting_id}/cases/{case_id}/votes", status_code=201)
 async def vote(
-    sitting_id: UUID, case_id: UUID, body: CastVote, runtime: CommitteeRuntime, principal: Member
+    sitting_id: UUID, case_id: UUID, body: CastVote, runtime: CommitteeRuntime, principal: Voter
 ) -> dict[str, Any]:
-    """The signed-in member's own vote: a seat of the pack, present at the sitting."""
-    await _sitting_for(runtime, principal, sitting_id, COMMITTEE)
+    """The caller's vote, as a member present and not recused; a later vote replaces it."""
     app = runtime.app
+    member, actor = await _member(runtime, principal, sitting_id)
     result = await runtime.store.run(
         lambda: app.vote(
             sitting_id,
             case_id,
-            member=principal.username,
+            member=member,
             vote=body.vote,
             dissent_note=body.dissent_note,
+            actor=actor,
         )
     )
     runtime.recorded()
@@ -335,10 +422,17 @@ async def vote(
 async def decide(
     sitting_id: UUID, case_id: UUID, body: Decision, runtime: CommitteeRuntime, principal: Chair
 ) -> dict[str, Any]:
-    await _sitting_for(runtime, principal, sitting_id, (COMMITTEE_CHAIR,))
+    """The chair records the decision the votes of this sitting reached."""
     app = runtime.app
+    _, role = await _sitting_role(runtime, principal, sitting_id, (COMMITTEE_CHAIR,))
     result = await runtime.store.run(
-        lambda: app.decide(sitting_id, case_id, decision=body.decision, reasons=list(body.reasons))
+        lambda: app.decide(
+            sitting_id,
+            case_id,
+            decision=body.decision,
+            reasons=list(body.reasons),
+            actor=principal.actor(role),
+        )
     )
     runtime.recorded()
     return result
@@ -348,8 +442,8 @@ async def decide(
 async def close_sitting(
     sitting_id: UUID, runtime: CommitteeRuntime, principal: Chair
 ) -> dict[str, Any]:
-    await _sitting_for(runtime, principal, sitting_id, (COMMITTEE_CHAIR,))
-    result = await runtime.store.run(runtime.app.close_sitting, sitting_id)
+    _, role = await _sitting_role(runtime, principal, sitting_id, (COMMITTEE_CHAIR,))
+    result = await runtime.store.run(runtime.app.close_sitting, sitting_id, principal.actor(role))
     runtime.recorded()
     return result
 
@@ -358,11 +452,11 @@ async def close_sitting(
 async def minutes(
     sitting_id: UUID,
     runtime: CommitteeRuntime,
-    principal: CommitteeReader,
+    principal: SittingReader,
     lang: Literal["ar", "en"] = "ar",
 ) -> HTMLResponse:
     """The minutes of the sitting, printable: Arabic (right to left) or English."""
-    await _sitting_for(runtime, principal, sitting_id, READERS)
+    await _sitting_role(runtime, principal, sitting_id, COMMITTEE_READERS)
     page = await runtime.store.run(runtime.app.minutes, sitting_id, lang)
     return HTMLResponse(page)
 

@@ -7,6 +7,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+# The recorded actor of a command: the authenticated principal in the role it acted
+# in (shared.auth Principal.actor), handed in by the HTTP edge.
+Actor = Mapping[str, str]
+
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.domain import Aggregate
 
@@ -121,12 +125,22 @@ class CommitteeApplication(ServiceApplication):
     # The researcher ------------------------------------------------------------------
 
     def close_referral(
-        self, case_id: UUID, *, researcher: str, answers: list[str], note: str
+        self,
+        case_id: UUID,
+        *,
+        researcher: str,
+        answers: list[str],
+        note: str,
+        actor: Actor | None = None,
     ) -> None:
         def close() -> None:
             case = self._get_case(case_id)
             case.close_referral(
-                researcher=researcher, answers=answers, note=note, closed_at=self.clock.now()
+                researcher=researcher,
+                answers=answers,
+                note=note,
+                closed_at=self.clock.now(),
+                actor=dict(actor) if actor else None,
             )
             self.save(case)
 
@@ -140,24 +154,34 @@ class CommitteeApplication(ServiceApplication):
         association_id: str,
         members_present: list[str],
         held_at: datetime | None = None,
+        actor: Actor | None = None,
     ) -> dict[str, Any]:
         pack = self._pack(association_id)
         sitting = Sitting.convene(
             association_id=association_id,
-            committee_members=[member.id for member in pack.committee.members],
+            committee_members=self.seats(association_id),
             quorum=pack.committee.quorum,
             members_present=members_present,
             held_at=held_at or self.clock.now(),
+            actor=dict(actor) if actor else None,
         )
         self.save(sitting)
         return self.sitting_status(sitting.id)
 
     def recuse(
-        self, sitting_id: UUID, case_id: UUID, *, member: str, reason: str
+        self,
+        sitting_id: UUID,
+        case_id: UUID,
+        *,
+        member: str,
+        reason: str,
+        actor: Actor | None = None,
     ) -> dict[str, Any]:
         def recuse() -> dict[str, Any]:
             sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
-            sitting.recuse(case=case, member=member, reason=reason)
+            sitting.recuse(
+                case=case, member=member, reason=reason, actor=dict(actor) if actor else None
+            )
             self.save(sitting)
             return self._case_in_sitting(sitting, case_id)
 
@@ -171,27 +195,48 @@ class CommitteeApplication(ServiceApplication):
         member: str,
         vote: str,
         dissent_note: str | None = None,
+        actor: Actor | None = None,
     ) -> dict[str, Any]:
         def cast() -> dict[str, Any]:
             sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
-            sitting.cast_vote(case=case, member=member, vote=vote, dissent_note=dissent_note)
+            sitting.cast_vote(
+                case=case,
+                member=member,
+                vote=vote,
+                dissent_note=dissent_note,
+                actor=dict(actor) if actor else None,
+            )
             self.save(sitting)
             return self._case_in_sitting(sitting, case_id)
 
         return self.retrying(cast, "the vote")
 
     def decide(
-        self, sitting_id: UUID, case_id: UUID, *, decision: str, reasons: list[str]
+        self,
+        sitting_id: UUID,
+        case_id: UUID,
+        *,
+        decision: str,
+        reasons: list[str],
+        actor: Actor | None = None,
     ) -> dict[str, Any]:
         # Decided at the same moment through another instance: reloaded, the case
         # is refused as already decided.
         return self.retrying(
-            lambda: self._decide_once(sitting_id, case_id, decision=decision, reasons=reasons),
+            lambda: self._decide_once(
+                sitting_id, case_id, decision=decision, reasons=reasons, actor=actor
+            ),
             "the decision",
         )
 
     def _decide_once(
-        self, sitting_id: UUID, case_id: UUID, *, decision: str, reasons: list[str]
+        self,
+        sitting_id: UUID,
+        case_id: UUID,
+        *,
+        decision: str,
+        reasons: list[str],
+        actor: Actor | None,
     ) -> dict[str, Any]:
         sitting, case = self._get_sitting(sitting_id), self._get_case(case_id)
         sitting.decide(
@@ -200,6 +245,7 @@ class CommitteeApplication(ServiceApplication):
             decision=decision,
             reasons=reasons,
             decided_at=self.clock.now(),
+            actor=dict(actor) if actor else None,
         )
         self.save(sitting, case)  # one transaction: the sitting's record and the case's decision
         assert case.deadline is not None
@@ -213,10 +259,10 @@ class CommitteeApplication(ServiceApplication):
             "deadline_display": both_calendars(case.deadline),
         }
 
-    def close_sitting(self, sitting_id: UUID) -> dict[str, Any]:
+    def close_sitting(self, sitting_id: UUID, actor: Actor | None = None) -> dict[str, Any]:
         def close() -> None:
             sitting = self._get_sitting(sitting_id)
-            sitting.close(closed_at=self.clock.now())
+            sitting.close(closed_at=self.clock.now(), actor=dict(actor) if actor else None)
             self.save(sitting)
 
         self.retrying(close, "the sitting's closure")
@@ -237,6 +283,15 @@ class CommitteeApplication(ServiceApplication):
             "closed_at_display": _display(sitting.closed_at),
             "cases": [self._case_in_sitting(sitting, case_id) for case_id in sitting.cases],
         }
+
+    def sitting_association(self, sitting_id: UUID) -> str:
+        """The association whose committee holds the sitting (NotFound: no such sitting)."""
+        return self._get_sitting(sitting_id).association_id
+
+    def seats(self, association_id: str) -> list[str]:
+        """The ids of the seats of the association's committee, as its pack names them:
+        each is the username its member signs in with."""
+        return [member.id for member in self._pack(association_id).committee.members]
 
     def minutes(self, sitting_id: UUID, lang: str = "ar") -> str:
         """The sitting's minutes: a printable, self-contained HTML page."""
@@ -271,6 +326,68 @@ class CommitteeApplication(ServiceApplication):
         if changed:
             self.save(*changed)
         return flagged
+
+    def case_association(self, case_id: UUID) -> str:
+        """The association of a case the committee knows (NotFound otherwise)."""
+        return self._get_case(case_id).association_id
+
+    def case_file(self, case_id: UUID) -> dict[str, Any]:
+        """What the committee holds of the request: what it recorded of the request
+        (each revision, the declaration), the verification of it, and each referral
+        with its questions, the researcher's answers and note. From the case itself,
+        not the read model: what was recorded, at once."""
+        case = self._get_case(case_id)
+        return {
+            "case_id": str(case.id),
+            "case_ref": case.case_ref,
+            "association_id": case.association_id,
+            "request": {
+                "received": case.received,
+                "service_code": case.service_code,
+                "channel": case.channel,
+                "received_at": case.received_at.isoformat() if case.received_at else None,
+                "received_at_display": _display(case.received_at),
+                "window_days": case.window_days,
+                "deadline": case.deadline.isoformat() if case.deadline else None,
+                "deadline_display": _display(case.deadline),
+                "revision": case.revision,
+                "revisions": [
+                    {
+                        "revision": revision["revision"],
+                        "request_event_id": str(revision["request_event_id"]),
+                        "received_at": revision["received_at"].isoformat(),
+                        "received_at_display": both_calendars(revision["received_at"]),
+                    }
+                    for revision in case.revisions
+                ],
+                "attested": case.attested,
+                "attestation": case.attestation,
+            },
+            "verification": None
+            if case.verification_outcome is None
+            else {
+                "outcome": case.verification_outcome,
+                "revision": case.verification_revision,
+                # False when the applicant corrected the request since.
+                "of_current_revision": case.verified,
+                "verified_at": case.verified_at.isoformat() if case.verified_at else None,
+                "verified_at_display": _display(case.verified_at),
+                **case.verification_details,
+            },
+            "referrals": [
+                {
+                    "open": referral["open"],
+                    "reason": referral["reason"],
+                    "questions": list(referral["questions"]),
+                    "referred_by": referral["referred_by"],
+                    "researcher": referral["researcher"],
+                    "answers": list(referral["answers"]),
+                    "note": referral["note"],
+                }
+                for referral in case.referrals
+            ],
+            "decision": case.decision,
+        }
 
     def case_status(self, case_id: UUID) -> dict[str, Any]:
         case = self._get_case(case_id)

@@ -163,6 +163,9 @@ class CommitteeCase(Aggregate):
         self.verification_event_id: UUID | None = None
         self.verified_at: datetime | None = None
         self.verification_revision: int | None = None
+        # What the newest verification said besides its outcome: the rule an
+        # ineligible applicant fails, or the corrections asked for.
+        self.verification_details: dict[str, Any] = {}
         self.referrals: list[dict[str, Any]] = []
         self.decision: str | None = None
         self.decision_event_id: UUID | None = None
@@ -357,6 +360,13 @@ class CommitteeCase(Aggregate):
             aggregate.verification_event_id = self.source_event_id
             aggregate.verified_at = self.verified_at
             aggregate.verification_revision = self.revision
+            aggregate.verification_details = {
+                "ineligible_rule": self.ineligible_rule,
+                "ineligible_reason": dict(self.ineligible_reason)
+                if self.ineligible_reason
+                else None,
+                "corrections": [dict(c) for c in self.corrections or []],
+            }
 
     def open_referral_from(
         self,
@@ -403,7 +413,13 @@ class CommitteeCase(Aggregate):
     # What the researcher does ------------------------------------------------------
 
     def close_referral(
-        self, *, researcher: str, answers: list[str], note: str, closed_at: datetime
+        self,
+        *,
+        researcher: str,
+        answers: list[str],
+        note: str,
+        closed_at: datetime,
+        actor: dict[str, str] | None = None,
     ) -> None:
         """The researcher answered the applicant and wrote the note for the committee."""
         referral = self.open_referral
@@ -420,6 +436,7 @@ class CommitteeCase(Aggregate):
             answers=list(answers),
             note=note,
             closed_at=closed_at,
+            actor=dict(actor) if actor else None,
         )
 
     class ReferralClosed(Aggregate.Event):
@@ -430,6 +447,9 @@ class CommitteeCase(Aggregate):
         answers: list[str]
         note: str
         closed_at: datetime
+        # The authenticated researcher (shared.auth Principal.actor); closures
+        # recorded before identities were proven are stored without it.
+        actor: dict[str, str] | None = None
 
         def apply(self, aggregate: CommitteeCase) -> None:
             for referral in aggregate.referrals:
@@ -492,6 +512,7 @@ class CommitteeCase(Aggregate):
         quorum: int | None = None,
         recusals: list[str] | None = None,
         dissent_notes: list[str] | None = None,
+        actor: dict[str, str] | None = None,
     ) -> None:
         """The committee's answer on a received, attested, verified request."""
         self._refuse_unless_ready_for_decision()
@@ -517,6 +538,7 @@ class CommitteeCase(Aggregate):
             quorum=quorum,
             recusals=list(recusals or []),
             dissent_notes=list(dissent_notes or []),
+            actor=dict(actor) if actor else None,
         )
 
     class Decided(Aggregate.Event):
@@ -543,6 +565,9 @@ class CommitteeCase(Aggregate):
         quorum: int | None
         recusals: list[str]
         dissent_notes: list[str]
+        # The chair who recorded the decision; decisions recorded before identities
+        # were proven are stored without it (published as the committee's).
+        actor: dict[str, str] | None = None
 
         def apply(self, aggregate: CommitteeCase) -> None:
             aggregate.decision = self.decision
@@ -645,6 +670,9 @@ class Sitting(Aggregate):
         members_present: list[str]
         quorum: int
         held_at: datetime
+        # The chair who opened the sitting and recorded attendance; sittings
+        # convened before identities were proven are stored without it.
+        actor: dict[str, str] | None = None
 
     @classmethod
     def convene(
@@ -655,6 +683,7 @@ class Sitting(Aggregate):
         quorum: int,
         members_present: list[str],
         held_at: datetime,
+        actor: dict[str, str] | None = None,
     ) -> Sitting:
         if not members_present:
             raise Refused(
@@ -680,6 +709,7 @@ class Sitting(Aggregate):
             members_present=list(members_present),
             quorum=quorum,
             held_at=held_at,
+            actor=dict(actor) if actor else None,
         )
 
     @event(Convened)
@@ -690,11 +720,13 @@ class Sitting(Aggregate):
         members_present: list[str],
         quorum: int,
         held_at: datetime,
+        actor: dict[str, str] | None = None,
     ):
         self.association_id = association_id
         self.members_present = list(members_present)
         self.quorum = quorum
         self.held_at = held_at
+        self.convened_by = actor
         self.closed_at: datetime | None = None
         # case id (text) -> {case_ref, recusals {member: reason}, votes {member: {vote, dissent_note}}, decision...}
         self.cases: dict[str, dict[str, Any]] = {}
@@ -731,14 +763,21 @@ class Sitting(Aggregate):
             raise already_decided(case.decision)
         if member is not None and member not in self.members_present:
             raise Refused(
-                "member_not_present",
+                "not_present",
                 f"{member} is not among the members present at this sitting.",
                 f"العضو {member} ليس من الأعضاء الحاضرين في هذه الجلسة.",
             )
 
     # Recusal and votes -------------------------------------------------------------------
 
-    def recuse(self, *, case: CommitteeCase, member: str, reason: str) -> None:
+    def recuse(
+        self,
+        *,
+        case: CommitteeCase,
+        member: str,
+        reason: str,
+        actor: dict[str, str] | None = None,
+    ) -> None:
         """A member declares a conflict of interest; a vote already cast is withdrawn."""
         self._check_case(case, member)
         if not reason.strip():
@@ -761,6 +800,7 @@ class Sitting(Aggregate):
             member=member,
             reason=reason.strip(),
             withdrawn_vote=record["votes"].get(member, {}).get("vote"),
+            actor=dict(actor) if actor else None,
         )
 
     class MemberRecused(Aggregate.Event):
@@ -769,6 +809,8 @@ class Sitting(Aggregate):
         member: str
         reason: str
         withdrawn_vote: str | None
+        # The member who recused, as authenticated; older recusals have none.
+        actor: dict[str, str] | None = None
 
         def apply(self, aggregate: Sitting) -> None:
             record = aggregate._record(self.case_id, self.case_ref)
@@ -776,7 +818,13 @@ class Sitting(Aggregate):
             record["votes"].pop(self.member, None)
 
     def cast_vote(
-        self, *, case: CommitteeCase, member: str, vote: str, dissent_note: str | None
+        self,
+        *,
+        case: CommitteeCase,
+        member: str,
+        vote: str,
+        dissent_note: str | None,
+        actor: dict[str, str] | None = None,
     ) -> None:
         """A member present and not recused votes; a later vote replaces an earlier one."""
         self._check_case(case, member)
@@ -796,6 +844,7 @@ class Sitting(Aggregate):
             vote=vote,
             dissent_note=(dissent_note or "").strip() or None,
             revision=case.revision,
+            actor=dict(actor) if actor else None,
         )
 
     class VoteCast(Aggregate.Event):
@@ -806,6 +855,8 @@ class Sitting(Aggregate):
         dissent_note: str | None
         # Votes cast before revisions existed are stored without it: on the first.
         revision: int = 1
+        # The member who voted, as authenticated; older votes have none.
+        actor: dict[str, str] | None = None
 
         def apply(self, aggregate: Sitting) -> None:
             aggregate._record(self.case_id, self.case_ref)["votes"][self.member] = {
@@ -824,6 +875,7 @@ class Sitting(Aggregate):
         decision: str,
         reasons: list[str],
         decided_at: datetime,
+        actor: dict[str, str] | None = None,
     ) -> None:
         """Decides the case by the votes of this sitting; records on the case and here."""
         self._check_case(case)
@@ -853,6 +905,7 @@ class Sitting(Aggregate):
             quorum=self.quorum,
             recusals=recusals,
             dissent_notes=dissent_notes,
+            actor=actor,
         )
         self.trigger_event(
             self.DecisionRecorded,
@@ -865,6 +918,7 @@ class Sitting(Aggregate):
             within_window=bool(case.within_window),
             decided_at=decided_at,
             dissent_notes=dissent_notes,
+            actor=dict(actor) if actor else None,
         )
 
     class DecisionRecorded(Aggregate.Event):
@@ -877,6 +931,8 @@ class Sitting(Aggregate):
         within_window: bool
         decided_at: datetime
         dissent_notes: list[str]
+        # The chair who recorded it, as authenticated; older decisions have none.
+        actor: dict[str, str] | None = None
 
         def apply(self, aggregate: Sitting) -> None:
             aggregate._record(self.case_id, self.case_ref)["decision"] = {
@@ -918,13 +974,15 @@ class Sitting(Aggregate):
                 f"بعد ذلك (النسخة {case.revision})؛ فيعيدون التصويت على الطلب المصحّح.",
             )
 
-    def close(self, *, closed_at: datetime) -> None:
+    def close(self, *, closed_at: datetime, actor: dict[str, str] | None = None) -> None:
         if self.closed:
             raise sitting_closed()
-        self.trigger_event(self.Closed, closed_at=closed_at)
+        self.trigger_event(self.Closed, closed_at=closed_at, actor=dict(actor) if actor else None)
 
     class Closed(Aggregate.Event):
         closed_at: datetime
+        # The chair who closed it, as authenticated; older closures have none.
+        actor: dict[str, str] | None = None
 
         def apply(self, aggregate: Sitting) -> None:
             aggregate.closed_at = self.closed_at

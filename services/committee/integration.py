@@ -16,7 +16,14 @@ from shared.events import (
 )
 from shared.outbox import carried_envelope
 
+# The actor of a decision recorded before identities were proven.
 COMMITTEE_ACTOR = Actor(kind="committee", id="committee")
+
+
+def decided_by(event: Any) -> Actor:
+    """The chair who recorded the decision, as authenticated; else the committee."""
+    actor = getattr(event, "actor", None)
+    return Actor.model_validate(actor) if actor else COMMITTEE_ACTOR
 
 
 def committee_decided(event: Any) -> IntegrationEvent:
@@ -24,7 +31,7 @@ def committee_decided(event: Any) -> IntegrationEvent:
         **carried_envelope(event),
         # The clock's time of the decision, the one `within_window` was judged by.
         occurred_at=event.decided_at,
-        actor=COMMITTEE_ACTOR,
+        actor=decided_by(event),
         payload=CommitteeDecidedPayload(
             decision=event.decision,
             reasons=list(event.reasons),

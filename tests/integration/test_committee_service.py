@@ -244,6 +244,8 @@ def test_a_sitting_decides_a_referred_case_and_publishes_committee_decided(
     assert message["headers"]["Nats-Msg-Id"] == event["event_id"]
     assert event["causation_id"] == str(verification.event_id)
     assert event["correlation_id"] == str(request.correlation_id)
+    # The decision's actor is the signed-in chair who recorded it (as_staff's subject).
+    assert (event["actor"]["id"], event["actor"]["role"]) == ("staff-1", "committee_chair")
     payload = event["payload"]
     assert payload["decision"] == "approved"
     assert payload["window_days"] == SIDR_WINDOW and payload["within_window"] is True

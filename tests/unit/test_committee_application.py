@@ -284,8 +284,8 @@ def test_only_members_present_vote(app: CommitteeApplication) -> None:
     request = ready_case(app)
     sitting_id = sitting(app, ["chair", "member-2", "member-3"])
     vote = lambda member: app.vote(sitting_id, request.case_id, member=member, vote="approve")
-    assert refused_code(lambda: vote("member-4")) == "member_not_present"
-    assert refused_code(lambda: vote("stranger")) == "member_not_present"
+    assert refused_code(lambda: vote("member-4")) == "not_present"
+    assert refused_code(lambda: vote("stranger")) == "not_present"
     assert vote("chair")["votes"] == [{"member": "chair", "vote": "approve", "dissent_note": None}]
 
 
@@ -506,6 +506,61 @@ def test_the_decision_is_published_as_committee_decided_with_the_sitting(
         ("member-2", "approve"),
         ("member-3", "reject"),
     ]
+
+
+CHAIR_ACTOR = {
+    "kind": "committee",
+    "id": "sub-of-chair",
+    "name": "The Chair",
+    "role": "committee_chair",
+}
+
+
+def test_the_decision_is_published_with_the_chair_who_recorded_it(
+    app: CommitteeApplication,
+) -> None:
+    request = ready_case(app)
+    sitting_id = sitting(app)
+    cast(app, sitting_id, request.case_id, "approve", "approve", "approve")
+    app.decide(
+        sitting_id, request.case_id, decision="approved", reasons=["ok"], actor=CHAIR_ACTOR
+    )
+    (event,) = published(app)
+    assert event.actor == Actor(**CHAIR_ACTOR)
+    assert decode_event(encode_event(event)).actor == Actor(**CHAIR_ACTOR)
+
+
+def test_the_case_file_holds_the_request_its_verification_and_the_referrals(
+    app: CommitteeApplication,
+) -> None:
+    request = request_received()
+    handle(app, app.on_request_received, request)
+    handle(app, app.on_referred_to_researcher, referred(request))
+    ineligible = builders.data_verified(
+        request,
+        outcome="ineligible",
+        ineligible_rule="one request a year",
+        ineligible_reason={"ar": "طلب واحد في السنة", "en": "One request a year"},
+    )
+    handle(app, app.on_data_verified, ineligible)
+    app.close_referral(request.case_id, researcher="researcher-9", answers=["a"], note="n")
+
+    file = app.case_file(request.case_id)
+    assert (file["case_id"], file["association_id"]) == (str(request.case_id), "sidr")
+    assert file["request"]["received"] is True and file["request"]["attested"] is True
+    assert file["request"]["deadline"] == (RECEIVED_AT + timedelta(days=SIDR_WINDOW)).isoformat()
+    assert file["verification"]["outcome"] == "ineligible"
+    assert file["verification"]["ineligible_rule"] == "one request a year"
+    assert file["verification"]["ineligible_reason"]["en"] == "One request a year"
+    (referral,) = file["referrals"]
+    assert referral["questions"] == ["how long?"]
+    assert (referral["open"], referral["researcher"], referral["note"]) == (
+        False,
+        "researcher-9",
+        "n",
+    )
+    with pytest.raises(NotFound):
+        app.case_file(uuid4())
 
 
 # The read model -----------------------------------------------------------------------------
