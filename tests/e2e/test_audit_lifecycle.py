@@ -4,6 +4,8 @@ agree, and the timelines, as-of states, command line and HTTP API read it."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import asyncio
 import json
 import os
@@ -122,8 +124,11 @@ def test_the_referred_cases_timeline_and_its_state_as_of_moments(history: dict[s
     ]:
         assert expected in kinds
     closed = next(e for e in timeline.entries if e.name == "CommitteeCase.ReferralClosed")
-    # The researcher who signed in (the simulator's), not the body's "researcher-1".
-    assert closed.actor == {"kind": "researcher", "id": "sim-researcher"}
+    # The researcher who signed in (the simulator's), not the body's "researcher-1": the
+    # actor is their identity (subject, name, role), the event names their username.
+    assert closed.actor["kind"] == "researcher", closed.actor
+    assert str(UUID(closed.actor["id"])) == closed.actor["id"]  # the identity's subject
+    assert closed.data["researcher"] == "sim-researcher"
     assert closed.caused_by and closed.caused_by["event_type"] == "ReferredToResearcher"
     decision = next(e for e in timeline.entries if e.event_type == "CommitteeDecided")
 
