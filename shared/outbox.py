@@ -153,7 +153,10 @@ class OutboxRelay:
             if moved == 0:
                 self._caught_up.set()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+                    # arrives as the wake fires, and stopping the service then hangs.
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
 
