@@ -41,7 +41,7 @@ from audit.crosscheck import CrossCheckTotals, crosscheck_system
 from audit.replay import StreamUnavailable, available_services, replay_store, replay_stream
 from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
-from audit.timeline import CaseTimeline, case_timeline, case_timelines
+from audit.timeline import CaseTimeline, actor_text, case_timeline, case_timelines
 from shared.dates import both_calendars
 
 SOURCES = ("stores", "stream", "both")
@@ -149,7 +149,7 @@ def cmd_timeline(args: argparse.Namespace, settings: AuditSettings) -> int:
         )
         print(
             f"  {when['hijri']} هـ | {when.get('at', when['gregorian'])} | {event['source']:<6} "
-            f"{event['service']:<12} {name:<32} {actor.get('kind')}:{actor.get('id')}"
+            f"{event['service']:<12} {name:<32} {actor_text(actor)}"
             f" [{event['channel']}]{cause_text}"
         )
     return 0

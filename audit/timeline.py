@@ -223,6 +223,16 @@ def _actor(kind: Any, id: Any, name: Any = None, role: Any = None) -> dict[str, 
     return actor
 
 
+def actor_text(actor: dict[str, Any]) -> str:
+    """Who: kind and id, and the principal's name and role when recorded."""
+    text = f"{actor.get('kind', '')}:{actor.get('id', '')}"
+    if actor.get("name") and actor.get("name") != actor.get("id"):
+        text += f" {actor['name']}"
+    if actor.get("role"):
+        text += f" [{actor['role']}]"
+    return text
+
+
 def _store_actor(record: StoredRecord) -> dict[str, str]:
     state = record.state
     if isinstance(state.get("actor"), dict):
