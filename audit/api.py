@@ -5,18 +5,25 @@
     GET /asof?at=2026-11-21T12:00:00Z  (or ?hijri=1448-06-11)
     GET /crosscheck
     GET /compliance[?source=...&check=...]
+    GET /access[?case=...&who=...&from=...&to=...]
 
 Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8105). Every
 answer is computed from events only, by replaying the stores and/or the stream.
-Every route but /health needs an auditor's token, of an issuer `KHIDMA_AUTH_*` names.
+
+Every route but `/health` needs a bearer token of the `auditor` role, verified as
+the services verify theirs (`KHIDMA_AUTH_*`, shared.auth): 401 without a valid
+token, 403 without the role, in the bilingual error shape. A case, the states
+as of a moment, the exceptions and the access log are those of the
+associations where the caller is an auditor; the cross-check (stores against
+the stream, event ids only) is the whole system's.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -24,16 +31,16 @@ from audit.asof import hijri_moment, parse_moment, states_as_of
 from audit.compliance import REGISTRY, CheckContext, checks_not_run, run_checks
 from audit.crosscheck import CrossCheckTotals, crosscheck_system
 from audit.replay import StreamUnavailable, available_services
+from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
 from audit.timeline import case_timeline, case_timelines
-from shared.auth import Verifier, install, require, verifier_from_environment
+from shared.auth import Principal, Verifier, install, require, verifier_from_environment
 from shared.dates import both_calendars
+from shared.errors import NotFound
 from shared.http import answer_refusals
 from shared.roles import AUDITOR
 
-# The routes that replay the history: an auditor's, of any association (the audit
-# reads every association's records, as the board's report does).
-AUDITOR_ONLY = [Depends(require(AUDITOR))]
+Auditor = Annotated[Principal, Depends(require(AUDITOR, association=None))]
 
 
 def _sources(settings: AuditSettings, source: str) -> tuple[bool, bool]:
@@ -48,14 +55,21 @@ def _sources(settings: AuditSettings, source: str) -> tuple[bool, bool]:
     return source in ("stores", "both"), source in ("stream", "both")
 
 
+def no_such_case() -> NotFound:
+    return NotFound("no_such_case", "No case has this id or reference.", "لا توجد حالة بهذا الرقم.")
+
+
 def create_app(settings: AuditSettings | None = None, verifier: Verifier | None = None) -> FastAPI:
+    """The audit API; `verifier` defaults to the issuers `KHIDMA_AUTH_*` names."""
     settings = settings or load_audit_settings()
     app = FastAPI(
         title="Khidma audit (read-only)",
-        description="Replay, timelines, state as of a moment, cross-check, compliance.",
+        description="Replay, timelines, state as of a moment, cross-check, compliance, "
+        "the access log. Every route but /health needs the auditor role.",
     )
     install(app, verifier or verifier_from_environment())
     answer_refusals(app)
+    guarded = APIRouter()
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -66,16 +80,18 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
             "stream": bool(settings.nats_url),
         }
 
-    @app.get("/cases/{case}/timeline", dependencies=AUDITOR_ONLY)
-    async def timeline(case: str, source: str = "both") -> dict[str, Any]:
+    @guarded.get("/cases/{case}/timeline")
+    async def timeline(principal: Auditor, case: str, source: str = "both") -> dict[str, Any]:
         stores, stream = _sources(settings, source)
         found = await run_in_threadpool(case_timeline, settings, case, stores=stores, stream=stream)
         if found is None:
-            raise HTTPException(404, {"ar": "لا توجد حالة بهذا الرقم", "en": "no such case"})
+            raise no_such_case()
+        principal.require(AUDITOR, association_id=found.association_id)
         return found.describe()
 
-    @app.get("/asof", dependencies=AUDITOR_ONLY)
+    @guarded.get("/asof")
     async def asof(
+        principal: Auditor,
         at: str | None = Query(default=None, description="ISO moment or day"),
         hijri: str | None = Query(default=None, description="Hijri day, e.g. 1448-06-11"),
         source: str = "stores",
@@ -86,19 +102,22 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
             raise HTTPException(422, str(error)) from None
         stores, stream = _sources(settings, source)
 
+        audited = set(principal.associations_with(AUDITOR))
+
         def compute() -> list[dict[str, Any]]:
             return [
                 s.to_dict()
                 for s in states_as_of(
                     case_timelines(settings, stores=stores, stream=stream), moment
                 )
+                if s.association_id in audited
             ]
 
         cases = await run_in_threadpool(compute)
         return {"as_of": both_calendars(moment), "cases": cases}
 
-    @app.get("/crosscheck", dependencies=AUDITOR_ONLY)
-    async def crosscheck() -> dict[str, Any]:
+    @guarded.get("/crosscheck")
+    async def crosscheck(_: Auditor) -> dict[str, Any]:
         if not settings.nats_url:
             raise HTTPException(
                 503, {"ar": "لم يُضبط KHIDMA_NATS_URL", "en": "KHIDMA_NATS_URL is not set"}
@@ -111,9 +130,9 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
         differences = await run_in_threadpool(compute)
         return {"totals": totals.__dict__, "agree": not differences, "differences": differences}
 
-    @app.get("/compliance", dependencies=AUDITOR_ONLY)
+    @guarded.get("/compliance")
     async def compliance(
-        source: str = "both", check: list[str] | None = Query(default=None)
+        principal: Auditor, source: str = "both", check: list[str] | None = Query(default=None)
     ) -> dict[str, Any]:
         unknown = [c for c in check or [] if c not in REGISTRY]
         if unknown:
@@ -122,21 +141,64 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
 
         from shared.policy_loader import load_packs
 
-        # The window and the quorum are the policy's, not what the committee recorded.
-        context = CheckContext(packs=load_packs(settings.policies_dir))
+        audited = set(principal.associations_with(AUDITOR))
+        roles = await run_in_threadpool(load_role_history, settings)
+        # The window and the quorum are the policy's, not what the committee recorded;
+        # who held which role when is the identity store's history.
+        context = CheckContext(packs=load_packs(settings.policies_dir), roles=roles)
 
         def compute() -> list[dict[str, Any]]:
-            timelines = case_timelines(settings, stores=stores, stream=stream)
+            timelines = (
+                t
+                for t in case_timelines(settings, stores=stores, stream=stream)
+                if t.association_id in audited
+            )
             return [e.to_dict() for e in run_checks(timelines, check, context=context)]
 
         exceptions = await run_in_threadpool(compute)
         return {
             "checks": {code: c.title for code, c in REGISTRY.items()},
             "checks_not_run": checks_not_run(
-                available_services(settings) if stores else (), packs=context.packs, checks=check
+                stores_read(available_services(settings) if stores else (), roles),
+                packs=context.packs,
+                checks=check,
             ),
             "exceptions": exceptions,
         }
+
+    @guarded.get("/access")
+    async def access(
+        principal: Auditor,
+        case: str | None = Query(default=None, description="a case id or reference"),
+        who: str | None = Query(default=None, description="the reader's subject or name"),
+        start: str | None = Query(default=None, alias="from", description="ISO moment or day"),
+        end: str | None = Query(default=None, alias="to", description="ISO moment or day"),
+    ) -> dict[str, Any]:
+        """Who read which case file or member record, and when (the access logs)."""
+        from audit.access import access_reads
+        from audit.cli import start_moment
+        from audit.timeline import resolve_case_id
+
+        try:
+            since = start_moment(start) if start else None
+            until = parse_moment(end) if end else None
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+        audited = set(principal.associations_with(AUDITOR))
+
+        def compute() -> list[dict[str, Any]]:
+            record_id = (resolve_case_id(settings, case) or case) if case else None
+            return [
+                read.to_dict()
+                for read in access_reads(
+                    settings, record_id=record_id, who=who, start=since, end=until
+                )
+                if read.association_id in audited
+            ]
+
+        return {"reads": await run_in_threadpool(compute)}
+
+    app.include_router(guarded)
 
     @app.exception_handler(StreamUnavailable)
     async def stream_unavailable(_: Any, error: StreamUnavailable) -> JSONResponse:

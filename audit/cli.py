@@ -5,6 +5,8 @@
     python -m audit asof 2026-11-21T12:00:00Z | --hijri 1448-06-11
     python -m audit crosscheck
     python -m audit compliance [--check CODE ...]
+    python -m audit access [--case ID_OR_REF] [--who SUBJECT] [--from DAY] [--to DAY]
+    python -m audit roles [USER] [--role R --association A --at MOMENT]
     python -m audit verify | checkpoint        (audit.tamper)
     python -m audit report --from ... --to ... [--as-of ... | --hijri ...] (audit.report)
 
@@ -37,8 +39,9 @@ from audit.compliance import (
 )
 from audit.crosscheck import CrossCheckTotals, crosscheck_system
 from audit.replay import StreamUnavailable, available_services, replay_store, replay_stream
+from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
-from audit.timeline import CaseTimeline, case_timeline, case_timelines
+from audit.timeline import CaseTimeline, actor_text, case_timeline, case_timelines
 from shared.dates import both_calendars
 
 SOURCES = ("stores", "stream", "both")
@@ -146,7 +149,7 @@ def cmd_timeline(args: argparse.Namespace, settings: AuditSettings) -> int:
         )
         print(
             f"  {when['hijri']} هـ | {when.get('at', when['gregorian'])} | {event['source']:<6} "
-            f"{event['service']:<12} {name:<32} {actor.get('kind')}:{actor.get('id')}"
+            f"{event['service']:<12} {name:<32} {actor_text(actor)}"
             f" [{event['channel']}]{cause_text}"
         )
     return 0
@@ -257,11 +260,14 @@ def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
 
     stores, stream = _sources(args, settings)
     at = _as_of(args)
-    # The window and the quorum are the policy's, not what the committee recorded.
+    # The window and the quorum are the policy's, not what the committee recorded;
+    # who held which role when is the identity store's history.
+    roles = load_role_history(settings)
     context = CheckContext(
         packs=load_packs(settings.policies_dir),
         now=at or datetime.now(UTC),
         grace=timedelta(minutes=args.grace_minutes),
+        roles=roles,
     )
     timelines: Iterable[CaseTimeline] = case_timelines(
         settings, stores=stores, stream=stream, progress=args.progress
@@ -271,7 +277,9 @@ def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
         timelines = (cut for cut in (truncated_at(t, at) for t in timelines) if cut is not None)
     exceptions = run_checks(timelines, checks=args.checks, context=context)
     skipped = checks_not_run(
-        available_services(settings) if stores else (), packs=context.packs, checks=args.checks
+        stores_read(available_services(settings) if stores else (), roles),
+        packs=context.packs,
+        checks=args.checks,
     )
     if skipped:  # on stderr: the JSON on stdout stays a list of exceptions
         print(
@@ -305,6 +313,125 @@ def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
             + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
         )
     return 1 if found else 0
+
+
+def start_moment(text: str) -> datetime:
+    """An ISO moment, or a day: its first moment, Riyadh time (`--from`)."""
+    from datetime import date
+    from datetime import time as day_time
+
+    from shared.dates import RIYADH
+
+    text = text.strip()
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), day_time(0), RIYADH).astimezone(UTC)
+    return parse_moment(text)
+
+
+def cmd_access(args: argparse.Namespace, settings: AuditSettings) -> int:
+    """Who read which case file or member record, and when (the services' access logs)."""
+    from audit.access import access_reads
+    from audit.timeline import resolve_case_id
+
+    record_id = None
+    if args.case:
+        record_id = resolve_case_id(settings, args.case) or args.case
+    try:
+        start = start_moment(args.start) if args.start else None
+        end = parse_moment(args.end) if args.end else None
+    except ValueError as error:
+        print(f"--from / --to: {error}", file=sys.stderr)
+        return 2
+    reads = access_reads(
+        settings,
+        record_id=record_id,
+        who=args.who,
+        association_id=args.association,
+        start=start,
+        end=end,
+    )
+    count = 0
+    if args.json:
+        print("[", end="")
+        for read in reads:
+            document = json.dumps(read.to_dict(), ensure_ascii=False, default=str)
+            print(("," if count else "") + "\n  " + document, end="")
+            count += 1
+        print("\n]")
+        return 0
+    for read in reads:
+        count += 1
+        actor = read.actor
+        who = actor.get("name") or actor.get("id")
+        if actor.get("name") and actor.get("id") != actor.get("name"):
+            who = f"{who} ({actor.get('id')})"
+        print(
+            f"{read.to_dict()['when']['hijri']} هـ | {read.at.isoformat()} | {read.service:<12} "
+            f"{who} [{actor.get('role')}] ← {read.what} {read.record_id} ({read.association_id})"
+        )
+    print(f"{count} قراءة مسجلة / logged reads")
+    return 0
+
+
+def cmd_roles(args: argparse.Namespace, settings: AuditSettings) -> int:
+    """The identity store's role history, replayed; with --role, --association and
+    --at: did the user hold that role there at that moment?"""
+    from audit.roles import load_role_history
+
+    history = load_role_history(settings)
+    if history is None:
+        print(
+            "لا يمكن قراءة مخزن الهوية / the identity store cannot be read "
+            f"({settings.sqlite_path('identity') if settings.store == 'sqlite' else 'postgres'})",
+            file=sys.stderr,
+        )
+        return 2
+    holders = list(history)
+    if args.user:
+        holder = history.holder(args.user)
+        if holder is None:
+            print(f"لا يوجد مستخدم / no such user: {args.user}", file=sys.stderr)
+            return 1
+        holders = [holder]
+    if args.role or args.association or args.at:
+        if not (args.user and args.role and args.association):
+            print("--role and --association need a USER (and --at, default now)", file=sys.stderr)
+            return 2
+        at = parse_moment(args.at) if args.at else datetime.now(UTC)
+        held = bool(history.held(args.user, args.role, args.association, at))
+        answer = {
+            "user": holders[0].as_dict(),
+            "role": args.role,
+            "association_id": args.association,
+            "at": both_calendars(at),
+            "held": held,
+        }
+        if args.json:
+            _dump(answer)
+        else:
+            print(
+                f"{holders[0].name}: {args.role} @ {args.association}, {at.isoformat()} — "
+                + ("نعم، كان يحمله / held" if held else "لا، لم يكن يحمله / not held")
+            )
+        return 0 if held else 1
+    if args.json:
+        _dump([holder.as_dict() for holder in holders])
+        return 0
+    for holder in holders:
+        disabled = (
+            f", معطّل / disabled {holder.disabled_at.isoformat()}" if holder.disabled_at else ""
+        )
+        print(f"{holder.name} ({holder.kind} {holder.id}) — {holder.display_name}{disabled}")
+        for period in holder.periods:
+            until = (
+                f" → {period.until.isoformat()} ({period.revoked_by}"
+                + (f": {period.reason}" if period.reason else "")
+                + ")"
+                if period.until
+                else " → …"
+            )
+            print(f"    {period.role} @ {period.association_id}: {period.since.isoformat()}{until}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,6 +509,29 @@ def build_parser() -> argparse.ArgumentParser:
     compliance.add_argument(
         "--hijri", help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day"
     )
+    access = add(
+        "access",
+        "who read which case file or member record, and when / سجل الاطلاع",
+        cmd_access,
+        source=None,
+    )
+    access.add_argument("--case", help="only the reads of this case (id or reference)")
+    access.add_argument("--who", help="only the reads by this subject (actor id or name)")
+    access.add_argument("--association", help="only the reads in this association")
+    access.add_argument(
+        "--from", dest="start", help="from this moment (ISO) or day (its start, Riyadh)"
+    )
+    access.add_argument("--to", dest="end", help="up to this moment (ISO) or day (its end)")
+    roles = add(
+        "roles",
+        "who held which role where and when (the identity store) / سجل الأدوار",
+        cmd_roles,
+        source=None,
+    )
+    roles.add_argument("user", nargs="?", help="a user name, or a user's id (a token's subject)")
+    roles.add_argument("--role", help="with --association and --at: was it held then?")
+    roles.add_argument("--association", help="the association of --role")
+    roles.add_argument("--at", help="the moment (ISO) or day (its end); default now")
     for grace_parser in (compliance, crosscheck):
         grace_parser.add_argument(
             "--grace-minutes",

@@ -13,10 +13,11 @@ invitation still missing after the grace period), the moment that time ran out.
 A report over a period lists the exceptions proven in the period.
 
 Checks that need a service's store (a referral's closure is only in the
-committee store, a survey invitation only in the surveys store) declare it
-(`needs_stores`) and stay silent on a timeline built without that store, so a
-stream-only audit raises no false alarm; `checks_not_run` names them, so a
-report can say which checks it could not run.
+committee store, a survey invitation only in the surveys store, the roles'
+history only in the identity store) declare it (`needs_stores`) and stay
+silent on a timeline built without that store, so a stream-only audit raises
+no false alarm; `checks_not_run` names them, so a report can say which checks
+it could not run.
 
 The committee's own claims (its recorded deadline, `within_window`, quorum) are
 not trusted when the association's policy pack is known: the window and the
@@ -47,6 +48,9 @@ class CheckContext:
     #: the moment of the audit (the `--as-of` moment, or the clock when it started)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     grace: timedelta = DEFAULT_GRACE
+    #: who held which role where and when, replayed from the identity store
+    #: (audit.roles.RoleHistory); None when that store was not read
+    roles: Any = None
 
     def pack(self, association_id: str) -> Any:
         return self.packs.get(association_id)
@@ -566,7 +570,7 @@ def verification_override(timeline: CaseTimeline) -> Iterator[ComplianceExceptio
             for c in verification.data.get("checks") or []
             if isinstance(c, Mapping) and not c.get("passed", True)
         ]
-        officer = verification.data.get("officer") or "?"
+        officer = _who(verification.actor) or verification.data.get("officer") or "?"
         overridden = "، ".join(failed) or "—"
         overridden_en = ", ".join(failed) or "—"
         yield exception(
@@ -578,6 +582,131 @@ def verification_override(timeline: CaseTimeline) -> Iterator[ComplianceExceptio
             f"with the reason: “{reason}”.",
             [verification.event_id],
         )
+
+
+def _who(actor: Mapping[str, Any] | None) -> str | None:
+    """The actor as the board reads it: the name, and the id when it differs."""
+    if not actor or not actor.get("id"):
+        return None
+    name, subject = actor.get("name"), str(actor["id"])
+    return f"{name} ({subject})" if name and name != subject else subject
+
+
+# The roles each action may be taken in (the routes' table, docs/decisions.md):
+# an actor recorded in another role acted outside what the action allows. An
+# event not listed is judged only on whether its actor held the role recorded.
+ROLES_OF_ACTION: dict[str, frozenset[str]] = {
+    "DataVerified": frozenset({"verifier"}),
+    "ReferredToResearcher": frozenset({"front_desk"}),
+    "CommitteeDecided": frozenset({"committee_chair"}),
+    "ServiceDelivered": frozenset({"front_desk"}),
+    "CommitteeCase.ReferralClosed": frozenset({"researcher"}),
+    "Sitting.VoteCast": frozenset({"committee_member", "committee_chair"}),
+    "Sitting.MemberRecused": frozenset({"committee_member", "committee_chair"}),
+}
+CHANNEL_ROLE = "channel:"
+# RequestReceived: the front desk, or an adapter in the request's channel.
+ROLES_OF_ACTION_BY_CHANNEL = frozenset({"RequestReceived"})
+
+
+def _action_allows(entry: Any, role: str) -> bool:
+    if entry.event_type in ROLES_OF_ACTION_BY_CHANNEL:
+        channel = entry.data.get("channel") or entry.channel
+        return role == "front_desk" or role == f"{CHANNEL_ROLE}{channel}"
+    allowed = ROLES_OF_ACTION.get(entry.event_type) or ROLES_OF_ACTION.get(entry.name)
+    return allowed is None or role in allowed
+
+
+@check(
+    "acted_without_role",
+    ar="إجراء ممن لم يكن يحمل الدور اللازم حينها",
+    en="An action by someone who did not hold the role it needs at that moment",
+    needs_stores=("identity",),
+)
+def acted_without_role(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
+    """Each action whose recorded actor names a role: did that person hold the role, in
+    the case's association, when they acted (the identity store's history, replayed)?
+    And is it a role the action is taken in? An actor with no role recorded (events
+    from before identities were proven, the applicant, the system) is not judged, nor
+    is one the identity store does not know (another issuer's subject)."""
+    history = context.roles
+    if history is None:
+        return
+    seen: set[Any] = set()
+    for entry in timeline.entries:
+        actor = entry.actor or {}
+        role, subject = actor.get("role"), actor.get("id")
+        if not role or not subject:
+            continue
+        key = entry.event_id or (entry.service, entry.position)
+        if key in seen:
+            continue
+        seen.add(key)
+        association_id = entry.association_id or timeline.association_id
+        who = _who(actor) or subject
+        when = entry.occurred_at.isoformat()
+        held = history.held(subject, role, association_id, entry.occurred_at)
+        allowed = _action_allows(entry, role)
+        if held is not False and allowed:
+            continue
+        if entry.event_id:
+            evidence: list[str | None] = [entry.event_id]
+        else:  # an internal event (a vote): the decisions it led to prove it
+            evidence = [
+                d.event_id
+                for d in timeline.facts("CommitteeDecided")
+                if d.occurred_at >= entry.occurred_at
+            ]
+        if held is False:
+            ar = (
+                f"قام {who} بالإجراء {entry.event_type} في {when} بصفة {role} في {association_id}، "
+                "ولم يكن يحمل هذا الدور حينها"
+            )
+            en = (
+                f"{who} took the action {entry.event_type} on {when} as {role} in "
+                f"{association_id}, a role they did not hold at that moment"
+            )
+            ended = _ended_before(history, subject, role, association_id, entry.occurred_at)
+            if ended is not None:
+                ar += f" (سُحب منه في {ended.until.isoformat()} بواسطة {ended.revoked_by})"
+                en += f" (revoked on {ended.until.isoformat()} by {ended.revoked_by})"
+            ar += "."
+            en += "."
+        else:
+            ar = (
+                f"قام {who} بالإجراء {entry.event_type} في {when} بصفة {role}، "
+                "وهذا الإجراء لا يُتخذ بهذا الدور."
+            )
+            en = (
+                f"{who} took the action {entry.event_type} on {when} as {role}, "
+                "a role this action is not taken in."
+            )
+        yield exception(
+            "acted_without_role",
+            timeline,
+            ar,
+            en,
+            evidence,
+            proven_at=entry.occurred_at,
+        )
+
+
+def _ended_before(
+    history: Any, subject: str, role: str, association_id: str, moment: datetime
+) -> Any:
+    """The last period of the role there that ended before the moment, if any."""
+    holder = history.holder(subject)
+    periods = [
+        p
+        for p in (holder.periods if holder else [])
+        if p.role == role
+        and p.association_id == association_id
+        and p.until is not None
+        and p.until <= moment
+    ]
+    return max(periods, key=lambda p: p.until) if periods else None
 
 
 def _as_time(value: Any) -> datetime:

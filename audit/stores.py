@@ -5,6 +5,10 @@ from __future__ import annotations
 from audit.settings import AuditSettings
 
 SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
+# The identity service's store: who held which role where, and when (audit.roles).
+# Read beside the four, never replayed into the cases' timelines.
+IDENTITY = "identity"
+READABLE: tuple[str, ...] = (*SERVICES, IDENTITY)
 
 
 def store_env(service: str, settings: AuditSettings) -> dict[str, str]:
@@ -14,8 +18,8 @@ def store_env(service: str, settings: AuditSettings) -> dict[str, str]:
     service_name=<service>, but for reading: no table is created, and a
     missing SQLite file is not created either (check `store_exists` first).
     """
-    if service not in SERVICES:
-        raise ValueError(f"unknown service {service!r}; expected one of {SERVICES}")
+    if service not in READABLE:
+        raise ValueError(f"unknown service {service!r}; expected one of {READABLE}")
     env = {"SINGLE_ROW_TRACKING": "n", "CREATE_TABLE": "n"}
     if settings.store == "sqlite":
         env.update(

@@ -212,10 +212,34 @@ def entry_from_store(record: StoredRecord) -> TimelineEntry | None:
     )
 
 
+def _actor(kind: Any, id: Any, name: Any = None, role: Any = None) -> dict[str, str]:
+    """The recorded actor: kind and id, and the principal's name and role when the
+    event has them (events recorded before identities were proven do not)."""
+    actor = {"kind": str(kind), "id": str(id)}
+    if name:
+        actor["name"] = str(name)
+    if role:
+        actor["role"] = str(role)
+    return actor
+
+
+def actor_text(actor: dict[str, Any]) -> str:
+    """Who: kind and id, and the principal's name and role when recorded."""
+    text = f"{actor.get('kind', '')}:{actor.get('id', '')}"
+    if actor.get("name") and actor.get("name") != actor.get("id"):
+        text += f" {actor['name']}"
+    if actor.get("role"):
+        text += f" [{actor['role']}]"
+    return text
+
+
 def _store_actor(record: StoredRecord) -> dict[str, str]:
     state = record.state
     if isinstance(state.get("actor"), dict):
-        return {"kind": str(state["actor"].get("kind")), "id": str(state["actor"].get("id"))}
+        recorded = state["actor"]
+        return _actor(
+            recorded.get("kind"), recorded.get("id"), recorded.get("name"), recorded.get("role")
+        )
     for key, kind in ACTOR_FIELDS:
         if state.get(key):
             return {"kind": kind, "id": str(state[key])}
@@ -240,7 +264,7 @@ def entry_from_stream(record: StreamRecord) -> TimelineEntry | None:
         occurred_at=event.occurred_at,
         event_id=str(event.event_id),
         published_as=event.event_type,
-        actor={"kind": event.actor.kind, "id": event.actor.id},
+        actor=_actor(event.actor.kind, event.actor.id, event.actor.name, event.actor.role),
         channel=payload.get("channel"),
         causation_id=str(event.causation_id) if event.causation_id else None,
         correlation_id=str(event.correlation_id),
@@ -260,6 +284,8 @@ class Fact:
     occurred_at: datetime
     data: dict[str, Any]
     sources: tuple[str, ...]
+    #: who did it, as recorded (the stream's actor, the published contract, first)
+    actor: dict[str, str] | None = None
 
 
 @dataclass
@@ -319,7 +345,12 @@ class CaseTimeline:
             known = found.get(entry.event_id)
             if known is None:
                 found[entry.event_id] = Fact(
-                    event_type, entry.event_id, entry.occurred_at, dict(entry.data), (entry.source,)
+                    event_type,
+                    entry.event_id,
+                    entry.occurred_at,
+                    dict(entry.data),
+                    (entry.source,),
+                    entry.actor,
                 )
             else:
                 # The stream's payload is the published contract; the store adds fields.
@@ -329,6 +360,8 @@ class CaseTimeline:
                     else {**known.data, **entry.data}
                 )
                 known.data = merged
+                if entry.source == SOURCE_STREAM or known.actor is None:
+                    known.actor = entry.actor or known.actor
                 known.sources = tuple(sorted({*known.sources, entry.source}))
         return sorted(found.values(), key=lambda f: f.occurred_at)
 

@@ -199,11 +199,13 @@ def _exceptions(
         return None, []
     from audit.compliance import CheckContext, checks_not_run
     from audit.replay import available_services
+    from audit.roles import load_role_history, stores_read
 
     # The stores hold what the stream does not (a referral's closure, a survey
-    # invitation): read them too whenever they can be read.
+    # invitation, who held which role when): read them too whenever they can be read.
     stores = available_services(settings)
-    context = CheckContext(packs=packs, grace=timedelta(minutes=args.grace_minutes))
+    roles = load_role_history(settings)
+    context = CheckContext(packs=packs, grace=timedelta(minutes=args.grace_minutes), roles=roles)
     exceptions = compliance_exceptions(
         settings.nats_url,
         figures,
@@ -213,4 +215,4 @@ def _exceptions(
         evidence=evidence,
         **credentials,
     )
-    return exceptions, checks_not_run(stores, packs=packs)
+    return exceptions, checks_not_run(stores_read(stores, roles), packs=packs)

@@ -39,6 +39,7 @@ from audit.report.text import (
     short,
     t,
 )
+from audit.timeline import actor_text
 from shared.dates import RIYADH
 
 SECTIONS = (
@@ -454,7 +455,7 @@ class _View:
                     "time": f"{moment.astimezone(RIYADH):%H:%M}",
                     "what": what,
                     "service": row["service"],
-                    "actor": f"{actor.get('kind', '')}:{actor.get('id', '')}",
+                    "actor": actor_text(actor),
                     "source": row["source"],
                     "event_id": row.get("event_id") or "",
                 }

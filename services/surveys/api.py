@@ -20,8 +20,11 @@ from shared.runtime import ServiceRuntime
 
 # Every route reaches surveys' runtime, its application typed, through this.
 SurveysRuntime = Annotated[ServiceRuntime[SurveysApplication], Depends(runtime_of)]
-# The invitations are the surveys officer's; the results theirs and the auditor's.
-# The applicant's own pages need no token: the survey's token is their proof.
+
+# Who may read what (the survey itself and its answer are public: the token the
+# applicant was sent is their proof). An `association_id` query parameter is
+# checked by the dependency; without one, a route answers only for the
+# associations where the caller holds the role.
 SurveysOfficer = Annotated[Principal, Depends(require(SURVEYS_OFFICER))]
 ResultsReader = Annotated[Principal, Depends(require(SURVEYS_OFFICER, AUDITOR))]
 
@@ -100,8 +103,9 @@ async def by_case(
     case_id: UUID, runtime: SurveysRuntime, principal: SurveysOfficer
 ) -> dict[str, Any]:
     """The invitation of a case once the applicant was invited: whether it was sent
-    or why it could not be. Never its token, which answers in the applicant's name:
-    the link reaches the applicant only through the invitation."""
+    or why it could not be, for the surveys officer of the case's association.
+    Never its token, which answers in the applicant's name: the link reaches the
+    applicant only through the invitation."""
     assert runtime.views is not None
     doc = runtime.views.get(SURVEYS, str(case_id))
     if doc is None:
@@ -119,19 +123,55 @@ async def list_surveys(
     runtime: SurveysRuntime,
     principal: SurveysOfficer,
     answered: bool | None = None,
+    association_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """The invitations, without their tokens (a token answers the survey in the
-    applicant's name)."""
+    """The invitations of the associations where the caller is the surveys officer
+    (or of the one `association_id` names), without their tokens (a token answers
+    the survey in the applicant's name)."""
     assert runtime.views is not None
-    filters: dict[str, Any] = {"association_id": principal.associations_with(SURVEYS_OFFICER)}
-    if answered is not None:
-        filters["answered"] = answered
-    docs = runtime.views.find(
-        SURVEYS, limit=max(0, min(limit, 1000)), offset=max(0, offset), **filters
+    held = (
+        [association_id]
+        if association_id is not None
+        else principal.associations_with(SURVEYS_OFFICER)
     )
+    filters: dict[str, Any] = {} if answered is None else {"answered": answered}
+    limit, offset = max(0, min(limit, 1000)), max(0, offset)
+    if len(held) == 1:
+        docs = runtime.views.find(
+            SURVEYS, limit=limit, offset=offset, association_id=held[0], **filters
+        )
+    else:
+        docs = _among(runtime, set(held), filters, limit=limit, offset=offset)
     return [without_token(doc) for doc in docs]
+
+
+def _among(
+    runtime: ServiceRuntime[SurveysApplication],
+    associations: set[str],
+    filters: dict[str, Any],
+    *,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """One page of the invitations of several associations, in the view's order."""
+    assert runtime.views is not None
+    found: list[dict[str, Any]] = []
+    skipped, position, batch = 0, 0, 500
+    while len(found) < limit:
+        docs = runtime.views.find(SURVEYS, limit=batch, offset=position, **filters)
+        for doc in docs:
+            if doc["association_id"] not in associations:
+                continue
+            if skipped < offset:
+                skipped += 1
+            elif len(found) < limit:
+                found.append(doc)
+        if len(docs) < batch:
+            break
+        position += batch
+    return found
 
 
 def without_token(doc: dict[str, Any]) -> dict[str, Any]:
@@ -148,13 +188,14 @@ async def results(
     Never by officer. A group with fewer than five answers is suppressed, and so
     are as many of the next smallest groups as it takes for no suppressed group to
     be worked out by subtraction; each suppressed entry says why in both languages.
+    For the surveys officer or the auditor of `association_id`; without it, of the
+    associations where the caller holds one of these roles.
     """
     assert runtime.views is not None
-    # Without an association: every association the caller may read, together.
     readable = (
         {association_id}
-        if association_id
-        else set(principal.associations_with_any(SURVEYS_OFFICER, AUDITOR))
+        if association_id is not None
+        else {a for role in (SURVEYS_OFFICER, AUDITOR) for a in principal.associations_with(role)}
     )
     docs = [doc for doc in runtime.views.iter_all(RESULTS) if doc["association_id"] in readable]
     report: dict[str, Any] = {

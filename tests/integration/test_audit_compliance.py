@@ -9,12 +9,16 @@ from typing import Callable
 
 import pytest
 
-from audit.compliance import run_checks
+from audit.compliance import CheckContext, run_checks
+from audit.roles import load_role_history
 from audit.settings import AuditSettings
 from audit.timeline import case_timelines, case_timelines_from_stream
 from khidma.nats_server import NatsServer
+from services.identity.domain import user_id
+from shared.events import Actor
 from tests.integration.test_audit_replay import publish, write_stores
 from tests.unit.test_audit_compliance import SIGNED, T0, CaseHistory
+from tests.unit.test_audit_roles import identity_store
 
 pytestmark = pytest.mark.integration
 H = timedelta(hours=1)
@@ -78,15 +82,26 @@ def vote_by_recused_member(h: CaseHistory) -> list[str]:
     return [str(decision)]
 
 
+def acted_without_role(h: CaseHistory) -> list[str]:
+    """omar's vote, a day after his committee seat was revoked (tests.unit.test_audit_roles's
+    identity store: the audit finds it there, written by the identity application)."""
+    h.received(T0)
+    omar = Actor(kind="committee", id=str(user_id("omar")), name="Omar", role="committee_member")
+    decision = h.decided(T0 + D, "rejected", h.verified(T0 + H), voters_as={"member-2": omar})
+    h.invited(T0 + D, decision, "rejected")
+    return [str(decision)]
+
+
 VIOLATIONS: dict[str, Callable[[CaseHistory], list[str]]] = {
     f.__name__: f for f in (
         delivered_without_approval, decision_without_verification, file_without_declaration,
         decision_after_window, referral_never_closed, no_survey_invitation, votes_below_quorum,
-        vote_by_recused_member,
+        vote_by_recused_member, acted_without_role,
     )
 }
-# What a stream-only audit can see: the closure and the invitation are only in the stores.
-STORE_ONLY = {"referral_never_closed", "no_survey_invitation"}
+# What a stream-only audit can see: the closure and the invitation are only in the stores,
+# and so is each member's vote.
+STORE_ONLY = {"referral_never_closed", "no_survey_invitation", "acted_without_role"}
 
 
 def test_each_violation_is_found_on_its_case_and_clean_cases_raise_nothing(
@@ -107,14 +122,17 @@ def test_each_violation_is_found_on_its_case_and_clean_cases_raise_nothing(
         clean.append(history)
     settings = AuditSettings(data_dir=tmp_path / "data", nats_url=nats_server.url)
     write_stores(settings, histories + clean)
+    identity_store(settings)
     publish(nats_server.url, histories + clean)
+    context = CheckContext(roles=load_role_history(settings))
 
-    both = {(e.check, e.case_id): e.event_ids for e in run_checks(case_timelines(settings, stream=True))}
+    both = {(e.check, e.case_id): e.event_ids
+            for e in run_checks(case_timelines(settings, stream=True), context=context)}
     assert both == expected
-    stores = {(e.check, e.case_id): e.event_ids for e in run_checks(case_timelines(settings))}
+    stores = {(e.check, e.case_id): e.event_ids for e in run_checks(case_timelines(settings), context=context)}
     assert stores == expected
     stream = {(e.check, e.case_id): e.event_ids
-              for e in run_checks(case_timelines_from_stream(str(settings.nats_url)))}
+              for e in run_checks(case_timelines_from_stream(str(settings.nats_url)), context=context)}
     assert stream == {key: ids for key, ids in expected.items() if key[0] not in STORE_ONLY}
 
 

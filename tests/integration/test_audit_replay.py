@@ -40,10 +40,11 @@ from audit.stores import SERVICES, store_env
 from audit.timeline import case_timeline, case_timelines, case_timelines_from_stream
 from khidma.nats_server import NatsServer
 from shared.events import encode_event
+from shared.roles import AUDITOR, FRONT_DESK
 from shared.store import prepare_postgres_schema
 from shared.stream import ensure_stream
 from shared.subjects import event_subject
-from tests.auth import as_role
+from tests.auth import ASSOCIATIONS, as_role, as_roles
 from tests.unit.test_audit_compliance import T0, CaseHistory
 
 pytestmark = pytest.mark.integration
@@ -267,12 +268,12 @@ def test_the_read_only_http_api(world: dict) -> None:
     settings: AuditSettings = world["settings"]
     first: CaseHistory = world["clean"][0]
     client = TestClient(create_app(settings))
-    assert client.get("/health").json()["stores"] == list(SERVICES)
-    # Only an auditor replays the history; /health is open.
-    refused = client.get(f"/cases/{first.ref}/timeline")
-    assert refused.status_code == 401 and refused.json()["message"]["ar"]
-    assert client.get("/compliance", headers=as_role("verifier")).status_code == 403
-    client.headers.update(as_role("auditor", subject="auditor-1"))
+    assert client.get("/health").json()["stores"] == list(SERVICES)  # open, as the services'
+    # Every other route is the auditor's: no token is 401, another role 403.
+    assert client.get("/compliance").status_code == 401
+    assert client.get(f"/cases/{first.ref}/timeline").status_code == 401
+    assert client.get("/crosscheck", headers=as_role(FRONT_DESK, "sidr")).status_code == 403
+    client.headers.update(as_roles({a: [AUDITOR] for a in ASSOCIATIONS}, subject="auditor-1"))
     timeline = client.get(f"/cases/{first.ref}/timeline")
     assert timeline.status_code == 200 and timeline.json()["case_id"] == str(first.case_id)
     assert client.get(f"/cases/{uuid4()}/timeline").status_code == 404
@@ -286,6 +287,11 @@ def test_the_read_only_http_api(world: dict) -> None:
     assert set(compliance["checks"]) >= {"delivered_without_approval", "vote_by_recused_member"}
     assert client.post("/compliance").status_code == 405
     assert client.delete(f"/cases/{first.case_id}/timeline").status_code == 405
+    # An auditor of another association sees none of sidr's cases.
+    other = as_role(AUDITOR, "elites")
+    assert client.get(f"/cases/{first.ref}/timeline", headers=other).status_code == 403
+    assert client.get("/compliance", headers=other).json()["exceptions"] == []
+    assert client.get("/asof", headers=other).json()["cases"] == []
 
 
 @pytest.mark.postgres

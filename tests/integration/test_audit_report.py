@@ -16,6 +16,7 @@ from audit.report import stream_events
 from shared.events import encode_event
 from shared.subjects import event_subject
 from tests.unit.test_audit_report_history import END, EXPECTED, START, known_cases, known_history
+from tests.unit.test_audit_roles import identity_store
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +129,8 @@ def test_benchmark_smoke(tmp_path: Path, monkeypatch) -> None:
     # The checks ran against the policy packs, as the board's report runs them: only
     # the checks that need a store (there are none here) were not run.
     assert packs_seen and all(seen == set(load_packs(DEFAULT_POLICIES_DIR)) for seen in packs_seen)
-    assert result["report"]["checks_not_run"] == ["referral_never_closed", "no_survey_invitation"]
+    assert result["report"]["checks_not_run"] == [
+        "referral_never_closed", "no_survey_invitation", "acted_without_role"]
     assert result["report"]["exceptions_by_check"].get("decision_after_window", 0) > 0
     written = json.loads(Path(result["written"]).read_text())
     assert written["replay"] == result["replay"]
@@ -214,6 +216,7 @@ def test_the_report_reads_the_stores_too_so_every_check_runs(nats_server, tmp_pa
     clean.clean(referral=True)
     settings = AuditSettings(data_dir=tmp_path / "data", nats_url=nats_server.url)
     write_stores(settings, [*histories, clean])
+    identity_store(settings)  # who held which role when: every check runs
     publish_histories(nats_server.url, [*histories, clean])
     monkeypatch.setenv("KHIDMA_DATA_DIR", str(settings.data_dir))
     out = tmp_path / "report"
@@ -242,7 +245,7 @@ def test_a_report_without_the_stores_names_the_checks_it_could_not_run(nats_serv
         assert audit_main(["--nats-url", nats_server.url, "report", "--from", START.isoformat(), "--to",
                            END.isoformat(), "--lang", lang, "--out", str(out), "--no-progress"]) == 0
     data = json.loads((out / f"figures-{START}_{END}.json").read_text(encoding="utf-8"))
-    assert data["checks_not_run"] == ["referral_never_closed", "no_survey_invitation"]
+    assert data["checks_not_run"] == ["referral_never_closed", "no_survey_invitation", "acted_without_role"]
     english = (out / f"report-{START}_{END}-en.html").read_text(encoding="utf-8")
     arabic = (out / f"report-{START}_{END}-ar.html").read_text(encoding="utf-8")
     assert "These checks were not run" in english and "لم تُجرَ هذه الفحوص" in arabic
@@ -261,6 +264,7 @@ def test_the_report_command_as_of_two_moments_and_of_the_end_of_the_period(
     cases = november_cases()
     settings = AuditSettings(data_dir=tmp_path / "data", nats_url=nats_server.url)
     write_stores(settings, list(cases.values()))
+    identity_store(settings)
     publish_histories(nats_server.url, list(cases.values()))  # December's events too
     monkeypatch.setenv("KHIDMA_DATA_DIR", str(settings.data_dir))
 

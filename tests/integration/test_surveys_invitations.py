@@ -18,9 +18,11 @@ from khidma.nats_server import NatsServer
 from khidma.processes import PROJECT_ROOT, ServiceProcess
 from shared.events import RequestReceived
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
-from tests.auth import as_role, as_staff
+from shared.roles import SURVEYS_OFFICER
+from tests.auth import as_role
 from tests.helpers import survey_token, wait_for
 from tests.integration.test_surveys_service import (
+    OFFICER,
     answer,
     committee_decided,
     invitation,
@@ -54,12 +56,14 @@ def with_phone(received: RequestReceived, phone: str) -> RequestReceived:
     return received.model_copy(update={"payload": payload})
 
 
-def sent_of(service: ServiceProcess, case_id: Any, association_id: str | None = None) -> dict[str, Any]:
-    """The case's invitation once sent, as a surveys officer (of `association_id`) sees it."""
-    headers = as_role("surveys_officer", association_id) if association_id else as_staff()
+def sent_of(service: ServiceProcess, case_id: Any, association_id: str = "sidr") -> dict[str, Any]:
+    """The invitation once sent, as the surveys officer of its association reads it."""
+    officer = as_role(SURVEYS_OFFICER, association_id)
 
     def sent() -> dict[str, Any] | None:
-        doc = httpx.get(f"{service.url}/surveys/by-case/{case_id}", timeout=2.0, headers=headers).json()
+        doc = httpx.get(
+            f"{service.url}/surveys/by-case/{case_id}", headers=officer, timeout=2.0
+        ).json()
         return doc if doc.get("sent") else None
 
     return wait_for(sent, timeout=15.0, what=f"the invitation of {case_id} to be sent")
@@ -138,7 +142,9 @@ def test_the_applicant_opens_the_survey_by_its_link_until_answering(
         assert unknown.json()["message"]["ar"]
 
         def answered() -> dict[str, Any] | None:
-            doc = httpx.get(f"{service.url}/surveys/by-case/{received.case_id}", headers=as_staff()).json()
+            doc = httpx.get(
+                f"{service.url}/surveys/by-case/{received.case_id}", headers=OFFICER
+            ).json()
             return doc if doc["answered"] else None
 
         doc = wait_for(answered, what="the answer in the invitations view")
@@ -269,7 +275,9 @@ def test_an_invitation_with_no_usable_number_is_recorded_with_why_and_not_sent(
         publish(nats_server.url, received, service_delivered(received))
 
         def recorded() -> dict[str, Any] | None:
-            doc = httpx.get(f"{service.url}/surveys/by-case/{received.case_id}", headers=as_staff()).json()
+            doc = httpx.get(
+                f"{service.url}/surveys/by-case/{received.case_id}", headers=OFFICER
+            ).json()
             return doc if doc.get("undeliverable") else None
 
         doc = wait_for(recorded, timeout=15.0, what="the invitation recorded as undeliverable")

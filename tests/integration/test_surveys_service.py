@@ -22,14 +22,17 @@ from shared.events import (
     ServiceDelivered,
     encode_event,
 )
+from shared.roles import SURVEYS_OFFICER
 from shared.subjects import event_subject
 from tests import builders
-from tests.auth import as_staff
+from tests.auth import as_role
 from tests.helpers import stream_messages_sync, survey_token, wait_for
 
 pytestmark = pytest.mark.integration
 
 ASSOCIATION = "sidr"
+# The surveys officer reads the invitations and the results (tests/auth.py).
+OFFICER = as_role(SURVEYS_OFFICER, ASSOCIATION)
 
 
 @pytest.fixture
@@ -89,7 +92,9 @@ def committee_decided(received: RequestReceived, decision: str) -> CommitteeDeci
 
 def invitation(service: ServiceProcess, case_id: UUID) -> dict[str, Any]:
     def invited() -> dict[str, Any] | None:
-        response = httpx.get(f"{service.url}/surveys/by-case/{case_id}", timeout=2.0, headers=as_staff())
+        response = httpx.get(
+            f"{service.url}/surveys/by-case/{case_id}", headers=OFFICER, timeout=2.0
+        )
         return response.json() if response.status_code == 200 else None
 
     return wait_for(invited, timeout=15.0, what=f"the invitation of case {case_id}")
@@ -178,10 +183,12 @@ def test_a_rejection_invites_the_applicant_and_an_approval_does_not(
     # The case's own page shows no token either: only the applicant's link holds it.
     assert "token" not in invited and token not in str(invited)
 
-    not_invited = httpx.get(f"{surveys.url}/surveys/by-case/{approved.case_id}", headers=as_staff())
+    not_invited = httpx.get(f"{surveys.url}/surveys/by-case/{approved.case_id}", headers=OFFICER)
     assert not_invited.status_code == 404
     assert not_invited.json()["message"]["en"] and not_invited.json()["message"]["ar"]
-    waiting = httpx.get(f"{surveys.url}/surveys", params={"answered": "false"}, headers=as_staff()).json()
+    waiting = httpx.get(
+        f"{surveys.url}/surveys", params={"answered": "false"}, headers=OFFICER
+    ).json()
     assert [doc["case_id"] for doc in waiting] == [str(rejected.case_id)]
     # The list shows no token: a token answers the survey in the applicant's name.
     assert "token" not in waiting[0] and token not in str(waiting)
@@ -206,7 +213,7 @@ def test_results_hide_a_small_group_and_the_sibling_that_would_reveal_it_by_subt
         assert answer(surveys, token, body).status_code == 202
 
     def all_counted() -> dict[str, Any] | None:
-        report = httpx.get(f"{surveys.url}/results", headers=as_staff()).json()
+        report = httpx.get(f"{surveys.url}/results", headers=OFFICER).json()
         by_service = report["by_service_code"]
         return report if by_service and by_service[0].get("answers") == 6 else None
 

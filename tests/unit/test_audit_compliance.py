@@ -22,7 +22,7 @@ from audit import compliance
 from audit.asof import state_at
 from audit.compliance import REGISTRY, check, exception, run_checks
 from audit.replay import StoredRecord, StreamRecord
-from audit.stores import SERVICES
+from audit.stores import READABLE, SERVICES
 from audit.timeline import CaseTimeline, entry_from_store, entry_from_stream
 from shared import events as ev
 from shared.subjects import event_subject
@@ -125,11 +125,13 @@ class CaseHistory:
 
     def verified(self, at: datetime, outcome: str = "verified", *, publish: bool = True, store: bool = True,
                  revision: int = 1, checks: list[dict[str, Any]] | None = None,
-                 override_reason: str | None = None) -> UUID:
+                 override_reason: str | None = None, actor: ev.Actor | None = None) -> UUID:
+        """`actor`: the principal recorded (default: an officer of before identities)."""
         event_id = uuid4()
         common = self._common(event_id, at, self.request_id)
         checks = checks or []
-        self._publish(ev.DataVerified(actor=ev.Actor(kind="officer", id="officer-2"),
+        actor = actor or ev.Actor(kind="officer", id="officer-2")
+        self._publish(ev.DataVerified(actor=actor,
                                       payload=ev.DataVerifiedPayload(outcome=outcome, checks=checks, officer="officer-2",
                                                                      revision=revision,
                                                                      override_reason=override_reason),
@@ -138,7 +140,7 @@ class CaseHistory:
             self._store("verification", "services.verification.domain:Verification.Confirmed", at,
                         **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
                         outcome=outcome, checks=checks, officer="officer-2", confirmed_at=at, revision=revision,
-                        override_reason=override_reason)
+                        override_reason=override_reason, actor=actor.model_dump(mode="json"))
             self._store("committee", "services.committee.domain:CommitteeCase.VerificationRecorded", at,
                         source_event_id=event_id, outcome=outcome, verified_at=at)
             self._store("intake", "services.intake.domain:Case.VerificationNoted", at,
@@ -167,9 +169,13 @@ class CaseHistory:
                 members: tuple[str, ...] = ("chair", "member-2", "member-3"), quorum: int = 3,
                 recusals: tuple[str, ...] = (), voters: tuple[str, ...] | None = None,
                 within_window: bool | None = None, publish: bool = True, store: bool = True,
-                window_days: int | None = None, deadline: datetime | None = None) -> UUID:
+                window_days: int | None = None, deadline: datetime | None = None,
+                voters_as: dict[str, ev.Actor] | None = None, cast_at: datetime | None = None,
+                actor: ev.Actor | None = None) -> UUID:
         """The decision as the committee records it; `window_days`, `deadline` and
-        `within_window` override what it computes (a committee whose record is wrong)."""
+        `within_window` override what it computes (a committee whose record is wrong).
+        `voters_as`: the principal each member's vote records (by member; default none,
+        as before identities), cast at `cast_at` (default: `at`); `actor`: the decision's."""
         event_id = uuid4()
         window = self.window_days if window_days is None else window_days
         deadline = deadline or (self._received_at() or at) + timedelta(days=window)
@@ -180,13 +186,16 @@ class CaseHistory:
         body = dict(decision=decision, reasons=["criteria"], votes=votes, window_days=window,
                     within_window=within, deadline=deadline, sitting_id="s-1", members_present=list(members),
                     quorum=quorum, recusals=list(recusals), dissent_notes=[])
-        self._publish(ev.CommitteeDecided(actor=ev.Actor(kind="committee", id="committee"),
+        self._publish(ev.CommitteeDecided(actor=actor or ev.Actor(kind="committee", id="committee"),
                                           payload=ev.CommitteeDecidedPayload(**body), **common), publish)
         if store:
             sitting = uuid4()
             for item in votes:
-                self._store("committee", "services.committee.domain:Sitting.VoteCast", at, _originator=sitting,
-                            case_id=self.case_id, case_ref=self.ref, member=item["member"], vote=item["vote"])
+                who = (voters_as or {}).get(item["member"])
+                recorded = {"actor": who.model_dump(mode="json")} if who else {}
+                self._store("committee", "services.committee.domain:Sitting.VoteCast", cast_at or at,
+                            _originator=sitting, case_id=self.case_id, case_ref=self.ref, member=item["member"],
+                            vote=item["vote"], cast_at=cast_at or at, **recorded)
             self._store("committee", "services.committee.domain:CommitteeCase.Decided", at,
                         **{k: common[k] for k in ("event_id", "causation_id", "association_id", "case_ref", "correlation_id")},
                         decided_at=at, **body)
@@ -588,9 +597,12 @@ def test_votes_below_the_policys_quorum_are_flagged_whatever_quorum_was_recorded
 
 
 def test_the_checks_that_cannot_run_are_named() -> None:
-    assert compliance.checks_not_run(SERVICES, packs={"sidr": object()}) == []
-    assert compliance.checks_not_run((), packs={"sidr": object()}) == ["referral_never_closed", "no_survey_invitation"]
-    assert set(compliance.checks_not_run(("committee", "surveys"), packs={})) == {
+    assert compliance.checks_not_run(READABLE, packs={"sidr": object()}) == []
+    # Without the identity store, who held which role when is unknown.
+    assert compliance.checks_not_run(SERVICES, packs={"sidr": object()}) == ["acted_without_role"]
+    assert compliance.checks_not_run((), packs={"sidr": object()}) == [
+        "referral_never_closed", "no_survey_invitation", "acted_without_role"]
+    assert set(compliance.checks_not_run(("committee", "surveys", "identity"), packs={})) == {
         "window_differs_from_policy", "quorum_differs_from_policy"}
 
 
