@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials
 
 from shared.auth import (
     Principal,
@@ -55,6 +55,17 @@ CASE_READERS: tuple[str, ...] = (
 APPLICANT_ACTOR: dict[str, str] = {"kind": "applicant", "id": "applicant"}
 
 CASE_CODE_HEADER = "X-Case-Code"
+
+# The applicant's way in, beside the bearer token: the OpenAPI documents show it as
+# a security scheme of its own (either one will do where both are listed).
+case_code_scheme = APIKeyHeader(
+    name=CASE_CODE_HEADER,
+    scheme_name="caseCode",
+    auto_error=False,
+    description="The secret code the applicant was given, once, when they applied "
+    "(with the request's reference or id).",
+)
+CaseCode = Annotated[str | None, Depends(case_code_scheme)]
 
 
 def submitting_role(principal: Principal, association_id: str, channel: str) -> str:
@@ -113,17 +124,7 @@ def _no_token_nor_code() -> Unauthenticated:
 
 
 async def _officer_or_applicant(
-    request: Request,
-    credentials: Credentials,
-    code: Annotated[
-        str | None,
-        Header(
-            alias=CASE_CODE_HEADER,
-            max_length=64,
-            description="the secret code the applicant was given when they applied "
-            "(instead of a bearer token)",
-        ),
-    ] = None,
+    request: Request, credentials: Credentials, code: CaseCode = None
 ) -> CaseCaller:
     """A token, when one is sent, decides (a front-desk officer, in some association
     for now; the case's own is checked once it is loaded); without one, the code."""

@@ -13,15 +13,15 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake.access import (
     APPLICANT_ACTOR,
-    CASE_CODE_HEADER,
     CASE_READERS,
     CaseCaller,
+    CaseCode,
     CaseLister,
     CaseReader,
     FrontDeskOnCase,
@@ -329,18 +329,9 @@ async def correct(
 
 @cases.get("/cases/{case_ref}/status")
 async def my_request(
-    case_ref: str,
-    runtime: IntakeRuntime,
-    code: Annotated[
-        str | None,
-        Header(
-            alias=CASE_CODE_HEADER,
-            max_length=64,
-            description="the secret code the applicant was given when they applied",
-        ),
-    ] = None,
+    case_ref: str, runtime: IntakeRuntime, code: CaseCode = None
 ) -> dict[str, Any]:
-    """ "Where is my request?" for the applicant: the reference and the secret code.
+    """The applicant's "where is my request?": the reference and the secret code.
 
     A wrong or missing code is the same 404 as an unknown reference. A request
     from before secret codes existed has none: only staff can see it.

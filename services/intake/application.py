@@ -509,7 +509,7 @@ class IntakeApplication(ServiceApplication):
         return case.id
 
     def applicant_view(self, case_key: str, code: str) -> dict[str, Any]:
-        """ "Where is my request?" as the applicant may see it, with the secret code:
+        """The applicant's "where is my request?", as they may see it with the secret code:
         where it stands, what is missing or to correct, why it is not eligible, and
         by when the committee is to decide (the pack's window from the receipt, as
         the committee reckons it) while it has not."""

@@ -82,14 +82,19 @@ def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> N
 
 
 @pytest.mark.parametrize(
-    "path, body",
+    "path, body, headers",
     [
-        ("/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/information", {}),
-        ("/cases/SDR-1448-000001/corrections", {}),
-        ("/eligibility", {"association_id": "sidr", "service_code": "seedlings"}),
+        ("/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/information", {}, as_staff()),
+        ("/cases/SDR-1448-000001/corrections", {}, as_staff()),
+        # The applicant, with the request's secret code instead of a token.
+        ("/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/information", {}, {"X-Case-Code": "A"}),
+        ("/cases/SDR-1448-000001/corrections", {}, {"X-Case-Code": "A"}),
+        ("/eligibility", {"association_id": "sidr", "service_code": "seedlings"}, {}),
     ],
 )
-def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, Any]) -> None:
+def test_every_way_in_for_fields_has_the_same_limit(
+    path: str, body: dict[str, Any], headers: dict[str, str]
+) -> None:
     # Information and corrections are merged into the request published whole.
     http = create_http_app(
         SimpleNamespace(app=SimpleNamespace(packs={})),
@@ -97,7 +102,7 @@ def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, A
         include=intake_api.include,
         verifier=verifier_from_environment(),
     )  # type: ignore[arg-type]
-    client = TestClient(http, headers=as_staff())
+    client = TestClient(http, headers=headers)
     big = {**body, "fields": {"notes": "x" * MAX_FIELDS_BYTES}}
     response = client.post(path, json=big)
     assert response.status_code == 422, response.text
