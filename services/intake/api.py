@@ -382,8 +382,9 @@ async def list_cases(
     # as it always has, rather than a 422.
     assert runtime.views is not None
     limit = min(limit, 1000)
-    held = sorted({a for role in CASE_READERS for a in principal.associations_with(role)})
-    associations = [association_id] if association_id else held
+    associations = (
+        [association_id] if association_id else principal.associations_with_any(*CASE_READERS)
+    )
     filters: dict[str, Any] = {"status": status} if status else {}
     if len(associations) == 1:
         docs = runtime.views.find(

@@ -127,6 +127,7 @@ async def test_every_intake_route_declares_who_may_call_it(in_process: Start) ->
         Route("GET", f"/cases/{case_ref}/status", "/cases/{case_ref}/status", ()),
         Route("GET", f"/cases/{case_ref}", "/cases/{case_key}", CASE_READERS),
         Route("GET", "/cases", "/cases", CASE_READERS, params={"association_id": "sidr"}),
+        Route("GET", "/cases", "/cases", CASE_READERS, lists=True),
         Route("GET", f"/cases/{case_id}/file", "/cases/{case_key}/file", CASE_READERS),
         Route(
             "POST",
