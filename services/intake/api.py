@@ -1,4 +1,11 @@
-"""Intake's HTTP API: submissions, the front desk, and "where is my request?"."""
+"""Intake's HTTP API: submissions, the front desk, and "where is my request?".
+
+Who may call what is in `services/intake/access.py`: submissions need a channel
+adapter's or the front desk's token; information and corrections the front
+desk's, or the applicant's secret code; reading cases a staff role in the case's
+association; the associations, the eligibility preview and the applicant's
+status (with the code) are public. Every recorded actor is the caller.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,31 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.intake.application import IntakeApplication
+from services.intake.access import (
+    APPLICANT_ACTOR,
+    CASE_READERS,
+    CaseCaller,
+    CaseCode,
+    CaseLister,
+    CaseReader,
+    FrontDeskOnCase,
+    OfficerOrApplicant,
+    Submitter,
+    submitting_role,
+)
+from services.intake.application import IntakeApplication, no_such_request
 from services.intake.domain import CaseStatus
 from services.intake.views import CASES, REFS
+from shared.access_log import CASE_FILE
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import Attestation
 from shared.http import runtime_of
+from shared.roles import FRONT_DESK
 from shared.runtime import ServiceRuntime
 from shared.submissions import Submission, SubmittedDocuments, SubmittedFields
 
@@ -51,17 +72,19 @@ STATUS_LABELS: dict[CaseStatus, tuple[str, str]] = {
 }
 
 
+# The bodies name no actor: the officer is the caller. A field an older client
+# still sends (`referred_by`, `delivered_by`, `added_by`, `corrected_by`) is ignored.
+
+
 class Referral(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
     questions: list[Annotated[str, Field(max_length=1000)]] = Field(
         default_factory=list, max_length=50
     )
-    referred_by: str = Field(min_length=1, max_length=200)
 
 
 class Delivery(BaseModel):
     delivered: str = Field(min_length=1, max_length=2000)
-    delivered_by: str = Field(min_length=1, max_length=200)
 
 
 class Information(BaseModel):
@@ -70,7 +93,6 @@ class Information(BaseModel):
     fields: SubmittedFields
     documents: SubmittedDocuments
     attestation: Attestation | None = None
-    added_by: str | None = Field(default=None, max_length=200)
 
 
 class ApplicantCorrection(BaseModel):
@@ -91,7 +113,6 @@ class Corrections(BaseModel):
     fields: SubmittedFields
     documents: SubmittedDocuments
     attestation: Attestation | None = None
-    corrected_by: str | None = Field(default=None, max_length=200)
 
 
 class EligibilityQuestion(BaseModel):
@@ -162,9 +183,17 @@ submissions = APIRouter()
 
 
 @submissions.post("/submissions", status_code=201)
-async def submit(submission: Submission, runtime: IntakeRuntime) -> JSONResponse:
-    actor = {"kind": "adapter", "id": f"http:{submission.channel}"}
-    result = await runtime.store.run(runtime.app.submit, submission, actor)
+async def submit(
+    submission: Submission, runtime: IntakeRuntime, principal: Submitter
+) -> JSONResponse:
+    """A request from a channel adapter (`channel:<channel>` in the association) or
+    the front desk there. The answer that opens the case carries the applicant's
+    secret code (`access_code`), once: a repeat of the submission does not."""
+    app = runtime.app
+    # What the association serves is public (GET /associations): checked first.
+    app.check_channel(submission.association_id, submission.channel)
+    role = submitting_role(principal, submission.association_id, submission.channel)
+    result = await runtime.store.run(app.submit, submission, principal.actor(role))
     runtime.recorded()
     return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
 
@@ -225,40 +254,52 @@ async def eligibility(question: EligibilityQuestion, runtime: IntakeRuntime) -> 
 cases = APIRouter()
 
 
-def _actor(officer: str | None) -> dict[str, str]:
-    """The officer who acted for the applicant, when one is named; else the applicant."""
-    if officer:
-        return {"kind": "officer", "id": officer}
-    return {"kind": "applicant", "id": "applicant"}
-
-
 def _attestation(attestation: Attestation | None) -> dict[str, Any] | None:
     return attestation.model_dump(mode="json") if attestation else None
 
 
+def _acting(
+    app: IntakeApplication, caller: CaseCaller, case_key: str
+) -> tuple[UUID, dict[str, Any]]:
+    """(case id, recorded actor) of a command on a case: the front-desk officer of
+    the case's association, or the applicant whose code opens it (anything else
+    with a code is the same 404 as an unknown request)."""
+    if caller.principal is not None:
+        case_id, association_id = app.association_of(case_key)
+        role = caller.principal.require(FRONT_DESK, association_id=association_id)
+        return case_id, caller.principal.actor(role)
+    assert caller.code is not None
+    return app.case_opened_by(case_key, caller.code), dict(APPLICANT_ACTOR)
+
+
 @cases.post("/cases/{case_id}/information")
 async def add_information(
-    case_id: UUID, information: Information, runtime: IntakeRuntime
+    case_id: UUID, information: Information, runtime: IntakeRuntime, caller: OfficerOrApplicant
 ) -> dict[str, Any]:
+    """What the request still lacked, from the front desk or the applicant (code)."""
     app = runtime.app
-    result = await runtime.store.run(
-        lambda: app.add_information(
-            case_id,
+
+    def command() -> dict[str, Any]:
+        found, actor = _acting(app, caller, str(case_id))
+        return app.add_information(
+            found,
             fields=information.fields,
             documents=[d.model_dump(mode="json") for d in information.documents],
             attestation=_attestation(information.attestation),
-            actor=_actor(information.added_by),
-        )
-    )
+            actor=actor,
+        ).as_dict()
+
+    result = await runtime.store.run(command)
     runtime.recorded()
-    return result.as_dict()
+    return result
 
 
 @cases.post("/cases/{case_key}/corrections")
 async def correct(
-    case_key: str, corrections: Corrections, runtime: IntakeRuntime
+    case_key: str, corrections: Corrections, runtime: IntakeRuntime, caller: OfficerOrApplicant
 ) -> dict[str, Any]:
-    """The applicant corrects what verification listed (by case id or reference).
+    """The applicant corrects what verification listed (by case id or reference),
+    with their code or at the front desk.
 
     Published again, whole, as the next revision once the declaration on the
     corrected data is given (here, or later as information).
@@ -269,23 +310,50 @@ async def correct(
         if corrections.applicant
         else {}
     )
-    result = await runtime.store.run(
-        lambda: app.correct(
-            app.case_id_of(case_key),
+
+    def command() -> dict[str, Any]:
+        found, actor = _acting(app, caller, case_key)
+        return app.correct(
+            found,
             applicant=applicant,
             fields=corrections.fields,
             documents=[d.model_dump(mode="json") for d in corrections.documents],
             attestation=_attestation(corrections.attestation),
-            actor=_actor(corrections.corrected_by),
-        )
-    )
+            actor=actor,
+        ).as_dict()
+
+    result = await runtime.store.run(command)
     runtime.recorded()
-    return result.as_dict()
+    return result
+
+
+@cases.get("/cases/{case_ref}/status")
+async def my_request(
+    case_ref: str, runtime: IntakeRuntime, code: CaseCode = None
+) -> dict[str, Any]:
+    """The applicant's "where is my request?": the reference and the secret code.
+
+    A wrong or missing code is the same 404 as an unknown reference. A request
+    from before secret codes existed has none: only staff can see it.
+    """
+    if not code:
+        raise no_such_request(case_ref)
+    view = await runtime.store.run(runtime.app.applicant_view, case_ref, code)
+    assert runtime.views is not None
+    doc = runtime.views.get(CASES, view["case_id"])
+    history = [
+        {"at": item["at"], "what": item["what"], "label": history_label(item["what"])}
+        for item in (doc or {}).get("history", [])
+    ]
+    en, ar = STATUS_LABELS[CaseStatus(view["status"])]
+    return with_displays({**view, "status_label": {"en": en, "ar": ar}, "history": history})
 
 
 @cases.get("/cases/{case_key}")
-async def where_is_my_request(case_key: str, runtime: IntakeRuntime) -> dict[str, Any]:
-    """A case by its id or by its reference, as the read model holds it."""
+async def where_is_my_request(
+    case_key: str, runtime: IntakeRuntime, principal: CaseReader
+) -> dict[str, Any]:
+    """A case by its id or by its reference, as the read model holds it (staff)."""
     assert runtime.views is not None
     ref = runtime.views.get(REFS, case_key)
     doc = runtime.views.get(CASES, ref["case_id"] if ref else case_key)
@@ -295,37 +363,108 @@ async def where_is_my_request(case_key: str, runtime: IntakeRuntime) -> dict[str
             f"No request {case_key} (it may take a moment to appear).",
             f"لا يوجد طلب {case_key} (قد يستغرق ظهوره لحظات).",
         )
+    principal.require(*CASE_READERS, association_id=doc["association_id"])
     return with_labels(doc)
 
 
 @cases.get("/cases")
 async def list_cases(
     runtime: IntakeRuntime,
+    principal: CaseLister,
     status: str | None = None,
+    association_id: str | None = Query(default=None, min_length=1, max_length=32),
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
+    """The cases of the associations where the caller holds a staff role (or of the
+    one `association_id` names), oldest first."""
     # `status` is not typed by CaseStatus: an unknown one finds no case (200, []),
     # as it always has, rather than a 422.
     assert runtime.views is not None
-    filters = {"status": status} if status else {}
-    docs = runtime.views.find(CASES, limit=min(limit, 1000), offset=offset, **filters)
+    limit = min(limit, 1000)
+    associations = (
+        [association_id] if association_id else principal.associations_with_any(*CASE_READERS)
+    )
+    filters: dict[str, Any] = {"status": status} if status else {}
+    if len(associations) == 1:
+        docs = runtime.views.find(
+            CASES, limit=limit, offset=offset, association_id=associations[0], **filters
+        )
+    else:
+        # Several associations: the first offset+limit of each, merged in the view's order.
+        merged = [
+            doc
+            for one in associations
+            for doc in runtime.views.find(
+                CASES, limit=offset + limit, offset=0, association_id=one, **filters
+            )
+        ]
+        merged.sort(key=lambda doc: (doc.get("sort_key") or "", doc["case_id"]))
+        docs = merged[offset : offset + limit]
     return [with_labels(doc) for doc in docs]
 
 
-@cases.post("/cases/{case_id}/referral", status_code=202)
-async def refer(case_id: UUID, referral: Referral, runtime: IntakeRuntime) -> dict[str, str]:
+@cases.get("/cases/{case_key}/file")
+async def case_file(case_key: str, runtime: IntakeRuntime, principal: CaseReader) -> dict[str, Any]:
+    """The request itself, as intake holds it: the applicant, fields, documents and
+    declaration, each revision as published, and who entered what. Every read is
+    logged (who, when, which case) before the file is returned."""
     app = runtime.app
-    await runtime.store.run(lambda: app.refer_to_researcher(case_id, **referral.model_dump()))
+
+    def read() -> dict[str, Any]:
+        case_id, association_id = app.association_of(case_key)
+        role = principal.require(*CASE_READERS, association_id=association_id)
+        file = app.case_file(case_id)
+        app.record_access(principal.actor(role), association_id, CASE_FILE, str(case_id))
+        return file
+
+    file = await runtime.store.run(read)
+    runtime.recorded()
+    return with_displays(file)
+
+
+@cases.post("/cases/{case_id}/referral", status_code=202)
+async def refer(
+    case_id: UUID, referral: Referral, runtime: IntakeRuntime, principal: FrontDeskOnCase
+) -> dict[str, str]:
+    """The front desk refers the case to the social researcher (the officer: the caller)."""
+    app = runtime.app
+
+    def command() -> None:
+        _, association_id = app.association_of(str(case_id))
+        role = principal.require(FRONT_DESK, association_id=association_id)
+        app.refer_to_researcher(
+            case_id,
+            reason=referral.reason,
+            questions=list(referral.questions),
+            referred_by=principal.username,
+            actor=principal.actor(role),
+        )
+
+    await runtime.store.run(command)
     runtime.recorded()
     # Being referred is not a status of the case: the answer names what was done.
     return {"case_id": str(case_id), "status": "referred"}
 
 
 @cases.post("/cases/{case_id}/delivery", status_code=202)
-async def deliver(case_id: UUID, delivery: Delivery, runtime: IntakeRuntime) -> dict[str, str]:
+async def deliver(
+    case_id: UUID, delivery: Delivery, runtime: IntakeRuntime, principal: FrontDeskOnCase
+) -> dict[str, str]:
+    """The front desk records the service delivered (the officer: the caller)."""
     app = runtime.app
-    await runtime.store.run(lambda: app.deliver(case_id, **delivery.model_dump()))
+
+    def command() -> None:
+        _, association_id = app.association_of(str(case_id))
+        role = principal.require(FRONT_DESK, association_id=association_id)
+        app.deliver(
+            case_id,
+            delivered=delivery.delivered,
+            delivered_by=principal.username,
+            actor=principal.actor(role),
+        )
+
+    await runtime.store.run(command)
     runtime.recorded()
     return {"case_id": str(case_id), "status": CaseStatus.DELIVERED}
 

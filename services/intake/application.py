@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
@@ -15,6 +16,7 @@ from services.intake.domain import (
     CaseStatus,
     ChannelRef,
     OpenRequest,
+    access_code_digest,
     applicant_as_recorded,
     attested_data_hash,
     case_reference,
@@ -22,6 +24,7 @@ from services.intake.domain import (
     complete_attestation,
     explained_ineligibility,
     missing_information,
+    new_access_code,
     numbering_id,
     open_request_id,
     parse_case_reference,
@@ -58,6 +61,20 @@ def channel_ref_conflict(channel: str, channel_ref: str) -> Refused:
     )
 
 
+def no_such_request(case_key: str) -> NotFound:
+    """The one answer for an unknown request and for a wrong or missing secret code:
+    the applicant's side learns nothing more from one than from the other."""
+    return NotFound(
+        "case_not_found",
+        f"No request {case_key} (or not with this code).",
+        f"لا يوجد طلب {case_key} (أو ليس بهذا الرمز).",
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
 @dataclass(frozen=True)
 class SubmissionResult:
     case_id: UUID
@@ -68,6 +85,9 @@ class SubmissionResult:
     missing: list[dict[str, str]] = field(default_factory=list)
     data_hash: str | None = None
     revision: int = 1
+    # The applicant's secret code, in the answer that opened the case only: the
+    # case keeps its digest, so no later answer can repeat it.
+    access_code: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,7 +103,20 @@ class SubmissionResult:
             "data_hash": self.data_hash,
             # The revision of the request as last published.
             "revision": self.revision,
+            "access_code": self.access_code,
         }
+
+
+# The case's events a case file lists, with who recorded each.
+_FILE_STEPS: dict[type[Any], str] = {
+    Case.Submitted: "submitted",
+    Case.InformationAdded: "information_added",
+    Case.Completed: "received",
+    Case.Corrected: "corrected",
+    Case.Resubmitted: "resubmitted",
+    Case.ReferredToResearcher: "referred_to_researcher",
+    Case.ServiceDelivered: "delivered",
+}
 
 
 class IntakeApplication(ServiceApplication):
@@ -182,6 +215,7 @@ class IntakeApplication(ServiceApplication):
             return self._result(case, duplicate=True, linked=True)
 
         case_id = uuid4()
+        access_code = new_access_code()
         pack = self.pack(association_id)
         year = hijri_year(now)
         numbering = self._numbering(association_id, year)
@@ -214,6 +248,7 @@ class IntakeApplication(ServiceApplication):
             attestation=attestation,
             actor=actor,
             submitted_at=now,
+            access_code_hash=access_code_digest(case_id, access_code),
         )
         case.check_completeness(service, at=now, actor=actor)
         channel_index = ChannelRef(
@@ -232,7 +267,7 @@ class IntakeApplication(ServiceApplication):
         else:
             open_request.reopen(case_id)
         self.save(case, channel_index, numbering, open_request)
-        return self._result(case, duplicate=False)
+        return self._result(case, duplicate=False, access_code=access_code)
 
     def add_information(
         self,
@@ -418,8 +453,15 @@ class IntakeApplication(ServiceApplication):
         }
 
     def refer_to_researcher(
-        self, case_id: UUID, *, reason: str, questions: list[str], referred_by: str
+        self,
+        case_id: UUID,
+        *,
+        reason: str,
+        questions: list[str],
+        referred_by: str,
+        actor: dict[str, str],
     ) -> None:
+        """`referred_by`: the officer's user name; `actor`: the officer as recorded."""
         case = self._get_case(case_id)
         case.refer_to_researcher(
             event_id=uuid4(),
@@ -427,18 +469,138 @@ class IntakeApplication(ServiceApplication):
             reason=reason,
             questions=questions,
             referred_by=referred_by,
+            actor=actor,
         )
         self.save(case)
 
-    def deliver(self, case_id: UUID, *, delivered: str, delivered_by: str) -> None:
+    def deliver(
+        self, case_id: UUID, *, delivered: str, delivered_by: str, actor: dict[str, str]
+    ) -> None:
         case = self._get_case(case_id)
         case.deliver(
             event_id=uuid4(),
             at=self.clock.now(),
             delivered=delivered,
             delivered_by=delivered_by,
+            actor=actor,
         )
         self.save(case, *self._released(case))
+
+    # Who may reach a case ---------------------------------------------------------
+
+    def association_of(self, case_key: str) -> tuple[UUID, str]:
+        """(id, association) of a case named by its id or reference (NotFound otherwise):
+        what a route checks the caller's role against."""
+        case = self._get_case(self.case_id_of(case_key))
+        return case.id, case.association_id
+
+    def case_opened_by(self, case_key: str, code: str) -> UUID:
+        """The case the applicant's secret code opens, named by its id or reference.
+
+        An unknown request, a wrong code, another case's code and a case from
+        before codes existed are the same NotFound (`no_such_request`).
+        """
+        try:
+            case = self._get_case(self.case_id_of(case_key))
+        except NotFound:
+            raise no_such_request(case_key) from None
+        if not case.opened_by(code):
+            raise no_such_request(case_key)
+        return case.id
+
+    def applicant_view(self, case_key: str, code: str) -> dict[str, Any]:
+        """The applicant's "where is my request?", as they may see it with the secret code:
+        where it stands, what is missing or to correct, why it is not eligible, and
+        by when the committee is to decide (the pack's window from the receipt, as
+        the committee reckons it) while it has not."""
+        case = self._get_case(self.case_opened_by(case_key, code))
+        deadline = None
+        undecided = case.decision is None and not case.closed
+        if case.completed_at is not None and undecided and case.status != CaseStatus.INELIGIBLE:
+            window = self.pack(case.association_id).decision_window_days
+            deadline = case.completed_at + timedelta(days=window)
+        return {
+            "case_id": str(case.id),
+            "case_ref": case.case_ref,
+            "association_id": case.association_id,
+            "service_code": case.service_code,
+            "status": case.status,
+            "complete": case.complete,
+            "missing": list(case.missing),
+            "corrections": list(case.corrections),
+            "ineligible_reason": explained_ineligibility(
+                case.ineligible_reason, case.ineligible_rule
+            )
+            if case.verification_outcome == "ineligible"
+            else None,
+            "revision": case.revision,
+            # The hash a declaration on the data as it stands must carry.
+            "data_hash": case.expected_hash(),
+            "submitted_at": _iso(case.submitted_at),
+            "received_at": _iso(case.completed_at),
+            "decision_deadline_at": _iso(deadline),
+        }
+
+    def case_file(self, case_id: UUID) -> dict[str, Any]:
+        """The request itself as intake holds it: the applicant, fields, documents and
+        declaration as they stand, each revision as published, and who entered what.
+
+        Never the secret code's digest.
+        """
+        case = self._get_case(case_id)
+        revisions: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        for stored in self.events.get(case_id):
+            step = _FILE_STEPS.get(type(stored))
+            if step is None:
+                continue
+            actor = getattr(stored, "actor", None)
+            if actor is None:  # a referral or delivery from before identities were proven
+                named = getattr(stored, "referred_by", None) or getattr(
+                    stored, "delivered_by", None
+                )
+                actor = {"kind": "officer", "id": named} if named else None
+            at = getattr(stored, "at", None) or getattr(stored, "submitted_at", None)
+            entries.append({"what": step, "at": _iso(at), "actor": actor})
+            if isinstance(stored, Case.Completed | Case.Resubmitted):
+                revisions.append(
+                    {
+                        "revision": getattr(stored, "revision", 1),
+                        "published_at": _iso(stored.at),
+                        "corrects": str(stored.corrects)
+                        if isinstance(stored, Case.Resubmitted)
+                        else None,
+                        "applicant": stored.applicant,
+                        "fields": stored.fields,
+                        "documents": stored.documents,
+                        "attestation": stored.attestation,
+                        "actor": stored.actor,
+                    }
+                )
+        return {
+            "case_id": str(case.id),
+            "case_ref": case.case_ref,
+            "association_id": case.association_id,
+            "service_code": case.service_code,
+            "channel": case.channel,
+            "channel_ref": case.channel_ref,
+            "linked_channels": list(case.linked_channels),
+            "status": case.status,
+            "complete": case.complete,
+            "correcting": case.correcting,
+            "revision": case.revision,
+            "missing": list(case.missing),
+            "corrections": list(case.corrections),
+            "submitted_at": _iso(case.submitted_at),
+            "received_at": _iso(case.completed_at),
+            "applicant": case.applicant,
+            "fields": case.fields,
+            "documents": case.documents,
+            "attestation": case.attestation,
+            "data_hash": case.expected_hash(),
+            "revisions": revisions,
+            "entries": entries,
+        }
 
     def case_status(self, case_id: UUID) -> dict[str, Any]:
         case = self._get_case(case_id)
@@ -483,7 +645,14 @@ class IntakeApplication(ServiceApplication):
 
     # -----------------------------------------------------------------------
 
-    def _result(self, case: Case, *, duplicate: bool, linked: bool = False) -> SubmissionResult:
+    def _result(
+        self,
+        case: Case,
+        *,
+        duplicate: bool,
+        linked: bool = False,
+        access_code: str | None = None,
+    ) -> SubmissionResult:
         return SubmissionResult(
             case.id,
             case.case_ref,
@@ -493,6 +662,7 @@ class IntakeApplication(ServiceApplication):
             missing=list(case.missing),
             data_hash=case.expected_hash(),
             revision=case.revision,
+            access_code=access_code,
         )
 
     def _released(self, case: Case) -> list[OpenRequest]:

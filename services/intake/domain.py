@@ -21,8 +21,10 @@ definition as an argument: the domain holds no I/O.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
+import secrets
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -41,6 +43,13 @@ ATTESTATION_METHODS = ("paper_scan", "one_time_code", "in_person")
 
 # What the applicant may correct about themselves.
 APPLICANT_DETAILS = ("national_id", "name", "phone", "email")
+
+# The applicant's secret code: letters and digits that cannot be mistaken for one
+# another when read aloud or typed (no 0/O, 1/I/L, U/V), in groups of four.
+ACCESS_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+ACCESS_CODE_GROUPS = 3
+ACCESS_CODE_GROUP_LENGTH = 4
+_EASTERN_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
 
 
 # Pure rules ----------------------------------------------------------------------
@@ -80,6 +89,36 @@ def parse_case_reference(text: str) -> tuple[str, int, int] | None:
     if match is None:
         return None
     return match[1], int(match[2]), int(match[3])
+
+
+def new_access_code() -> str:
+    """A fresh secret code for the applicant (about 59 bits): `K7QM-3XRD-P9TA`.
+
+    It is shown once, in the answer to the submission; the case keeps only its
+    digest (`access_code_digest`), so nobody can read it back from the store.
+    """
+    groups = (
+        "".join(secrets.choice(ACCESS_CODE_ALPHABET) for _ in range(ACCESS_CODE_GROUP_LENGTH))
+        for _ in range(ACCESS_CODE_GROUPS)
+    )
+    return "-".join(groups)
+
+
+def normalised_access_code(code: str) -> str:
+    """The code as typed, read the way it was issued: upper case, without spaces or
+    hyphens, Arabic-Indic digits as ASCII digits."""
+    return "".join(ch for ch in code.translate(_EASTERN_DIGITS).upper() if ch.isalnum())
+
+
+def access_code_digest(case_id: UUID, code: str) -> str:
+    """SHA-256 (hex) of the case id and the normalised code: what the case stores.
+
+    The code is random (not chosen by a person), so a plain hash salted with the
+    case id is enough: no dictionary applies, and the same code on two cases
+    hashes differently.
+    """
+    material = f"khidma-case-code\x1f{case_id}\x1f{normalised_access_code(code)}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
 def applicant_as_recorded(applicant: dict[str, Any]) -> dict[str, Any]:
@@ -338,6 +377,11 @@ class Case(Aggregate):
         attestation: dict[str, Any] | None
         actor: dict[str, str]
         submitted_at: datetime
+        # The digest of the applicant's secret code; None for a case submitted
+        # before codes existed (reachable by staff only). The default is what such
+        # a stored event replays with; a new case names it (eventsourcing 9.5 takes
+        # every keyword-only argument of a command as required).
+        access_code_hash: str | None = None
 
     @event(Submitted)
     def __init__(
@@ -356,8 +400,10 @@ class Case(Aggregate):
         attestation: dict[str, Any] | None,
         actor: dict[str, str],
         submitted_at: datetime,
+        access_code_hash: str | None = None,
     ):
         self.association_id = association_id
+        self.access_code_hash = access_code_hash
         self.case_ref = case_ref
         self.channel = channel
         self.channel_ref = channel_ref
@@ -392,6 +438,13 @@ class Case(Aggregate):
         self.corrections: list[dict[str, str]] = []
         self.ineligible_reason: dict[str, str] | None = None
         self.ineligible_rule: str | None = None
+
+    def opened_by(self, code: str) -> bool:
+        """Whether the applicant's secret code is this case's (compared in constant
+        time). A case from before codes existed opens with none."""
+        if not self.access_code_hash or not code:
+            return False
+        return hmac.compare_digest(self.access_code_hash, access_code_digest(self.id, code))
 
     @property
     def correlation_id(self) -> UUID:
@@ -754,8 +807,13 @@ class Case(Aggregate):
         reason: str,
         questions: list[str],
         referred_by: str,
+        actor: dict[str, str],
     ) -> None:
-        """Allowed while the case is incomplete too: the procedures may be what is unclear."""
+        """Allowed while the case is incomplete too: the procedures may be what is unclear.
+
+        `referred_by` is the officer's user name (the payload's field), `actor` the
+        authenticated officer who referred it.
+        """
         if self.closed:
             raise Refused(
                 "case_closed",
@@ -769,6 +827,7 @@ class Case(Aggregate):
             reason=reason,
             questions=list(questions),
             referred_by=referred_by,
+            actor=actor,
         )
 
     class ReferredToResearcher(PublicEvent):
@@ -776,11 +835,22 @@ class Case(Aggregate):
         reason: str
         questions: list[str]
         referred_by: str
+        # The authenticated officer; None in a referral recorded before identities
+        # were proven (its actor is then read from `referred_by`).
+        actor: dict[str, str] | None = None
 
         def apply(self, case: Case) -> None:
             case.referred = True
 
-    def deliver(self, *, event_id: UUID, at: datetime, delivered: str, delivered_by: str) -> None:
+    def deliver(
+        self,
+        *,
+        event_id: UUID,
+        at: datetime,
+        delivered: str,
+        delivered_by: str,
+        actor: dict[str, str],
+    ) -> None:
         if self.delivered:
             raise Refused(
                 "already_delivered",
@@ -810,6 +880,7 @@ class Case(Aggregate):
             service_code=self.service_code,
             delivered=delivered,
             delivered_by=delivered_by,
+            actor=actor,
         )
 
     class ServiceDelivered(PublicEvent):
@@ -817,6 +888,8 @@ class Case(Aggregate):
         service_code: str
         delivered: str
         delivered_by: str
+        # As for a referral: None when recorded before identities were proven.
+        actor: dict[str, str] | None = None
 
         def apply(self, case: Case) -> None:
             case.delivered = True

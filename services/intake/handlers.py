@@ -10,7 +10,9 @@ from eventsourcing.application import ProcessingEvent
 from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
+from services.intake.access import submitting_role
 from services.intake.application import IntakeApplication
+from shared.auth import AuthRefused, AuthUnavailable, Forbidden, Principal, Verifier, token_missing
 from shared.consumer import Handler
 from shared.errors import Refused
 from shared.events import CommitteeDecided, DataVerified, IntegrationEvent
@@ -45,17 +47,65 @@ def invalid_reply(problems: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def refused_reply(refusal: AuthRefused) -> dict[str, Any]:
+    """The caller refused, as over HTTP: `refused` says which way (as 401, 403, 503 would)."""
+    if isinstance(refusal, Forbidden):
+        kind = "forbidden"
+    elif isinstance(refusal, AuthUnavailable):
+        kind = "unavailable"
+    else:
+        kind = "unauthenticated"
+    return {"ok": False, "refused": kind, **refusal.as_dict()}
+
+
+def bearer_token(headers: dict[str, Any] | None) -> str | None:
+    """The token of the message's `Authorization: Bearer …` header, if any."""
+    headers = headers or {}
+    value = headers.get("Authorization") or headers.get("authorization")
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticated_submitter(verifier: Verifier, headers: dict[str, Any] | None) -> Principal:
+    """The adapter (or front-desk officer) behind a submission message, from the
+    bearer token in its `Authorization` header; refused as over HTTP."""
+    token = bearer_token(headers)
+    if token is None:
+        raise token_missing()
+    return await verifier.verify(token)
+
+
 def register_submission_subscriber(
     broker: NatsBroker,
     app: IntakeApplication,
     store: StoreRunner,
     recorded: Callable[[], None],
+    verifier: Verifier,
 ) -> None:
-    """Adapters submit on `khidma.submissions.<association_id>.<channel>` and wait for the reply."""
+    """Adapters submit on `khidma.submissions.<association_id>.<channel>` and wait for the reply.
+
+    The adapter sends its bearer token in the message header `Authorization`,
+    verified as the HTTP edge verifies it (the same `Verifier`): without a valid
+    one, or without the channel's role (or the front desk's) in the association,
+    the reply is a bilingual refusal and nothing is recorded.
+    """
 
     @broker.subscriber(SUBMISSIONS_WILDCARD, queue="intake")
     async def on_submission(message: NatsMessage) -> dict[str, Any]:
         _, _, association_id, channel = message.raw_message.subject.split(".")
+        try:
+            principal = await authenticated_submitter(verifier, message.headers)
+            # What the association serves is public: refused first, as over HTTP.
+            app.check_channel(association_id, channel)
+            role = submitting_role(principal, association_id, channel)
+        except AuthRefused as refusal:
+            return refused_reply(refusal)
+        except Refused as refused:
+            return {"ok": False, **refused.as_dict()}
         try:
             body = SubmissionBody.model_validate_json(message.body)
             submission = Submission(
@@ -70,9 +120,8 @@ def register_submission_subscriber(
             )
         except (ValueError, TypeError):
             return invalid_reply([{"field": "(body)", "problem": "not a JSON object"}])
-        actor = {"kind": "adapter", "id": f"nats:{channel}"}
         try:
-            result = await store.run(app.submit, submission, actor)
+            result = await store.run(app.submit, submission, principal.actor(role))
         except Refused as refused:
             # Unknown association, channel not enabled, service not in the catalogue.
             return {"ok": False, **refused.as_dict()}

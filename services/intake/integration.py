@@ -70,11 +70,20 @@ def _request(
     )
 
 
+def _officer(event: Any, named: str) -> Actor:
+    """The authenticated officer the event recorded; for one recorded before
+    identities were proven, the officer its body named, as it was published then."""
+    actor = getattr(event, "actor", None)
+    if actor:
+        return Actor(**actor)
+    return Actor(kind="officer", id=named)
+
+
 def referred_to_researcher(event: Any) -> IntegrationEvent:
     return ReferredToResearcher(
         **carried_envelope(event),
         occurred_at=event.at,
-        actor=Actor(kind="officer", id=event.referred_by),
+        actor=_officer(event, event.referred_by),
         payload=ReferredToResearcherPayload(
             reason=event.reason, questions=event.questions, referred_by=event.referred_by
         ),
@@ -85,7 +94,7 @@ def service_delivered(event: Any) -> IntegrationEvent:
     return ServiceDelivered(
         **carried_envelope(event),
         occurred_at=event.at,
-        actor=Actor(kind="officer", id=event.delivered_by),
+        actor=_officer(event, event.delivered_by),
         payload=ServiceDeliveredPayload(
             service_code=event.service_code,
             delivered=event.delivered,

@@ -28,6 +28,8 @@ def build(
     settings: IntakeSettings, clock: Clock | None = None, verifier: Verifier | None = None
 ) -> FastAPI:
     packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
+    # One verifier for the HTTP edge and the request/reply submissions.
+    verifier = verifier or verifier_from_environment()
     app = open_application(
         IntakeApplication,
         settings.eventsourcing_env(),
@@ -41,13 +43,8 @@ def build(
         handlers=consumer_handlers(app),
         projector=project,
     )
-    register_submission_subscriber(runtime.broker, app, runtime.store, runtime.recorded)
-    return create_http_app(
-        runtime,
-        title="Khidma intake",
-        include=api.include,
-        verifier=verifier or verifier_from_environment(),
-    )
+    register_submission_subscriber(runtime.broker, app, runtime.store, runtime.recorded, verifier)
+    return create_http_app(runtime, title="Khidma intake", include=api.include, verifier=verifier)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from shared.events import (
 )
 from shared.subjects import event_subject
 from tests import builders
+from tests.auth import as_adapter, as_staff
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,10 @@ ID_CORRECTION = Correction(
     ar="رقم الهوية غير صحيح: خانة التحقق لا تطابق (غالبًا خطأ في الكتابة).",
     en="The national ID has a wrong check digit (probably mistyped).",
 )
+
+
+ADAPTER = as_adapter(["website", "phone"])
+STAFF = as_staff()
 
 
 @pytest.fixture
@@ -85,13 +90,13 @@ def publish_verification(nats_url: str, received: dict[str, Any], **payload: Any
 
 
 def case_doc(intake: ServiceProcess, key: str) -> dict[str, Any]:
-    return httpx.get(f"{intake.url}/cases/{key}").json()
+    return httpx.get(f"{intake.url}/cases/{key}", headers=STAFF).json()
 
 
 def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     intake, nats_server
 ):
-    case = httpx.post(f"{intake.url}/submissions", json=SUBMISSION).json()
+    case = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER).json()
     (first,) = wait_for(lambda: requests_received(nats_server.url), what="RequestReceived")
     assert first["payload"]["revision"] == 1 and first["payload"]["corrects"] is None
     # Recorded and attested in E.164.
@@ -108,9 +113,12 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     assert told["status_label"]["ar"] and told["revision"] == 1
 
     # The ID is corrected by the case reference; the declaration must be signed again.
+    # The applicant corrects with the secret code they were given.
+    code = {"X-Case-Code": case["access_code"]}
     correcting = httpx.post(
         f"{intake.url}/cases/{case['case_ref']}/corrections",
         json={"applicant": {"national_id": CORRECT_ID}},
+        headers=code,
     )
     assert correcting.status_code == 200, correcting.text
     assert correcting.json()["status"] == "correcting"
@@ -121,6 +129,7 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
         f"{intake.url}/cases/{case['case_id']}/information",
         json={"attestation": {"attested": True, "method": "in_person", "attested_by": "علي",
                               "data_hash": correcting.json()["data_hash"]}},
+        headers=code,
     )
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "received" and done.json()["revision"] == 2
@@ -136,6 +145,8 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     assert second["payload"]["revision"] == 2
     assert UUID(second["payload"]["corrects"]) == verified.event_id
     assert second["payload"]["applicant"]["national_id"] == CORRECT_ID
+    # The applicant published it, with their code: not an officer.
+    assert second["actor"] == {"kind": "applicant", "id": "applicant"}
     assert second["payload"]["attestation"]["data_hash"] == correcting.json()["data_hash"]
 
     status = wait_for(
@@ -149,6 +160,7 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     refused = httpx.post(
         f"{intake.url}/cases/{case['case_ref']}/corrections",
         json={"applicant": {"name": "علي حسن"}},
+        headers=code,
     )
     assert refused.status_code == 409
     assert refused.json()["error"] == "no_corrections_asked"
@@ -156,6 +168,7 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     # The corrected ID now holds the applicant's open request.
     linked = httpx.post(
         f"{intake.url}/submissions",
+        headers=ADAPTER,
         json={**SUBMISSION, "channel": "phone", "channel_ref": "call-1",
               "applicant": {**SUBMISSION["applicant"], "national_id": CORRECT_ID}},
     ).json()
@@ -163,7 +176,7 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
 
 
 def test_the_applicant_is_told_why_they_are_not_eligible(intake, nats_server):
-    case = httpx.post(f"{intake.url}/submissions", json=SUBMISSION).json()
+    case = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER).json()
     (received,) = wait_for(lambda: requests_received(nats_server.url), what="RequestReceived")
     reason = Explanation(ar="هذه الخدمة لأعضاء الجمعية فقط.", en="This service is for members only.")
     publish_verification(
@@ -175,7 +188,10 @@ def test_the_applicant_is_told_why_they_are_not_eligible(intake, nats_server):
         what="the ineligible outcome in the read model",
     )
     assert told["ineligible_reason"] == reason.model_dump()
+    # At the front desk, with the officer's token.
     refused = httpx.post(
-        f"{intake.url}/cases/{case['case_id']}/corrections", json={"fields": {"seedling_count": 5}}
+        f"{intake.url}/cases/{case['case_id']}/corrections",
+        json={"fields": {"seedling_count": 5}},
+        headers=STAFF,
     )
     assert refused.status_code == 409 and refused.json()["error"] == "no_corrections_asked"

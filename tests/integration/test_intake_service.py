@@ -14,8 +14,10 @@ from shared.events import (
     Vote,
     encode_event,
 )
+from shared.roles import FRONT_DESK, VERIFIER
 from shared.subjects import event_subject, submission_subject
 from tests import builders
+from tests.auth import ISSUER, TestIssuer, as_adapter, as_role, as_staff, bearer
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -32,6 +34,13 @@ SUBMISSION = {
 }
 
 
+# The channel adapter of the tests (every channel it submits on here, every seed
+# association), and the staff who read and act on cases.
+ADAPTER = as_adapter(["website", "phone", "branch_office"])
+STAFF = as_staff()
+OFFICER = as_role(FRONT_DESK, subject="officer-1", name="Officer One")
+
+
 @pytest.fixture
 def intake(nats_server, tmp_path):
     process = ServiceProcess("intake", nats_server.url, tmp_path / "data").start()
@@ -46,7 +55,7 @@ def store_position(intake: ServiceProcess) -> int:
 
 
 def test_a_submission_creates_a_case_and_publishes_request_received(intake, nats_server):
-    response = httpx.post(f"{intake.url}/submissions", json=SUBMISSION)
+    response = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER)
     assert response.status_code == 201
     case = response.json()
     messages = wait_for(
@@ -58,16 +67,22 @@ def test_a_submission_creates_a_case_and_publishes_request_received(intake, nats
     assert event["case_ref"] == case["case_ref"]
     assert event["payload"]["applicant"]["name"] == "علي"
     assert event["payload"]["channel_ref"] == "form-42"
+    # The adapter that submitted it, as its token names it.
+    assert event["actor"] == {
+        "kind": "adapter", "id": "adapter-tests", "name": "adapter-tests", "role": "channel:website"
+    }
 
 
 def test_the_same_channel_reference_twice_is_one_request(intake, nats_server):
-    first = httpx.post(f"{intake.url}/submissions", json=SUBMISSION).json()
-    again = httpx.post(f"{intake.url}/submissions", json=SUBMISSION)
+    first = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER).json()
+    again = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER)
     assert again.status_code == 200
-    assert again.json() == {**first, "duplicate": True}
+    # The secret code was given once, in the answer that opened the case.
+    assert first["access_code"]
+    assert again.json() == {**first, "duplicate": True, "access_code": None}
     assert first["case_ref"].startswith("SDR-") and first["status"] == "received"
     other_applicant = {**SUBMISSION, "channel": "phone", "applicant": {"national_id": "2", "name": "B"}}
-    other_channel = httpx.post(f"{intake.url}/submissions", json=other_applicant)
+    other_channel = httpx.post(f"{intake.url}/submissions", json=other_applicant, headers=ADAPTER)
     assert other_channel.status_code == 201
     wait_for(
         lambda: len(stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived")) == 2,
@@ -78,12 +93,12 @@ def test_the_same_channel_reference_twice_is_one_request(intake, nats_server):
 def test_the_same_channel_reference_for_another_applicant_or_service_is_a_conflict_that_reveals_nothing(
     intake, nats_server
 ):
-    first = httpx.post(f"{intake.url}/submissions", json=SUBMISSION).json()
+    first = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER).json()
     before = store_position(intake)
     someone_else = {**SUBMISSION, "applicant": {"national_id": "1000000016", "name": "سارة"}}
     another_service = {**SUBMISSION, "service_code": "volunteering"}
     for body in (someone_else, another_service):
-        response = httpx.post(f"{intake.url}/submissions", json=body)
+        response = httpx.post(f"{intake.url}/submissions", json=body, headers=ADAPTER)
         assert response.status_code == 409, response.text
         refusal = response.json()
         assert refusal["error"] == "channel_ref_conflict"
@@ -98,7 +113,8 @@ def test_the_same_channel_reference_for_another_applicant_or_service_is_a_confli
         try:
             body = {k: v for k, v in someone_else.items() if k not in ("association_id", "channel")}
             reply = await connection.request(
-                submission_subject("sidr", "website"), json.dumps(body).encode(), timeout=5
+                submission_subject("sidr", "website"), json.dumps(body).encode(), timeout=5,
+                headers=ADAPTER,
             )
             return json.loads(reply.data)
         finally:
@@ -109,14 +125,14 @@ def test_the_same_channel_reference_for_another_applicant_or_service_is_a_confli
     assert first["case_ref"] not in json.dumps(refused)
     assert store_position(intake) == before
     # The same request again is still one request.
-    again = httpx.post(f"{intake.url}/submissions", json=SUBMISSION)
+    again = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER)
     assert again.status_code == 200 and again.json()["case_id"] == first["case_id"]
 
 
 def test_a_malformed_submission_is_refused_with_the_field_and_nothing_is_recorded(intake):
     before = store_position(intake)
     broken = {**SUBMISSION, "applicant": {"name": "no id"}, "channel": "carrier-pigeon"}
-    response = httpx.post(f"{intake.url}/submissions", json=broken)
+    response = httpx.post(f"{intake.url}/submissions", json=broken, headers=ADAPTER)
     assert response.status_code == 422
     fields = {tuple(problem["loc"]) for problem in response.json()["detail"]}
     assert ("body", "applicant", "national_id") in fields
@@ -130,13 +146,16 @@ def test_submissions_over_request_reply_get_the_case_or_a_clear_error(intake):
         try:
             body = {k: v for k, v in SUBMISSION.items() if k not in ("association_id", "channel")}
             accepted = await connection.request(
-                submission_subject("sidr", "phone"), json.dumps(body).encode(), timeout=5
+                submission_subject("sidr", "phone"), json.dumps(body).encode(), timeout=5,
+                headers=ADAPTER,
             )
             duplicate = await connection.request(
-                submission_subject("sidr", "phone"), json.dumps(body).encode(), timeout=5
+                submission_subject("sidr", "phone"), json.dumps(body).encode(), timeout=5,
+                headers=ADAPTER,
             )
             refused = await connection.request(
-                submission_subject("sidr", "phone"), b'{"channel_ref": ""}', timeout=5
+                submission_subject("sidr", "phone"), b'{"channel_ref": ""}', timeout=5,
+                headers=ADAPTER,
             )
             return json.loads(accepted.data), json.loads(duplicate.data), json.loads(refused.data)
         finally:
@@ -149,7 +168,7 @@ def test_submissions_over_request_reply_get_the_case_or_a_clear_error(intake):
     assert refused["ok"] is False
     assert refused["message"]["ar"] and refused["message"]["en"]
     assert {p["field"] for p in refused["problems"]} >= {"channel_ref", "applicant"}
-    status = httpx.get(f"{intake.url}/cases/{accepted['case_id']}").json()
+    status = httpx.get(f"{intake.url}/cases/{accepted['case_id']}", headers=STAFF).json()
     assert status["channel"] == "phone"
     # One case: submitted + completed, its channel-reference index, the numbering
     # (started + number taken) and the applicant's open-request index; nothing for the refusal.
@@ -157,10 +176,11 @@ def test_submissions_over_request_reply_get_the_case_or_a_clear_error(intake):
 
 
 def test_delivery_is_refused_until_the_committee_approves(intake, nats_server):
-    case = httpx.post(f"{intake.url}/submissions", json=SUBMISSION).json()
+    case = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER).json()
     refused = httpx.post(
         f"{intake.url}/cases/{case['case_id']}/delivery",
-        json={"delivered": "basket", "delivered_by": "officer-1"},
+        json={"delivered": "basket"},
+        headers=OFFICER,
     )
     assert refused.status_code == 409
     assert refused.json()["error"] == "not_approved"
@@ -193,12 +213,13 @@ def test_delivery_is_refused_until_the_committee_approves(intake, nats_server):
 
     asyncio.run(publish())
     wait_for(
-        lambda: httpx.get(f"{intake.url}/cases/{case['case_id']}").json()["status"] == "approved",
+        lambda: httpx.get(f"{intake.url}/cases/{case['case_id']}", headers=STAFF).json()["status"] == "approved",
         what="the approval to reach intake",
     )
     delivered = httpx.post(
         f"{intake.url}/cases/{case['case_id']}/delivery",
-        json={"delivered": "basket", "delivered_by": "officer-1"},
+        json={"delivered": "basket"},
+        headers=OFFICER,
     )
     assert delivered.status_code == 202
     (message,) = wait_for(
@@ -206,10 +227,15 @@ def test_delivery_is_refused_until_the_committee_approves(intake, nats_server):
         what="ServiceDelivered",
     )
     assert message["event"]["causation_id"] == str(decision.event_id)
+    # The officer is the caller: their token's subject, as actor and in the payload.
+    assert message["event"]["actor"] == {
+        "kind": "officer", "id": "officer-1", "name": "Officer One", "role": FRONT_DESK
+    }
+    assert message["event"]["payload"]["delivered_by"] == "officer-1"
 
 
 def test_an_unknown_case_is_a_bilingual_404(intake):
-    response = httpx.get(f"{intake.url}/cases/SID-NOPE")
+    response = httpx.get(f"{intake.url}/cases/SID-NOPE", headers=STAFF)
     assert response.status_code == 404
     assert response.json()["message"]["ar"]
 
@@ -222,12 +248,12 @@ def test_submissions_outside_the_pack_are_422_with_a_bilingual_message(intake, n
         ({"service_code": "food-basket"}, "unknown_service"),
     ]
     for override, code in cases:
-        response = httpx.post(f"{intake.url}/submissions", json={**SUBMISSION, **override})
+        response = httpx.post(f"{intake.url}/submissions", json={**SUBMISSION, **override}, headers=ADAPTER)
         assert response.status_code == 422, response.text
         body = response.json()
         assert body["error"] == code and body["message"]["ar"] and body["message"]["en"]
     assert "enabled_channels" in httpx.post(
-        f"{intake.url}/submissions", json={**SUBMISSION, "channel": "branch_office"}
+        f"{intake.url}/submissions", json={**SUBMISSION, "channel": "branch_office"}, headers=ADAPTER
     ).json()
 
     async def over_nats() -> dict:
@@ -235,7 +261,8 @@ def test_submissions_outside_the_pack_are_422_with_a_bilingual_message(intake, n
         try:
             body = {k: v for k, v in SUBMISSION.items() if k not in ("association_id", "channel")}
             reply = await connection.request(
-                submission_subject("sidr", "branch_office"), json.dumps(body).encode(), timeout=5
+                submission_subject("sidr", "branch_office"), json.dumps(body).encode(), timeout=5,
+                headers=ADAPTER,
             )
             return json.loads(reply.data)
         finally:
@@ -251,7 +278,7 @@ def test_submissions_outside_the_pack_are_422_with_a_bilingual_message(intake, n
 def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, nats_server):
     partial = {**SUBMISSION, "documents": [], "attestation": None,
                "fields": {"planting_site": "وادي حنيفة"}}
-    response = httpx.post(f"{intake.url}/submissions", json=partial)
+    response = httpx.post(f"{intake.url}/submissions", json=partial, headers=ADAPTER)
     assert response.status_code == 201
     case = response.json()
     assert case["status"] == "incomplete" and case["complete"] is False
@@ -259,7 +286,7 @@ def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, na
         ("field", "seedling_count"), ("document", "national_id_card"), ("attestation", "declaration"),
     }
     status = wait_for(
-        lambda: (d := httpx.get(f"{intake.url}/cases/{case['case_ref']}").json()).get("missing") and d,
+        lambda: (d := httpx.get(f"{intake.url}/cases/{case['case_ref']}", headers=STAFF).json()).get("missing") and d,
         what="the incomplete case in the read model",
     )
     assert status["status"] == "incomplete" and status["status_label"]["ar"]
@@ -269,12 +296,14 @@ def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, na
     more = httpx.post(
         f"{intake.url}/cases/{case['case_id']}/information",
         json={"fields": {"seedling_count": 20}, "documents": SUBMISSION["documents"]},
+        headers=OFFICER,
     )
     assert more.status_code == 200
     assert [m["code"] for m in more.json()["missing"]] == ["declaration"]
     done = httpx.post(
         f"{intake.url}/cases/{case['case_id']}/information",
         json={"attestation": {"attested": True, "method": "in_person", "attested_by": "علي"}},
+        headers=OFFICER,
     )
     assert done.json()["status"] == "received" and done.json()["missing"] == []
     (message,) = wait_for(
@@ -285,11 +314,13 @@ def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, na
     assert payload["attestation"]["data_hash"] and payload["documents"][0]["code"] == "national_id_card"
     assert payload["submitted_at"] is not None
     received = wait_for(
-        lambda: (d := httpx.get(f"{intake.url}/cases/{case['case_id']}").json())["status"] == "received" and d,
+        lambda: (d := httpx.get(f"{intake.url}/cases/{case['case_id']}", headers=STAFF).json())["status"] == "received" and d,
         what="the completed case in the read model",
     )
     assert received["received_at_display"]["en"]
-    again = httpx.post(f"{intake.url}/cases/{case['case_id']}/information", json={"fields": {"x": 1}})
+    again = httpx.post(
+        f"{intake.url}/cases/{case['case_id']}/information", json={"fields": {"x": 1}}, headers=OFFICER
+    )
     assert again.status_code == 409 and again.json()["error"] == "already_complete"
 
 
@@ -317,15 +348,15 @@ def test_the_eligibility_preview_creates_nothing(intake, nats_server):
 
 
 def test_a_second_request_for_the_same_service_is_linked(intake, nats_server):
-    first = httpx.post(f"{intake.url}/submissions", json=SUBMISSION).json()
+    first = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER).json()
     linked = httpx.post(
-        f"{intake.url}/submissions", json={**SUBMISSION, "channel": "phone", "channel_ref": "call-9"}
+        f"{intake.url}/submissions", json={**SUBMISSION, "channel": "phone", "channel_ref": "call-9"}, headers=ADAPTER
     )
     assert linked.status_code == 200
     assert linked.json()["duplicate"] is True and linked.json()["linked"] is True
     assert linked.json()["case_id"] == first["case_id"]
     doc = wait_for(
-        lambda: (d := httpx.get(f"{intake.url}/cases/{first['case_id']}").json())["linked_channels"] and d,
+        lambda: (d := httpx.get(f"{intake.url}/cases/{first['case_id']}", headers=STAFF).json())["linked_channels"] and d,
         what="the linked channel in the read model",
     )
     assert doc["linked_channels"][0]["channel"] == "phone"
@@ -333,11 +364,12 @@ def test_a_second_request_for_the_same_service_is_linked(intake, nats_server):
 
 
 def test_an_incomplete_case_can_be_referred(intake, nats_server):
-    case = httpx.post(f"{intake.url}/submissions", json={**SUBMISSION, "documents": []}).json()
+    case = httpx.post(f"{intake.url}/submissions", json={**SUBMISSION, "documents": []}, headers=ADAPTER).json()
     assert case["status"] == "incomplete"
     referred = httpx.post(
         f"{intake.url}/cases/{case['case_id']}/referral",
-        json={"reason": "the procedures are unclear", "questions": ["which ID?"], "referred_by": "o1"},
+        json={"reason": "the procedures are unclear", "questions": ["which ID?"]},
+        headers=OFFICER,
     )
     assert referred.status_code == 202
     (message,) = wait_for(
@@ -345,6 +377,8 @@ def test_an_incomplete_case_can_be_referred(intake, nats_server):
         what="ReferredToResearcher",
     )
     assert message["event"]["case_ref"] == case["case_ref"]
+    assert message["event"]["actor"]["id"] == "officer-1"
+    assert message["event"]["payload"]["referred_by"] == "officer-1"
     assert stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived") == []
 
 
@@ -365,9 +399,9 @@ def test_the_read_model_is_rebuilt_from_the_store(nats_server, tmp_path):
     data = tmp_path / "data"
     process = ServiceProcess("intake", nats_server.url, data).start()
     try:
-        case = httpx.post(f"{process.url}/submissions", json={**SUBMISSION, "documents": []}).json()
+        case = httpx.post(f"{process.url}/submissions", json={**SUBMISSION, "documents": []}, headers=ADAPTER).json()
         before = wait_for(
-            lambda: (d := httpx.get(f"{process.url}/cases/{case['case_ref']}").json()).get("missing") and d,
+            lambda: (d := httpx.get(f"{process.url}/cases/{case['case_ref']}", headers=STAFF).json()).get("missing") and d,
             what="the case in the read model",
         )
     finally:
@@ -376,7 +410,87 @@ def test_the_read_model_is_rebuilt_from_the_store(nats_server, tmp_path):
         path.unlink()
     process = ServiceProcess("intake", nats_server.url, data).start()
     try:
-        after = httpx.get(f"{process.url}/cases/{case['case_ref']}").json()
+        after = httpx.get(f"{process.url}/cases/{case['case_ref']}", headers=STAFF).json()
     finally:
         process.stop()
     assert after == before
+
+
+def test_a_submission_over_nats_needs_the_adapters_token_and_records_nothing_without_it(intake):
+    body = {k: v for k, v in SUBMISSION.items() if k not in ("association_id", "channel")}
+    forger = TestIssuer(issuer=ISSUER.issuer, kid=ISSUER.kid)  # the issuer's name, not its key
+    callers = {
+        "none": None,
+        "not a bearer token": {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        "garbage": {"Authorization": "Bearer not-a-jwt"},
+        "bad signature": bearer(forger.token("adapter-x", {"sidr": ["channel:website"]})),
+        "expired": bearer(ISSUER.token("adapter-x", {"sidr": ["channel:website"]}, lifetime=-120)),
+        "another channel": as_adapter(["phone"], ["sidr"]),
+        "another association": as_adapter(["website"], ["health-coop"]),
+        "a verifier": as_role(VERIFIER, "sidr"),
+    }
+
+    async def scenario() -> dict[str, dict]:
+        connection = await nats.connect(intake.nats_url)
+        try:
+            replies = {}
+            for name, headers in callers.items():
+                reply = await connection.request(
+                    submission_subject("sidr", "website"), json.dumps(body).encode(),
+                    timeout=5, headers=headers,
+                )
+                replies[name] = json.loads(reply.data)
+            return replies
+        finally:
+            await connection.close()
+
+    before = store_position(intake)
+    replies = asyncio.run(scenario())
+    expected = {
+        "none": ("unauthenticated", "token_missing"),
+        "not a bearer token": ("unauthenticated", "token_missing"),
+        "garbage": ("unauthenticated", "token_invalid"),
+        "bad signature": ("unauthenticated", "token_bad_signature"),
+        "expired": ("unauthenticated", "token_expired"),
+        "another channel": ("forbidden", "forbidden"),
+        "another association": ("forbidden", "forbidden"),
+        "a verifier": ("forbidden", "forbidden"),
+    }
+    for name, (refused, error) in expected.items():
+        reply = replies[name]
+        assert reply["ok"] is False, (name, reply)
+        assert (reply["refused"], reply["error"]) == (refused, error), (name, reply)
+        assert reply["message"]["en"] and reply["message"]["ar"], name
+    assert store_position(intake) == before
+    assert httpx.get(f"{intake.url}/cases", headers=STAFF).json() == []
+
+
+def test_the_code_in_the_nats_reply_opens_the_applicants_status(intake):
+    body = {k: v for k, v in SUBMISSION.items() if k not in ("association_id", "channel")}
+
+    async def submit() -> dict:
+        connection = await nats.connect(intake.nats_url)
+        try:
+            reply = await connection.request(
+                submission_subject("sidr", "website"), json.dumps(body).encode(),
+                timeout=5, headers=as_adapter(["website"], ["sidr"]),
+            )
+            return json.loads(reply.data)
+        finally:
+            await connection.close()
+
+    accepted = asyncio.run(submit())
+    assert accepted["ok"] is True and accepted["access_code"]
+    status = httpx.get(
+        f"{intake.url}/cases/{accepted['case_ref']}/status",
+        headers={"X-Case-Code": accepted["access_code"]},
+    )
+    assert status.status_code == 200, status.text
+    assert status.json()["status"] == "received" and status.json()["status_label"]["ar"]
+    wrong = httpx.get(
+        f"{intake.url}/cases/{accepted['case_ref']}/status", headers={"X-Case-Code": "AAAA-BBBB-CCCC"}
+    )
+    assert wrong.status_code == 404
+    # The adapter's retry gets the same case, and no code this time.
+    again = asyncio.run(submit())
+    assert again["case_id"] == accepted["case_id"] and again["access_code"] is None

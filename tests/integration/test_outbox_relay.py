@@ -112,7 +112,13 @@ async def test_only_public_events_are_published_with_their_event_id_as_message_i
 ):
     app, store = backend.open(IntakeApplication, "intake", packs=PACKS), StoreRunner()
     result = app.submit(submission(1), {"kind": "adapter", "id": "test"})
-    app.refer_to_researcher(result.case_id, reason="unclear", questions=[], referred_by="o1")
+    app.refer_to_researcher(
+        result.case_id,
+        reason="unclear",
+        questions=[],
+        referred_by="o1",
+        actor={"kind": "officer", "id": "o1", "role": "front_desk"},
+    )
     relay = OutboxRelay(app, store, js, TRANSLATORS)
     await run_relay_until_published(relay, 2)
     messages = await stream_messages(nats_server.url, f"khidma.*.{result.case_id}.*")

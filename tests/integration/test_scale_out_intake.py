@@ -20,12 +20,15 @@ import pytest
 
 from khidma.nats_server import NatsServer
 from khidma.processes import ServiceProcess
+from tests.auth import as_adapter, as_staff
 from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
 SUBMISSIONS = 10
+ADAPTER = as_adapter(["website"], ["sidr"])
+STAFF = as_staff()
 
 
 def submission(n: int) -> dict[str, Any]:
@@ -69,7 +72,9 @@ def submit_to_both_at_once(
 
     def send(index: int, url: str) -> None:
         start.wait()
-        responses[index] = httpx.post(f"{url}/submissions", json=body, timeout=10.0)
+        responses[index] = httpx.post(
+            f"{url}/submissions", json=body, headers=ADAPTER, timeout=10.0
+        )
 
     threads = [
         threading.Thread(target=send, args=(i, instance.url))
@@ -98,6 +103,8 @@ def test_the_same_submission_sent_to_two_intake_instances_at_once_opens_one_case
         assert repeated.json()["duplicate"] is True
         assert repeated.json()["case_id"] == opened.json()["case_id"]
         assert repeated.json()["case_ref"] == opened.json()["case_ref"]
+        # The secret code, once: only in the answer that opened the case.
+        assert opened.json()["access_code"] and repeated.json()["access_code"] is None
         cases[body["channel_ref"]] = opened.json()["case_id"]
 
     wait_for(
@@ -122,7 +129,8 @@ def test_the_same_submission_sent_to_two_intake_instances_at_once_opens_one_case
     for instance in intakes:
         for channel_ref, case_id in cases.items():
             wait_for(
-                lambda: httpx.get(f"{instance.url}/cases/{case_id}").status_code == 200,
+                lambda: httpx.get(f"{instance.url}/cases/{case_id}", headers=STAFF).status_code
+                == 200,
                 timeout=15,
                 what="the case in the instance's read model",
             )

@@ -11,12 +11,16 @@ import pytest
 
 from shared.events import Applicant, Attestation
 from tests import builders
-from tests.auth import as_staff
+from tests.auth import as_adapter, as_staff
 from tests.in_process import InProcessService
 
 pytestmark = pytest.mark.unit
 
 Start = Callable[..., Awaitable[InProcessService]]
+
+# Intake's callers: the website's adapter submits, the staff read.
+ADAPTER = as_adapter(["website"])
+STAFF = as_staff()
 
 SUBMISSION: dict[str, Any] = {
     "association_id": "sidr",
@@ -40,14 +44,14 @@ async def test_a_submission_over_http_opens_a_case_that_its_reference_then_shows
     in_process: Start,
 ) -> None:
     intake = await in_process("intake")
-    response = await intake.client.post("/submissions", json=SUBMISSION)
+    response = await intake.client.post("/submissions", json=SUBMISSION, headers=ADAPTER)
     assert response.status_code == 201, response.text
     opened = response.json()
     assert opened["duplicate"] is False and opened["complete"] is True
     assert opened["case_ref"].startswith("SDR-")
 
     await intake.settle()
-    by_ref = await intake.client.get(f"/cases/{opened['case_ref']}", headers=as_staff())
+    by_ref = await intake.client.get(f"/cases/{opened['case_ref']}", headers=STAFF)
     assert by_ref.status_code == 200, by_ref.text
     case = by_ref.json()
     assert case["case_id"] == opened["case_id"]
@@ -58,14 +62,14 @@ async def test_a_submission_over_http_opens_a_case_that_its_reference_then_shows
     )
     assert case["status_label"]["ar"] and case["status_label"]["en"]
     assert case["history"][0]["what"] == "submitted"
-    by_id = await intake.client.get(f"/cases/{opened['case_id']}", headers=as_staff())
+    by_id = await intake.client.get(f"/cases/{opened['case_id']}", headers=STAFF)
     assert by_id.json()["case_ref"] == opened["case_ref"]
 
 
 async def test_the_same_submission_again_is_the_same_case_with_200(in_process: Start) -> None:
     intake = await in_process("intake")
-    first = (await intake.client.post("/submissions", json=SUBMISSION)).json()
-    again = await intake.client.post("/submissions", json=SUBMISSION)
+    first = (await intake.client.post("/submissions", json=SUBMISSION, headers=ADAPTER)).json()
+    again = await intake.client.post("/submissions", json=SUBMISSION, headers=ADAPTER)
     assert again.status_code == 200
     assert again.json()["duplicate"] is True
     assert again.json()["case_id"] == first["case_id"]
@@ -76,17 +80,17 @@ async def test_a_refused_submission_is_a_bilingual_422_and_opens_no_case(
 ) -> None:
     intake = await in_process("intake")
     response = await intake.client.post(
-        "/submissions", json={**SUBMISSION, "association_id": "nowhere"}
+        "/submissions", json={**SUBMISSION, "association_id": "nowhere"}, headers=ADAPTER
     )
     assert response.status_code == 422
     assert_bilingual_refusal(response.json(), "unknown_association")
     await intake.settle()
-    assert (await intake.client.get("/cases")).json() == []
+    assert (await intake.client.get("/cases", headers=STAFF)).json() == []
 
 
 async def test_an_unknown_case_is_a_bilingual_404(in_process: Start) -> None:
     intake = await in_process("intake")
-    response = await intake.client.get("/cases/SDR-1448-999999", headers=as_staff())
+    response = await intake.client.get("/cases/SDR-1448-999999", headers=STAFF)
     assert response.status_code == 404
     assert_bilingual_refusal(response.json(), "case_not_found")
     assert "SDR-1448-999999" in response.json()["message"]["en"]

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.unit
 PACKS = load_packs(DEFAULT_POLICIES_DIR)
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)  # 1448 AH
 ACTOR = {"kind": "adapter", "id": "test"}
+OFFICER = {"kind": "officer", "id": "o1", "name": "Officer One", "role": "front_desk"}
 APPLICANT = {"national_id": "1000000008", "name": "علي"}
 FIELDS = {"planting_site": "وادي حنيفة", "seedling_count": 20}
 DOCUMENTS = [{"code": "national_id_card", "number": "1000000008", "expires_on": "2030-01-01"}]
@@ -232,7 +233,7 @@ def test_the_open_request_is_released_when_the_service_is_delivered():
     first = app.submit(submission(), ACTOR)
     decide(app, first.case_id, "approved")
     assert app.submit(submission(), ACTOR).duplicate
-    app.deliver(first.case_id, delivered="20 seedlings", delivered_by="o1")
+    app.deliver(first.case_id, delivered="20 seedlings", delivered_by="o1", actor=OFFICER)
     again = app.submit(submission(), ACTOR)
     assert not again.duplicate
 
@@ -249,7 +250,7 @@ def test_the_same_decision_twice_is_noted_once():
 def test_an_incomplete_case_can_be_referred_and_the_referral_is_published_first():
     app = make_app()
     result = app.submit(submission(documents=[]), ACTOR)
-    app.refer_to_researcher(result.case_id, reason="unclear", questions=["which ID?"], referred_by="o1")
+    app.refer_to_researcher(result.case_id, reason="unclear", questions=["which ID?"], referred_by="o1", actor=OFFICER)
     assert [e.event_type for e in published(app)] == ["ReferredToResearcher"]
     app.add_information(result.case_id, documents=DOCUMENTS,
                         attestation={"attested": True, "method": "in_person"}, actor=ACTOR)

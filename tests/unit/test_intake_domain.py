@@ -31,6 +31,9 @@ FIELDS = {"planting_site": "Wadi Hanifa", "seedling_count": 20}
 DOCUMENTS = [{"code": "national_id_card", "number": "1000000008", "issued_on": None, "expires_on": "2030-01-01"}]
 
 
+OFFICER = {"kind": "officer", "id": "o1", "name": "Officer One", "role": "front_desk"}
+
+
 def attestation(fields=FIELDS, documents=DOCUMENTS, **extra):
     return {
         "attested": True,
@@ -57,6 +60,7 @@ def submitted_case(fields=FIELDS, documents=DOCUMENTS, attest=None) -> Case:
         attestation=attest,
         actor={"kind": "adapter", "id": "website"},
         submitted_at=datetime(2026, 11, 21, tzinfo=timezone.utc),
+        access_code_hash=None,
     )
 
 
@@ -173,7 +177,7 @@ def test_information_for_a_complete_case_is_refused():
 def test_an_incomplete_case_can_be_referred():
     case = submitted_case(documents=[], attest=None)
     case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "a", "id": "a"})
-    case.refer_to_researcher(event_id=uuid4(), at=NOW, reason="unclear", questions=["q"], referred_by="o1")
+    case.refer_to_researcher(event_id=uuid4(), at=NOW, reason="unclear", questions=["q"], referred_by="o1", actor=OFFICER)
     referred = case.collect_events()[-1]
     assert isinstance(referred, Case.ReferredToResearcher)
     assert referred.correlation_id == case.received_event_id
@@ -182,7 +186,7 @@ def test_an_incomplete_case_can_be_referred():
 
 def test_referral_is_caused_by_the_request():
     case = received_case()
-    case.refer_to_researcher(event_id=uuid4(), at=NOW, reason="unclear", questions=["q"], referred_by="o1")
+    case.refer_to_researcher(event_id=uuid4(), at=NOW, reason="unclear", questions=["q"], referred_by="o1", actor=OFFICER)
     referred = case.collect_events()[-1]
     assert referred.causation_id == case.received_event_id
     assert referred.correlation_id == case.correlation_id
@@ -191,7 +195,7 @@ def test_referral_is_caused_by_the_request():
 def test_delivery_before_approval_is_refused_with_the_reason():
     case = received_case()
     with pytest.raises(Refused) as refused:
-        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
+        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1", actor=OFFICER)
     assert refused.value.code == "not_approved"
     assert "not decided" in refused.value.en and refused.value.ar
 
@@ -200,7 +204,7 @@ def test_delivery_after_rejection_is_refused():
     case = received_case()
     case.note_decision(source_event_id=uuid4(), decision="rejected")
     with pytest.raises(Refused) as refused:
-        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
+        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1", actor=OFFICER)
     assert "rejected" in refused.value.en
 
 
@@ -209,7 +213,7 @@ def test_delivery_after_approval_is_caused_by_the_decision():
     decision_id = uuid4()
     case.note_verification(source_event_id=uuid4(), outcome="verified")
     case.note_decision(source_event_id=decision_id, decision="approved")
-    case.deliver(event_id=uuid4(), at=NOW, delivered="20 seedlings", delivered_by="o1")
+    case.deliver(event_id=uuid4(), at=NOW, delivered="20 seedlings", delivered_by="o1", actor=OFFICER)
     delivered = case.collect_events()[-1]
     assert isinstance(delivered, Case.ServiceDelivered)
     assert delivered.causation_id == decision_id
@@ -219,9 +223,9 @@ def test_delivery_after_approval_is_caused_by_the_decision():
 def test_a_service_is_delivered_once():
     case = received_case()
     case.note_decision(source_event_id=uuid4(), decision="approved")
-    case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
+    case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1", actor=OFFICER)
     with pytest.raises(Refused) as refused:
-        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1")
+        case.deliver(event_id=uuid4(), at=NOW, delivered="x", delivered_by="o1", actor=OFFICER)
     assert refused.value.code == "already_delivered"
 
 

@@ -13,6 +13,7 @@ from services.intake import api as intake_api
 from shared.auth import verifier_from_environment
 from shared.http import create_http_app
 from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES, Submission, SubmissionBody
+from tests.auth import as_staff
 
 pytestmark = pytest.mark.unit
 
@@ -70,7 +71,7 @@ def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> N
         verifier=verifier_from_environment(),
     )  # type: ignore[arg-type]
     big = {**REQUEST, "fields": {"notes": "x" * 1_200_000}}
-    response = TestClient(http).post("/submissions", json=big)
+    response = TestClient(http).post("/submissions", json=big, headers=as_staff())
     assert response.status_code == 422
     body = response.json()
     assert body["message"]["en"] and body["message"]["ar"]
@@ -81,14 +82,19 @@ def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> N
 
 
 @pytest.mark.parametrize(
-    "path, body",
+    "path, body, headers",
     [
-        ("/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/information", {}),
-        ("/cases/SDR-1448-000001/corrections", {}),
-        ("/eligibility", {"association_id": "sidr", "service_code": "seedlings"}),
+        ("/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/information", {}, as_staff()),
+        ("/cases/SDR-1448-000001/corrections", {}, as_staff()),
+        # The applicant, with the request's secret code instead of a token.
+        ("/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/information", {}, {"X-Case-Code": "A"}),
+        ("/cases/SDR-1448-000001/corrections", {}, {"X-Case-Code": "A"}),
+        ("/eligibility", {"association_id": "sidr", "service_code": "seedlings"}, {}),
     ],
 )
-def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, Any]) -> None:
+def test_every_way_in_for_fields_has_the_same_limit(
+    path: str, body: dict[str, Any], headers: dict[str, str]
+) -> None:
     # Information and corrections are merged into the request published whole.
     http = create_http_app(
         SimpleNamespace(app=SimpleNamespace(packs={})),
@@ -96,7 +102,7 @@ def test_every_way_in_for_fields_has_the_same_limit(path: str, body: dict[str, A
         include=intake_api.include,
         verifier=verifier_from_environment(),
     )  # type: ignore[arg-type]
-    client = TestClient(http)
+    client = TestClient(http, headers=headers)
     big = {**body, "fields": {"notes": "x" * MAX_FIELDS_BYTES}}
     response = client.post(path, json=big)
     assert response.status_code == 422, response.text
@@ -115,8 +121,8 @@ def test_a_referral_has_a_bounded_list_of_questions() -> None:
         include=intake_api.include,
         verifier=verifier_from_environment(),
     )  # type: ignore[arg-type]
-    client = TestClient(http)
-    referral = {"reason": "unclear", "referred_by": "officer-1"}
+    client = TestClient(http, headers=as_staff())
+    referral = {"reason": "unclear"}
     response = client.post(
         "/cases/5f0c7b8e-2a61-4c1e-9d4e-3b2a1c0d9e8f/referral",
         json={**referral, "questions": ["?" * 5000]},
