@@ -84,6 +84,12 @@ class Principal:
         """The associations in which the caller holds at least one of the roles."""
         return sorted({a for role in roles for a in self.associations_with(role)})
 
+    def associations_listed(self, roles: Iterable[str], asked: str | None) -> list[str]:
+        """The associations a list answers for: the one asked for (the route's
+        `require` has checked the caller holds a role there), else every one where
+        the caller holds one of the roles."""
+        return [asked] if asked is not None else self.associations_with_any(*roles)
+
     def channels(self, association_id: str) -> frozenset[str]:
         """A machine client's channels in the association."""
         return frozenset(

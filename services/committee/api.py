@@ -115,17 +115,6 @@ AgendaOutcome = Literal["verified", "ineligible"]
 MAX_PAGE = 1000  # the most cases one list answers with, whatever `limit` asks
 
 
-def held_associations(
-    principal: Principal, roles: tuple[str, ...], association_id: str | None
-) -> list[str]:
-    """The associations a list answers for: the one asked for (the route's
-    dependency has checked the caller holds a role there), else every one
-    where the caller holds one of the roles."""
-    if association_id is not None:
-        return [association_id]
-    return principal.associations_with_any(*roles)
-
-
 def _cases(
     runtime: ServiceRuntime[CommitteeApplication],
     associations: list[str],
@@ -185,7 +174,7 @@ async def agenda(
     """
     return _cases(
         runtime,
-        held_associations(principal, COMMITTEE_READERS, association_id),
+        principal.associations_listed(COMMITTEE_READERS, association_id),
         limit,
         offset,
         on_agenda=True,
@@ -205,7 +194,7 @@ async def awaiting_correction(
     correction (`corrections`), the nearest deadline first: the window keeps running."""
     return _cases(
         runtime,
-        held_associations(principal, COMMITTEE_READERS, association_id),
+        principal.associations_listed(COMMITTEE_READERS, association_id),
         limit,
         offset,
         awaiting_correction=True,
@@ -224,7 +213,7 @@ async def researcher_queue(
     of the associations where the caller is a researcher."""
     return _cases(
         runtime,
-        held_associations(principal, (RESEARCHER,), association_id),
+        principal.associations_listed((RESEARCHER,), association_id),
         limit,
         offset,
         referral_open=True,
@@ -243,7 +232,7 @@ async def deadlines(
     """Undecided cases flagged by the scanner as approaching or past their deadline."""
     return _cases(
         runtime,
-        held_associations(principal, COMMITTEE_READERS, association_id),
+        principal.associations_listed(COMMITTEE_READERS, association_id),
         limit,
         offset,
         deadline_flagged=True,

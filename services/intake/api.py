@@ -382,25 +382,11 @@ async def list_cases(
     # as it always has, rather than a 422.
     assert runtime.views is not None
     limit = min(limit, 1000)
-    associations = (
-        [association_id] if association_id else principal.associations_with_any(*CASE_READERS)
-    )
+    associations = principal.associations_listed(CASE_READERS, association_id)
     filters: dict[str, Any] = {"status": status} if status else {}
-    if len(associations) == 1:
-        docs = runtime.views.find(
-            CASES, limit=limit, offset=offset, association_id=associations[0], **filters
-        )
-    else:
-        # Several associations: the first offset+limit of each, merged in the view's order.
-        merged = [
-            doc
-            for one in associations
-            for doc in runtime.views.find(
-                CASES, limit=offset + limit, offset=0, association_id=one, **filters
-            )
-        ]
-        merged.sort(key=lambda doc: (doc.get("sort_key") or "", doc["case_id"]))
-        docs = merged[offset : offset + limit]
+    docs = runtime.views.find(
+        CASES, limit=limit, offset=offset, association_id=associations, **filters
+    )
     return [with_labels(doc) for doc in docs]
 
 

@@ -131,47 +131,11 @@ async def list_surveys(
     (or of the one `association_id` names), without their tokens (a token answers
     the survey in the applicant's name)."""
     assert runtime.views is not None
-    held = (
-        [association_id]
-        if association_id is not None
-        else principal.associations_with(SURVEYS_OFFICER)
-    )
+    held = principal.associations_listed((SURVEYS_OFFICER,), association_id)
     filters: dict[str, Any] = {} if answered is None else {"answered": answered}
     limit, offset = max(0, min(limit, 1000)), max(0, offset)
-    if len(held) == 1:
-        docs = runtime.views.find(
-            SURVEYS, limit=limit, offset=offset, association_id=held[0], **filters
-        )
-    else:
-        docs = _among(runtime, set(held), filters, limit=limit, offset=offset)
+    docs = runtime.views.find(SURVEYS, limit=limit, offset=offset, association_id=held, **filters)
     return [without_token(doc) for doc in docs]
-
-
-def _among(
-    runtime: ServiceRuntime[SurveysApplication],
-    associations: set[str],
-    filters: dict[str, Any],
-    *,
-    limit: int,
-    offset: int,
-) -> list[dict[str, Any]]:
-    """One page of the invitations of several associations, in the view's order."""
-    assert runtime.views is not None
-    found: list[dict[str, Any]] = []
-    skipped, position, batch = 0, 0, 500
-    while len(found) < limit:
-        docs = runtime.views.find(SURVEYS, limit=batch, offset=position, **filters)
-        for doc in docs:
-            if doc["association_id"] not in associations:
-                continue
-            if skipped < offset:
-                skipped += 1
-            elif len(found) < limit:
-                found.append(doc)
-        if len(docs) < batch:
-            break
-        position += batch
-    return found
 
 
 def without_token(doc: dict[str, Any]) -> dict[str, Any]:
@@ -192,11 +156,7 @@ async def results(
     associations where the caller holds one of these roles.
     """
     assert runtime.views is not None
-    readable = (
-        {association_id}
-        if association_id is not None
-        else {a for role in (SURVEYS_OFFICER, AUDITOR) for a in principal.associations_with(role)}
-    )
+    readable = set(principal.associations_listed((SURVEYS_OFFICER, AUDITOR), association_id))
     docs = [doc for doc in runtime.views.iter_all(RESULTS) if doc["association_id"] in readable]
     report: dict[str, Any] = {
         "association_id": association_id,
