@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -264,6 +265,8 @@ class StreamUnavailable(RuntimeError):
     """
 
     def __init__(self, nats_url: str, reason: str):
+        # A URL may carry the user's password (nats://user:password@host): never shown.
+        nats_url = re.sub(r"//[^/@]*@", "//", nats_url)
         self.nats_url = nats_url
         self.reason = reason
         self.message = {

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             expected = sum(EVENTS_PER_CASE[run.kind] for run in report.completed)
-            events = asyncio.run(read_events(str(system.nats_url), expected))
+            events = asyncio.run(read_events(system.admin_nats_url, expected))
             memory = process_memory(system)
 
     publish, hop = latencies(events)

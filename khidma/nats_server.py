@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -146,15 +148,76 @@ def local_copy_of_config(
 
 
 def secured_nats_server(
-    directory: Path, passwords: dict[str, str], config: Path = DEPLOY_NATS_CONFIG
+    directory: Path,
+    passwords: dict[str, str],
+    config: Path = DEPLOY_NATS_CONFIG,
+    *,
+    store_dir: Path | None = None,
+    log_file: Path | None = None,
 ) -> NatsServer:
     """A nats-server running the deployment's configuration (users and permissions).
 
     `passwords` maps each user (the four services and `admin`) to its password;
-    they reach the server as the environment variables the configuration reads.
+    they reach the server as the environment variables the configuration reads,
+    never its files. The configuration's copy goes to `directory`; the JetStream
+    store to `store_dir` (default: `directory/jetstream`).
     """
     port = free_port()
-    store = directory / "jetstream"
+    store = store_dir or directory / "jetstream"
     path = local_copy_of_config(config, directory, port=port, store_dir=store)
     env = {f"{user.upper()}_NATS_PASSWORD": password for user, password in passwords.items()}
-    return NatsServer(store, port=port, config_file=path, log_file=directory / "nats.log", env=env)
+    return NatsServer(
+        store, port=port, config_file=path, log_file=log_file or directory / "nats.log", env=env
+    )
+
+
+NATS_ADMIN = "admin"
+NATS_USERS: tuple[str, ...] = (*SERVICE_USERS, NATS_ADMIN)
+
+
+def embedded_credentials(path: Path) -> dict[str, str]:
+    """The embedded server's password of each user (the four services and `admin`).
+
+    Made on the first start and kept in `path` (0600, its folder 0700), so that an
+    operator's audit or backup keeps working across restarts; a user missing from
+    an older file gets a new password.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    # NATS reads them as configuration values: a letter first, then only URL-safe
+    # characters (a leading digit or `-` would be misread; docs/operations.md).
+    passwords = {user: known.get(user) or "k" + secrets.token_urlsafe(24) for user in NATS_USERS}
+    if passwords != known:
+        # Written whole through a new file created 0600: never readable by others, not even briefly.
+        partial = path.with_suffix(".tmp")
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(passwords, file, indent=2)
+        partial.replace(path)
+    path.chmod(0o600)
+    return passwords
+
+
+def declare_stream(url: str, admin_password: str, env: dict[str, str] | None = None) -> None:
+    """The init step of compose (`python -m shared.stream declare` as `admin`), run
+    before the services, whose own users may only read what it declared. `env` is
+    the services' environment, so the durables match what they expect."""
+    environment = {
+        **os.environ,
+        **(env or {}),
+        "KHIDMA_NATS_URL": url,
+        "KHIDMA_NATS_USER": NATS_ADMIN,
+        "KHIDMA_NATS_PASSWORD": admin_password,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.stream", "declare", "--wait", "20"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the stream was not declared:\n{result.stderr[-3000:]}")

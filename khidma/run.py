@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from khidma.nats_server import NatsServer, environment_nats_url, free_port
+from khidma.nats_server import (
+    NATS_ADMIN,
+    NatsServer,
+    declare_stream,
+    embedded_credentials,
+    environment_nats_url,
+    free_port,
+    secured_nats_server,
+)
 from khidma.processes import SERVICES, ServiceProcess, pick_port
 from services.identity.main import IdentitySettings, open_identity
 from shared.errors import Refused
@@ -27,6 +35,8 @@ IDENTITY = "identity"
 FIRST_ADMIN = "admin"
 
 ENDPOINTS_FILE = "endpoints.json"
+NATS_CONFIG_DIR = "nats-config"
+NATS_CREDENTIALS_FILE = "credentials.json"
 
 
 @dataclass
@@ -36,26 +46,26 @@ class EmbeddedSystem:
     service_env: dict[str, str] = field(default_factory=dict)
     fixed_ports: bool = True
     nats: NatsServer | None = None
+    # The embedded server's users (each service and `admin`) and their passwords.
+    nats_passwords: dict[str, str] = field(default_factory=dict)
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     # The first administrator's one-time password, when this start created them.
     admin_password: str | None = None
 
     def start(self) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.nats_url:
-            self.nats = NatsServer(
-                self.data_dir / "nats", log_file=self.data_dir / "nats-server.log"
-            ).start()
-            self.nats_url = self.nats.url
+        self.data_dir.chmod(0o700)
         try:
+            if not self.nats_url:
+                self._start_nats()
             trust = self._start_identity()
             for name in SERVICES:
                 process = ServiceProcess(
                     name,
-                    self.nats_url,
+                    str(self.nats_url),
                     self.data_dir,
                     port=pick_port(name) if self.fixed_ports else 0,
-                    env={**trust, **self.service_env},
+                    env={**trust, **self._nats_login(name), **self.service_env},
                 )
                 self.services[name] = process
                 process.start()
@@ -64,6 +74,41 @@ class EmbeddedSystem:
             raise
         self.write_endpoints()
         return self
+
+    def _start_nats(self) -> None:
+        """The deployment's NATS configuration, one user per service as under compose,
+        then the init step declares the stream and the durables as `admin`."""
+        config = self.data_dir / NATS_CONFIG_DIR
+        self.nats_passwords = embedded_credentials(config / NATS_CREDENTIALS_FILE)
+        self.nats = secured_nats_server(
+            config,
+            self.nats_passwords,
+            store_dir=self.data_dir / "nats",
+            log_file=self.data_dir / "nats-server.log",
+        ).start()
+        self.nats_url = self.nats.url
+        declare_stream(self.nats_url, self.nats_passwords[NATS_ADMIN], self.service_env)
+
+    def _nats_login(self, service: str) -> dict[str, str]:
+        if service not in self.nats_passwords:
+            return {}  # NATS_URL named a server of the operator's: its own users, if any
+        return {
+            "KHIDMA_NATS_USER": service,
+            "KHIDMA_NATS_PASSWORD": self.nats_passwords[service],
+        }
+
+    @property
+    def admin_nats_url(self) -> str:
+        """The server's URL with the `admin` user's credentials, for reading the stream
+        (the audit, the benchmark, the tests)."""
+        url = str(self.nats_url)
+        if NATS_ADMIN not in self.nats_passwords:
+            return url
+        return url.replace("nats://", f"nats://{NATS_ADMIN}:{self.nats_passwords[NATS_ADMIN]}@", 1)
+
+    @property
+    def nats_credentials_file(self) -> Path:
+        return self.data_dir / NATS_CONFIG_DIR / NATS_CREDENTIALS_FILE
 
     def _start_identity(self) -> dict[str, str]:
         """Starts the issuer; returns what the other services need to trust it."""
@@ -102,6 +147,11 @@ class EmbeddedSystem:
             "nats": str(self.nats_url),
             **urls,
             "surveys_outbox": str(self.surveys_outbox.resolve()),
+            **(
+                {"nats_credentials": str(self.nats_credentials_file.resolve())}
+                if self.nats_passwords
+                else {}
+            ),
         }
 
     def write_endpoints(self) -> Path:
@@ -181,8 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, TimeoutError) as error:
         print(f"Khidma did not start: {error}", file=sys.stderr)
         return 1
-    origin = "NATS_URL" if nats_url else "embedded, JetStream in " + str(args.data_dir / "nats")
-    print(f"  nats          {system.nats_url}  ({origin})")
+    if nats_url:
+        print(f"  nats          {system.nats_url}  (NATS_URL)")
+    else:
+        print(
+            f"  nats          {system.nats_url}  (embedded, JetStream in {args.data_dir / 'nats'}; "
+            f"one user per service, the admin's password in {system.nats_credentials_file})"
+        )
     for name, process in system.services.items():
         print(
             f"  {name:<13} {process.url}  (ready {process.url}/ready, metrics {process.url}/metrics, API {process.url}/docs)"

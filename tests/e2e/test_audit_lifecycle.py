@@ -78,9 +78,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             clock_file.write_text("0")
         for run in runs:
             assert run.error is None, f"{run.kind}: {run.error}"
-        settings = AuditSettings(data_dir=data_dir, nats_url=system.nats_url)
+        settings = AuditSettings(data_dir=data_dir, nats_url=system.admin_nats_url)
         wait_for(
-            lambda: sum(1 for _ in replay_stream(str(system.nats_url), idle_timeout=0.5)) == EXPECTED_STREAM_EVENTS
+            lambda: sum(1 for _ in replay_stream(system.admin_nats_url, idle_timeout=0.5)) == EXPECTED_STREAM_EVENTS
             and not list(crosscheck_system(settings)),
             timeout=30, what="every event on the stream and the stores agreeing with it",
         )

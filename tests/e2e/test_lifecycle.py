@@ -58,7 +58,7 @@ def case_events(system: EmbeddedSystem, case_id: str, count: int) -> list[dict[s
     return wait_for(
         lambda: (
             messages
-            if len(messages := stream_messages_sync(str(system.nats_url), f"khidma.*.{case_id}.*")) >= count
+            if len(messages := stream_messages_sync(system.admin_nats_url, f"khidma.*.{case_id}.*")) >= count
             else None
         ),
         timeout=20,

@@ -89,7 +89,7 @@ def wait_for_events_of(system: EmbeddedSystem, case_id: str, count: int) -> list
     messages = wait_for(
         lambda: (
             found
-            if len(found := stream_messages_sync(str(system.nats_url), f"khidma.*.{case_id}.*")) >= count
+            if len(found := stream_messages_sync(system.admin_nats_url, f"khidma.*.{case_id}.*")) >= count
             else None
         ),
         timeout=20, what=f"{count} events of the old case {case_id} on the stream",
@@ -152,7 +152,7 @@ def test_an_old_approved_case_is_still_delivered_and_surveyed_onto_the_stream(up
     assert delivered["correlation_id"] == events[0]["event_id"]
     assert get(upgraded, "intake", f"/cases/{case['case_ref']}")["status"] == "delivered"
     # The old history and today's events agree, store against stream.
-    settings = AuditSettings(data_dir=upgraded.data_dir, nats_url=upgraded.nats_url)
+    settings = AuditSettings(data_dir=upgraded.data_dir, nats_url=upgraded.admin_nats_url)
     wait_for(lambda: not list(crosscheck_system(settings)), timeout=20, what="the stores and the stream agreeing")
 
 
