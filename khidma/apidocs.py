@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from shared.personal.master import MasterKeys
 from shared.asyncapi import SERVICES, system_asyncapi
 from shared.auth import IssuerSettings, Verifier
 
@@ -45,6 +46,7 @@ def service_documents(service: str, data_dir: Path) -> tuple[dict[str, Any], dic
         if name.endswith("Settings") and name != "ServiceSettings" and isinstance(value, type)
     )
     settings = settings_class(nats_url="nats://nats:4222", data_dir=data_dir / service)
+    MasterKeys.ensure(settings.master_key_path)  # a throwaway key: nothing is sealed
     api = main.build(settings, verifier=DOCUMENTATION_VERIFIER)
     runtime = api.state.runtime
     try:

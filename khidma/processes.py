@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from khidma.nats_server import free_port, port_is_free
+from shared.personal.master import MasterKeys
 
 SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
 DEFAULT_PORTS = {
@@ -55,6 +56,10 @@ class ServiceProcess:
             **self.env,
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if "KHIDMA_MASTER_KEY_FILE" not in environment:
+            # The embedded runner's master key, made on the first start (a service
+            # itself never makes one: without it, it stops).
+            MasterKeys.ensure(self.data_dir / "master-key.json")
         log_path = self.log_file or self.data_dir / f"{self.name}.log"
         output = open(log_path, "ab")  # noqa: SIM115 — the child writes to it for its whole life
         self.process = subprocess.Popen(

@@ -51,6 +51,17 @@ class Actor(Contract):
     role: str | None = Field(default=None, max_length=100, exclude_if=_is_none)
 
 
+class Sealed(Contract):
+    """A personal value sealed under its data subject's key (shared/personal):
+    AES-256-GCM, base64 of the nonce and the ciphertext. Unreadable once the
+    subject's key is destroyed (an erasure)."""
+
+    sealed: Literal["v1"]
+    key: str = Field(min_length=1, max_length=64)
+    data: str = Field(min_length=1)
+    shape: str | None = Field(default=None, exclude_if=_is_none)
+
+
 class Applicant(Contract):
     national_id: str = Field(min_length=1, max_length=20)
     name: str = Field(min_length=1, max_length=200)
@@ -100,10 +111,25 @@ class RequestReceivedPayload(Contract):
     channel: str = Field(min_length=1, max_length=64)
     channel_ref: str = Field(min_length=1, max_length=200)
     service_code: str = Field(min_length=1, max_length=64)
-    applicant: Applicant
-    fields: dict[str, Any] = Field(default_factory=dict)
-    documents: list[Document] = Field(default_factory=list)
-    attestation: Attestation | None = None
+    # Personal data: sealed on the stream under the applicant's key (`personal_key`);
+    # plain only in events published before encryption.
+    applicant: Sealed | Applicant
+    fields: Sealed | dict[str, Any] = Field(default_factory=dict)
+    documents: Sealed | list[Document] = Field(default_factory=list)
+    attestation: Sealed | Attestation | None = None
+    personal_key: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the id of the applicant's key the personal fields are sealed with",
+        exclude_if=_is_none,
+    )
+    subject_index: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{40}$",
+        description="the keyed blind index (HMAC) of the applicant's national id within "
+        "the association: finds their requests and standing without the number",
+        exclude_if=_is_none,
+    )
     submitted_at: AwareDatetime | None = Field(
         default=None,
         description="when the applicant submitted this data: validity is judged at that time",

@@ -17,6 +17,9 @@ COMMITTEE_CHAIR = "committee_chair"
 SURVEYS_OFFICER = "surveys_officer"
 AUDITOR = "auditor"
 ADMIN = "admin"
+# The data protection officer: records erasure requests and legal holds, and
+# exports what Khidma holds on one person (the PDPL's data subject rights).
+PRIVACY_OFFICER = "privacy_officer"
 
 ROLES: tuple[str, ...] = (
     FRONT_DESK,
@@ -27,6 +30,7 @@ ROLES: tuple[str, ...] = (
     SURVEYS_OFFICER,
     AUDITOR,
     ADMIN,
+    PRIVACY_OFFICER,
 )
 
 # A machine client (a channel adapter) holds, in each association it serves,

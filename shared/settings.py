@@ -37,6 +37,19 @@ class ServiceSettings(BaseSettings):
     postgres_password: str = ""
     postgres_schema: str | None = None
 
+    master_key_file: Path | None = Field(
+        default=None,
+        description="the master key file that wraps every subject key (default "
+        "data_dir/master-key.json; under compose a secret); a service stops at start "
+        "without it",
+    )
+    keyring_file: Path | None = Field(
+        default=None,
+        description="the subject keys' SQLite file, shared by the services (default "
+        "data_dir/subject-keys.sqlite); with store=postgres, the schema keyring_schema",
+    )
+    keyring_schema: str = "subject_keys"
+
     stream_replicas: int = Field(default=1, ge=1, le=5)
     duplicate_window_seconds: int = Field(default=600, ge=120)
     max_deliveries: int = Field(default=5, ge=1)
@@ -82,6 +95,14 @@ class ServiceSettings(BaseSettings):
         if self.postgres_schema is None:
             self.postgres_schema = self.service_name
         return self
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "master-key.json"
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.keyring_file or self.data_dir / "subject-keys.sqlite"
 
     @property
     def views_file(self) -> Path:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
     IntegrityError,
+    Mapper,
     Notification,
     ProcessRecorder,
     Tracking,
@@ -28,6 +29,8 @@ from eventsourcing.sqlite import SQLiteRecorder
 from shared.access_log import Access
 from shared.chain import chained_process_recorder
 from shared.clock import Clock, SystemClock
+from shared.personal.mapper import PersonalDataMapper
+from shared.personal.sealing import Sealer
 from shared.policy import PolicyPack
 
 T = TypeVar("T")
@@ -56,10 +59,18 @@ class ServiceApplication(Application):
         env: dict[str, str] | None = None,
         clock: Clock | None = None,
         packs: Mapping[str, PolicyPack] | None = None,
+        sealer: Sealer | None = None,
     ):
+        # Before the library builds the mapper, which seals personal attributes with it.
+        self.sealer = sealer
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
         self.packs: dict[str, PolicyPack] = dict(packs or {})
+
+    def construct_mapper(self) -> Mapper[Any]:
+        # Personal attributes are sealed before anything is written (shared/personal).
+        base = super().construct_mapper()
+        return PersonalDataMapper(base, self.sealer) if self.sealer else base
 
     def construct_recorder(self) -> ProcessRecorder:
         # The process recorder, extended so that every recorded event is also

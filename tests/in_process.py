@@ -27,6 +27,7 @@ import httpx
 from eventsourcing.persistence import Tracking
 from fastapi import FastAPI
 
+from shared.personal import MasterKeys, Sealer, open_keyring
 from shared.auth import verifier_from_environment
 from shared.clock import Clock
 from shared.consumer import Handler
@@ -183,11 +184,16 @@ async def start_in_process(
     FastAPI lifespan; `stack` stops it and closes its client."""
     parts = assembly(service)
     settings = parts.settings(nats_url=UNUSED_NATS_URL, data_dir=data_dir)
+    # As the embedded runner does: the master key file made on the first start.
+    MasterKeys.ensure(settings.master_key_path)
+    keyring = open_keyring(settings)
+    stack.callback(keyring.close)
     app = open_application(
         parts.application,
         settings.eventsourcing_env(),
         clock=clock,
         packs=load_packs(DEFAULT_POLICIES_DIR),
+        sealer=Sealer(keyring),
         **parts.options(settings),
     )
     runtime = InProcessRuntime(

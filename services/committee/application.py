@@ -21,6 +21,7 @@ from shared.consumer import RetryLater
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import DataVerified, ReferredToResearcher, RequestReceived
+from shared.personal import Sealer
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
 
@@ -42,8 +43,9 @@ class CommitteeApplication(ServiceApplication):
         window_days: int = DEFAULT_WINDOW_DAYS,
         packs: Mapping[str, PolicyPack] | None = None,
         warning_days: int = DEFAULT_WARNING_DAYS,
+        sealer: Sealer | None = None,
     ):
-        super().__init__(env, clock, packs)
+        super().__init__(env, clock, packs, sealer)
         if window_days < 1:
             raise ValueError("the decision window is at least one day")
         if warning_days < 0:

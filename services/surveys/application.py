@@ -27,6 +27,7 @@ from services.surveys.invitations import (
 )
 from shared.consumer import RetryLater
 from shared.events import CommitteeDecided, Ratings, RequestReceived, ServiceDelivered
+from shared.personal.requests import open_request
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
 
@@ -56,6 +57,9 @@ class SurveysApplication(ServiceApplication):
 
     def on_request_received(self, event: RequestReceived, processing: ProcessingEvent) -> None:
         payload = event.payload
+        request = open_request(payload, self.sealer)
+        phone = request.applicant.phone if request.applicant else None
+        email = request.applicant.email if request.applicant else None
         survey = self._find(event.case_id)
         if survey is None:
             survey = Survey(
@@ -65,9 +69,9 @@ class SurveysApplication(ServiceApplication):
                 correlation_id=event.correlation_id,
                 channel=payload.channel,
                 service_code=payload.service_code,
-                phone=payload.applicant.phone,
-                email=payload.applicant.email,
-                language=preferred_language(payload.fields),
+                phone=phone,
+                email=email,
+                language=preferred_language(request.fields),
                 revision=payload.revision,
             )
         else:
@@ -77,9 +81,9 @@ class SurveysApplication(ServiceApplication):
                 revision=payload.revision,
                 channel=payload.channel,
                 service_code=payload.service_code,
-                phone=payload.applicant.phone,
-                email=payload.applicant.email,
-                language=preferred_language(payload.fields),
+                phone=phone,
+                email=email,
+                language=preferred_language(request.fields),
             )
         processing.collect_events(survey)
 

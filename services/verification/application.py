@@ -26,6 +26,7 @@ from shared.access_log import CASE_FILE, MEMBER_RECORD
 from shared.dates import both_calendars, local_day
 from shared.errors import NotFound, association_not_served
 from shared.events import RequestReceived
+from shared.personal.requests import open_request
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
 
@@ -59,6 +60,13 @@ class VerificationApplication(ServiceApplication):
         The same revision arriving again, or an older one, changes nothing.
         """
         payload = event.payload
+        request = open_request(payload, self.sealer)
+        if request.applicant is None:
+            log.warning(
+                "the request's personal data was erased before it was verified; ignoring it",
+                extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
+            )
+            return
         # Validity is judged at the applicant's submission (of this revision), never at "now".
         submitted_at = payload.submitted_at or event.occurred_at
         data: RevisionToCheck = {
@@ -67,16 +75,16 @@ class VerificationApplication(ServiceApplication):
             "service_code": payload.service_code,
             "channel": payload.channel,
             "submitted_at": submitted_at,
-            "applicant": payload.applicant.model_dump(mode="json"),
+            "applicant": request.applicant.model_dump(mode="json"),
             "attestation": (
-                payload.attestation.model_dump(mode="json") if payload.attestation else None
+                request.attestation.model_dump(mode="json") if request.attestation else None
             ),
-            "fields": payload.fields,
-            "documents": [document.model_dump(mode="json") for document in payload.documents],
+            "fields": request.fields,
+            "documents": [document.model_dump(mode="json") for document in request.documents],
             "pack": self.packs.get(event.association_id),
             "standing": self._standing(
                 event.association_id,
-                payload.applicant.national_id.strip(),
+                request.applicant.national_id.strip(),
                 submitted_at,
             ),
         }

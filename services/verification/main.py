@@ -13,6 +13,8 @@ from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
+from shared.personal import Sealer
+from shared.personal.keyring import open_keyring_or_exit
 from shared.policy_loader import load_packs_or_exit
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
@@ -32,6 +34,7 @@ def build(
         VerificationApplication,
         settings.eventsourcing_env(),
         clock=clock or clock_from(settings.clock_file),
+        sealer=Sealer(open_keyring_or_exit(settings)),
         packs=packs,
     )
     runtime = ServiceRuntime(

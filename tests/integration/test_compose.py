@@ -21,6 +21,7 @@ import re
 import secrets
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 from uuid import uuid4
@@ -43,6 +44,7 @@ from khidma.compose import (
 )
 from khidma.nats_server import SERVICE_USERS, free_port, secured_nats_server
 from khidma.signin import StaticStaff
+from shared.personal.master import MasterKeys
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests.auth import ISSUER, auth_environment
 from khidma.simulate import CaseDriver, Endpoints
@@ -59,7 +61,9 @@ SECRETS = (
     "SURVEYS_NATS_PASSWORD",
     "ADMIN_NATS_PASSWORD",
 )
-REQUIRED = (*SECRETS, "SURVEYS_PUBLIC_BASE_URL")
+REQUIRED = (*SECRETS, "KHIDMA_MASTER_KEY_FILE", "SURVEYS_PUBLIC_BASE_URL")
+MASTER_KEY_SECRET = "/run/secrets/master-key"
+
 SERVICES = SERVICE_USERS
 PUBLIC_BASE_URL = "https://surveys.example.org"
 
@@ -68,8 +72,15 @@ def dot_env() -> dict[str, str]:
     """What an operator's .env would hold: fresh secrets and the surveys' address."""
     return {
         **{name: "k" + secrets.token_urlsafe(18) for name in SECRETS},
+        "KHIDMA_MASTER_KEY_FILE": str(master_key_file()),
         "SURVEYS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
     }
+
+
+def master_key_file() -> Path:
+    """The operator's master key file (`python -m shared.personal create-key`), made once."""
+    path = Path(tempfile.gettempdir()) / f"khidma-compose-master-{os.getpid()}.json"
+    return MasterKeys.ensure(path).path
 
 
 def test_the_compose_file_validates_against_the_compose_specification() -> None:
@@ -271,6 +282,13 @@ class ComposeRun:
         )
         assert done.returncode == 0, done.stderr
 
+    def keyring_schema(self, name: str) -> str:
+        """The one schema every service shares, unique to this run."""
+        schema = f"compose_{self.run_id}_{name}"
+        if schema not in self.schemas:
+            self.schemas.append(schema)
+        return schema
+
     def localise(self, name: str, env: dict[str, str]) -> dict[str, str]:
         """What a container's network would resolve, pointed at this machine."""
         schema = f"compose_{self.run_id}_{env['KHIDMA_POSTGRES_SCHEMA']}"
@@ -279,6 +297,13 @@ class ComposeRun:
         assert env["KHIDMA_POSTGRES_HOST"] == "postgres"
         assert env["KHIDMA_DATA_DIR"] == "/data"
         local_data = self.root / name
+        secret = {}
+        if "KHIDMA_MASTER_KEY_FILE" in env:  # the services', not the identity service's
+            assert env["KHIDMA_MASTER_KEY_FILE"] == MASTER_KEY_SECRET  # compose's secret
+            secret = {
+                "KHIDMA_MASTER_KEY_FILE": self.env["KHIDMA_MASTER_KEY_FILE"],
+                "KHIDMA_KEYRING_SCHEMA": self.keyring_schema(env["KHIDMA_KEYRING_SCHEMA"]),
+            }
         paths = {  # files under the container's /data (a volume there), under the local one
             key: str(local_data / Path(value).relative_to("/data"))
             for key, value in env.items()
@@ -293,6 +318,7 @@ class ComposeRun:
             "KHIDMA_POSTGRES_DBNAME": str(POSTGRES_DSN["dbname"]),
             "KHIDMA_POSTGRES_USER": str(POSTGRES_DSN["user"]),
             "KHIDMA_POSTGRES_SCHEMA": schema,
+            **secret,
             "KHIDMA_HTTP_HOST": "127.0.0.1",
             "KHIDMA_HTTP_PORT": str(free_port()),
             "KHIDMA_DATA_DIR": str(local_data),
