@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shared.personal.master import MasterKeys
 from shared.asyncapi import SERVICES, system_asyncapi
 from shared.auth import IssuerSettings, Verifier
+from shared.personal.master import MasterKeys
 
 # The documents describe the routes, not who may call them today: an issuer
 # with no keys, so that no token could pass while they are generated.
