@@ -75,12 +75,18 @@ class NatsServer:
             command += ["-c", str(self.config_file)]
         else:
             command += ["-js", "-sd", str(self.store_dir)]
-        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 — the child writes to it for its whole life
+        output = (
+            os.fdopen(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+            if self.log_file
+            else subprocess.DEVNULL
+        )
         self.process = subprocess.Popen(
             command,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # The JetStream files hold every event, kept for the audit: the server's own.
+            umask=0o077,
             env={**os.environ, **self.env} if self.env else None,
         )
         deadline = time.monotonic() + timeout

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from khidma.nats_server import free_port, port_is_free
+from shared.files import PRIVATE_UMASK
 from shared.personal.master import MasterKeys
 
 SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
@@ -61,13 +62,15 @@ class ServiceProcess:
             # itself never makes one: without it, it stops).
             MasterKeys.ensure(self.data_dir / "master-key.json")
         log_path = self.log_file or self.data_dir / f"{self.name}.log"
-        output = open(log_path, "ab")  # noqa: SIM115 — the child writes to it for its whole life
+        # The log is the service's own (0600): a line may name a case.
+        output = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],
             cwd=PROJECT_ROOT,
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
+            umask=PRIVATE_UMASK,
         )
         output.close()
         self.wait_ready(timeout, log_path)

@@ -30,6 +30,7 @@ from khidma.nats_server import (
 from khidma.processes import SERVICES, ServiceProcess, pick_port
 from services.identity.main import IdentitySettings, open_identity
 from shared.errors import Refused
+from shared.files import keep_private
 
 IDENTITY = "identity"
 FIRST_ADMIN = "admin"
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     args = parser.parse_args(argv)
+    keep_private(args.data_dir)
 
     stopping = threading.Event()
     # Both explicitly: a shell that starts us in the background hands us SIGINT

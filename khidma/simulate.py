@@ -98,6 +98,8 @@ class CaseRun:
     finished: float = 0.0
     error: str | None = None
     steps: list[str] = field(default_factory=list)
+    # Who applied: their national id, name, phone and e-mail (each case its own).
+    applicant: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -198,6 +200,23 @@ TEMPLATES: dict[str, RequestTemplate] = {
 }
 
 
+GIVEN_NAMES = ("فاطمة", "نورة", "عبدالله", "محمد", "سارة", "خالد", "هيفاء", "تركي")
+FAMILY_NAMES = ("الزهراني", "القحطاني", "العتيبي", "الشمري", "الدوسري", "الحربي")
+
+
+def simulated_applicant(rng: random.Random | None = None) -> dict[str, str]:
+    """A person as an applicant writes themselves: an Arabic name, a mobile number,
+    an e-mail address; each unique, so that a test can look for them anywhere."""
+    rng = rng or random.Random()
+    serial = rng.randrange(10**6)
+    return {
+        "national_id": national_id(rng),
+        "name": f"{rng.choice(GIVEN_NAMES)} {rng.choice(FAMILY_NAMES)} {serial:06d}",
+        "phone": f"05{rng.randrange(10**8):08d}",
+        "email": f"applicant.{serial:06d}.{rng.randrange(10**4):04d}@example.org",
+    }
+
+
 def national_id(rng: random.Random | None = None, resident: bool = False) -> str:
     """A random Saudi national id (1…) or iqama (2…) number with a valid check digit."""
     digits = ("2" if resident else "1") + "".join(
@@ -253,13 +272,14 @@ class CaseDriver:
         kind = run.kind
         association = scenario.association_id
         template = TEMPLATES[association]
-        applicant_id = national_id()
+        run.applicant = simulated_applicant()
+        applicant_id = run.applicant["national_id"]
         if template.members_only:
             await self._put(
                 As(ADMIN),
                 f"{self.endpoints.verification}/members/{association}/{applicant_id}",
                 {
-                    "name": "Simulated member",
+                    "name": run.applicant["name"],
                     "joined_on": "2020-01-01",
                     "status": "good",
                     "status_since": "2020-01-01",
@@ -269,7 +289,7 @@ class CaseDriver:
         attestation = {
             "attested": True,
             "method": "in_person",
-            "attested_by": "Simulated applicant",
+            "attested_by": run.applicant["name"],
         }
         held_back = next(iter(fields)) if scenario.incomplete_first else None
         submitted = await self._post(
@@ -280,11 +300,7 @@ class CaseDriver:
                 "channel": random.choice(template.channels),
                 "channel_ref": f"sim-{uuid4()}",
                 "service_code": template.service_code,
-                "applicant": {
-                    "national_id": applicant_id,
-                    "name": "Simulated applicant",
-                    "phone": "0500000000",
-                },
+                "applicant": run.applicant,
                 "fields": {k: v for k, v in fields.items() if k != held_back},
                 "documents": [
                     EXPIRED_ID_CARD if kind == "corrected" and d is ID_CARD else d

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
@@ -107,3 +109,12 @@ def survey_token(outbox: Path, case_id: object, timeout: float = 15.0) -> str:
         what=f"the invitation of {case_id} in {outbox}",
     )
     return token_of_link(link)
+
+
+def master_key_file() -> Path:
+    """An operator's master key file for compose's secret (`python -m shared.personal
+    create-key`), made once per test process."""
+    from shared.personal.master import MasterKeys
+
+    path = Path(tempfile.gettempdir()) / f"khidma-compose-master-{os.getpid()}.json"
+    return MasterKeys.ensure(path).path

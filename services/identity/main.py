@@ -21,6 +21,7 @@ from services.identity.keys import KeyFile
 from services.identity.tokens import TokenPolicy
 from shared.auth import FunctionJwks, IssuerSettings, Verifier
 from shared.clock import Clock, clock_from
+from shared.files import keep_private
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
 from shared.policy_loader import load_packs_or_exit
@@ -160,6 +161,7 @@ def build(
 
 def main() -> None:
     settings = load_settings(IdentitySettings)
+    keep_private(settings.data_dir)
     configure_logging(settings.service_name, settings.log_level)
     serve(build(settings), settings)
 

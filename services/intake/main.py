@@ -11,6 +11,7 @@ from services.intake.integration import TRANSLATORS
 from services.intake.views import project
 from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
+from shared.files import keep_private
 from shared.http import create_http_app, serve
 from shared.logging import configure_logging
 from shared.personal import Sealer
@@ -52,6 +53,7 @@ def build(
 
 def main() -> None:
     settings = load_settings(IntakeSettings)
+    keep_private(settings.data_dir)
     configure_logging(settings.service_name, settings.log_level)
     serve(build(settings), settings)
 

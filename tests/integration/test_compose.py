@@ -21,7 +21,6 @@ import re
 import secrets
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 from uuid import uuid4
@@ -44,12 +43,11 @@ from khidma.compose import (
 )
 from khidma.nats_server import SERVICE_USERS, free_port, secured_nats_server
 from khidma.signin import StaticStaff
-from shared.personal.master import MasterKeys
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests.auth import ISSUER, auth_environment
 from khidma.simulate import CaseDriver, Endpoints
 from tests.conftest import POSTGRES_DSN
-from tests.helpers import stream_messages_sync, wait_for
+from tests.helpers import master_key_file, stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +74,6 @@ def dot_env() -> dict[str, str]:
         "SURVEYS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
     }
 
-
-def master_key_file() -> Path:
-    """The operator's master key file (`python -m shared.personal create-key`), made once."""
-    path = Path(tempfile.gettempdir()) / f"khidma-compose-master-{os.getpid()}.json"
-    return MasterKeys.ensure(path).path
 
 
 def test_the_compose_file_validates_against_the_compose_specification() -> None:

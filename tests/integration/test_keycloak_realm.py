@@ -46,6 +46,8 @@ from uuid import uuid4
 import jsonschema
 import jwt
 import pytest
+
+from tests.helpers import master_key_file
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from khidma.compose import (
@@ -112,6 +114,7 @@ def dot_env() -> dict[str, str]:
     env = {name: "k" + secrets.token_urlsafe(18) for name in names if "PASSWORD" in name}
     env |= {name: "k" + secrets.token_urlsafe(24) for name in names if name.endswith("_SECRET")}
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
+    env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
     return env
 
 

@@ -1,0 +1,31 @@
+"""The files a service creates are its own: 0600, their folders 0700.
+
+Stores, read models, logs and outboxes hold personal data (even sealed, they
+say who applied when): nobody but the service's user reads them. The umask makes
+every file the process creates private from the start; files made by an older
+version are tightened once at start.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+PRIVATE_UMASK = 0o077
+
+
+def keep_private(folder: Path) -> None:
+    """From now on this process creates only private files; `folder` (the data
+    folder) and what is already in it become private too."""
+    os.umask(PRIVATE_UMASK)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in [folder, *folder.rglob("*")]:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:  # removed meanwhile (a WAL file checkpointed away)
+            continue
+        if stat.S_ISLNK(info.st_mode) or not info.st_mode & 0o077:
+            continue
+        path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
