@@ -26,6 +26,8 @@ from typing import Any
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from khidma.bench_personal import measure as measure_encryption
+from khidma.bench_personal import report_lines
 from khidma.run import EmbeddedSystem
 from khidma.simulate import DEFAULT_MIX, Endpoints, parse_mix, plan, print_progress, simulate
 
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
         f"note: {POLLING_NOTE}.",
     ]
+    encryption = measure_encryption()
+    lines += report_lines(encryption)
     if report.failed:
         lines.append(report.summary())
     print("\n".join(line for line in lines if line))
@@ -190,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in hop.items()
         },
         "peak_memory_kib": memory,
+        "encryption": encryption,
         "note": POLLING_NOTE,
     }
     path = args.output / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
