@@ -61,6 +61,8 @@ def submitted_case(fields=FIELDS, documents=DOCUMENTS, attest=None) -> Case:
         actor={"kind": "adapter", "id": "website"},
         submitted_at=datetime(2026, 11, 21, tzinfo=timezone.utc),
         access_code_hash=None,
+        personal_key=None,
+        subject_index=None,
     )
 
 
@@ -259,7 +261,10 @@ def test_numbering_takes_consecutive_numbers_per_association_and_year():
 
 def test_the_open_request_index_is_released_only_for_its_case():
     first, other = uuid4(), uuid4()
-    index = OpenRequest(association_id="sidr", national_id="1", service_code="seedlings", case_id=first)
+    index = OpenRequest(
+        association_id="sidr", service_code="seedlings", case_id=first, subject_index="ab" * 20,
+        national_id=None,
+    )
     index.release(other)
     assert index.case_id == first
     index.release(first)
