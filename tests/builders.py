@@ -15,7 +15,8 @@ make the event valid, not to be relied on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -190,3 +191,30 @@ def opened_payload(payload: Mapping[str, Any], keyring: SubjectKeyring) -> dict[
         **payload,
         **{name: sealer.shown(payload.get(name)) for name in PERSONAL_FIELDS if name in payload},
     }
+
+
+def encodings(text: str) -> set[bytes]:
+    """The ways a text can lie in a file or a message: UTF-8, JSON's \\uXXXX escapes
+    (either case), UTF-16."""
+    escaped = json.dumps(text)[1:-1]
+    return {
+        text.encode("utf-8"),
+        escaped.encode("ascii"),
+        escaped.upper().replace("\\U", "\\u").encode("ascii"),
+        text.encode("utf-16-le"),
+    }
+
+
+def plaintext_in(data: bytes, secrets: Iterable[str]) -> list[str]:
+    """Which of the secrets the bytes hold, in any of their encodings."""
+    return [secret for secret in secrets if any(form in data for form in encodings(secret))]
+
+
+def plaintext_in_files(folder: Path, secrets: Iterable[str]) -> list[str]:
+    """Which secrets any file under the folder holds (`'secret' in path`)."""
+    secrets = list(secrets)
+    return [
+        f"{secret!r} in {path.relative_to(folder)}"
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+        for secret in plaintext_in(path.read_bytes(), secrets)
+    ]
