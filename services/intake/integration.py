@@ -167,9 +167,19 @@ def service_delivered(event: Any) -> IntegrationEvent:
 
 def translators(sealer: Sealer | None) -> dict[str, Translator]:
     """The outbox's translators, by domain event topic; the requests sealed with `sealer`."""
+
+    def sealed_request_received(event: Any) -> IntegrationEvent:
+        return request_received(event, sealer)
+
+    def sealed_request_received_again(event: Any) -> IntegrationEvent:
+        return request_received_again(event, sealer)
+
+    # Named after the event they publish, as the audit reads them.
+    sealed_request_received.__name__ = request_received.__name__
+    sealed_request_received_again.__name__ = request_received_again.__name__
     return {
-        get_topic(Case.Completed): lambda event: request_received(event, sealer),
-        get_topic(Case.Resubmitted): lambda event: request_received_again(event, sealer),
+        get_topic(Case.Completed): sealed_request_received,
+        get_topic(Case.Resubmitted): sealed_request_received_again,
         get_topic(Case.ReferredToResearcher): referred_to_researcher,
         get_topic(Case.ServiceDelivered): service_delivered,
     }
