@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -23,6 +23,7 @@ from services.intake.domain import (
     channel_ref_id,
     complete_attestation,
     explained_ineligibility,
+    legacy_open_request_id,
     missing_information,
     new_access_code,
     numbering_id,
@@ -32,6 +33,8 @@ from services.intake.domain import (
 from shared.dates import hijri_year
 from shared.errors import Invalid, NotFound, Refused
 from shared.events import CommitteeDecided, DataVerified
+from shared.personal.mapper import is_erased_value
+from shared.personal.sealing import ERASED_TEXT
 from shared.policy import PolicyPack, ServiceDefinition, eligibility_failures
 from shared.store import ServiceApplication
 from shared.submissions import Submission
@@ -73,6 +76,30 @@ def no_such_request(case_key: str) -> NotFound:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+class SubjectKeys(Protocol):
+    """What intake asks the keyring (shared/personal/keyring.py): an applicant's key
+    id, created on their first request, and their blind index."""
+
+    def key_for(self, association_id: str, national_id: str) -> str: ...
+    def subject_index(self, association_id: str, national_id: str) -> str: ...
+
+
+def shown(value: Any) -> Any:
+    """A personal value as a person reads it: as recorded, or the "erased" marker
+    once the applicant's key was destroyed."""
+    return ERASED_TEXT if is_erased_value(value) else value
+
+
+def personal_data_erased(case_ref: str) -> Refused:
+    return Refused(
+        "personal_data_erased",
+        f"The applicant's personal data in request {case_ref} was erased; nothing can "
+        "be added to it or corrected. A new request can be submitted.",
+        f"مُحيت البيانات الشخصية لمقدم الطلب {case_ref}؛ لا يمكن الإضافة إليه أو تصحيحه. "
+        "يمكن تقديم طلب جديد.",
+    )
 
 
 @dataclass(frozen=True)
@@ -169,6 +196,41 @@ class IntakeApplication(ServiceApplication):
                 enabled_channels=list(pack.channels),
             )
 
+    # The applicant as a data subject (docs/decisions.md, 24) ----------------------
+
+    @property
+    def subject_keys(self) -> SubjectKeys | None:
+        """The keyring, or None in an application built without one (plumbing
+        tests): its cases are then recorded as before encryption."""
+        return cast(SubjectKeys, self.sealer.keys) if self.sealer is not None else None
+
+    def subject_index(self, association_id: str, national_id: str) -> str | None:
+        keys = self.subject_keys
+        return keys.subject_index(association_id, national_id) if keys else None
+
+    def subject(self, association_id: str, national_id: str) -> dict[str, str | None]:
+        """The applicant's key id (created on their first request) and blind index."""
+        keys = self.subject_keys
+        if keys is None:
+            return {"personal_key": None, "subject_index": None}
+        return {
+            "personal_key": keys.key_for(association_id, national_id),
+            "subject_index": keys.subject_index(association_id, national_id),
+        }
+
+    def _keyed(self, case: Case) -> Case:
+        """The case, ready to record the applicant's data: refused once erased; a
+        case from before encryption first gets its applicant's key."""
+        if is_erased_value(case.applicant):
+            raise personal_data_erased(case.case_ref)
+        if case.personal_key is None and self.subject_keys is not None:
+            subject = self.subject(case.association_id, str(case.applicant["national_id"]))
+            case.key_subject(
+                personal_key=str(subject["personal_key"]),
+                subject_index=str(subject["subject_index"]),
+            )
+        return case
+
     # Front desk --------------------------------------------------------------
 
     def submit(self, submission: Submission, actor: dict[str, str]) -> SubmissionResult:
@@ -188,17 +250,22 @@ class IntakeApplication(ServiceApplication):
     def _submit_once(
         self, submission: Submission, service: ServiceDefinition, actor: dict[str, str]
     ) -> SubmissionResult:
+        association_id = submission.association_id
+        national_id = submission.applicant.national_id
+        subject_index = self.subject_index(association_id, national_id)
         existing = self._case_for_channel_ref(
-            submission.association_id, submission.channel, submission.channel_ref
+            association_id, submission.channel, submission.channel_ref
         )
         if existing is not None:
-            if not existing.is_retry_of(submission.applicant.national_id, submission.service_code):
+            if not existing.is_retry_of(national_id, submission.service_code, subject_index):
                 raise channel_ref_conflict(submission.channel, submission.channel_ref)
             return self._result(existing, duplicate=True)
         now = self.clock.now()
-        association_id = submission.association_id
         open_request = self._open_request(
-            association_id, submission.applicant.national_id, submission.service_code
+            association_id,
+            submission.service_code,
+            subject_index=subject_index,
+            national_id=national_id,
         )
         if open_request is not None and open_request.case_id is not None:
             case = self._get_case(open_request.case_id)
@@ -249,6 +316,7 @@ class IntakeApplication(ServiceApplication):
             actor=actor,
             submitted_at=now,
             access_code_hash=access_code_digest(case_id, access_code),
+            **self.subject(association_id, national_id),
         )
         case.check_completeness(service, at=now, actor=actor)
         channel_index = ChannelRef(
@@ -258,12 +326,7 @@ class IntakeApplication(ServiceApplication):
             case_id=case_id,
         )
         if open_request is None:
-            open_request = OpenRequest(
-                association_id=association_id,
-                national_id=submission.applicant.national_id,
-                service_code=submission.service_code,
-                case_id=case_id,
-            )
+            open_request = self._new_open_request(case, national_id)
         else:
             open_request.reopen(case_id)
         self.save(case, channel_index, numbering, open_request)
@@ -279,7 +342,7 @@ class IntakeApplication(ServiceApplication):
         actor: dict[str, str],
     ) -> SubmissionResult:
         """What the applicant still owed arrives; the case completes when nothing is missing."""
-        case = self._get_case(case_id)
+        case = self._keyed(self._get_case(case_id))
         service = self.service(case.association_id, case.service_code)
         now = self.clock.now()
         case.add_information(
@@ -330,10 +393,12 @@ class IntakeApplication(ServiceApplication):
         attestation: dict[str, Any] | None,
         actor: dict[str, str],
     ) -> SubmissionResult:
-        case = self._get_case(case_id)
+        case = self._keyed(self._get_case(case_id))
         service = self.service(case.association_id, case.service_code)
         now = self.clock.now()
-        national_id_before = case.applicant["national_id"]
+        national_id_before = str(case.applicant["national_id"])
+        index_before = case.subject_index
+        national_id = str(applicant.get("national_id") or national_id_before)
         case.correct(
             applicant=applicant,
             fields=fields,
@@ -341,21 +406,34 @@ class IntakeApplication(ServiceApplication):
             attestation=attestation,
             actor=actor,
             at=now,
+            # A corrected national ID is another data subject, with their own key.
+            **(
+                self.subject(case.association_id, national_id)
+                if national_id != national_id_before
+                else {}
+            ),
         )
-        indexes = self._open_request_moved(case, national_id_before)
+        indexes = self._open_request_moved(case, national_id_before, index_before)
         case.check_completeness(service, at=now, actor=actor, event_id=uuid4())
         self.save(case, *indexes)
         return self._result(case, duplicate=False)
 
-    def _open_request_moved(self, case: Case, national_id_before: str) -> list[OpenRequest]:
+    def _open_request_moved(
+        self, case: Case, national_id_before: str, index_before: str | None
+    ) -> list[OpenRequest]:
         """The one-open-request index, moved to the corrected national ID.
 
         Refused when the corrected ID already has an open request for the service.
         """
-        national_id = case.applicant["national_id"]
+        national_id = str(case.applicant["national_id"])
         if national_id == national_id_before:
             return []
-        target = self._open_request(case.association_id, national_id, case.service_code)
+        target = self._open_request(
+            case.association_id,
+            case.service_code,
+            subject_index=case.subject_index,
+            national_id=national_id,
+        )
         if target is not None and target.case_id not in (None, case.id):
             other = self._get_case(target.case_id)
             raise Refused(
@@ -367,17 +445,17 @@ class IntakeApplication(ServiceApplication):
                 "لا يمكن تصحيح رقم الهوية إليه ما دام ذلك الطلب مفتوحًا.",
             )
         moved: list[OpenRequest] = []
-        previous = self._open_request(case.association_id, national_id_before, case.service_code)
+        previous = self._open_request(
+            case.association_id,
+            case.service_code,
+            subject_index=index_before,
+            national_id=national_id_before,
+        )
         if previous is not None:
             previous.release(case.id)
             moved.append(previous)
         if target is None:
-            target = OpenRequest(
-                association_id=case.association_id,
-                national_id=national_id,
-                service_code=case.service_code,
-                case_id=case.id,
-            )
+            target = self._new_open_request(case, national_id)
         elif target.case_id is None:
             target.reopen(case.id)
         moved.append(target)
@@ -570,10 +648,10 @@ class IntakeApplication(ServiceApplication):
                         "corrects": str(stored.corrects)
                         if isinstance(stored, Case.Resubmitted)
                         else None,
-                        "applicant": stored.applicant,
-                        "fields": stored.fields,
-                        "documents": stored.documents,
-                        "attestation": stored.attestation,
+                        "applicant": shown(stored.applicant),
+                        "fields": shown(stored.fields),
+                        "documents": shown(stored.documents),
+                        "attestation": shown(stored.attestation),
                         "actor": stored.actor,
                     }
                 )
@@ -593,10 +671,12 @@ class IntakeApplication(ServiceApplication):
             "corrections": list(case.corrections),
             "submitted_at": _iso(case.submitted_at),
             "received_at": _iso(case.completed_at),
-            "applicant": case.applicant,
-            "fields": case.fields,
-            "documents": case.documents,
-            "attestation": case.attestation,
+            # Opened from the store; "erased" once the applicant's key was destroyed.
+            "erased": is_erased_value(case.applicant),
+            "applicant": shown(case.applicant),
+            "fields": shown(case.fields),
+            "documents": shown(case.documents),
+            "attestation": shown(case.attestation),
             "data_hash": case.expected_hash(),
             "revisions": revisions,
             "entries": entries,
@@ -670,7 +750,11 @@ class IntakeApplication(ServiceApplication):
         if not case.closed:
             return []
         index = self._open_request(
-            case.association_id, case.applicant["national_id"], case.service_code
+            case.association_id,
+            case.service_code,
+            subject_index=case.subject_index,
+            # An erased applicant's number is gone: their index is found by the blind one.
+            national_id=case.applicant.get("national_id"),
         )
         if index is None:
             return []
@@ -694,12 +778,42 @@ class IntakeApplication(ServiceApplication):
             return CaseNumbering(association_id=association_id, hijri_year=year)
 
     def _open_request(
-        self, association_id: str, national_id: str, service_code: str
+        self,
+        association_id: str,
+        service_code: str,
+        *,
+        subject_index: str | None,
+        national_id: str | None,
     ) -> OpenRequest | None:
+        """The applicant's open-request index for the service: by their blind index,
+        or the one derived from the national ID before the blind index existed, when
+        that one still holds an open case (or without the keyring)."""
+        current = None
+        if subject_index is not None:
+            current = self._index(open_request_id(association_id, subject_index, service_code))
+            if current is not None and current.case_id is not None:
+                return current
+        if national_id:
+            legacy = self._index(legacy_open_request_id(association_id, national_id, service_code))
+            if legacy is not None and (legacy.case_id is not None or subject_index is None):
+                return legacy
+        return current
+
+    def _index(self, index_id: UUID) -> OpenRequest | None:
         try:
-            return self.repository.get(open_request_id(association_id, national_id, service_code))
+            return self.repository.get(index_id)
         except AggregateNotFoundError:
             return None
+
+    def _new_open_request(self, case: Case, national_id: str) -> OpenRequest:
+        """The applicant's index, by their blind index (by the number only without a keyring)."""
+        return OpenRequest(
+            association_id=case.association_id,
+            service_code=case.service_code,
+            case_id=case.id,
+            subject_index=case.subject_index,
+            national_id=None if case.subject_index else national_id,
+        )
 
     def _case_for_channel_ref(
         self, association_id: str, channel: str, channel_ref: str

@@ -44,6 +44,13 @@ ATTESTATION_METHODS = ("paper_scan", "one_time_code", "in_person")
 # What the applicant may correct about themselves.
 APPLICANT_DETAILS = ("national_id", "name", "phone", "email")
 
+# The personal data of a request (docs/decisions.md, 24): an event that holds any of
+# it names it in `personal_attributes` and carries its subject's key id
+# (`personal_key`); the store seals those attributes under that key and opens them
+# on reading, so the rules here work on plain values. An event recorded before
+# encryption has no `personal_key`, and reads as it was.
+REQUEST_DATA = ("applicant", "fields", "documents", "attestation")
+
 # The applicant's secret code: letters and digits that cannot be mistaken for one
 # another when read aloud or typed (no 0/O, 1/I/L, U/V), in groups of four.
 ACCESS_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
@@ -382,6 +389,11 @@ class Case(Aggregate):
         # a stored event replays with; a new case names it (eventsourcing 9.5 takes
         # every keyword-only argument of a command as required).
         access_code_hash: str | None = None
+        # The applicant's key id and blind index (shared/personal); None in a case
+        # submitted before encryption.
+        personal_key: str | None = None
+        subject_index: str | None = None
+        personal_attributes = REQUEST_DATA
 
     @event(Submitted)
     def __init__(
@@ -401,9 +413,16 @@ class Case(Aggregate):
         actor: dict[str, str],
         submitted_at: datetime,
         access_code_hash: str | None = None,
+        personal_key: str | None = None,
+        subject_index: str | None = None,
     ):
         self.association_id = association_id
         self.access_code_hash = access_code_hash
+        # The applicant's subject key and blind index: what seals their data, and
+        # what finds their requests without the number.
+        self.personal_key = personal_key
+        self.subject_index = subject_index
+        self.submitted_index = subject_index
         self.case_ref = case_ref
         self.channel = channel
         self.channel_ref = channel_ref
@@ -475,7 +494,28 @@ class Case(Aggregate):
             "fields": self.fields,
             "documents": self.documents,
             "attestation": self.attestation,
+            **self._subject(),
         }
+
+    def _subject(self) -> dict[str, str | None]:
+        """The applicant's key id and blind index, which every event holding their data carries."""
+        return {"personal_key": self.personal_key, "subject_index": self.subject_index}
+
+    def key_subject(self, *, personal_key: str, subject_index: str) -> None:
+        """Gives a case submitted before encryption its applicant's key: what it
+        records from now on is sealed. A case that has one keeps it."""
+        if self.personal_key is None:
+            self.trigger_event(
+                self.SubjectKeyed, personal_key=personal_key, subject_index=subject_index
+            )
+
+    class SubjectKeyed(Event):
+        personal_key: str
+        subject_index: str
+
+        def apply(self, case: Case) -> None:
+            case.personal_key = self.personal_key
+            case.subject_index = self.subject_index
 
     def expected_hash(self) -> str:
         return attested_data_hash(self.applicant, self.service_code, self.fields, self.documents)
@@ -559,6 +599,9 @@ class Case(Aggregate):
         submitted_at: datetime
         actor: dict[str, str]
         at: datetime
+        personal_key: str | None = None
+        subject_index: str | None = None
+        personal_attributes = REQUEST_DATA
 
         def apply(self, case: Case) -> None:
             case.complete = True
@@ -610,6 +653,7 @@ class Case(Aggregate):
             attestation=attestation if attestation is not None else self.attestation,
             actor=actor,
             at=at,
+            personal_key=self.personal_key,
         )
 
     class InformationAdded(Event):
@@ -618,6 +662,8 @@ class Case(Aggregate):
         attestation: dict[str, Any] | None
         actor: dict[str, str]
         at: datetime
+        personal_key: str | None = None
+        personal_attributes = ("fields", "documents", "attestation")
 
         def apply(self, case: Case) -> None:
             case.fields = self.fields
@@ -626,13 +672,28 @@ class Case(Aggregate):
 
     # Corrections after verification -------------------------------------------------
 
-    def is_retry_of(self, national_id: str, service_code: str) -> bool:
+    def is_retry_of(
+        self, national_id: str, service_code: str, subject_index: str | None = None
+    ) -> bool:
         """Whether a submission with one of this case's channel references is the
-        same request again (the same applicant, for the same service)."""
-        return service_code == self.service_code and national_id in (
-            self.submitted_national_id,
-            str(self.applicant.get("national_id", "")),
-        )
+        same request again (the same applicant, for the same service).
+
+        The applicant is recognised by their blind index; by the number only in a
+        case recorded before the index (which has none for that national ID).
+        """
+        if service_code != self.service_code:
+            return False
+        if subject_index is not None and subject_index in (
+            self.submitted_index,
+            self.subject_index,
+        ):
+            return True
+        plain = []
+        if self.submitted_index is None:
+            plain.append(self.submitted_national_id)
+        if self.subject_index is None:
+            plain.append(str(self.applicant.get("national_id", "")))
+        return bool(national_id) and national_id in plain
 
     def correction_refusal(self) -> Refused | None:
         """Why the applicant cannot correct the request now, or None if they can.
@@ -682,8 +743,13 @@ class Case(Aggregate):
         attestation: dict[str, Any] | None,
         actor: dict[str, str],
         at: datetime,
+        personal_key: str | None = None,
+        subject_index: str | None = None,
     ) -> None:
         """The applicant's corrections; the declaration must be signed again on the new data.
+
+        `personal_key` and `subject_index`: those of the applicant as corrected (a
+        corrected national ID is another data subject); the case's when not given.
 
         `applicant` holds only what changes (national_id, name, phone, email; a
         phone or email given as None is removed). The declaration given with the
@@ -733,6 +799,8 @@ class Case(Aggregate):
             corrects=self.verification_event_id,
             actor=actor,
             at=at,
+            personal_key=personal_key or self.personal_key,
+            subject_index=subject_index or self.subject_index,
         )
 
     class Corrected(Event):
@@ -744,8 +812,14 @@ class Case(Aggregate):
         corrects: UUID | None
         actor: dict[str, str]
         at: datetime
+        personal_key: str | None = None
+        subject_index: str | None = None
+        personal_attributes = REQUEST_DATA
 
         def apply(self, case: Case) -> None:
+            if self.personal_key is not None:
+                case.personal_key = self.personal_key
+                case.subject_index = self.subject_index
             case.applicant = self.applicant
             case.fields = self.fields
             case.documents = self.documents
@@ -770,6 +844,9 @@ class Case(Aggregate):
         corrects: UUID
         actor: dict[str, str]
         at: datetime
+        personal_key: str | None = None
+        subject_index: str | None = None
+        personal_attributes = REQUEST_DATA
 
         def apply(self, case: Case) -> None:
             case.revision = self.revision
@@ -1073,20 +1150,44 @@ def numbering_id(association_id: str, hijri_year: int) -> UUID:
 
 
 class OpenRequest(Aggregate):
-    """One open request per applicant per service: holds the open case, if any."""
+    """One open request per applicant per service: holds the open case, if any.
+
+    Its id is derived from the applicant's blind index (`subject_index`), never
+    from the number. An index opened before the blind index existed was derived
+    from the national ID (`legacy_open_request_id`) and is still read.
+    """
 
     @staticmethod
-    def create_id(association_id: str, national_id: str, service_code: str, **_: Any) -> UUID:
-        return open_request_id(association_id, national_id, service_code)
+    def create_id(
+        association_id: str,
+        service_code: str,
+        subject_index: str | None = None,
+        national_id: str | None = None,
+        **_: Any,
+    ) -> UUID:
+        if subject_index is not None:
+            return open_request_id(association_id, subject_index, service_code)
+        assert national_id is not None  # an application without the keyring
+        return legacy_open_request_id(association_id, national_id, service_code)
 
     class Opened(Aggregate.Created):
         association_id: str
-        national_id: str
         service_code: str
         case_id: UUID
+        subject_index: str | None = None
+        # Only in an index opened before the blind index existed.
+        national_id: str | None = None
 
     @event(Opened)
-    def __init__(self, *, association_id: str, national_id: str, service_code: str, case_id: UUID):
+    def __init__(
+        self,
+        *,
+        association_id: str,
+        service_code: str,
+        case_id: UUID,
+        subject_index: str | None = None,
+        national_id: str | None = None,
+    ):
         self.case_id: UUID | None = case_id
 
     def reopen(self, case_id: UUID) -> None:
@@ -1111,5 +1212,13 @@ class OpenRequest(Aggregate):
             index.case_id = None
 
 
-def open_request_id(association_id: str, national_id: str, service_code: str) -> UUID:
+def open_request_id(association_id: str, subject_index: str, service_code: str) -> UUID:
+    """The index of an applicant's open request, by their blind index."""
+    return uuid5(
+        INTAKE_NAMESPACE, f"open-subject\x1f{association_id}\x1f{subject_index}\x1f{service_code}"
+    )
+
+
+def legacy_open_request_id(association_id: str, national_id: str, service_code: str) -> UUID:
+    """The index as derived before the blind index: from the national ID itself."""
     return uuid5(INTAKE_NAMESPACE, f"open\x1f{association_id}\x1f{national_id}\x1f{service_code}")

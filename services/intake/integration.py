@@ -1,7 +1,16 @@
-"""Intake's boundary: its public domain events become integration events."""
+"""Intake's boundary: its public domain events become integration events.
+
+The request's personal data goes on the stream sealed under the applicant's key
+(docs/decisions.md, 24): the translators are built with the application's sealer
+(`translators(app.sealer)`). `TRANSLATORS`, without one, translates stored events
+read back as they are kept (sealed already, or plain from before encryption): what
+the audit compares.
+"""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.utils import get_topic
@@ -9,6 +18,9 @@ from eventsourcing.utils import get_topic
 from services.intake.domain import Case
 from shared.events import (
     Actor,
+    Applicant,
+    Attestation,
+    Document,
     IntegrationEvent,
     ReferredToResearcher,
     ReferredToResearcherPayload,
@@ -18,9 +30,57 @@ from shared.events import (
     ServiceDeliveredPayload,
 )
 from shared.outbox import carried_envelope
+from shared.personal.mapper import is_erased_value, shape_of
+from shared.personal.sealing import VERSION, Sealer, is_sealed
+
+Translator = Callable[[Any], IntegrationEvent]
+
+# What an erased value is published as: sealed under the destroyed key, it opens as
+# erased wherever it is read (no key opens it).
+_ERASED_DATA = base64.b64encode(b"erased").decode()
 
 
-def request_received(event: Any) -> IntegrationEvent:
+def _sealed(sealer: Sealer | None, key_id: str, value: Any) -> Any:
+    if value is None or is_sealed(value):
+        return value
+    shape = shape_of(value)
+    if is_erased_value(value):
+        # Erased before it was published: nothing of it is left to seal.
+        return {"sealed": VERSION, "key": key_id, "data": _ERASED_DATA, "shape": shape}
+    if sealer is None:
+        raise RuntimeError("intake's translators need the sealer to publish a request")
+    return {**sealer.seal(key_id, value), "shape": shape}
+
+
+def _check_contract(applicant: Any, documents: Any, attestation: Any) -> None:
+    """The plain values are checked against the contract before they are sealed, as
+    they were when published plain: a request that breaks it is set aside by the
+    outbox (a ValidationError), not sealed for a consumer to fail on."""
+    if isinstance(applicant, dict) and not is_erased_value(applicant):
+        Applicant.model_validate(applicant)
+    if isinstance(documents, list) and not is_erased_value(documents):
+        for document in documents:
+            Document.model_validate(document)
+    if isinstance(attestation, dict) and not is_erased_value(attestation):
+        Attestation.model_validate(attestation)
+
+
+def personal_part(event: Any, sealer: Sealer | None) -> dict[str, Any]:
+    """The request's personal fields as published: sealed under the applicant's key,
+    with the key id and the blind index; plain for a case from before encryption."""
+    parts = {name: getattr(event, name) for name in Case.Completed.personal_attributes}
+    key_id = getattr(event, "personal_key", None)
+    if not key_id:
+        return parts
+    _check_contract(parts["applicant"], parts["documents"], parts["attestation"])
+    return {
+        **{name: _sealed(sealer, key_id, value) for name, value in parts.items()},
+        "personal_key": key_id,
+        "subject_index": getattr(event, "subject_index", None),
+    }
+
+
+def request_received(event: Any, sealer: Sealer | None = None) -> IntegrationEvent:
     """The request, whole and attested, published when the case completed (revision 1).
 
     Its event id is the case's correlation id: every later event correlates with it.
@@ -32,10 +92,10 @@ def request_received(event: Any) -> IntegrationEvent:
         "case_ref": event.case_ref,
         "correlation_id": event.event_id,
     }
-    return _request(event, envelope, revision=1, corrects=None)
+    return _request(event, envelope, sealer, revision=1, corrects=None)
 
 
-def request_received_again(event: Any) -> IntegrationEvent:
+def request_received_again(event: Any, sealer: Sealer | None = None) -> IntegrationEvent:
     """The request published again, whole, after the applicant corrected it as
     verification asked: a new event id, the first request's correlation id, the
     next revision, and `submitted_at` the time of the correction.
@@ -44,12 +104,17 @@ def request_received_again(event: Any) -> IntegrationEvent:
     stored event read back as plain data the same way.
     """
     return _request(
-        event, carried_envelope(event), revision=event.revision, corrects=event.corrects
+        event, carried_envelope(event), sealer, revision=event.revision, corrects=event.corrects
     )
 
 
 def _request(
-    event: Any, envelope: dict[str, Any], *, revision: int, corrects: Any
+    event: Any,
+    envelope: dict[str, Any],
+    sealer: Sealer | None,
+    *,
+    revision: int,
+    corrects: Any,
 ) -> IntegrationEvent:
     return RequestReceived(
         **envelope,
@@ -59,10 +124,7 @@ def _request(
             channel=event.channel,
             channel_ref=event.channel_ref,
             service_code=event.service_code,
-            applicant=event.applicant,
-            fields=event.fields,
-            documents=event.documents,
-            attestation=event.attestation,
+            **personal_part(event, sealer),
             submitted_at=event.submitted_at,
             revision=revision,
             corrects=corrects,
@@ -103,9 +165,25 @@ def service_delivered(event: Any) -> IntegrationEvent:
     )
 
 
-TRANSLATORS = {
-    get_topic(Case.Completed): request_received,
-    get_topic(Case.Resubmitted): request_received_again,
-    get_topic(Case.ReferredToResearcher): referred_to_researcher,
-    get_topic(Case.ServiceDelivered): service_delivered,
-}
+def translators(sealer: Sealer | None) -> dict[str, Translator]:
+    """The outbox's translators, by domain event topic; the requests sealed with `sealer`."""
+
+    def sealed_request_received(event: Any) -> IntegrationEvent:
+        return request_received(event, sealer)
+
+    def sealed_request_received_again(event: Any) -> IntegrationEvent:
+        return request_received_again(event, sealer)
+
+    # Named after the event they publish, as the audit reads them.
+    sealed_request_received.__name__ = request_received.__name__
+    sealed_request_received_again.__name__ = request_received_again.__name__
+    return {
+        get_topic(Case.Completed): sealed_request_received,
+        get_topic(Case.Resubmitted): sealed_request_received_again,
+        get_topic(Case.ReferredToResearcher): referred_to_researcher,
+        get_topic(Case.ServiceDelivered): service_delivered,
+    }
+
+
+# Stored events as they are kept (sealed, or plain from before encryption): the audit's.
+TRANSLATORS = translators(None)

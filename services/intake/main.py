@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.intake import api
 from services.intake.application import IntakeApplication
 from services.intake.handlers import consumer_handlers, register_submission_subscriber
-from services.intake.integration import TRANSLATORS
+from services.intake.integration import translators
 from services.intake.views import project
 from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
@@ -43,7 +43,7 @@ def build(
     runtime = ServiceRuntime(
         settings,
         app,
-        translators=TRANSLATORS,
+        translators=translators(app.sealer),
         handlers=consumer_handlers(app),
         projector=project,
     )

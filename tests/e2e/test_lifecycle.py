@@ -12,6 +12,7 @@ import pytest
 from khidma.run import EmbeddedSystem
 from khidma.signin import embedded_staff
 from khidma.simulate import CaseDriver, Endpoints, Scenario, national_id
+from tests import builders
 from tests.auth import as_staff
 from tests.helpers import stream_messages_sync, wait_for
 
@@ -121,7 +122,16 @@ def test_a_corrected_request_is_verified_again_and_decided_on_its_latest_revisio
     assert asked["payload"]["corrections"]
     assert corrected["payload"]["corrects"] == asked["event_id"]
     assert corrected["causation_id"] is None
-    assert corrected["payload"]["attestation"]["data_hash"] != first["payload"]["attestation"]["data_hash"]
+    # The request's personal fields are sealed on the stream: opened with the system's keyring.
+    keyring = builders.keyring_of(system.data_dir)
+    try:
+        first_opened, corrected_opened = (
+            builders.opened_payload(e["payload"], keyring) for e in (first, corrected)
+        )
+    finally:
+        keyring.close()
+    assert corrected_opened["attestation"]["data_hash"] != first_opened["attestation"]["data_hash"]
+    assert corrected["payload"]["personal_key"] and corrected["payload"]["subject_index"]
     assert verified["payload"]["outcome"] == "verified" and verified["payload"]["revision"] == 2
     assert verified["causation_id"] == corrected["event_id"]
     assert decided["causation_id"] == verified["event_id"]
@@ -268,7 +278,11 @@ def test_one_case_per_association_follows_its_own_pack(system):
     completed = events_of(sidr, 5)
     received = completed["RequestReceived"]
     assert received["payload"]["submitted_at"] < received["occurred_at"]  # completed after submission
-    assert received["payload"]["attestation"]["data_hash"]
+    keyring = builders.keyring_of(system.data_dir)
+    try:
+        assert builders.opened_payload(received["payload"], keyring)["attestation"]["data_hash"]
+    finally:
+        keyring.close()
     assert "completed later" in sidr.steps
 
     ineligible = events_of(elites, 4)

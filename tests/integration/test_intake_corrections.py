@@ -60,8 +60,24 @@ def intake(nats_server, tmp_path):
         process.stop()
 
 
-def requests_received(nats_url: str) -> list[dict[str, Any]]:
-    return [m["event"] for m in stream_messages_sync(nats_url, "khidma.*.*.RequestReceived")]
+@pytest.fixture
+def keyring(intake):
+    """The keyring intake seals with (its data folder's), as a consumer opens it."""
+    ring = builders.keyring_of(intake.data_dir)
+    try:
+        yield ring
+    finally:
+        ring.close()
+
+
+def requests_received(nats_url: str, keyring: Any) -> list[dict[str, Any]]:
+    """The RequestReceived on the stream, their personal fields opened with the keyring."""
+    return [
+        {**event, "payload": builders.opened_payload(event["payload"], keyring)}
+        for event in (
+            m["event"] for m in stream_messages_sync(nats_url, "khidma.*.*.RequestReceived")
+        )
+    ]
 
 
 def publish_verification(nats_url: str, received: dict[str, Any], **payload: Any) -> DataVerified:
@@ -94,10 +110,10 @@ def case_doc(intake: ServiceProcess, key: str) -> dict[str, Any]:
 
 
 def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
-    intake, nats_server
+    intake, nats_server, keyring
 ):
     case = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER).json()
-    (first,) = wait_for(lambda: requests_received(nats_server.url), what="RequestReceived")
+    (first,) = wait_for(lambda: requests_received(nats_server.url, keyring), what="RequestReceived")
     assert first["payload"]["revision"] == 1 and first["payload"]["corrects"] is None
     # Recorded and attested in E.164.
     assert first["payload"]["applicant"]["phone"] == "+966500000000"
@@ -123,7 +139,7 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     assert correcting.status_code == 200, correcting.text
     assert correcting.json()["status"] == "correcting"
     assert [m["code"] for m in correcting.json()["missing"]] == ["declaration"]
-    assert len(requests_received(nats_server.url)) == 1
+    assert len(requests_received(nats_server.url, keyring)) == 1
 
     done = httpx.post(
         f"{intake.url}/cases/{case['case_id']}/information",
@@ -135,7 +151,7 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     assert done.json()["status"] == "received" and done.json()["revision"] == 2
 
     _, second = wait_for(
-        lambda: (events := requests_received(nats_server.url))[1:] and events,
+        lambda: (events := requests_received(nats_server.url, keyring))[1:] and events,
         what="the corrected RequestReceived",
     )
     assert (second["case_id"], second["case_ref"]) == (first["case_id"], first["case_ref"])
@@ -145,6 +161,10 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     assert second["payload"]["revision"] == 2
     assert UUID(second["payload"]["corrects"]) == verified.event_id
     assert second["payload"]["applicant"]["national_id"] == CORRECT_ID
+    # The corrected ID is another data subject: sealed under their key, found by their index.
+    assert second["payload"]["subject_index"] == keyring.subject_index("sidr", CORRECT_ID)
+    assert first["payload"]["subject_index"] == keyring.subject_index("sidr", MISTYPED_ID)
+    assert second["payload"]["personal_key"] != first["payload"]["personal_key"]
     # The applicant published it, with their code: not an officer.
     assert second["actor"] == {"kind": "applicant", "id": "applicant"}
     assert second["payload"]["attestation"]["data_hash"] == correcting.json()["data_hash"]
@@ -175,9 +195,9 @@ def test_a_corrected_request_is_published_again_as_revision_2_of_the_same_case(
     assert linked["linked"] is True and linked["case_id"] == case["case_id"]
 
 
-def test_the_applicant_is_told_why_they_are_not_eligible(intake, nats_server):
+def test_the_applicant_is_told_why_they_are_not_eligible(intake, nats_server, keyring):
     case = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER).json()
-    (received,) = wait_for(lambda: requests_received(nats_server.url), what="RequestReceived")
+    (received,) = wait_for(lambda: requests_received(nats_server.url, keyring), what="RequestReceived")
     reason = Explanation(ar="هذه الخدمة لأعضاء الجمعية فقط.", en="This service is for members only.")
     publish_verification(
         nats_server.url, received, outcome="ineligible",

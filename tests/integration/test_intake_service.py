@@ -50,11 +50,21 @@ def intake(nats_server, tmp_path):
         process.stop()
 
 
+@pytest.fixture
+def keyring(intake):
+    """The keyring intake seals with (its data folder's), as a consumer opens it."""
+    ring = builders.keyring_of(intake.data_dir)
+    try:
+        yield ring
+    finally:
+        ring.close()
+
+
 def store_position(intake: ServiceProcess) -> int:
     return int(httpx.get(f"{intake.url}/ready").json()["store_position"])
 
 
-def test_a_submission_creates_a_case_and_publishes_request_received(intake, nats_server):
+def test_a_submission_creates_a_case_and_publishes_request_received(intake, nats_server, keyring):
     response = httpx.post(f"{intake.url}/submissions", json=SUBMISSION, headers=ADAPTER)
     assert response.status_code == 201
     case = response.json()
@@ -65,12 +75,58 @@ def test_a_submission_creates_a_case_and_publishes_request_received(intake, nats
     (event,) = [m["event"] for m in messages]
     assert event["case_id"] == case["case_id"]
     assert event["case_ref"] == case["case_ref"]
-    assert event["payload"]["applicant"]["name"] == "علي"
+    assert builders.opened_payload(event["payload"], keyring)["applicant"]["name"] == "علي"
     assert event["payload"]["channel_ref"] == "form-42"
     # The adapter that submitted it, as its token names it.
     assert event["actor"] == {
         "kind": "adapter", "id": "adapter-tests", "name": "adapter-tests", "role": "channel:website"
     }
+
+
+def test_the_request_on_the_stream_and_intakes_files_hold_the_applicants_data_only_sealed(
+    intake, nats_server, keyring, tmp_path
+):
+    applicant = {
+        "national_id": "1098765437",
+        "name": "عائشة بنت سعيد القحطاني",
+        "phone": "0551234567",
+        "email": "aisha.qahtani@example.org",
+    }
+    site = "مزرعة القحطاني في وادي حنيفة"
+    body = {
+        **SUBMISSION,
+        "applicant": applicant,
+        "fields": {"planting_site": site, "seedling_count": 20},
+        "documents": [{"code": "national_id_card", "number": applicant["national_id"],
+                       "expires_on": "2030-01-01"}],
+    }
+    case = httpx.post(f"{intake.url}/submissions", json=body, headers=ADAPTER).json()
+    (message,) = wait_for(
+        lambda: stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived"),
+        what="RequestReceived on the stream",
+    )
+    secrets = [*applicant.values(), "+966551234567", site]
+    assert builders.plaintext_in(message["data"], secrets) == []
+    payload = message["event"]["payload"]
+    assert payload["subject_index"] == keyring.subject_index("sidr", applicant["national_id"])
+    assert payload["personal_key"] == keyring.key_for("sidr", applicant["national_id"])
+    for name in builders.PERSONAL_FIELDS:
+        assert payload[name]["sealed"] == "v1" and payload[name]["key"] == payload["personal_key"]
+    opened = builders.opened_payload(payload, keyring)
+    assert opened["applicant"]["email"] == applicant["email"] and opened["fields"]["planting_site"] == site
+    # The file the case file reads, and the read model, and the log.
+    file = httpx.get(f"{intake.url}/cases/{case['case_ref']}/file", headers=STAFF).json()
+    assert file["applicant"]["name"] == applicant["name"]
+    wait_for(
+        lambda: httpx.get(f"{intake.url}/cases/{case['case_ref']}", headers=STAFF).status_code == 200,
+        what="the case in the read model",
+    )
+    intake.stop()
+    # Intake's data folder (store, read model, keyring, log) and the stream's store.
+    assert {"intake.sqlite", "intake-views.sqlite", "intake.log"} <= {
+        p.name for p in intake.data_dir.iterdir()
+    }
+    assert builders.plaintext_in_files(tmp_path, secrets) == []
 
 
 def test_the_same_channel_reference_twice_is_one_request(intake, nats_server):
@@ -275,7 +331,7 @@ def test_submissions_outside_the_pack_are_422_with_a_bilingual_message(intake, n
     assert stream_messages_sync(nats_server.url, "khidma.>") == []
 
 
-def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, nats_server):
+def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, nats_server, keyring):
     partial = {**SUBMISSION, "documents": [], "attestation": None,
                "fields": {"planting_site": "وادي حنيفة"}}
     response = httpx.post(f"{intake.url}/submissions", json=partial, headers=ADAPTER)
@@ -310,7 +366,7 @@ def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, na
         lambda: stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived"),
         what="RequestReceived after completion",
     )
-    payload = message["event"]["payload"]
+    payload = builders.opened_payload(message["event"]["payload"], keyring)
     assert payload["attestation"]["data_hash"] and payload["documents"][0]["code"] == "national_id_card"
     assert payload["submitted_at"] is not None
     received = wait_for(

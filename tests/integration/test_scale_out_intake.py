@@ -20,6 +20,7 @@ import pytest
 
 from khidma.nats_server import NatsServer
 from khidma.processes import ServiceProcess
+from shared.personal import MasterKeys
 from tests.auth import as_adapter, as_staff
 from tests.backends import Backend, backend  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.helpers import stream_messages_sync, wait_for
@@ -50,7 +51,18 @@ def submission(n: int) -> dict[str, Any]:
 def intakes(
     nats_server: NatsServer, tmp_path: Path, backend: Backend  # noqa: F811
 ) -> Iterator[list[ServiceProcess]]:
-    env = {**backend.process_env("intake"), "KHIDMA_POLL_INTERVAL_SECONDS": "0.05"}
+    # One deployment: both instances seal with one master key and one keyring, so
+    # that they find an applicant by the same blind index and open each other's data.
+    master_key = tmp_path / "master-key.json"
+    MasterKeys.ensure(master_key)
+    env = {
+        **backend.process_env("intake"),
+        "KHIDMA_POLL_INTERVAL_SECONDS": "0.05",
+        "KHIDMA_MASTER_KEY_FILE": str(master_key),
+        "KHIDMA_KEYRING_FILE": str(tmp_path / "subject-keys.sqlite"),
+        # PostgreSQL: the test's own keyring schema, dropped with its store.
+        "KHIDMA_KEYRING_SCHEMA": f"{backend.prefix}_keys",
+    }
     instances = [
         ServiceProcess("intake", nats_server.url, tmp_path / f"instance-{n}", env=env)
         for n in (1, 2)

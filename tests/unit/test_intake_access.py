@@ -15,7 +15,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from services.intake.domain import Case
-from services.intake.integration import TRANSLATORS
+from services.intake.integration import TRANSLATORS, translators
 from shared.access_log import CASE_FILE, Access
 from shared.events import Correction
 from shared.roles import (
@@ -81,7 +81,7 @@ def access_log(intake: InProcessService) -> list[Any]:
 async def discrepancies_found(intake: InProcessService, case_id: str) -> None:
     """Verification (played here) asks the applicant to correct the national ID."""
     (completed,) = stored(intake, case_id, Case.Completed)
-    received = TRANSLATORS[get_topic(Case.Completed)](completed)
+    received = translators(intake.app.sealer)[get_topic(Case.Completed)](completed)
     await intake.deliver(
         builders.data_verified(
             received,
@@ -261,7 +261,7 @@ async def test_the_recorded_actor_is_the_caller_whatever_the_body_names(in_proce
     (completed,) = stored(intake, case_id, Case.Completed)
     await intake.deliver(
         builders.committee_decided(
-            TRANSLATORS[get_topic(Case.Completed)](completed), decision="approved"
+            translators(intake.app.sealer)[get_topic(Case.Completed)](completed), decision="approved"
         )
     )
     delivered = await intake.client.post(
@@ -393,7 +393,7 @@ async def test_what_to_correct_and_why_not_eligible_reach_the_applicant(in_proce
     (completed,) = stored(intake, other["case_id"], Case.Completed)
     await intake.deliver(
         builders.data_verified(
-            TRANSLATORS[get_topic(Case.Completed)](completed),
+            translators(intake.app.sealer)[get_topic(Case.Completed)](completed),
             outcome="ineligible",
             ineligible_rule="members_only",
         )
@@ -514,6 +514,8 @@ async def test_a_case_from_before_codes_is_reachable_by_staff_only(in_process: S
         actor={"kind": "adapter", "id": "http:website"},
         submitted_at=datetime.now(UTC),
         access_code_hash=None,
+        personal_key=None,
+        subject_index=None,
     )
     intake.app.save(older)
     await intake.settle()

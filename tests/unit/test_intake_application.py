@@ -1,6 +1,8 @@
 """Intake's application on the in-memory store: packs, references, completeness, duplicates."""
 
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -9,7 +11,7 @@ from eventsourcing.persistence import Tracking
 
 from services.intake.application import IntakeApplication, SubmissionRefused
 from services.intake.domain import Case, attested_data_hash
-from services.intake.integration import TRANSLATORS
+from services.intake.integration import TRANSLATORS, translators
 from services.intake.views import CASES, project
 from shared.clock import FrozenClock
 from shared.errors import NotFound, Refused
@@ -22,6 +24,8 @@ from shared.events import (
     Vote,
 )
 from shared.http import refusal_status
+from shared.personal import Sealer
+from shared.personal.requests import open_request
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.submissions import Submission
 from tests import builders
@@ -37,8 +41,25 @@ FIELDS = {"planting_site": "وادي حنيفة", "seedling_count": 20}
 DOCUMENTS = [{"code": "national_id_card", "number": "1000000008", "expires_on": "2030-01-01"}]
 
 
-def make_app(clock=None) -> IntakeApplication:
-    return IntakeApplication(clock=clock or FrozenClock(START), packs=PACKS)
+_KEYRING = None
+
+
+def keyring():
+    """One keyring for the module's applications, as a deployment shares one."""
+    global _KEYRING
+    if _KEYRING is None:
+        _KEYRING = builders.keyring_of(Path(tempfile.mkdtemp(prefix="khidma-intake-keys-")))
+    return _KEYRING
+
+
+def make_app(clock=None, *, sealed: bool = True) -> IntakeApplication:
+    """Intake as main.build() makes it (with the keyring), or, `sealed=False`, as it
+    recorded cases before encryption."""
+    return IntakeApplication(
+        clock=clock or FrozenClock(START),
+        packs=PACKS,
+        sealer=Sealer(keyring()) if sealed else None,
+    )
 
 
 def submission(**overrides) -> Submission:
@@ -57,12 +78,34 @@ def submission(**overrides) -> Submission:
 
 
 def published(app: IntakeApplication) -> list:
+    """What intake published, as a consumer reads it: the request's personal fields
+    opened at the boundary (`open_request`). `sealed()` is what the stream holds."""
+    return [opened(event, app) for event in sealed(app)]
+
+
+def sealed(app: IntakeApplication) -> list:
     topics = set(TRANSLATORS)
+    translate = translators(app.sealer)
     return [
-        TRANSLATORS[n.topic](app.mapper.to_domain_event(n))
+        translate[n.topic](app.mapper.to_domain_event(n))
         for n in app.read_notifications(0, 10_000)
         if n.topic in topics
     ]
+
+
+def opened(event, app: IntakeApplication):
+    if not isinstance(event, RequestReceived):
+        return event
+    request = open_request(event.payload, app.sealer)
+    payload = event.payload.model_copy(
+        update={
+            "applicant": request.applicant,
+            "fields": request.fields,
+            "documents": request.documents,
+            "attestation": request.attestation,
+        }
+    )
+    return event.model_copy(update={"payload": payload})
 
 
 def decide(app, case_id, decision: str):

@@ -45,7 +45,7 @@ def attestation(fields=FIELDS, documents=DOCUMENTS, **extra):
     }
 
 
-def submitted_case(fields=FIELDS, documents=DOCUMENTS, attest=None) -> Case:
+def submitted_case(fields=FIELDS, documents=DOCUMENTS, attest=None, **subject) -> Case:
     return Case(
         case_id=uuid4(),
         received_event_id=uuid4(),
@@ -61,6 +61,7 @@ def submitted_case(fields=FIELDS, documents=DOCUMENTS, attest=None) -> Case:
         actor={"kind": "adapter", "id": "website"},
         submitted_at=datetime(2026, 11, 21, tzinfo=timezone.utc),
         access_code_hash=None,
+        **{"personal_key": None, "subject_index": None, **subject},
     )
 
 
@@ -259,7 +260,10 @@ def test_numbering_takes_consecutive_numbers_per_association_and_year():
 
 def test_the_open_request_index_is_released_only_for_its_case():
     first, other = uuid4(), uuid4()
-    index = OpenRequest(association_id="sidr", national_id="1", service_code="seedlings", case_id=first)
+    index = OpenRequest(
+        association_id="sidr", service_code="seedlings", case_id=first, subject_index="ab" * 20,
+        national_id=None,
+    )
     index.release(other)
     assert index.case_id == first
     index.release(first)
@@ -496,3 +500,32 @@ def test_case_references_are_read_back():
     assert parse_case_reference("SDR-1448-000123") == ("SDR", 1448, 123)
     assert parse_case_reference("sdr-1448-000123") == ("SDR", 1448, 123)
     assert parse_case_reference("SDR-1448-12") is None
+
+
+INDEX = "a" * 40  # the applicant's blind index, as the keyring would give it
+
+
+def test_a_retry_is_recognised_by_the_applicants_blind_index_not_the_number():
+    case = submitted_case(personal_key="sk-1", subject_index=INDEX)
+    assert case.is_retry_of("1000000008", "seedlings", INDEX)
+    # Another index is another person, whatever number is given.
+    assert not case.is_retry_of("1000000008", "seedlings", "b" * 40)
+    assert not case.is_retry_of("1000000008", "volunteering", INDEX)
+    # Events holding the applicant's data carry their key; the store seals them.
+    case.check_completeness(SEEDLINGS, at=NOW, actor={"kind": "adapter", "id": "w"})
+    for pending in case.collect_events():
+        if getattr(type(pending), "personal_attributes", ()):
+            assert pending.personal_key == "sk-1", type(pending).__name__
+
+
+def test_a_case_from_before_the_blind_index_is_recognised_by_the_number_until_keyed():
+    case = submitted_case()
+    assert case.is_retry_of("1000000008", "seedlings", INDEX)
+    assert not case.is_retry_of("1000000016", "seedlings", INDEX)
+    case.key_subject(personal_key="sk-2", subject_index=INDEX)
+    assert case.personal_key == "sk-2" and case.subject_index == INDEX
+    # Keyed once: a second key is not taken.
+    case.key_subject(personal_key="sk-3", subject_index="c" * 40)
+    assert case.personal_key == "sk-2"
+    # The number it was submitted with still names it (it was recorded without an index).
+    assert case.is_retry_of("1000000008", "seedlings", "d" * 40)
