@@ -3,6 +3,10 @@
 A document shows the current round (the latest revision of the request) at its
 top level, and the rounds before it in `earlier_rounds`, as each was found and
 confirmed, so the officer and the auditor see the whole history of the case.
+
+A document holds no personal data: the applicant's data stays sealed in the
+store (the case file opens it), and a phone check recorded before its detail
+stopped naming the number is shown in today's words.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from typing import Any
 from eventsourcing.domain import DomainEventProtocol
 
 from services.verification.domain import (
+    PHONE_FORMAT,
+    PHONE_VALID_DETAIL,
+    PHONE_VALID_DETAIL_AR,
     Verification,
     corrections_of,
     ineligible_reason_of,
@@ -48,6 +55,16 @@ ROUND_FIELDS: tuple[str, ...] = (
 )
 
 
+def _shown_checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checks without the applicant's phone number, which older ones repeated."""
+    return [
+        {**check, "detail": PHONE_VALID_DETAIL, "detail_ar": PHONE_VALID_DETAIL_AR}
+        if check.get("name") == PHONE_FORMAT and check.get("passed")
+        else check
+        for check in checks
+    ]
+
+
 def _new_round(event: Verification.Opened | Verification.Revised) -> dict[str, Any]:
     """A round as the automatic checks found it, before the officer confirms it."""
     return {
@@ -58,7 +75,7 @@ def _new_round(event: Verification.Opened | Verification.Revised) -> dict[str, A
         "status": "pending",
         "suggested_outcome": event.suggested_outcome,
         "outcome": None,
-        "checks": event.checks,
+        "checks": _shown_checks(event.checks),
         # What the applicant would be told if the officer confirms as suggested.
         "corrections": corrections_of(event.checks),
         "ineligible_rule": ineligible_rule_of(event.checks),
@@ -107,7 +124,7 @@ def project(event: DomainEventProtocol, views: ViewTransaction) -> None:
         doc.update(
             status="confirmed",
             outcome=event.outcome,
-            checks=event.checks,
+            checks=_shown_checks(event.checks),
             corrections=event.corrections or [],
             ineligible_rule=event.ineligible_rule,
             ineligible_reason=event.ineligible_reason
