@@ -16,13 +16,11 @@ from typing import Any
 from eventsourcing.domain import DomainEventProtocol
 
 from services.verification.domain import (
-    PHONE_FORMAT,
-    PHONE_VALID_DETAIL,
-    PHONE_VALID_DETAIL_AR,
     Verification,
     corrections_of,
     ineligible_reason_of,
     ineligible_rule_of,
+    without_phone_number,
 )
 from shared.dates import both_calendars
 from shared.views import ViewTransaction
@@ -55,16 +53,6 @@ ROUND_FIELDS: tuple[str, ...] = (
 )
 
 
-def _shown_checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The checks without the applicant's phone number, which older ones repeated."""
-    return [
-        {**check, "detail": PHONE_VALID_DETAIL, "detail_ar": PHONE_VALID_DETAIL_AR}
-        if check.get("name") == PHONE_FORMAT and check.get("passed")
-        else check
-        for check in checks
-    ]
-
-
 def _new_round(event: Verification.Opened | Verification.Revised) -> dict[str, Any]:
     """A round as the automatic checks found it, before the officer confirms it."""
     return {
@@ -75,7 +63,7 @@ def _new_round(event: Verification.Opened | Verification.Revised) -> dict[str, A
         "status": "pending",
         "suggested_outcome": event.suggested_outcome,
         "outcome": None,
-        "checks": _shown_checks(event.checks),
+        "checks": without_phone_number(event.checks),
         # What the applicant would be told if the officer confirms as suggested.
         "corrections": corrections_of(event.checks),
         "ineligible_rule": ineligible_rule_of(event.checks),
@@ -124,7 +112,7 @@ def project(event: DomainEventProtocol, views: ViewTransaction) -> None:
         doc.update(
             status="confirmed",
             outcome=event.outcome,
-            checks=_shown_checks(event.checks),
+            checks=without_phone_number(event.checks),
             corrections=event.corrections or [],
             ineligible_rule=event.ineligible_rule,
             ineligible_reason=event.ineligible_reason

@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
 from services.verification.domain import Verification
+from services.verification.integration import TRANSLATORS, data_verified
 from services.verification.members import Member, legacy_member_id, member_id
 from services.verification.views import VERIFICATIONS, project
 from shared.events import Applicant, Attestation, Document, RequestReceived
@@ -379,3 +380,17 @@ async def test_events_stored_before_sealing_still_replay_and_show(
     phone_checks = [c for d in docs for c in d["checks"] if c["name"] == "phone_format"]
     assert phone_checks and not any("+966" in c["detail"] for c in phone_checks)
     assert b"+966500000000" not in (folder / "verification-views.sqlite").read_bytes()
+    # An old round confirmed now records (and publishes) no number either.
+    [waiting] = [d for d in docs if d["status"] == "pending" and d["case_id"] != str(plain.case_id)]
+    confirmed = await verification.client.post(
+        f"/verifications/{waiting['case_id']}/confirmation",
+        json={},
+        headers=as_role(VERIFIER, waiting["association_id"]),
+    )
+    assert confirmed.status_code == 202, confirmed.text
+    [recorded] = verification.app.read_notifications(
+        verification.app.max_notification_id() - 1, 1, list(TRANSLATORS)
+    )
+    assert recorded.originator_id == UUID(waiting["case_id"])
+    assert b"+966" not in recorded.state
+    assert "+966" not in str(data_verified(verification.app.mapper.to_domain_event(recorded)))
