@@ -158,6 +158,19 @@ def _without_large_input(problem: Any) -> Any:
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _QUIET_PATHS = {"/health", "/ready", "/metrics"}
+# Path parameters that are personal data (verification's member routes): masked in the log.
+_PERSONAL_PATH_PARAMS = ("national_id",)
+
+
+def _logged_path(scope: dict[str, Any]) -> str:
+    """The request's path as the log shows it: a national id in it masked."""
+    path = str(scope["path"])
+    params = scope.get("path_params") or {}
+    for name in _PERSONAL_PATH_PARAMS:
+        value = params.get(name)
+        if isinstance(value, str) and value:
+            path = path.replace(value, "***")
+    return path
 
 
 async def _route_log_context(request: Request) -> None:
@@ -220,7 +233,7 @@ class RequestLogMiddleware:
                     log.info(
                         "%s %s %d",
                         scope["method"],
-                        scope["path"],
+                        _logged_path(scope),
                         status["code"],
                         extra={
                             "http_status": status["code"],

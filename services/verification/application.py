@@ -1,11 +1,17 @@
-"""Verification's application: each method loads, calls one command, saves, returns plain values."""
+"""Verification's application: each method loads, calls one command, saves, returns plain values.
+
+Personal data (the request as received, a member's national id and name) is kept
+sealed under its data subject's key by the store's mapper (shared/personal): the
+application gives each event the subject's key id, finds members by the blind
+index of their national id, and shows an erased subject's data as "erased".
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -18,6 +24,7 @@ from services.verification.members import (
     Member,
     RegistryRow,
     RowProblem,
+    legacy_member_id,
     member_id,
     read_registry,
     read_registry_row,
@@ -26,7 +33,9 @@ from shared.access_log import CASE_FILE, MEMBER_RECORD
 from shared.dates import both_calendars, local_day
 from shared.errors import NotFound, association_not_served
 from shared.events import RequestReceived
-from shared.personal.requests import open_request
+from shared.personal.mapper import is_erased_value
+from shared.personal.requests import OpenedRequest, open_request
+from shared.personal.sealing import ERASED_TEXT
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
 
@@ -47,10 +56,28 @@ class RevisionToCheck(TypedDict):
     documents: Sequence[Mapping[str, Any]]
     pack: PolicyPack | None
     standing: Standing
+    personal_key: str
+
+
+class SubjectKeys(Protocol):
+    """What verification asks of the subject keyring (shared/personal/keyring.py)."""
+
+    def subject_index(self, association_id: str, national_id: str) -> str: ...
+
+    def key_for(self, association_id: str, national_id: str) -> str: ...
 
 
 class VerificationApplication(ServiceApplication):
     name = "verification"
+
+    @property
+    def subject_keys(self) -> SubjectKeys:
+        """The keyring: the blind index of a national id and a data subject's key."""
+        if self.sealer is None:
+            raise RuntimeError(
+                "verification keeps personal data sealed: it needs the subject keyring"
+            )
+        return cast(SubjectKeys, self.sealer.keys)
 
     # What intake tells verification ----------------------------------------------
 
@@ -67,27 +94,7 @@ class VerificationApplication(ServiceApplication):
                 extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
             )
             return
-        # Validity is judged at the applicant's submission (of this revision), never at "now".
-        submitted_at = payload.submitted_at or event.occurred_at
-        data: RevisionToCheck = {
-            "request_event_id": event.event_id,
-            "revision": payload.revision,
-            "service_code": payload.service_code,
-            "channel": payload.channel,
-            "submitted_at": submitted_at,
-            "applicant": request.applicant.model_dump(mode="json"),
-            "attestation": (
-                request.attestation.model_dump(mode="json") if request.attestation else None
-            ),
-            "fields": request.fields,
-            "documents": [document.model_dump(mode="json") for document in request.documents],
-            "pack": self.packs.get(event.association_id),
-            "standing": self._standing(
-                event.association_id,
-                request.applicant.national_id.strip(),
-                submitted_at,
-            ),
-        }
+        data = self._revision_to_check(event, request)
         if event.case_id in self.repository:
             verification = self._get_verification(event.case_id)
             if not verification.revise(**data):
@@ -108,12 +115,54 @@ class VerificationApplication(ServiceApplication):
             )
         processing.collect_events(verification)
 
+    def _revision_to_check(self, event: RequestReceived, request: OpenedRequest) -> RevisionToCheck:
+        """The revision as its checks read it, with the id of the applicant's key: the
+        one it was sealed with on the stream, or (a request published before sealing)
+        the applicant's key in the keyring, made on first use."""
+        payload = event.payload
+        assert request.applicant is not None
+        national_id = request.applicant.national_id.strip()
+        # Validity is judged at the applicant's submission (of this revision), never at "now".
+        submitted_at = payload.submitted_at or event.occurred_at
+        return {
+            "request_event_id": event.event_id,
+            "revision": payload.revision,
+            "service_code": payload.service_code,
+            "channel": payload.channel,
+            "submitted_at": submitted_at,
+            "applicant": request.applicant.model_dump(mode="json"),
+            "attestation": (
+                request.attestation.model_dump(mode="json") if request.attestation else None
+            ),
+            "fields": request.fields,
+            "documents": [document.model_dump(mode="json") for document in request.documents],
+            "pack": self.packs.get(event.association_id),
+            "standing": self._standing(event.association_id, national_id, submitted_at),
+            "personal_key": payload.personal_key
+            or self.subject_keys.key_for(event.association_id, national_id),
+        }
+
     def _standing(self, association_id: str, national_id: str, moment: datetime) -> Standing:
-        try:
-            member: Member = self.repository.get(member_id(association_id, national_id))
-        except AggregateNotFoundError:
+        member = self._find_member(association_id, national_id)
+        if member is None:
             return NOT_A_MEMBER
         return member.standing_on(local_day(moment))
+
+    def _find_member(self, association_id: str, national_id: str) -> Member | None:
+        """The member, by the blind index of their national id; one registered before
+        personal data was sealed, by the id it was given then (members.py)."""
+        index = self.subject_keys.subject_index(association_id, national_id)
+        for candidate in (
+            member_id(association_id, index),
+            legacy_member_id(association_id, national_id),
+        ):
+            try:
+                found: Aggregate = self.repository.get(candidate)
+            except AggregateNotFoundError:
+                continue
+            if isinstance(found, Member):
+                return found
+        return None
 
     # The verification officer ------------------------------------------------------
 
@@ -184,7 +233,7 @@ class VerificationApplication(ServiceApplication):
             "revisions": [
                 {
                     **_plain_round(round_),
-                    "received": verification.received.get(round_["revision"]),
+                    "received": _shown(verification.received.get(round_["revision"])),
                 }
                 for round_ in rounds
             ],
@@ -258,14 +307,16 @@ class VerificationApplication(ServiceApplication):
     ) -> dict[str, int]:
         imported = updated = unchanged = 0
         changed: list[Member] = []
+        keys = self.subject_keys
         for row in rows:
-            try:
-                member: Member = self.repository.get(member_id(association_id, row.national_id))
-            except AggregateNotFoundError:
+            member = self._find_member(association_id, row.national_id)
+            if member is None:
                 changed.append(
                     Member.register(
                         association_id=association_id,
                         national_id=row.national_id,
+                        subject_index=keys.subject_index(association_id, row.national_id),
+                        personal_key=keys.key_for(association_id, row.national_id),
                         name=row.name,
                         joined_on=row.joined_on,
                         status=row.status,
@@ -275,8 +326,14 @@ class VerificationApplication(ServiceApplication):
                 )
                 imported += 1
                 continue
+            # A key only when a new name is to be sealed: an unchanged import makes none.
+            renamed = row.name != member.name
             if member.apply_registry_row(
-                name=row.name, status=row.status, status_since=row.status_since, actor=actor
+                name=row.name,
+                status=row.status,
+                status_since=row.status_since,
+                actor=actor,
+                personal_key=keys.key_for(association_id, row.national_id) if renamed else None,
             ):
                 changed.append(member)
                 updated += 1
@@ -293,28 +350,26 @@ class VerificationApplication(ServiceApplication):
         """A member's record as `member` shows it, the read logged (who, when, which
         member: by the record's id, never the national id)."""
         shown = self.member(association_id, national_id)
-        self.record_access(
-            actor, association_id, MEMBER_RECORD, str(member_id(association_id, national_id))
-        )
+        self.record_access(actor, association_id, MEMBER_RECORD, shown["member_id"])
         return shown
 
     def member(self, association_id: str, national_id: str) -> dict[str, Any]:
-        """A member's standing and its history, every date in both calendars."""
+        """A member's standing and its history, every date in both calendars; the
+        national id and name "erased" once the member's key was destroyed."""
         self._pack(association_id)
-        try:
-            member: Member = self.repository.get(member_id(association_id, national_id))
-        except AggregateNotFoundError:
+        member = self._find_member(association_id, national_id)
+        if member is None:
             raise NotFound(
                 "member_not_found",
                 f"No member with this ID number is registered for {association_id}.",
                 f"لا يوجد عضو مسجل بهذا الرقم في {association_id}.",
-            ) from None
+            )
         history = sorted(enumerate(member.history), key=lambda item: (item[1][1], item[0]))
         return {
             "member_id": str(member.id),
             "association_id": member.association_id,
-            "national_id": member.national_id,
-            "name": member.name,
+            "national_id": _shown(member.national_id),
+            "name": _shown(member.name),
             "joined_on": member.joined_on.isoformat(),
             "joined_on_display": both_calendars(member.joined_on),
             "status": member.status,
@@ -350,6 +405,11 @@ class VerificationApplication(ServiceApplication):
             f"No verification for request {case_id} (it may take a moment to appear).",
             f"لا يوجد تحقق للطلب {case_id} (قد يستغرق ظهوره لحظات).",
         )
+
+
+def _shown(value: Any) -> Any:
+    """A personal value as a person reads it: itself, or the "erased" marker."""
+    return dict(ERASED_TEXT) if is_erased_value(value) else value
 
 
 def _plain_round(round_: dict[str, Any]) -> dict[str, Any]:

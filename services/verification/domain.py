@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -71,7 +71,8 @@ class Check:
     """One check's result.
 
     `detail` is short English (published in DataVerified), `detail_ar` the same
-    in Arabic. Neither repeats the national id. A failed check carries either
+    in Arabic. Neither repeats the applicant's personal data (national id, name,
+    phone: the checks are published and kept unsealed). A failed check carries either
     a `correction` ({field, ar, en}: what the applicant must correct) or the
     rule that makes the applicant ineligible (`rule` English, `rule_ar` Arabic).
     """
@@ -180,6 +181,11 @@ def check_national_id_format(national_id: str | None) -> Check:
 
 # Phone numbers ------------------------------------------------------------------
 
+# The number itself is personal data: the check says it is valid, not what it is
+# (checks recorded before said "normalised to +966…").
+PHONE_VALID_DETAIL = "Valid phone number (recorded in the international form, E.164)."
+PHONE_VALID_DETAIL_AR = "رقم جوال صحيح (يُسجَّل بالصيغة الدولية E.164)."
+
 
 def check_phone_format(phone: str | None) -> Check:
     """Optional; when given it must be a phone number, recorded in E.164."""
@@ -201,12 +207,18 @@ def check_phone_format(phone: str | None) -> Check:
                 "أدخل رقم جوال مثل 05XXXXXXXX، أو رقمًا دوليًا مع رمز الدولة (+…).",
             ),
         )
-    return Check(
-        PHONE_FORMAT,
-        True,
-        f"Valid phone number, normalised to {normalised}.",
-        f"رقم جوال صحيح، بالصيغة الدولية {normalised}.",
-    )
+    return Check(PHONE_FORMAT, True, PHONE_VALID_DETAIL, PHONE_VALID_DETAIL_AR)
+
+
+def without_phone_number(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Checks recorded before the phone check stopped repeating the number, in today's
+    words: a round opened then and confirmed now publishes no number, nor shows one."""
+    return [
+        {**check, "detail": PHONE_VALID_DETAIL, "detail_ar": PHONE_VALID_DETAIL_AR}
+        if check.get("name") == PHONE_FORMAT and check.get("passed")
+        else dict(check)
+        for check in checks
+    ]
 
 
 # Name and attestation -------------------------------------------------------------
@@ -668,6 +680,11 @@ class Verification(Aggregate):
         # The applicant's data as received (applicant, attestation, fields,
         # documents), for the case file; None for a round opened before it was kept.
         received: dict[str, Any] | None = None
+        # Personal data: `received` is kept sealed under the applicant's key
+        # (`personal_key`, the id of their subject key); rounds opened before it
+        # was sealed have none and read as they were.
+        personal_attributes: ClassVar[tuple[str, ...]] = ("received",)
+        personal_key: str | None = None
 
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
@@ -692,8 +709,13 @@ class Verification(Aggregate):
         pack: PolicyPack | None = None,
         standing: Standing = NOT_A_MEMBER,
         revision: int = 1,
+        personal_key: str | None = None,
     ) -> Verification:
-        """Runs the checks on the data as submitted and opens the verification."""
+        """Runs the checks on the data as submitted and opens the verification.
+
+        `personal_key` is the id of the applicant's key, under which the data as
+        received is kept sealed.
+        """
         checks = all_checks(
             association_id=association_id,
             service_code=service_code,
@@ -718,6 +740,7 @@ class Verification(Aggregate):
             suggested_outcome=suggested_outcome(checks),
             revision=revision,
             received=received_data(applicant, attestation, fields or {}, documents),
+            personal_key=personal_key,
         )
 
     @event(Opened)
@@ -736,6 +759,7 @@ class Verification(Aggregate):
         suggested_outcome: str,
         revision: int = 1,
         received: dict[str, Any] | None = None,
+        personal_key: str | None = None,  # the event's, for the store's mapper
     ):
         self.association_id = association_id
         self.case_ref = case_ref
@@ -774,7 +798,7 @@ class Verification(Aggregate):
         self.service_code = service_code
         self.channel = channel
         self.submitted_at = submitted_at
-        self.checks = checks
+        self.checks = without_phone_number(checks)
         self.suggested_outcome = suggested_outcome
         self.outcome: str | None = None
         self.officer: str | None = None
@@ -839,10 +863,12 @@ class Verification(Aggregate):
         documents: Sequence[Mapping[str, Any]] = (),
         pack: PolicyPack | None = None,
         standing: Standing = NOT_A_MEMBER,
+        personal_key: str | None = None,
     ) -> bool:
         """A newer revision of the request opens a new round; returns whether it did.
 
         The same or an older revision (a redelivery, a message late) changes nothing.
+        `personal_key` is as `open`'s.
         """
         if revision <= self.revision:
             return False
@@ -867,6 +893,7 @@ class Verification(Aggregate):
             checks=[check.as_dict() for check in checks],
             suggested_outcome=suggested_outcome(checks),
             received=received_data(applicant, attestation, fields or {}, documents),
+            personal_key=personal_key,
         )
         return True
 
@@ -881,6 +908,8 @@ class Verification(Aggregate):
         checks: list[dict[str, Any]]
         suggested_outcome: str
         received: dict[str, Any] | None = None  # as Opened's
+        personal_attributes: ClassVar[tuple[str, ...]] = ("received",)
+        personal_key: str | None = None
 
         def apply(self, aggregate: Verification) -> None:
             aggregate.earlier_rounds.append(aggregate.current_round())
@@ -1014,7 +1043,7 @@ class Verification(Aggregate):
             aggregate.officer_actor = self.actor
             aggregate.confirmation = {
                 "event_id": self.event_id,
-                "checks": list(self.checks),
+                "checks": without_phone_number(self.checks),
                 "corrections": list(self.corrections or []),
                 "ineligible_rule": self.ineligible_rule,
                 "ineligible_reason": self.ineligible_reason,

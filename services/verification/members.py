@@ -5,6 +5,20 @@ each member keeps the history of their standing with effective dates: joined
 (good standing), suspended, reinstated, left. The registry arrives as a CSV
 import; reading it is pure (text in, rows and problems out), and each row
 becomes commands on a Member aggregate, so a repeated import changes nothing.
+
+A member is a data subject: their national id and name are kept sealed under
+their subject key (`personal_key`, given by the application), and the member is
+found by the keyed blind index of their national id (`subject_index`), never by
+the number: `member_id` derives from the index.
+
+Members registered before this (migration note): their id was derived from the
+national id itself (`legacy_member_id`) and their events hold the national id
+and name in plaintext. An event store is append-only, so neither can change:
+they keep that id and stay readable, and the application finds a member by the
+blind-index id first and by the legacy id second. Changes recorded on such a
+member from now on are sealed (under a key made for them then); the plaintext
+of their earlier events stays in the store, where no erasure can reach it
+(decision 24: events stored before sealing read as they were).
 """
 
 from __future__ import annotations
@@ -14,7 +28,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -37,7 +51,14 @@ class InvalidRegistry(Invalid):
     """A registry that cannot be read at all (unlike a bad line, which is reported)."""
 
 
-def member_id(association_id: str, national_id: str) -> UUID:
+def member_id(association_id: str, subject_index: str) -> UUID:
+    """A member's id, from the blind index of their national id within the association."""
+    return uuid5(NAMESPACE_URL, f"khidma:member:{association_id}:index:{subject_index}")
+
+
+def legacy_member_id(association_id: str, national_id: str) -> UUID:
+    """The id of a member registered before personal data was sealed: derived from the
+    national id itself. Only looked up (see the module's migration note), never given."""
     return uuid5(NAMESPACE_URL, f"khidma:member:{association_id}:{national_id}")
 
 
@@ -47,6 +68,9 @@ class Member(Aggregate):
     Dates are stored as ISO strings (YYYY-MM-DD): the store's transcoder has no `date`.
     Each event records the administrator who made the change (`actor`, the
     authenticated principal); events recorded before identities were proven have none.
+    The national id and name are personal data, kept sealed under `personal_key`;
+    once the member's key is destroyed they read as erased (empty values), and
+    the standing, which names no one, stays.
     """
 
     class Registered(Aggregate.Created):
@@ -59,10 +83,15 @@ class Member(Aggregate):
         status: str
         status_since: str
         actor: dict[str, Any] | None = None
+        # The blind index of the national id (the id derives from it) and the id of
+        # the member's key; members registered before sealing have neither.
+        subject_index: str | None = None
+        personal_attributes: ClassVar[tuple[str, ...]] = ("national_id", "name")
+        personal_key: str | None = None
 
     @staticmethod
-    def create_id(association_id: str, national_id: str, **_: Any) -> UUID:
-        return member_id(association_id, national_id)
+    def create_id(association_id: str, subject_index: str, **_: Any) -> UUID:
+        return member_id(association_id, subject_index)
 
     @classmethod
     def register(
@@ -70,6 +99,8 @@ class Member(Aggregate):
         *,
         association_id: str,
         national_id: str,
+        subject_index: str,
+        personal_key: str,
         name: str,
         joined_on: date,
         status: str,
@@ -84,6 +115,8 @@ class Member(Aggregate):
             status=status,
             status_since=status_since.isoformat(),
             actor=actor,
+            subject_index=subject_index,
+            personal_key=personal_key,
         )
 
     @event(Registered)
@@ -97,10 +130,13 @@ class Member(Aggregate):
         status: str,
         status_since: str,
         actor: dict[str, Any] | None = None,
+        subject_index: str | None = None,
+        personal_key: str | None = None,  # the event's, for the store's mapper
     ):
         self.association_id = association_id
         self.national_id = national_id
         self.name = name
+        self.subject_index = subject_index
         self.joined_on = date.fromisoformat(joined_on)
         # (status, effective date), in the order recorded.
         self.history: list[tuple[str, date]] = [(GOOD, self.joined_on)]
@@ -137,11 +173,14 @@ class Member(Aggregate):
         status: str,
         status_since: date,
         actor: dict[str, Any] | None = None,
+        personal_key: str | None = None,
     ) -> bool:
-        """Brings the member up to a registry row; True when anything changed."""
+        """Brings the member up to a registry row; True when anything changed.
+
+        `personal_key` is the id of the member's key, the new name sealed under it."""
         changed = False
         if name != self.name:
-            self.trigger_event(self.Renamed, name=name, actor=actor)
+            self.trigger_event(self.Renamed, name=name, actor=actor, personal_key=personal_key)
             changed = True
         if (status, status_since) != (self.status, self.status_since) and (
             status,
@@ -162,6 +201,8 @@ class Member(Aggregate):
     class Renamed(Aggregate.Event):
         name: str
         actor: dict[str, Any] | None = None
+        personal_attributes: ClassVar[tuple[str, ...]] = ("name",)
+        personal_key: str | None = None  # none: renamed before sealing, the name plain
 
         def apply(self, aggregate: Member) -> None:
             aggregate.name = self.name

@@ -3,6 +3,10 @@
 A document shows the current round (the latest revision of the request) at its
 top level, and the rounds before it in `earlier_rounds`, as each was found and
 confirmed, so the officer and the auditor see the whole history of the case.
+
+A document holds no personal data: the applicant's data stays sealed in the
+store (the case file opens it), and a phone check recorded before its detail
+stopped naming the number is shown in today's words.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from services.verification.domain import (
     corrections_of,
     ineligible_reason_of,
     ineligible_rule_of,
+    without_phone_number,
 )
 from shared.dates import both_calendars
 from shared.views import ViewTransaction
@@ -58,7 +63,7 @@ def _new_round(event: Verification.Opened | Verification.Revised) -> dict[str, A
         "status": "pending",
         "suggested_outcome": event.suggested_outcome,
         "outcome": None,
-        "checks": event.checks,
+        "checks": without_phone_number(event.checks),
         # What the applicant would be told if the officer confirms as suggested.
         "corrections": corrections_of(event.checks),
         "ineligible_rule": ineligible_rule_of(event.checks),
@@ -107,7 +112,7 @@ def project(event: DomainEventProtocol, views: ViewTransaction) -> None:
         doc.update(
             status="confirmed",
             outcome=event.outcome,
-            checks=event.checks,
+            checks=without_phone_number(event.checks),
             corrections=event.corrections or [],
             ineligible_rule=event.ineligible_rule,
             ineligible_reason=event.ineligible_reason

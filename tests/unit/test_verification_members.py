@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from services.verification.members import Member, read_registry
 from shared.errors import NotFound, Refused
 from shared.http import refusal_status
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
+from tests.unit.verification_keys import sealer_in
 
 pytestmark = pytest.mark.unit
 
@@ -23,14 +26,19 @@ HEADER = "national_id,name,joined_on,status,status_since\n"
 
 
 @pytest.fixture
-def app() -> VerificationApplication:
-    return VerificationApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, packs=PACKS)
+def app(tmp_path: Path) -> Iterator[VerificationApplication]:
+    with sealer_in(tmp_path) as sealer:
+        yield VerificationApplication(
+            env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, packs=PACKS, sealer=sealer
+        )
 
 
 def member(**overrides: object) -> Member:
     values: dict[str, object] = dict(
         association_id="sidr",
         national_id=AISHA,
+        subject_index="index-of-aisha",
+        personal_key="sk-aisha",
         name="Aisha",
         joined_on=date(2020, 1, 1),
         status="good",

@@ -3,7 +3,9 @@ with its revision; and the rule an ineligible applicant is told, in both languag
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -25,6 +27,7 @@ from shared.events import (
 )
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests import builders
+from tests.unit.verification_keys import sealer_in
 
 pytestmark = pytest.mark.unit
 
@@ -37,10 +40,14 @@ SEEDLINGS = {"planting_site": "Wadi Hanifa", "seedling_count": 20}
 
 
 @pytest.fixture
-def app() -> VerificationApplication:
-    return VerificationApplication(
-        env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=FrozenClock(NOW), packs=PACKS
-    )
+def app(tmp_path: Path) -> Iterator[VerificationApplication]:
+    with sealer_in(tmp_path) as sealer:
+        yield VerificationApplication(
+            env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
+            clock=FrozenClock(NOW),
+            packs=PACKS,
+            sealer=sealer,
+        )
 
 
 def first_request(
