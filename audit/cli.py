@@ -38,11 +38,13 @@ from audit.compliance import (
     truncated_at,
 )
 from audit.crosscheck import CrossCheckTotals, crosscheck_system
+from audit.personal import opener_for
 from audit.replay import StreamUnavailable, available_services, replay_store, replay_stream
 from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
 from audit.timeline import CaseTimeline, actor_text, case_timeline, case_timelines
 from shared.dates import both_calendars
+from shared.personal.master import MasterKeyProblem
 
 SOURCES = ("stores", "stream", "both")
 
@@ -127,6 +129,7 @@ def cmd_replay(args: argparse.Namespace, settings: AuditSettings) -> int:
 
 def cmd_timeline(args: argparse.Namespace, settings: AuditSettings) -> int:
     stores, stream = _sources(args, settings)
+    opener_for(settings, warn=True)
     timeline = case_timeline(settings, args.case, stores=stores, stream=stream)
     if timeline is None:
         print(f"لا توجد حالة / no case: {args.case}", file=sys.stderr)
@@ -569,6 +572,11 @@ def main(argv: list[str] | None = None) -> int:
         # A wrong password or an unreachable server: say so, never hang.
         print(f"{error.message['en']}\n{error.message['ar']}", file=sys.stderr)
         return 2
+    except MasterKeyProblem as problem:
+        # Another deployment's key file: nothing would open; say so rather than show
+        # every personal value as erased.
+        print(f"audit: {problem.en}\naudit: {problem.ar}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

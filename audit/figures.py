@@ -178,6 +178,15 @@ class Figures:
     #: the cases received in the period (the period of an exception whose check does
     #: not say when it was proven); one id per case, not part of the exported figures
     cohort_case_ids: frozenset[str] = frozenset()
+    #: erasures of personal data done in the period (up to the moment), by association,
+    #: from the keyring's destroyed keys (count_erasures); None when it was not read
+    erasures_by_association: dict[str, int] | None = None
+
+    @property
+    def erasures_total(self) -> int | None:
+        if self.erasures_by_association is None:
+            return None
+        return sum(self.erasures_by_association.values())
 
     @property
     def referral_rate(self) -> float | None:
@@ -230,6 +239,11 @@ class Figures:
                 "slowest": [{**vars(slow), "days": round(slow.days, 2)} for slow in self.slowest],
             },
             "backlog": {"total": self.backlog_total, "by_age": self.backlog},
+            "erasures": {
+                "counted": self.erasures_by_association is not None,
+                "total": self.erasures_total,
+                "by_association": dict(self.erasures_by_association or {}),
+            },
             "satisfaction": {
                 "minimum_group": MINIMUM_GROUP_SIZE,
                 "by_service": [
@@ -440,6 +454,22 @@ def compute_figures(
         reading.ratings_by_service, reading.ratings_by_channel
     )
     figures.associations = _association_order(reading.associations, packs)
+    return figures
+
+
+def count_erasures(figures: Figures, erasures: Iterable[Any] | None) -> Figures:
+    """Adds the erasures done in the figures' period, up to their moment, by
+    association (`erasures`: audit.personal.Erasure, from the keyring's destroyed
+    keys; one per erasure id). None: the keyring could not be read, not counted."""
+    if erasures is None:
+        figures.erasures_by_association = None
+        return figures
+    start, moment = figures.period.start_at, figures.as_of or figures.period.last_moment
+    counted: Counter[str] = Counter()
+    for erasure in erasures:
+        if start <= erasure.destroyed_at <= moment:
+            counted[erasure.association_id] += 1
+    figures.erasures_by_association = dict(sorted(counted.items()))
     return figures
 
 

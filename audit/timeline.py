@@ -30,6 +30,7 @@ from audit.replay import (
     replay_stores,
     replay_stream,
 )
+from audit.personal import Opener, opener_for
 from audit.settings import AuditSettings
 from shared.dates import both_calendars
 from shared.subjects import case_filter
@@ -388,8 +389,13 @@ def group_by_case(
     stores_read: Iterable[str] = (),
     stream_read: bool = False,
     batch: int = 5000,
+    opener: Opener | None = None,
 ) -> Iterator[CaseTimeline]:
-    """Groups interleaved entries by case through a temporary SQLite file."""
+    """Groups interleaved entries by case through a temporary SQLite file.
+
+    The file holds the entries as the sources hold them (personal values sealed);
+    `opener` opens them as each case is read back, in memory (audit.personal):
+    plaintext, or "erased" / "sealed". Without it sealed values stay as they are."""
     stores = frozenset(stores_read)
     with tempfile.TemporaryDirectory(prefix="khidma-audit-") as folder:
         connection = sqlite3.connect(str(Path(folder) / "timeline.sqlite"))
@@ -428,7 +434,10 @@ def group_by_case(
                     yield CaseTimeline(current or "", bucket, stores, stream_read)
                     bucket = []
                 current = case_id
-                bucket.append(TimelineEntry.from_json(doc))
+                entry = TimelineEntry.from_json(doc)
+                if opener is not None:
+                    entry.data = opener.shown(entry.data)
+                bucket.append(entry)
             if bucket:
                 yield CaseTimeline(current or "", bucket, stores, stream_read)
         finally:
@@ -469,8 +478,10 @@ def case_timelines(
     nats_url: str | None = None,
     progress: bool | None = False,
     case_id: str | None = None,
+    opener: Opener | None = None,
 ) -> Iterator[CaseTimeline]:
-    """Every case's timeline from the stores and/or the stream."""
+    """Every case's timeline from the stores and/or the stream; personal values opened
+    with the deployment's keyring (`opener`, default audit.personal.opener_for)."""
     nats_url = nats_url or settings.nats_url
     if stream and not nats_url:
         raise ValueError("the stream needs KHIDMA_NATS_URL (or --nats-url)")
@@ -492,6 +503,7 @@ def case_timelines(
         entries(),
         stores_read=available_services(settings) if stores else (),
         stream_read=stream,
+        opener=opener or opener_for(settings),
     )
 
 
