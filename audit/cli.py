@@ -9,6 +9,7 @@
     python -m audit roles [USER] [--role R --association A --at MOMENT]
     python -m audit verify | checkpoint        (audit.tamper)
     python -m audit report --from ... --to ... [--as-of ... | --hijri ...] (audit.report)
+    python -m audit export --association A --national-id N [--format html|json] [--out FILE]
 
 Settings come from the KHIDMA_* variables (audit.settings.AuditSettings);
 --data-dir and --nats-url override them. Every command takes --json.
@@ -437,6 +438,36 @@ def cmd_roles(args: argparse.Namespace, settings: AuditSettings) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, settings: AuditSettings) -> int:
+    """A data subject's access export (audit.export), logged as a read."""
+    import getpass
+
+    from audit.export import log_export, render_export_html, subject_export
+    from shared.errors import Refused
+
+    try:
+        export = subject_export(settings, args.association, args.national_id)
+    except Refused as refusal:
+        print(f"{refusal.en}\n{refusal.ar}", file=sys.stderr)
+        return 2
+    log_export(settings, {"kind": "operator", "id": getpass.getuser()}, export)
+    if args.format == "html":
+        text = render_export_html(export)
+    else:
+        text = json.dumps(export.to_dict(), ensure_ascii=False, indent=2, default=str)
+    if args.out is None:
+        print(text)
+        return 0
+    # Personal data: the file is the reader's alone (0600), never replaced silently.
+    import os
+
+    descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    print(args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m audit",
@@ -543,6 +574,17 @@ def build_parser() -> argparse.ArgumentParser:
             help="events this recent may not be followed up yet (published, survey invitation sent): "
             f"not reported (default {DEFAULT_GRACE.total_seconds() / 60:g})",
         )
+
+    export = add(
+        "export",
+        "everything held on one person (PDPL access export) / تصدير بيانات صاحب البيانات",
+        cmd_export,
+        source=None,
+    )
+    export.add_argument("--association", required=True, help="the person's association")
+    export.add_argument("--national-id", dest="national_id", required=True)
+    export.add_argument("--format", choices=("json", "html"), default="json")
+    export.add_argument("--out", type=Path, default=None, help="a new file (0600); else stdout")
 
     tamper_module.register_commands(subparsers)
     report_module.register_commands(subparsers)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from audit.personal import Opener, opener_for
 from audit.replay import (
     StoredRecord,
     StreamRecord,
@@ -30,7 +31,6 @@ from audit.replay import (
     replay_stores,
     replay_stream,
 )
-from audit.personal import Opener, opener_for
 from audit.settings import AuditSettings
 from shared.dates import both_calendars
 from shared.subjects import case_filter
