@@ -1,7 +1,8 @@
 """The data subject's access export (PDPL): everything Khidma holds on one person.
 
     python -m audit export --association A --national-id N [--format html|json] [--out FILE]
-    GET /subjects/export?association=A (the national id in the X-National-Id header)
+    POST /subjects/export {"association_id", "national_id", "format"}  (audit.api; the
+        national id in the body, never in a URL; role privacy_officer of the association)
 
 A person is a data subject within one association. They are found without
 comparing national ids in the records: by their keyed blind index

@@ -386,3 +386,22 @@ def test_the_export_route_needs_the_privacy_officer_of_the_association(world: di
     assert len(exports) == 2 and {r["record_id"] for r in exports} == {world["fatimah"].index}
     assert exports[0]["actor"]["role"] == PRIVACY_OFFICER
     assert FATIMAH["national_id"].encode() not in (world["settings"].data_dir / "audit.sqlite").read_bytes()
+
+
+def test_the_export_finds_a_person_in_events_recorded_before_encryption(tmp_path: Path) -> None:
+    settings = AuditSettings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    MasterKeys.ensure(settings.master_key_path)
+    open_keyring(settings).close()
+    plain = CaseHistory(ref="SDR-1448-000009")  # applicant 1590932917, in plain
+    plain.clean()
+    write_chained_stores(settings, [plain], [])
+    try:
+        from audit.export import subject_export
+
+        found = subject_export(settings, "sidr", "١٥٩٠٩٣٢٩١٧")  # Arabic-Indic digits: the same person
+        assert [c.case_ref for c in found.cases] == ["SDR-1448-000009"]
+        assert subject_export(settings, "elites", "1590932917").cases == []
+        assert subject_export(settings, "sidr", "1012345678").cases == []
+    finally:
+        close_keyrings()
