@@ -40,6 +40,7 @@ from shared.auth import Principal, Verifier, install, require, verifier_from_env
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.http import answer_refusals
+from shared.personal.master import MasterKeyProblem
 from shared.roles import AUDITOR, PRIVACY_OFFICER
 
 Auditor = Annotated[Principal, Depends(require(AUDITOR, association=None))]
@@ -231,6 +232,11 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
     @app.exception_handler(StreamUnavailable)
     async def stream_unavailable(_: Any, error: StreamUnavailable) -> JSONResponse:
         return JSONResponse({"detail": error.message}, status_code=503)
+
+    @app.exception_handler(MasterKeyProblem)
+    async def wrong_master_key(_: Any, problem: MasterKeyProblem) -> JSONResponse:
+        # Another deployment's key file: nothing would open; never shown as "erased".
+        return JSONResponse({"detail": {"en": problem.en, "ar": problem.ar}}, status_code=503)
 
     @app.exception_handler(ValueError)
     async def bad_value(_: Any, error: ValueError) -> JSONResponse:

@@ -405,3 +405,20 @@ def test_the_export_finds_a_person_in_events_recorded_before_encryption(tmp_path
         assert subject_export(settings, "sidr", "1012345678").cases == []
     finally:
         close_keyrings()
+
+
+def test_the_api_timeline_shows_erased_and_a_wrong_key_file_is_a_clear_503(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    erase(world, world["fatimah"])
+    auditor = as_role(AUDITOR, "sidr")
+    client = TestClient(create_app(world["settings"]))
+    answer = client.get("/cases/SDR-1448-000001/timeline", headers=auditor)
+    assert answer.status_code == 200, answer.text
+    shown = [e["data"]["applicant"] for e in answer.json()["events"] if e["event_type"] == "RequestReceived"]
+    assert shown and all(a == {"erased": True, "en": "erased", "ar": "مُحيت"} for a in shown)
+    close_keyrings()
+    wrong = world["settings"].model_copy(
+        update={"master_key_file": MasterKeys.create(tmp_path / "wrong.json").path})
+    answer = TestClient(create_app(wrong)).get("/cases/SDR-1448-000001/timeline", headers=auditor)
+    assert answer.status_code == 503 and "master key" in answer.json()["detail"]["en"]
