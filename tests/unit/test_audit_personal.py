@@ -83,3 +83,23 @@ def test_erasures_are_counted_once_per_erasure_by_association_within_the_period(
     figures.as_of = datetime(2026, 11, 10, tzinfo=UTC)  # a report as of an earlier moment
     assert count_erasures(figures, found).erasures_by_association == {"sidr": 1}
     assert count_erasures(figures, None).to_dict()["erasures"]["counted"] is False
+
+
+def test_the_export_html_is_arabic_right_to_left_escaped_and_shows_erased() -> None:
+    from audit.export import HeldRecord, SubjectExport, render_export_html
+    from shared.dates import both_calendars
+
+    when = both_calendars(datetime(2026, 11, 1, 9, tzinfo=UTC))
+    export = SubjectExport(
+        association_id="sidr", subject_index="a" * 40, generated_at=datetime(2026, 12, 1, tzinfo=UTC),
+        keys=[{"key_id": "sk-1", "created_at": "2026-10-01", "destroyed_at": "2026-12-01", "erasure_id": "e1"}],
+        cases=[HeldRecord("case", "c-1", "SDR-1448-000001", [
+            {"service": "intake", "event": "Case.Completed", "when": when, "erased": False,
+             "data": {"applicant": {"name": "<script>alert(1)</script>"}, "fields": ERASED_TEXT}}])],
+        records=[],
+    )
+    html = render_export_html(export)
+    assert '<html lang="ar" dir="rtl">' in html
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'class="erased">مُحيت' in html and "(erased)" in html
+    assert "SDR-1448-000001" in html and "sk-1" in html
