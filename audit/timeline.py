@@ -68,6 +68,9 @@ CAUSE_FIELDS = (
     "decision_event_id",
     "request_event_id",
 )
+# The privacy service's event: a data subject's keys were destroyed.
+ERASED_EVENT = "PersonalDataErased"
+ERASURES_SUBJECT = f"khidma.*.*.{ERASED_EVENT}"
 # Which service produces each integration event (shared.events.PRODUCERS).
 from shared.events import PRODUCERS
 
@@ -465,9 +468,35 @@ def stream_entries(
     for record in replay_stream(
         nats_url, subject=subject, progress=progress, user=user, password=password
     ):
+        if record.event is not None and record.event.event_type == ERASED_EVENT:
+            yield from erasure_entries(record, case_id)
+            continue
         entry = entry_from_stream(record)
         if entry is not None:
             yield entry
+    if case_id:
+        # The erasures are not on the case's subject (see erasure_entries).
+        for record in replay_stream(
+            nats_url,
+            subject=ERASURES_SUBJECT,
+            progress=False,
+            idle_timeout=1.0,  # when there is none, the wait for one
+            user=user,
+            password=password,
+        ):
+            if record.event is not None:
+                yield from erasure_entries(record, case_id)
+
+
+def erasure_entries(record: StreamRecord, case_id: str | None = None) -> Iterator[TimelineEntry]:
+    """A PersonalDataErased is no case's own event (its case id is the erasure's): it is
+    shown in the timeline of each case whose data it erased (`payload.case_ids`)."""
+    entry = entry_from_stream(record)
+    if entry is None:
+        return
+    for erased in entry.data.get("case_ids") or ():
+        if case_id is None or str(erased) == case_id:
+            yield TimelineEntry(**{**vars(entry), "case_id": str(erased), "case_ref": None})
 
 
 def case_timelines(

@@ -92,6 +92,8 @@ def seal_history(history: CaseHistory, sealer: Sealer, person: Person) -> CaseHi
                 item.state[name] = sealed(sealer, person.key_id, _plain(item.state[name]))
         if names:
             item.state["personal_key"] = person.key_id
+        if "applicant" in names:
+            item.state["subject_index"] = person.index  # as intake keeps it
     history.published = [
         _sealed_request(event, sealer, person, attestation) if event.event_type == "RequestReceived"
         else event

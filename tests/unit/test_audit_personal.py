@@ -103,3 +103,47 @@ def test_the_export_html_is_arabic_right_to_left_escaped_and_shows_erased() -> N
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'class="erased">مُحيت' in html and "(erased)" in html
     assert "SDR-1448-000001" in html and "sk-1" in html
+
+
+class _Payload:
+    def __init__(self, **data: object) -> None:
+        self.data = data
+
+    def model_dump(self, mode: str = "json") -> dict[str, object]:
+        return dict(self.data)
+
+
+def _erased_event(at: datetime, association: str, case_ids: list[str]) -> object:
+    """A PersonalDataErased as the privacy service publishes it (its case id the erasure's)."""
+    from types import SimpleNamespace
+    from uuid import uuid4
+
+    erasure = uuid4()
+    return SimpleNamespace(
+        event_type="PersonalDataErased", event_id=uuid4(), occurred_at=at, association_id=association,
+        case_id=erasure, case_ref=f"erasure-{erasure}", correlation_id=erasure, causation_id=None,
+        actor=SimpleNamespace(kind="system", id="privacy", name=None, role=None),
+        payload=_Payload(erasure_id=str(erasure), reason_code="request", key_ids=["sk-1"], case_ids=case_ids))
+
+
+def test_without_the_keyring_the_report_counts_the_streams_erasures() -> None:
+    from audit.figures import compute_figures
+
+    events = [_erased_event(datetime(2026, 11, 3, tzinfo=UTC), "sidr", []),
+              _erased_event(datetime(2026, 10, 3, tzinfo=UTC), "sidr", []),  # before the period
+              _erased_event(datetime(2026, 11, 4, tzinfo=UTC), "elites", [])]
+    figures = compute_figures(events, start=date(2026, 11, 1), end=date(2026, 11, 30))  # type: ignore[arg-type]
+    assert figures.associations == [] and figures.requests_total == 0  # no case made of them
+    assert count_erasures(figures, None).erasures_by_association == {"elites": 1, "sidr": 1}
+    assert count_erasures(figures, []).erasures_by_association == {}  # the keyring says: none
+
+
+def test_an_erasure_on_the_stream_shows_in_each_erased_cases_timeline() -> None:
+    from audit.replay import StreamRecord
+    from audit.timeline import erasure_entries
+
+    record = StreamRecord(7, "khidma.sidr.x.PersonalDataErased",
+                          _erased_event(datetime(2026, 11, 3, tzinfo=UTC), "sidr", ["c-1", "c-2"]))  # type: ignore[arg-type]
+    assert [(e.case_id, e.name, e.position) for e in erasure_entries(record)] == [
+        ("c-1", "PersonalDataErased", 7), ("c-2", "PersonalDataErased", 7)]
+    assert [e.case_id for e in erasure_entries(record, "c-2")] == ["c-2"]
