@@ -179,6 +179,26 @@ def test_the_command_line_and_the_api_on_the_real_history(history: dict[str, Any
     assert [e["check"] for e in compliance] == ["decision_after_window"]
 
 
+def test_the_export_of_a_real_applicant_holds_their_case_and_no_other(history: dict[str, Any]) -> None:
+    from audit.export import subject_export
+    from audit.personal import close_keyrings
+
+    settings: AuditSettings = history["settings"]
+    textile = history["runs"]["textile"]
+    try:
+        timeline = case_timeline(settings, textile.case_ref)
+        assert timeline is not None
+        request = next(e for e in timeline.entries if e.name == "Case.Completed")
+        national_id = request.data["applicant"]["national_id"]  # opened with the key file
+        export = subject_export(settings, "textile-coop", national_id)
+        assert [case.case_ref for case in export.cases] == [textile.case_ref]
+        services = {event["service"] for event in export.cases[0].events}
+        assert {"intake", "verification", "committee"} <= services
+        assert subject_export(settings, "sidr", national_id).cases == []
+    finally:
+        close_keyrings()
+
+
 def test_after_an_erasure_the_audit_runs_and_shows_erased(history: dict[str, Any], tmp_path: Path) -> None:
     """Last in this module: it erases the textile applicant's data (crypto-shredding)."""
     from audit.personal import close_keyrings
