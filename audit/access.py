@@ -1,7 +1,8 @@
 """The access log: who read which case file or member record, and when.
 
 Every read of a case file or of a member's record is one `Access.Recorded`
-event in the reading service's own store (shared/access_log.py): append-only,
+event in the reading service's own store (and every data subject export, the
+audit's own: `data/audit.sqlite`, audit.export) (shared/access_log.py): append-only,
 chained with the store's other events (so `python -m audit verify` covers it),
 never published. This module reads it back from every store, read-only:
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from audit.replay import replay_store
 from audit.settings import AuditSettings
-from audit.stores import SERVICES, store_exists
+from audit.stores import AUDIT, SERVICES, store_exists
 from shared.dates import both_calendars
 
 ACCESS_TOPIC = "shared.access_log:Access.Recorded"
@@ -82,7 +83,7 @@ def access_reads(
     association_id: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
-    services: Iterable[str] = SERVICES,
+    services: Iterable[str] = (*SERVICES, AUDIT),
 ) -> Iterator[AccessRead]:
     """Every logged read of every readable store, in time order, filtered: the record
     read (a case id), who read it (the actor's id or name), the association, and the

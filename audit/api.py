@@ -6,6 +6,7 @@
     GET /crosscheck
     GET /compliance[?source=...&check=...]
     GET /access[?case=...&who=...&from=...&to=...]
+    POST /subjects/export  {"association_id", "national_id", "format": "json"|"html"}
 
 Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8105). Every
 answer is computed from events only, by replaying the stores and/or the stream.
@@ -24,7 +25,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from audit.asof import hijri_moment, parse_moment, states_as_of
@@ -38,9 +40,17 @@ from shared.auth import Principal, Verifier, install, require, verifier_from_env
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.http import answer_refusals
-from shared.roles import AUDITOR
+from shared.personal.master import MasterKeyProblem
+from shared.roles import AUDITOR, PRIVACY_OFFICER
 
 Auditor = Annotated[Principal, Depends(require(AUDITOR, association=None))]
+PrivacyOfficer = Annotated[Principal, Depends(require(PRIVACY_OFFICER, association=None))]
+
+
+class ExportAsked(BaseModel):
+    association_id: str = Field(min_length=1, max_length=64)
+    national_id: str = Field(min_length=1, max_length=20)
+    format: str = Field(default="json", pattern="^(json|html)$")
 
 
 def _sources(settings: AuditSettings, source: str) -> tuple[bool, bool]:
@@ -65,7 +75,8 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
     app = FastAPI(
         title="Khidma audit (read-only)",
         description="Replay, timelines, state as of a moment, cross-check, compliance, "
-        "the access log. Every route but /health needs the auditor role.",
+        "the access log, the data subject export. Every route but /health needs the "
+        "auditor role (the export: privacy_officer).",
     )
     install(app, verifier or verifier_from_environment())
     answer_refusals(app)
@@ -198,11 +209,34 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
 
         return {"reads": await run_in_threadpool(compute)}
 
+    @guarded.post("/subjects/export")
+    async def subject_export(principal: PrivacyOfficer, asked: ExportAsked) -> Response:
+        """Everything Khidma holds on one person (PDPL access), opened; logged as a read."""
+        from audit.export import log_export, render_export_html
+        from audit.export import subject_export as gather
+
+        role = principal.require(PRIVACY_OFFICER, association_id=asked.association_id)
+
+        def compute() -> Any:
+            export = gather(settings, asked.association_id, asked.national_id)
+            log_export(settings, principal.actor(role), export)
+            return export
+
+        export = await run_in_threadpool(compute)
+        if asked.format == "html":
+            return HTMLResponse(render_export_html(export), headers={"Cache-Control": "no-store"})
+        return JSONResponse(export.to_dict(), headers={"Cache-Control": "no-store"})
+
     app.include_router(guarded)
 
     @app.exception_handler(StreamUnavailable)
     async def stream_unavailable(_: Any, error: StreamUnavailable) -> JSONResponse:
         return JSONResponse({"detail": error.message}, status_code=503)
+
+    @app.exception_handler(MasterKeyProblem)
+    async def wrong_master_key(_: Any, problem: MasterKeyProblem) -> JSONResponse:
+        # Another deployment's key file: nothing would open; never shown as "erased".
+        return JSONResponse({"detail": {"en": problem.en, "ar": problem.ar}}, status_code=503)
 
     @app.exception_handler(ValueError)
     async def bad_value(_: Any, error: ValueError) -> JSONResponse:

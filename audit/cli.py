@@ -9,6 +9,7 @@
     python -m audit roles [USER] [--role R --association A --at MOMENT]
     python -m audit verify | checkpoint        (audit.tamper)
     python -m audit report --from ... --to ... [--as-of ... | --hijri ...] (audit.report)
+    python -m audit export --association A --national-id N [--format html|json] [--out FILE]
 
 Settings come from the KHIDMA_* variables (audit.settings.AuditSettings);
 --data-dir and --nats-url override them. Every command takes --json.
@@ -38,11 +39,13 @@ from audit.compliance import (
     truncated_at,
 )
 from audit.crosscheck import CrossCheckTotals, crosscheck_system
+from audit.personal import opener_for
 from audit.replay import StreamUnavailable, available_services, replay_store, replay_stream
 from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
 from audit.timeline import CaseTimeline, actor_text, case_timeline, case_timelines
 from shared.dates import both_calendars
+from shared.personal.master import MasterKeyProblem
 
 SOURCES = ("stores", "stream", "both")
 
@@ -127,6 +130,7 @@ def cmd_replay(args: argparse.Namespace, settings: AuditSettings) -> int:
 
 def cmd_timeline(args: argparse.Namespace, settings: AuditSettings) -> int:
     stores, stream = _sources(args, settings)
+    opener_for(settings, warn=True)
     timeline = case_timeline(settings, args.case, stores=stores, stream=stream)
     if timeline is None:
         print(f"لا توجد حالة / no case: {args.case}", file=sys.stderr)
@@ -434,6 +438,36 @@ def cmd_roles(args: argparse.Namespace, settings: AuditSettings) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, settings: AuditSettings) -> int:
+    """A data subject's access export (audit.export), logged as a read."""
+    import getpass
+
+    from audit.export import log_export, render_export_html, subject_export
+    from shared.errors import Refused
+
+    try:
+        export = subject_export(settings, args.association, args.national_id)
+    except Refused as refusal:
+        print(f"{refusal.en}\n{refusal.ar}", file=sys.stderr)
+        return 2
+    log_export(settings, {"kind": "operator", "id": getpass.getuser()}, export)
+    if args.format == "html":
+        text = render_export_html(export)
+    else:
+        text = json.dumps(export.to_dict(), ensure_ascii=False, indent=2, default=str)
+    if args.out is None:
+        print(text)
+        return 0
+    # Personal data: the file is the reader's alone (0600), never replaced silently.
+    import os
+
+    descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    print(args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m audit",
@@ -541,6 +575,17 @@ def build_parser() -> argparse.ArgumentParser:
             f"not reported (default {DEFAULT_GRACE.total_seconds() / 60:g})",
         )
 
+    export = add(
+        "export",
+        "everything held on one person (PDPL access export) / تصدير بيانات صاحب البيانات",
+        cmd_export,
+        source=None,
+    )
+    export.add_argument("--association", required=True, help="the person's association")
+    export.add_argument("--national-id", dest="national_id", required=True)
+    export.add_argument("--format", choices=("json", "html"), default="json")
+    export.add_argument("--out", type=Path, default=None, help="a new file (0600); else stdout")
+
     tamper_module.register_commands(subparsers)
     report_module.register_commands(subparsers)
     return parser
@@ -569,6 +614,11 @@ def main(argv: list[str] | None = None) -> int:
         # A wrong password or an unreachable server: say so, never hang.
         print(f"{error.message['en']}\n{error.message['ar']}", file=sys.stderr)
         return 2
+    except MasterKeyProblem as problem:
+        # Another deployment's key file: nothing would open; say so rather than show
+        # every personal value as erased.
+        print(f"audit: {problem.en}\naudit: {problem.ar}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

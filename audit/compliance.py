@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from audit.timeline import CaseTimeline, Fact
+from audit.personal import is_unknown
+from audit.timeline import CaseTimeline, Fact, TimelineEntry
 
 #: Events recorded this recently may not have been followed up yet (an invitation
 #: is sent a moment after a delivery): not an exception on a live system.
@@ -269,6 +270,8 @@ def revision_of(fact: Fact) -> int:
 
 
 def _attestation_problem(attestation: Any) -> tuple[str, str] | None:
+    if attestation is NOT_JUDGED:
+        return None
     if not isinstance(attestation, dict):
         return ("لا يوجد إقرار من مقدم الطلب.", "The applicant's declaration is missing.")
     if not attestation.get("attested"):
@@ -281,6 +284,22 @@ def _attestation_problem(attestation: Any) -> tuple[str, str] | None:
     return None
 
 
+NOT_JUDGED: Any = object()
+
+
+def _declaration(request: Fact, recorded: list[TimelineEntry]) -> Any:
+    """The request's declaration; when it cannot be read (the applicant's data was
+    erased, or the audit has no key file), what the committee recorded of it
+    (`attested`, not personal); NOT_JUDGED when nothing says."""
+    attestation = request.data.get("attestation")
+    if not is_unknown(attestation):
+        return attestation
+    flags = [e.data.get("attested") for e in recorded if isinstance(e.data.get("attested"), bool)]
+    if not flags:
+        return NOT_JUDGED
+    return {"attested": flags[-1], "data_hash": "recorded by the committee"}
+
+
 @check(
     "file_without_declaration",
     ar="ملف لدى اللجنة دون إقرار مقدم الطلب",
@@ -288,12 +307,12 @@ def _attestation_problem(attestation: Any) -> tuple[str, str] | None:
 )
 def file_without_declaration(timeline: CaseTimeline) -> Iterator[ComplianceException]:
     for request in timeline.facts("RequestReceived"):
-        problem = _attestation_problem(request.data.get("attestation"))
+        recorded = timeline.store_events("committee", "CommitteeCase.RequestRecorded")
+        problem = _attestation_problem(_declaration(request, recorded))
         if problem is None:
             continue
         decided = timeline.facts("CommitteeDecided")
         decisions = [d.event_id for d in decided]
-        recorded = timeline.store_events("committee", "CommitteeCase.RequestRecorded")
         if decisions or recorded:
             # Proven when the file reached the committee: recorded there, or decided on.
             reached = [e.occurred_at for e in recorded] + [d.occurred_at for d in decided]

@@ -9,6 +9,13 @@ translates it (services/*/integration.py TRANSLATORS), and every field that
 translation sets (and its `occurred_at`) must have the same value on the stream;
 a field the translation does not set (a newer contract field) is not compared.
 
+Personal fields are sealed (shared/personal): a store and the stream hold the same
+value sealed apart, with different random nonces, so their bytes differ. A sealed
+value is compared by its subject key id and a digest of its plaintext when the
+audit can open it (the master key file), by its key id alone when it cannot (the
+subject was erased, or no key file): the non-personal fields are compared as
+before (audit.personal.Opener.comparable). No plaintext reaches the working file.
+
 Memory bound: both sides are written to a temporary SQLite file (event id, type,
 case, service) and compared there with SQL; the differences are streamed out.
 
@@ -31,6 +38,7 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
+from audit.personal import Opener, opener_for
 from audit.replay import StoredRecord, StreamRecord, replay_stores, replay_stream
 from audit.settings import AuditSettings
 from shared.events import PRODUCERS
@@ -100,8 +108,12 @@ def crosscheck(
     batch: int = 5000,
     now: datetime | None = None,
     grace: timedelta = DEFAULT_GRACE,
+    opener: Opener | None = None,
 ) -> Iterator[Difference]:
     """Differences between the stores and the stream, ordered by case.
+
+    `opener` compares sealed values by their plaintext's digest (see the module's doc);
+    without it, by their subject key ids.
 
     `services`: the producers whose stores were read; a stream event of another
     producer is not reported missing from a store nobody read. An event recorded
@@ -109,6 +121,7 @@ def crosscheck(
     from the other side: it may be on its way.
     """
     totals = totals if totals is not None else CrossCheckTotals()
+    opener = opener or Opener(None)
     moment = now or datetime.now(UTC)
     # Recent: within the grace period before the check, and not after it: an event
     # dated in the future (a clock ahead, or a forgery) is never excused as recent.
@@ -129,7 +142,7 @@ def crosscheck(
                 if record.published_as is None:
                     continue
                 totals.store_events += 1
-                content = translated_content(record)
+                content = translated_content(record, opener)
                 totals.content_not_compared += content is None
                 rows.append(
                     (
@@ -163,7 +176,7 @@ def crosscheck(
                         PRODUCERS.get(event.event_type, "?"),
                         item.sequence,
                         _after(event.occurred_at, settled),
-                        event_content(event),
+                        event_content(event, opener),
                     )
                 )
                 if len(rows) >= batch:
@@ -239,6 +252,7 @@ def crosscheck_system(
         services=available_services(settings),
         now=now,
         grace=grace,
+        opener=opener_for(settings),
     )
 
 
@@ -277,14 +291,16 @@ def translators() -> dict[str, Any]:
     return _TRANSLATORS
 
 
-def _content(occurred_at: datetime, payload: Any, *, only_set: bool = False) -> str:
+def _content(
+    occurred_at: datetime, payload: Any, *, only_set: bool = False, opener: Opener | None = None
+) -> str:
     # The store's side keeps the fields its translation sets, defaults included (an
     # unsigned declaration is `attestation: null`, the first revision `revision: 1`), so
     # a stream copy that differs there is caught; the stream's side is whole.
     document = {
         "occurred_at": occurred_at.astimezone(UTC).isoformat(),
         "payload": {
-            key: value
+            key: (opener or Opener(None)).comparable(value)
             for key, value in payload.model_dump(mode="json").items()
             if not only_set or key in payload.model_fields_set
         },
@@ -292,7 +308,7 @@ def _content(occurred_at: datetime, payload: Any, *, only_set: bool = False) -> 
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def translated_content(record: StoredRecord) -> str | None:
+def translated_content(record: StoredRecord, opener: Opener | None = None) -> str | None:
     """The stored event's content as its service's outbox would publish it; None when
     it cannot be translated here (no translator, or a field the translator needs is
     missing): then it is not compared, never reported as different."""
@@ -301,7 +317,7 @@ def translated_content(record: StoredRecord) -> str | None:
         return None
     try:
         event = translate(SimpleNamespace(**record.state, originator_id=UUID(record.originator_id)))
-        content = _content(event.occurred_at, event.payload, only_set=True)
+        content = _content(event.occurred_at, event.payload, only_set=True, opener=opener)
     except Exception:  # noqa: BLE001 - any failure means "cannot compare", not "differs"
         return None
     # A field the stored event does not carry was worked out by today's translator for an
@@ -315,8 +331,8 @@ def translated_content(record: StoredRecord) -> str | None:
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def event_content(event: Any) -> str:
-    return _content(event.occurred_at, event.payload)
+def event_content(event: Any, opener: Opener | None = None) -> str:
+    return _content(event.occurred_at, event.payload, opener=opener)
 
 
 def content_differs(stored: str | None, published: str | None) -> str | None:

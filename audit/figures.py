@@ -178,6 +178,18 @@ class Figures:
     #: the cases received in the period (the period of an exception whose check does
     #: not say when it was proven); one id per case, not part of the exported figures
     cohort_case_ids: frozenset[str] = frozenset()
+    #: erasures of personal data done in the period (up to the moment), by association,
+    #: from the keyring's destroyed keys (count_erasures) or, without it, the stream's
+    #: PersonalDataErased events; None when neither was read
+    erasures_by_association: dict[str, int] | None = None
+    #: the period's PersonalDataErased events on the stream, by association
+    erasures_on_stream: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def erasures_total(self) -> int | None:
+        if self.erasures_by_association is None:
+            return None
+        return sum(self.erasures_by_association.values())
 
     @property
     def referral_rate(self) -> float | None:
@@ -230,6 +242,11 @@ class Figures:
                 "slowest": [{**vars(slow), "days": round(slow.days, 2)} for slow in self.slowest],
             },
             "backlog": {"total": self.backlog_total, "by_age": self.backlog},
+            "erasures": {
+                "counted": self.erasures_by_association is not None,
+                "total": self.erasures_total,
+                "by_association": dict(self.erasures_by_association or {}),
+            },
             "satisfaction": {
                 "minimum_group": MINIMUM_GROUP_SIZE,
                 "by_service": [
@@ -324,6 +341,7 @@ class _Reading:
         self.events_after_as_of = 0
         self.cases: dict[str, _Case] = {}
         self.associations: set[str] = set()
+        self.erasures: Counter[str] = Counter()
         self.by_channel: dict[str, Counter[str]] = defaultdict(Counter)
         self.by_service: dict[str, Counter[str]] = defaultdict(Counter)
         self.decisions = _Decisions()
@@ -342,6 +360,11 @@ class _Reading:
                 self._read_one(event, ts)
 
     def _read_one(self, event: IntegrationEvent, ts: float) -> None:
+        if event.event_type == ERASED_EVENT:
+            # Not a case's event (its case id is the erasure's): counted, nothing else.
+            if ts >= self.start_ts:
+                self.erasures[event.association_id] += 1
+            return
         case_id = str(event.case_id)
         case = self.cases.get(case_id)
         if case is None:
@@ -440,6 +463,28 @@ def compute_figures(
         reading.ratings_by_service, reading.ratings_by_channel
     )
     figures.associations = _association_order(reading.associations, packs)
+    figures.erasures_on_stream = dict(sorted(reading.erasures.items()))
+    return figures
+
+
+# The privacy service's event: a data subject's keys were destroyed (shared/events.py).
+ERASED_EVENT = "PersonalDataErased"
+
+
+def count_erasures(figures: Figures, erasures: Iterable[Any] | None) -> Figures:
+    """Adds the erasures done in the figures' period, up to their moment, by
+    association (`erasures`: audit.personal.Erasure, from the keyring's destroyed
+    keys; one per erasure id). None: the keyring could not be read; then the
+    stream's PersonalDataErased events count, if any was read; else not counted."""
+    if erasures is None:
+        figures.erasures_by_association = figures.erasures_on_stream or None
+        return figures
+    start, moment = figures.period.start_at, figures.as_of or figures.period.last_moment
+    counted: Counter[str] = Counter()
+    for erasure in erasures:
+        if start <= erasure.destroyed_at <= moment:
+            counted[erasure.association_id] += 1
+    figures.erasures_by_association = dict(sorted(counted.items()))
     return figures
 
 

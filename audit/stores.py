@@ -8,7 +8,10 @@ SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
 # The identity service's store: who held which role where, and when (audit.roles).
 # Read beside the four, never replayed into the cases' timelines.
 IDENTITY = "identity"
-READABLE: tuple[str, ...] = (*SERVICES, IDENTITY)
+# The audit's own store: only the access log of its data subject exports
+# (audit.export); the one store the audit writes to.
+AUDIT = "audit"
+READABLE: tuple[str, ...] = (*SERVICES, IDENTITY, AUDIT)
 
 
 def store_env(service: str, settings: AuditSettings) -> dict[str, str]:
@@ -37,6 +40,17 @@ def store_env(service: str, settings: AuditSettings) -> dict[str, str]:
             POSTGRES_PASSWORD=settings.postgres_password,
             POSTGRES_SCHEMA=settings.postgres_schema(service),
         )
+    return env
+
+
+def own_store_env(settings: AuditSettings) -> dict[str, str]:
+    """The eventsourcing environment of the audit's own store, for writing (tables made)."""
+    env = {**store_env(AUDIT, settings), "CREATE_TABLE": "y"}
+    if settings.store == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = settings.sqlite_path(AUDIT)
+        if not path.exists():
+            path.touch(mode=0o600)
     return env
 
 

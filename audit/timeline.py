@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from audit.personal import Opener, opener_for
 from audit.replay import (
     StoredRecord,
     StreamRecord,
@@ -67,6 +68,9 @@ CAUSE_FIELDS = (
     "decision_event_id",
     "request_event_id",
 )
+# The privacy service's event: a data subject's keys were destroyed.
+ERASED_EVENT = "PersonalDataErased"
+ERASURES_SUBJECT = f"khidma.*.*.{ERASED_EVENT}"
 # Which service produces each integration event (shared.events.PRODUCERS).
 from shared.events import PRODUCERS
 
@@ -388,8 +392,13 @@ def group_by_case(
     stores_read: Iterable[str] = (),
     stream_read: bool = False,
     batch: int = 5000,
+    opener: Opener | None = None,
 ) -> Iterator[CaseTimeline]:
-    """Groups interleaved entries by case through a temporary SQLite file."""
+    """Groups interleaved entries by case through a temporary SQLite file.
+
+    The file holds the entries as the sources hold them (personal values sealed);
+    `opener` opens them as each case is read back, in memory (audit.personal):
+    plaintext, or "erased" / "sealed". Without it sealed values stay as they are."""
     stores = frozenset(stores_read)
     with tempfile.TemporaryDirectory(prefix="khidma-audit-") as folder:
         connection = sqlite3.connect(str(Path(folder) / "timeline.sqlite"))
@@ -428,7 +437,10 @@ def group_by_case(
                     yield CaseTimeline(current or "", bucket, stores, stream_read)
                     bucket = []
                 current = case_id
-                bucket.append(TimelineEntry.from_json(doc))
+                entry = TimelineEntry.from_json(doc)
+                if opener is not None:
+                    entry.data = opener.shown(entry.data)
+                bucket.append(entry)
             if bucket:
                 yield CaseTimeline(current or "", bucket, stores, stream_read)
         finally:
@@ -456,9 +468,35 @@ def stream_entries(
     for record in replay_stream(
         nats_url, subject=subject, progress=progress, user=user, password=password
     ):
+        if record.event is not None and record.event.event_type == ERASED_EVENT:
+            yield from erasure_entries(record, case_id)
+            continue
         entry = entry_from_stream(record)
         if entry is not None:
             yield entry
+    if case_id:
+        # The erasures are not on the case's subject (see erasure_entries).
+        for record in replay_stream(
+            nats_url,
+            subject=ERASURES_SUBJECT,
+            progress=False,
+            idle_timeout=1.0,  # when there is none, the wait for one
+            user=user,
+            password=password,
+        ):
+            if record.event is not None:
+                yield from erasure_entries(record, case_id)
+
+
+def erasure_entries(record: StreamRecord, case_id: str | None = None) -> Iterator[TimelineEntry]:
+    """A PersonalDataErased is no case's own event (its case id is the erasure's): it is
+    shown in the timeline of each case whose data it erased (`payload.case_ids`)."""
+    entry = entry_from_stream(record)
+    if entry is None:
+        return
+    for erased in entry.data.get("case_ids") or ():
+        if case_id is None or str(erased) == case_id:
+            yield TimelineEntry(**{**vars(entry), "case_id": str(erased), "case_ref": None})
 
 
 def case_timelines(
@@ -469,8 +507,10 @@ def case_timelines(
     nats_url: str | None = None,
     progress: bool | None = False,
     case_id: str | None = None,
+    opener: Opener | None = None,
 ) -> Iterator[CaseTimeline]:
-    """Every case's timeline from the stores and/or the stream."""
+    """Every case's timeline from the stores and/or the stream; personal values opened
+    with the deployment's keyring (`opener`, default audit.personal.opener_for)."""
     nats_url = nats_url or settings.nats_url
     if stream and not nats_url:
         raise ValueError("the stream needs KHIDMA_NATS_URL (or --nats-url)")
@@ -492,6 +532,7 @@ def case_timelines(
         entries(),
         stores_read=available_services(settings) if stores else (),
         stream_read=stream,
+        opener=opener or opener_for(settings),
     )
 
 

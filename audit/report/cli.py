@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from audit.compliance import DEFAULT_GRACE
-from audit.figures import Figures, Period, compute_figures
+from audit.figures import Figures, Period, compute_figures, count_erasures
+from audit.personal import keyring_erasures
 from audit.replay import StreamUnavailable
 from audit.report.build import compliance_exceptions, stream_events, write_report
 from audit.report.exceptions import MAX_LISTED, EvidenceTimelines
@@ -138,6 +139,7 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
             granularity=args.by,
             as_of=as_of,
         )
+        count_erasures(figures, keyring_erasures(settings))
         evidence = EvidenceTimelines(args.max_listed)
         exceptions, not_run = _exceptions(args, settings, figures, packs, evidence, credentials)
         files = write_report(

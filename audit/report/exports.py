@@ -22,6 +22,7 @@ CSV_FILES = (
     "backlog",
     "satisfaction_by_service",
     "satisfaction_by_channel",
+    "erasures",
     "exceptions",
 )
 
@@ -93,6 +94,10 @@ def csv_tables(figures: Figures) -> dict[str, tuple[list[str], list[list[Any]]]]
             ]
             for label, _ in BACKLOG_BUCKETS
         ],
+    )
+    tables["erasures"] = (
+        ["association_id", "erasures"],
+        [[a, n] for a, n in (figures.erasures_by_association or {}).items()],
     )
     for key in ("by_service", "by_channel"):
         tables[f"satisfaction_{key}"] = (

@@ -49,6 +49,7 @@ SECTIONS = (
     "rates",
     "ttd",
     "backlog",
+    "erasures",
     "satisfaction",
     "exceptions",
 )
@@ -109,6 +110,7 @@ def render_html(
         ttd=view.time_to_decision(),
         backlog=view.backlog(),
         satisfaction=view.satisfaction(),
+        erasures=view.erasures(),
         exceptions=view.exceptions(),
     )
 
@@ -343,6 +345,18 @@ class _View:
             ),
             "stages": [t(stage, lang) for stage in BACKLOG_STAGES],
             "rows": rows,
+        }
+
+    def erasures(self) -> dict[str, Any]:
+        by_association = self.figures.erasures_by_association
+        total = self.figures.erasures_total
+        return {
+            "counted": by_association is not None,
+            "total": cell("erasures.total", total),
+            "rows": [
+                (self.names.association(a), cell(f"erasures.by_association.{a}", n))
+                for a, n in (by_association or {}).items()
+            ],
         }
 
     def satisfaction(self) -> list[dict[str, Any]]:

@@ -89,6 +89,20 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Open backlog by age at the report's moment",
     },
     "age": {"ar": "العمر (أيام)", "en": "Age (days)"},
+    "erasures": {
+        "ar": "محو البيانات الشخصية في الفترة",
+        "en": "Erasures of personal data in the period",
+    },
+    "erasures_note": {
+        "ar": "كل محو أُتلفت فيه مفاتيح صاحب البيانات (نظام حماية البيانات الشخصية)، "
+        "من سجل المفاتيح، حسب الجمعية.",
+        "en": "Each erasure destroyed a data subject's keys (PDPL), as the keyring "
+        "records it, by association.",
+    },
+    "erasures_not_counted": {
+        "ar": "لم يُقرأ سجل المفاتيح (لا يوجد ملف المفتاح الرئيسي): لم يُحصَ المحو.",
+        "en": "The keyring was not read (no master key file): erasures are not counted.",
+    },
     "awaiting_verification": {"ar": "بانتظار التحقق", "en": "Awaiting verification"},
     "awaiting_decision": {"ar": "بانتظار قرار اللجنة", "en": "Awaiting the decision"},
     "awaiting_delivery": {"ar": "بانتظار تقديم الخدمة", "en": "Awaiting delivery"},

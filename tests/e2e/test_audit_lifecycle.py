@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -177,3 +177,64 @@ def test_the_command_line_and_the_api_on_the_real_history(history: dict[str, Any
     client = TestClient(create_app(settings))
     compliance = client.get("/compliance", headers=as_staff()).json()["exceptions"]
     assert [e["check"] for e in compliance] == ["decision_after_window"]
+
+
+def test_the_export_of_a_real_applicant_holds_their_case_and_no_other(history: dict[str, Any]) -> None:
+    from audit.export import subject_export
+    from audit.personal import close_keyrings
+
+    settings: AuditSettings = history["settings"]
+    textile = history["runs"]["textile"]
+    try:
+        timeline = case_timeline(settings, textile.case_ref)
+        assert timeline is not None
+        request = next(e for e in timeline.entries if e.name == "Case.Completed")
+        national_id = request.data["applicant"]["national_id"]  # opened with the key file
+        export = subject_export(settings, "textile-coop", national_id)
+        assert [case.case_ref for case in export.cases] == [textile.case_ref]
+        services = {event["service"] for event in export.cases[0].events}
+        assert {"intake", "verification", "committee"} <= services
+        assert subject_export(settings, "sidr", national_id).cases == []
+    finally:
+        close_keyrings()
+
+
+def test_after_an_erasure_the_audit_runs_and_shows_erased(history: dict[str, Any], tmp_path: Path) -> None:
+    """Last in this module: it erases the textile applicant's data (crypto-shredding)."""
+    from audit.personal import close_keyrings
+    from audit.tamper import verify_services
+    from shared.personal.keyring import open_keyring
+
+    settings: AuditSettings = history["settings"]
+    textile = history["runs"]["textile"]
+    keyring = open_keyring(settings)
+    try:
+        subjects = {r.subject_index for r in keyring.records() if r.association_id == "textile-coop"}
+        if not subjects:
+            pytest.skip("the services do not seal personal data yet (no subject key in the keyring)")
+        for index in subjects:
+            keyring.destroy(index, "erasure-e2e")
+    finally:
+        keyring.close()
+    try:
+        timeline = case_timeline(settings, textile.case_ref, stream=True)
+        assert timeline is not None
+        received = [e for e in timeline.entries if e.event_type == "RequestReceived"]
+        assert {e.source for e in received} == {"store", "stream"}
+        assert all(e.data["applicant"] == {"erased": True, "en": "erased", "ar": "مُحيت"} for e in received)
+        assert list(crosscheck_system(settings)) == []
+        assert all(result.ok for result in verify_services(settings))
+        exceptions = list(run_checks(case_timelines(settings, stream=True)))
+        assert [e.check for e in exceptions] == ["decision_after_window"]
+    finally:
+        close_keyrings()
+    today = datetime.now(UTC).date()
+    env = {**os.environ, "KHIDMA_DATA_DIR": str(settings.data_dir), "KHIDMA_NATS_URL": str(settings.nats_url),
+           "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "audit", "report", "--from", today.replace(day=1).isoformat(),
+         "--to", (today.replace(day=1) + timedelta(days=62)).isoformat(), "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(next(tmp_path.glob("figures-*.json")).read_text())
+    assert figures["erasures"]["by_association"] == {"textile-coop": 1}
