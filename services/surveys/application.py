@@ -73,6 +73,7 @@ class SurveysApplication(ServiceApplication):
                 email=email,
                 language=preferred_language(request.fields),
                 revision=payload.revision,
+                personal_key=payload.personal_key,
             )
         else:
             # The applicant corrected the request (a later revision), or the same
@@ -84,6 +85,7 @@ class SurveysApplication(ServiceApplication):
                 phone=phone,
                 email=email,
                 language=preferred_language(request.fields),
+                personal_key=payload.personal_key,
             )
         processing.collect_events(survey)
 
@@ -124,7 +126,7 @@ class SurveysApplication(ServiceApplication):
         survey = self._find(case_id)
         if survey is None:
             raise survey_not_found()
-        survey.answer(
+        anonymous_answer = survey.answer(
             token=token,
             event_id=uuid4(),
             ratings=ratings,
@@ -133,7 +135,8 @@ class SurveysApplication(ServiceApplication):
             answered_at=self.clock.now(),
         )
         try:
-            self.save(survey)
+            # One transaction: the spent link and the anonymous answer, or neither.
+            self.save(survey, *([anonymous_answer] if anonymous_answer else []))
         except IntegrityError:
             # Another instance recorded an answer to this survey first.
             current = self._find(case_id)
@@ -185,6 +188,7 @@ class SurveysApplication(ServiceApplication):
             invited_at=survey.invited_at,
             pack=self.pack(survey.association_id),
             base_url=base_url,
+            personal_key=survey.personal_key,
         )
 
     def record_sent(self, case_id: UUID, message_id: str, position: int) -> None:
@@ -237,6 +241,8 @@ class SurveysApplication(ServiceApplication):
 
     def _find(self, case_id: UUID) -> Survey | None:
         try:
-            return self.repository.get(case_id)
+            found = self.repository.get(case_id)
         except AggregateNotFoundError:
             return None
+        # Only a survey's id is a case id (an anonymous answer's is its own).
+        return found if isinstance(found, Survey) else None

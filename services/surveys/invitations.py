@@ -149,6 +149,9 @@ class Invitation:
     link: str
     invited_at: datetime
     generic_text: bool = field(default=False)
+    # The id of the applicant's key: what a record of the message seals the contact
+    # with (None for a request published before encryption).
+    personal_key: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -170,6 +173,7 @@ def compose_invitation(
     invited_at: datetime,
     pack: PolicyPack | None,
     base_url: str,
+    personal_key: str | None = None,
 ) -> Invitation:
     link = survey_link(base_url, token)
     return Invitation(
@@ -185,6 +189,7 @@ def compose_invitation(
         link=link,
         invited_at=invited_at,
         generic_text=pack is None,
+        personal_key=personal_key,
     )
 
 
