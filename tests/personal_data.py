@@ -39,23 +39,28 @@ def _plain(value: Any) -> Any:
 def sealed_request(sealer: Sealer, **overrides: Any) -> RequestReceived:
     """A RequestReceived as intake publishes it: applicant, fields, documents and
     attestation sealed under the applicant's key, with the key id and blind index."""
-    plain = builders.request_received(**overrides)
+    return sealed(builders.request_received(**overrides), sealer)
+
+
+def sealed(plain: RequestReceived, sealer: Sealer) -> RequestReceived:
+    """The same request with its personal fields sealed, as intake publishes it."""
     payload = plain.payload
     applicant = _plain(payload.applicant)
-    keyring = sealer.keys
-    key_id = keyring.key_for(plain.association_id, applicant["national_id"])  # type: ignore[attr-defined]
-    sealed: dict[str, Any] = {
+    keyring: Any = sealer.keys
+    key_id = keyring.key_for(plain.association_id, applicant["national_id"])
+    documents = _plain(payload.documents)
+    sealed_fields: dict[str, Any] = {
         "applicant": sealer.seal(key_id, applicant),
         "fields": sealer.seal(key_id, _plain(payload.fields)),
-        "documents": sealer.seal(key_id, [_plain(d) for d in payload.documents]),  # type: ignore[union-attr]
+        "documents": sealer.seal(key_id, [_plain(d) for d in documents]),
         "attestation": None
         if payload.attestation is None
         else sealer.seal(key_id, _plain(payload.attestation)),
         "personal_key": key_id,
-        "subject_index": keyring.subject_index(plain.association_id, applicant["national_id"]),  # type: ignore[attr-defined]
+        "subject_index": keyring.subject_index(plain.association_id, applicant["national_id"]),
     }
     return RequestReceived.model_validate(
-        {**plain.model_dump(), "payload": {**payload.model_dump(), **sealed}}
+        {**plain.model_dump(), "payload": {**payload.model_dump(), **sealed_fields}}
     )
 
 

@@ -19,6 +19,7 @@ from services.surveys.domain import (
     survey_not_found,
 )
 from services.surveys.invitations import (
+    CONTACT_ERASED,
     Invitation,
     Undeliverable,
     compose_invitation,
@@ -27,6 +28,7 @@ from services.surveys.invitations import (
 )
 from shared.consumer import RetryLater
 from shared.events import CommitteeDecided, Ratings, RequestReceived, ServiceDelivered
+from shared.personal.mapper import is_erased_value
 from shared.personal.requests import open_request
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
@@ -173,6 +175,9 @@ class SurveysApplication(ServiceApplication):
         if survey is None or not survey.awaiting_sending:
             return None
         assert survey.token and survey.stage and survey.invited_at
+        if is_erased_value(survey.phone) or is_erased_value(survey.email):
+            # The applicant was erased: their contact reads as erased, and is not tried.
+            return Undeliverable(case_id=case_id, reason=CONTACT_ERASED)
         contact = reachable_contact(survey.phone, survey.email)
         if isinstance(contact, str):
             return Undeliverable(case_id=case_id, reason=contact)

@@ -88,7 +88,14 @@ class Contact:
 # Why an invitation was recorded instead of sent: code -> (English, Arabic).
 NO_CONTACT = "no_contact"
 UNUSABLE_CONTACT = "unusable_contact"
+CONTACT_ERASED = "contact_erased"
 UNDELIVERABLE: dict[str, Bilingual] = {
+    CONTACT_ERASED: {
+        "en": "Not sent: the applicant's personal data was erased (their contact "
+        "with it); the survey is not sent to anyone.",
+        "ar": "لم تُرسل: مُحيت البيانات الشخصية لمقدم الطلب (ومنها وسيلة التواصل معه)، "
+        "فلا تُرسل الاستبانة إلى أحد.",
+    },
     NO_CONTACT: {
         "en": "Not sent: the request gives no phone number or email to send the "
         "invitation to. An officer can give the applicant the survey's link in person or "
