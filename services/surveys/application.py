@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from services.surveys.domain import (
@@ -246,7 +247,7 @@ class SurveysApplication(ServiceApplication):
 
     def _find(self, case_id: UUID) -> Survey | None:
         try:
-            found = self.repository.get(case_id)
+            found: Aggregate = self.repository.get(case_id)
         except AggregateNotFoundError:
             return None
         # Only a survey's id is a case id (an anonymous answer's is its own).
