@@ -103,7 +103,8 @@ def state_at(timeline: CaseTimeline, at: datetime) -> CaseState | None:
             closed.add(str(entry.data.get("referral_event_id")))
         elif entry.name == "Survey.Invited" and survey is None:
             survey = "invited"
-        elif kind == "SurveyAnswered":
+        elif kind == "SurveyAnswered" or entry.name == "Survey.AnsweredAnonymously":
+            # An anonymous answer is not on the case: only its survey's closure is.
             survey = "answered"
     last = entries[-1]
     return CaseState(

@@ -68,6 +68,8 @@ PUBLISHED: dict[str, str] = {
     "services.verification.domain:Verification.Confirmed": "DataVerified",
     "services.committee.domain:CommitteeCase.Decided": "CommitteeDecided",
     "services.surveys.domain:Survey.Answered": "SurveyAnswered",
+    # An anonymous answer, published under its own id (decision 16).
+    "services.surveys.domain:AnonymousAnswer.Recorded": "SurveyAnswered",
 }
 
 

@@ -271,8 +271,12 @@ class ServiceDelivered(IntegrationEvent):
 
 
 class SurveyAnswered(IntegrationEvent):
+    # A named answer is on its case, caused by the invitation's cause. An anonymous
+    # one (payload.anonymous) names no case: its `case_id` and `correlation_id` are
+    # its own id, its `case_ref` is "anonymous" and it has no `causation_id`
+    # (docs/decisions.md, 16).
     event_type: Literal["SurveyAnswered"] = "SurveyAnswered"
-    causation_id: UUID
+    causation_id: UUID | None
     payload: SurveyAnsweredPayload
 
 

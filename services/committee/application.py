@@ -22,6 +22,9 @@ from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import DataVerified, ReferredToResearcher, RequestReceived
 from shared.personal import Sealer
+from shared.personal.mapper import is_erased_value
+from shared.personal.requests import open_request
+from shared.personal.sealing import ERASED_TEXT
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
 
@@ -31,6 +34,12 @@ DEFAULT_WARNING_DAYS = 3
 
 def _display(moment: datetime | None) -> dict[str, str] | None:
     return None if moment is None else both_calendars(moment)
+
+
+def shown(value: Any) -> Any:
+    """A personal value as a reader sees it: itself, or the "erased" marker once its
+    subject's key was destroyed (decision 24)."""
+    return ERASED_TEXT if is_erased_value(value) else value
 
 
 class CommitteeApplication(ServiceApplication):
@@ -72,7 +81,9 @@ class CommitteeApplication(ServiceApplication):
                 case_ref=event.case_ref,
                 correlation_id=event.correlation_id,
             )
-        attestation = event.payload.attestation
+        # The declaration is sealed on the stream (it names who attested): opened here,
+        # at the boundary, and sealed again at rest under the applicant's key.
+        attestation = open_request(event.payload, self.sealer).attestation
         case.receive_request(
             request_event_id=event.event_id,
             service_code=event.payload.service_code,
@@ -84,6 +95,7 @@ class CommitteeApplication(ServiceApplication):
             attestation=attestation.model_dump(mode="json") if attestation else None,
             revision=event.payload.revision,
             corrects=event.payload.corrects,
+            personal_key=event.payload.personal_key,
         )
         processing.collect_events(case)
 
@@ -363,7 +375,7 @@ class CommitteeApplication(ServiceApplication):
                     for revision in case.revisions
                 ],
                 "attested": case.attested,
-                "attestation": case.attestation,
+                "attestation": shown(case.attestation),
             },
             "verification": None
             if case.verification_outcome is None

@@ -24,7 +24,7 @@ Time is given, never read: the application passes its clock's `now`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -155,6 +155,8 @@ class CommitteeCase(Aggregate):
         self.deadline: datetime | None = None
         self.attestation: dict[str, Any] | None = None
         self.attested = False
+        # The id of the applicant's key (from the request), which seals what is personal.
+        self.personal_key: str | None = None
         self.revision = 0  # the revision of the request recorded (0: none yet)
         self.revisions: list[dict[str, Any]] = []
         # The newest verification recorded (by revision, then time), perhaps of an
@@ -218,8 +220,12 @@ class CommitteeCase(Aggregate):
         attestation: dict[str, Any] | None,
         revision: int = 1,
         corrects: UUID | None = None,
+        personal_key: str | None = None,
     ) -> None:
         """Records the (complete) request; the deadline is fixed now, for good.
+
+        `personal_key` is the id of the applicant's key: the declaration (it names
+        who attested) is personal data, kept sealed under it (decision 24).
 
         A newer revision (the applicant corrected the data) records its data and
         declaration; the deadline stays. A repeat, an older revision, and any
@@ -237,6 +243,7 @@ class CommitteeCase(Aggregate):
                     revised_at=received_at,
                     attestation=dict(attestation) if attestation else None,
                     attested=is_attested(attestation),
+                    personal_key=personal_key,
                 )
             return
         if window_days < 1:
@@ -252,10 +259,15 @@ class CommitteeCase(Aggregate):
             attestation=dict(attestation) if attestation else None,
             attested=is_attested(attestation),
             revision=revision,
+            personal_key=personal_key,
         )
 
     class RequestRecorded(Aggregate.Event):
         """The complete request: its window starts and its deadline is fixed."""
+
+        # The declaration names the applicant who attested: sealed at rest under
+        # `personal_key` (the store's mapper, shared/personal); older events hold none.
+        personal_attributes: ClassVar[tuple[str, ...]] = ("attestation",)
 
         request_event_id: UUID
         service_code: str
@@ -267,6 +279,8 @@ class CommitteeCase(Aggregate):
         attested: bool
         # Requests recorded before revisions existed are stored without it: the first.
         revision: int = 1
+        # The applicant's key id; requests recorded before encryption have none.
+        personal_key: str | None = None
 
         def apply(self, aggregate: CommitteeCase) -> None:
             aggregate.received_at = self.received_at
@@ -277,6 +291,8 @@ class CommitteeCase(Aggregate):
     class RevisionRecorded(Aggregate.Event):
         """A newer revision of the request (the applicant corrected it); the deadline stays."""
 
+        personal_attributes: ClassVar[tuple[str, ...]] = ("attestation",)
+
         request_event_id: UUID
         revision: int
         corrects: UUID | None
@@ -285,6 +301,7 @@ class CommitteeCase(Aggregate):
         revised_at: datetime
         attestation: dict[str, Any] | None
         attested: bool
+        personal_key: str | None = None
 
         def apply(self, aggregate: CommitteeCase) -> None:
             aggregate._take_revision(self, at=self.revised_at)
@@ -306,6 +323,7 @@ class CommitteeCase(Aggregate):
         self.channel = recorded.channel
         self.attestation = recorded.attestation
         self.attested = recorded.attested
+        self.personal_key = recorded.personal_key or self.personal_key
 
     def record_verification(
         self,

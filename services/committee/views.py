@@ -7,6 +7,11 @@ verification of the request as it now stands (its current revision):
 - `awaiting_correction`: verification found discrepancies; the applicant is to
   correct them, and the window keeps running (`deadline`);
 - `awaiting_verification`: not verified yet, or corrected since (a newer revision).
+
+The read model holds nothing personal: of the applicant's declaration it keeps
+whether, when, how and the hash of what was attested, never who attested (the
+case file reads that from the case, where it is sealed), and "erased" once the
+applicant's key was destroyed.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 
 from services.committee.domain import CommitteeCase
 from shared.dates import both_calendars
+from shared.personal.mapper import is_erased_value
+from shared.personal.sealing import ERASED_TEXT
 from shared.views import ViewTransaction
 
 CASES = "committee_cases"
@@ -25,6 +32,19 @@ NO_DEADLINE_KEY = "9999-12-31T23:59:59.999999Z"  # cases known only by a referra
 def sort_key(at: datetime) -> str:
     """A fixed-width UTC timestamp, so that text order is time order."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# The parts of the declaration that name a person: never in the read model.
+PERSONAL_ATTESTATION_FIELDS = ("attested_by",)
+
+
+def attestation_shown(attestation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The declaration as the read model keeps it: without who attested."""
+    if is_erased_value(attestation):
+        return dict(ERASED_TEXT)
+    if not attestation:
+        return None
+    return {k: v for k, v in attestation.items() if k not in PERSONAL_ATTESTATION_FIELDS}
 
 
 def _current_referral(referrals: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -164,7 +184,7 @@ def _updated(doc: dict[str, Any], event: Any) -> bool:
             deadline=event.deadline.isoformat(),
             deadline_display=both_calendars(event.deadline),
             attested=event.attested,
-            attestation=event.attestation,
+            attestation=attestation_shown(event.attestation),
             revision=event.revision,
             revisions=[_revision(event.revision, event.request_event_id, event.received_at)],
             sort_key=sort_key(event.deadline),
@@ -175,7 +195,7 @@ def _updated(doc: dict[str, Any], event: Any) -> bool:
             service_code=event.service_code,
             channel=event.channel,
             attested=event.attested,
-            attestation=event.attestation,
+            attestation=attestation_shown(event.attestation),
             revision=event.revision,
             revisions=[
                 *doc.get("revisions", []),

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from services.surveys.domain import (
@@ -19,6 +20,7 @@ from services.surveys.domain import (
     survey_not_found,
 )
 from services.surveys.invitations import (
+    CONTACT_ERASED,
     Invitation,
     Undeliverable,
     compose_invitation,
@@ -27,6 +29,7 @@ from services.surveys.invitations import (
 )
 from shared.consumer import RetryLater
 from shared.events import CommitteeDecided, Ratings, RequestReceived, ServiceDelivered
+from shared.personal.mapper import is_erased_value
 from shared.personal.requests import open_request
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
@@ -73,6 +76,7 @@ class SurveysApplication(ServiceApplication):
                 email=email,
                 language=preferred_language(request.fields),
                 revision=payload.revision,
+                personal_key=payload.personal_key,
             )
         else:
             # The applicant corrected the request (a later revision), or the same
@@ -84,6 +88,7 @@ class SurveysApplication(ServiceApplication):
                 phone=phone,
                 email=email,
                 language=preferred_language(request.fields),
+                personal_key=payload.personal_key,
             )
         processing.collect_events(survey)
 
@@ -124,7 +129,7 @@ class SurveysApplication(ServiceApplication):
         survey = self._find(case_id)
         if survey is None:
             raise survey_not_found()
-        survey.answer(
+        anonymous_answer = survey.answer(
             token=token,
             event_id=uuid4(),
             ratings=ratings,
@@ -133,7 +138,8 @@ class SurveysApplication(ServiceApplication):
             answered_at=self.clock.now(),
         )
         try:
-            self.save(survey)
+            # One transaction: the spent link and the anonymous answer, or neither.
+            self.save(survey, *([anonymous_answer] if anonymous_answer else []))
         except IntegrityError:
             # Another instance recorded an answer to this survey first.
             current = self._find(case_id)
@@ -170,6 +176,9 @@ class SurveysApplication(ServiceApplication):
         if survey is None or not survey.awaiting_sending:
             return None
         assert survey.token and survey.stage and survey.invited_at
+        if is_erased_value(survey.phone) or is_erased_value(survey.email):
+            # The applicant was erased: their contact reads as erased, and is not tried.
+            return Undeliverable(case_id=case_id, reason=CONTACT_ERASED)
         contact = reachable_contact(survey.phone, survey.email)
         if isinstance(contact, str):
             return Undeliverable(case_id=case_id, reason=contact)
@@ -185,6 +194,7 @@ class SurveysApplication(ServiceApplication):
             invited_at=survey.invited_at,
             pack=self.pack(survey.association_id),
             base_url=base_url,
+            personal_key=survey.personal_key,
         )
 
     def record_sent(self, case_id: UUID, message_id: str, position: int) -> None:
@@ -237,6 +247,8 @@ class SurveysApplication(ServiceApplication):
 
     def _find(self, case_id: UUID) -> Survey | None:
         try:
-            return self.repository.get(case_id)
+            found: Aggregate = self.repository.get(case_id)
         except AggregateNotFoundError:
             return None
+        # Only a survey's id is a case id (an anonymous answer's is its own).
+        return found if isinstance(found, Survey) else None

@@ -11,15 +11,22 @@ revision: the survey takes the new contact, channel and service from it, and
 ignores an earlier or repeated revision. The results are for improving the
 service, never for judging staff: a survey knows the case's channel and
 service, never who served the applicant.
+
+The applicant's contact is personal data: the events that hold it declare it
+(`personal_attributes`) with the id of the applicant's key (`personal_key`), and
+the store keeps it sealed (decision 24). An anonymous answer is not recorded on
+the survey at all (decision 16): the survey records only that it was answered,
+and the answer is an `AnonymousAnswer` of its own, with the association,
+service, channel, stage and ratings, and nothing of the case or the person.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-from uuid import UUID
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate, event
 
@@ -91,6 +98,11 @@ class Survey(Aggregate):
         email: str | None = None
         language: str = DEFAULT_LANGUAGE
         revision: int = 1
+        # The applicant's key id: the contact is sealed under it at rest. Surveys
+        # registered before encryption have none (and their contact is plain).
+        personal_key: str | None = None
+
+        personal_attributes: ClassVar[tuple[str, ...]] = ("phone", "email")
 
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
@@ -110,6 +122,7 @@ class Survey(Aggregate):
         email: str | None = None,
         language: str = DEFAULT_LANGUAGE,
         revision: int = 1,
+        personal_key: str | None = None,
     ):
         self.association_id = association_id
         self.case_ref = case_ref
@@ -125,6 +138,7 @@ class Survey(Aggregate):
         self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
         # The request's revision these details come from (RequestReceived.payload.revision).
         self.revision = revision
+        self.personal_key = personal_key
         self.stage: str | None = None
         self.token: str | None = None
         self.invitation_cause: UUID | None = None
@@ -158,6 +172,7 @@ class Survey(Aggregate):
         phone: str | None,
         email: str | None,
         language: str,
+        personal_key: str | None = None,
     ) -> None:
         """Takes the applicant's contact, channel and service from a later revision.
 
@@ -175,10 +190,13 @@ class Survey(Aggregate):
             email=email,
             language=language if language in LANGUAGES else DEFAULT_LANGUAGE,
             contact_changed=(phone, email) != (self.phone, self.email),
+            personal_key=personal_key or self.personal_key,
         )
 
     class RequestRevised(Aggregate.Event):
         """The applicant corrected the request: its contact, channel and service now."""
+
+        personal_attributes: ClassVar[tuple[str, ...]] = ("phone", "email")
 
         revision: int
         channel: str
@@ -187,9 +205,11 @@ class Survey(Aggregate):
         email: str | None
         language: str
         contact_changed: bool
+        personal_key: str | None = None
 
         def apply(self, aggregate: Survey) -> None:
             aggregate.revision = self.revision
+            aggregate.personal_key = self.personal_key or aggregate.personal_key
             aggregate.channel = self.channel
             aggregate.service_code = self.service_code
             aggregate.phone = self.phone
@@ -301,14 +321,32 @@ class Survey(Aggregate):
         comment: str | None,
         anonymous: bool,
         answered_at: datetime,
-    ) -> None:
-        """Records the applicant's answer; the invitation's token works once."""
+    ) -> AnonymousAnswer | None:
+        """Records the applicant's answer; the invitation's token works once.
+
+        A named answer is the survey's (`Answered`, published on the case). An
+        anonymous one is returned as an `AnonymousAnswer` to save with the survey:
+        the survey records only that it was answered (`AnsweredAnonymously`), and
+        the answer holds nothing of the case or the person (decision 16).
+        """
         if not self.invited or token != self.token:
             # The same refusal as an unknown token: a wrong token reveals nothing.
             raise survey_not_found()
         if self.answered:
             raise already_answered()
         assert self.invitation_cause is not None and self.stage is not None
+        if anonymous:
+            self.trigger_event(self.AnsweredAnonymously, answered_at=answered_at)
+            return AnonymousAnswer.record(
+                event_id=event_id,
+                association_id=self.association_id,
+                channel=self.channel,
+                service_code=self.service_code,
+                stage=self.stage,
+                ratings=ratings,
+                comment=comment,
+                answered_at=answered_at,
+            )
         self.trigger_event(
             self.Answered,
             event_id=event_id,
@@ -321,12 +359,21 @@ class Survey(Aggregate):
             stage=self.stage,
             ratings=ratings.model_dump(mode="json"),
             comment=comment,
-            anonymous=anonymous,
+            anonymous=False,
             answered_at=answered_at,
+            personal_key=self.personal_key,
         )
+        return None
 
     class Answered(Aggregate.Event):
-        """The applicant's answer: published as SurveyAnswered."""
+        """The applicant's answer in their name: published as SurveyAnswered on the case.
+
+        Answers recorded before anonymous answers had their own record are
+        stored here too, with `anonymous` true.
+        """
+
+        # The applicant's own words, in their name: sealed at rest under their key.
+        personal_attributes: ClassVar[tuple[str, ...]] = ("comment",)
 
         event_id: UUID
         causation_id: UUID
@@ -340,9 +387,89 @@ class Survey(Aggregate):
         comment: str | None
         anonymous: bool
         answered_at: datetime
+        personal_key: str | None = None
 
         def apply(self, aggregate: Survey) -> None:
             aggregate.answered = True
+
+    class AnsweredAnonymously(Aggregate.Event):
+        """The applicant answered anonymously: the link is spent; the answer is not here."""
+
+        answered_at: datetime
+
+        def apply(self, aggregate: Survey) -> None:
+            aggregate.answered = True
+
+
+def day_of(moment: datetime) -> datetime:
+    """The start (UTC) of the day of `moment`: when an anonymous answer is dated."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class AnonymousAnswer(Aggregate):
+    """An anonymous answer: what the results count, and nothing that leads back to the
+    case or the applicant (no case id or reference, no contact, no token, no key id).
+
+    Its id is its own, random. It is dated by the day only, so that the moment a
+    survey was answered does not pick out its answer among the day's. Published
+    as SurveyAnswered under its own id (decision 16).
+    """
+
+    class Recorded(Aggregate.Created):
+        event_id: UUID
+        association_id: str
+        channel: str
+        service_code: str
+        stage: str
+        ratings: dict[str, Any]
+        comment: str | None
+        answered_at: datetime
+
+    @classmethod
+    def record(
+        cls,
+        *,
+        event_id: UUID,
+        association_id: str,
+        channel: str,
+        service_code: str,
+        stage: str,
+        ratings: Ratings,
+        comment: str | None,
+        answered_at: datetime,
+    ) -> AnonymousAnswer:
+        return cls._create(
+            cls.Recorded,
+            id=uuid4(),
+            event_id=event_id,
+            association_id=association_id,
+            channel=channel,
+            service_code=service_code,
+            stage=stage,
+            ratings=ratings.model_dump(mode="json"),
+            comment=comment,
+            answered_at=day_of(answered_at),
+        )
+
+    @event(Recorded)
+    def __init__(
+        self,
+        *,
+        event_id: UUID,
+        association_id: str,
+        channel: str,
+        service_code: str,
+        stage: str,
+        ratings: dict[str, Any],
+        comment: str | None,
+        answered_at: datetime,
+    ):
+        self.association_id = association_id
+        self.channel = channel
+        self.service_code = service_code
+        self.stage = stage
+        self.ratings = dict(ratings)
+        self.answered_at = answered_at
 
 
 # Results -------------------------------------------------------------------------

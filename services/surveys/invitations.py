@@ -88,7 +88,14 @@ class Contact:
 # Why an invitation was recorded instead of sent: code -> (English, Arabic).
 NO_CONTACT = "no_contact"
 UNUSABLE_CONTACT = "unusable_contact"
+CONTACT_ERASED = "contact_erased"
 UNDELIVERABLE: dict[str, Bilingual] = {
+    CONTACT_ERASED: {
+        "en": "Not sent: the applicant's personal data was erased (their contact "
+        "with it); the survey is not sent to anyone.",
+        "ar": "لم تُرسل: مُحيت البيانات الشخصية لمقدم الطلب (ومنها وسيلة التواصل معه)، "
+        "فلا تُرسل الاستبانة إلى أحد.",
+    },
     NO_CONTACT: {
         "en": "Not sent: the request gives no phone number or email to send the "
         "invitation to. An officer can give the applicant the survey's link in person or "
@@ -149,6 +156,9 @@ class Invitation:
     link: str
     invited_at: datetime
     generic_text: bool = field(default=False)
+    # The id of the applicant's key: what a record of the message seals the contact
+    # with (None for a request published before encryption).
+    personal_key: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -170,6 +180,7 @@ def compose_invitation(
     invited_at: datetime,
     pack: PolicyPack | None,
     base_url: str,
+    personal_key: str | None = None,
 ) -> Invitation:
     link = survey_link(base_url, token)
     return Invitation(
@@ -185,6 +196,7 @@ def compose_invitation(
         link=link,
         invited_at=invited_at,
         generic_text=pack is None,
+        personal_key=personal_key,
     )
 
 

@@ -96,7 +96,7 @@ def build(
         dispatcher = InvitationDispatcher(
             app,
             runtime.store,
-            sender or LoggedOutbox(settings.outbox_path),
+            sender or LoggedOutbox(settings.outbox_path, app.sealer),
             base_url=settings.public_base_url,
             poll_interval=settings.poll_interval_seconds,
         )

@@ -10,6 +10,11 @@ number in E.164 (+9665XXXXXXXX for a Saudi mobile).
 
 The default adapter is a logged outbox: one JSON line per message in a file,
 and a log line, for an officer (or a later adapter) to carry to the channel.
+The file is personal data's neighbour, so it holds the contact only sealed
+under the applicant's key (`{"sealed": "v1", ...}`, opened with the keyring by
+whoever carries the message; unreadable once the applicant is erased), and no
+contact at all for a request published before encryption (no key to seal it
+with). The link, the case and the text are not personal. The file is made 0600.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.surveys.invitations import Invitation
+from shared.personal.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +58,34 @@ def token_of_link(link: str) -> str:
     return link.rstrip("/").rsplit("/", 1)[-1]
 
 
+def logged_record(invitation: Invitation, sealer: Sealer | None) -> dict[str, Any]:
+    """The outbox's line for an invitation: its contact sealed under the applicant's
+    key, or left out when there is no key (or no keyring) to seal it with."""
+    record = invitation.as_json()
+    contact = record.pop("contact")
+    key_id = record.pop("personal_key", None)
+    record["contact"] = sealer.seal(key_id, contact) if sealer and key_id else None
+    return record
+
+
+def opened_contact(record: dict[str, Any], sealer: Sealer) -> Any:
+    """The contact of an outbox line, for whoever carries the message to the channel."""
+    return sealer.open(record.get("contact"))
+
+
+def _append_private(path: Path) -> Any:
+    """The file opened for appending, made 0600 (its folder 0700) when it is new."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(descriptor, "a", encoding="utf-8")
+
+
 class LoggedOutbox:
     """Appends each invitation as one JSON line to a file, once per message id."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, sealer: Sealer | None = None):
         self.path = Path(path)
+        self.sealer = sealer
         self._lock = threading.Lock()
         self._sent: set[str] | None = None
 
@@ -84,16 +113,15 @@ class LoggedOutbox:
             if invitation.message_id in sent:
                 log.info("invitation %s already in the outbox", invitation.message_id)
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            line = json.dumps(invitation.as_json(), ensure_ascii=False) + "\n"
-            with self.path.open("a", encoding="utf-8") as outbox:
+            line = json.dumps(logged_record(invitation, self.sealer), ensure_ascii=False) + "\n"
+            with _append_private(self.path) as outbox:
                 if outbox.tell() > 0 and not self._ends_with_newline():
                     line = "\n" + line  # close a torn line left by a crash
                 outbox.write(line)
                 outbox.flush()
                 os.fsync(outbox.fileno())
             sent.add(invitation.message_id)
-        # No contact details in the log: they stay in the outbox file.
+        # No contact details in the log: they are only in the outbox file, sealed.
         log.info(
             "survey invitation %s for %s queued on channel %s",
             invitation.message_id,

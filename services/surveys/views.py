@@ -1,4 +1,8 @@
-"""Surveys' read models: the invitations, their tokens, and the results' tallies."""
+"""Surveys' read models: the invitations, their tokens, and the results' tallies.
+
+Nothing personal: no contact, and nothing of an answer on the invitation (an
+anonymous answer adds to the tallies only, which have no case).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Any
 
 from eventsourcing.domain import DomainEventProtocol
 
-from services.surveys.domain import GroupTally, Survey
+from services.surveys.domain import AnonymousAnswer, GroupTally, Survey
 from services.surveys.invitations import undeliverable_reason
 from shared.dates import both_calendars
 from shared.views import ViewTransaction
@@ -76,37 +80,45 @@ def project(event: DomainEventProtocol, views: ViewTransaction) -> None:
                 doc["undeliverable"] = None  # the new contact is tried
                 doc["undeliverable_at_display"] = None
             views.put(SURVEYS, key, doc)
-    elif isinstance(event, Survey.Answered):
+    elif isinstance(event, (Survey.Answered, Survey.AnsweredAnonymously)):
         doc = views.get(SURVEYS, key)
         if doc is not None:
             doc["answered"] = True
             doc["answered_at"] = event.answered_at.isoformat()
             doc["answered_at_display"] = both_calendars(event.answered_at)
             views.put(SURVEYS, key, doc)
-        satisfaction = int(event.ratings["satisfaction"])
-        recommend = event.ratings.get("recommend")  # optional
-        for dimension in DIMENSIONS:
-            value = getattr(event, dimension)
-            tally_key = result_key(event.association_id, dimension, value)
-            tally = views.get(RESULTS, tally_key) or {
-                "association_id": event.association_id,
-                "dimension": dimension,
-                "value": value,
-                "answers": 0,
-                "satisfaction_sum": 0,
-                "sort_key": tally_key,
-            }
-            tally["answers"] += 1
-            tally["satisfaction_sum"] += satisfaction
-            if recommend is not None:
-                # .get: a tally of an older version (its views are rebuilt at start
-                # when this code changes, so this only guards a hand-made file).
-                recommend = int(recommend)
-                tally["recommend_answers"] = tally.get("recommend_answers", 0) + 1
-                tally["recommend_sum"] = tally.get("recommend_sum", 0) + recommend
-                tally["promoters"] = tally.get("promoters", 0) + (recommend >= 9)
-                tally["detractors"] = tally.get("detractors", 0) + (recommend <= 6)
-            views.put(RESULTS, tally_key, tally)
+        if isinstance(event, Survey.Answered):
+            _count(event, views)
+    elif isinstance(event, AnonymousAnswer.Recorded):
+        _count(event, views)
+
+
+def _count(event: Survey.Answered | AnonymousAnswer.Recorded, views: ViewTransaction) -> None:
+    """Adds an answer to the tallies of its service, channel, stage and association."""
+    satisfaction = int(event.ratings["satisfaction"])
+    recommend = event.ratings.get("recommend")  # optional
+    for dimension in DIMENSIONS:
+        value = getattr(event, dimension)
+        tally_key = result_key(event.association_id, dimension, value)
+        tally = views.get(RESULTS, tally_key) or {
+            "association_id": event.association_id,
+            "dimension": dimension,
+            "value": value,
+            "answers": 0,
+            "satisfaction_sum": 0,
+            "sort_key": tally_key,
+        }
+        tally["answers"] += 1
+        tally["satisfaction_sum"] += satisfaction
+        if recommend is not None:
+            # .get: a tally of an older version (its views are rebuilt at start
+            # when this code changes, so this only guards a hand-made file).
+            recommend = int(recommend)
+            tally["recommend_answers"] = tally.get("recommend_answers", 0) + 1
+            tally["recommend_sum"] = tally.get("recommend_sum", 0) + recommend
+            tally["promoters"] = tally.get("promoters", 0) + (recommend >= 9)
+            tally["detractors"] = tally.get("detractors", 0) + (recommend <= 6)
+        views.put(RESULTS, tally_key, tally)
 
 
 def tallies(docs: list[dict[str, Any]], dimension: str) -> list[GroupTally]:

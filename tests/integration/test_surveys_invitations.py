@@ -20,7 +20,9 @@ from shared.events import RequestReceived
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.roles import SURVEYS_OFFICER
 from tests.auth import as_role
+from services.surveys.outbound import opened_contact
 from tests.helpers import survey_token, wait_for
+from tests.personal_data import assert_no_plaintext, keyring_sealer, sealed
 from tests.integration.test_surveys_service import (
     OFFICER,
     answer,
@@ -74,8 +76,10 @@ def test_an_invitation_is_sent_once_through_the_outbox_even_after_a_restart(
 ) -> None:
     data_dir = tmp_path / "data"
     service = start(nats_server, data_dir)
+    # The service's own keyring (its data folder's master key and subject keys).
+    sealer = keyring_sealer(data_dir)
     try:
-        first = with_phone(request_received(channel="phone"), "+966500000001")
+        first = sealed(with_phone(request_received(channel="phone"), "+966500000001"), sealer)
         publish(nats_server.url, first, service_delivered(first))
         doc = sent_of(service, first.case_id)
         assert doc["sent_at_display"]["hijri"] and doc["invited_at_display"]["ar"]
@@ -88,7 +92,8 @@ def test_an_invitation_is_sent_once_through_the_outbox_even_after_a_restart(
     line = lines[0]
     assert line["case_id"] == str(first.case_id)
     assert line["channel"] == "phone" and line["stage"] == "delivered"
-    assert line["contact"] == {"phone": "+966500000001", "email": None}
+    assert opened_contact(line, sealer) == {"phone": "+966500000001", "email": None}
+    assert_no_plaintext(data_dir / "surveys-outbox.jsonl", ["+966500000001", "500000001"])
     assert "token" not in doc
     assert line["link"].startswith(f"{PUBLIC}/surveys/") and len(line["link"]) > len(PUBLIC) + 20
     assert SIDR.name.ar in line["text"]["ar"] and SIDR.name.en in line["text"]["en"]
@@ -244,13 +249,15 @@ def test_a_corrected_request_is_invited_once_at_its_corrected_number_in_e164(
 ) -> None:
     data_dir = tmp_path / "data"
     service = start(nats_server, data_dir)
+    sealer = keyring_sealer(data_dir)
     try:
         # Revision 1 holds the number as typed, as requests received before intake
         # normalised numbers do; revision 2 corrects it (and the channel); a copy
         # of revision 1 arriving after it changes nothing.
-        first = request_received(channel="phone", phone="050 000 0001")
-        second = corrected(first, 2, phone="٠٥٠ ٩٩٩ ٩٩٩٩", channel="website")
-        late = corrected(first, 1, phone="0500000003")
+        plain = request_received(channel="phone", phone="050 000 0001")
+        first = sealed(plain, sealer)
+        second = sealed(corrected(plain, 2, phone="٠٥٠ ٩٩٩ ٩٩٩٩", channel="website"), sealer)
+        late = sealed(corrected(plain, 1, phone="0500000003"), sealer)
         publish(nats_server.url, first, second, late, service_delivered(first))
         doc = sent_of(service, first.case_id)
         assert doc["channel"] == "website"
@@ -261,7 +268,7 @@ def test_a_corrected_request_is_invited_once_at_its_corrected_number_in_e164(
 
     [line] = outbox(data_dir)
     assert line["case_id"] == str(first.case_id)
-    assert line["contact"] == {"phone": "+966509999999", "email": None}
+    assert opened_contact(line, sealer) == {"phone": "+966509999999", "email": None}
     assert line["channel"] == "website"
 
 

@@ -104,7 +104,7 @@ def answer(service: ServiceProcess, token: str, body: dict[str, Any]) -> httpx.R
     return httpx.post(f"{service.url}/surveys/{token}/answers", json=body, timeout=5.0)
 
 
-def test_an_answer_after_delivery_is_published_once_caused_by_the_delivery(
+def test_an_anonymous_answer_after_delivery_is_published_once_and_names_no_case(
     nats_server: NatsServer, surveys: ServiceProcess
 ) -> None:
     received = request_received()
@@ -147,9 +147,12 @@ def test_an_answer_after_delivery_is_published_once_caused_by_the_delivery(
     assert len(published) == 1
     event = published[0]["event"]
     assert published[0]["headers"]["Nats-Msg-Id"] == event["event_id"]
-    assert event["case_id"] == str(received.case_id)
-    assert event["causation_id"] == str(delivered.event_id)
-    assert event["correlation_id"] == str(received.correlation_id)
+    # Nothing leads back to the case (decision 16): its own id, no cause, no correlation.
+    assert event["case_id"] != str(received.case_id)
+    assert str(received.case_id) not in published[0]["subject"]
+    assert event["case_ref"] == "anonymous" and received.case_ref not in str(event)
+    assert event["causation_id"] is None and str(delivered.event_id) not in str(event)
+    assert event["correlation_id"] != str(received.correlation_id)
     assert event["actor"] == {"kind": "applicant", "id": "anonymous"}
     assert event["payload"] == {
         "ratings": {"satisfaction": 5, "recommend": 9},
@@ -159,6 +162,30 @@ def test_an_answer_after_delivery_is_published_once_caused_by_the_delivery(
         "service_code": received.payload.service_code,
         "channel": received.payload.channel,
     }
+
+
+def test_a_named_answer_is_published_on_its_case_caused_by_the_delivery(
+    nats_server: NatsServer, surveys: ServiceProcess
+) -> None:
+    received = request_received()
+    delivered = service_delivered(received)
+    publish(nats_server.url, received, delivered)
+    invitation(surveys, received.case_id)
+    token = survey_token(surveys.data_dir / "surveys-outbox.jsonl", received.case_id)
+
+    body = {"ratings": {"satisfaction": 4}, "anonymous": False}
+    assert answer(surveys, token, body).status_code == 202
+
+    [message] = wait_for(
+        lambda: stream_messages_sync(nats_server.url, "khidma.*.*.SurveyAnswered"),
+        what="SurveyAnswered on the stream",
+    )
+    event = message["event"]
+    assert event["case_id"] == str(received.case_id)
+    assert event["causation_id"] == str(delivered.event_id)
+    assert event["correlation_id"] == str(received.correlation_id)
+    assert event["actor"] == {"kind": "applicant", "id": received.case_ref}
+    assert event["payload"]["anonymous"] is False
 
 
 def test_a_rejection_invites_the_applicant_and_an_approval_does_not(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -11,8 +12,8 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import Tracking
 
 from services.surveys.application import SurveysApplication
-from services.surveys.domain import GroupTally, Survey, group_results
-from services.surveys.integration import survey_answered
+from services.surveys.domain import AnonymousAnswer, GroupTally, Survey, day_of, group_results
+from services.surveys.integration import survey_answered, survey_answered_anonymously
 from shared.clock import FrozenClock
 from shared.consumer import RetryLater
 from shared.errors import NotFound, Refused
@@ -44,6 +45,7 @@ def registered_survey() -> Survey:
         email=None,
         language="ar",
         revision=1,
+        personal_key=None,
     )
 
 
@@ -53,7 +55,7 @@ def invited_survey(token: str = "the-token", stage: str = "delivered") -> Survey
     return survey
 
 
-def answer(survey: Survey, token: str = "the-token", **overrides: object) -> None:
+def answer(survey: Survey, token: str = "the-token", **overrides: object) -> AnonymousAnswer | None:
     arguments: dict[str, object] = {
         "token": token,
         "event_id": uuid4(),
@@ -63,7 +65,7 @@ def answer(survey: Survey, token: str = "the-token", **overrides: object) -> Non
         "answered_at": NOW + timedelta(days=1),
     }
     arguments.update(overrides)
-    survey.answer(**arguments)  # type: ignore[arg-type]
+    return survey.answer(**arguments)  # type: ignore[arg-type]
 
 
 # The aggregate ------------------------------------------------------------------
@@ -330,10 +332,44 @@ def test_would_recommend_is_suppressed_on_its_own_count_and_by_subtraction() -> 
 
 def test_an_anonymous_answer_is_published_without_the_applicants_reference() -> None:
     survey = invited_survey()
-    answer(survey, anonymous=True)
-    published = survey_answered(survey.collect_events()[-1])
+    anonymous = answer(survey, anonymous=True)
+    assert anonymous is not None
+    published = survey_answered_anonymously(anonymous.collect_events()[-1])
     assert published.actor == Actor(kind="applicant", id="anonymous")
-    assert published.occurred_at == NOW + timedelta(days=1)
+    # Dated by the day only: the moment the survey was answered does not pick it out.
+    assert published.occurred_at == day_of(NOW + timedelta(days=1))
+    assert published.payload.anonymous and published.payload.ratings.satisfaction == 4
+
+
+def test_an_anonymous_answer_is_not_recorded_on_the_survey_of_the_case() -> None:
+    survey = invited_survey()
+    survey.collect_events()
+    anonymous = answer(survey, anonymous=True)
+
+    [spent] = survey.collect_events()
+    assert isinstance(spent, Survey.AnsweredAnonymously) and survey.answered
+    assert set(vars(spent)) - {"originator_id", "originator_version", "timestamp"} == {
+        "answered_at"
+    }
+    assert anonymous is not None and anonymous.id != survey.id
+    [recorded] = anonymous.collect_events()
+    held = json.dumps(vars(recorded), default=str)
+    for link in (str(survey.id), survey.case_ref, str(survey.correlation_id), "the-token"):
+        assert link not in held
+    assert str(survey.invitation_cause) not in held
+
+
+def test_an_anonymous_answer_on_the_stream_names_no_case_cause_or_correlation() -> None:
+    survey = invited_survey()
+    anonymous = answer(survey, anonymous=True)
+    assert anonymous is not None
+    published = survey_answered_anonymously(anonymous.collect_events()[-1])
+
+    assert published.case_id == anonymous.id != survey.id
+    assert published.case_ref == "anonymous"
+    assert published.causation_id is None
+    assert published.correlation_id == anonymous.id != survey.correlation_id
+    assert survey.case_ref not in published.model_dump_json()
 
 
 def test_a_named_answer_is_published_with_the_case_reference() -> None:

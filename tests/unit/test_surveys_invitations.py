@@ -7,6 +7,8 @@ import asyncio
 import itertools
 import json
 import logging
+import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from services.surveys.invitations import (
     invitation_text,
     survey_form,
 )
-from services.surveys.outbound import LoggedOutbox
+from services.surveys.outbound import LoggedOutbox, invitation_links, opened_contact
 from services.surveys.views import DIMENSIONS, RESULTS, SURVEYS, TOKENS, project, tallies
 from shared.clock import FrozenClock
 from shared.errors import NotFound, Refused
@@ -38,9 +40,11 @@ from shared.events import (
     ServiceDelivered,
 )
 from shared.http import refusal_status
+from shared.personal import is_sealed
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.store import StoreRunner
 from tests import builders
+from tests.personal_data import assert_no_plaintext, keyring_sealer
 
 pytestmark = pytest.mark.unit
 
@@ -146,6 +150,7 @@ def invited() -> Survey:
         email=None,
         language="ar",
         revision=1,
+        personal_key=None,
     )
     survey.invite(stage="delivered", causation_id=uuid4(), token="t", invited_at=NOW)
     return survey
@@ -175,6 +180,7 @@ def test_nothing_is_sent_before_the_invitation() -> None:
         email=None,
         language="ar",
         revision=1,
+        personal_key=None,
     )
     with pytest.raises(ValueError):
         fresh.record_sent(message_id="m", sent_at=NOW)
@@ -207,17 +213,52 @@ def outbox_lines(path: Path) -> list[dict[str, Any]]:
 
 def test_the_logged_outbox_writes_one_json_line_per_message(tmp_path: Path) -> None:
     path = tmp_path / "out" / "surveys-outbox.jsonl"
-    outbox = LoggedOutbox(path)
-    first, second = an_invitation(), an_invitation()
+    sealer = keyring_sealer(tmp_path)
+    outbox = LoggedOutbox(path, sealer)
+    key_id = sealer.keys.key_for("sidr", "1000000008")  # type: ignore[attr-defined]
+    first = replace(an_invitation(), personal_key=key_id)
+    second = replace(an_invitation(), personal_key=key_id)
 
     outbox.send(first)
     outbox.send(second)
 
     lines = outbox_lines(path)
     assert [line["message_id"] for line in lines] == [first.message_id, second.message_id]
-    assert lines[0]["contact"] == {"phone": "+966500000001", "email": None}
+    assert opened_contact(lines[0], sealer) == {"phone": "+966500000001", "email": None}
     assert lines[0]["text"]["ar"] == "نص LINK"
     assert lines[0]["channel"] == "phone" and lines[0]["link"] == "LINK"
+
+
+def test_the_logged_outbox_holds_the_contact_only_sealed_and_is_made_0600(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "out" / "surveys-outbox.jsonl"
+    sealer = keyring_sealer(tmp_path)
+    key_id = sealer.keys.key_for("sidr", "1000000008")  # type: ignore[attr-defined]
+    contact = Contact(phone="+966500000001", email="عبدالله@example.org")
+    LoggedOutbox(path, sealer).send(
+        replace(an_invitation(), contact=contact, personal_key=key_id)
+    )
+
+    assert_no_plaintext(path, ["+966500000001", "500000001", "عبدالله@example.org", "عبدالله"])
+    [line] = outbox_lines(path)
+    assert is_sealed(line["contact"]) and line["contact"]["key"] == key_id
+    assert "personal_key" not in line  # the sealed value names its key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    # Invitation links are still read from it (tests and the simulator do).
+    assert invitation_links(path) == {line["case_id"]: "LINK"}
+
+
+def test_the_logged_outbox_leaves_out_a_contact_it_has_no_key_to_seal_with(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.jsonl"
+    LoggedOutbox(path, keyring_sealer(tmp_path)).send(an_invitation())  # no personal_key
+    LoggedOutbox(tmp_path / "other.jsonl").send(an_invitation())  # no keyring
+
+    assert_no_plaintext([path, tmp_path / "other.jsonl"], ["+966500000001"])
+    assert outbox_lines(path)[0]["contact"] is None
 
 
 def test_the_logged_outbox_sends_a_message_id_once_even_after_a_restart(tmp_path: Path) -> None:
@@ -514,10 +555,11 @@ def answered_events(stage: str, satisfaction: int, recommend: int | None = None)
         email=None,
         language="ar",
         revision=1,
+        personal_key=None,
     )
     survey.invite(stage=stage, causation_id=uuid4(), token=uuid4().hex, invited_at=NOW)
     survey.record_sent(message_id="m", sent_at=NOW + timedelta(minutes=1))
-    survey.answer(
+    anonymous = survey.answer(
         token=survey.token or "",
         event_id=uuid4(),
         ratings=Ratings(satisfaction=satisfaction, recommend=recommend),
@@ -525,7 +567,8 @@ def answered_events(stage: str, satisfaction: int, recommend: int | None = None)
         anonymous=True,
         answered_at=NOW + timedelta(days=1),
     )
-    return list(survey.collect_events())
+    assert anonymous is not None
+    return [*survey.collect_events(), *anonymous.collect_events()]
 
 
 def test_results_by_stage_never_let_a_lone_rejection_be_subtracted_from_the_total() -> None:
