@@ -54,7 +54,7 @@ class PrivacyApplication(ServiceApplication):
     def keyring(self) -> SubjectKeyring:
         keys = self.sealer.keys if self.sealer else None
         if not isinstance(keys, SubjectKeyring):
-            raise RuntimeError("the privacy service needs the deployment's keyring")
+            raise TypeError("the privacy service needs the deployment's keyring")
         return keys
 
     def retention_days(self, association_id: str) -> int:
