@@ -350,10 +350,12 @@ def compose_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRun
 
 @pytest.fixture(scope="module")
 def lifecycle(compose_run: ComposeRun) -> dict[str, Any]:
-    endpoints = Endpoints(
-        **{n: s.url for n, s in compose_run.services.items()},
-        identity=compose_run.identity.url,
-        surveys_outbox=compose_run.services["surveys"].env["KHIDMA_OUTBOX_PATH"],
+    endpoints = Endpoints.from_mapping(
+        {
+            **{n: s.url for n, s in compose_run.services.items()},
+            "identity": compose_run.identity.url,
+            "surveys_outbox": compose_run.services["surveys"].env["KHIDMA_OUTBOX_PATH"],
+        }
     )
 
     async def drive() -> Any:
