@@ -9,7 +9,7 @@ from services.privacy import api
 from services.privacy.application import PrivacyApplication
 from services.privacy.handlers import consumer_handlers
 from services.privacy.integration import TRANSLATORS
-from services.privacy.retention import sweep_forever
+from services.privacy.retention import PrivacyRuntime
 from services.privacy.views import project
 from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
@@ -18,7 +18,6 @@ from shared.logging import configure_logging
 from shared.personal import Sealer
 from shared.personal.keyring import open_keyring_or_exit
 from shared.policy_loader import load_packs_or_exit
-from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
 from shared.store import open_application
 
@@ -42,7 +41,7 @@ def build(
         sealer=Sealer(open_keyring_or_exit(settings)),
         packs=packs,
     )
-    runtime = ServiceRuntime(
+    runtime = PrivacyRuntime(
         settings,
         app,
         translators=TRANSLATORS,
@@ -51,7 +50,7 @@ def build(
     )
 
     async def start_sweeper() -> None:
-        runtime.spawn(sweep_forever(runtime, settings.retention_sweep_seconds), "privacy sweep")
+        runtime.spawn(runtime.sweep_forever(settings.retention_sweep_seconds), "privacy sweep")
 
     return create_http_app(
         runtime,

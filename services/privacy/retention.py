@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from services.privacy.application import PrivacyApplication
@@ -60,18 +61,30 @@ def sweep(app: PrivacyApplication, views: ViewStore) -> int:
     return complete_pending(app, views) + len(erase_expired(app, views))
 
 
-async def sweep_forever(runtime: ServiceRuntime[PrivacyApplication], interval: float) -> None:
-    assert runtime.views is not None and runtime.projections is not None
-    views, projections = runtime.views, runtime.projections
-    while True:
-        try:
-            # On views that hold everything recorded so far (an erasure just made
-            # must not look pending).
-            await runtime.store.run(projections.catch_up)
-            if await runtime.store.run(sweep, runtime.app, views):
-                runtime.recorded()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("the privacy sweep failed; retrying at the next interval")
-        await asyncio.sleep(interval)
+class PrivacyRuntime(ServiceRuntime[PrivacyApplication]):
+    """The runtime plus its scheduled sweep, whose finished runs /ready counts."""
+
+    sweeps = 0
+
+    async def readiness(self) -> dict[str, Any]:
+        report = await super().readiness()
+        report["sweeps"] = self.sweeps
+        return report
+
+    async def sweep_forever(self, interval: float) -> None:
+        """Sweeps at start (completing what a crash left pending), then every `interval`."""
+        assert self.views is not None and self.projections is not None
+        views, projections = self.views, self.projections
+        while True:
+            try:
+                # On views that hold everything recorded so far (an erasure just
+                # made must not look pending).
+                await self.store.run(projections.catch_up)
+                if await self.store.run(sweep, self.app, views):
+                    self.recorded()
+                self.sweeps += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the privacy sweep failed; retrying at the next interval")
+            await asyncio.sleep(interval)
