@@ -38,6 +38,7 @@ SECRETS = ("POSTGRES_PASSWORD", *(f"{u.upper()}_NATS_PASSWORD" for u in (*SERVIC
 def test_the_cluster_override_validates_and_points_every_service_at_three_nodes() -> None:
     env = {name: "k" + secrets.token_urlsafe(12) for name in SECRETS}
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
+    env["KHIDMA_MASTER_KEY_FILE"] = "/srv/khidma/master-key.json"  # a path: only validated here
     merged = load_merged(env, COMPOSE_FILE, OVERRIDE)
     jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text())).validate(merged)
     services = merged["services"]
