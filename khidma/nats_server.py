@@ -128,7 +128,7 @@ def environment_nats_url() -> str | None:
 
 
 DEPLOY_NATS_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "nats" / "nats-server.conf"
-SERVICE_USERS: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
+SERVICE_USERS: tuple[str, ...] = ("intake", "verification", "committee", "surveys", "privacy")
 
 
 def local_copy_of_config(
@@ -163,7 +163,7 @@ def secured_nats_server(
 ) -> NatsServer:
     """A nats-server running the deployment's configuration (users and permissions).
 
-    `passwords` maps each user (the four services and `admin`) to its password;
+    `passwords` maps each user (each service and `admin`) to its password;
     they reach the server as the environment variables the configuration reads,
     never its files. The configuration's copy goes to `directory`; the JetStream
     store to `store_dir` (default: `directory/jetstream`).
@@ -182,7 +182,7 @@ NATS_USERS: tuple[str, ...] = (*SERVICE_USERS, NATS_ADMIN)
 
 
 def embedded_credentials(path: Path) -> dict[str, str]:
-    """The embedded server's password of each user (the four services and `admin`).
+    """The embedded server's password of each user (each service and `admin`).
 
     Made on the first start and kept in `path` (0600, its folder 0700), so that an
     operator's audit or backup keeps working across restarts; a user missing from

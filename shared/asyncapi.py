@@ -25,7 +25,7 @@ from shared.subjects import (
     event_type_filter,
 )
 
-SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
+SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys", "privacy")
 # Who consumes what (the brief's table, without the auditor). The runtime
 # documents what a service really consumes from its handlers.
 CONSUMERS: dict[str, tuple[str, ...]] = {
@@ -33,6 +33,8 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "verification": ("RequestReceived",),
     "committee": ("RequestReceived", "DataVerified", "ReferredToResearcher"),
     "surveys": ("RequestReceived", "CommitteeDecided", "ServiceDelivered"),
+    # The data subjects' cases, from the request to its closure (retention, holds).
+    "privacy": ("RequestReceived", "CommitteeDecided", "ServiceDelivered"),
 }
 _MODELS = {cls.__name__: cls for cls in EVENT_CLASSES}
 

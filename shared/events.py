@@ -214,6 +214,23 @@ class SurveyAnsweredPayload(Contract):
     channel: str | None = None
 
 
+class PersonalDataErasedPayload(Contract):
+    """What an erasure destroyed: key ids and case ids, never personal data."""
+
+    erasure_id: UUID
+    reason_code: Literal["request", "retention"] = Field(
+        description="request: the privacy officer recorded the data subject's (or a "
+        "lawful) erasure request; retention: the association's retention period ended"
+    )
+    key_ids: list[str] = Field(
+        description="the ids of the subject keys destroyed: every value sealed under "
+        "them now reads as erased"
+    )
+    case_ids: list[UUID] = Field(
+        default_factory=list, description="the requests of the subject whose data is erased"
+    )
+
+
 class IntegrationEvent(Contract):
     event_id: UUID
     event_type: str
@@ -280,6 +297,18 @@ class SurveyAnswered(IntegrationEvent):
     payload: SurveyAnsweredPayload
 
 
+class PersonalDataErased(IntegrationEvent):
+    """A data subject's keys were destroyed (crypto-shredding, shared/personal): every
+    copy of their personal data, in every store, view, outbox and on the stream, now
+    reads as erased. Not one case's event: its `case_id` is the erasure's id (its
+    `case_ref` "erasure-…", its subject khidma.<association_id>.<erasure_id>.
+    PersonalDataErased); the subject's requests are listed in the payload."""
+
+    event_type: Literal["PersonalDataErased"] = "PersonalDataErased"
+    causation_id: None = None
+    payload: PersonalDataErasedPayload
+
+
 EVENT_CLASSES: tuple[type[IntegrationEvent], ...] = (
     RequestReceived,
     DataVerified,
@@ -287,6 +316,7 @@ EVENT_CLASSES: tuple[type[IntegrationEvent], ...] = (
     CommitteeDecided,
     ServiceDelivered,
     SurveyAnswered,
+    PersonalDataErased,
 )
 EVENT_TYPES: tuple[str, ...] = tuple(cls.__name__ for cls in EVENT_CLASSES)
 
@@ -298,6 +328,7 @@ PRODUCERS: dict[str, str] = {
     "CommitteeDecided": "committee",
     "ServiceDelivered": "intake",
     "SurveyAnswered": "surveys",
+    "PersonalDataErased": "privacy",
 }
 
 AnyEvent = Annotated[
@@ -306,7 +337,8 @@ AnyEvent = Annotated[
     | ReferredToResearcher
     | CommitteeDecided
     | ServiceDelivered
-    | SurveyAnswered,
+    | SurveyAnswered
+    | PersonalDataErased,
     Field(discriminator="event_type"),
 ]
 _any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -140,6 +140,14 @@ class PolicyPack(Contract):
     committee: Committee
     survey: SurveyDefinition
     board_approval: BoardApproval | None = None
+    retention_days: int = Field(
+        default=1826,
+        ge=30,
+        le=36500,
+        description="how long the personal data of a closed case is kept, in days after "
+        "the case closed (rejected or delivered); the privacy service then erases the "
+        "data subject whose cases are all closed that long and none under a legal hold",
+    )
     source: str = Field(description="the seed policy this pack transcribes")
 
     @field_validator("association_id")

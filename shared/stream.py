@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INIT_STEP = "python -m shared.stream declare (docker compose: the nats-init service)"
-SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
+SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys", "privacy")
 
 
 def inbox_prefix(service: str) -> str:
@@ -184,7 +184,7 @@ async def declare_everything(
     ack_wait: float = 30.0,
     batch_size: int = 64,
 ) -> None:
-    """The init step: the stream, then the four services' durable consumers."""
+    """The init step: the stream, then every service's durable consumer."""
     await ensure_stream(js, replicas, duplicate_window_seconds)
     for config in service_durables(ack_wait, batch_size).values():
         await ensure_durable(js, config)

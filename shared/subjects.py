@@ -39,7 +39,7 @@ def dead_letter_subject(service: str) -> str:
     return f"{DEAD_LETTERS}.{service}"
 
 
-# The stream captures the six event subjects and the dead letters, not all of
+# The stream captures the event subjects and the dead letters, not all of
 # `khidma.>`: a stream over `khidma.>` would also capture the request/reply
 # submissions, and its publish ack would answer the adapter before intake does.
 STREAM_SUBJECTS: tuple[str, ...] = tuple(

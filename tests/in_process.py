@@ -97,6 +97,7 @@ def assembly(service: str) -> Assembly:
         "verification": _verification,
         "committee": _committee,
         "surveys": _surveys,
+        "privacy": _privacy,
     }
     if service not in assemblies:
         raise ValueError(f"no service '{service}'; known: {sorted(assemblies)}")
@@ -154,6 +155,17 @@ def _surveys() -> Assembly:
 
     return Assembly(
         SurveysSettings, SurveysApplication, handlers.consumer_handlers, views.project, api.include
+    )
+
+
+def _privacy() -> Assembly:
+    # Without its scheduled sweep: a test runs services.privacy.retention.sweep itself.
+    from services.privacy import api, handlers, views
+    from services.privacy.application import PrivacyApplication
+    from services.privacy.main import PrivacySettings
+
+    return Assembly(
+        PrivacySettings, PrivacyApplication, handlers.consumer_handlers, views.project, api.include
     )
 
 

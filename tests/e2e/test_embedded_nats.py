@@ -62,7 +62,7 @@ def test_each_service_is_connected_as_its_own_user(system: EmbeddedSystem) -> No
     monitoring = int(re.search(r"(?m)^http_port:\s*(\d+)", config).group(1))  # type: ignore[union-attr]
     connections = httpx.get(f"http://127.0.0.1:{monitoring}/connz?auth=true", timeout=5).json()
     users = {entry.get("name"): entry.get("authorized_user") for entry in connections["connections"]}
-    for service in ("intake", "verification", "committee", "surveys"):
+    for service in ("intake", "verification", "committee", "surveys", "privacy"):
         assert users.get(f"khidma-{service}") == service, users
 
 

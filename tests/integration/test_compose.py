@@ -57,6 +57,7 @@ SECRETS = (
     "VERIFICATION_NATS_PASSWORD",
     "COMMITTEE_NATS_PASSWORD",
     "SURVEYS_NATS_PASSWORD",
+    "PRIVACY_NATS_PASSWORD",
     "ADMIN_NATS_PASSWORD",
 )
 REQUIRED = (*SECRETS, "KHIDMA_MASTER_KEY_FILE", "SURVEYS_PUBLIC_BASE_URL")
@@ -342,10 +343,12 @@ def compose_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRun
 
 @pytest.fixture(scope="module")
 def lifecycle(compose_run: ComposeRun) -> dict[str, Any]:
-    endpoints = Endpoints(
-        **{n: s.url for n, s in compose_run.services.items()},
-        identity=compose_run.identity.url,
-        surveys_outbox=compose_run.services["surveys"].env["KHIDMA_OUTBOX_PATH"],
+    endpoints = Endpoints.from_mapping(
+        {
+            **{n: s.url for n, s in compose_run.services.items()},
+            "identity": compose_run.identity.url,
+            "surveys_outbox": compose_run.services["surveys"].env["KHIDMA_OUTBOX_PATH"],
+        }
     )
 
     async def drive() -> Any:

@@ -99,7 +99,7 @@ def test_an_unknown_event_type_does_not_decode():
 
 def test_each_event_type_has_exactly_one_producer():
     assert set(PRODUCERS) == set(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 6
+    assert len(EVENT_TYPES) == 7  # the six of the lifecycle and PersonalDataErased
 
 
 def test_subjects_follow_the_wire_format():

@@ -1,0 +1,1 @@
+"""The privacy service: data subjects, legal holds, erasure and retention (PDPL)."""
