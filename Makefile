@@ -58,7 +58,7 @@ bench: $(STAMP)
 audit: $(STAMP)
 	KHIDMA_DATA_DIR=$${KHIDMA_DATA_DIR:-data} $(PY) -m audit $(ARGS)
 
-# The read-only HTTP API for auditors, on KHIDMA_HTTP_PORT (default 8105).
+# The read-only HTTP API for auditors, on KHIDMA_HTTP_PORT (default 8107).
 audit-api: $(STAMP)
 	KHIDMA_DATA_DIR=$${KHIDMA_DATA_DIR:-data} $(PY) -m audit.api
 

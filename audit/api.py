@@ -8,7 +8,7 @@
     GET /access[?case=...&who=...&from=...&to=...]
     POST /subjects/export  {"association_id", "national_id", "format": "json"|"html"}
 
-Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8105). Every
+Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8107). Every
 answer is computed from events only, by replaying the stores and/or the stream.
 
 Every route but `/health` needs a bearer token of the `auditor` role, verified as

@@ -35,7 +35,7 @@ class AuditSettings(BaseSettings):
     postgres_schema_prefix: str = ""
 
     http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8105, ge=0, le=65535)
+    http_port: int = Field(default=8107, ge=0, le=65535)
     policies_dir: Path = Field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "policies"
     )

@@ -232,7 +232,7 @@ def test_the_report_reads_the_stores_too_so_every_check_runs(nats_server, tmp_pa
     assert data["checks_not_run"] == []
     html = (out / "report-2026-11-01_2026-11-30-en.html").read_text(encoding="utf-8")
     assert "These checks were not run" not in html
-    assert "127.0.0.1:8105" not in html  # no --api-base: the timelines are in the file
+    assert "127.0.0.1:8107" not in html  # no --api-base: the timelines are in the file
     for history in histories:
         assert f'<details id="case-{history.case_id}"' in html
 
