@@ -207,7 +207,10 @@ class Ratings(Contract):
 
 class SurveyAnsweredPayload(Contract):
     ratings: Ratings
-    comment: str | None = Field(default=None, max_length=4000)
+    # A named answer's comment is the applicant's own words: sealed under their key
+    # (`personal_key`). An anonymous answer's names nobody and is kept as written.
+    comment: Sealed | Annotated[str, Field(max_length=4000)] | None = None
+    personal_key: str | None = Field(default=None, max_length=64, exclude_if=_is_none)
     anonymous: bool = True
     stage: Literal["delivered", "rejected"] | None = None
     service_code: str | None = None

@@ -12,7 +12,7 @@ from services.surveys import api
 from services.surveys.application import SurveysApplication
 from services.surveys.dispatcher import InvitationDispatcher
 from services.surveys.handlers import consumer_handlers
-from services.surveys.integration import TRANSLATORS
+from services.surveys.integration import translators
 from services.surveys.outbound import InvitationSender, LoggedOutbox
 from services.surveys.views import project
 from shared.auth import Verifier, verifier_from_environment
@@ -86,7 +86,7 @@ def build(
     runtime = SurveysRuntime(
         settings,
         app,
-        translators=TRANSLATORS,
+        translators=translators(app.sealer),
         handlers=consumer_handlers(app),
         projector=project,
     )

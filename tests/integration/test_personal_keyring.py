@@ -171,3 +171,36 @@ def test_the_store_holds_only_ciphertext_and_an_erased_subject_still_replays(
     assert isinstance(erased, ErasedRecord) and is_erased_value(erased) and erased == {}
     app.close()
     keyring.close()
+
+
+@pytest.mark.parametrize("problem", ["missing", "wrong"])
+def test_a_service_with_a_missing_or_wrong_master_key_stops_at_start_and_says_why(
+    problem: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    settings = ServiceSettings(service_name="intake", nats_url="nats://unused", data_dir=data)
+    MasterKeys.create(settings.master_key_path)
+    open_keyring(settings).close()  # the keyring made with this deployment's key
+    key_file = tmp_path / "nowhere.json"
+    if problem == "wrong":
+        other = MasterKeys.create(tmp_path / "other.json")
+        current = MasterKeys.load(settings.master_key_path).current
+        key_file = tmp_path / "impostor.json"
+        MasterKeys(key_file, current, {current: other.current_key}, other.index_key).write()
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "KHIDMA_NATS_URL": "nats://127.0.0.1:1",
+        "KHIDMA_DATA_DIR": str(data),
+        "KHIDMA_MASTER_KEY_FILE": str(key_file),
+        "KHIDMA_AUTH_ISSUER": "http://127.0.0.1:1",
+        "KHIDMA_AUTH_JWKS_URL": "http://127.0.0.1:1/jwks.json",
+    }
+    done = subprocess.run([sys.executable, "-m", "services.intake"], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr[-2000:]
+    expected = "is missing" if problem == "missing" else "is not the one this keyring was made with"
+    assert f"intake: cannot start: the master key file {key_file} {expected}" in done.stderr or (
+        problem == "wrong" and expected in done.stderr
+    ), done.stderr[-2000:]
+    assert "تعذّر التشغيل" in done.stderr
+    assert not (data / "intake.sqlite").exists()  # nothing was opened before the key was checked

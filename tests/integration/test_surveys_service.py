@@ -267,3 +267,29 @@ def test_results_hide_a_small_group_and_the_sibling_that_would_reveal_it_by_subt
     assert report["by_association_id"] == [{"association_id": ASSOCIATION, **whole}]
     assert report["note"]["en"] and report["note"]["ar"]
     assert "officer" not in str(report)
+
+
+def test_a_named_answers_comment_is_sealed_on_the_stream_under_the_applicants_key(
+    nats_server: NatsServer, surveys: ServiceProcess
+) -> None:
+    from tests.personal_data import keyring_sealer, sealed
+
+    # The service's own keyring (make run's runner made its master key in its folder).
+    sealer = keyring_sealer(surveys.data_dir)
+    received = sealed(request_received(), sealer)
+    delivered = service_delivered(received)
+    publish(nats_server.url, received, delivered)
+    invitation(surveys, received.case_id)
+    token = survey_token(surveys.data_dir / "surveys-outbox.jsonl", received.case_id)
+    words = "شكرًا يا فاطمة، وصلت الشتلات"
+    body = {"ratings": {"satisfaction": 5}, "comment": words, "anonymous": False}
+    assert answer(surveys, token, body).status_code == 202
+
+    [message] = wait_for(
+        lambda: stream_messages_sync(nats_server.url, "khidma.*.*.SurveyAnswered"),
+        what="SurveyAnswered on the stream",
+    )
+    payload = message["event"]["payload"]
+    assert words not in str(message) and payload["personal_key"] == received.payload.personal_key
+    assert payload["comment"]["sealed"] == "v1"
+    assert sealer.open(payload["comment"]) == words
