@@ -14,6 +14,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 
+from shared.personal.master import MasterKeys
 from shared.settings import ServiceSettings
 from shared.store import ServiceApplication, open_application
 
@@ -47,20 +48,38 @@ class Backend:
             postgres_dbname=self.dsn["dbname"],
             postgres_user=self.dsn["user"],
             postgres_schema=f"{self.prefix}_{service_name}",
+            # The keyring the services share, this test's own (dropped with the rest).
+            keyring_schema=f"{self.prefix}_keys",
         )
+
+    def keys_env(self) -> dict[str, str]:
+        """One master key file and keyring for every process of the test, as a
+        deployment's services share them (each instance its own data folder)."""
+        key_file = MasterKeys.ensure(self.tmp_path / "master-key.json").path
+        return {
+            "KHIDMA_MASTER_KEY_FILE": str(key_file),
+            "KHIDMA_KEYRING_FILE": str(self.tmp_path / "subject-keys.sqlite"),
+            **({"KHIDMA_KEYRING_SCHEMA": f"{self.prefix}_keys"} if self.kind == "postgres" else {}),
+        }
 
     def process_env(self, service_name: str) -> dict[str, str]:
         """The environment that points a service process (khidma.processes) at this store."""
         settings = self.settings(service_name)
         if self.kind == "sqlite":
-            return {"KHIDMA_STORE": "sqlite", "KHIDMA_SQLITE_PATH": str(settings.sqlite_path)}
+            return {
+                "KHIDMA_STORE": "sqlite",
+                "KHIDMA_SQLITE_PATH": str(settings.sqlite_path),
+                **self.keys_env(),
+            }
         return {
+            **self.keys_env(),
             "KHIDMA_STORE": "postgres",
             "KHIDMA_POSTGRES_HOST": settings.postgres_host,
             "KHIDMA_POSTGRES_PORT": str(settings.postgres_port),
             "KHIDMA_POSTGRES_DBNAME": settings.postgres_dbname,
             "KHIDMA_POSTGRES_USER": settings.postgres_user,
             "KHIDMA_POSTGRES_SCHEMA": str(settings.postgres_schema),
+            "KHIDMA_KEYRING_SCHEMA": settings.keyring_schema,
         }
 
     def open(self, cls: type[AppT], service_name: str, **kwargs: Any) -> AppT:

@@ -63,14 +63,20 @@ def store_env(backend: Backend) -> dict[str, str]:
     """The variables that point a service process at the backend's store."""
     settings = backend.settings("verification")
     if settings.store == "sqlite":
-        return {"KHIDMA_STORE": "sqlite", "KHIDMA_SQLITE_PATH": str(settings.sqlite_path)}
+        return {
+            "KHIDMA_STORE": "sqlite",
+            "KHIDMA_SQLITE_PATH": str(settings.sqlite_path),
+            **backend.keys_env(),
+        }
     return {
+        **backend.keys_env(),
         "KHIDMA_STORE": "postgres",
         "KHIDMA_POSTGRES_HOST": settings.postgres_host,
         "KHIDMA_POSTGRES_PORT": str(settings.postgres_port),
         "KHIDMA_POSTGRES_DBNAME": settings.postgres_dbname,
         "KHIDMA_POSTGRES_USER": settings.postgres_user,
         "KHIDMA_POSTGRES_SCHEMA": str(settings.postgres_schema),
+        "KHIDMA_KEYRING_SCHEMA": settings.keyring_schema,
     }
 
 

@@ -204,6 +204,8 @@ def postgres_behind_a_proxy(postgres_available: dict[str, str]) -> Iterator[tupl
         "KHIDMA_POSTGRES_DBNAME": postgres_available["dbname"],
         "KHIDMA_POSTGRES_USER": postgres_available["user"],
         "KHIDMA_POSTGRES_SCHEMA": schema,
+        # This test's own keyring, beside its store (dropped with it).
+        "KHIDMA_KEYRING_SCHEMA": f"{schema}_keys",
     }
     try:
         yield proxy, env
@@ -211,6 +213,7 @@ def postgres_behind_a_proxy(postgres_available: dict[str, str]) -> Iterator[tupl
         proxy.stop()
         with psycopg.connect(autocommit=True, **postgres_available) as connection:  # type: ignore[arg-type]
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}_keys" CASCADE')
 
 
 @pytest.mark.postgres

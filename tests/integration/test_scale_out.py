@@ -24,6 +24,8 @@ import nats
 import psycopg
 import pytest
 
+from shared.personal.master import MasterKeys
+
 from khidma.compose import (
     COMPOSE_FILE,
     COMPOSE_SCHEMA,
@@ -83,22 +85,35 @@ async def publish_all(url: str, events: list[RequestReceived]) -> None:
 
 @pytest.fixture(params=["postgres", "sqlite"])
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    # The instances share the deployment's master key and keyring, as they share the store.
+    keys = {
+        "KHIDMA_MASTER_KEY_FILE": str(MasterKeys.ensure(tmp_path / "master-key.json").path),
+        "KHIDMA_KEYRING_FILE": str(tmp_path / "subject-keys.sqlite"),
+    }
     if request.param == "sqlite":
-        yield {"KHIDMA_STORE": "sqlite", "KHIDMA_SQLITE_PATH": str(tmp_path / "shared.sqlite")}
+        yield {
+            "KHIDMA_STORE": "sqlite",
+            "KHIDMA_SQLITE_PATH": str(tmp_path / "shared.sqlite"),
+            **keys,
+        }
         return
     request.applymarker(pytest.mark.postgres)
     dsn = request.getfixturevalue("postgres_available")
     schema = f"scale_{uuid4().hex[:8]}"
     yield {
+        **keys,
         "KHIDMA_STORE": "postgres",
         "KHIDMA_POSTGRES_HOST": dsn["host"],
         "KHIDMA_POSTGRES_PORT": dsn["port"],
         "KHIDMA_POSTGRES_DBNAME": dsn["dbname"],
         "KHIDMA_POSTGRES_USER": dsn["user"],
         "KHIDMA_POSTGRES_SCHEMA": schema,
+        # This test's own keyring, beside its store (dropped with it).
+        "KHIDMA_KEYRING_SCHEMA": f"{schema}_keys",
     }
     with psycopg.connect(autocommit=True, **dsn) as connection:  # type: ignore[arg-type]
         connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}_keys" CASCADE')
 
 
 SCALE_OVERRIDE = PROJECT_ROOT / "deploy" / "compose.scale.yml"
