@@ -13,8 +13,10 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.settings import PersonalDataSettings
 
-class AuditSettings(BaseSettings):
+
+class AuditSettings(PersonalDataSettings, BaseSettings):
     """Where the audit finds the stores, the stream and the policy packs."""
 
     model_config = SettingsConfigDict(env_prefix="KHIDMA_", extra="ignore")
@@ -41,26 +43,9 @@ class AuditSettings(BaseSettings):
     )
     log_level: str = "INFO"
 
-    # Personal data (shared/personal, decision 24): the same key file and keyring as
-    # the services, read only. Without the key file the audit still runs and shows
-    # sealed values as "sealed"; a wrong key file stops it.
-    master_key_file: Path | None = Field(
-        default=None, description="the master key file (default data_dir/master-key.json)"
-    )
-    keyring_file: Path | None = Field(
-        default=None,
-        description="the subject keyring (default data_dir/subject-keys.sqlite); with "
-        "store=postgres, the schema keyring_schema",
-    )
-    keyring_schema: str = "subject_keys"
-
-    @property
-    def master_key_path(self) -> Path:
-        return self.master_key_file or self.data_dir / "master-key.json"
-
-    @property
-    def keyring_path(self) -> Path:
-        return self.keyring_file or self.data_dir / "subject-keys.sqlite"
+    # Personal data: the services' key file and keyring (PersonalDataSettings), read
+    # only. Without the key file the audit still runs and shows sealed values as
+    # "sealed"; a wrong key file stops it.
 
     def sqlite_path(self, service: str) -> Path:
         """The SQLite file of one service's store (data/<service>.sqlite)."""

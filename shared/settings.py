@@ -6,11 +6,38 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
+class PersonalDataSettings(BaseModel):
+    """Where the personal data's keys are (shared/personal, decision 24): the services'
+    settings and the audit's, which reads with the same key file and keyring."""
+
+    data_dir: Path = Path("data")
+    master_key_file: Path | None = Field(
+        default=None,
+        description="the master key file that wraps every subject key (default "
+        "data_dir/master-key.json; under compose a secret); a service stops at start "
+        "without it",
+    )
+    keyring_file: Path | None = Field(
+        default=None,
+        description="the subject keys' SQLite file, shared by the services (default "
+        "data_dir/subject-keys.sqlite); with store=postgres, the schema keyring_schema",
+    )
+    keyring_schema: str = "subject_keys"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "master-key.json"
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.keyring_file or self.data_dir / "subject-keys.sqlite"
+
+
+class ServiceSettings(PersonalDataSettings, BaseSettings):
     """What every service needs. A service subclasses it and sets `service_name`."""
 
     model_config = SettingsConfigDict(env_prefix="KHIDMA_", extra="ignore")
@@ -36,19 +63,6 @@ class ServiceSettings(BaseSettings):
     postgres_user: str = "postgres"
     postgres_password: str = ""
     postgres_schema: str | None = None
-
-    master_key_file: Path | None = Field(
-        default=None,
-        description="the master key file that wraps every subject key (default "
-        "data_dir/master-key.json; under compose a secret); a service stops at start "
-        "without it",
-    )
-    keyring_file: Path | None = Field(
-        default=None,
-        description="the subject keys' SQLite file, shared by the services (default "
-        "data_dir/subject-keys.sqlite); with store=postgres, the schema keyring_schema",
-    )
-    keyring_schema: str = "subject_keys"
 
     stream_replicas: int = Field(default=1, ge=1, le=5)
     duplicate_window_seconds: int = Field(default=600, ge=120)
@@ -95,14 +109,6 @@ class ServiceSettings(BaseSettings):
         if self.postgres_schema is None:
             self.postgres_schema = self.service_name
         return self
-
-    @property
-    def master_key_path(self) -> Path:
-        return self.master_key_file or self.data_dir / "master-key.json"
-
-    @property
-    def keyring_path(self) -> Path:
-        return self.keyring_file or self.data_dir / "subject-keys.sqlite"
 
     @property
     def views_file(self) -> Path:
