@@ -30,6 +30,7 @@ from khidma.bench_personal import measure as measure_encryption
 from khidma.bench_personal import report_lines
 from khidma.run import EmbeddedSystem
 from khidma.simulate import DEFAULT_MIX, Endpoints, parse_mix, plan, print_progress, simulate
+from services.surveys.integration import ANONYMOUS_CASE_REF
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -83,7 +84,9 @@ def latencies(
     for item in events:
         event = item["event"]
         occurred = datetime.fromisoformat(event["occurred_at"])
-        publish[event["event_type"]].append((item["stream_time"] - occurred).total_seconds())
+        # An anonymous answer is dated to its day only (decision 16): no latency to measure.
+        if event.get("case_ref") != ANONYMOUS_CASE_REF:
+            publish[event["event_type"]].append((item["stream_time"] - occurred).total_seconds())
         cause = arrived.get(event.get("causation_id") or "")
         if cause:
             name = f"{cause['event']['event_type']} -> {event['event_type']}"
