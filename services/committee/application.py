@@ -395,8 +395,8 @@ class CommitteeApplication(ServiceApplication):
                     "questions": list(referral["questions"]),
                     "referred_by": referral["referred_by"],
                     "researcher": referral["researcher"],
-                    "answers": list(referral["answers"]),
-                    "note": referral["note"],
+                    "answers": shown(referral["answers"]),
+                    "note": shown(referral["note"]),
                 }
                 for referral in case.referrals
             ],

@@ -455,10 +455,15 @@ class CommitteeCase(Aggregate):
             note=note,
             closed_at=closed_at,
             actor=dict(actor) if actor else None,
+            personal_key=self.personal_key,
         )
 
     class ReferralClosed(Aggregate.Event):
         """The researcher's answers and note for the committee, closing one referral."""
+
+        # What the applicant told the researcher, and the note about them: sealed at
+        # rest under the applicant's key (shared/personal); older closures hold none.
+        personal_attributes: ClassVar[tuple[str, ...]] = ("answers", "note")
 
         referral_event_id: UUID
         researcher: str
@@ -468,6 +473,7 @@ class CommitteeCase(Aggregate):
         # The authenticated researcher (shared.auth Principal.actor); closures
         # recorded before identities were proven are stored without it.
         actor: dict[str, str] | None = None
+        personal_key: str | None = None
 
         def apply(self, aggregate: CommitteeCase) -> None:
             for referral in aggregate.referrals:
@@ -475,7 +481,8 @@ class CommitteeCase(Aggregate):
                     referral.update(
                         open=False,
                         researcher=self.researcher,
-                        answers=list(self.answers),
+                        # As recorded (not copied): an erased list stays marked erased.
+                        answers=self.answers,
                         note=self.note,
                     )
 

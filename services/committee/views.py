@@ -63,8 +63,9 @@ def _public_referral(referral: dict[str, Any] | None) -> dict[str, Any] | None:
         "questions": referral["questions"],
         "referred_by": referral["referred_by"],
         "researcher": referral["researcher"],
-        "answers": referral["answers"],
-        "note": referral["note"],
+        # What the applicant told the researcher is personal: the read model keeps
+        # only that it was answered; the case file shows it (GET /cases/{id}/file).
+        "answered": bool(referral.get("answered")),
     }
 
 
@@ -221,19 +222,13 @@ def _updated(doc: dict[str, Any], event: Any) -> bool:
                 "questions": list(event.questions),
                 "referred_by": event.referred_by,
                 "researcher": None,
-                "answers": [],
-                "note": None,
+                "answered": False,
             }
         )
     elif isinstance(event, CommitteeCase.ReferralClosed):
         for referral in doc["referrals"]:
             if referral["event_id"] == str(event.referral_event_id):
-                referral.update(
-                    open=False,
-                    researcher=event.researcher,
-                    answers=list(event.answers),
-                    note=event.note,
-                )
+                referral.update(open=False, researcher=event.researcher, answered=True)
     elif isinstance(event, (CommitteeCase.DeadlineApproaching, CommitteeCase.DeadlineOverdue)):
         doc["deadline_flag"] = (
             "overdue" if isinstance(event, CommitteeCase.DeadlineOverdue) else "approaching"

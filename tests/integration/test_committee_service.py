@@ -260,7 +260,11 @@ def test_a_sitting_decides_a_referred_case_and_publishes_committee_decided(
         lambda: (d := get_json(f"{url}/cases/{case_id}"))["decision"] and d,
         what="decision in the read model",
     )
-    assert doc["on_agenda"] is False and doc["referral"]["note"] == "six in the family"
+    # The read model keeps that the researcher answered; the words are in the case file.
+    assert doc["on_agenda"] is False and doc["referral"]["answered"] is True
+    assert "six in the family" not in str(doc)
+    file = get_json(f"{url}/cases/{case_id}/file")
+    assert file["referrals"][0]["note"] == "six in the family"
 
     closed = httpx.post(f"{url}/sittings/{sitting_id}/close", headers=as_staff())
     assert closed.status_code == 200 and closed.json()["closed"] is True

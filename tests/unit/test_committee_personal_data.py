@@ -123,3 +123,29 @@ async def test_after_erasure_the_case_file_and_agenda_show_erased_and_the_views_
     entry = await agenda_entry(committee, request)
     assert entry["attested"] is True
     assert entry["attestation"] == ERASED_TEXT
+
+
+async def test_the_researchers_answers_and_note_are_sealed_and_erased_with_the_applicant(
+    in_process: Start, tmp_path: Path
+) -> None:
+    committee = await in_process("committee")
+    request = attested_request(committee)
+    referral = builders.referred_to_researcher(request)
+    await committee.deliver(request, referral)
+    await committee.settle()
+    answers, note = ["نعيل ستة أطفال في حي النخيل"], "الأسرة في حاجة، عبدالله يعمل بدوام جزئي"
+    await committee.runtime.store.run(
+        lambda: committee.app.close_referral(
+            request.case_id, researcher="researcher-1", answers=answers, note=note
+        )
+    )
+    await committee.settle()
+
+    file = await case_file(committee, request)
+    assert file["referrals"][0]["answers"] == answers and file["referrals"][0]["note"] == note
+    assert_no_plaintext(tmp_path / "committee", [*PERSONAL, answers[0], note, "بدوام جزئي"])
+
+    erase(committee.app.sealer, "sidr", NATIONAL_ID)
+    file = await case_file(committee, request)
+    assert file["referrals"][0]["answers"] == ERASED_TEXT == file["referrals"][0]["note"]
+    await rebuild_views(committee)
