@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from shared.personal.master import KEY_BYTES, MasterKeyProblem, MasterKeys
 
 NONCE_BYTES = 12
+# The PostgreSQL advisory lock under which the keyring's schema and tables are made.
+SETUP_LOCK = 0x6B687964
 CHECK_PLAINTEXT = b"khidma master key check"
 
 
@@ -107,7 +109,11 @@ class _Postgres:
 
         self.schema = schema
         self.connection = psycopg.connect(**conninfo, autocommit=True)
-        self.connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # The services start together and share the schema: concurrent `IF NOT EXISTS`
+        # creations collide in PostgreSQL's catalogue, so one at a time.
+        with self.connection.transaction():
+            self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK,))
+            self.connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         self.connection.execute(f'SET search_path TO "{schema}"')
         self.lock = threading.Lock()
 
@@ -168,8 +174,11 @@ class SubjectKeyring:
         return text.replace("?", self.database.placeholder)
 
     def _create_tables(self) -> None:
-        blob = "BLOB" if self.database.placeholder == "?" else "BYTEA"
+        postgres = self.database.placeholder != "?"
+        blob = "BYTEA" if postgres else "BLOB"
         with self.database.transaction() as cursor:
+            if postgres:  # see _Postgres: one service at a time creates the tables
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK,))
             for statement in SCHEMA:
                 cursor.execute(statement.format(blob=blob))
 

@@ -204,3 +204,39 @@ def test_a_service_with_a_missing_or_wrong_master_key_stops_at_start_and_says_wh
     ), done.stderr[-2000:]
     assert "تعذّر التشغيل" in done.stderr
     assert not (data / "intake.sqlite").exists()  # nothing was opened before the key was checked
+
+
+@pytest.mark.postgres
+def test_services_starting_together_make_the_shared_postgresql_keyring_once(
+    postgres_available: dict[str, str], tmp_path: Path
+) -> None:
+    import threading
+
+    schema = f"keys_{uuid4().hex[:8]}"
+    MasterKeys.create(tmp_path / "master-key.json")
+    settings = ServiceSettings(
+        service_name="t", nats_url="nats://unused", data_dir=tmp_path, store="postgres",
+        postgres_host=POSTGRES_DSN["host"], postgres_port=POSTGRES_DSN["port"],
+        postgres_dbname=POSTGRES_DSN["dbname"], postgres_user=POSTGRES_DSN["user"],
+        keyring_schema=schema,
+    )
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            open_keyring(settings).close()
+        except BaseException as error:  # noqa: BLE001 — collected and asserted below
+            errors.append(error)
+
+    try:
+        threads = [threading.Thread(target=open_one) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+    finally:
+        with psycopg.connect(**POSTGRES_DSN, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
