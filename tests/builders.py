@@ -15,10 +15,8 @@ make the event valid, not to be relied on.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -35,8 +33,6 @@ from shared.events import (
     ServiceDelivered,
     SurveyAnswered,
 )
-from shared.personal import MasterKeys, Sealer, SubjectKeyring, open_keyring
-from shared.settings import ServiceSettings
 
 E = TypeVar("E", bound=IntegrationEvent)
 
@@ -166,55 +162,3 @@ def _build(
             raise TypeError(f"{cls.__name__} has no field '{name}'")
     return cls(**envelope, payload=payload_cls(**payload))
 
-
-# The personal data of a request, as a consumer opens it (docs/decisions.md, 24) -------
-
-PERSONAL_FIELDS = ("applicant", "fields", "documents", "attestation")
-
-
-def keyring_of(data_dir: Path) -> SubjectKeyring:
-    """The keyring a service started on `data_dir` opens: the master key file and the
-    keyring file there, as khidma/processes.ServiceProcess and the in-process runner
-    make them (the key file is created if it is not there yet)."""
-    settings = ServiceSettings(
-        service_name="tests", nats_url="nats://unused.invalid:4222", data_dir=data_dir
-    )
-    MasterKeys.ensure(settings.master_key_path)
-    return open_keyring(settings)
-
-
-def opened_payload(payload: Mapping[str, Any], keyring: SubjectKeyring) -> dict[str, Any]:
-    """A RequestReceived payload as read from the stream (JSON), its personal fields
-    opened with the keyring; an erased one reads as the "erased" marker."""
-    sealer = Sealer(keyring)
-    return {
-        **payload,
-        **{name: sealer.shown(payload.get(name)) for name in PERSONAL_FIELDS if name in payload},
-    }
-
-
-def encodings(text: str) -> set[bytes]:
-    """The ways a text can lie in a file or a message: UTF-8, JSON's \\uXXXX escapes
-    (either case), UTF-16."""
-    escaped = json.dumps(text)[1:-1]
-    return {
-        text.encode("utf-8"),
-        escaped.encode("ascii"),
-        escaped.upper().replace("\\U", "\\u").encode("ascii"),
-        text.encode("utf-16-le"),
-    }
-
-
-def plaintext_in(data: bytes, secrets: Iterable[str]) -> list[str]:
-    """Which of the secrets the bytes hold, in any of their encodings."""
-    return [secret for secret in secrets if any(form in data for form in encodings(secret))]
-
-
-def plaintext_in_files(folder: Path, secrets: Iterable[str]) -> list[str]:
-    """Which secrets any file under the folder holds (`'secret' in path`)."""
-    secrets = list(secrets)
-    return [
-        f"{secret!r} in {path.relative_to(folder)}"
-        for path in sorted(p for p in folder.rglob("*") if p.is_file())
-        for secret in plaintext_in(path.read_bytes(), secrets)
-    ]

@@ -9,27 +9,46 @@ publishes them, and the search of files' raw bytes for plaintext.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel
 
 from shared.events import RequestReceived
-from shared.personal import MasterKeys, Sealer, open_keyring
+from shared.personal import MasterKeys, Sealer, SubjectKeyring, open_keyring
+from shared.settings import ServiceSettings
 from tests import builders
 
 
-def keyring_sealer(folder: Path) -> Sealer:
-    """A sealer over a keyring of SQLite files in `folder` (made on first use)."""
-    settings = SimpleNamespace(
-        store="sqlite",
-        master_key_path=folder / "master-key.json",
-        keyring_path=folder / "subject-keys.sqlite",
+def keyring_of(data_dir: Path) -> SubjectKeyring:
+    """The keyring a service started on `data_dir` opens: the master key file and the
+    keyring file there, as khidma/processes.ServiceProcess and the in-process runner
+    make them (the key file is created if it is not there yet)."""
+    settings = ServiceSettings(
+        service_name="tests", nats_url="nats://unused.invalid:4222", data_dir=data_dir
     )
     MasterKeys.ensure(settings.master_key_path)
-    return Sealer(open_keyring(settings))
+    return open_keyring(settings)
+
+
+def keyring_sealer(folder: Path) -> Sealer:
+    """A sealer over the keyring of SQLite files in `folder` (made on first use)."""
+    return Sealer(keyring_of(folder))
+
+
+PERSONAL_FIELDS = ("applicant", "fields", "documents", "attestation")
+
+
+def opened_payload(payload: Mapping[str, Any], keyring: SubjectKeyring) -> dict[str, Any]:
+    """A RequestReceived payload as read from the stream (JSON), its personal fields
+    opened with the keyring; an erased one reads as the "erased" marker."""
+    sealer = Sealer(keyring)
+    return {
+        **payload,
+        **{name: sealer.shown(payload.get(name)) for name in PERSONAL_FIELDS if name in payload},
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -70,17 +89,36 @@ def erase(sealer: Sealer, association_id: str, national_id: str) -> list[str]:
     return list(keyring.destroy(keyring.subject_index(association_id, national_id), "erasure-1"))
 
 
-def plaintext_forms(value: str) -> list[bytes]:
-    """The byte forms a value could take in a file: UTF-8, JSON's \\u escapes (either
-    case), UTF-16 (SQLite may store text so)."""
-    escaped = json.dumps(value, ensure_ascii=True)[1:-1]
+def encodings(text: str) -> list[bytes]:
+    """The byte forms a text could take in a file or a message: UTF-8, UTF-16 either
+    way (SQLite may store text so), JSON's \\u escapes (either case), percent-encoding."""
+    escaped = json.dumps(text, ensure_ascii=True)[1:-1]
     forms = {
-        value.encode("utf-8"),
+        text.encode("utf-8"),
+        text.encode("utf-16-le"),
+        text.encode("utf-16-be"),
         escaped.encode("ascii"),
         escaped.lower().encode("ascii"),
-        value.encode("utf-16-le"),
+        escaped.upper().replace("\\U", "\\u").encode("ascii"),
+        urllib.parse.quote(text).encode("ascii"),
+        urllib.parse.quote_plus(text).encode("ascii"),
     }
     return sorted(forms)
+
+
+def plaintext_in(data: bytes, secrets: Iterable[str]) -> list[str]:
+    """Which of the secrets the bytes hold, in any of their encodings."""
+    return [secret for secret in secrets if any(form in data for form in encodings(secret))]
+
+
+def plaintext_in_files(folder: Path, secrets: Iterable[str]) -> list[str]:
+    """Which secrets any file under the folder holds (`'secret' in path`)."""
+    secrets = list(secrets)
+    return [
+        f"{secret!r} in {path.relative_to(folder)}"
+        for path in files_under(folder)
+        for secret in plaintext_in(path.read_bytes(), secrets)
+    ]
 
 
 def files_under(*paths: Path) -> list[Path]:
@@ -96,7 +134,7 @@ def files_under(*paths: Path) -> list[Path]:
 def plaintext_found(paths: Iterable[Path], values: Iterable[str]) -> list[str]:
     """Where any form of any value appears in the raw bytes of the files."""
     hits: list[str] = []
-    wanted = [(value, form) for value in values for form in plaintext_forms(value)]
+    wanted = [(value, form) for value in values for form in encodings(value)]
     for path in files_under(*paths):
         data = path.read_bytes()
         for value, form in wanted:

@@ -12,7 +12,7 @@ import pytest
 from khidma.run import EmbeddedSystem
 from khidma.signin import embedded_staff
 from khidma.simulate import CaseDriver, Endpoints, Scenario, national_id
-from tests import builders
+from tests import builders, personal_data
 from tests.auth import as_staff
 from tests.helpers import stream_messages_sync, wait_for
 
@@ -138,10 +138,10 @@ def test_a_corrected_request_is_verified_again_and_decided_on_its_latest_revisio
     assert corrected["payload"]["corrects"] == asked["event_id"]
     assert corrected["causation_id"] is None
     # The request's personal fields are sealed on the stream: opened with the system's keyring.
-    keyring = builders.keyring_of(system.data_dir)
+    keyring = personal_data.keyring_of(system.data_dir)
     try:
         first_opened, corrected_opened = (
-            builders.opened_payload(e["payload"], keyring) for e in (first, corrected)
+            personal_data.opened_payload(e["payload"], keyring) for e in (first, corrected)
         )
     finally:
         keyring.close()
@@ -293,9 +293,9 @@ def test_one_case_per_association_follows_its_own_pack(system):
     completed = events_of(sidr, 4)
     received = completed["RequestReceived"]
     assert received["payload"]["submitted_at"] < received["occurred_at"]  # completed after submission
-    keyring = builders.keyring_of(system.data_dir)
+    keyring = personal_data.keyring_of(system.data_dir)
     try:
-        assert builders.opened_payload(received["payload"], keyring)["attestation"]["data_hash"]
+        assert personal_data.opened_payload(received["payload"], keyring)["attestation"]["data_hash"]
     finally:
         keyring.close()
     assert "completed later" in sidr.steps

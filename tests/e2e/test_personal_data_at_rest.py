@@ -9,9 +9,7 @@ the encodings a file could hold them in. And every file is the services' own.
 from __future__ import annotations
 
 import asyncio
-import json
 import stat
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 from khidma.run import EmbeddedSystem
 from khidma.signin import embedded_staff
 from khidma.simulate import KINDS, TEMPLATES, CaseDriver, CaseRun, Endpoints, Scenario
+from tests.personal_data import encodings
 
 pytestmark = pytest.mark.e2e
 
@@ -44,22 +43,6 @@ async def drive_every_kind_everywhere(system: EmbeddedSystem) -> list[CaseRun]:
     failed = [f"{run.kind}: {run.error}" for run in runs if run.error]
     assert not failed, failed
     return runs
-
-
-def encodings(text: str) -> set[bytes]:
-    """The ways a file may hold a text: UTF-8, UTF-16 either way, JSON's \\u escapes
-    (either case), percent-encoding."""
-    escaped = json.dumps(text, ensure_ascii=True)[1:-1]
-    return {
-        text.encode(),
-        text.encode("utf-16-le"),
-        text.encode("utf-16-be"),
-        escaped.encode(),
-        escaped.lower().encode(),
-        escaped.upper().replace("\\U", "\\u").encode(),
-        urllib.parse.quote(text).encode(),
-        urllib.parse.quote_plus(text).encode(),
-    }
 
 
 def every_file(folder: Path) -> list[Path]:

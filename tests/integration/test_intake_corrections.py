@@ -22,7 +22,7 @@ from shared.events import (
     encode_event,
 )
 from shared.subjects import event_subject
-from tests import builders
+from tests import builders, personal_data
 from tests.auth import as_adapter, as_staff
 from tests.helpers import stream_messages_sync, wait_for
 
@@ -63,7 +63,7 @@ def intake(nats_server, tmp_path):
 @pytest.fixture
 def keyring(intake):
     """The keyring intake seals with (its data folder's), as a consumer opens it."""
-    ring = builders.keyring_of(intake.data_dir)
+    ring = personal_data.keyring_of(intake.data_dir)
     try:
         yield ring
     finally:
@@ -73,7 +73,7 @@ def keyring(intake):
 def requests_received(nats_url: str, keyring: Any) -> list[dict[str, Any]]:
     """The RequestReceived on the stream, their personal fields opened with the keyring."""
     return [
-        {**event, "payload": builders.opened_payload(event["payload"], keyring)}
+        {**event, "payload": personal_data.opened_payload(event["payload"], keyring)}
         for event in (
             m["event"] for m in stream_messages_sync(nats_url, "khidma.*.*.RequestReceived")
         )

@@ -16,7 +16,7 @@ from shared.events import (
 )
 from shared.roles import FRONT_DESK, VERIFIER
 from shared.subjects import event_subject, submission_subject
-from tests import builders
+from tests import builders, personal_data
 from tests.auth import ISSUER, TestIssuer, as_adapter, as_role, as_staff, bearer
 from tests.helpers import stream_messages_sync, wait_for
 
@@ -53,7 +53,7 @@ def intake(nats_server, tmp_path):
 @pytest.fixture
 def keyring(intake):
     """The keyring intake seals with (its data folder's), as a consumer opens it."""
-    ring = builders.keyring_of(intake.data_dir)
+    ring = personal_data.keyring_of(intake.data_dir)
     try:
         yield ring
     finally:
@@ -75,7 +75,7 @@ def test_a_submission_creates_a_case_and_publishes_request_received(intake, nats
     (event,) = [m["event"] for m in messages]
     assert event["case_id"] == case["case_id"]
     assert event["case_ref"] == case["case_ref"]
-    assert builders.opened_payload(event["payload"], keyring)["applicant"]["name"] == "علي"
+    assert personal_data.opened_payload(event["payload"], keyring)["applicant"]["name"] == "علي"
     assert event["payload"]["channel_ref"] == "form-42"
     # The adapter that submitted it, as its token names it.
     assert event["actor"] == {
@@ -106,13 +106,13 @@ def test_the_request_on_the_stream_and_intakes_files_hold_the_applicants_data_on
         what="RequestReceived on the stream",
     )
     secrets = [*applicant.values(), "+966551234567", site]
-    assert builders.plaintext_in(message["data"], secrets) == []
+    assert personal_data.plaintext_in(message["data"], secrets) == []
     payload = message["event"]["payload"]
     assert payload["subject_index"] == keyring.subject_index("sidr", applicant["national_id"])
     assert payload["personal_key"] == keyring.key_for("sidr", applicant["national_id"])
-    for name in builders.PERSONAL_FIELDS:
+    for name in personal_data.PERSONAL_FIELDS:
         assert payload[name]["sealed"] == "v1" and payload[name]["key"] == payload["personal_key"]
-    opened = builders.opened_payload(payload, keyring)
+    opened = personal_data.opened_payload(payload, keyring)
     assert opened["applicant"]["email"] == applicant["email"] and opened["fields"]["planting_site"] == site
     # The file the case file reads, and the read model, and the log.
     file = httpx.get(f"{intake.url}/cases/{case['case_ref']}/file", headers=STAFF).json()
@@ -126,7 +126,7 @@ def test_the_request_on_the_stream_and_intakes_files_hold_the_applicants_data_on
     assert {"intake.sqlite", "intake-views.sqlite", "intake.log"} <= {
         p.name for p in intake.data_dir.iterdir()
     }
-    assert builders.plaintext_in_files(tmp_path, secrets) == []
+    assert personal_data.plaintext_in_files(tmp_path, secrets) == []
 
 
 def test_the_same_channel_reference_twice_is_one_request(intake, nats_server):
@@ -366,7 +366,7 @@ def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, na
         lambda: stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived"),
         what="RequestReceived after completion",
     )
-    payload = builders.opened_payload(message["event"]["payload"], keyring)
+    payload = personal_data.opened_payload(message["event"]["payload"], keyring)
     assert payload["attestation"]["data_hash"] and payload["documents"][0]["code"] == "national_id_card"
     assert payload["submitted_at"] is not None
     received = wait_for(

@@ -28,7 +28,7 @@ from shared.personal import Sealer
 from shared.personal.requests import open_request
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.submissions import Submission
-from tests import builders
+from tests import builders, personal_data
 
 pytestmark = pytest.mark.unit
 
@@ -48,7 +48,7 @@ def keyring():
     """One keyring for the module's applications, as a deployment shares one."""
     global _KEYRING
     if _KEYRING is None:
-        _KEYRING = builders.keyring_of(Path(tempfile.mkdtemp(prefix="khidma-intake-keys-")))
+        _KEYRING = personal_data.keyring_of(Path(tempfile.mkdtemp(prefix="khidma-intake-keys-")))
     return _KEYRING
 
 

@@ -31,7 +31,7 @@ from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.roles import FRONT_DESK
 from shared.settings import ServiceSettings
 from shared.views import ProjectionRunner, ViewStore
-from tests import builders
+from tests import builders, personal_data
 from tests.auth import as_adapter, as_role, as_staff
 from tests.in_process import InProcessService
 
@@ -154,8 +154,8 @@ async def test_the_store_the_views_and_the_logs_hold_none_of_the_applicants_data
     ]
     data_dir = tmp_path / "intake"
     assert {"intake.sqlite", "intake-views.sqlite"} <= {p.name for p in data_dir.iterdir()}
-    assert builders.plaintext_in_files(data_dir, secrets) == []
-    assert builders.plaintext_in(caplog.text.encode("utf-8"), secrets) == []
+    assert personal_data.plaintext_in_files(data_dir, secrets) == []
+    assert personal_data.plaintext_in(caplog.text.encode("utf-8"), secrets) == []
     # And yet intake holds it all: the case file opens it.
     file = (await intake.client.get(f"/cases/{aisha['case_id']}/file", headers=STAFF)).json()
     assert file["applicant"]["national_id"] == AISHA_CORRECTED_ID
@@ -175,7 +175,7 @@ async def test_what_is_published_is_sealed_under_the_applicants_key_with_their_b
     assert payload.personal_key == keyring.key_for("sidr", AISHA["national_id"])
     body = event.model_dump_json()
     secrets = [*personal_values(AISHA), AISHA_PHONE_E164, AISHA_SITE]
-    assert builders.plaintext_in(body.encode("utf-8"), secrets) == []
+    assert personal_data.plaintext_in(body.encode("utf-8"), secrets) == []
     for name in ("applicant", "fields", "documents", "attestation"):
         sealed = getattr(payload, name).model_dump()
         assert sealed["sealed"] == "v1" and sealed["key"] == payload.personal_key
@@ -307,7 +307,7 @@ def fixture_app(data_dir: Path, *, sealed: bool = True) -> IntakeApplication:
     settings = ServiceSettings(
         service_name="intake", nats_url="nats://unused.invalid:4222", data_dir=data_dir
     )
-    keyring = builders.keyring_of(data_dir)
+    keyring = personal_data.keyring_of(data_dir)
     return IntakeApplication(
         env=settings.eventsourcing_env(),
         packs=load_packs(DEFAULT_POLICIES_DIR),

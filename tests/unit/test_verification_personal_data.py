@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from shared.views import ProjectionRunner, ViewStore
 from tests import builders
 from tests.auth import as_role
 from tests.in_process import InProcessService
+from tests.personal_data import encodings
 
 pytestmark = pytest.mark.unit
 
@@ -53,16 +54,6 @@ MEMBER_ENTRY = {
     "status": "suspended",
     "status_since": "2024-06-01",
 }
-
-
-def encodings(text: str) -> Iterator[bytes]:
-    """The ways a text could sit in a file: UTF-8, UTF-16, and JSON's \\u escapes."""
-    yield text.encode("utf-8")
-    yield text.encode("utf-16-le")
-    yield text.encode("utf-16-be")
-    escaped = json.dumps(text)[1:-1]
-    yield escaped.encode("ascii")
-    yield escaped.upper().replace("\\U", "\\u").encode("ascii")
 
 
 def plaintexts_in(folder: Path, secrets: list[str]) -> list[tuple[str, str]]:

@@ -7,18 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.personal import MasterKeys, Sealer, open_keyring
-from shared.settings import ServiceSettings
+from shared.personal import Sealer
+from tests.personal_data import keyring_of
 
 
 @contextmanager
 def sealer_in(folder: Path) -> Iterator[Sealer]:
     """A sealer over a keyring (and master key file) of its own in `folder`."""
-    settings = ServiceSettings(
-        service_name="verification", nats_url="nats://unused.invalid:4222", data_dir=folder
-    )
-    MasterKeys.ensure(settings.master_key_path)
-    keyring = open_keyring(settings)
+    keyring = keyring_of(folder)
     try:
         yield Sealer(keyring)
     finally:
