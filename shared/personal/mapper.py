@@ -94,7 +94,3 @@ class PersonalDataMapper(Mapper[Any]):
                 opened = self.sealer.open(value)
                 state[name] = erased_like(value.get("shape")) if opened is ERASED else opened
         return domain_event
-
-
-class SealingFailed(LookupError):
-    """Nothing personal can be written for a subject whose key was destroyed."""

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.events import Applicant, Attestation, Document, RequestReceivedPayload
-from shared.personal.sealing import ERASED, Sealer
+from shared.personal.sealing import ERASED, Sealer, is_sealed
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def _plain(value: Any) -> Any:
 def open_request(payload: RequestReceivedPayload, sealer: Sealer | None) -> OpenedRequest:
     def opened(value: Any) -> Any:
         value = _plain(value)
-        if isinstance(value, dict) and value.get("sealed"):
+        if is_sealed(value):
             if sealer is None:
                 raise LookupError("a sealed request reached a service without the keyring")
             return sealer.open(value)
