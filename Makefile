@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint run test test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test browser screenshots test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -26,8 +26,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check shared services audit khidma
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(PY) -m pytest
+
+# Debian's chromium for the browser tests (Playwright's own download cannot work here).
+browser: $(STAMP)
+	$(PY) -m khidma.browser
+
+# The screens in both languages, as the browser tests see them, into docs/screenshots.
+screenshots: $(STAMP) browser
+	KHIDMA_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m unit
@@ -35,7 +43,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(PY) -m pytest -m integration
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) browser
 	$(PY) -m pytest -m e2e
 
 # The tests that need the PostgreSQL at 127.0.0.1:5432 (CI=true makes them fail, not skip, without it).

@@ -24,7 +24,11 @@ DEFAULT_PORTS = {
     "surveys": 8104,
     "privacy": 8105,
     "identity": 8106,
+    "audit": 8107,
+    "web": 8100,
 }
+# The module each process runs, where it is not `services.<name>`.
+MODULES = {"audit": "audit.api"}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +41,8 @@ class ServiceProcess:
     env: dict[str, str] = field(default_factory=dict)
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    # What answers 200 once the process serves (the audit API has no /ready).
+    ready_path: str = "/ready"
 
     @property
     def url(self) -> str:
@@ -66,7 +72,7 @@ class ServiceProcess:
         # The log is the service's own (0600): a line may name a case.
         output = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"],
+            [sys.executable, "-m", MODULES.get(self.name, f"services.{self.name}")],
             cwd=PROJECT_ROOT,
             env=environment,
             stdout=output,
@@ -84,7 +90,7 @@ class ServiceProcess:
                 tail = log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{self.name} exited during start-up:\n{tail}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

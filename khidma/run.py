@@ -30,10 +30,14 @@ from khidma.nats_server import (
 from khidma.processes import SERVICES, ServiceProcess, pick_port
 from services.identity.main import IdentitySettings, open_identity
 from shared.errors import Refused
-from shared.files import keep_private
+from shared.files import keep_private, write_private
 
 IDENTITY = "identity"
+AUDIT = "audit"
+WEB = "web"
 FIRST_ADMIN = "admin"
+WEBSITE_CLIENT = "website"
+WEBSITE_CLIENT_FILE = "web-client.json"
 
 ENDPOINTS_FILE = "endpoints.json"
 NATS_CONFIG_DIR = "nats-config"
@@ -61,20 +65,43 @@ class EmbeddedSystem:
                 self._start_nats()
             trust = self._start_identity()
             for name in SERVICES:
-                process = ServiceProcess(
-                    name,
-                    str(self.nats_url),
-                    self.data_dir,
-                    port=pick_port(name) if self.fixed_ports else 0,
-                    env={**trust, **self._nats_login(name), **self.service_env},
-                )
-                self.services[name] = process
-                process.start()
+                self._start(name, {**trust, **self._nats_login(name), **self.service_env})
+            # The auditors' API reads the stores and, as `admin`, the stream.
+            self._start(
+                AUDIT,
+                {**trust, **self._nats_login(NATS_ADMIN), **self.service_env},
+                ready_path="/health",
+            )
+            self._start(WEB, {**trust, **self._web_env(), **self.service_env})
         except BaseException:
             self.stop()
             raise
         self.write_endpoints()
         return self
+
+    def _start(self, name: str, env: dict[str, str], ready_path: str = "/ready") -> None:
+        process = ServiceProcess(
+            name,
+            str(self.nats_url),
+            self.data_dir,
+            port=pick_port(name) if self.fixed_ports else 0,
+            env=env,
+            ready_path=ready_path,
+        )
+        self.services[name] = process
+        process.start()
+
+    def _web_env(self) -> dict[str, str]:
+        """Where the web application finds every service, and the website's client."""
+        urls = {
+            f"KHIDMA_{name.upper()}_URL": self.services[name].url
+            for name in (*SERVICES, IDENTITY, AUDIT)
+        }
+        return {**urls, "KHIDMA_WEBSITE_CLIENT_FILE": str(self.website_client_file)}
+
+    @property
+    def website_client_file(self) -> Path:
+        return self.data_dir / WEBSITE_CLIENT_FILE
 
     def _start_nats(self) -> None:
         """The deployment's NATS configuration, one user per service as under compose,
@@ -117,6 +144,7 @@ class EmbeddedSystem:
         issuer = f"http://127.0.0.1:{port}"
         settings = IdentitySettings(data_dir=self.data_dir, issuer=issuer, nats_url="")
         self.admin_password = first_admin(settings)
+        website_client(settings, self.website_client_file)
         identity = ServiceProcess(
             IDENTITY,
             str(self.nats_url),
@@ -198,6 +226,40 @@ def first_admin(settings: IdentitySettings) -> str | None:
         app.close()
 
 
+def website_client(settings: IdentitySettings, file: Path) -> None:
+    """Registers the web application's public pages as the `website` channel's client
+    of every association that enables it, on the first start; its secret is kept in
+    `file` (0600), which the web application reads."""
+    if file.exists():
+        return
+    app = open_identity(settings)
+    try:
+        associations = [a for a, pack in app.packs.items() if "website" in pack.channels]
+        if not associations:
+            return
+        for attempt in range(100):
+            client_id = WEBSITE_CLIENT if attempt == 0 else f"{WEBSITE_CLIENT}-{attempt + 1}"
+            try:
+                client = app.register_client(
+                    client_id,
+                    "The association's website / موقع الجمعية",
+                    associations=associations,
+                    channels=["website"],
+                    by="make-run",
+                )
+            except Refused as refusal:
+                if refusal.code == "client_exists":  # its secret was lost with an older file
+                    continue
+                raise RuntimeError(f"the website client was not registered: {refusal.en}") from None
+            write_private(
+                file,
+                json.dumps({"client_id": client_id, "client_secret": client["client_secret"]}),
+            )
+            return
+    finally:
+        app.close()
+
+
 def sign_in_hint(issuer: str, password: str | None) -> str:
     if password is None:
         return (
@@ -240,9 +302,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  nats          {system.nats_url}  (embedded, JetStream in {args.data_dir / 'nats'}; "
             f"one user per service, the admin's password in {system.nats_credentials_file})"
         )
+    web = system.services[WEB].url
+    print(f"  web           {web}  (staff: {web}/signin; applicants: {web}/)")
     for name, process in system.services.items():
+        if name == WEB:
+            continue
         print(
-            f"  {name:<13} {process.url}  (ready {process.url}/ready, metrics {process.url}/metrics, API {process.url}/docs)"
+            f"  {name:<13} {process.url}  (ready {process.url}{process.ready_path}, metrics {process.url}/metrics, API {process.url}/docs)"
         )
     print(sign_in_hint(system.services[IDENTITY].url, system.admin_password))
     print(f"  endpoints     {args.data_dir / ENDPOINTS_FILE}")

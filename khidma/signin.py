@@ -3,7 +3,7 @@
 `IdentityStaff` gives each role a person of its own in the identity service's
 store (as an operator would with `python -m services.identity add-user`): a
 front-desk officer, a verifier, a researcher, an administrator (the member
-registry), a surveys officer, and one user per committee seat of the packs
+registry), a surveys officer, an auditor, a data protection officer, and one user per committee seat of the packs
 (named by the seat's id, so that a vote is the seat's). Each then signs in
 over HTTP at the token endpoint, with the password grant, and sends its token.
 `StaticStaff` hands out tokens some other issuer made (the tests' own).
@@ -27,9 +27,11 @@ from shared.errors import NotFound
 from shared.policy import PolicyPack
 from shared.roles import (
     ADMIN,
+    AUDITOR,
     COMMITTEE_CHAIR,
     COMMITTEE_MEMBER,
     FRONT_DESK,
+    PRIVACY_OFFICER,
     RESEARCHER,
     SURVEYS_OFFICER,
     VERIFIER,
@@ -42,6 +44,8 @@ STAFF: dict[str, str] = {
     RESEARCHER: "sim-researcher",
     ADMIN: "sim-admin",
     SURVEYS_OFFICER: "sim-surveys",
+    AUDITOR: "sim-auditor",
+    PRIVACY_OFFICER: "sim-privacy",
 }
 # Tokens are asked for again this long before they expire.
 RENEW_SECONDS = 60.0

@@ -29,3 +29,11 @@ def keep_private(folder: Path) -> None:
         if stat.S_ISLNK(info.st_mode) or not info.st_mode & 0o077:
             continue
         path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Writes a new file that only this user may read (0600), whatever the umask."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.chmod(path, 0o600)

@@ -15,7 +15,7 @@ from tests.auth import ISSUER, auth_environment
 from tests.in_process import InProcessService, start_in_process
 
 # The `backend` fixture (each test on SQLite and on PostgreSQL), for every test that asks.
-pytest_plugins = ["tests.backends"]
+pytest_plugins = ["tests.backends", "tests.web"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

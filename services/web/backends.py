@@ -1,0 +1,155 @@
+"""The services the screens call, over HTTP, with the signed-in person's token.
+
+A refusal comes back as `ServiceRefused`, with its stable code and its Arabic
+and English text, so that a page shows the service's own words. A service that
+cannot be reached is a refusal too ("try again"), never a 500 page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SERVICES = ("intake", "verification", "committee", "surveys", "privacy", "audit", "identity")
+
+
+class ServiceRefused(Exception):
+    """What a service answered instead of doing what was asked."""
+
+    def __init__(self, status: int, code: str, message: Mapping[str, str], detail: Any = None):
+        super().__init__(message.get("en", code))
+        self.status = status
+        self.code = code
+        self.message = {"en": message.get("en", code), "ar": message.get("ar", code)}
+        self.detail = detail
+
+
+def _unreachable(service: str) -> ServiceRefused:
+    return ServiceRefused(
+        503,
+        "service_unavailable",
+        {
+            "en": f"The {service} service did not answer; please try again in a moment.",
+            "ar": f"لم تستجب خدمة {service}؛ يُرجى المحاولة بعد لحظات.",
+        },
+    )
+
+
+def refusal_of(response: httpx.Response) -> ServiceRefused:
+    """The bilingual refusal in a service's answer (its `error` and `message`)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if isinstance(body, Mapping) and isinstance(body.get("detail"), Mapping):
+        body = {**body["detail"], **body}  # HTTPException's detail holding the message
+    message = body.get("message") if isinstance(body, Mapping) else None
+    if not isinstance(message, Mapping):
+        message = {
+            "en": f"The service refused ({response.status_code}).",
+            "ar": f"رفضت الخدمة الطلب ({response.status_code}).",
+        }
+    code = str(body.get("reason") or body.get("error") or response.status_code)
+    detail = body.get("detail") if isinstance(body, Mapping) else None
+    return ServiceRefused(response.status_code, code, message, detail)
+
+
+@dataclass
+class Backends:
+    """One HTTP client for every service, by name."""
+
+    urls: Mapping[str, str]
+    client: httpx.AsyncClient
+
+    async def call(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """The service's answer when it is a success (2xx); its refusal otherwise."""
+        sent = dict(headers or {})
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        try:
+            response = await self.client.request(
+                method, self.urls[service].rstrip("/") + path, headers=sent, **kwargs
+            )
+        except httpx.HTTPError:
+            raise _unreachable(service) from None
+        if response.is_success:
+            return response
+        raise refusal_of(response)
+
+    async def json(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.call(service, method, path, **kwargs)
+        return response.json() if response.content else None
+
+
+@dataclass
+class ClientToken:
+    """The website channel's token (client credentials), asked for again before it ends."""
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    client: httpx.AsyncClient
+    _token: str = ""
+    _expires: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> str:
+        async with self._lock:
+            if time.monotonic() > self._expires - 60:
+                await self._renew()
+            return self._token
+
+    async def _renew(self) -> None:
+        try:
+            response = await self.client.post(
+                self.token_url,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.client_id,
+                    "client_secret": self.client_secret,
+                },
+            )
+        except httpx.HTTPError:
+            raise _unreachable("identity") from None
+        if not response.is_success:
+            raise ServiceRefused(
+                503,
+                "website_client_refused",
+                {
+                    "en": "The website cannot take requests now (its client was refused).",
+                    "ar": "لا يستقبل الموقع الطلبات الآن (رُفض عميله).",
+                },
+            )
+        answer = response.json()
+        self._token = str(answer["access_token"])
+        self._expires = time.monotonic() + float(answer.get("expires_in", 300))
+
+
+def website_credentials(
+    client_id: str | None, secret: str | None, file: Path | None
+) -> tuple[str, str] | None:
+    """The website client's id and secret, from the settings or their file."""
+    if client_id and secret:
+        return client_id, secret
+    if file and file.exists():
+        data = json.loads(file.read_text())
+        return str(data["client_id"]), str(data["client_secret"])
+    return None

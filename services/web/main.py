@@ -1,0 +1,167 @@
+"""Assembles the web application: the one place its dependencies are built."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from services.web import pages
+from services.web.associations import Associations
+from services.web.backends import Backends, ClientToken, ServiceRefused, website_credentials
+from services.web.dependencies import PageRefused, SignInNeeded, keep, session_of
+from services.web.i18n import Catalogue
+from services.web.middleware import SessionMiddleware
+from services.web.rendering import Renderer
+from services.web.session import SessionCodec, session_key
+from services.web.settings import WebSettings
+from services.web.signing import Signing
+from shared.auth import Verifier, verifier_from_environment
+from shared.files import keep_private
+from shared.logging import configure_logging
+from shared.settings import load_settings
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
+    client = httpx.AsyncClient(timeout=settings.backend_timeout_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = FastAPI(title="Khidma web", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.renderer = Renderer(Catalogue.load())
+    backends = Backends(
+        {
+            "intake": settings.intake_url,
+            "verification": settings.verification_url,
+            "committee": settings.committee_url,
+            "surveys": settings.surveys_url,
+            "privacy": settings.privacy_url,
+            "audit": settings.audit_url,
+            "identity": settings.identity_url,
+        },
+        client,
+    )
+    app.state.backends = backends
+    app.state.associations = Associations(backends)
+    app.state.signing = Signing(
+        settings.token_endpoint,
+        f"{settings.identity_url.rstrip('/')}/account/password",
+        verifier or verifier_from_environment(),
+        client,
+    )
+    credentials = website_credentials(
+        settings.website_client_id, settings.website_client_secret, settings.website_client_file
+    )
+    app.state.website = (
+        ClientToken(settings.token_endpoint, *credentials, client) if credentials else None
+    )
+    app.state.navigation = pages.include(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    answer_refusals(app)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> JSONResponse:
+        return JSONResponse({"alive": True})
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        return JSONResponse({"ready": True, "website_client": credentials is not None})
+
+    app.add_middleware(
+        SessionMiddleware,
+        codec=SessionCodec(session_key(settings.session_key_path)),
+        secure=settings.cookie_secure,
+    )
+    return app
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _to_sign_in(request: Request, expired: bool) -> Response:
+    session = session_of(request).signed_out()
+    if expired:
+        session = session.with_flash({"key": "signin.session_ended"})
+    keep(request, session)
+    target = "/signin?next=" + str(request.url.path)
+    if _is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def answer_refusals(app: FastAPI) -> None:
+    """A refusal ends in a page a person can read, in their language."""
+
+    async def sign_in_needed(request: Request, error: Exception) -> Response:
+        assert isinstance(error, SignInNeeded)
+        return _to_sign_in(request, error.expired)
+
+    async def page_refused(request: Request, error: Exception) -> Response:
+        assert isinstance(error, PageRefused)
+        renderer: Renderer = request.app.state.renderer
+        lang = session_of(request).lang
+        message = {lang: renderer.catalogue.text(error.message_key, lang)}
+        return renderer.page(
+            request, "error.html", status=error.status, message=message, code=error.code
+        )
+
+    async def service_refused(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ServiceRefused)
+        if error.status == 401:  # the token ended, or was revoked: sign in again
+            return _to_sign_in(request, expired=True)
+        renderer: Renderer = request.app.state.renderer
+        return renderer.page(
+            request, "error.html", status=error.status, message=error.message, code=error.code
+        )
+
+    async def not_found(request: Request, error: Exception) -> Response:
+        renderer: Renderer = request.app.state.renderer
+        lang = session_of(request).lang
+        return renderer.page(
+            request,
+            "error.html",
+            status=404,
+            code="not_found",
+            message={lang: renderer.catalogue.text("errors.not_found", lang)},
+        )
+
+    app.add_exception_handler(SignInNeeded, sign_in_needed)
+    app.add_exception_handler(PageRefused, page_refused)
+    app.add_exception_handler(ServiceRefused, service_refused)
+    app.add_exception_handler(404, not_found)
+
+
+def main() -> None:
+    settings = load_settings(WebSettings)
+    keep_private(settings.data_dir)
+    configure_logging("web", settings.log_level)
+    config = uvicorn.Config(
+        build(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        log_config=None,
+    )
+    import asyncio
+
+    asyncio.run(uvicorn.Server(config).serve())
+
+
+if __name__ == "__main__":
+    main()

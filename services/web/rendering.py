@@ -1,0 +1,109 @@
+"""Pages from Jinja2 templates (autoescaped), in the reader's language.
+
+Every template gets `t(key)` (the catalogue's text), `pick(value)` (a service's
+bilingual value), `lang`/`dir`, the session and its CSRF token, and filters for
+what must read the same in both directions: `ltr` (numbers, IDs, phones and
+references, isolated left-to-right) and `when` (a date in Hijri and Gregorian
+side by side, in Riyadh's day).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import StrictUndefined, pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup, escape
+
+from services.web.i18n import Catalogue, pick
+from services.web.session import Session
+from shared.dates import RIYADH, arabic_digits, both_calendars
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _moment(value: Any) -> datetime | date | None:
+    if isinstance(value, datetime | date):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            if len(value) == 10:
+                return date.fromisoformat(value)
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+@pass_context
+def when(context: Context, value: Any, with_time: bool = False) -> Markup:
+    """A date in both calendars; with its time of day in Riyadh when asked."""
+    moment = _moment(value)
+    if moment is None:
+        return Markup("—") if not value else escape(value)
+    lang = context.get("lang", "ar")
+    if isinstance(moment, datetime) and moment.tzinfo is None:
+        return escape(value)
+    try:
+        text = both_calendars(moment)[lang]
+    except ValueError:  # beyond the Hijri calendar's table: the Gregorian date alone
+        text = moment.isoformat()[:10]
+    if with_time and isinstance(moment, datetime):
+        clock = moment.astimezone(RIYADH).strftime("%H:%M")
+        text = f"{text} {arabic_digits(clock) if lang == 'ar' else clock}"
+    stamp = moment.isoformat()
+    return Markup('<time datetime="{}">{}</time>').format(stamp, text)
+
+
+def ltr(value: Any) -> Markup:
+    """A number, ID, phone or reference kept left-to-right inside Arabic text."""
+    return Markup('<bdi dir="ltr">{}</bdi>').format("" if value is None else value)
+
+
+class Renderer:
+    def __init__(self, catalogue: Catalogue, folder: Path = TEMPLATES):
+        self.catalogue = catalogue
+        self.templates = Jinja2Templates(directory=str(folder))
+        environment = self.templates.env
+        environment.undefined = StrictUndefined
+        environment.autoescape = True
+        environment.filters["when"] = when
+        environment.filters["ltr"] = ltr
+
+    def context(self, request: Request, **values: Any) -> dict[str, Any]:
+        session: Session = request.state.session
+        lang = session.lang
+        flash = session.flash
+        if flash:  # shown once: the next page no longer has it
+            request.state.session = session.with_flash(None)
+        navigation = getattr(request.app.state, "navigation", [])
+        menu = [link for link in navigation if any(session.holds(r) for r in link.roles)]
+
+        def t(key: str, **parts: Any) -> str:
+            return self.catalogue.text(key, lang, **parts)
+
+        return {
+            "request": request,
+            "session": session,
+            "lang": lang,
+            "dir": "rtl" if lang == "ar" else "ltr",
+            "t": t,
+            "pick": lambda value: pick(value, lang),
+            "csrf": session.csrf,
+            "flash": flash,
+            "menu": menu if session.signed_in else [],
+            "refresh": request.app.state.settings.refresh_seconds,
+            **values,
+        }
+
+    def page(
+        self, request: Request, template: str, status: int = 200, **values: Any
+    ) -> HTMLResponse:
+        return self.templates.TemplateResponse(
+            request, template, self.context(request, **values), status_code=status
+        )

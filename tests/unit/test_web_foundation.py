@@ -1,0 +1,103 @@
+"""The web application's session cookie, CSRF token and words (no browser)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from services.web import pages
+from services.web.i18n import Catalogue
+from services.web.rendering import TEMPLATES
+from services.web.session import Session, SessionCodec, csrf_matches, session_key
+from shared.roles import ROLES
+
+pytestmark = pytest.mark.unit
+
+KEY = bytes(range(32))
+
+
+def test_a_sealed_session_opens_to_the_same_session() -> None:
+    codec = SessionCodec(KEY)
+    session = Session(username="officer", name="موظف", roles={"elites": ["front_desk"]},
+                      token="t", expires=time.time() + 600, lang="en")
+    assert codec.open(codec.seal(session)) == session
+
+
+def test_a_changed_or_foreign_cookie_opens_to_no_session() -> None:
+    codec = SessionCodec(KEY)
+    sealed = codec.seal(Session(username="officer", token="t", expires=time.time() + 600))
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    assert codec.open(flipped) is None
+    assert SessionCodec(bytes(32)).open(sealed) is None
+    assert codec.open("not a cookie") is None
+    assert codec.open(None) is None
+
+
+def test_the_cookie_does_not_show_who_signed_in_or_their_token() -> None:
+    sealed = SessionCodec(KEY).seal(
+        Session(username="officer-name", token="secret-token", expires=time.time() + 600)
+    )
+    assert "officer" not in sealed and "secret" not in sealed
+
+
+def test_a_session_whose_token_ended_is_a_visitors_keeping_the_language() -> None:
+    codec = SessionCodec(KEY)
+    ended = Session(username="officer", token="t", expires=time.time() - 1, lang="en")
+    opened = codec.open(codec.seal(ended))
+    assert opened is not None
+    assert not opened.signed_in and opened.username is None and opened.lang == "en"
+
+
+def test_the_csrf_token_must_be_the_sessions_own() -> None:
+    session = Session()
+    assert csrf_matches(session, session.csrf)
+    assert not csrf_matches(session, Session().csrf)
+    assert not csrf_matches(session, None)
+    assert not csrf_matches(session, "")
+
+
+def test_the_session_key_is_made_private_once_and_a_bad_one_stops_the_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "web-session.key"
+    key = session_key(path)
+    assert len(key) == 32 and session_key(path) == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_text("short\n")
+    with pytest.raises(SystemExit, match="session key"):
+        session_key(path)
+
+
+def _keys_used() -> set[str]:
+    used: set[str] = set()
+    pattern = re.compile(r"""\bt\(\s*["']([\w.]+)["']""")
+    for template in TEMPLATES.rglob("*.html"):
+        # a key ending in "." is a prefix (`t("roles." ~ role)`): its keys are added below
+        used.update(k for k in pattern.findall(template.read_text()) if not k.endswith("."))
+    used.update(link.label for link in pages.navigation(pages.areas()))
+    used.update(f"roles.{role}" for role in ROLES)
+    return used
+
+
+def test_every_word_a_screen_uses_is_in_the_catalogue_in_both_languages() -> None:
+    catalogue = Catalogue.load()
+    missing = sorted(key for key in _keys_used() if key not in catalogue.texts)
+    assert missing == []
+    for key, texts in catalogue.texts.items():
+        assert texts["ar"].strip() and texts["en"].strip(), key
+
+
+def test_a_text_in_one_language_only_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "area.toml").write_text('[area]\ntitle = { ar = "عنوان" }\n')
+    with pytest.raises(SystemExit, match="both ar and en"):
+        Catalogue.load(tmp_path)
+
+
+def test_a_word_defined_twice_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('[area]\ntitle = { ar = "أ", en = "a" }\n')
+    (tmp_path / "b.toml").write_text('[area]\ntitle = { ar = "ب", en = "b" }\n')
+    with pytest.raises(SystemExit, match="twice"):
+        Catalogue.load(tmp_path)
