@@ -83,6 +83,7 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
     guarded = APIRouter()
 
     @app.get("/health")
+    @app.get("/ready")
     def health() -> dict[str, Any]:
         return {
             "status": "ok",

@@ -41,8 +41,6 @@ class ServiceProcess:
     env: dict[str, str] = field(default_factory=dict)
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
-    # What answers 200 once the process serves (the audit API has no /ready).
-    ready_path: str = "/ready"
 
     @property
     def url(self) -> str:
@@ -90,7 +88,7 @@ class ServiceProcess:
                 tail = log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{self.name} exited during start-up:\n{tail}")
             try:
-                if httpx.get(f"{self.url}{self.ready_path}", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -67,11 +67,7 @@ class EmbeddedSystem:
             for name in SERVICES:
                 self._start(name, {**trust, **self._nats_login(name), **self.service_env})
             # The auditors' API reads the stores and, as `admin`, the stream.
-            self._start(
-                AUDIT,
-                {**trust, **self._nats_login(NATS_ADMIN), **self.service_env},
-                ready_path="/health",
-            )
+            self._start(AUDIT, {**trust, **self._nats_login(NATS_ADMIN), **self.service_env})
             self._start(WEB, {**trust, **self._web_env(), **self.service_env})
         except BaseException:
             self.stop()
@@ -79,14 +75,13 @@ class EmbeddedSystem:
         self.write_endpoints()
         return self
 
-    def _start(self, name: str, env: dict[str, str], ready_path: str = "/ready") -> None:
+    def _start(self, name: str, env: dict[str, str]) -> None:
         process = ServiceProcess(
             name,
             str(self.nats_url),
             self.data_dir,
             port=pick_port(name) if self.fixed_ports else 0,
             env=env,
-            ready_path=ready_path,
         )
         self.services[name] = process
         process.start()
@@ -308,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == WEB:
             continue
         print(
-            f"  {name:<13} {process.url}  (ready {process.url}{process.ready_path}, metrics {process.url}/metrics, API {process.url}/docs)"
+            f"  {name:<13} {process.url}  (ready {process.url}/ready, metrics {process.url}/metrics, API {process.url}/docs)"
         )
     print(sign_in_hint(system.services[IDENTITY].url, system.admin_password))
     print(f"  endpoints     {args.data_dir / ENDPOINTS_FILE}")
