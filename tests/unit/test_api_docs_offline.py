@@ -15,7 +15,6 @@ import tomllib
 from collections.abc import AsyncIterator, Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -173,7 +172,7 @@ async def test_the_asyncapi_page_renders_the_apps_document_from_its_own_assets(
 
         # The page carries the document it renders: the same as /asyncapi.json.
         (render,) = [s for s in found.scripts if "AsyncApiStandalone.render(" in s]
-        argument = re.search(r"AsyncApiStandalone\.render\((.*), document\.", render, re.S)
+        argument = re.search(r"AsyncApiStandalone\.render\((.*), document\.", render, re.DOTALL)
         assert argument is not None
         shown = json.loads(argument.group(1))
         assert shown == {"schema": runtime.asyncapi(), "config": ASYNCAPI_VIEWER_CONFIG}
@@ -190,7 +189,7 @@ def test_the_asyncapi_page_keeps_a_hostile_document_inside_its_script() -> None:
     assert "</script><script>alert(1)" not in page and "<!--" not in page
     assert "<title>&lt;b&gt;x&lt;/b&gt; - AsyncAPI</title>" in page
     (render,) = [s for s in references(page).scripts if "render(" in s]
-    argument = re.search(r"render\((.*), document\.", render, re.S)
+    argument = re.search(r"render\((.*), document\.", render, re.DOTALL)
     assert argument is not None and json.loads(argument.group(1))["schema"] == document
 
 
