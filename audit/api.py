@@ -36,6 +36,7 @@ from audit.replay import StreamUnavailable, available_services
 from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
 from audit.timeline import case_timeline, case_timelines
+from shared.apidocs_ui import install_api_docs
 from shared.auth import Principal, Verifier, install, require, verifier_from_environment
 from shared.dates import both_calendars
 from shared.errors import NotFound
@@ -77,7 +78,10 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
         description="Replay, timelines, state as of a moment, cross-check, compliance, "
         "the access log, the data subject export. Every route but /health needs the "
         "auditor role (the export: privacy_officer).",
+        docs_url=None,
+        redoc_url=None,
     )
+    install_api_docs(app)  # /docs served by the app itself, without a CDN
     install(app, verifier or verifier_from_environment())
     answer_refusals(app)
     guarded = APIRouter()

@@ -16,10 +16,10 @@ import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from faststream.specification import get_asyncapi_html
+from fastapi.responses import JSONResponse, Response
 
 from shared import metrics
+from shared.apidocs_ui import install_api_docs
 from shared.auth import (
     AuthRefused,
     AuthUnavailable,
@@ -74,7 +74,13 @@ def create_http_app(
         yield
         await runtime.stop()
 
-    api = FastAPI(title=title, lifespan=lifespan, dependencies=[Depends(_route_log_context)])
+    api = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        dependencies=[Depends(_route_log_context)],
+        docs_url=None,
+        redoc_url=None,
+    )
     api.state.runtime = runtime
     # The associations this service serves (its packs): see shared.auth.require.
     api.state.associations = frozenset(runtime.app.packs)
@@ -105,12 +111,8 @@ def create_http_app(
         """The AsyncAPI 3.0 document of the events this service publishes and consumes."""
         return JSONResponse(runtime.asyncapi())
 
-    @api.get("/asyncapi", tags=["operations"], response_class=HTMLResponse)
-    async def asyncapi_page() -> HTMLResponse:
-        """The AsyncAPI document as a page (FastStream's; loads its viewer from a CDN)."""
-        return HTMLResponse(
-            get_asyncapi_html(runtime.asyncapi_specification(), try_it_out_path=None)
-        )
+    # /docs, /asyncapi and their assets, served by the app (no CDN): shared.apidocs_ui.
+    install_api_docs(api, asyncapi=lambda: runtime.asyncapi())
 
     include(api)
     return api

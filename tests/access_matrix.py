@@ -36,7 +36,6 @@ OPEN_PATHS = frozenset(
         "/openapi.json",
         "/docs",
         "/docs/oauth2-redirect",
-        "/redoc",
     }
 )
 ROWS = (
