@@ -40,7 +40,10 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
         yield
         await client.aclose()
 
-    app = FastAPI(title="Khidma web", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # Pages for people, not an API: no OpenAPI document and no /docs.
+    app = FastAPI(
+        title="Khidma web", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.renderer = Renderer(Catalogue.load())
     backends = Backends(
