@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from shared.personal.sealing import ERASED, Sealer, is_sealed
+from shared.personal.sealing import ERASED, Sealer, erased_sealed, is_sealed
 
 
 class ErasedRecord(dict[str, Any]):
@@ -79,7 +79,11 @@ class PersonalDataMapper(Mapper[Any]):
         for name in names:
             if name in state and state[name] is not None and not is_sealed(state[name]):
                 value = state[name]
-                state[name] = {**self.sealer.seal(key_id, value), "shape": shape_of(value)}
+                if is_erased_value(value):
+                    # Recorded after its subject was erased (a copy from the stream).
+                    state[name] = erased_sealed(key_id, shape_of(value))
+                else:
+                    state[name] = {**self.sealer.seal(key_id, value), "shape": shape_of(value)}
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         return super().to_stored_event(sealed)
