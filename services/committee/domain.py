@@ -406,7 +406,8 @@ class CommitteeCase(Aggregate):
             self.ReferralOpened,
             source_event_id=source_event_id,
             reason=reason,
-            questions=list(questions),
+            # As given (not copied): an erased list stays marked erased.
+            questions=questions,
             referred_by=referred_by,
             personal_key=personal_key or self.personal_key,
         )
