@@ -6,7 +6,7 @@
     GET /crosscheck
     GET /compliance[?source=...&check=...]
     GET /access[?case=...&who=...&from=...&to=...]
-    POST /subjects/export  {"association_id", "national_id", "format": "json"|"html"}
+    POST /subjects/export  {"association_id", "national_id", "username", "format": "json"|"html"}
 
 Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8107). Every
 answer is computed from events only, by replaying the stores and/or the stream.
@@ -50,6 +50,8 @@ PrivacyOfficer = Annotated[Principal, Depends(require(PRIVACY_OFFICER, associati
 class ExportAsked(BaseModel):
     association_id: str = Field(min_length=1, max_length=64)
     national_id: str = Field(min_length=1, max_length=20)
+    # The person's staff account, if they have one: its identity records are exported.
+    username: str | None = Field(default=None, min_length=1, max_length=64)
     format: str = Field(default="json", pattern="^(json|html)$")
 
 
@@ -218,7 +220,9 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
         role = principal.require(PRIVACY_OFFICER, association_id=asked.association_id)
 
         def compute() -> Any:
-            export = gather(settings, asked.association_id, asked.national_id)
+            export = gather(
+                settings, asked.association_id, asked.national_id, username=asked.username
+            )
             log_export(settings, principal.actor(role), export)
             return export
 

@@ -9,7 +9,7 @@
     python -m audit roles [USER] [--role R --association A --at MOMENT]
     python -m audit verify | checkpoint        (audit.tamper)
     python -m audit report --from ... --to ... [--as-of ... | --hijri ...] (audit.report)
-    python -m audit export --association A --national-id N [--format html|json] [--out FILE]
+    python -m audit export --association A --national-id N [--username U] [--format html|json] [--out FILE]
 
 Settings come from the KHIDMA_* variables (audit.settings.AuditSettings);
 --data-dir and --nats-url override them. Every command takes --json.
@@ -446,7 +446,9 @@ def cmd_export(args: argparse.Namespace, settings: AuditSettings) -> int:
     from shared.errors import Refused
 
     try:
-        export = subject_export(settings, args.association, args.national_id)
+        export = subject_export(
+            settings, args.association, args.national_id, username=args.username
+        )
     except Refused as refusal:
         print(f"{refusal.en}\n{refusal.ar}", file=sys.stderr)
         return 2
@@ -583,6 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--association", required=True, help="the person's association")
     export.add_argument("--national-id", dest="national_id", required=True)
+    export.add_argument(
+        "--username",
+        default=None,
+        help="the person's staff account, if they have one: its identity records are exported",
+    )
     export.add_argument("--format", choices=("json", "html"), default="json")
     export.add_argument("--out", type=Path, default=None, help="a new file (0600); else stdout")
 
