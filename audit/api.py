@@ -6,7 +6,7 @@
     GET /crosscheck
     GET /compliance[?source=...&check=...]
     GET /access[?case=...&who=...&from=...&to=...]
-    POST /subjects/export  {"association_id", "national_id", "username", "format": "json"|"html"}
+    POST /subjects/export  {"association_id", "national_id", "username", "format", "lang"}
 
 Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8107). Every
 answer is computed from events only, by replaying the stores and/or the stream.
@@ -53,6 +53,8 @@ class ExportAsked(BaseModel):
     # The person's staff account, if they have one: its identity records are exported.
     username: str | None = Field(default=None, min_length=1, max_length=64)
     format: str = Field(default="json", pattern="^(json|html)$")
+    # The HTML's language: Arabic (right to left) or English, the other beside it.
+    lang: str = Field(default="ar", pattern="^(ar|en)$")
 
 
 def _sources(settings: AuditSettings, source: str) -> tuple[bool, bool]:
@@ -228,7 +230,9 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
 
         export = await run_in_threadpool(compute)
         if asked.format == "html":
-            return HTMLResponse(render_export_html(export), headers={"Cache-Control": "no-store"})
+            return HTMLResponse(
+                render_export_html(export, lang=asked.lang), headers={"Cache-Control": "no-store"}
+            )
         return JSONResponse(export.to_dict(), headers={"Cache-Control": "no-store"})
 
     app.include_router(guarded)

@@ -9,7 +9,8 @@
     python -m audit roles [USER] [--role R --association A --at MOMENT]
     python -m audit verify | checkpoint        (audit.tamper)
     python -m audit report --from ... --to ... [--as-of ... | --hijri ...] (audit.report)
-    python -m audit export --association A --national-id N [--username U] [--format html|json] [--out FILE]
+    python -m audit export --association A --national-id N [--username U]
+                           [--format html|json] [--lang ar|en] [--out FILE]
 
 Settings come from the KHIDMA_* variables (audit.settings.AuditSettings);
 --data-dir and --nats-url override them. Every command takes --json.
@@ -454,7 +455,7 @@ def cmd_export(args: argparse.Namespace, settings: AuditSettings) -> int:
         return 2
     log_export(settings, {"kind": "operator", "id": getpass.getuser()}, export)
     if args.format == "html":
-        text = render_export_html(export)
+        text = render_export_html(export, lang=args.lang)
     else:
         text = json.dumps(export.to_dict(), ensure_ascii=False, indent=2, default=str)
     if args.out is None:
@@ -591,6 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the person's staff account, if they have one: its identity records are exported",
     )
     export.add_argument("--format", choices=("json", "html"), default="json")
+    export.add_argument(
+        "--lang",
+        choices=("ar", "en"),
+        default="ar",
+        help="the HTML's language: Arabic (right to left) or English, the other beside it",
+    )
     export.add_argument("--out", type=Path, default=None, help="a new file (0600); else stdout")
 
     tamper_module.register_commands(subparsers)

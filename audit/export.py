@@ -227,7 +227,11 @@ def _keys(keyring: SubjectKeyring, subject: Subject) -> list[dict[str, Any]]:
     ]
 
 
-def render_export_html(export: SubjectExport) -> str:
+def render_export_html(export: SubjectExport, lang: str = "ar") -> str:
+    """The export as one HTML file: Arabic, right to left, with the English beside
+    it; or (`lang` "en") English, left to right, with the Arabic beside it."""
+    if lang not in ("ar", "en"):
+        raise ValueError(f"lang: ar or en, not {lang!r}")
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     environment = Environment(
@@ -238,7 +242,7 @@ def render_export_html(export: SubjectExport) -> str:
         lstrip_blocks=True,
     )
     return environment.get_template("subject-export.html.j2").render(
-        export=export.to_dict(), is_erased=is_shown_erased
+        export=export.to_dict(), is_erased=is_shown_erased, lang=lang
     )
 
 

@@ -238,7 +238,13 @@ def test_the_export_route_takes_the_account_and_reads_the_stream(world: dict[str
 def test_the_html_shows_every_source_in_arabic_and_english(world: dict[str, Any]) -> None:
     settings = world["settings"]
     record_privacy(settings, world)
-    html = render_export_html(subject_export(settings, "sidr", FATIMAH["national_id"]))
-    for part in ('id="stream"', 'id="privacy"', 'id="identity"', "تدفق الأحداث", "The event stream",
-                 HOLD_REASON, "The identity service holds nothing on you"):
-        assert part in html, part
+    export = subject_export(settings, "sidr", FATIMAH["national_id"])
+    arabic, english = render_export_html(export), render_export_html(export, lang="en")
+    for html in (arabic, english):
+        for part in ('id="stream"', 'id="privacy"', 'id="identity"', "تدفق الأحداث", "The event stream",
+                     HOLD_REASON, "The identity service holds nothing on you", FATIMAH["name"]):
+            assert part in html, part
+    assert '<html lang="ar" dir="rtl">' in arabic and '<html lang="en" dir="ltr">' in english
+    # Each language first in its own version, the other beside it.
+    assert arabic.index("الطلبات") < arabic.index("Requests")
+    assert english.index("Requests") < english.index("الطلبات")
