@@ -2,9 +2,9 @@
 
 The request's personal data, and a referral's reason and questions, go on the
 stream sealed under the applicant's key (docs/decisions.md, 24): the translators
-are built with the application's sealer (`translators(app.sealer)`). `TRANSLATORS`, without one, translates stored events
-read back as they are kept (sealed already, or plain from before encryption): what
-the audit compares.
+are built with the application's sealer (`translators(app.sealer)`). `TRANSLATORS`,
+without one, translates stored events read back as they are kept (sealed already,
+or plain from before encryption): what the audit compares.
 """
 
 from __future__ import annotations

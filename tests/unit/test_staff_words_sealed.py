@@ -336,3 +336,32 @@ def test_a_plain_override_reason_of_the_version_before_still_reads() -> None:
     wire["schema_version"] = 1
     decoded = decode_event(json.dumps(wire))
     assert isinstance(decoded, DataVerified) and decoded.payload.override_reason == "Deceased"
+
+
+async def test_an_override_written_after_the_applicant_was_erased_is_kept_erased(
+    in_process: Start, tmp_path: Path
+) -> None:
+    """Nothing of an erased person is written in plain, and nothing fails: the
+    officer's words about them are kept as erased at once."""
+    verification = await in_process("verification")
+    request = sealed_request(
+        verification.app.sealer,
+        service_code="member-service",
+        applicant=Applicant(national_id=NATIONAL_ID, name=NAME),
+        fields={"request_details": "help"},
+    )
+    await verification.deliver(request)
+    erase(verification.app.sealer, "sidr", NATIONAL_ID)
+    confirmed = await verification.client.post(
+        f"/verifications/{request.case_id}/confirmation",
+        json={"outcome": "verified", "reason": OVERRIDE},
+        headers=as_role(VERIFIER),
+    )
+    assert confirmed.status_code == 202, confirmed.text
+    file = await verification_file(verification, request.case_id)
+    assert file["override_reason"] == ERASED_TEXT and file["outcome"] == "verified"
+    assert_no_plaintext(tmp_path / "verification", MARKERS)
+    published = json.loads(published_verification(verification).model_dump_json())["payload"]
+    assert Opener(keyring_of(tmp_path / "verification")).shown(published)["override_reason"] == (
+        ERASED_TEXT
+    )
