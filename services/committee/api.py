@@ -210,14 +210,22 @@ async def researcher_queue(
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Cases with a referral the researcher has not closed, the nearest deadline first,
-    of the associations where the caller is a researcher."""
-    return _cases(
+    of the associations where the caller is a researcher; each referral with its
+    reason and questions, opened from the case (the read model does not keep them)."""
+    docs = _cases(
         runtime,
         principal.associations_listed((RESEARCHER,), association_id),
         limit,
         offset,
         referral_open=True,
     )
+    texts = await runtime.store.run(
+        runtime.app.open_referrals_shown, [UUID(doc["case_id"]) for doc in docs]
+    )
+    for doc in docs:
+        if doc.get("referral") is not None:
+            doc["referral"].update(texts.get(doc["case_id"], {}))
+    return docs
 
 
 @lists.get("/deadlines")
