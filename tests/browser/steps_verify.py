@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from typing import Any
 from uuid import uuid4
 
@@ -164,6 +165,29 @@ def refer(web: WebSystem, case_id: str, reason: str, questions: list[str]) -> No
         f"/cases/{case_id}/referral",
         {"reason": reason, "questions": questions},
     )
+
+
+def correct_card(web: WebSystem, case: dict[str, Any], wait_seconds: float = 30.0) -> None:
+    """The front desk sends the valid ID card verification asked for, once intake has
+    heard of the discrepancies (until then it answers 409 no_corrections_asked)."""
+    url = f"{web.system.services['intake'].url}/cases/{case['case_id']}/corrections"
+    body = {
+        "fields": {},
+        "documents": [ID_CARD],
+        "attestation": {
+            "attested": True,
+            "method": "in_person",
+            "attested_by": case["applicant"]["name"],
+        },
+    }
+    headers = {"Authorization": f"Bearer {staff_token(web, FRONT_DESK)}"}
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        response = httpx.post(url, json=body, headers=headers, timeout=30)
+        if response.is_success or time.monotonic() > deadline or response.status_code != 409:
+            break
+        time.sleep(0.2)  # polling the API for the outcome to reach intake
+    assert response.is_success, response.text
 
 
 def erase(web: WebSystem, association_id: str, national_id: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from shared.roles import RESEARCHER
+from shared.roles import RESEARCHER, VERIFIER
 from tests.browser.steps_verify import (
     APPEAR_MS,
     answer_referral,
@@ -93,3 +93,12 @@ def test_the_researcher_answers_closes_and_the_answers_are_shown(
     reload_until_erased(page, ".closed-referral .note", ERASED[lang])
     expect(closed).not_to_contain_text(note)
     expect(closed.locator(".answers-erased .erased")).to_contain_text(ERASED[lang])
+
+
+def test_the_researchers_screens_are_refused_to_another_role(
+    web_system: WebSystem, lang: str
+) -> None:
+    page = web_system.page(VERIFIER, lang)
+    response = page.goto(web_system.url + "/researcher")
+    assert response is not None and response.status == 403
+    expect(page.locator(".refusal")).to_be_visible()

@@ -8,10 +8,11 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from shared.roles import VERIFIER
+from shared.roles import RESEARCHER, VERIFIER
 from tests.browser.steps_verify import (
     APPEAR_MS,
     confirm,
+    correct_card,
     erase,
     find_in_queue,
     reload_until_erased,
@@ -33,6 +34,7 @@ ERASED = {"ar": "مُحيت", "en": "erased"}
 # verification's own refusal (override_needs_reason), in the reader's language
 NEEDS_REASON = {"ar": "يتطلب ذكر السبب", "en": "needs a reason"}
 CONFIRMED = {"ar": "أُكِّدت", "en": "Confirmed"}
+AGAIN = {"ar": "فتُفحص وتُؤكَّد من جديد", "en": "it is checked and confirmed again"}
 
 
 def open_case(web: WebSystem, lang: str, case_ref: str) -> Page:
@@ -117,3 +119,30 @@ def test_an_erased_applicants_data_shows_erased(web_system: WebSystem, lang: str
     erase(web_system, "sidr", case["applicant"]["national_id"])
     reload_until_erased(page, ".case-file", ERASED[lang])
     expect(page.locator(".case-file")).not_to_contain_text(case["applicant"]["name"])
+
+
+def test_a_corrected_request_comes_back_as_a_new_revision_to_confirm(
+    web_system: WebSystem, lang: str, shoot
+) -> None:
+    case = submit_case(web_system, expired_card=True)
+    confirm(web_system, lang, case["case_ref"])  # as suggested: discrepancies
+    correct_card(web_system, case)
+    page = web_system.page(VERIFIER, lang)
+    waiting(page, web_system, case["case_ref"], count=1)
+    page.locator(f"#queue tr[data-case-ref='{case['case_ref']}'] a").click()
+    expect(page.locator(".who-decides")).to_contain_text(AGAIN[lang])
+    expect(page.locator(".checks-column tr.failed")).to_have_count(0)
+    earlier = page.locator(".earlier details")
+    expect(earlier).to_have_count(1)
+    earlier.locator("summary").click()
+    expect(earlier.locator("tr.failed")).to_have_count(1)
+    shoot(page, "verification-case-corrected")
+
+
+def test_the_verifiers_screens_are_refused_to_another_role(
+    web_system: WebSystem, lang: str
+) -> None:
+    page = web_system.page(RESEARCHER, lang)
+    response = page.goto(web_system.url + "/verification")
+    assert response is not None and response.status == 403
+    expect(page.locator(".refusal")).to_be_visible()
