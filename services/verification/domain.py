@@ -39,6 +39,8 @@ VERIFIED = "verified"
 DISCREPANCIES = "discrepancies"
 INELIGIBLE = "ineligible"
 OUTCOMES: tuple[str, ...] = (VERIFIED, DISCREPANCIES, INELIGIBLE)
+# The outcomes as an Arabic refusal names them (the English one names the codes).
+OUTCOMES_AR = {VERIFIED: "البيانات مستوفاة", DISCREPANCIES: "توجد ملاحظات", INELIGIBLE: "غير مؤهل"}
 
 NATIONAL_ID_FORMAT = "national_id_format"
 NAME_PRESENT = "name_present"
@@ -1123,5 +1125,6 @@ def _refuse_unless_justified(chosen: str, suggested: str, reason: str | None) ->
         raise Refused(
             "override_needs_reason",
             f"The suggested outcome is {suggested}; choosing {chosen} instead needs a reason.",
-            f"النتيجة المقترحة هي {suggested}؛ واختيار {chosen} بدلًا منها يتطلب ذكر السبب.",
+            f"النتيجة المقترحة هي «{OUTCOMES_AR.get(suggested, suggested)}»؛ "
+            f"واختيار «{OUTCOMES_AR[chosen]}» بدلًا منها يتطلب ذكر السبب.",
         )
