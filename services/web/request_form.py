@@ -51,13 +51,13 @@ def eligibility_form(service: dict[str, Any]) -> RequestForm:
 
 
 def missing_form(service: dict[str, Any], missing: list[dict[str, Any]]) -> RequestForm:
-    """Completing a request: only what intake listed as missing."""
+    """Completing a request: what intake listed as missing, and the declaration
+    (whatever is added changes the data declared, so it is declared again)."""
     codes = {item.get("code") for item in missing}
-    kinds = {item.get("kind") for item in missing}
     return RequestForm(
         fields=[f for f in service.get("required_fields", []) if f["name"] in codes],
         documents=[d for d in service.get("required_documents", []) if d["code"] in codes],
-        attestation="attestation" in kinds,
+        attestation=True,
     )
 
 

@@ -91,7 +91,7 @@ def open_status(web: WebSystem, lang: str, case_ref: str, code: str) -> Page:
 
 
 def request_status(web: WebSystem, lang: str, case_ref: str, code: str) -> str:
-    """"Where is my request?": the status text shown for the reference and code."""
+    """ "Where is my request?": the status text shown for the reference and code."""
     page = open_status(web, lang, case_ref, code)
     label = page.locator(".status-label")
     expect(label).to_be_visible()

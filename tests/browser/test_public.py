@@ -10,11 +10,9 @@ from playwright.sync_api import expect
 from khidma.simulate import simulated_applicant
 from tests.browser.steps_public import (
     REQUESTS,
-    answer_survey,
     apply_on_website,
     fill_request,
     open_status,
-    request_status,
 )
 from tests.web import LOCALES, WebSystem
 
@@ -28,7 +26,9 @@ def expect_language(page, lang: str) -> None:  # type: ignore[no-untyped-def]
     expect(page.locator("html")).to_have_attribute("dir", "rtl" if lang == "ar" else "ltr")
 
 
-def test_the_associations_and_what_each_service_needs(web_system: WebSystem, lang: str, shoot) -> None:
+def test_the_associations_and_what_each_service_needs(
+    web_system: WebSystem, lang: str, shoot
+) -> None:
     page = web_system.visit(lang, "/")
     expect_language(page, lang)
     expect(page.locator("a[href='/a/sidr']")).to_be_visible()
@@ -52,7 +52,9 @@ def test_apply_shows_the_reference_and_code_once_and_the_status_opens_with_them(
     expect(page.locator("legend").first).to_contain_text(SIDR_MEMBER[lang])
     fields, documents = REQUESTS[("sidr", "seedlings")]
     fill_request(page, simulated_applicant(), fields, documents)
-    expect(page.locator("#eligibility .eligibility-answer")).to_have_attribute("data-eligible", "yes")
+    expect(page.locator("#eligibility .eligibility-answer")).to_have_attribute(
+        "data-eligible", "yes"
+    )
     shoot(page, "public-apply")
     page.locator("form.request-form button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"/applied$"))
@@ -80,8 +82,10 @@ def test_a_wrong_code_reads_as_an_unknown_reference(web_system: WebSystem, lang:
     unknown = open_status(web_system, lang, "SDR-1400-999999", "AAAA-BBBB-CCCC")
     for page in (wrong, unknown):
         expect(page.locator(".flash.error")).to_have_text(
-            {"ar": "لا يوجد طلب بهذا الرقم وهذا الرمز. تحقق منهما وحاول مرة أخرى.",
-             "en": "No request matches this reference and this code. Check them and try again."}[lang]
+            {
+                "ar": "لا يوجد طلب بهذا الرقم وهذا الرمز. تحقق منهما وحاول مرة أخرى.",
+                "en": "No request matches this reference and this code. Check them and try again.",
+            }[lang]
         )
         expect(page.locator(".status-label")).to_have_count(0)
 
@@ -92,7 +96,10 @@ def test_eligibility_refusal_is_shown_live(web_system: WebSystem, lang: str) -> 
     answer = page.locator("#eligibility .eligibility-answer")
     expect(answer).to_have_attribute("data-eligible", "no")
     expect(answer).to_contain_text(
-        {"ar": "يصرف من ١ إلى ٥٠٠ شتلة للطلب الواحد", "en": "One request may ask for 1 to 500 seedlings"}[lang]
+        {
+            "ar": "يصرف من ١ إلى ٥٠٠ شتلة للطلب الواحد",
+            "en": "One request may ask for 1 to 500 seedlings",
+        }[lang]
     )
     # The question on its own page answers without JavaScript too (a plain POST).
     context = web_system.browser.new_context(**LOCALES[lang], java_script_enabled=False)
