@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from khidma.simulate import simulated_applicant
 from tests.browser.steps_public import (
     REQUESTS,
+    VALID_CARD,
     apply_on_website,
     fill_request,
     open_status,
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.e2e
 SIDR_MEMBER = {"ar": "عضو الجمعية العمومية", "en": "member of the general assembly"}
 
 
-def expect_language(page, lang: str) -> None:  # type: ignore[no-untyped-def]
+def expect_language(page: Page, lang: str) -> None:
     expect(page.locator("html")).to_have_attribute("lang", lang)
     expect(page.locator("html")).to_have_attribute("dir", "rtl" if lang == "ar" else "ltr")
 
@@ -135,3 +136,25 @@ def test_an_unknown_survey_link_reads_clearly(web_system: WebSystem, lang: str) 
     expect(page.locator(".flash")).to_contain_text(
         {"ar": "لا يوجد استبيان يطابق هذا الرابط", "en": "No survey matches this link"}[lang]
     )
+
+
+def test_the_applicant_completes_an_incomplete_request_with_the_code(
+    web_system: WebSystem, lang: str
+) -> None:
+    applied = apply_on_website(
+        web_system,
+        lang,
+        "sidr",
+        "seedlings",
+        simulated_applicant(),
+        leave_out_document="national_id_card",
+    )
+    page = open_status(web_system, lang, applied.case_ref, applied.code)
+    form = page.locator("form#information")
+    expect(form).to_be_visible()
+    form.locator("input[name='doc.national_id_card.number']").fill(VALID_CARD["number"])
+    form.locator("input[name='doc.national_id_card.expires_on']").fill(VALID_CARD["expires_on"])
+    form.locator("input[name=attested]").check()
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".flash.ok")).to_be_visible()
+    expect(page.locator("form#information")).to_have_count(0)

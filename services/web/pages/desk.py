@@ -82,6 +82,10 @@ async def cases(
         paging=paging,
         associations=associations,
         names={a["association_id"]: a["name"] for a in associations},
+        service_names={
+            a["association_id"]: {s["code"]: s["name"] for s in a.get("services", [])}
+            for a in associations
+        },
         chosen={"association_id": association_id, "status": status},
         statuses=STATUSES,
         query=("&" + query) if query else "",
@@ -224,6 +228,7 @@ async def case_page(
         refusal=refusal,
         which=which,
         handed=shown if shown.get("case_ref") == file["case_ref"] else None,
+        doc_labels={d["code"]: d["label"] for d in service.get("required_documents", [])},
         client=client_term(pack, officer.lang),
     )
 
