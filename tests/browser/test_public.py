@@ -158,3 +158,20 @@ def test_the_applicant_completes_an_incomplete_request_with_the_code(
     form.locator("button[type=submit]").click()
     expect(page.locator(".flash.ok")).to_be_visible()
     expect(page.locator("form#information")).to_have_count(0)
+
+
+@pytest.mark.parametrize(
+    ("association_id", "term"),
+    [
+        ("textile-coop", {"ar": "مستفيد", "en": "beneficiary"}),
+        ("elites", {"ar": "مستخدم", "en": "user"}),
+    ],
+)
+def test_the_form_says_the_associations_own_word_for_its_clients(
+    web_system: WebSystem, lang: str, association_id: str, term: dict[str, str]
+) -> None:
+    page = web_system.visit(lang, f"/a/{association_id}")
+    page.locator("a.button.primary").first.click()
+    expect(page).to_have_url(re.compile(rf"/a/{association_id}/[a-z-]+/apply$"))
+    expect(page.locator("legend").first).to_contain_text(term[lang])
+    expect(page.locator("body")).not_to_contain_text(SIDR_MEMBER[lang])
