@@ -238,3 +238,36 @@ def approve(web: WebSystem, case_id: str) -> None:
     )
     desk = token(web, STAFF[FRONT_DESK])
     wait_until(desk, f"{urls['intake']}/cases/{case_id}", "status", "approved")
+
+
+def test_the_desk_corrects_what_verification_listed(web_system: WebSystem, lang: str) -> None:
+    expired = {"national_id_card": {**VALID_CARD, "expires_on": "2020-01-01"}}
+    made = new_request(
+        web_system,
+        lang,
+        "sidr",
+        "seedlings",
+        "interview",
+        simulated_applicant(),
+        SEEDLINGS[0],
+        expired,
+    )
+    assert made.case_id
+    urls = {name: process.url for name, process in web_system.system.services.items()}
+    verifier = token(web_system, STAFF[VERIFIER])
+    verification = f"{urls['verification']}/verifications/{made.case_id}"
+    call(verifier, "GET", verification)
+    call(verifier, "POST", verification + "/confirmation", json={})
+    desk = token(web_system, STAFF[FRONT_DESK])
+    wait_until(desk, f"{urls['intake']}/cases/{made.case_id}", "status", "discrepancies")
+    page = open_case(web_system, lang, made.case_ref)
+    form = page.locator("#correct form")
+    expect(form).to_be_visible()
+    form.locator("input[name='doc.national_id_card.number']").fill(VALID_CARD["number"])
+    form.locator("input[name='doc.national_id_card.expires_on']").fill(VALID_CARD["expires_on"])
+    form.locator("input[name=attested]").check()
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".flash.ok")).to_be_visible()
+    expect(page.locator(".case-status .badge")).not_to_have_attribute(
+        "data-status", "discrepancies"
+    )
