@@ -175,3 +175,20 @@ def test_the_form_says_the_associations_own_word_for_its_clients(
     expect(page).to_have_url(re.compile(rf"/a/{association_id}/[a-z-]+/apply$"))
     expect(page.locator("legend").first).to_contain_text(term[lang])
     expect(page.locator("body")).not_to_contain_text(SIDR_MEMBER[lang])
+
+
+def test_a_double_click_sends_one_request_and_still_shows_the_code(
+    web_system: WebSystem, lang: str
+) -> None:
+    page = web_system.visit(lang, "/a/sidr/seedlings/apply")
+    fields, documents = REQUESTS[("sidr", "seedlings")]
+    fill_request(page, simulated_applicant(), fields, documents)
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.url) if r.method == "POST" and r.url.endswith("/apply") else None,
+    )
+    page.locator("form.request-form button[type=submit]").dblclick()
+    expect(page).to_have_url(re.compile(r"/applied$"))
+    expect(page.locator(".case-code bdi[dir=ltr]")).to_have_text(re.compile(r"^[A-Z0-9-]{10,}$"))
+    assert len(sent) == 1

@@ -13,14 +13,21 @@ from urllib.parse import urlencode
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.web import request_form as rf
 from services.web.associations import client_term
 from services.web.backends import Backends, ServiceRefused
 from services.web.dependencies import Form, Pages, Services, keep, signed_in_with
 from services.web.pages import NavLink
-from services.web.pages.public import FIXABLE, is_htmx, pack_and_service, redirect
+from services.web.pages.public import (
+    FIXABLE,
+    after_submission,
+    is_htmx,
+    pack_and_service,
+    redirect,
+    refused_status,
+)
 from services.web.paging import Page
 from services.web.session import Session
 from shared.roles import FRONT_DESK
@@ -105,6 +112,7 @@ async def new_page(
     *,
     values: dict[str, str] | None = None,
     refusal: ServiceRefused | None = None,
+    status: int | None = None,
 ) -> HTMLResponse:
     associations = await request.app.state.associations.named(officer.associations_with(FRONT_DESK))
     pack: dict[str, Any] | None = None
@@ -119,7 +127,7 @@ async def new_page(
     return pages.page(
         request,
         "desk/new.html",
-        status=refusal.status if refusal else 200,
+        status=status or (refusal.status if refusal else 200),
         associations=associations,
         chosen=chosen,
         pack=pack,
@@ -152,7 +160,7 @@ async def new_request(
 @router.post("/desk/new", response_model=None)
 async def submit_request(
     request: Request, pages: Pages, services: Services, officer: Officer, form: Form
-) -> HTMLResponse | RedirectResponse:
+) -> Response:
     """Submitted with the officer's token; the applicant's code is shown to hand over."""
     chosen = {k: rf.text_of(form, k) for k in ("association_id", "service_code", "channel")}
     _, service = await pack_and_service(services, chosen["association_id"], chosen["service_code"])
@@ -173,7 +181,14 @@ async def submit_request(
         if refusal.status not in FIXABLE:
             raise
         return await new_page(
-            request, pages, services, officer, chosen, values=rf.values_of(form), refusal=refusal
+            request,
+            pages,
+            services,
+            officer,
+            chosen,
+            values=rf.values_of(form),
+            refusal=refusal,
+            status=refused_status(request, refusal),
         )
     shown = {
         "key": "desk.created",
@@ -182,7 +197,7 @@ async def submit_request(
         "code": str(result.get("access_code") or ""),
     }
     keep(request, officer.with_flash(shown))
-    return redirect(f"/desk/cases/{result['case_id']}")
+    return after_submission(request, f"/desk/cases/{result['case_id']}")
 
 
 # A case ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import uuid4
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.web import request_form as rf
 from services.web.associations import client_term
@@ -37,6 +37,19 @@ def is_htmx(request: Request) -> bool:
 
 def redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
+
+
+def after_submission(request: Request, path: str) -> Response:
+    """Where a sent request goes: htmx (which drops a second click while the first
+    is under way, so the code shown once is not lost to a repeat) is told to go."""
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": path})
+    return redirect(path)
+
+
+def refused_status(request: Request, refusal: ServiceRefused) -> int:
+    """htmx swaps only a success: the re-rendered form answers 200 to it."""
+    return 200 if is_htmx(request) else refusal.status
 
 
 async def pack_and_service(
@@ -198,7 +211,7 @@ async def apply(
     services: Services,
     session: Visitor,
     form: Form,
-) -> HTMLResponse | RedirectResponse:
+) -> Response:
     """Submits with the website's token; the reference and the code are shown once."""
     pack, service = await pack_and_service(services, association_id, service_code)
     assert service is not None
@@ -227,7 +240,7 @@ async def apply(
             session.lang,
             values=values,
             refusal=refusal,
-            status=refusal.status,
+            status=refused_status(request, refusal),
         )
     shown = {
         "key": "public.applied_flash",
@@ -237,7 +250,7 @@ async def apply(
         "association_id": association_id,
     }
     keep(request, session.with_flash(shown))
-    return redirect("/applied")
+    return after_submission(request, "/applied")
 
 
 @router.get("/applied", response_class=HTMLResponse)
