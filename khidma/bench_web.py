@@ -34,7 +34,7 @@ from services.intake.views import CASES
 from shared.roles import FRONT_DESK
 from shared.views import indexed_values
 
-LIST_PATH = "/desk/cases"
+LIST_PATH = "/desk"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

@@ -84,6 +84,13 @@ class Renderer:
             request.state.session = session.with_flash(None)
         navigation = getattr(request.app.state, "navigation", [])
         menu = [link for link in navigation if any(session.holds(r) for r in link.roles)]
+        here = request.url.path
+        # The menu's current entry: the longest path the page's starts with.
+        current = max(
+            (link.path for link in menu if here == link.path or here.startswith(link.path + "/")),
+            key=len,
+            default=None,
+        )
 
         def t(key: str, **parts: Any) -> str:
             return self.catalogue.text(key, lang, **parts)
@@ -98,6 +105,7 @@ class Renderer:
             "csrf": session.csrf,
             "flash": flash,
             "menu": menu if session.signed_in else [],
+            "current_menu": current,
             "refresh": request.app.state.settings.refresh_seconds,
             **values,
         }

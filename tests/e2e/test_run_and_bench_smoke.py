@@ -117,7 +117,7 @@ def test_make_bench_reports_rates_latencies_and_memory_for_three_cases(tmp_path:
                    "publish latency", "hop latency", "peak memory", "MiB"):
         assert figure in report, figure
     assert "polling" in report  # cases/s and hops include the simulated people's waits
-    assert "web list page (/desk/cases) over 300 cases" in report
+    assert "web list page (/desk) over 300 cases" in report
     (written,) = output_dir.glob("bench-*.json")
     result = json.loads(written.read_text())
     assert result["completed"] == 3 and result["cases_per_second"] > 0
