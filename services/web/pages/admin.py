@@ -15,6 +15,7 @@ from services.web.associations import client_term
 from services.web.backends import ServiceRefused
 from services.web.dependencies import Form, Pages, Services, keep, signed_in_with
 from services.web.pages import NavLink
+from services.web.paging import Page, Paging
 from services.web.session import Session
 from shared.roles import ADMIN, ROLES
 
@@ -25,6 +26,7 @@ NAV = [
 ]
 Admin = Annotated[Session, Depends(signed_in_with(ADMIN))]
 NO_STORE = {"Cache-Control": "no-store"}
+FIRST_PAGE = Paging()
 
 
 def redirect(path: str) -> RedirectResponse:
@@ -37,9 +39,18 @@ def field(form: dict[str, Any], name: str) -> str:
 
 
 async def users_page(
-    request: Request, pages: Pages, services: Services, session: Session, **values: Any
+    request: Request,
+    pages: Pages,
+    services: Services,
+    session: Session,
+    paging: Paging = FIRST_PAGE,
+    **values: Any,
 ) -> HTMLResponse:
-    users = await services.json("identity", "GET", "/users", token=session.token)
+    """The users, the latest registered first, a page at a time."""
+    everyone = await services.json("identity", "GET", "/users", token=session.token)
+    users, has_next = paging.window(
+        list(reversed(everyone))[paging.offset : paging.offset + paging.ask]
+    )
     associations = await request.app.state.associations.named(session.associations_with(ADMIN))
     values.setdefault("refusal", None)
     values.setdefault("typed", {})
@@ -48,6 +59,8 @@ async def users_page(
         "admin/users.html",
         status=values.pop("status", 200),
         users=users,
+        paging=paging,
+        has_next=has_next,
         associations=associations,
         roles=ROLES,
         **values,
@@ -55,8 +68,10 @@ async def users_page(
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
-async def users(request: Request, pages: Pages, services: Services, session: Admin) -> HTMLResponse:
-    return await users_page(request, pages, services, session)
+async def users(
+    request: Request, pages: Pages, services: Services, session: Admin, paging: Page
+) -> HTMLResponse:
+    return await users_page(request, pages, services, session, paging)
 
 
 @router.post("/admin/users", response_class=HTMLResponse)
