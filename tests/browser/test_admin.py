@@ -41,7 +41,7 @@ def test_a_new_user_gets_a_role_and_signs_in_with_their_own_password(
     expect(admin.locator("body")).not_to_contain_text(one_time)
     admin_grants_role(web_system, lang, username, "sidr", VERIFIER, page=admin)
     row = admin.locator(f"tr[data-user='{username}']")
-    expect(row).to_contain_text(ROLE[lang])
+    expect(row.locator(".user-roles")).to_contain_text(ROLE[lang])
     expect(row.locator(".badge.warn")).to_be_visible()  # has not chosen a password yet
     shoot(admin, "admin-users")
     home = new_user_signs_in(web_system, lang, username, one_time, f"own-{uuid4().hex}")
@@ -69,3 +69,43 @@ def test_only_the_administrator_opens_the_admin_screens(web_system: WebSystem, l
     page = web_system.page(VERIFIER, lang)
     assert page.request.get(web_system.url + "/admin/users").status == 403
     assert page.request.get(web_system.url + "/admin/members").status == 403
+
+
+def test_a_role_is_revoked_and_an_account_disabled(web_system: WebSystem, lang: str) -> None:
+    username = f"leaver-{lang}-{uuid4().hex[:6]}"
+    admin = web_system.page(ADMIN, lang)
+    one_time = admin_creates_user(
+        web_system, lang, username, "خالد الدوسري", "sidr", FRONT_DESK, page=admin
+    )
+    admin_grants_role(web_system, lang, username, "sidr", VERIFIER, page=admin)
+    row = admin.locator(f"tr[data-user='{username}']")
+    row.locator("form[action$='/revoke']:has(input[name=role][value='verifier']) button").click()
+    expect(admin.locator(".flash.ok")).to_be_visible()
+    expect(row.locator(".user-roles")).not_to_contain_text(ROLE[lang])
+    row.locator("details:has(form.disable) summary").click()
+    row.locator("form.disable input[name=reason]").fill("Left the association")
+    row.locator("form.disable button[type=submit]").click()
+    expect(row.locator(".badge.bad")).to_be_visible()
+    # A disabled account signs in to nothing, not even to choose its password.
+    page = web_system.visit(lang, "/signin")
+    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=password]").fill(one_time)
+    page.locator("form[action='/signin'] button[type=submit]").click()
+    expect(page.locator(".flash.error")).to_be_visible()
+
+
+def test_the_member_registry_is_imported_from_a_csv_file(web_system: WebSystem, lang: str) -> None:
+    number = national_id()
+    csv = f"national_id,name,joined_on,status,status_since\n{number},منيرة الشمري,2019-03-01,suspended,2024-01-01\n"
+    page = web_system.page(ADMIN, lang)
+    page.goto(web_system.url + "/admin/members")
+    form = page.locator("#import form")
+    form.locator("select[name=association_id]").select_option("dumat-bees")
+    form.locator("input[name=file]").set_input_files(
+        {"name": "members.csv", "mimeType": "text/csv", "buffer": csv.encode()}
+    )
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".flash.ok")).to_contain_text("1")
+    member = admin_looks_up_member(web_system, lang, "dumat-bees", number, page=page)
+    expect(member.locator("#member")).to_contain_text("منيرة الشمري")
+    expect(member.locator("#member .badge.warn")).to_be_visible()  # suspended

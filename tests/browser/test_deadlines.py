@@ -13,6 +13,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from khidma.run import EmbeddedSystem
+from services.web.i18n import Catalogue
+from services.web.pages.deadlines import days_text
 from shared.roles import AUDITOR, FRONT_DESK
 from tests.browser.oversight_cases import submit_case
 from tests.browser.steps_deadlines import deadlines_show_case
@@ -79,3 +81,23 @@ def test_a_case_past_its_window_shows_how_late(clocked: WebSystem, lang: str, sh
     deadlines_show_case(clocked, lang, case["case_ref"], "overdue", role=AUDITOR, username=None)
     desk = clocked.page(FRONT_DESK, lang)
     assert desk.request.get(clocked.url + "/deadlines").status == 403
+
+
+@pytest.mark.parametrize(
+    ("days", "ar", "en"),
+    [
+        (0, "اليوم آخر يوم", "Today is the last day"),
+        (1, "بقي يوم واحد", "1 day left"),
+        (2, "بقي يومان", "2 days left"),
+        (7, "بقيت ٧ أيام", "7 days left"),
+        (11, "بقي ١١ يومًا", "11 days left"),
+        (-1, "متأخر يومًا واحدًا", "1 day late"),
+        (-4, "متأخر ٤ أيام", "4 days late"),
+    ],
+)
+def test_the_days_read_in_each_languages_own_number_forms(days: int, ar: str, en: str) -> None:
+    catalogue = Catalogue.load()
+    for lang, expected in (("ar", ar), ("en", en)):
+        shown = days_text(days, lang)
+        assert shown is not None
+        assert catalogue.text(shown[0], lang, **shown[1]) == expected
