@@ -51,6 +51,11 @@ def test_the_auditor_sees_the_override_among_the_exceptions(
     row = page.locator(f"#exceptions tr[data-case='{overridden['case_ref']}']").first
     expect(row).to_contain_text(REASON)
     shoot(page, "auditor-compliance")
+    # Filtered to another association, the sidr case is not among its exceptions.
+    page.locator("select[name=association]").select_option("elites")
+    page.locator("form[action='/auditor/compliance'] button[type=submit]").click()
+    expect(page.locator(f"#exceptions tr[data-case='{overridden['case_ref']}']")).to_have_count(0)
+    page.go_back()
     row.locator("a").click()  # the case's timeline, from the exception
     expect(page.locator("#timeline h2")).to_contain_text(overridden["case_ref"])
 

@@ -15,6 +15,7 @@ import audit.report
 from services.web.backends import ServiceRefused
 from services.web.dependencies import Pages, Services, signed_in_with
 from services.web.pages import NavLink
+from services.web.paging import Page
 from services.web.session import Session
 from shared.roles import AUDITOR
 
@@ -66,17 +67,31 @@ async def timeline(
 
 @router.get("/auditor/compliance", response_class=HTMLResponse)
 async def compliance(
-    request: Request, pages: Pages, services: Services, session: Auditor
+    request: Request,
+    pages: Pages,
+    services: Services,
+    session: Auditor,
+    paging: Page,
+    association: str = "",
 ) -> HTMLResponse:
     found = await services.json("audit", "GET", "/compliance", token=session.token)
     associations = {a["association_id"]: a for a in await associations_of(request, session)}
+    chosen = association if association in associations else ""
+    exceptions = [
+        e for e in found.get("exceptions", []) if not chosen or e["association_id"] == chosen
+    ]
+    shown, has_next = paging.window(exceptions[paging.offset : paging.offset + paging.ask])
     return pages.page(
         request,
         "auditor/compliance.html",
         checks=found.get("checks", {}),
         not_run=found.get("checks_not_run", []),
-        exceptions=found.get("exceptions", []),
+        exceptions=shown,
+        total=len(exceptions),
         associations=associations,
+        association=chosen,
+        paging=paging,
+        has_next=has_next,
     )
 
 
@@ -141,11 +156,25 @@ async def report_css(session: Auditor) -> Response:
 
 @router.get("/auditor/access", response_class=HTMLResponse)
 async def access(
-    request: Request, pages: Pages, services: Services, session: Auditor, reference: str = ""
+    request: Request,
+    pages: Pages,
+    services: Services,
+    session: Auditor,
+    paging: Page,
+    reference: str = "",
 ) -> HTMLResponse:
-    """Who read which case file or member record, and when (of one case, when asked)."""
+    """Who read which case file or member record, and when (of one case, when asked),
+    the latest first."""
     reference = reference.strip().upper()
     params = {"case": reference} if reference else {}
     found = await services.json("audit", "GET", "/access", token=session.token, params=params)
-    reads = list(reversed(found.get("reads", [])))[:200]  # the latest first
-    return pages.page(request, "auditor/access.html", reads=reads, reference=reference)
+    latest = list(reversed(found.get("reads", [])))
+    reads, has_next = paging.window(latest[paging.offset : paging.offset + paging.ask])
+    return pages.page(
+        request,
+        "auditor/access.html",
+        reads=reads,
+        reference=reference,
+        paging=paging,
+        has_next=has_next,
+    )
