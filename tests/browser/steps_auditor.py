@@ -21,8 +21,10 @@ def auditor_finds_timeline(
         page.goto(web.url + "/auditor")
         page.locator("input[name=reference]").fill(reference)
         page.locator("form[action='/auditor'] button[type=submit]").click()
-        expect(page.locator("#timeline h2")).to_contain_text(reference)
-        expect(page.locator(f"#timeline tr[data-event='{event}']").first).to_be_visible()
+        expect(page.locator("#timeline h2")).to_contain_text(reference, timeout=30_000)
+        expect(page.locator(f"#timeline tr[data-event='{event}']").first).to_be_visible(
+            timeout=30_000
+        )
     return page
 
 
