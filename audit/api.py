@@ -6,6 +6,7 @@
     GET /crosscheck
     GET /compliance[?source=...&check=...]
     GET /access[?case=...&who=...&from=...&to=...]
+    GET /report?association_id=...&from=...&to=...[&lang=ar|en]  (the board report, HTML)
     POST /subjects/export  {"association_id", "national_id", "username", "format", "lang"}
 
 Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8107). Every
@@ -217,6 +218,43 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
             ]
 
         return {"reads": await run_in_threadpool(compute)}
+
+    @guarded.get("/report", response_class=HTMLResponse)
+    async def report(
+        principal: Auditor,
+        association_id: str = Query(min_length=1, max_length=64),
+        start: str = Query(alias="from", description="first day, Gregorian or Hijri"),
+        end: str = Query(alias="to", description="last day, included"),
+        lang: str = Query(default="ar", pattern="^(ar|en)$"),
+    ) -> HTMLResponse:
+        """The board report of the association for the period, as one HTML page (as
+        `python -m audit report` writes it, the association's figures only)."""
+        from argparse import ArgumentTypeError
+
+        from audit.report.cli import parse_day
+        from audit.report.one import association_report
+
+        principal.require(AUDITOR, association_id=association_id)
+        if not settings.nats_url:
+            raise HTTPException(
+                503, {"ar": "لم يُضبط KHIDMA_NATS_URL", "en": "KHIDMA_NATS_URL is not set"}
+            )
+        try:
+            first, last = parse_day(start), parse_day(end)
+        except ArgumentTypeError as error:  # the day is not a date
+            raise HTTPException(422, str(error)) from None
+        if last < first or first > datetime.now(UTC).date():
+            raise HTTPException(
+                422,
+                {
+                    "en": "The period ends before it starts, or starts after today.",
+                    "ar": "تنتهي الفترة قبل بدايتها، أو تبدأ بعد اليوم.",
+                },
+            )
+        html = await run_in_threadpool(
+            association_report, settings, association_id, first, last, lang
+        )
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     @guarded.post("/subjects/export")
     async def subject_export(principal: PrivacyOfficer, asked: ExportAsked) -> Response:

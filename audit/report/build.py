@@ -118,6 +118,7 @@ def compliance_exceptions(
     settings: Any = None,
     context: Any = None,
     evidence: EvidenceTimelines | None = None,
+    associations: set[str] | None = None,
 ) -> Iterator[Any]:
     """The compliance exceptions of the period, as of the figures' moment (audit.compliance).
 
@@ -131,7 +132,8 @@ def compliance_exceptions(
     the services' stores and the stream together, as `python -m audit compliance`
     does; otherwise from the stream alone, and the checks that need a store stay
     silent (`checks_not_run` names them). `evidence` keeps the timelines (as of
-    the moment) of the cases of the first exceptions.
+    the moment) of the cases of the first exceptions. `associations`, when given,
+    keeps only their cases.
     """
     from dataclasses import replace
 
@@ -150,6 +152,8 @@ def compliance_exceptions(
             nats_url, progress=progress, user=user, password=password
         )
     for whole in timelines:
+        if associations is not None and whole.association_id not in associations:
+            continue
         timeline = truncated_at(whole, moment)
         if timeline is None:
             continue  # the case began after the moment

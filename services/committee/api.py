@@ -12,6 +12,8 @@ pack) and present at the sitting.
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
@@ -240,8 +242,9 @@ async def deadlines(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Undecided cases flagged by the scanner as approaching or past their deadline."""
-    return _cases(
+    """Undecided cases flagged by the scanner as approaching or past their deadline;
+    each with `days_left` by the committee's clock (whole days, negative once past)."""
+    found = _cases(
         runtime,
         principal.associations_listed(COMMITTEE_READERS, association_id),
         limit,
@@ -249,6 +252,15 @@ async def deadlines(
         deadline_flagged=True,
         deadline_flag=status,
     )
+    now = runtime.app.clock.now()
+    return [{**doc, "days_left": days_left(doc.get("deadline"), now)} for doc in found]
+
+
+def days_left(deadline: str | None, now: datetime) -> int | None:
+    """Whole days from now to the deadline: 0 on its last day, -1 the day after it."""
+    if not deadline:
+        return None
+    return math.floor((datetime.fromisoformat(deadline) - now) / timedelta(days=1))
 
 
 @lists.get("/cases/{case_id}")

@@ -324,3 +324,24 @@ def test_a_progress_bar_when_asked(world: dict, capsys: pytest.CaptureFixture[st
     assert "committee store" in err and "KHIDMA stream" in err and "100%" in err
     assert sum(1 for _ in replay_store("committee", settings, progress=False)) > 0
     assert capsys.readouterr().err == ""
+
+
+def test_the_board_report_of_one_association_over_http(world: dict) -> None:
+    settings: AuditSettings = world["settings"]
+    client = TestClient(create_app(settings))
+    period = {"association_id": "sidr", "from": "1448-05-01", "to": "1448-05-30"}
+    assert client.get("/report", params=period).status_code == 401
+    assert client.get("/report", params=period, headers=as_role(FRONT_DESK, "sidr")).status_code == 403
+    # The auditor of another association does not read sidr's report.
+    assert client.get("/report", params=period, headers=as_role(AUDITOR, "elites")).status_code == 403
+    client.headers.update(as_role(AUDITOR, "sidr"))
+    answer = client.get("/report", params={**period, "lang": "en"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["cache-control"] == "no-store"
+    assert '<html lang="en"' in answer.text
+    arabic = client.get("/report", params=period)
+    assert 'dir="rtl"' in arabic.text
+    backwards = {**period, "from": "1448-05-30", "to": "1448-05-01"}
+    assert client.get("/report", params=backwards).status_code == 422
+    assert client.get("/report", params={**period, "from": "not a day"}).status_code == 422

@@ -360,6 +360,7 @@ def test_the_scheduler_flags_cases_approaching_and_past_their_deadline(
     )
     assert approaching[0]["deadline_flag"] == "approaching"
     assert approaching[0]["deadline_display"]["hijri"]
+    assert approaching[0]["days_left"] in (1, 2)  # by the committee's clock
     assert case_id in case_ids(f"{committee.url}/deadlines?status=approaching")
     assert case_id not in case_ids(f"{committee.url}/deadlines?status=overdue")
 
@@ -368,6 +369,8 @@ def test_the_scheduler_flags_cases_approaching_and_past_their_deadline(
         lambda: case_id in case_ids(f"{committee.url}/deadlines?status=overdue"),
         what="the overdue flag",
     )
+    late = [d for d in get_json(f"{committee.url}/deadlines") if d["case_id"] == case_id]
+    assert late[0]["days_left"] < 0
     # A decision now is past the window; the case leaves the deadline list.
     sitting_id = convene(committee.url)
     cases_url = f"{committee.url}/sittings/{sitting_id}/cases/{case_id}"
