@@ -71,21 +71,27 @@ def test_the_session_key_is_made_private_once_and_a_bad_one_stops_the_start(
         session_key(path)
 
 
-def _keys_used() -> set[str]:
-    used: set[str] = set()
-    pattern = re.compile(r"""\bt\(\s*["']([\w.]+)["']""")
+def _keys_used() -> tuple[set[str], set[str]]:
+    """The catalogue keys the screens name: whole keys, and prefixes a template
+    completes with a value (`t("desk.status_" ~ row.status)`)."""
+    keys: set[str] = set()
+    prefixes: set[str] = set()
+    pattern = re.compile(r"""\bt\(\s*["']([\w.]+)["']\s*(~)?""")
     for template in TEMPLATES.rglob("*.html"):
-        # a key ending in "." is a prefix (`t("roles." ~ role)`): its keys are added below
-        used.update(k for k in pattern.findall(template.read_text()) if not k.endswith("."))
-    used.update(link.label for link in pages.navigation(pages.areas()))
-    used.update(f"roles.{role}" for role in ROLES)
-    return used
+        for key, joined in pattern.findall(template.read_text()):
+            (prefixes if joined else keys).add(key)
+    keys.update(link.label for link in pages.navigation(pages.areas()))
+    keys.update(f"roles.{role}" for role in ROLES)
+    return keys, prefixes
 
 
 def test_every_word_a_screen_uses_is_in_the_catalogue_in_both_languages() -> None:
     catalogue = Catalogue.load()
-    missing = sorted(key for key in _keys_used() if key not in catalogue.texts)
+    keys, prefixes = _keys_used()
+    missing = sorted(key for key in keys if key not in catalogue.texts)
     assert missing == []
+    unknown = sorted(p for p in prefixes if not any(k.startswith(p) for k in catalogue.texts))
+    assert unknown == []
     for key, texts in catalogue.texts.items():
         assert texts["ar"].strip() and texts["en"].strip(), key
 
