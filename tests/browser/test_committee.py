@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from khidma.signin import STAFF
 from khidma.simulate import TEMPLATES, simulated_applicant
-from shared.roles import FRONT_DESK, VERIFIER
+from shared.roles import FRONT_DESK, PRIVACY_OFFICER, VERIFIER
 from tests.browser import steps_committee as steps
 from tests.web import WebSystem
 
@@ -37,6 +37,7 @@ class Case:
     case_id: str
     case_ref: str
     applicant: str
+    national_id: str
 
 
 def token(web: WebSystem, username: str) -> dict[str, str]:
@@ -77,7 +78,7 @@ def submitted(web: WebSystem, association_id: str = ASSOCIATION) -> Case:
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    return Case(body["case_id"], body["case_ref"], applicant["name"])
+    return Case(body["case_id"], body["case_ref"], applicant["name"], applicant["national_id"])
 
 
 def confirmed(web: WebSystem, case: Case) -> None:
@@ -167,6 +168,7 @@ def test_the_chair_decides_closes_and_the_minutes_print_without_the_menu(
     # Before any vote the service refuses the decision: shown on the chair's form.
     chair = steps.sitting_page(web, lang, "chair", sitting_id)
     form = steps.case_card(chair, case.case_ref).locator("form.decision-form")
+    form.locator("select[name=decision]").select_option("approved")
     form.locator("textarea[name=reasons]").fill("Too early")
     form.locator("button[type=submit]").click()
     card = steps.case_card(chair, case.case_ref)
@@ -189,3 +191,36 @@ def test_the_chair_decides_closes_and_the_minutes_print_without_the_menu(
     chair.emulate_media(media="screen")
     chair.goto(f"{web.url}/committee/cases/{case.case_id}")
     expect(chair.locator(".attestation")).to_contain_text(case.applicant)
+
+
+def test_the_case_file_shows_erased_once_the_applicant_is_erased(
+    web_system: WebSystem, lang: str
+) -> None:
+    web = web_system
+    case = submitted(web)
+    confirmed(web, case)
+    page = steps.seat_page(web, lang, "member-2")
+    file_url = f"{web.url}/committee/cases/{case.case_id}"
+    page.goto(file_url)
+    expect(page.locator(".attestation")).to_contain_text(case.applicant)
+    erasure = httpx.post(
+        f"{web.system.services['privacy'].url}/associations/{ASSOCIATION}/erasures",
+        headers=token(web, STAFF[PRIVACY_OFFICER]),
+        json={
+            "national_id": case.national_id,
+            "reason": "The applicant asked to be forgotten",
+            "legal_basis": "PDPL article 18",
+        },
+        timeout=30,
+    )
+    assert erasure.status_code == 201, erasure.text
+    page.goto(file_url)
+    expect(page.locator(".declaration-erased")).to_be_visible()
+    expect(page.locator("main")).not_to_contain_text(case.applicant)
+
+
+def test_the_committee_pages_refuse_another_role(web_system: WebSystem, lang: str) -> None:
+    page = web_system.page(FRONT_DESK, lang)
+    response = page.goto(f"{web_system.url}/committee/agenda")
+    assert response is not None and response.status == 403
+    expect(page.locator("nav.menu a[href='/committee/agenda']")).to_have_count(0)

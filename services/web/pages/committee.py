@@ -338,7 +338,7 @@ async def act(
             raise
         problem = on_the_form(refusal, case_id, command, form)
         return await render_sitting(request, pages, services, session, sitting_id, problem)
-    keep(request, session.with_flash({"key": f"committee.done_{command}"}))
+    keep(request, session.with_flash({"key": f"committee.done.{command}"}))
     return redirect(f"/committee/sittings/{sitting_id}#case-{case_id}")
 
 
