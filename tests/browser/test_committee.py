@@ -120,6 +120,11 @@ def test_three_members_vote_from_their_own_sessions_and_see_each_other(
     web = web_system
     case = on_agenda(web, lang)
     sitting_id = steps.open_sitting(web, lang, ASSOCIATION, PRESENT)
+    chair = steps.seat_page(web, lang, "chair")
+    chair.goto(f"{web.url}/committee/sittings?association_id={ASSOCIATION}")
+    listed = chair.locator(f"tr.sitting[data-sitting-id='{sitting_id}']")
+    expect(listed.locator(".badge.ok")).to_have_count(2)  # quorum met, and open
+    shoot(chair, "committee-sittings")
     chair = steps.sitting_page(web, lang, "chair", sitting_id)
     expect(chair.locator(".quorum .badge.ok")).to_be_visible()
     # member-4 declares a conflict of interest; their vote is then refused, on the form.
@@ -194,7 +199,7 @@ def test_the_chair_decides_closes_and_the_minutes_print_without_the_menu(
 
 
 def test_the_case_file_shows_erased_once_the_applicant_is_erased(
-    web_system: WebSystem, lang: str
+    web_system: WebSystem, lang: str, shoot
 ) -> None:
     web = web_system
     case = submitted(web)
@@ -203,6 +208,7 @@ def test_the_case_file_shows_erased_once_the_applicant_is_erased(
     file_url = f"{web.url}/committee/cases/{case.case_id}"
     page.goto(file_url)
     expect(page.locator(".attestation")).to_contain_text(case.applicant)
+    shoot(page, "committee-file")
     erasure = httpx.post(
         f"{web.system.services['privacy'].url}/associations/{ASSOCIATION}/erasures",
         headers=token(web, STAFF[PRIVACY_OFFICER]),
@@ -214,7 +220,12 @@ def test_the_case_file_shows_erased_once_the_applicant_is_erased(
         timeout=30,
     )
     assert erasure.status_code == 201, erasure.text
+    # The keys are destroyed at once; the committee learns of it a moment later:
+    # the file is read again until it shows the erasure (the page does not poll).
+    deadline = time.monotonic() + 30
     page.goto(file_url)
+    while page.locator(".declaration-erased").count() == 0 and time.monotonic() < deadline:
+        page.goto(file_url)
     expect(page.locator(".declaration-erased")).to_be_visible()
     expect(page.locator("main")).not_to_contain_text(case.applicant)
 

@@ -39,6 +39,17 @@ NAV = [
 Member = Annotated[Session, Depends(signed_in_with(*ROLES))]
 # A refusal the person can act on is shown on the form; others end in the error page.
 ON_THE_FORM = (400, 403, 409, 422)
+# The channels the catalogue names (committee.channels); any other is shown as its code.
+CHANNELS = (
+    "interview",
+    "phone",
+    "social_media",
+    "letter",
+    "help_request",
+    "volunteering",
+    "website",
+    "branch_office",
+)
 PACK_SECONDS = 60.0
 _packs: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -434,4 +445,5 @@ async def case_file(
         association=association,
         client=client_term(association, session.lang),
         services=service_names(pack),
+        channels=CHANNELS,
     )
