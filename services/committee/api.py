@@ -162,11 +162,13 @@ async def agenda(
     principal: ListReader,
     association_id: str | None = None,
     outcome: AgendaOutcome | None = None,
+    case_ref: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Received, attested cases waiting for a decision, the nearest deadline first,
-    of the associations where the caller holds one of the roles (or the one asked).
+    of the associations where the caller holds one of the roles (or the one asked);
+    `case_ref` finds one case by its reference.
 
     Verified cases are decided by the votes; ineligible ones are listed for a
     decision too (`expected_decision` "rejected", with `ineligible_rule` and
@@ -179,6 +181,7 @@ async def agenda(
         offset,
         on_agenda=True,
         verification_outcome=outcome,
+        case_ref=case_ref,
     )
 
 

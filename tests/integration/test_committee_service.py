@@ -208,6 +208,9 @@ def test_a_sitting_decides_a_referred_case_and_publishes_committee_decided(
     verification = data_verified(request)
     publish(nats_server.url, verification)
     wait_for(lambda: case_id in case_ids(f"{url}/agenda"), what="agenda")
+    # One case found by its reference.
+    assert case_ids(f"{url}/agenda?case_ref={request.case_ref}") == {case_id}
+    assert case_ids(f"{url}/agenda?case_ref=SDR-0000-000000") == set()
 
     sitting_id = convene(url)
     sitting = get_json(f"{url}/sittings/{sitting_id}")
