@@ -35,17 +35,19 @@ def case_card(page: Page, case_ref: str) -> Locator:
     return page.locator(f"article.case[data-case-ref='{case_ref}']")
 
 
-def agenda_page(web: WebSystem, lang: str, association_id: str) -> Page:
-    """The chair's agenda of the association, open (it polls by itself)."""
+def agenda_page(web: WebSystem, lang: str, association_id: str, case_ref: str = "") -> Page:
+    """The chair's agenda of the association (only the case with that reference, when
+    given: the agenda of a busy association runs over many pages), open: it polls."""
     page = seat_page(web, lang, CHAIR)
-    page.goto(f"{web.url}/committee/agenda?association_id={association_id}")
+    query = f"association_id={association_id}" + (f"&case_ref={case_ref}" if case_ref else "")
+    page.goto(f"{web.url}/committee/agenda?{query}")
     expect(page.locator("#agenda")).to_be_visible()
     return page
 
 
 def wait_on_agenda(web: WebSystem, lang: str, association_id: str, case_ref: str) -> None:
     """The agenda page shows the case, by itself (no reload)."""
-    page = agenda_page(web, lang, association_id)
+    page = agenda_page(web, lang, association_id, case_ref)
     row = page.locator(f"#agenda tr[data-case-ref='{case_ref}']")
     expect(row).to_be_visible(timeout=AGENDA_TIMEOUT)
 

@@ -104,13 +104,16 @@ def test_a_case_appears_on_the_open_agenda_by_itself(
     web_system: WebSystem, lang: str, shoot
 ) -> None:
     case = submitted(web_system)
-    page = steps.agenda_page(web_system, lang, ASSOCIATION)
+    page = steps.agenda_page(web_system, lang, ASSOCIATION, case.case_ref)
     row = page.locator(f"#agenda tr[data-case-ref='{case.case_ref}']")
     expect(row).to_have_count(0)
+    expect(page.locator("#agenda")).to_contain_text(case.case_ref)  # "not on the agenda now"
     confirmed(web_system, case)
     expect(row).to_be_visible(timeout=steps.AGENDA_TIMEOUT)
     expect(row.locator("time")).not_to_have_count(0)
     expect(row.locator(".badge").last).to_be_visible()
+    page.goto(f"{web_system.url}/committee/agenda?association_id={ASSOCIATION}")
+    expect(page.locator("#agenda tr.agenda-case").first).to_be_visible()
     shoot(page, "committee-agenda")
 
 

@@ -129,12 +129,16 @@ async def agenda(
     services: Services,
     paging: Page,
     association_id: str | None = None,
+    case_ref: str = "",
 ) -> HTMLResponse:
-    """The cases awaiting a decision, the nearest deadline first; it updates by itself."""
+    """The cases awaiting a decision, the nearest deadline first (or the one whose
+    reference is asked for); it updates by itself."""
     chosen = chosen_associations(session, association_id)
     params: dict[str, Any] = {"limit": paging.ask, "offset": paging.offset}
     if len(chosen) == 1:
         params["association_id"] = chosen[0]
+    if case_ref.strip():
+        params["case_ref"] = case_ref.strip()
     found = await services.json("committee", "GET", "/agenda", token=session.token, params=params)
     rows, has_next = paging.window(found)
     packs = {a: await pack_of(services, a) for a in {row["association_id"] for row in rows}}
@@ -150,6 +154,7 @@ async def agenda(
         "paging": paging,
         "has_next": has_next,
         "association_id": chosen[0] if len(chosen) == 1 and association_id else None,
+        "case_ref": case_ref.strip(),
         "associations": await request.app.state.associations.named(
             session.associations_with(*ROLES)
         ),
