@@ -142,6 +142,7 @@ async def agenda(
     found = await services.json("committee", "GET", "/agenda", token=session.token, params=params)
     rows, has_next = paging.window(found)
     packs = {a: await pack_of(services, a) for a in {row["association_id"] for row in rows}}
+    named = await request.app.state.associations.named(session.associations_with(*ROLES))
     values = {
         "rows": [
             {
@@ -155,9 +156,8 @@ async def agenda(
         "has_next": has_next,
         "association_id": chosen[0] if len(chosen) == 1 and association_id else None,
         "case_ref": case_ref.strip(),
-        "associations": await request.app.state.associations.named(
-            session.associations_with(*ROLES)
-        ),
+        "associations": named,
+        "chaired": [a for a in named if session.holds(COMMITTEE_CHAIR, a["association_id"])],
     }
     template = "committee/_agenda.html" if is_htmx(request) else "committee/agenda.html"
     return pages.page(request, template, **values)
