@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint run test browser screenshots test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test browser screenshots bench-web test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -87,3 +87,8 @@ docs-check: $(STAMP)
 
 clean:
 	rm -rf data bench-results reports report .pytest_cache
+
+# The web application's cases list over many cases (make bench includes it).
+# make bench-web ARGS="--cases 100000"
+bench-web: $(STAMP)
+	$(PY) -m khidma.bench_web $(ARGS)

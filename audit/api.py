@@ -6,7 +6,7 @@
     GET /crosscheck
     GET /compliance[?source=...&check=...]
     GET /access[?case=...&who=...&from=...&to=...]
-    POST /subjects/export  {"association_id", "national_id", "format": "json"|"html"}
+    POST /subjects/export  {"association_id", "national_id", "username", "format", "lang"}
 
 Listens on KHIDMA_HTTP_HOST:KHIDMA_HTTP_PORT (default 127.0.0.1:8107). Every
 answer is computed from events only, by replaying the stores and/or the stream.
@@ -51,7 +51,11 @@ PrivacyOfficer = Annotated[Principal, Depends(require(PRIVACY_OFFICER, associati
 class ExportAsked(BaseModel):
     association_id: str = Field(min_length=1, max_length=64)
     national_id: str = Field(min_length=1, max_length=20)
+    # The person's staff account, if they have one: its identity records are exported.
+    username: str | None = Field(default=None, min_length=1, max_length=64)
     format: str = Field(default="json", pattern="^(json|html)$")
+    # The HTML's language: Arabic (right to left) or English, the other beside it.
+    lang: str = Field(default="ar", pattern="^(ar|en)$")
 
 
 def _sources(settings: AuditSettings, source: str) -> tuple[bool, bool]:
@@ -223,13 +227,17 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
         role = principal.require(PRIVACY_OFFICER, association_id=asked.association_id)
 
         def compute() -> Any:
-            export = gather(settings, asked.association_id, asked.national_id)
+            export = gather(
+                settings, asked.association_id, asked.national_id, username=asked.username
+            )
             log_export(settings, principal.actor(role), export)
             return export
 
         export = await run_in_threadpool(compute)
         if asked.format == "html":
-            return HTMLResponse(render_export_html(export), headers={"Cache-Control": "no-store"})
+            return HTMLResponse(
+                render_export_html(export, lang=asked.lang), headers={"Cache-Control": "no-store"}
+            )
         return JSONResponse(export.to_dict(), headers={"Cache-Control": "no-store"})
 
     app.include_router(guarded)

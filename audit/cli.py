@@ -9,7 +9,8 @@
     python -m audit roles [USER] [--role R --association A --at MOMENT]
     python -m audit verify | checkpoint        (audit.tamper)
     python -m audit report --from ... --to ... [--as-of ... | --hijri ...] (audit.report)
-    python -m audit export --association A --national-id N [--format html|json] [--out FILE]
+    python -m audit export --association A --national-id N [--username U]
+                           [--format html|json] [--lang ar|en] [--out FILE]
 
 Settings come from the KHIDMA_* variables (audit.settings.AuditSettings);
 --data-dir and --nats-url override them. Every command takes --json.
@@ -446,13 +447,15 @@ def cmd_export(args: argparse.Namespace, settings: AuditSettings) -> int:
     from shared.errors import Refused
 
     try:
-        export = subject_export(settings, args.association, args.national_id)
+        export = subject_export(
+            settings, args.association, args.national_id, username=args.username
+        )
     except Refused as refusal:
         print(f"{refusal.en}\n{refusal.ar}", file=sys.stderr)
         return 2
     log_export(settings, {"kind": "operator", "id": getpass.getuser()}, export)
     if args.format == "html":
-        text = render_export_html(export)
+        text = render_export_html(export, lang=args.lang)
     else:
         text = json.dumps(export.to_dict(), ensure_ascii=False, indent=2, default=str)
     if args.out is None:
@@ -583,7 +586,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--association", required=True, help="the person's association")
     export.add_argument("--national-id", dest="national_id", required=True)
+    export.add_argument(
+        "--username",
+        default=None,
+        help="the person's staff account, if they have one: its identity records are exported",
+    )
     export.add_argument("--format", choices=("json", "html"), default="json")
+    export.add_argument(
+        "--lang",
+        choices=("ar", "en"),
+        default="ar",
+        help="the HTML's language: Arabic (right to left) or English, the other beside it",
+    )
     export.add_argument("--out", type=Path, default=None, help="a new file (0600); else stdout")
 
     tamper_module.register_commands(subparsers)

@@ -592,15 +592,26 @@ def verification_override(timeline: CaseTimeline) -> Iterator[ComplianceExceptio
         officer = _who(verification.actor) or verification.data.get("officer") or "?"
         overridden = "، ".join(failed) or "—"
         overridden_en = ", ".join(failed) or "—"
+        said_ar, said_en = _words(reason)
         yield exception(
             "verification_override",
             timeline,
             f"تجاوز الموظف {officer} نتيجة التحقق (الفحوص غير المستوفاة: {overridden}) "
-            f"بالسبب: «{reason}».",
+            f"بالسبب: «{said_ar}».",
             f"Officer {officer} overrode the verification (checks not met: {overridden_en}) "
-            f"with the reason: “{reason}”.",
+            f"with the reason: “{said_en}”.",
             [verification.event_id],
         )
+
+
+def _words(value: Any) -> tuple[str, str]:
+    """Staff's words as the board reads them, in Arabic and English: as written, or
+    what stands for them once they cannot be read (erased, sealed without the key)."""
+    if is_unknown(value) and isinstance(value, Mapping) and "ar" in value:
+        return str(value["ar"]), str(value["en"])
+    if is_unknown(value):
+        return "مُشفَّر", "sealed"
+    return str(value), str(value)
 
 
 def _who(actor: Mapping[str, Any] | None) -> str | None:

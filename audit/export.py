@@ -1,8 +1,10 @@
 """The data subject's access export (PDPL): everything Khidma holds on one person.
 
-    python -m audit export --association A --national-id N [--format html|json] [--out FILE]
-    POST /subjects/export {"association_id", "national_id", "format"}  (audit.api; the
-        national id in the body, never in a URL; role privacy_officer of the association)
+    python -m audit export --association A --national-id N [--username U]
+                           [--format html|json] [--out FILE]
+    POST /subjects/export {"association_id", "national_id", "username", "format"}
+        (audit.api; the national id in the body, never in a URL; role privacy_officer
+        of the association)
 
 A person is a data subject within one association. They are found without
 comparing national ids in the records: by their keyed blind index
@@ -14,6 +16,14 @@ aggregate they were found in (their member record): the export gathers the
 events of each service's store for those cases and records, opened with the
 keyring (a value whose key was destroyed shows "erased" / "مُحيت"). A survey
 answer given anonymously is left out: it is not to be joined back to its person.
+
+Beside the four services' stores (audit.export_sources): the copies of the
+person's events on the KHIDMA stream, opened the same way (when the audit reads
+the stream, `KHIDMA_NATS_URL`; the export says so when it does not), the privacy
+service's records about them (their erasure requests and legal holds), and, for a
+staff member whose account the officer names (`username`), the identity service's
+account: an applicant has none, and the export says that identity holds nothing
+on them.
 
 Each export is logged as a read (shared/access_log.py) in the audit's own store,
 `data/audit.sqlite` (PostgreSQL: the schema `audit`), naming the subject by
@@ -30,6 +40,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from audit.export_sources import (
+    Part,
+    StreamCopies,
+    Subject,
+    identity_records,
+    privacy_records,
+    store_entry,
+    stream_copies,
+)
 from audit.personal import Opener, audit_keyring, is_shown_erased
 from audit.replay import StoredRecord, replay_store
 from audit.settings import AuditSettings
@@ -39,8 +58,6 @@ from shared.errors import Refused
 from shared.personal.keyring import SubjectKeyring, normalised_national_id
 
 SUBJECT_EXPORT = "subject_export"
-# Internal bookkeeping of an event, not data held on the person.
-HIDDEN_FIELDS = frozenset({"timestamp", "originator_topic", "personal_key", "subject_index"})
 
 
 def needs_master_key(settings: AuditSettings) -> Refused:
@@ -50,38 +67,6 @@ def needs_master_key(settings: AuditSettings) -> Refused:
         f"({settings.master_key_path}, KHIDMA_MASTER_KEY_FILE) and the keyring: not found.",
         f"يتطلب التصدير ملف المفتاح الرئيسي ({settings.master_key_path}) وسجل المفاتيح: غير موجودين.",
     )
-
-
-@dataclass
-class Subject:
-    """Who is sought: the association, the blind index and the ids of their keys."""
-
-    association_id: str
-    national_id: str
-    index: str
-    key_ids: frozenset[str]
-
-    def holds(self, record: StoredRecord) -> bool:
-        """True when the event holds this person's data (see the module's doc)."""
-        state = record.state
-        if state.get("personal_key") in self.key_ids or state.get("subject_index") == self.index:
-            return True
-        association = state.get("association_id")
-        if association is not None and association != self.association_id:
-            return False
-        return association == self.association_id and _names_national_id(state, self.national_id)
-
-
-def _names_national_id(value: Any, national_id: str) -> bool:
-    """A plain (pre-encryption) `national_id` anywhere in the value is the person's."""
-    if isinstance(value, dict):
-        found = value.get("national_id")
-        if isinstance(found, str) and normalised_national_id(found) == national_id:
-            return True
-        return any(_names_national_id(item, national_id) for item in value.values())
-    if isinstance(value, list):
-        return any(_names_national_id(item, national_id) for item in value)
-    return False
 
 
 def subject_of(keyring: SubjectKeyring, association_id: str, national_id: str) -> Subject:
@@ -96,12 +81,14 @@ def subject_of(keyring: SubjectKeyring, association_id: str, national_id: str) -
 
 @dataclass
 class HeldRecord:
-    """One case or record of the person, and its events as the services hold them."""
+    """One case or record of the person, its events as the services' stores hold
+    them and (a case) their copies on the stream."""
 
     kind: str  # "case" or "record"
     record_id: str
     case_ref: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
+    stream: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +99,11 @@ class SubjectExport:
     keys: list[dict[str, Any]]
     cases: list[HeldRecord]
     records: list[HeldRecord]
+    # The stream (read or not; the erasures of the person's keys on it), the privacy
+    # service's records and the identity service's account (audit.export_sources).
+    stream: Part = field(default_factory=lambda: Part(read=False))
+    privacy: Part = field(default_factory=lambda: Part(read=False))
+    identity: Part = field(default_factory=lambda: Part(read=False))
 
     @property
     def erased(self) -> bool:
@@ -119,7 +111,8 @@ class SubjectExport:
 
     def to_dict(self) -> dict[str, Any]:
         def held(item: HeldRecord) -> dict[str, Any]:
-            return {"id": item.record_id, "case_ref": item.case_ref, "events": item.events}
+            shown = {"id": item.record_id, "case_ref": item.case_ref, "events": item.events}
+            return {**shown, "stream": item.stream} if item.kind == "case" else shown
 
         return {
             "association_id": self.association_id,
@@ -129,6 +122,9 @@ class SubjectExport:
             "keys": self.keys,
             "cases": [held(c) for c in self.cases],
             "records": [held(r) for r in self.records],
+            "stream": self.stream.to_dict(),
+            "privacy": self.privacy.to_dict(),
+            "identity": self.identity.to_dict(),
         }
 
 
@@ -153,41 +149,16 @@ def _find(
     return cases, aggregates
 
 
-def _entry(record: StoredRecord, opener: Opener) -> dict[str, Any]:
-    from audit.timeline import entry_from_store
-
-    entry = entry_from_store(record)
-    moment = entry.occurred_at if entry else _recorded_at(record)
-    data = {k: v for k, v in record.state.items() if k not in HIDDEN_FIELDS}
-    shown = opener.shown(_jsonable(data))
-    return {
-        "service": record.service,
-        "event": f"{record.aggregate}.{record.name}",
-        "when": both_calendars(moment),
-        "erased": any(is_shown_erased(v) for v in shown.values()),
-        "data": shown,
-    }
-
-
-def _recorded_at(record: StoredRecord) -> datetime:
-    value = record.state.get("timestamp")
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value)) if value else datetime.fromtimestamp(0, UTC)
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    from audit.timeline import _json_default
-
-    return json.loads(json.dumps(value, default=_json_default, ensure_ascii=False))
-
-
 def subject_export(
-    settings: AuditSettings, association_id: str, national_id: str, *, now: datetime | None = None
+    settings: AuditSettings,
+    association_id: str,
+    national_id: str,
+    *,
+    username: str | None = None,
+    now: datetime | None = None,
 ) -> SubjectExport:
-    """Everything the services' stores hold on one person, opened (see the module's doc)."""
+    """Everything Khidma holds on one person, opened (see the module's doc):
+    `username` names their staff account, if they have one."""
     keyring = audit_keyring(settings)
     if keyring is None:
         raise needs_master_key(settings)
@@ -195,6 +166,32 @@ def subject_export(
     services = [s for s in SERVICES if store_exists(s, settings)]
     cases, aggregates = _find(subject, settings, services)
     opener = Opener(keyring)
+    held = _held_in_stores(settings, services, cases, aggregates, opener)
+    copies = stream_copies(settings, subject, cases, opener)
+    _add_stream_copies(held, copies)
+    for item in held.values():
+        item.events.sort(key=lambda e: e["when"].get("at") or e["when"]["gregorian"])
+    return SubjectExport(
+        association_id=association_id,
+        subject_index=subject.index,
+        generated_at=now or datetime.now(UTC),
+        keys=_keys(keyring, subject),
+        cases=sorted((h for h in held.values() if h.kind == "case"), key=lambda h: h.case_ref),
+        records=[h for h in held.values() if h.kind == "record"],
+        stream=copies.part,
+        privacy=privacy_records(settings, subject, opener),
+        identity=identity_records(settings, username, opener),
+    )
+
+
+def _held_in_stores(
+    settings: AuditSettings,
+    services: list[str],
+    cases: set[str],
+    aggregates: set[str],
+    opener: Opener,
+) -> dict[str, HeldRecord]:
+    """The person's cases and records, each with its events from every store."""
     held: dict[str, HeldRecord] = {}
     for service in services:
         for record in replay_store(service, settings):
@@ -206,28 +203,35 @@ def subject_export(
                 continue
             item = held.setdefault(key, HeldRecord("case" if key in cases else "record", key))
             item.case_ref = item.case_ref or str(record.state.get("case_ref") or "")
-            item.events.append(_entry(record, opener))
-    for item in held.values():
-        item.events.sort(key=lambda e: e["when"].get("at") or e["when"]["gregorian"])
-    return SubjectExport(
-        association_id=association_id,
-        subject_index=subject.index,
-        generated_at=now or datetime.now(UTC),
-        keys=[
-            {
-                "key_id": r.key_id,
-                "created_at": r.created_at,
-                "destroyed_at": r.destroyed_at,
-                "erasure_id": r.erasure_id,
-            }
-            for r in keyring.records(subject_index=subject.index)
-        ],
-        cases=sorted((h for h in held.values() if h.kind == "case"), key=lambda h: h.case_ref),
-        records=[h for h in held.values() if h.kind == "record"],
-    )
+            item.events.append(store_entry(record, opener))
+    return held
 
 
-def render_export_html(export: SubjectExport) -> str:
+def _add_stream_copies(held: dict[str, HeldRecord], copies: StreamCopies) -> None:
+    """Each case's events on the stream beside its stores' (a case found only on the
+    stream is a case of the export too)."""
+    for case_id, entries in copies.by_case.items():
+        item = held.setdefault(case_id, HeldRecord("case", case_id, copies.case_refs[case_id]))
+        item.stream.extend(entries)
+
+
+def _keys(keyring: SubjectKeyring, subject: Subject) -> list[dict[str, Any]]:
+    return [
+        {
+            "key_id": r.key_id,
+            "created_at": r.created_at,
+            "destroyed_at": r.destroyed_at,
+            "erasure_id": r.erasure_id,
+        }
+        for r in keyring.records(subject_index=subject.index)
+    ]
+
+
+def render_export_html(export: SubjectExport, lang: str = "ar") -> str:
+    """The export as one HTML file: Arabic, right to left, with the English beside
+    it; or (`lang` "en") English, left to right, with the Arabic beside it."""
+    if lang not in ("ar", "en"):
+        raise ValueError(f"lang: ar or en, not {lang!r}")
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     environment = Environment(
@@ -238,7 +242,7 @@ def render_export_html(export: SubjectExport) -> str:
         lstrip_blocks=True,
     )
     return environment.get_template("subject-export.html.j2").render(
-        export=export.to_dict(), is_erased=is_shown_erased
+        export=export.to_dict(), is_erased=is_shown_erased, lang=lang
     )
 
 

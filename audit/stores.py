@@ -8,10 +8,13 @@ SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys")
 # The identity service's store: who held which role where, and when (audit.roles).
 # Read beside the four, never replayed into the cases' timelines.
 IDENTITY = "identity"
+# The privacy service's store: erasure requests, legal holds, each data subject's
+# cases by blind index (the access export reads it, audit.export_sources).
+PRIVACY = "privacy"
 # The audit's own store: only the access log of its data subject exports
 # (audit.export); the one store the audit writes to.
 AUDIT = "audit"
-READABLE: tuple[str, ...] = (*SERVICES, IDENTITY, AUDIT)
+READABLE: tuple[str, ...] = (*SERVICES, IDENTITY, PRIVACY, AUDIT)
 
 
 def store_env(service: str, settings: AuditSettings) -> dict[str, str]:

@@ -28,6 +28,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from khidma.bench_personal import measure as measure_encryption
 from khidma.bench_personal import report_lines
+from khidma.bench_web import measure as measure_web_list
+from khidma.bench_web import report_lines as web_report_lines
 from khidma.run import EmbeddedSystem
 from khidma.simulate import DEFAULT_MIX, Endpoints, parse_mix, plan, print_progress, simulate
 from services.surveys.integration import ANONYMOUS_CASE_REF
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX)
     parser.add_argument("--output", type=Path, default=Path("bench-results"))
+    parser.add_argument(
+        "--web-cases", type=int, default=100_000, help="cases behind the web list page (0: skip)"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="khidma-bench-") as folder:
@@ -176,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     encryption = measure_encryption()
     lines += report_lines(encryption)
+    web_list = None
+    if args.web_cases:
+        print(f"timing the web list page over {args.web_cases:,} cases …", file=sys.stderr)
+        web_list = measure_web_list(args.web_cases)
+        lines += web_report_lines(web_list)
     if report.failed:
         lines.append(report.summary())
     print("\n".join(line for line in lines if line))
@@ -198,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "peak_memory_kib": memory,
         "encryption": encryption,
+        "web_list_page": web_list,
         "note": POLLING_NOTE,
     }
     path = args.output / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -64,23 +64,29 @@ class EmbeddedSystem:
             if not self.nats_url:
                 self._start_nats()
             trust = self._start_identity()
+            # The web port first: the survey link (surveys' public base URL) points at it.
+            web_port = pick_port(WEB) if self.fixed_ports else free_port()
+            public = {"KHIDMA_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}"}
             for name in SERVICES:
-                self._start(name, {**trust, **self._nats_login(name), **self.service_env})
+                links = public if name == "surveys" else {}
+                self._start(name, {**trust, **self._nats_login(name), **links, **self.service_env})
             # The auditors' API reads the stores and, as `admin`, the stream.
             self._start(AUDIT, {**trust, **self._nats_login(NATS_ADMIN), **self.service_env})
-            self._start(WEB, {**trust, **self._web_env(), **self.service_env})
+            self._start(WEB, {**trust, **self._web_env(), **self.service_env}, port=web_port)
         except BaseException:
             self.stop()
             raise
         self.write_endpoints()
         return self
 
-    def _start(self, name: str, env: dict[str, str]) -> None:
+    def _start(self, name: str, env: dict[str, str], port: int | None = None) -> None:
+        if port is None:
+            port = pick_port(name) if self.fixed_ports else 0
         process = ServiceProcess(
             name,
             str(self.nats_url),
             self.data_dir,
-            port=pick_port(name) if self.fixed_ports else 0,
+            port=port,
             env=env,
         )
         self.services[name] = process

@@ -100,6 +100,9 @@ class CaseRun:
     steps: list[str] = field(default_factory=list)
     # Who applied: their national id, name, phone and e-mail (each case its own).
     applicant: dict[str, str] = field(default_factory=dict)
+    # A token of this case in each thing staff wrote about the applicant (a referral's
+    # reason and question, an override's reason): sealed at rest, never found plain.
+    staff_words: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -237,6 +240,16 @@ class Scenario:
     association_id: str = "sidr"
     incomplete_first: bool = False
     before_decision: Callable[[CaseRun], Awaitable[None]] | None = None
+    # The verifier overrides the suggested outcome (choosing "verified"), with a reason.
+    overridden: bool = False
+
+
+def _words(run: CaseRun, what: str) -> str:
+    """A token of this case for one thing staff write about its applicant (kept in
+    `run.staff_words`: the tests look for it in the data folder's bytes)."""
+    token = f"{what}-{uuid4().hex[:12]}"
+    run.staff_words.append(token)
+    return token
 
 
 class CaseDriver:
@@ -324,12 +337,13 @@ class CaseDriver:
             run.steps.append("completed later")
 
         if kind == "referred":
+            reason, question = _words(run, "reason"), _words(run, "question")
             await self._post(
                 As(FRONT_DESK),
                 f"{self.endpoints.intake}/cases/{case_id}/referral",
                 {
-                    "reason": "The procedure is unclear to the applicant",
-                    "questions": ["Which documents?"],
+                    "reason": f"The procedure is unclear to the applicant ({reason})",
+                    "questions": [f"Which documents? ({question})"],
                     "referred_by": "officer-1",
                 },
             )
@@ -338,12 +352,21 @@ class CaseDriver:
         verification = await self._wait_for(
             As(VERIFIER), f"{self.endpoints.verification}/verifications/{case_id}"
         )
+        suggested = verification.get("suggested_outcome")
+        confirmation: dict[str, Any] = {"officer": "officer-2"}
+        if scenario.overridden and suggested != "verified":
+            reason = _words(run, "override")
+            confirmation.update(
+                outcome="verified", reason=f"Seen the papers at the branch ({reason})"
+            )
         await self._post(
             As(VERIFIER),
             f"{self.endpoints.verification}/verifications/{case_id}/confirmation",
-            {"officer": "officer-2"},
+            confirmation,
         )
-        run.steps.append(f"verified:{verification.get('suggested_outcome')}")
+        run.steps.append(
+            f"verified:{suggested}" + (" overridden" if "reason" in confirmation else "")
+        )
 
         if kind == "corrected":
             await self._wait_for(

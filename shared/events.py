@@ -24,6 +24,11 @@ from pydantic import (
 from shared.roles import ActorKind
 
 SCHEMA_VERSION = 1
+# The version of ReferredToResearcher and DataVerified whose staff's words about the
+# applicant (a referral's reason and questions, an override's reason) may be sealed
+# under the applicant's key (`personal_key`). Version 1 carried them plain; a
+# consumer reads both (the fields accept either), docs/operations.md, 7.
+SEALED_WORDS_SCHEMA_VERSION = 2
 
 # An association id is a subject token: lower-case letters, digits and dashes.
 ASSOCIATION_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
@@ -163,16 +168,32 @@ class DataVerifiedPayload(Contract):
     ineligible_reason: Explanation | None = Field(
         default=None, description="the rule the applicant does not meet, for the applicant"
     )
-    override_reason: str | None = None
+    # The officer's words about the applicant's case: sealed under the applicant's key
+    # (`personal_key`); plain in events published before they were.
+    override_reason: Sealed | str | None = None
     revision: int = Field(
         default=1, ge=1, description="the revision of the request that was verified"
+    )
+    personal_key: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the id of the applicant's key `override_reason` is sealed with",
+        exclude_if=_is_none,
     )
 
 
 class ReferredToResearcherPayload(Contract):
-    reason: str = Field(min_length=1, max_length=2000)
-    questions: list[str] = Field(default_factory=list)
+    # Staff's words about the applicant: sealed under the applicant's key
+    # (`personal_key`); plain in referrals published before they were.
+    reason: Sealed | Annotated[str, Field(min_length=1, max_length=2000)]
+    questions: Sealed | list[str] = Field(default_factory=list)
     referred_by: str = Field(min_length=1)
+    personal_key: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the id of the applicant's key `reason` and `questions` are sealed with",
+        exclude_if=_is_none,
+    )
 
 
 class Vote(Contract):
@@ -268,12 +289,14 @@ class RequestReceived(IntegrationEvent):
 
 class DataVerified(IntegrationEvent):
     event_type: Literal["DataVerified"] = "DataVerified"
+    schema_version: int = SEALED_WORDS_SCHEMA_VERSION
     causation_id: UUID
     payload: DataVerifiedPayload
 
 
 class ReferredToResearcher(IntegrationEvent):
     event_type: Literal["ReferredToResearcher"] = "ReferredToResearcher"
+    schema_version: int = SEALED_WORDS_SCHEMA_VERSION
     causation_id: UUID
     payload: ReferredToResearcherPayload
 

@@ -118,3 +118,15 @@ def master_key_file() -> Path:
 
     path = Path(tempfile.gettempdir()) / f"khidma-compose-master-{os.getpid()}.json"
     return MasterKeys.ensure(path).path
+
+
+def session_key_file() -> Path:
+    """An operator's web session key file for compose's secret (`openssl rand -base64
+    32`), made once per test process."""
+    import base64
+
+    path = Path(tempfile.gettempdir()) / f"khidma-compose-session-{os.getpid()}.key"
+    if not path.exists():
+        path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+        path.chmod(0o600)
+    return path

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -209,18 +209,29 @@ async def researcher_queue(
     runtime: CommitteeRuntime,
     principal: Researcher,
     association_id: str | None = None,
+    case_ref: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Cases with a referral the researcher has not closed, the nearest deadline first,
-    of the associations where the caller is a researcher."""
-    return _cases(
+    of the associations where the caller is a researcher; each referral with its
+    reason and questions, opened from the case (the read model does not keep them);
+    `case_ref` finds one case by its reference."""
+    docs = _cases(
         runtime,
         principal.associations_listed((RESEARCHER,), association_id),
         limit,
         offset,
         referral_open=True,
+        case_ref=case_ref.strip().upper() if case_ref else None,
     )
+    texts = await runtime.store.run(
+        runtime.app.open_referrals_shown, [UUID(doc["case_id"]) for doc in docs]
+    )
+    for doc in docs:
+        if doc.get("referral") is not None:
+            doc["referral"].update(texts.get(doc["case_id"], {}))
+    return docs
 
 
 @lists.get("/deadlines")

@@ -22,9 +22,10 @@ from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import DataVerified, ReferredToResearcher, RequestReceived
 from shared.personal import Sealer
-from shared.personal.mapper import is_erased_value
+from shared.personal.mapper import ErasedList, ErasedText, is_erased_value
 from shared.personal.requests import open_request
-from shared.personal.sealing import ERASED_TEXT
+from shared.personal.sealing import ERASED, ERASED_TEXT
+from shared.personal.wire import opened_from_stream
 from shared.policy import PolicyPack
 from shared.store import ServiceApplication
 
@@ -128,11 +129,17 @@ class CommitteeApplication(ServiceApplication):
                 case_ref=event.case_ref,
                 correlation_id=event.correlation_id,
             )
+        # Sealed on the stream under the applicant's key: opened here, at the boundary,
+        # and sealed again at rest under it. An erased referral is recorded as erased.
+        payload = event.payload
+        reason = opened_from_stream(payload.reason, self.sealer)
+        questions = opened_from_stream(payload.questions, self.sealer)
         case.open_referral_from(
             source_event_id=event.event_id,
-            reason=event.payload.reason,
-            questions=list(event.payload.questions),
-            referred_by=event.payload.referred_by,
+            reason=ErasedText("") if reason is ERASED else reason,
+            questions=ErasedList() if questions is ERASED else list(questions),
+            referred_by=payload.referred_by,
+            personal_key=payload.personal_key,
         )
         processing.collect_events(case)
 
@@ -391,8 +398,8 @@ class CommitteeApplication(ServiceApplication):
             "referrals": [
                 {
                     "open": referral["open"],
-                    "reason": referral["reason"],
-                    "questions": list(referral["questions"]),
+                    "reason": shown(referral["reason"]),
+                    "questions": shown(referral["questions"]),
                     "referred_by": referral["referred_by"],
                     "researcher": referral["researcher"],
                     "answers": shown(referral["answers"]),
@@ -402,6 +409,20 @@ class CommitteeApplication(ServiceApplication):
             ],
             "decision": case.decision,
         }
+
+    def open_referrals_shown(self, case_ids: Iterable[UUID]) -> dict[str, dict[str, Any]]:
+        """The reason and questions of each case's open referral, as the researcher
+        reads them (opened from the case, or "erased"), by case id."""
+        shown_by_case: dict[str, dict[str, Any]] = {}
+        for case_id in case_ids:
+            case = self._find_case(case_id)
+            referral = case.open_referral if case is not None else None
+            if referral is not None:
+                shown_by_case[str(case_id)] = {
+                    "reason": shown(referral["reason"]),
+                    "questions": shown(referral["questions"]),
+                }
+        return shown_by_case
 
     def case_status(self, case_id: UUID) -> dict[str, Any]:
         case = self._get_case(case_id)

@@ -393,33 +393,48 @@ class CommitteeCase(Aggregate):
         reason: str,
         questions: list[str],
         referred_by: str,
+        personal_key: str | None = None,
     ) -> None:
-        """Puts the referred applicant in the researcher's queue, once per referral event."""
+        """Puts the referred applicant in the researcher's queue, once per referral event.
+
+        `personal_key` is the id of the applicant's key (the referral's): the reason
+        and questions are sealed at rest under it; None for a referral made before
+        they were sealed."""
         if self.has_noted(source_event_id):
             return
         self.trigger_event(
             self.ReferralOpened,
             source_event_id=source_event_id,
             reason=reason,
-            questions=list(questions),
+            # As given (not copied): an erased list stays marked erased.
+            questions=questions,
             referred_by=referred_by,
+            personal_key=personal_key or self.personal_key,
         )
 
     class ReferralOpened(Aggregate.Event):
         """The applicant was referred to the social researcher."""
 
+        # Staff's words about the applicant: sealed at rest under the applicant's key
+        # (shared/personal); referrals recorded before they were hold none.
+        personal_attributes: ClassVar[tuple[str, ...]] = ("reason", "questions")
+
         source_event_id: UUID
         reason: str
         questions: list[str]
         referred_by: str
+        personal_key: str | None = None
 
         def apply(self, aggregate: CommitteeCase) -> None:
             aggregate.noted_event_ids.append(self.source_event_id)
+            # A referral may come before its request: its key seals what follows too.
+            aggregate.personal_key = aggregate.personal_key or self.personal_key
             aggregate.referrals.append(
                 {
                     "event_id": self.source_event_id,
+                    # As recorded (not copied): an erased value stays marked erased.
                     "reason": self.reason,
-                    "questions": list(self.questions),
+                    "questions": self.questions,
                     "referred_by": self.referred_by,
                     "open": True,
                     "researcher": None,

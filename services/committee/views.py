@@ -11,7 +11,9 @@ verification of the request as it now stands (its current revision):
 The read model holds nothing personal: of the applicant's declaration it keeps
 whether, when, how and the hash of what was attested, never who attested (the
 case file reads that from the case, where it is sealed), and "erased" once the
-applicant's key was destroyed.
+applicant's key was destroyed; of a referral, who referred it and whether it was
+answered, never its reason, questions or answers (the researcher's queue and the
+case file read them from the case).
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ def _public_referral(referral: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {
         "open": referral["open"],
-        "reason": referral["reason"],
-        "questions": referral["questions"],
+        # The reason and questions are staff's words about the applicant: sealed in
+        # the case, shown by the researcher's queue and the case file, not kept here.
         "referred_by": referral["referred_by"],
         "researcher": referral["researcher"],
         # What the applicant told the researcher is personal: the read model keeps
@@ -251,8 +253,6 @@ def _updated(doc: dict[str, Any], event: Any) -> bool:
             {
                 "event_id": str(event.source_event_id),
                 "open": True,
-                "reason": event.reason,
-                "questions": list(event.questions),
                 "referred_by": event.referred_by,
                 "researcher": None,
                 "answered": False,

@@ -539,8 +539,10 @@ class IntakeApplication(ServiceApplication):
         referred_by: str,
         actor: dict[str, str],
     ) -> None:
-        """`referred_by`: the officer's user name; `actor`: the officer as recorded."""
-        case = self._get_case(case_id)
+        """`referred_by`: the officer's user name; `actor`: the officer as recorded.
+        The reason and questions are sealed under the applicant's key (refused once
+        the applicant's data is erased)."""
+        case = self._keyed(self._get_case(case_id))
         case.refer_to_researcher(
             event_id=uuid4(),
             at=self.clock.now(),

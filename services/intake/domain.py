@@ -50,6 +50,8 @@ APPLICANT_DETAILS = ("national_id", "name", "phone", "email")
 # on reading, so the rules here work on plain values. An event recorded before
 # encryption has no `personal_key`, and reads as it was.
 REQUEST_DATA = ("applicant", "fields", "documents", "attestation")
+# A referral's reason and questions: staff's words about the applicant, sealed alike.
+REFERRAL_TEXT = ("reason", "questions")
 
 # The applicant's secret code: letters and digits that cannot be mistaken for one
 # another when read aloud or typed (no 0/O, 1/I/L, U/V), in groups of four.
@@ -905,6 +907,7 @@ class Case(Aggregate):
             questions=list(questions),
             referred_by=referred_by,
             actor=actor,
+            personal_key=self.personal_key,
         )
 
     class ReferredToResearcher(PublicEvent):
@@ -915,6 +918,10 @@ class Case(Aggregate):
         # The authenticated officer; None in a referral recorded before identities
         # were proven (its actor is then read from `referred_by`).
         actor: dict[str, str] | None = None
+        # What the officer wrote about the applicant is theirs to erase: sealed under
+        # the applicant's key; a referral recorded before it was has none.
+        personal_key: str | None = None
+        personal_attributes = REFERRAL_TEXT
 
         def apply(self, case: Case) -> None:
             case.referred = True

@@ -1,15 +1,14 @@
 """Intake's boundary: its public domain events become integration events.
 
-The request's personal data goes on the stream sealed under the applicant's key
-(docs/decisions.md, 24): the translators are built with the application's sealer
-(`translators(app.sealer)`). `TRANSLATORS`, without one, translates stored events
-read back as they are kept (sealed already, or plain from before encryption): what
-the audit compares.
+The request's personal data, and a referral's reason and questions, go on the
+stream sealed under the applicant's key (docs/decisions.md, 24): the translators
+are built with the application's sealer (`translators(app.sealer)`). `TRANSLATORS`,
+without one, translates stored events read back as they are kept (sealed already,
+or plain from before encryption): what the audit compares.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -30,26 +29,11 @@ from shared.events import (
     ServiceDeliveredPayload,
 )
 from shared.outbox import carried_envelope
-from shared.personal.mapper import is_erased_value, shape_of
-from shared.personal.sealing import VERSION, Sealer, is_sealed
+from shared.personal.mapper import is_erased_value
+from shared.personal.sealing import Sealer, is_sealed
+from shared.personal.wire import sealed_for_stream
 
 Translator = Callable[[Any], IntegrationEvent]
-
-# What an erased value is published as: sealed under the destroyed key, it opens as
-# erased wherever it is read (no key opens it).
-_ERASED_DATA = base64.b64encode(b"erased").decode()
-
-
-def _sealed(sealer: Sealer | None, key_id: str, value: Any) -> Any:
-    if value is None or is_sealed(value):
-        return value
-    shape = shape_of(value)
-    if is_erased_value(value):
-        # Erased before it was published: nothing of it is left to seal.
-        return {"sealed": VERSION, "key": key_id, "data": _ERASED_DATA, "shape": shape}
-    if sealer is None:
-        raise RuntimeError("intake's translators need the sealer to publish a request")
-    return {**sealer.seal(key_id, value), "shape": shape}
 
 
 def _check_contract(applicant: Any, documents: Any, attestation: Any) -> None:
@@ -80,7 +64,7 @@ def personal_part(event: Any, sealer: Sealer | None) -> dict[str, Any]:
         return parts
     _check_contract(parts["applicant"], parts["documents"], parts["attestation"])
     return {
-        **{name: _sealed(sealer, key_id, value) for name, value in parts.items()},
+        **{name: sealed_for_stream(sealer, key_id, value) for name, value in parts.items()},
         "personal_key": key_id,
         "subject_index": getattr(event, "subject_index", None),
     }
@@ -147,13 +131,26 @@ def _officer(event: Any, named: str) -> Actor:
     return Actor(kind="officer", id=named)
 
 
-def referred_to_researcher(event: Any) -> IntegrationEvent:
+def referral_text(event: Any, sealer: Sealer | None) -> dict[str, Any]:
+    """The referral's reason and questions as published: sealed under the applicant's
+    key, with its id; plain for a referral recorded before they were sealed."""
+    texts = {name: getattr(event, name) for name in Case.ReferredToResearcher.personal_attributes}
+    key_id = getattr(event, "personal_key", None)
+    if not key_id:
+        return texts
+    return {
+        **{name: sealed_for_stream(sealer, key_id, value) for name, value in texts.items()},
+        "personal_key": key_id,
+    }
+
+
+def referred_to_researcher(event: Any, sealer: Sealer | None = None) -> IntegrationEvent:
     return ReferredToResearcher(
         **carried_envelope(event),
         occurred_at=event.at,
         actor=_officer(event, event.referred_by),
         payload=ReferredToResearcherPayload(
-            reason=event.reason, questions=event.questions, referred_by=event.referred_by
+            **referral_text(event, sealer), referred_by=event.referred_by
         ),
     )
 
@@ -180,13 +177,17 @@ def translators(sealer: Sealer | None) -> dict[str, Translator]:
     def sealed_request_received_again(event: Any) -> IntegrationEvent:
         return request_received_again(event, sealer)
 
+    def sealed_referred_to_researcher(event: Any) -> IntegrationEvent:
+        return referred_to_researcher(event, sealer)
+
     # Named after the event they publish, as the audit reads them.
     sealed_request_received.__name__ = request_received.__name__
     sealed_request_received_again.__name__ = request_received_again.__name__
+    sealed_referred_to_researcher.__name__ = referred_to_researcher.__name__
     return {
         get_topic(Case.Completed): sealed_request_received,
         get_topic(Case.Resubmitted): sealed_request_received_again,
-        get_topic(Case.ReferredToResearcher): referred_to_researcher,
+        get_topic(Case.ReferredToResearcher): sealed_referred_to_researcher,
         get_topic(Case.ServiceDelivered): service_delivered,
     }
 

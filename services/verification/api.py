@@ -76,15 +76,22 @@ async def list_verifications(
     runtime: VerificationRuntime,
     principal: Verifier,
     status: Status | None = None,
+    association_id: str | None = Query(default=None, min_length=1, max_length=32),
+    case_ref: str | None = Query(default=None, min_length=1, max_length=40),
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
 ) -> list[dict[str, Any]]:
-    """The verifications of the associations where the caller verifies, as the read
-    model holds them, oldest submission first."""
+    """The verifications of the associations where the caller verifies (or of the one
+    asked, where they must verify), as the read model holds them, oldest submission
+    first; `case_ref` finds one case by its reference."""
     assert runtime.views is not None
-    filters: dict[str, Any] = {"association_id": principal.associations_with(VERIFIER)}
+    filters: dict[str, Any] = {
+        "association_id": principal.associations_listed((VERIFIER,), association_id)
+    }
     if status:
         filters["status"] = status
+    if case_ref:
+        filters["case_ref"] = case_ref.strip().upper()
     return runtime.views.find(VERIFICATIONS, limit=limit, offset=offset, **filters)
 
 

@@ -412,9 +412,15 @@ def _shown(value: Any) -> Any:
     return dict(ERASED_TEXT) if is_erased_value(value) else value
 
 
+# The officer's words in a round, sealed at rest: shown opened, or "erased".
+OFFICERS_WORDS = ("reason", "override_reason")
+
+
 def _plain_round(round_: dict[str, Any]) -> dict[str, Any]:
     """A round of the verification as JSON values, its dates in both calendars."""
     plain = {key: str(value) if isinstance(value, UUID) else value for key, value in round_.items()}
+    for key in OFFICERS_WORDS:
+        plain[key] = _shown(round_.get(key))
     for key in ("submitted_at", "confirmed_at"):
         moment = round_.get(key)
         plain[key] = moment.isoformat() if moment else None

@@ -39,6 +39,8 @@ VERIFIED = "verified"
 DISCREPANCIES = "discrepancies"
 INELIGIBLE = "ineligible"
 OUTCOMES: tuple[str, ...] = (VERIFIED, DISCREPANCIES, INELIGIBLE)
+# The outcomes as an Arabic refusal names them (the English one names the codes).
+OUTCOMES_AR = {VERIFIED: "البيانات مستوفاة", DISCREPANCIES: "توجد ملاحظات", INELIGIBLE: "غير مؤهل"}
 
 NATIONAL_ID_FORMAT = "national_id_format"
 NAME_PRESENT = "name_present"
@@ -764,6 +766,8 @@ class Verification(Aggregate):
         self.association_id = association_id
         self.case_ref = case_ref
         self.correlation_id = correlation_id
+        # The applicant's key id: what seals the data received and the officer's words.
+        self.personal_key = personal_key
         self.earlier_rounds: list[dict[str, Any]] = []
         # revision -> the data as received (the case file); rounds opened before
         # it was kept have none.
@@ -912,6 +916,7 @@ class Verification(Aggregate):
         personal_key: str | None = None
 
         def apply(self, aggregate: Verification) -> None:
+            aggregate.personal_key = self.personal_key or aggregate.personal_key
             aggregate.earlier_rounds.append(aggregate.current_round())
             aggregate._start_round(
                 revision=self.revision,
@@ -954,7 +959,7 @@ class Verification(Aggregate):
         checks = list(self.checks)
         if overridden:
             assert reason is not None  # an override without one was refused above
-            checks.append(Check(OFFICER_OVERRIDE, True, reason, reason).as_dict())
+            checks.append(_override_check(reason, sealed=self.personal_key is not None))
         told = self._what_the_applicant_is_told(chosen, reason)
         self.trigger_event(
             self.Confirmed,
@@ -975,6 +980,7 @@ class Verification(Aggregate):
             ineligible_reason=told.ineligible_reason,
             revision=self.revision,
             actor=dict(actor) if actor is not None else None,
+            personal_key=self.personal_key,
         )
 
     def _refuse_unless_open_at(self, revision: int | None) -> None:
@@ -1035,6 +1041,10 @@ class Verification(Aggregate):
         # The authenticated principal who confirmed ({kind, id, name, role});
         # confirmations recorded before identities were proven name only `officer`.
         actor: dict[str, Any] | None = None
+        # The officer's words about the applicant's case: sealed at rest under the
+        # applicant's key (shared/personal); confirmations recorded before hold none.
+        personal_attributes: ClassVar[tuple[str, ...]] = ("reason", "override_reason")
+        personal_key: str | None = None
 
         def apply(self, aggregate: Verification) -> None:
             aggregate.confirmed = True
@@ -1089,6 +1099,20 @@ def _confirming_officer(officer: str) -> str:
     return officer
 
 
+def _override_check(reason: str, *, sealed: bool) -> dict[str, Any]:
+    """The officer's override among the checks, which are published and kept unsealed:
+    it says that the officer overrode, and their reason is in `override_reason`
+    (sealed); a round from before encryption keeps the reason here, as it did."""
+    if not sealed:
+        return Check(OFFICER_OVERRIDE, True, reason, reason).as_dict()
+    return Check(
+        OFFICER_OVERRIDE,
+        True,
+        "The officer overrode the suggested outcome, for the reason they gave.",
+        "تجاوز الموظف النتيجة المقترحة للسبب الذي ذكره.",
+    ).as_dict()
+
+
 def _refuse_unless_justified(chosen: str, suggested: str, reason: str | None) -> None:
     """Refuses an unknown outcome, and an outcome other than the suggested one without a reason."""
     if chosen not in OUTCOMES:
@@ -1101,5 +1125,6 @@ def _refuse_unless_justified(chosen: str, suggested: str, reason: str | None) ->
         raise Refused(
             "override_needs_reason",
             f"The suggested outcome is {suggested}; choosing {chosen} instead needs a reason.",
-            f"النتيجة المقترحة هي {suggested}؛ واختيار {chosen} بدلًا منها يتطلب ذكر السبب.",
+            f"النتيجة المقترحة هي «{OUTCOMES_AR.get(suggested, suggested)}»؛ "
+            f"واختيار «{OUTCOMES_AR[chosen]}» بدلًا منها يتطلب ذكر السبب.",
         )

@@ -17,13 +17,16 @@ from shared.events import (
     IntegrationEvent,
 )
 from shared.outbox import carried_envelope
+from shared.personal.sealing import Sealer
+from shared.personal.wire import sealed_for_stream
 
 
-def data_verified(event: Any) -> IntegrationEvent:
+def data_verified(event: Any, sealer: Sealer | None = None) -> IntegrationEvent:
     """DataVerified from a `Verification.Confirmed`, or from a stored one's state as it is.
 
     The audit's crosscheck translates stored states without the event class (an
-    older event lacks the later fields), hence `getattr` with each field's default.
+    older event lacks the later fields), hence `getattr` with each field's default;
+    and without a sealer: the override's reason is sealed at rest already.
     """
     return DataVerified(
         **carried_envelope(event),
@@ -40,11 +43,20 @@ def data_verified(event: Any) -> IntegrationEvent:
             corrections=[Correction(**c) for c in getattr(event, "corrections", None) or []],
             ineligible_rule=getattr(event, "ineligible_rule", None),
             ineligible_reason=_explanation(event),
-            override_reason=getattr(event, "override_reason", None),
+            **_override_reason(event, sealer),
             # Confirmations recorded before revisions existed verified the first.
             revision=getattr(event, "revision", 1),
         ),
     )
+
+
+def _override_reason(event: Any, sealer: Sealer | None) -> dict[str, Any]:
+    """The officer's reason for an override as published: sealed under the applicant's
+    key, with its id; plain for a confirmation recorded before it was sealed."""
+    reason, key_id = getattr(event, "override_reason", None), getattr(event, "personal_key", None)
+    if reason is None or not key_id:
+        return {"override_reason": reason}
+    return {"override_reason": sealed_for_stream(sealer, key_id, reason), "personal_key": key_id}
 
 
 def _officer(event: Any) -> Actor:
@@ -62,6 +74,16 @@ def _explanation(event: Any) -> Explanation | None:
     return Explanation(**reason) if reason else None
 
 
-TRANSLATORS = {
-    get_topic(Verification.Confirmed): data_verified,
-}
+def translators(sealer: Sealer | None) -> dict[str, Any]:
+    """The outbox's translators; the override's reason sealed with `sealer`."""
+
+    def sealed_data_verified(event: Any) -> IntegrationEvent:
+        return data_verified(event, sealer)
+
+    # Named after the event it publishes, as the audit reads it.
+    sealed_data_verified.__name__ = data_verified.__name__
+    return {get_topic(Verification.Confirmed): sealed_data_verified}
+
+
+# Stored events as they are kept (the reason sealed already): the audit's.
+TRANSLATORS = translators(None)

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.verification import api
 from services.verification.application import VerificationApplication
 from services.verification.handlers import consumer_handlers
-from services.verification.integration import TRANSLATORS
+from services.verification.integration import translators
 from services.verification.views import project
 from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
@@ -41,7 +41,7 @@ def build(
     runtime = ServiceRuntime(
         settings,
         app,
-        translators=TRANSLATORS,
+        translators=translators(app.sealer),
         handlers=consumer_handlers(app),
         projector=project,
     )

@@ -4,9 +4,10 @@ A document shows the current round (the latest revision of the request) at its
 top level, and the rounds before it in `earlier_rounds`, as each was found and
 confirmed, so the officer and the auditor see the whole history of the case.
 
-A document holds no personal data: the applicant's data stays sealed in the
-store (the case file opens it), and a phone check recorded before its detail
-stopped naming the number is shown in today's words.
+A document holds no personal data: the applicant's data and the officer's reason
+for a confirmation or an override stay sealed in the store (the case file opens
+them; the document says only whether the officer overrode), and a phone check
+recorded before its detail stopped naming the number is shown in today's words.
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ ROUND_FIELDS: tuple[str, ...] = (
     "corrections",
     "ineligible_rule",
     "ineligible_reason",
-    "override_reason",
+    "overridden",
     "officer",
     "actor",
-    "reason",
     "submitted_at",
     "submitted_at_display",
     "confirmed_at",
@@ -68,11 +68,11 @@ def _new_round(event: Verification.Opened | Verification.Revised) -> dict[str, A
         "corrections": corrections_of(event.checks),
         "ineligible_rule": ineligible_rule_of(event.checks),
         "ineligible_reason": ineligible_reason_of(event.checks),
-        "override_reason": None,
+        # Whether the officer overrode the suggestion; their reason is in the case file.
+        "overridden": False,
         "officer": None,
         # The principal who confirmed ({kind, id, name, role}); none before identities.
         "actor": None,
-        "reason": None,
         "submitted_at": event.submitted_at.isoformat(),
         "submitted_at_display": both_calendars(event.submitted_at),
         "confirmed_at": None,
@@ -117,10 +117,9 @@ def project(event: DomainEventProtocol, views: ViewTransaction) -> None:
             ineligible_rule=event.ineligible_rule,
             ineligible_reason=event.ineligible_reason
             or (ineligible_reason_of(event.checks) if event.outcome == "ineligible" else None),
-            override_reason=event.override_reason,
+            overridden=event.outcome != event.suggested_outcome,
             officer=event.officer,
             actor=getattr(event, "actor", None),
-            reason=event.reason,
             confirmed_at=event.confirmed_at.isoformat(),
             confirmed_at_display=both_calendars(event.confirmed_at),
             data_verified_event_id=str(event.event_id),

@@ -65,6 +65,7 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
         f"{settings.identity_url.rstrip('/')}/account/password",
         verifier or verifier_from_environment(),
         client,
+        settings.staff_client_id,
     )
     credentials = website_credentials(
         settings.website_client_id, settings.website_client_secret, settings.website_client_file

@@ -1,4 +1,4 @@
-"""Pages from Jinja2 templates (autoescaped), in the reader's language.
+"""Pages from Jinja2 templates (autoescaped; a missing field reads as empty), in the reader's language.
 
 Every template gets `t(key)` (the catalogue's text), `pick(value)` (a service's
 bilingual value), `lang`/`dir`, the session and its CSRF token, and filters for
@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from jinja2 import StrictUndefined, pass_context
+from jinja2 import ChainableUndefined, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
@@ -70,7 +70,8 @@ class Renderer:
         self.catalogue = catalogue
         self.templates = Jinja2Templates(directory=str(folder))
         environment = self.templates.env
-        environment.undefined = StrictUndefined
+        # A field a service leaves out reads as empty, never as a 500 page.
+        environment.undefined = ChainableUndefined
         environment.autoescape = True
         environment.filters["when"] = when
         environment.filters["ltr"] = ltr
@@ -83,6 +84,13 @@ class Renderer:
             request.state.session = session.with_flash(None)
         navigation = getattr(request.app.state, "navigation", [])
         menu = [link for link in navigation if any(session.holds(r) for r in link.roles)]
+        here = request.url.path
+        # The menu's current entry: the longest path the page's starts with.
+        current = max(
+            (link.path for link in menu if here == link.path or here.startswith(link.path + "/")),
+            key=len,
+            default=None,
+        )
 
         def t(key: str, **parts: Any) -> str:
             return self.catalogue.text(key, lang, **parts)
@@ -97,6 +105,7 @@ class Renderer:
             "csrf": session.csrf,
             "flash": flash,
             "menu": menu if session.signed_in else [],
+            "current_menu": current,
             "refresh": request.app.state.settings.refresh_seconds,
             **values,
         }

@@ -28,6 +28,9 @@ class WebSettings(BaseSettings):
     # The token endpoint staff sign in at (default: identity_url/oauth/token; under
     # Keycloak, the realm's).
     token_url: str | None = None
+    # The OAuth client staff sign in through, where the provider asks for one (Keycloak's
+    # public staff client); the embedded identity service needs none.
+    staff_client_id: str | None = None
     # The website channel's machine client: the public pages submit as it.
     website_client_id: str | None = None
     website_client_secret: str | None = None

@@ -19,6 +19,7 @@ class Signing:
     account_url: str
     verifier: Verifier
     client: httpx.AsyncClient
+    client_id: str | None = None
     differ: ClassVar[dict[str, str]] = {
         "en": "The two new passwords are not the same.",
         "ar": "كلمتا المرور الجديدتان غير متطابقتين.",

@@ -9,7 +9,8 @@ event recorded before encryption (no `personal_key`) is read as it was.
 
 An erased subject's attributes read as empty values that say so
 (`ErasedRecord`, `ErasedList`, `ErasedText`), so that an aggregate still
-replays and a view still rebuilds.
+replays and a view still rebuilds; an attribute recorded after the erasure is
+kept as erased.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from shared.personal.sealing import ERASED, Sealer, is_sealed
+from shared.personal.sealing import ERASED, Sealer, erased_sealed, is_sealed
 
 
 class ErasedRecord(dict[str, Any]):
@@ -78,11 +79,22 @@ class PersonalDataMapper(Mapper[Any]):
         state = dict(vars(domain_event))
         for name in names:
             if name in state and state[name] is not None and not is_sealed(state[name]):
-                value = state[name]
-                state[name] = {**self.sealer.seal(key_id, value), "shape": shape_of(value)}
+                state[name] = self._sealed(key_id, state[name])
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         return super().to_stored_event(sealed)
+
+    def _sealed(self, key_id: str, value: Any) -> dict[str, str]:
+        """The value sealed under its subject's key. Recorded after the subject was
+        erased (a copy from the stream, or staff's words written since), it is kept
+        as erased: nothing of an erased person is written in plain."""
+        shape = shape_of(value)
+        if is_erased_value(value):
+            return erased_sealed(key_id, shape)
+        try:
+            return {**self.sealer.seal(key_id, value), "shape": shape}
+        except LookupError:  # the key was destroyed: the subject is erased
+            return erased_sealed(key_id, shape)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         domain_event = super().to_domain_event(stored_event)

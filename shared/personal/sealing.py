@@ -34,6 +34,17 @@ ERASED: Any = _Erased()
 ERASED_TEXT = {"erased": True, "en": "erased", "ar": "مُحيت"}
 
 
+# The data of a value recorded after its subject was erased: sealed under the
+# destroyed key, it opens as erased wherever it is read (no key opens it).
+ERASED_DATA = base64.b64encode(b"erased").decode()
+
+
+def erased_sealed(key_id: str, shape: str | None) -> dict[str, str]:
+    """What an erased value is kept and published as: nothing of it is left to seal."""
+    value = {"sealed": VERSION, "key": key_id, "data": ERASED_DATA}
+    return {**value, "shape": shape} if shape else value
+
+
 def is_erased(value: Any) -> bool:
     return value is ERASED
 

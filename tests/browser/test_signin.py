@@ -15,8 +15,10 @@ pytestmark = pytest.mark.e2e
 
 TITLES = {"ar": "تسجيل الدخول", "en": "Sign in"}
 # identity's own refusal, shown in the reader's language
-WRONG = {"ar": "اسم المستخدم أو كلمة المرور غير صحيحة", "en": "The user name or the password is wrong"}
-
+WRONG = {
+    "ar": "اسم المستخدم أو كلمة المرور غير صحيحة",
+    "en": "The user name or the password is wrong",
+}
 
 
 def test_the_sign_in_page_is_arabic_right_to_left_by_default(web_system: WebSystem) -> None:

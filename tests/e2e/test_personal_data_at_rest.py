@@ -2,8 +2,10 @@
 
 Every kind of case in every association goes through the embedded system (its
 own NATS, SQLite stores, the logged outbox); then every byte under the data
-folder is searched for each applicant's national id, name, phone and e-mail, in
-the encodings a file could hold them in. And every file is the services' own.
+folder is searched for each applicant's national id, name, phone and e-mail, and
+for what staff wrote about them (a referral's reason and question, an override's
+reason), in the encodings a file could hold them in. And every file is the
+services' own.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from khidma.run import EmbeddedSystem
 from khidma.signin import embedded_staff
 from khidma.simulate import KINDS, TEMPLATES, CaseDriver, CaseRun, Endpoints, Scenario
-from tests.personal_data import encodings
+from tests.personal_data import assert_no_plaintext, encodings
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +41,8 @@ async def drive_every_kind_everywhere(system: EmbeddedSystem) -> list[CaseRun]:
         staff = embedded_staff(system.data_dir, endpoints.identity, client)
         driver = CaseDriver(client, endpoints, step_timeout=60, staff=staff)
         scenarios = [Scenario(kind, association) for association in TEMPLATES for kind in KINDS]
+        # In every association, a verifier overrides an ineligible suggestion, with a reason.
+        scenarios += [Scenario("ineligible", association, overridden=True) for association in TEMPLATES]
         runs = list(await asyncio.gather(*(driver.run(s) for s in scenarios)))
     failed = [f"{run.kind}: {run.error}" for run in runs if run.error]
     assert not failed, failed
@@ -58,7 +62,7 @@ def test_no_applicants_personal_data_is_readable_anywhere_under_the_data_folder(
         for field, value in run.applicant.items():
             for encoded in encodings(value):
                 needles[encoded] = f"{run.case_ref} {field}"
-    assert len(runs) == len(KINDS) * len(TEMPLATES) and all(run.applicant for run in runs)
+    assert len(runs) == (len(KINDS) + 1) * len(TEMPLATES) and all(run.applicant for run in runs)
     found: list[str] = []
     files = every_file(data_dir)
     assert any(path.name == "intake.sqlite" for path in files)
@@ -72,6 +76,19 @@ def test_no_applicants_personal_data_is_readable_anywhere_under_the_data_folder(
     # The search is not blind: what is not personal, the cases' references, is found.
     everything = b"".join(path.read_bytes() for path in files)
     assert all(run.case_ref.encode() in everything for run in runs)
+
+
+def test_what_staff_wrote_about_an_applicant_is_readable_nowhere_under_the_data_folder(
+    finished_run: tuple[Path, list[CaseRun]],
+) -> None:
+    """A referral's reason and question and an override's reason, each with a marker
+    of its own, were written during the run; none is in any file in any encoding."""
+    data_dir, runs = finished_run
+    words = [word for run in runs for word in run.staff_words]
+    kinds = {word.split("-")[0] for word in words}
+    assert kinds == {"reason", "question", "override"}, kinds
+    assert len([w for w in words if w.startswith("override-")]) == len(TEMPLATES)
+    assert_no_plaintext(data_dir, words)
 
 
 def test_every_file_the_system_made_is_private(finished_run: tuple[Path, list[CaseRun]]) -> None:

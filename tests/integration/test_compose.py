@@ -47,7 +47,7 @@ from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests.auth import ISSUER, auth_environment
 from khidma.simulate import CaseDriver, Endpoints
 from tests.conftest import POSTGRES_DSN
-from tests.helpers import master_key_file, stream_messages_sync, wait_for
+from tests.helpers import master_key_file, session_key_file, stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +60,17 @@ SECRETS = (
     "PRIVACY_NATS_PASSWORD",
     "ADMIN_NATS_PASSWORD",
 )
-REQUIRED = (*SECRETS, "KHIDMA_MASTER_KEY_FILE", "SURVEYS_PUBLIC_BASE_URL")
+REQUIRED = (
+    *SECRETS,
+    "KHIDMA_MASTER_KEY_FILE",
+    "SURVEYS_PUBLIC_BASE_URL",
+    "KHIDMA_WEB_SESSION_KEY_FILE",
+    "WEBSITE_CLIENT_SECRET",
+)
 MASTER_KEY_SECRET = "/run/secrets/master-key"
+SESSION_KEY_SECRET = "/run/secrets/web-session-key"
+# The compose services beside the five: the audit API and the web application.
+APPS = ("audit", "web")
 
 SERVICES = SERVICE_USERS
 PUBLIC_BASE_URL = "https://surveys.example.org"
@@ -73,6 +82,8 @@ def dot_env() -> dict[str, str]:
         **{name: "k" + secrets.token_urlsafe(18) for name in SECRETS},
         "KHIDMA_MASTER_KEY_FILE": str(master_key_file()),
         "SURVEYS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "KHIDMA_WEB_SESSION_KEY_FILE": str(session_key_file()),
+        "WEBSITE_CLIENT_SECRET": "k" + secrets.token_urlsafe(18),
     }
 
 
@@ -116,7 +127,7 @@ def test_env_example_lists_every_variable_of_the_compose_file() -> None:
 def test_the_deployment_shape() -> None:
     compose = load_compose(dot_env())
     services = compose["services"]
-    assert set(services) == {"nats", "postgres", "nats-init", "identity", *SERVICES}
+    assert set(services) == {"nats", "postgres", "nats-init", "identity", *SERVICES, *APPS}
     nats = services["nats"]
     config_mount = next(v for v in nats["volumes"] if v.endswith(":/etc/nats/nats-server.conf:ro"))
     assert (PROJECT_ROOT / config_mount.split(":")[0]).is_file()
@@ -171,6 +182,18 @@ def test_the_deployment_shape() -> None:
     outbox_dir = str(Path(surveys["KHIDMA_OUTBOX_PATH"]).parent)
     mounted = {v.split(":")[1]: v.split(":")[0] for v in services["surveys"]["volumes"]}
     assert mounted[outbox_dir] in compose["volumes"]
+    # The auditors' API reads the stream as admin; the web app waits for what it calls.
+    audit = environment_of(services["audit"])
+    assert audit["KHIDMA_NATS_USER"] == "admin" and audit["KHIDMA_STORE"] == "postgres"
+    assert audit["KHIDMA_NATS_PASSWORD"] == environment_of(nats)["ADMIN_NATS_PASSWORD"]
+    web = services["web"]
+    assert set(web["depends_on"]) == {"identity", *SERVICES, "audit"}
+    web_env = environment_of(web)
+    assert web_env["KHIDMA_COOKIE_SECURE"] == "true"
+    assert web_env["KHIDMA_SESSION_KEY_FILE"] == SESSION_KEY_SECRET
+    assert web["secrets"] == ["web-session-key"]
+    for name in (*SERVICES, "audit", "identity"):
+        assert web_env[f"KHIDMA_{name.upper()}_URL"] == f"http://{name}:8000"
 
 
 def test_the_dockerfile_is_slim_non_root_and_installs_the_pinned_project() -> None:
@@ -211,6 +234,8 @@ class ComposeRun:
         self.run_id = uuid4().hex[:8]
         self.nats = None
         self.services: dict[str, LocalService] = {}
+        # The audit API and the web application (no NATS consumer, no store of their own).
+        self.apps: dict[str, LocalService] = {}
         self.schemas: list[str] = []
 
     @property
@@ -235,7 +260,44 @@ class ComposeRun:
             self.services[name] = service.start()
         for service in self.services.values():
             service.wait_ready()
+        self.start_apps()
         return self
+
+    def start_apps(self) -> None:
+        """The audit API and then the web application, from their compose entries."""
+        spec = self.compose["services"]["audit"]
+        env = environment_of(spec)
+        env["KHIDMA_POSTGRES_SCHEMA"] = "audit"  # for localise: the audit has no schema
+        env = self.trusting_identity(self.localise("audit", env))
+        self.schemas.remove(env.pop("KHIDMA_POSTGRES_SCHEMA"))
+        # It reads the services' schemas, which this run prefixes.
+        env["KHIDMA_POSTGRES_SCHEMA_PREFIX"] = f"compose_{self.run_id}_"
+        self.apps["audit"] = LocalService(
+            "audit", list(spec["command"]), env, int(env["KHIDMA_HTTP_PORT"]),
+            self.root / "audit.log",
+        ).start()
+        self.apps["audit"].wait_ready()
+        spec = self.compose["services"]["web"]
+        env = self.trusting_identity(environment_of(spec))
+        urls = {
+            "identity": self.identity.url,
+            "audit": self.apps["audit"].url,
+            **{n: s.url for n, s in self.services.items()},
+        }
+        for name, url in urls.items():
+            assert env[f"KHIDMA_{name.upper()}_URL"] == f"http://{name}:8000"
+            env[f"KHIDMA_{name.upper()}_URL"] = url
+        assert env["KHIDMA_SESSION_KEY_FILE"] == SESSION_KEY_SECRET  # compose's secret
+        env.update(
+            KHIDMA_SESSION_KEY_FILE=self.env["KHIDMA_WEB_SESSION_KEY_FILE"],
+            KHIDMA_DATA_DIR=str(self.root / "web"),
+            KHIDMA_HTTP_HOST="127.0.0.1",
+            KHIDMA_HTTP_PORT=str(free_port()),
+        )
+        self.apps["web"] = LocalService(
+            "web", list(spec["command"]), env, int(env["KHIDMA_HTTP_PORT"]), self.root / "web.log"
+        ).start()
+        self.apps["web"].wait_ready()
 
     def start_identity(self) -> LocalService:
         """The issuer, at a local address, with the `iss` the services will expect."""
@@ -319,7 +381,7 @@ class ComposeRun:
         }
 
     def stop(self) -> None:
-        for service in self.services.values():
+        for service in [*self.apps.values(), *self.services.values()]:
             service.stop()
         if getattr(self, "identity", None):
             self.identity.stop()
@@ -403,6 +465,25 @@ def test_a_case_goes_through_the_whole_lifecycle_on_the_compose_services(
         what="the case's survey invitation in the outbox",
     )
     assert f"{PUBLIC_BASE_URL}/surveys/" in invitations[0]
+
+
+@pytest.mark.postgres
+def test_the_audit_api_and_the_web_application_run_from_the_compose_file(
+    compose_run: ComposeRun, lifecycle: dict[str, Any]
+) -> None:
+    audit = compose_run.apps["audit"]
+    staff = {"Authorization": f"Bearer {ISSUER.token('compose-auditor', {'sidr': ['auditor']})}"}
+    timeline = httpx.get(
+        f"{audit.url}/cases/{lifecycle['run'].case_id}/timeline", headers=staff, timeout=30
+    )
+    assert timeline.status_code == 200, timeline.text
+    assert len(timeline.json()["events"]) >= 5
+    web = compose_run.apps["web"]
+    page = httpx.get(f"{web.url}/signin", timeout=10)
+    assert page.status_code == 200 and 'lang="ar" dir="rtl"' in page.text
+    cookie = page.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
+    assert httpx.get(f"{web.url}/ready", timeout=5).json()["website_client"] is True
 
 
 @pytest.mark.postgres

@@ -47,7 +47,7 @@ import jsonschema
 import jwt
 import pytest
 
-from tests.helpers import master_key_file
+from tests.helpers import master_key_file, session_key_file
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from khidma.compose import (
@@ -115,6 +115,7 @@ def dot_env() -> dict[str, str]:
     env |= {name: "k" + secrets.token_urlsafe(24) for name in names if name.endswith("_SECRET")}
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
     env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
+    env["KHIDMA_WEB_SESSION_KEY_FILE"] = str(session_key_file())
     return env
 
 

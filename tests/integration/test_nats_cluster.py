@@ -25,7 +25,7 @@ from khidma.compose import COMPOSE_FILE, COMPOSE_SCHEMA, PROJECT_ROOT, environme
 from khidma.nats_server import SERVICE_USERS, NatsServer, free_port
 from shared.stream import declare_everything, inbox_prefix
 from shared.subjects import event_subject
-from tests.helpers import master_key_file, async_wait_for
+from tests.helpers import master_key_file, session_key_file, async_wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +39,8 @@ def test_the_cluster_override_validates_and_points_every_service_at_three_nodes(
     env = {name: "k" + secrets.token_urlsafe(12) for name in SECRETS}
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
     env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
+    env["KHIDMA_WEB_SESSION_KEY_FILE"] = str(session_key_file())
+    env["WEBSITE_CLIENT_SECRET"] = "k" + secrets.token_urlsafe(12)
     merged = load_merged(env, COMPOSE_FILE, OVERRIDE)
     jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text())).validate(merged)
     services = merged["services"]
@@ -58,6 +60,8 @@ def test_the_cluster_override_validates_and_points_every_service_at_three_nodes(
         assert set(services[name]["depends_on"]) == {
             "nats", "nats-2", "nats-3", "postgres", "nats-init", "identity"
         }
+    audit = environment_of(services["audit"])
+    assert len(audit["KHIDMA_NATS_URL"].split(",")) == 3 and audit["KHIDMA_NATS_USER"] == "admin"
     # The init step declares the stream with 3 replicas, on all three nodes.
     init_env = environment_of(services["nats-init"])
     assert init_env["KHIDMA_STREAM_REPLICAS"] == "3"

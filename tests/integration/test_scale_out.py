@@ -47,7 +47,7 @@ from shared.stream import ensure_stream
 from shared.subjects import event_subject
 from tests import builders
 from tests.auth import as_staff
-from tests.helpers import master_key_file, stream_messages_sync, wait_for
+from tests.helpers import master_key_file, session_key_file, stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +123,8 @@ def test_the_scale_override_validates_and_frees_the_host_ports_of_the_scaled_ser
     env = {name: "k" + secrets.token_urlsafe(12) for name in variables_used() if "PASSWORD" in name}
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
     env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
+    env["KHIDMA_WEB_SESSION_KEY_FILE"] = str(session_key_file())
+    env["WEBSITE_CLIENT_SECRET"] = "k" + secrets.token_urlsafe(12)
     base = load_compose(env)
     merged = load_merged(env, COMPOSE_FILE, SCALE_OVERRIDE)
     jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text())).validate(merged)

@@ -21,10 +21,12 @@ from shared.events import (
     RequestReceived,
     encode_event,
 )
+from shared.personal import Sealer
 from shared.subjects import event_subject
 from tests import builders
 from tests.auth import as_role, as_staff
 from tests.helpers import stream_messages_sync, wait_for
+from tests.personal_data import keyring_of
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +202,7 @@ def test_the_same_request_delivered_twice_is_verified_once(
 
 
 def test_an_override_without_reason_is_refused_in_english_and_arabic(
-    nats_server: NatsServer, verification: ServiceProcess
+    nats_server: NatsServer, verification: ServiceProcess, tmp_path: Path
 ) -> None:
     received = request_received()
     publish(nats_server.url, received)
@@ -222,12 +224,21 @@ def test_an_override_without_reason_is_refused_in_english_and_arabic(
     assert overridden.status_code == 202, overridden.text
     event = published_once(nats_server.url, verification)["event"]
     assert event["payload"]["outcome"] == "ineligible"
+    # The officer's reason is sealed under the applicant's key (decision 24): the
+    # published check says that they overrode, the reason opens with the keyring.
     assert event["payload"]["checks"][-1] == {
         "name": "officer_override",
         "passed": True,
-        "detail": "Applicant is deceased",
+        "detail": "The officer overrode the suggested outcome, for the reason they gave.",
     }
-    assert event["payload"]["override_reason"] == "Applicant is deceased"
+    sealed = event["payload"]["override_reason"]
+    assert event["payload"]["personal_key"] == sealed["key"]
+    keyring = keyring_of(tmp_path / "data")
+    try:
+        assert Sealer(keyring).open(sealed) == "Applicant is deceased"
+    finally:
+        keyring.close()
+    # What the applicant is told when no rule failed is the officer's words, as sent.
     assert event["payload"]["ineligible_rule"] == "Applicant is deceased"
 
 

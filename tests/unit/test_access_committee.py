@@ -452,6 +452,23 @@ async def test_the_lists_show_only_the_associations_where_the_caller_holds_the_r
     assert queue.status_code == 403
 
 
+async def test_the_researcher_finds_one_referred_case_by_its_reference(
+    in_process: Start,
+) -> None:
+    committee = await in_process("committee")
+    first, second = ready_request(), ready_request()
+    for request in (first, second):
+        await committee.deliver(builders.referred_to_researcher(request))
+    await committee.settle()
+    queue = await committee.client.get(
+        "/researcher/queue",
+        headers=as_role(RESEARCHER),
+        params={"case_ref": f" {second.case_ref.lower()} "},
+    )
+    assert queue.status_code == 200, queue.text
+    assert [doc["case_id"] for doc in queue.json()] == [str(second.case_id)]
+
+
 async def test_a_case_of_another_association_is_not_shown(in_process: Start) -> None:
     committee = await in_process("committee")
     request = await ready_case(committee, "health-coop")

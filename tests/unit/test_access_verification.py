@@ -90,7 +90,9 @@ async def test_every_read_of_a_member_record_is_logged_with_who_and_which_record
 ) -> None:
     verification = await in_process("verification")
     admin = as_role("admin", "sidr", subject="admin-1")
-    assert (await verification.client.put(f"/members/sidr/{MEMBER}", json=ENTRY, headers=admin)).status_code == 200
+    assert (
+        await verification.client.put(f"/members/sidr/{MEMBER}", json=ENTRY, headers=admin)
+    ).status_code == 200
 
     def reads() -> list[Access]:
         app = verification.app
@@ -103,7 +105,10 @@ async def test_every_read_of_a_member_record_is_logged_with_who_and_which_record
     assert shown.status_code == 200 and shown.json()["name"] == "عضو"
     [read] = reads()
     assert read.actor == {
-        "kind": "officer", "id": "verifier-9", "name": "Verifier Nine", "role": "verifier"
+        "kind": "officer",
+        "id": "verifier-9",
+        "name": "Verifier Nine",
+        "role": "verifier",
     }
     assert (read.association_id, read.what) == ("sidr", MEMBER_RECORD)
     assert read.record_id == str(member_of(verification, MEMBER))
@@ -212,7 +217,9 @@ async def test_the_queue_lists_only_the_associations_where_the_caller_is_a_verif
     verification = await in_process("verification")
     sidr_first = received(occurred_at=datetime(2025, 3, 1, 9, tzinfo=UTC))
     health = received("health-coop", occurred_at=datetime(2025, 3, 2, 9, tzinfo=UTC))
-    sidr_second = received(occurred_at=datetime(2025, 3, 3, 9, tzinfo=UTC))
+    sidr_second = received(
+        case_ref="SDR-1446-000777", occurred_at=datetime(2025, 3, 3, 9, tzinfo=UTC)
+    )
     elites = received("elites", occurred_at=datetime(2025, 3, 4, 9, tzinfo=UTC))
     await opened(verification, sidr_first, health, sidr_second, elites)
 
@@ -234,6 +241,11 @@ async def test_the_queue_lists_only_the_associations_where_the_caller_is_a_verif
     assert await listed(both, limit=2) == merged[:2]
     assert await listed(both, limit=2, offset=1) == merged[1:]
     assert await listed(both, status="confirmed") == []
+    # One association of the caller's, or one case by its reference (as typed).
+    assert await listed(both, association_id="health-coop") == [str(health.case_id)]
+    assert await listed(both, case_ref="sdr-1446-000777") == [str(sidr_second.case_id)]
+    assert await listed(both, association_id="elites") == 403
+    assert await listed(mixed, association_id="elites") == 403
 
 
 # The recorded officer ----------------------------------------------------------------------
@@ -413,7 +425,9 @@ async def test_a_member_record_read_is_logged_by_the_records_id_never_the_nation
     in_process: Start,
 ) -> None:
     verification = await in_process("verification")
-    await verification.client.put(f"/members/sidr/{AISHA}", json=AISHA_ENTRY, headers=as_role(ADMIN))
+    await verification.client.put(
+        f"/members/sidr/{AISHA}", json=AISHA_ENTRY, headers=as_role(ADMIN)
+    )
     assert access_log(verification) == []
 
     headers = as_role(VERIFIER, subject="verifier-amal", name="Amal")

@@ -810,3 +810,28 @@ def test_an_event_dated_in_the_future_is_never_excused_as_recent() -> None:
     differences = list(crosscheck(history.store_records(), history.stream_records(), totals))
     assert [(d.kind, d.event_id) for d in differences] == [("missing_from_store", str(ghost.event_id))]
     assert totals.within_grace == 0
+
+
+@pytest.mark.parametrize(
+    ("said", "ar", "en"),
+    [
+        ({"erased": True, "en": "erased", "ar": "مُحيت"}, "مُحيت", "erased"),
+        ({"sealed": True, "en": "sealed", "ar": "مُشفَّر"}, "مُشفَّر", "sealed"),
+    ],
+    ids=["erased", "sealed-without-the-key-file"],
+)
+def test_an_override_whose_reason_cannot_be_read_is_listed_saying_so(said: dict, ar: str, en: str) -> None:
+    """The reason is sealed under the applicant's key (decision 24): once erased, or
+    without the key file, the board reads that, not a dictionary."""
+    history = CaseHistory()
+    history.received(T0)
+    verified = history.verified(T0 + timedelta(hours=1), checks=[{"name": "phone", "passed": False}],
+                                override_reason="placeholder", publish=False)
+    # As the audit shows it from the store (the stream's copy is sealed the same way).
+    [confirmed] = [item for item in history.stored if item.topic.endswith("Verification.Confirmed")]
+    confirmed.state["override_reason"] = said
+    history.invited(T0 + timedelta(days=1), history.decided(T0 + timedelta(days=1), "approved", verified),
+                    "approved")
+    item = only(history, "verification_override", stores=True, stream=False)
+    assert f"“{en}”" in item.message["en"] and f"«{ar}»" in item.message["ar"]
+    assert "{" not in item.message["en"] + item.message["ar"]

@@ -101,7 +101,8 @@ def test_the_export_html_is_arabic_right_to_left_escaped_and_shows_erased() -> N
     html = render_export_html(export)
     assert '<html lang="ar" dir="rtl">' in html
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert 'class="erased">مُحيت' in html and "(erased)" in html
+    assert '<span class="erased"><span lang="ar">مُحيت</span>' in html
+    assert '<bdi class="other" lang="en" dir="ltr">erased</bdi>' in html
     assert "SDR-1448-000001" in html and "sk-1" in html
 
 

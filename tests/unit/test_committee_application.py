@@ -585,10 +585,9 @@ def test_the_read_model_puts_verified_attested_undecided_cases_on_the_agenda(
     app.close_referral(request.case_id, researcher="r", answers=["a"], note="n")
     doc = views.doc(app, request.case_id)
     assert doc["referral_open"] is False and doc["on_agenda"] is True
+    # The reason and questions are staff's words about the applicant: not in the read model.
     assert doc["referral"] == {
         "open": False,
-        "reason": "procedures unclear",
-        "questions": ["how long?"],
         "referred_by": "officer-7",
         "researcher": "r",
         "answered": True,

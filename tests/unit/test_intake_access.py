@@ -280,7 +280,9 @@ async def test_the_recorded_actor_is_the_caller_whatever_the_body_names(in_proce
     assert referral.actor == delivery.actor == expected
     assert referral.referred_by == delivery.delivered_by == "officer-7"
     # What the other services read: the officer as actor, and in the payload's field.
-    published_referral = TRANSLATORS[get_topic(Case.ReferredToResearcher)](referral)
+    published_referral = translators(intake.app.sealer)[get_topic(Case.ReferredToResearcher)](
+        referral
+    )
     published_delivery = TRANSLATORS[get_topic(Case.ServiceDelivered)](delivery)
     for event in (published_referral, published_delivery):
         assert event.actor.model_dump(exclude_none=True) == expected

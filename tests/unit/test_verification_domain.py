@@ -156,7 +156,11 @@ def test_a_saudi_mobile_in_any_usual_form_is_normalised_to_e164(phone: str) -> N
 
 @pytest.mark.parametrize(
     "phone, e164",
-    [("0114567890", "+966114567890"), ("+44 20 7946 0958", "+442079460958"), ("0044 20 7946 0958", "+442079460958")],
+    [
+        ("0114567890", "+966114567890"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("0044 20 7946 0958", "+442079460958"),
+    ],
 )
 def test_landlines_and_international_numbers_are_normalised(phone: str, e164: str) -> None:
     assert normalise_phone(phone) == e164
@@ -225,7 +229,12 @@ def test_a_bad_national_id_is_a_discrepancy_the_applicant_must_correct() -> None
 
 def test_a_failed_rule_suggests_ineligible_even_when_others_fail_too() -> None:
     checks = [
-        Check("national_id_format", False, "bad", correction={"field": "national_id", "ar": "x", "en": "x"}),
+        Check(
+            "national_id_format",
+            False,
+            "bad",
+            correction={"field": "national_id", "ar": "x", "en": "x"},
+        ),
         Check("eligibility:gpa", False, "too low", rule="GPA at least 4.5"),
     ]
     assert suggested_outcome(checks) == "ineligible"
@@ -342,6 +351,8 @@ def test_override_without_reason_is_refused() -> None:
         assert refused.value.code == "override_needs_reason"
         assert refusal_status(refused.value) == 409
         assert refused.value.en and refused.value.ar
+        # The Arabic names the outcomes in Arabic, not by their codes.
+        assert "«البيانات مستوفاة»" in refused.value.ar and "verified" not in refused.value.ar
     assert verification.status == "pending"
 
 

@@ -14,7 +14,7 @@ from eventsourcing.application import ProcessingEvent
 
 from services.verification.application import VerificationApplication
 from services.verification.domain import Verification
-from services.verification.integration import TRANSLATORS
+from services.verification.integration import translators
 from services.verification.views import VERIFICATIONS, project
 from shared.clock import FrozenClock
 from shared.errors import Refused
@@ -108,9 +108,10 @@ def verification(app: VerificationApplication, request: RequestReceived) -> Veri
 
 
 def published(app: VerificationApplication) -> list[DataVerified]:
+    sealing = translators(app.sealer)
     return [
-        TRANSLATORS[n.topic](app.mapper.to_domain_event(n))  # type: ignore[misc]
-        for n in app.read_notifications(0, 1000, tuple(TRANSLATORS))
+        sealing[n.topic](app.mapper.to_domain_event(n))  # type: ignore[misc]
+        for n in app.read_notifications(0, 1000, tuple(sealing))
     ]
 
 

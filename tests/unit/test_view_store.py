@@ -1,0 +1,64 @@
+"""The read models' store: lists filter and order by indexed columns, and a file of
+an older version (without them) is rebuilt rather than misread."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from shared.views import ViewStore, ViewTransaction
+
+pytestmark = pytest.mark.unit
+
+
+def _fill(store: ViewStore, docs: dict[str, dict]) -> None:
+    def project(event: object, views: ViewTransaction) -> None:
+        for key, doc in docs.items():
+            views.put("cases", key, doc)
+
+    store.apply("test", project, [object()], position=1)  # type: ignore[list-item]
+
+
+def test_a_list_is_filtered_and_ordered_as_the_documents_say(tmp_path: Path) -> None:
+    store = ViewStore(tmp_path / "views.sqlite")
+    docs = {
+        f"k{n:03d}": {
+            "association_id": "sidr" if n % 2 else "elites",
+            "status": "received" if n % 3 else "approved",
+            "sort_key": f"2026-01-01T00:{(99 - n) // 60:02d}:{(99 - n) % 60:02d}",
+            "n": n,
+        }
+        for n in range(100)
+    }
+    _fill(store, docs)
+    expected = sorted(
+        (d for d in docs.values() if d["association_id"] == "sidr" and d["status"] == "received"),
+        key=lambda d: d["sort_key"],
+    )
+    found = store.find("cases", limit=10, offset=5, association_id=["sidr"], status="received")
+    assert [d["n"] for d in found] == [d["n"] for d in expected[5:15]]
+    # A field that is not indexed still filters, from the document.
+    assert [d["n"] for d in store.find("cases", limit=5, n=42)] == [42]
+    # A document changed later is listed by its new values.
+    _fill(store, {"k001": {**docs["k001"], "association_id": "elites"}})
+    assert all(d["n"] != 1 for d in store.find("cases", limit=100, association_id=["sidr"]))
+
+
+def test_a_file_of_an_older_version_is_dropped_to_be_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "views.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE docs (view TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, "
+            "PRIMARY KEY (view, key)) WITHOUT ROWID"
+        )
+        old.execute("CREATE TABLE positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+        old.execute("INSERT INTO docs VALUES ('cases', 'a', ?)", (json.dumps({"n": 1}),))
+        old.execute("INSERT INTO positions VALUES ('test', 7)")
+    store = ViewStore(path)
+    assert store.position("test") == 0  # caught up again from the store's start
+    assert store.count("cases") == 0
+    _fill(store, {"a": {"n": 1, "sort_key": "x", "association_id": "sidr"}})
+    assert store.find("cases", association_id="sidr")[0]["n"] == 1
