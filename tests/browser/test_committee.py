@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from khidma.signin import STAFF
 from khidma.simulate import TEMPLATES, simulated_applicant
-from shared.roles import FRONT_DESK, PRIVACY_OFFICER, VERIFIER
+from shared.roles import FRONT_DESK, PRIVACY_OFFICER, RESEARCHER, VERIFIER
 from tests.browser import steps_committee as steps
 from tests.web import WebSystem
 
@@ -91,6 +91,39 @@ def confirmed(web: WebSystem, case: Case) -> None:
         time.sleep(0.2)
     response = httpx.post(f"{url}/confirmation", headers=headers, json={"officer": "officer-2"})
     assert response.status_code in (200, 201, 202), response.text
+
+
+REFERRAL = {
+    "reason": "The procedure is unclear to the applicant",
+    "answer": "Only the national ID card is needed",
+}
+
+
+def referred_and_answered(web: WebSystem, case: Case) -> None:
+    """The front desk refers the applicant; the researcher answers, with a note."""
+    referral = httpx.post(
+        f"{web.system.services['intake'].url}/cases/{case.case_id}/referral",
+        headers=token(web, STAFF[FRONT_DESK]),
+        json={"reason": REFERRAL["reason"], "questions": ["Which documents?"]},
+        timeout=30,
+    )
+    assert referral.status_code in (200, 201, 202), referral.text
+    committee = web.system.services["committee"].url
+    headers = token(web, STAFF[RESEARCHER])
+    deadline = time.monotonic() + 30
+    while (
+        not httpx.get(f"{committee}/cases/{case.case_id}", headers=headers)
+        .json()
+        .get("referral_open")
+    ):
+        assert time.monotonic() < deadline, f"{case.case_ref} never reached the researcher"
+    closure = httpx.post(
+        f"{committee}/referrals/{case.case_id}/closure",
+        headers=headers,
+        json={"answers": [REFERRAL["answer"]], "note": "Explained the procedure."},
+        timeout=30,
+    )
+    assert closure.status_code == 202, closure.text
 
 
 def on_agenda(web: WebSystem, lang: str) -> Case:
@@ -206,11 +239,14 @@ def test_the_case_file_shows_erased_once_the_applicant_is_erased(
 ) -> None:
     web = web_system
     case = submitted(web)
+    referred_and_answered(web, case)
     confirmed(web, case)
     page = steps.seat_page(web, lang, "member-2")
     file_url = f"{web.url}/committee/cases/{case.case_id}"
     page.goto(file_url)
     expect(page.locator(".attestation")).to_contain_text(case.applicant)
+    expect(page.locator(".referral .reason")).to_contain_text(REFERRAL["reason"])
+    expect(page.locator(".referral .answers")).to_contain_text(REFERRAL["answer"])
     shoot(page, "committee-file")
     erasure = httpx.post(
         f"{web.system.services['privacy'].url}/associations/{ASSOCIATION}/erasures",
@@ -230,7 +266,10 @@ def test_the_case_file_shows_erased_once_the_applicant_is_erased(
     while page.locator(".declaration-erased").count() == 0 and time.monotonic() < deadline:
         page.goto(file_url)
     expect(page.locator(".declaration-erased")).to_be_visible()
+    expect(page.locator(".referral .answers .erased")).to_be_visible()
+    expect(page.locator(".referral .note .erased")).to_be_visible()
     expect(page.locator("main")).not_to_contain_text(case.applicant)
+    expect(page.locator("main")).not_to_contain_text(REFERRAL["answer"])
 
 
 def test_the_committee_pages_refuse_another_role(web_system: WebSystem, lang: str) -> None:
