@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.committee.application import CommitteeApplication
-from services.committee.views import CASES
+from services.committee.views import CASES, SITTINGS
 from shared.access_log import CASE_FILE
 from shared.auth import Forbidden, Principal, require
 from shared.errors import NotFound
@@ -164,11 +164,13 @@ async def agenda(
     principal: ListReader,
     association_id: str | None = None,
     outcome: AgendaOutcome | None = None,
+    case_ref: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Received, attested cases waiting for a decision, the nearest deadline first,
-    of the associations where the caller holds one of the roles (or the one asked).
+    of the associations where the caller holds one of the roles (or the one asked);
+    `case_ref` finds one case by its reference.
 
     Verified cases are decided by the votes; ineligible ones are listed for a
     decision too (`expected_decision` "rejected", with `ineligible_rule` and
@@ -181,6 +183,7 @@ async def agenda(
         offset,
         on_agenda=True,
         verification_outcome=outcome,
+        case_ref=case_ref,
     )
 
 
@@ -363,6 +366,29 @@ async def convene(body: Convening, runtime: CommitteeRuntime, principal: Chair) 
     )
     runtime.recorded()
     return result
+
+
+@sittings.get("/sittings")
+async def list_sittings(
+    runtime: CommitteeRuntime,
+    principal: ListReader,
+    association_id: str | None = None,
+    closed: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """The sittings of the associations where the caller holds one of the roles (or
+    the one asked), the latest first: when each was held, who was present, its
+    quorum and whether it is closed (`closed` lists only open or closed ones)."""
+    assert runtime.views is not None  # the committee's runtime always has its read model
+    filters = {} if closed is None else {"closed": closed}
+    return runtime.views.find(
+        SITTINGS,
+        limit=min(limit, MAX_PAGE),
+        offset=offset,
+        association_id=principal.associations_listed(COMMITTEE_READERS, association_id),
+        **filters,
+    )
 
 
 @sittings.get("/sittings/{sitting_id}")

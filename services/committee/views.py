@@ -21,13 +21,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.committee.domain import CommitteeCase
+from services.committee.domain import CommitteeCase, Sitting
 from shared.dates import both_calendars
 from shared.personal.mapper import is_erased_value
 from shared.personal.sealing import ERASED_TEXT
 from shared.views import ViewTransaction
 
 CASES = "committee_cases"
+SITTINGS = "committee_sittings"
 NO_DEADLINE_KEY = "9999-12-31T23:59:59.999999Z"  # cases known only by a referral sort last
 
 
@@ -120,7 +121,39 @@ def _revision(revision: int, request_event_id: Any, at: datetime) -> dict[str, A
     }
 
 
+def newest_first(at: datetime) -> str:
+    """A fixed-width key whose text order is the reverse of time order."""
+    return f"{10**17 - int(at.timestamp() * 1_000_000):017d}"
+
+
+def project_sitting(event: Any, views: ViewTransaction) -> None:
+    """The list of sittings: when each was held, who was present, and whether it is closed."""
+    key = str(event.originator_id)
+    if isinstance(event, Sitting.Convened):
+        views.put(
+            SITTINGS,
+            key,
+            {
+                "sitting_id": key,
+                "association_id": event.association_id,
+                "held_at": event.held_at.isoformat(),
+                "held_at_display": both_calendars(event.held_at),
+                "members_present": list(event.members_present),
+                "quorum": event.quorum,
+                "closed": False,
+                "closed_at": None,
+                "sort_key": newest_first(event.held_at),
+            },
+        )
+    elif isinstance(event, Sitting.Closed) and (doc := views.get(SITTINGS, key)):
+        doc.update(closed=True, closed_at=event.closed_at.isoformat())
+        views.put(SITTINGS, key, doc)
+
+
 def project(event: Any, views: ViewTransaction) -> None:
+    if isinstance(event, (Sitting.Convened, Sitting.Closed)):
+        project_sitting(event, views)
+        return
     key = str(event.originator_id)
     at = event.timestamp.isoformat()
     if isinstance(event, CommitteeCase.Registered):

@@ -208,6 +208,9 @@ def test_a_sitting_decides_a_referred_case_and_publishes_committee_decided(
     verification = data_verified(request)
     publish(nats_server.url, verification)
     wait_for(lambda: case_id in case_ids(f"{url}/agenda"), what="agenda")
+    # One case found by its reference.
+    assert case_ids(f"{url}/agenda?case_ref={request.case_ref}") == {case_id}
+    assert case_ids(f"{url}/agenda?case_ref=SDR-0000-000000") == set()
 
     sitting_id = convene(url)
     sitting = get_json(f"{url}/sittings/{sitting_id}")
@@ -276,6 +279,29 @@ def test_a_sitting_decides_a_referred_case_and_publishes_committee_decided(
     english = httpx.get(f"{url}/sittings/{sitting_id}/minutes", params={"lang": "en"}, headers=as_staff())
     assert 'dir="ltr"' in english.text and "within the window" in english.text
     assert get_json(f"{url}/ready")["dead_letters"] == 0
+
+
+def test_the_sittings_are_listed_latest_first_open_or_closed(committee: ServiceProcess) -> None:
+    url = committee.url
+    first, second = convene(url), convene(url, PRESENT[:3])
+    listed = wait_for(
+        lambda: (found := [s["sitting_id"] for s in get_json(f"{url}/sittings?association_id=sidr")])
+        and second in found and found,
+        what="the sittings listed",
+    )
+    assert listed.index(second) < listed.index(first)
+    doc = next(s for s in get_json(f"{url}/sittings") if s["sitting_id"] == second)
+    assert doc["members_present"] == PRESENT[:3] and doc["quorum"] == 3
+    assert doc["closed"] is False and doc["held_at_display"]["hijri"]
+    assert httpx.post(f"{url}/sittings/{first}/close", headers=as_staff()).status_code == 200
+    wait_for(
+        lambda: first in {s["sitting_id"] for s in get_json(f"{url}/sittings?closed=true")},
+        what="the closed sitting listed as closed",
+    )
+    still_open = {s["sitting_id"] for s in get_json(f"{url}/sittings?closed=false")}
+    assert second in still_open and first not in still_open
+    nowhere = httpx.get(f"{url}/sittings?association_id=nowhere", headers=as_staff())
+    assert nowhere.status_code in (403, 404)
 
 
 def test_a_referral_before_its_request_is_queued_and_merged(

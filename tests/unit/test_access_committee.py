@@ -138,6 +138,7 @@ async def test_every_committee_route_needs_its_role_in_the_records_association(
             (COMMITTEE_CHAIR,),
             json={"association_id": "sidr", "members_present": PRESENT},
         ),
+        Route("GET", "/sittings", "/sittings", READERS, lists=True),
         Route("GET", f"/sittings/{sitting_id}", "/sittings/{sitting_id}", READERS),
         Route("GET", f"/sittings/{sitting_id}/agenda", "/sittings/{sitting_id}/agenda", READERS),
         Route("GET", f"/sittings/{sitting_id}/minutes", "/sittings/{sitting_id}/minutes", READERS),
