@@ -90,5 +90,5 @@ def deliver(web: WebSystem, lang: str, case_ref: str, delivered: str | None = No
     form.locator("textarea[name=delivered]").fill(delivered or DELIVERED[lang])
     form.locator("button[type=submit]").click()
     expect_done(page)
-    expect(page.locator(".case-status .badge")).to_have_attribute("data-status", "delivered")
+    expect(page.locator(".case-status .badge[data-status]")).to_have_attribute("data-status", "delivered")
     page.context.close()
