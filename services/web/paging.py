@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query
 
@@ -25,6 +25,12 @@ class Paging:
     def ask(self) -> int:
         """How many to ask the service for: one more than a page tells whether a next exists."""
         return self.size + 1
+
+    def query(self, **filters: Any) -> dict[str, Any]:
+        """A list route's query: this page (and one more row), and the filters given
+        (an empty one is left out: the service then lists everything the caller may see)."""
+        given = {name: value for name, value in filters.items() if value}
+        return {"limit": self.ask, "offset": self.offset, **given}
 
     def window(self, found: list[T]) -> tuple[list[T], bool]:
         """The page's rows, and whether there is a next page."""

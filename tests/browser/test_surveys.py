@@ -45,7 +45,7 @@ def test_results_show_groups_and_suppress_the_small_ones(
     web_system: WebSystem, lang: str, shoot, answered: dict
 ) -> None:
     page = survey_results(web_system, lang)
-    page.goto(web_system.url + f"/surveys/results?association={ASSOCIATION}")
+    page.goto(web_system.url + f"/survey-results?association={ASSOCIATION}")
     service = page.locator(f"section[data-breakdown='service_code'] tr[data-group='{SERVICE}']")
     expect(service).not_to_have_class("suppressed")
     expect(service.locator("td").nth(1)).to_contain_text(str(answered["by_service_code"][0]["answers"]))
@@ -63,4 +63,4 @@ def test_results_show_groups_and_suppress_the_small_ones(
 
 def test_the_front_desk_may_not_read_the_results(web_system: WebSystem, lang: str) -> None:
     page = web_system.page(FRONT_DESK, lang)
-    assert page.request.get(web_system.url + "/surveys/results").status == 403
+    assert page.request.get(web_system.url + "/survey-results").status == 403

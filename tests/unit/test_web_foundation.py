@@ -107,3 +107,39 @@ def test_a_word_defined_twice_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "b.toml").write_text('[area]\ntitle = { ar = "ب", en = "b" }\n')
     with pytest.raises(SystemExit, match="twice"):
         Catalogue.load(tmp_path)
+
+
+def test_every_menu_link_opens_its_own_areas_page_not_another_areas_route(
+    tmp_path: Path,
+) -> None:
+    """Areas are included by name: a route of one (`/surveys/{token}`) must not
+    shadow another's page (`/surveys/results` once was)."""
+    from starlette.routing import Match
+
+    from services.web.main import build
+    from services.web.settings import WebSettings
+
+    url = "http://127.0.0.1:9"
+    app = build(
+        WebSettings(
+            data_dir=tmp_path, identity_url=url, intake_url=url, verification_url=url,
+            committee_url=url, surveys_url=url, privacy_url=url, audit_url=url,
+        )
+    )
+
+    def endpoint_of(routes: list, path: str):  # type: ignore[no-untyped-def]
+        """The first route that answers GET `path`, as the app tries them in order."""
+        for route in routes:
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                found = endpoint_of(included.routes, path)
+                if found is not None:
+                    return found
+            elif route.matches({"type": "http", "path": path, "method": "GET"})[0] == Match.FULL:
+                return route.endpoint
+        return None
+
+    for module in pages.areas():
+        for link in getattr(module, "NAV", ()):
+            endpoint = endpoint_of(app.router.routes, link.path)
+            assert endpoint is not None and endpoint.__module__ == module.__name__, link.path

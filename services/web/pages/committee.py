@@ -134,11 +134,9 @@ async def agenda(
     """The cases awaiting a decision, the nearest deadline first (or the one whose
     reference is asked for); it updates by itself."""
     chosen = chosen_associations(session, association_id)
-    params: dict[str, Any] = {"limit": paging.ask, "offset": paging.offset}
-    if len(chosen) == 1:
-        params["association_id"] = chosen[0]
-    if case_ref.strip():
-        params["case_ref"] = case_ref.strip()
+    params = paging.query(
+        association_id=chosen[0] if len(chosen) == 1 else None, case_ref=case_ref.strip()
+    )
     found = await services.json("committee", "GET", "/agenda", token=session.token, params=params)
     rows, has_next = paging.window(found)
     packs = {a: await pack_of(services, a) for a in {row["association_id"] for row in rows}}
@@ -176,9 +174,7 @@ async def sittings(
     association_id: str | None = None,
 ) -> HTMLResponse:
     chosen = chosen_associations(session, association_id)
-    params: dict[str, Any] = {"limit": paging.ask, "offset": paging.offset}
-    if len(chosen) == 1:
-        params["association_id"] = chosen[0]
+    params = paging.query(association_id=chosen[0] if len(chosen) == 1 else None)
     found = await services.json("committee", "GET", "/sittings", token=session.token, params=params)
     rows, has_next = paging.window(found)
     named = await request.app.state.associations.named(session.associations_with(*ROLES))

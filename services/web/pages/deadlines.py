@@ -59,11 +59,10 @@ async def deadlines(
     status: str = "",
 ) -> HTMLResponse:
     held = session.associations_with(*READERS)
-    params: dict[str, Any] = {"limit": paging.ask, "offset": paging.offset}
-    if association in held:
-        params["association_id"] = association
-    if status in STATUSES:
-        params["status"] = status
+    params = paging.query(
+        association_id=association if association in held else None,
+        status=status if status in STATUSES else None,
+    )
     found = await services.json(
         "committee", "GET", "/deadlines", token=session.token, params=params
     )

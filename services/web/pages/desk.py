@@ -69,11 +69,7 @@ async def cases(
     status: str = "",
 ) -> HTMLResponse:
     """The cases of the officer's associations, as intake lists them; it polls itself."""
-    params: dict[str, Any] = {"limit": paging.ask, "offset": paging.offset}
-    if association_id:
-        params["association_id"] = association_id
-    if status:
-        params["status"] = status
+    params = paging.query(association_id=association_id, status=status)
     found = await services.json("intake", "GET", "/cases", token=officer.token, params=params)
     rows, has_next = paging.window(found)
     associations = await request.app.state.associations.named(officer.associations_with(FRONT_DESK))

@@ -46,11 +46,7 @@ async def queue(
     associations = await request.app.state.associations.named(session.associations_with(RESEARCHER))
     mine = {a["association_id"]: a for a in associations}
     association = association if association in mine else ""
-    params: dict[str, Any] = {"limit": paging.ask, "offset": paging.offset}
-    if association:
-        params["association_id"] = association
-    if ref.strip():
-        params["case_ref"] = ref.strip()
+    params = paging.query(association_id=association, case_ref=ref.strip())
     found = await services.json(
         "committee", "GET", "/researcher/queue", token=session.token, params=params
     )

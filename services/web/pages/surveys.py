@@ -15,7 +15,7 @@ from shared.roles import AUDITOR, SURVEYS_OFFICER
 
 router = APIRouter()
 READERS = (SURVEYS_OFFICER, AUDITOR)
-NAV = [NavLink("/surveys/results", "surveys.nav", READERS, 70)]
+NAV = [NavLink("/survey-results", "surveys.nav", READERS, 70)]
 Reader = Annotated[Session, Depends(signed_in_with(*READERS))]
 BREAKDOWNS = ("service_code", "channel", "stage", "association_id")
 
@@ -38,7 +38,7 @@ def group_label(
     return value
 
 
-@router.get("/surveys/results", response_class=HTMLResponse)
+@router.get("/survey-results", response_class=HTMLResponse)
 async def results(
     request: Request, pages: Pages, services: Services, session: Reader, association: str = ""
 ) -> HTMLResponse:

@@ -84,11 +84,7 @@ async def queue(
     associations = await _association_names(request, session)
     mine = {a["association_id"]: a for a in associations}
     association = association if association in mine else ""
-    params: dict[str, Any] = {"status": status, "limit": paging.ask, "offset": paging.offset}
-    if association:
-        params["association_id"] = association
-    if ref.strip():
-        params["case_ref"] = ref.strip()
+    params = paging.query(status=status, association_id=association, case_ref=ref.strip())
     found = await services.json(
         "verification", "GET", "/verifications", token=session.token, params=params
     )
