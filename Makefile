@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint run test browser screenshots bench-web test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test browser screenshots test-browser bench-web test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -35,7 +35,12 @@ browser: $(STAMP)
 
 # The screens in both languages, as the browser tests see them, into docs/screenshots.
 screenshots: $(STAMP) browser
-	KHIDMA_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q
+	KHIDMA_WEB_ALL_LANGUAGES=1 KHIDMA_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q
+
+# Every browser test in Arabic and in English (make test runs half the screens' tests
+# in each language, and the sign-in and the journey in both).
+test-browser: $(STAMP) browser
+	KHIDMA_WEB_ALL_LANGUAGES=1 $(PY) -m pytest tests/browser -q
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m unit

@@ -1,8 +1,9 @@
 """The web application in a real browser: Debian's chromium driven by Playwright.
 
 `web_system` is the whole system (`make run`'s, web included) with a person per
-role (khidma/signin.py), started once for every browser test. `lang` runs a test
-twice: in Arabic (`ar-SA`, Asia/Riyadh) and in English. `WebSystem.page(role)`
+role (khidma/signin.py), started once for every browser test. `lang` is the
+language a test runs in: Arabic (`ar-SA`, Asia/Riyadh) or English
+(pytest_generate_tests below says which tests run in both). `WebSystem.page(role)`
 opens a fresh browser session signed in as that role's person, in that language.
 `shoot(page, name)` keeps a screenshot: under `KHIDMA_SCREENSHOTS` (make
 screenshots: docs/screenshots) or the test's temporary folder.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,9 +115,23 @@ def web_system(
             web.close_contexts()
 
 
-@pytest.fixture(params=["ar", "en"])
-def lang(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+LANGUAGES = ("ar", "en")
+ALL_LANGUAGES = "KHIDMA_WEB_ALL_LANGUAGES"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`lang`: a test marked `both_languages` (sign-in, the journey) runs in Arabic
+    and in English; every other browser test in one of them, half the screens'
+    tests in each (by a stable hash of the test's name), so that `make test` stays
+    within its time. `KHIDMA_WEB_ALL_LANGUAGES=1` (`make screenshots`,
+    `make test-browser`) runs every test in both."""
+    if "lang" not in metafunc.fixturenames:
+        return
+    if os.environ.get(ALL_LANGUAGES) or metafunc.definition.get_closest_marker("both_languages"):
+        chosen: tuple[str, ...] = LANGUAGES
+    else:
+        chosen = (LANGUAGES[zlib.crc32(metafunc.definition.name.encode()) % 2],)
+    metafunc.parametrize("lang", chosen)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from tests.browser.steps_verify import answer_referral, confirm, staff_token
 from tests.browser.test_desk import survey_link
 from tests.web import WebSystem
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_languages]
 
 ASSOCIATION = "sidr"
 VOTERS = ["member-2", "member-3", "member-4"]

@@ -11,7 +11,7 @@ from khidma.signin import STAFF
 from shared.roles import FRONT_DESK, VERIFIER
 from tests.web import WebSystem
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_languages]
 
 TITLES = {"ar": "تسجيل الدخول", "en": "Sign in"}
 # identity's own refusal, shown in the reader's language
