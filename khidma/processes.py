@@ -26,6 +26,7 @@ DEFAULT_PORTS = {
     "identity": 8106,
     "audit": 8107,
     "web": 8100,
+    "channels": 8108,
 }
 # The module each process runs, where it is not `services.<name>`.
 MODULES = {"audit": "audit.api"}

@@ -28,6 +28,7 @@ from khidma.nats_server import (
     secured_nats_server,
 )
 from khidma.processes import SERVICES, ServiceProcess, pick_port
+from services.identity.application import IdentityApplication
 from services.identity.main import IdentitySettings, open_identity
 from shared.errors import Refused
 from shared.files import keep_private, write_private
@@ -38,6 +39,10 @@ WEB = "web"
 FIRST_ADMIN = "admin"
 WEBSITE_CLIENT = "website"
 WEBSITE_CLIENT_FILE = "web-client.json"
+CHANNELS = "channels"
+CHANNEL_CLIENTS_FILE = "channel-clients.json"
+# The channels the adapters service feeds intake from (services/channels).
+ADAPTER_CHANNELS = ("social_media", "letter", "branch_office", "help_request", "volunteering")
 
 ENDPOINTS_FILE = "endpoints.json"
 NATS_CONFIG_DIR = "nats-config"
@@ -73,6 +78,7 @@ class EmbeddedSystem:
             # The auditors' API reads the stores and, as `admin`, the stream.
             self._start(AUDIT, {**trust, **self._nats_login(NATS_ADMIN), **self.service_env})
             self._start(WEB, {**trust, **self._web_env(), **self.service_env}, port=web_port)
+            self._start(CHANNELS, {**public, **self._channels_env(), **self.service_env})
         except BaseException:
             self.stop()
             raise
@@ -99,6 +105,14 @@ class EmbeddedSystem:
             for name in (*SERVICES, IDENTITY, AUDIT)
         }
         return {**urls, "KHIDMA_WEBSITE_CLIENT_FILE": str(self.website_client_file)}
+
+    def _channels_env(self) -> dict[str, str]:
+        identity = self.services[IDENTITY].url
+        return {
+            "KHIDMA_INTAKE_URL": self.services["intake"].url,
+            "KHIDMA_TOKEN_URL": f"{identity}/oauth/token",
+            "KHIDMA_CHANNEL_CLIENTS_FILE": str(self.data_dir / CHANNEL_CLIENTS_FILE),
+        }
 
     @property
     def website_client_file(self) -> Path:
@@ -146,6 +160,7 @@ class EmbeddedSystem:
         settings = IdentitySettings(data_dir=self.data_dir, issuer=issuer, nats_url="")
         self.admin_password = first_admin(settings)
         website_client(settings, self.website_client_file)
+        adapter_clients(settings, self.data_dir / CHANNEL_CLIENTS_FILE)
         identity = ServiceProcess(
             IDENTITY,
             str(self.nats_url),
@@ -227,36 +242,57 @@ def first_admin(settings: IdentitySettings) -> str | None:
         app.close()
 
 
+def channel_client(app: IdentityApplication, channel: str, client_id: str) -> dict[str, str] | None:
+    """Registers a machine client for the channel in every association whose pack
+    enables it; its id and secret (shown this once), or None where none enables it."""
+    associations = [a for a, pack in app.packs.items() if channel in pack.channels]
+    if not associations:
+        return None
+    for attempt in range(100):
+        candidate = client_id if attempt == 0 else f"{client_id}-{attempt + 1}"
+        try:
+            client = app.register_client(
+                candidate,
+                f"The {channel} channel / قناة {channel}",
+                associations=associations,
+                channels=[channel],
+                by="make-run",
+            )
+        except Refused as refusal:
+            if refusal.code == "client_exists":  # its secret was lost with an older file
+                continue
+            raise RuntimeError(f"the {channel} client was not registered: {refusal.en}") from None
+        return {"client_id": candidate, "client_secret": str(client["client_secret"])}
+    raise RuntimeError(f"the {channel} client was not registered: 100 ids are taken")
+
+
 def website_client(settings: IdentitySettings, file: Path) -> None:
-    """Registers the web application's public pages as the `website` channel's client
-    of every association that enables it, on the first start; its secret is kept in
-    `file` (0600), which the web application reads."""
+    """The web application's public pages as the `website` channel's client, made on
+    the first start; its secret is kept in `file` (0600), which the web app reads."""
     if file.exists():
         return
     app = open_identity(settings)
     try:
-        associations = [a for a, pack in app.packs.items() if "website" in pack.channels]
-        if not associations:
-            return
-        for attempt in range(100):
-            client_id = WEBSITE_CLIENT if attempt == 0 else f"{WEBSITE_CLIENT}-{attempt + 1}"
-            try:
-                client = app.register_client(
-                    client_id,
-                    "The association's website / موقع الجمعية",
-                    associations=associations,
-                    channels=["website"],
-                    by="make-run",
-                )
-            except Refused as refusal:
-                if refusal.code == "client_exists":  # its secret was lost with an older file
-                    continue
-                raise RuntimeError(f"the website client was not registered: {refusal.en}") from None
-            write_private(
-                file,
-                json.dumps({"client_id": client_id, "client_secret": client["client_secret"]}),
-            )
-            return
+        found = channel_client(app, "website", WEBSITE_CLIENT)
+        if found:
+            write_private(file, json.dumps(found))
+    finally:
+        app.close()
+
+
+def adapter_clients(settings: IdentitySettings, file: Path) -> None:
+    """One client per channel the adapters serve (`adapter-<channel>`), made on the
+    first start; `file` (0600) holds them by channel, as the channels service reads."""
+    if file.exists():
+        return
+    app = open_identity(settings)
+    try:
+        found = {
+            channel: client
+            for channel in ADAPTER_CHANNELS
+            if (client := channel_client(app, channel, f"adapter-{channel}"))
+        }
+        write_private(file, json.dumps(found))
     finally:
         app.close()
 

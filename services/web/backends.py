@@ -7,9 +7,7 @@ cannot be reached is a refusal too ("try again"), never a 500 page.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,52 +93,6 @@ class Backends:
     async def json(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
         response = await self.call(service, method, path, **kwargs)
         return response.json() if response.content else None
-
-
-@dataclass
-class ClientToken:
-    """The website channel's token (client credentials), asked for again before it ends."""
-
-    token_url: str
-    client_id: str
-    client_secret: str
-    client: httpx.AsyncClient
-    _token: str = ""
-    _expires: float = 0.0
-
-    def __post_init__(self) -> None:
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> str:
-        async with self._lock:
-            if time.monotonic() > self._expires - 60:
-                await self._renew()
-            return self._token
-
-    async def _renew(self) -> None:
-        try:
-            response = await self.client.post(
-                self.token_url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self.client_id,
-                    "client_secret": self.client_secret,
-                },
-            )
-        except httpx.HTTPError:
-            raise _unreachable("identity") from None
-        if not response.is_success:
-            raise ServiceRefused(
-                503,
-                "website_client_refused",
-                {
-                    "en": "The website cannot take requests now (its client was refused).",
-                    "ar": "لا يستقبل الموقع الطلبات الآن (رُفض عميله).",
-                },
-            )
-        answer = response.json()
-        self._token = str(answer["access_token"])
-        self._expires = time.monotonic() + float(answer.get("expires_in", 300))
 
 
 def website_credentials(

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.web import pages
 from services.web.associations import Associations
-from services.web.backends import Backends, ClientToken, ServiceRefused, website_credentials
+from services.web.backends import Backends, ServiceRefused, website_credentials
 from services.web.dependencies import PageRefused, SignInNeeded, keep, session_of
 from services.web.i18n import Catalogue
 from services.web.middleware import SessionMiddleware
@@ -24,8 +24,11 @@ from services.web.session import SessionCodec, session_key
 from services.web.settings import WebSettings
 from services.web.signing import Signing
 from shared.auth import Verifier, verifier_from_environment
+from shared.errors import Refused
 from shared.files import keep_private
+from shared.http import refusal_status
 from shared.logging import configure_logging
+from shared.machine_token import MachineToken
 from shared.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
         settings.website_client_id, settings.website_client_secret, settings.website_client_file
     )
     app.state.website = (
-        ClientToken(settings.token_endpoint, *credentials, client) if credentials else None
+        MachineToken(settings.token_endpoint, *credentials, client) if credentials else None
     )
     app.state.navigation = pages.include(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -144,7 +147,19 @@ def answer_refusals(app: FastAPI) -> None:
             message={lang: renderer.catalogue.text("errors.not_found", lang)},
         )
 
+    async def refused(request: Request, error: Exception) -> Response:
+        assert isinstance(error, Refused)  # one of ours, e.g. the website's client token
+        renderer: Renderer = request.app.state.renderer
+        return renderer.page(
+            request,
+            "error.html",
+            status=refusal_status(error),
+            message={"en": error.en, "ar": error.ar},
+            code=error.code,
+        )
+
     app.add_exception_handler(SignInNeeded, sign_in_needed)
+    app.add_exception_handler(Refused, refused)
     app.add_exception_handler(PageRefused, page_refused)
     app.add_exception_handler(ServiceRefused, service_refused)
     app.add_exception_handler(404, not_found)

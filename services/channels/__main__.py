@@ -1,0 +1,3 @@
+from services.channels.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per channel adapter (see services/channels/main.py)."""

@@ -1,0 +1,77 @@
+"""The adapters' way into intake: a submission as the channel's machine client, and
+"where is my request?" with the reference and the applicant's secret code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.errors import Refused
+from shared.machine_token import MachineToken
+
+
+class IntakeRefused(Refused):
+    """What intake answered instead of taking the request: its status, code, words
+    and, for a 422, the fields it names (`detail`)."""
+
+    def __init__(self, status: int, code: str, en: str, ar: str, detail: Any = None):
+        super().__init__(code, en, ar)
+        self.status = status
+        self.detail = detail
+
+
+def _refusal(response: httpx.Response) -> IntakeRefused:
+    """Intake's bilingual refusal."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(message, dict):
+        message = {"en": f"Intake refused ({response.status_code}).", "ar": "رفض الاستقبال الطلب."}
+    code = str(body.get("error") or response.status_code) if isinstance(body, dict) else "refused"
+    return IntakeRefused(
+        response.status_code,
+        code,
+        str(message.get("en", code)),
+        str(message.get("ar", code)),
+        body.get("detail") if isinstance(body, dict) else None,
+    )
+
+
+@dataclass
+class IntakeGateway:
+    intake_url: str
+    tokens: dict[str, MachineToken]  # by channel
+    client: httpx.AsyncClient
+
+    def serves(self, channel: str) -> bool:
+        """Whether this channel has a client: without one its adapter is switched off."""
+        return channel in self.tokens
+
+    async def submit(self, submission: dict[str, Any]) -> dict[str, Any]:
+        """Intake's answer: `case_ref`, `case_id`, `status`, `duplicate`, and the secret
+        code (`access_code`) when this submission opened the case."""
+        token = await self.tokens[submission["channel"]].get()
+        response = await self.client.post(
+            f"{self.intake_url.rstrip('/')}/submissions",
+            json=submission,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if not response.is_success:
+            raise _refusal(response)
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async def status(self, case_ref: str, code: str) -> dict[str, Any]:
+        """The applicant's "where is my request?" (a wrong code reads as no such request)."""
+        response = await self.client.get(
+            f"{self.intake_url.rstrip('/')}/cases/{case_ref}/status",
+            headers={"X-Case-Code": code},
+        )
+        if not response.is_success:
+            raise _refusal(response)
+        answer: dict[str, Any] = response.json()
+        return answer
