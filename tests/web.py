@@ -115,6 +115,16 @@ def web_system(
             web.close_contexts()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run last: Playwright's sync API keeps an event loop running
+    in this thread while its session-wide browser lives, and every `asyncio.run` of
+    a later test would fail ("cannot be called from a running event loop")."""
+    browser = [item for item in items if item.path.parent.name == "browser"]
+    if browser:
+        others = [item for item in items if item.path.parent.name != "browser"]
+        items[:] = others + browser
+
+
 LANGUAGES = ("ar", "en")
 ALL_LANGUAGES = "KHIDMA_WEB_ALL_LANGUAGES"
 
