@@ -33,6 +33,7 @@ import mailbox
 import re
 import smtplib
 import unicodedata
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import date
 from email import policy
@@ -517,7 +518,7 @@ class TryLater(Exception):
 class Letters:
     app: FastAPI
     settings: LettersSettings
-    outcomes: list[str] = field(default_factory=list)  # the tests' and the log's words
+    outcomes: deque[str] = field(default_factory=lambda: deque(maxlen=200))  # the latest
 
     def association_of(self, letter: Letter) -> tuple[str | None, str | None]:
         """The association the letter is addressed to, and that address."""
