@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from email import policy
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 
@@ -43,7 +43,7 @@ class FakeSmtpRelay:
         self.lock = threading.Lock()
         self.controller = Controller(_Keeper(self), hostname=self.host, port=self.port)
 
-    def __enter__(self) -> FakeSmtpRelay:
+    def __enter__(self) -> Self:
         self.controller.start()
         return self
 
