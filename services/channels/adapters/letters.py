@@ -691,6 +691,8 @@ class SmtpHandler:
 async def serve_smtp(letters: Letters, host: str, port: int) -> None:
     from aiosmtpd.smtp import SMTP
 
+    # aiosmtpd logs every command at INFO, the envelope's addresses with them: never.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(
