@@ -11,7 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.channels.adapters.letters import Letters, LettersSettings, TryLater
+from khidma.nats_server import free_port
+from services.channels.adapters.letters import Letters, LettersSettings, RelaySender, TryLater
 from services.channels.intake import IntakeRefused
 from services.channels.outbound import Reply
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
@@ -108,5 +109,26 @@ async def test_a_reply_names_nothing_of_the_applicant():
 async def test_automatic_mail_is_never_answered():
     raw = LETTER.replace(b"User-Agent:", b"Auto-Submitted: auto-replied\r\nUser-Agent:", 1)
     handler, sent = letters(Intake({"case_ref": "SDR-1448-000002"}))
+    await handler.handle(raw)
+    assert sent.replies == []
+
+
+async def test_a_relay_that_does_not_answer_leaves_the_reply_in_the_outbox():
+    # The request is recorded and its secret code shown once: the reply is not lost.
+    handler, _ = letters(Intake({"case_ref": "SDR-1448-000003", "access_code": "C0DE"}))
+    outbox = Sent()
+    handler.app.state.outbox = outbox
+    dead = LettersSettings(relay_host="127.0.0.1", relay_port=free_port(), relay_timeout_seconds=5)
+    handler.app.state.senders["letter"] = RelaySender(dead)
+    assert await handler.handle(LETTER) == "submitted"
+    [reply] = outbox.replies
+    assert "C0DE" in reply.text
+
+
+async def test_a_letter_from_an_association_s_own_address_is_not_answered():
+    raw = LETTER.replace(
+        b"From: =?UTF-8?B?", b"Reply-To: letters@sidr.example.org\r\nFrom: =?UTF-8?B?"
+    )
+    handler, sent = letters(Intake({"case_ref": "SDR-1448-000004"}))
     await handler.handle(raw)
     assert sent.replies == []

@@ -535,8 +535,8 @@ class Letters:
         text: str,
         case_ref: str | None = None,
     ) -> None:
-        if not letter.sender or letter.automatic:
-            return  # a bounce or an auto-reply: never answered (no mail loops)
+        if not letter.sender or letter.automatic or letter.sender in self.settings.addresses:
+            return  # a bounce, an auto-reply, our own: never answered (no mail loops)
         extra = {"subject": reply_subject(letter.subject, case_ref), "from": address or ""}
         if not letter.message_id.startswith("sha256:"):
             extra |= {"in_reply_to": letter.message_id, "references": letter.message_id}
@@ -549,7 +549,19 @@ class Letters:
             case_ref=case_ref,
             extra=extra,
         )
-        await sender_of(self.app, CHANNEL).send(reply)
+        sender = sender_of(self.app, CHANNEL)
+        try:
+            await sender.send(reply)
+        except (OSError, smtplib.SMTPException) as error:
+            if sender is self.app.state.outbox:
+                raise
+            # The request is recorded and its secret code is shown once: the reply is
+            # kept in the logged outbox for the operator rather than lost.
+            log.warning(  # the error's words may name the address: only its kind
+                "letters: the relay did not take a reply (%s); kept in the outbox",
+                type(error).__name__,
+            )
+            await self.app.state.outbox.send(reply)
 
     def _record(self, outcome: str, association_id: str | None) -> None:
         self.outcomes.append(outcome)
@@ -743,7 +755,7 @@ def _settings_or_exit() -> LettersSettings:
             f"إعدادات الرسائل (KHIDMA_LETTERS_*) غير صحيحة: {problems}"
         )
         log.critical(message)
-        raise SystemExit(message) from None
+        raise SystemExit(2) from None  # as a service with an invalid setting
 
 
 async def run(app: FastAPI) -> None:
@@ -770,4 +782,4 @@ async def run(app: FastAPI) -> None:
             f"لم تبدأ نقطة استقبال الرسائل: {error.strerror or error}"
         )
         log.critical(message)
-        raise SystemExit(message) from None
+        raise SystemExit(2) from None  # as a service with an invalid setting
