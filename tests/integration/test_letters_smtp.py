@@ -211,3 +211,16 @@ async def test_no_plaintext_personal_data_rests_under_the_data_folder(running):
     )
     assert len(await running.cases()) == 2
     assert_no_plaintext(running.data_dir, PERSONAL)
+
+
+async def test_a_letter_intake_cannot_take_now_is_answered_451_for_the_sender_to_retry(running):
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        running.app.state.intake = IntakeGateway(down, {"letter": AdapterToken()}, client)  # type: ignore[dict-item]
+        with pytest.raises(smtplib.SMTPDataError) as raised:
+            await running.send(fixture("seedlings_arabic_pdf.eml"), "abdullah.q@example.sa")
+    assert raised.value.smtp_code == 451
+    assert running.relay.received() == []
+    assert await running.cases() == []

@@ -132,3 +132,34 @@ async def test_a_letter_from_an_association_s_own_address_is_not_answered():
     handler, sent = letters(Intake({"case_ref": "SDR-1448-000004"}))
     await handler.handle(raw)
     assert sent.replies == []
+
+
+async def test_a_maildir_letter_intake_could_not_take_stays_for_the_next_round(tmp_path):
+    import asyncio
+    import mailbox
+
+    from services.channels.adapters.letters import poll_maildir
+
+    box = mailbox.Maildir(tmp_path / "maildir", create=True)
+    box.add(LETTER)
+    rounds: list[str] = []
+
+    class Flaky:
+        async def handle(self, raw: bytes) -> str:
+            rounds.append("try")
+            if len(rounds) == 1:
+                raise TryLater("intake down")
+            return "submitted"
+
+    task = asyncio.create_task(poll_maildir(Flaky(), tmp_path / "maildir", 0.01))  # type: ignore[arg-type]
+    try:
+        for _ in range(500):
+            if len(rounds) >= 2 and not list(box.iterkeys()):
+                break
+            if len(rounds) == 1:
+                assert len(list(box.iterkeys())) == 1  # kept after the failed round
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert rounds == ["try", "try"]
+    assert list(box.iterkeys()) == []
