@@ -200,8 +200,10 @@ async def test_a_wrong_or_missing_signature_is_refused_and_nothing_recorded(
         b'{"object": "whatsapp_business_account", "entry": [',
         b"\xff\xfe not json",
         b'{"object": "whatsapp_business_account", "entry": {"id": "1"}}',
-        b'{"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", '
-        b'"value": {"messages": [{"from": "966500000123"}]}}]}]}',
+        (
+            b'{"object": "whatsapp_business_account", "entry": [{"changes": [{"field": '
+            b'"messages", "value": {"messages": [{"from": "966500000123"}]}}]}]}'
+        ),
     ],
 )
 async def test_a_malformed_notification_is_refused_and_nothing_recorded(
