@@ -9,6 +9,7 @@ import pytest
 
 from services.channels.whatsapp import conversation
 from services.channels.whatsapp.conversation import Unusable
+from services.channels.whatsapp.settings import load_whatsapp_settings
 from services.channels.whatsapp.webhook import (
     MalformedNotification,
     messages_of,
@@ -122,3 +123,21 @@ def test_a_notification_of_the_wrong_shape_is_malformed() -> None:
     for bad in ([], {"object": "whatsapp_business_account", "entry": "x"}):
         with pytest.raises(MalformedNotification):
             messages_of(bad)
+
+
+def test_wrong_settings_stop_the_service_at_start_in_both_languages(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packs = load_packs(DEFAULT_POLICIES_DIR)
+    monkeypatch.setenv("KHIDMA_WHATSAPP_NUMBERS", "{not json")
+    with pytest.raises(SystemExit) as stopped:
+        load_whatsapp_settings(dict(packs))
+    assert stopped.value.code == 2
+    assert "KHIDMA_WHATSAPP_NUMBERS" in capsys.readouterr().err
+    monkeypatch.setenv("KHIDMA_WHATSAPP_NUMBERS", '{"1065": "no-such-association"}')
+    with pytest.raises(SystemExit):
+        load_whatsapp_settings(dict(packs))
+    err = capsys.readouterr().err
+    assert "no-such-association" in err and "جمعيات" in err
+    monkeypatch.setenv("KHIDMA_WHATSAPP_NUMBERS", '{"1065": "sidr"}')
+    assert load_whatsapp_settings(dict(packs)).numbers == {"1065": "sidr"}

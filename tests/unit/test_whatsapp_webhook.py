@@ -313,6 +313,26 @@ async def test_the_status_question_is_answered_with_the_status_label(whatsapp: H
     assert label["en"] not in wrong and label["ar"] not in wrong
 
 
+async def test_every_message_of_a_batched_notification_is_answered(whatsapp: Harness) -> None:
+    first, second = text_message("hello"), text_message("مرحبا", sender="966500000777")
+    response = await whatsapp.post(notification(first, second))
+    assert response.json() == {"received": 2, "taken": 2}
+    found = await replies(whatsapp.graph, 2)
+    assert sorted(m.body["to"] for m in found) == sorted([first["from"], second["from"]])
+
+
+async def test_a_refused_reply_is_logged_and_the_adapter_goes_on(whatsapp: Harness) -> None:
+    whatsapp.graph.access_token = "another-token"  # the operator's token was revoked
+    await whatsapp.post(notification(text_message("hello")))
+    await whatsapp.idle()
+    [refused] = whatsapp.graph.messages()
+    whatsapp.graph.access_token = ACCESS_TOKEN
+    await whatsapp.post(notification(text_message("hello again")))
+    found = await replies(whatsapp.graph, 2)
+    assert refused.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert len(found) == 2
+
+
 async def test_a_structured_request_for_no_such_service_lists_the_services(
     whatsapp: Harness,
 ) -> None:

@@ -102,14 +102,19 @@ class WhatsAppAdapter:
                 "a WhatsApp message could not be processed",
                 extra={"association_id": association_id, "problem": type(error).__name__},
             )
+            # Forgotten, and answered under an id of its own: a redelivery processed
+            # later still gets its real answer.
             self.taken.pop(reply_id(message.wamid), None)
             text, case_ref = conversation.unavailable(), None
+            message_id = reply_id(message.wamid + ":unavailable")
+        else:
+            message_id = reply_id(message.wamid)
         reply = Reply(
             channel=CHANNEL,
             association_id=association_id,
             to=message.sender,
             text=text,
-            message_id=reply_id(message.wamid),
+            message_id=message_id,
             case_ref=case_ref,
             extra={"phone_number_id": message.phone_number_id},
         )

@@ -3,11 +3,12 @@ where the Cloud API is."""
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import NoReturn
 
 from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 GRAPH_API = "https://graph.facebook.com"
 GRAPH_API_VERSION = "v21.0"
@@ -52,6 +53,10 @@ def load_whatsapp_settings(packs: dict[str, object]) -> WhatsAppSettings:
     (exit code 2, as a broken policy pack)."""
     try:
         settings = WhatsAppSettings()
+    except SettingsError as error:  # a value that is not JSON where JSON is expected
+        named = re.search(r'field "(\w+)"', str(error))
+        variable = f"KHIDMA_WHATSAPP_{named.group(1).upper()}" if named else "KHIDMA_WHATSAPP_*"
+        _stop(f"{variable} is not valid JSON", f"قيمة {variable} ليست JSON صالحًا")
     except ValidationError as error:
         problems = "; ".join(
             f"KHIDMA_WHATSAPP_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
