@@ -375,3 +375,31 @@ async def test_without_an_access_token_replies_go_to_the_logged_outbox(
     assert record["channel"] == "social_media" and REFERENCE.search(record["text"])
     assert APPLICANT_NUMBER not in outbox.read_text(encoding="utf-8")
     assert outbox.stat().st_mode & 0o777 == 0o600
+
+
+async def test_unconfigured_the_webhook_takes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """make run's channels service without WhatsApp settings starts, and its webhook
+    refuses both the handshake and every notification."""
+    for name in whatsapp_environment("http://unused.invalid"):
+        monkeypatch.delenv(name, raising=False)
+    settings = ChannelsSettings(
+        data_dir=tmp_path / "channels",
+        intake_url="http://intake.invalid",
+        token_url="http://issuer.invalid/oauth/token",
+    )
+    MasterKeys.ensure(settings.master_key_path)
+    app = build(settings)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://channels")
+        )
+        params = {"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"}
+        assert (await client.get("/whatsapp/webhook", params=params)).status_code == 403
+        body, headers = signed(notification(text_message("hello")))
+        refused = await client.post("/whatsapp/webhook", content=body, headers=headers)
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "whatsapp_not_configured"
+    assert not (tmp_path / "channels" / "channels-outbox.jsonl").exists()
