@@ -1,0 +1,1 @@
+"""Local fakes of the outside services the adapters talk to, speaking their real protocols."""
