@@ -40,9 +40,11 @@ from services.channels.batches.rows import (
     submission_of,
 )
 from services.channels.intake import IntakeRefused
+from services.channels.main import enabled
 from shared.auth import Principal
 from shared.errors import Invalid
 from shared.roles import FRONT_DESK, channel_role
+from shared.settings import load_settings
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["branch office"])
@@ -58,13 +60,13 @@ class BatchSettings(BaseSettings):
     max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
 
-def batch_settings(app: FastAPI) -> BatchSettings:
-    found: BatchSettings | None = getattr(app.state, "batch_settings", None)
-    if found is None:
-        from shared.settings import load_settings
+# Read when the service assembles its adapters: an invalid value stops it at once,
+# naming the variable (shared.settings.load_settings).
+SETTINGS = load_settings(BatchSettings)
 
-        found = load_settings(BatchSettings)
-        app.state.batch_settings = found
+
+def batch_settings(app: FastAPI) -> BatchSettings:
+    found: BatchSettings = getattr(app.state, "batch_settings", None) or SETTINGS
     return found
 
 
@@ -105,8 +107,6 @@ async def _one(
     key: str,
     association_id: str | None,
 ) -> dict[str, Any]:
-    from services.channels.main import enabled
-
     result: dict[str, Any] = {"row": number}
     try:
         submission = submission_of(

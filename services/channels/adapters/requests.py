@@ -18,6 +18,7 @@ from pydantic import Field
 
 from services.channels.batches.auth import Caller
 from services.channels.intake import IntakeRefused
+from services.channels.main import enabled
 from shared.errors import NotFound, Refused, association_not_served
 from shared.events import ASSOCIATION_ID_PATTERN, Applicant, Attestation, Contract
 from shared.roles import channel_role
@@ -55,8 +56,6 @@ def channel_not_enabled(association_id: str, channel: str) -> Refused:
 
 @router.post("/requests", status_code=201, summary="A help request or a volunteering request")
 async def submit_request(body: ChannelRequest, request: Request, principal: Caller) -> JSONResponse:
-    from services.channels.main import enabled
-
     app = request.app
     if body.association_id not in app.state.packs:
         raise association_not_served(body.association_id)
