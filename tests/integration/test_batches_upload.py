@@ -193,3 +193,33 @@ def test_rows_of_an_association_where_the_uploader_has_no_role_are_refused(syste
     # front_desk in textile-coop is enough.
     rows = result_rows(upload(system, content.encode(), front_desk, association_id="textile-coop"))
     assert rows[2]["outcome"] == "received"
+
+
+def test_a_corrected_batch_sent_under_its_batch_id_keeps_its_rows_references(
+    system, representative
+):
+    header = "service_code,national_id,name,level\r\n"
+    good = "sewing-training,1968013456,جود,beginner\r\n"
+    first = header + good + "sewing-training,1968013457,لين,beginner\r\n"  # a bad check digit
+    fixed = header + good + "sewing-training,1663923322,لين,beginner\r\n"
+    before = len(cases_of("textile-coop", system))
+    sent = result_rows(
+        upload(system, first.encode(), representative, association_id="textile-coop",
+               batch_id="office-7/2026-12-03")
+    )  # fmt: skip
+    assert sent[2]["outcome"] == "received" and sent[3]["outcome"] == "refused"
+    corrected = result_rows(
+        upload(system, fixed.encode(), representative, association_id="textile-coop",
+               batch_id="office-7/2026-12-03")
+    )  # fmt: skip
+    assert corrected[2]["outcome"] == "already_received"
+    assert corrected[2]["case_ref"] == sent[2]["case_ref"]
+    assert corrected[3]["outcome"] == "received"
+    # Without the batch id the changed file is a new batch: its row joins the
+    # applicant's open request instead of opening another.
+    other = result_rows(
+        upload(system, (fixed + "\r\n").encode(), representative, association_id="textile-coop")
+    )
+    assert other[2]["outcome"] == "linked" and other[2]["case_ref"] == sent[2]["case_ref"]
+    assert other[2]["reason_ar"]
+    assert len(cases_of("textile-coop", system)) == before + 2

@@ -137,15 +137,24 @@ async def _one(
         return {**result, "outcome": "refused", "error": refusal.code,
                 "reason_en": reason_en, "reason_ar": reason_ar}  # fmt: skip
     duplicate = bool(answer.get("duplicate"))
+    linked = duplicate and bool(answer.get("linked"))
     found = {
         **result,
-        "outcome": "already_received" if duplicate else "received",
+        "outcome": "linked" if linked else "already_received" if duplicate else "received",
         "case_ref": answer.get("case_ref"),
         "access_code": answer.get("access_code"),
         "complete": answer.get("complete"),
         "missing": answer.get("missing") or [],
     }
-    if duplicate:
+    if linked:
+        found["reason_en"] = (
+            "The applicant already has an open request for this service: this row was "
+            "added to it (its secret code was given with it)."
+        )
+        found["reason_ar"] = (
+            "لدى مقدّم الطلب طلب مفتوح لهذه الخدمة: أُضيف هذا الصف إليه (وأُعطي رمزه السري معه)."
+        )
+    elif duplicate:
         found["reason_en"] = "Already received (an earlier upload): its secret code was given then."
         found["reason_ar"] = "استُلم من قبل (في رفع سابق): أُعطي رمزه السري حينها."
     return found
