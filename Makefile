@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint run test browser screenshots test-browser bench-web test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test browser screenshots test-browser bench-web bench-batches test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -97,3 +97,8 @@ clean:
 # make bench-web ARGS="--cases 100000"
 bench-web: $(STAMP)
 	$(PY) -m khidma.bench_web $(ARGS)
+
+# A branch office's batch of 10,000 rows through a real system in a temporary folder
+# (ARGS="--rows 2000 --concurrency 32 --again").
+bench-batches: $(STAMP)
+	$(PY) -m khidma.bench_batches $(ARGS)

@@ -78,7 +78,8 @@ class EmbeddedSystem:
             # The auditors' API reads the stores and, as `admin`, the stream.
             self._start(AUDIT, {**trust, **self._nats_login(NATS_ADMIN), **self.service_env})
             self._start(WEB, {**trust, **self._web_env(), **self.service_env}, port=web_port)
-            self._start(CHANNELS, {**public, **self._channels_env(), **self.service_env})
+            # The channels service verifies the tokens of its own callers (uploads, JSON).
+            self._start(CHANNELS, {**trust, **public, **self._channels_env(), **self.service_env})
         except BaseException:
             self.stop()
             raise
