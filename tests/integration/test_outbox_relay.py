@@ -283,7 +283,16 @@ async def test_the_position_moves_only_after_the_server_acknowledged(backend, na
         assert app.process_recorder.max_tracking_id(OUTBOX_TRACKING) is None
         assert relay.stats.position == 0 and relay.stats.published == 0
         await ensure_stream(js)
-        await async_wait_for(lambda: _value(relay.stats.published == 1), timeout=15)
+        # The relay counts a publish when it is acknowledged and records the position
+        # after it: wait for both, or the cancel below can come between the two.
+        await async_wait_for(
+            lambda: _value(
+                relay.stats.published == 1
+                and app.process_recorder.max_tracking_id(OUTBOX_TRACKING) is not None
+            ),
+            timeout=15,
+            what="the acknowledged publish and its recorded position",
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
