@@ -39,6 +39,11 @@ class PageRefused(Exception):
         self.message_key = message_key
 
 
+def is_htmx(request: Request) -> bool:
+    """An htmx request (a poll, a fragment): it is answered the fragment, not the page."""
+    return request.headers.get("HX-Request") == "true"
+
+
 def session_of(request: Request) -> Session:
     session: Session = request.state.session
     return session

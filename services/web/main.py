@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from services.web import pages
 from services.web.associations import Associations
 from services.web.backends import Backends, ServiceRefused, website_credentials
-from services.web.dependencies import PageRefused, SignInNeeded, keep, session_of
+from services.web.dependencies import PageRefused, SignInNeeded, is_htmx, keep, session_of
 from services.web.i18n import Catalogue
 from services.web.middleware import SessionMiddleware
 from services.web.rendering import Renderer
@@ -96,17 +96,13 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
     return app
 
 
-def _is_htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def _to_sign_in(request: Request, expired: bool) -> Response:
     session = session_of(request).signed_out()
     if expired:
         session = session.with_flash({"key": "signin.session_ended"})
     keep(request, session)
     target = "/signin?next=" + str(request.url.path)
-    if _is_htmx(request):
+    if is_htmx(request):
         return Response(status_code=204, headers={"HX-Redirect": target})
     return RedirectResponse(target, status_code=303)
 

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.web.associations import client_term
 from services.web.backends import ServiceRefused
-from services.web.dependencies import Form, Pages, Services, keep, signed_in_with
+from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.paging import Page
 from services.web.session import Session
@@ -67,10 +67,6 @@ def on_the_form(
         "detail": detail,
         "typed": typed,
     }
-
-
-def is_htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 def redirect(path: str) -> RedirectResponse:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from services.web.dependencies import Pages, Services, signed_in_with
+from services.web.dependencies import Pages, Services, is_htmx, signed_in_with
 from services.web.pages import NavLink
 from services.web.paging import Page
 from services.web.session import Session
@@ -71,9 +71,7 @@ async def deadlines(
     names = {
         (a["association_id"], s["code"]): s["name"] for a in associations for s in a["services"]
     }
-    template = (
-        "deadlines/_list.html" if request.headers.get("HX-Request") else "deadlines/deadlines.html"
-    )
+    template = "deadlines/_list.html" if is_htmx(request) else "deadlines/deadlines.html"
     return pages.page(
         request,
         template,

@@ -18,13 +18,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.web import request_form as rf
 from services.web.associations import client_term
 from services.web.backends import Backends, ServiceRefused
-from services.web.dependencies import Form, Pages, Services, keep, signed_in_with
+from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.pages.public import (
     FIXABLE,
     after_submission,
-    is_htmx,
     pack_and_service,
+    pack_of,
     redirect,
     refused_status,
 )
@@ -114,7 +114,7 @@ async def new_page(
     pack: dict[str, Any] | None = None
     service: dict[str, Any] | None = None
     if chosen.get("association_id") in {a["association_id"] for a in associations}:
-        pack, _ = await pack_and_service(services, chosen["association_id"])
+        pack = await pack_of(services, chosen["association_id"])
         service = rf.service_of(pack, chosen.get("service_code", ""))
     channels = [c for c in STAFF_CHANNELS if pack and c in pack.get("channels", [])]
     ready = bool(service) and chosen.get("channel") in channels
@@ -160,7 +160,6 @@ async def submit_request(
     """Submitted with the officer's token; the applicant's code is shown to hand over."""
     chosen = {k: rf.text_of(form, k) for k in ("association_id", "service_code", "channel")}
     _, service = await pack_and_service(services, chosen["association_id"], chosen["service_code"])
-    assert service is not None
     body = rf.submission_of(
         form,
         rf.whole_form(service),
@@ -219,7 +218,6 @@ async def case_page(
             raise
         case = None  # the read model has not caught up yet: the file is enough
     pack, service = await pack_and_service(services, file["association_id"], file["service_code"])
-    assert service is not None
     missing_spec = rf.missing_form(service, file.get("missing", []))
     corrections_spec = rf.corrections_form(service, file.get("corrections", []))
     shown = dict(officer.flash or {})
@@ -256,7 +254,6 @@ async def file_of(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     file = await services.json("intake", "GET", f"/cases/{case_id}/file", token=officer.token)
     _, service = await pack_and_service(services, file["association_id"], file["service_code"])
-    assert service is not None
     return file, service
 
 

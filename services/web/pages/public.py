@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.web import request_form as rf
 from services.web.associations import client_term
 from services.web.backends import Backends, ServiceRefused
-from services.web.dependencies import Form, Pages, Services, Visitor, keep
+from services.web.dependencies import Form, Pages, Services, Visitor, is_htmx, keep
 from services.web.pages import NavLink
 
 router = APIRouter()
@@ -29,10 +29,6 @@ WEBSITE = "website"
 ONLINE = "one_time_code"
 # A refusal the applicant can fix on the form they sent.
 FIXABLE = (400, 409, 422)
-
-
-def is_htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 def redirect(path: str) -> RedirectResponse:
@@ -52,13 +48,17 @@ def refused_status(request: Request, refusal: ServiceRefused) -> int:
     return 200 if is_htmx(request) else refusal.status
 
 
+async def pack_of(services: Backends, association_id: str) -> dict[str, Any]:
+    """The association's pack, as intake's `GET /associations/{id}` gives it."""
+    pack: dict[str, Any] = await services.json("intake", "GET", f"/associations/{association_id}")
+    return pack
+
+
 async def pack_and_service(
-    services: Backends, association_id: str, service_code: str | None = None
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The association's pack (intake's `GET /associations/{id}`) and one of its services."""
-    pack = await services.json("intake", "GET", f"/associations/{association_id}")
-    if service_code is None:
-        return pack, None
+    services: Backends, association_id: str, service_code: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The association's pack and one of its services (a 404 page when it has none)."""
+    pack = await pack_of(services, association_id)
     service = rf.service_of(pack, service_code)
     if service is None:
         raise ServiceRefused(
@@ -86,7 +86,7 @@ async def home(request: Request, pages: Pages) -> HTMLResponse:
 async def association(
     request: Request, association_id: str, pages: Pages, services: Services, session: Visitor
 ) -> HTMLResponse:
-    pack, _ = await pack_and_service(services, association_id)
+    pack = await pack_of(services, association_id)
     return pages.page(
         request,
         "public/association.html",
@@ -113,7 +113,6 @@ async def eligibility_page(
     session: Visitor,
 ) -> HTMLResponse:
     pack, service = await pack_and_service(services, association_id, service_code)
-    assert service is not None
     return pages.page(
         request,
         "public/eligibility.html",
@@ -138,7 +137,6 @@ async def eligibility(
 ) -> HTMLResponse:
     """Intake's answer (eligible or not, and why): the fragment for htmx, or the page."""
     pack, service = await pack_and_service(services, association_id, service_code)
-    assert service is not None
     question = rf.eligibility_question(form, service, association_id)
     answer = await services.json("intake", "POST", "/eligibility", json=question)
     if is_htmx(request):
@@ -198,7 +196,6 @@ async def apply_form(
     session: Visitor,
 ) -> HTMLResponse:
     pack, service = await pack_and_service(services, association_id, service_code)
-    assert service is not None
     return apply_page(request, pages, pack, service, session.lang)
 
 
@@ -214,7 +211,6 @@ async def apply(
 ) -> Response:
     """Submits with the website's token; the reference and the code are shown once."""
     pack, service = await pack_and_service(services, association_id, service_code)
-    assert service is not None
     if not website_open(request, pack):
         return apply_page(request, pages, pack, service, session.lang, status=503)
     body = rf.submission_of(
@@ -307,7 +303,6 @@ async def status_page(
             not_found=bool(case_ref),
         )
     pack, service = await pack_and_service(services, view["association_id"], view["service_code"])
-    assert service is not None
     missing = rf.missing_form(service, view.get("missing", []))
     corrections = rf.corrections_form(service, view.get("corrections", []))
     return pages.page(
@@ -353,7 +348,6 @@ async def status_send(
     if view is None or what not in ("information", "corrections"):
         return await status_page(request, pages, services, session.lang, form)
     _, service = await pack_and_service(services, view["association_id"], view["service_code"])
-    assert service is not None
     if what == "information":
         spec = rf.missing_form(service, view.get("missing", []))
         body, path = rf.information_of(form, spec, ONLINE), f"/cases/{view['case_id']}/information"

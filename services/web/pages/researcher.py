@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.web.associations import client_term
 from services.web.backends import Backends, ServiceRefused
-from services.web.dependencies import Form, Pages, Services, keep, signed_in_with
+from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.pages.verification import clients_of, named_row
 from services.web.paging import Page
@@ -60,8 +60,7 @@ async def queue(
         "ref": ref.strip(),
         "clients": clients_of(associations, association, session.lang),
     }
-    htmx = request.headers.get("HX-Request") == "true"
-    template = "researcher/_queue.html" if htmx else "researcher/queue.html"
+    template = "researcher/_queue.html" if is_htmx(request) else "researcher/queue.html"
     return pages.page(request, template, **values)
 
 

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.web.associations import client_term
 from services.web.backends import Backends, ServiceRefused
-from services.web.dependencies import Form, Pages, Services, keep, signed_in_with
+from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.paging import Page
 from services.web.session import Session
@@ -33,10 +33,6 @@ OUTCOMES = ("verified", "discrepancies", "ineligible")
 # Refusals the verifier can answer on the same form (a reason missing, a newer
 # revision arrived, already confirmed by someone else).
 FIXABLE = (400, 409, 422)
-
-
-def _is_htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 async def _association_names(request: Request, session: Session) -> list[dict[str, Any]]:
@@ -100,7 +96,7 @@ async def queue(
         "ref": ref.strip(),
         "clients": clients_of(associations, association, session.lang),
     }
-    template = "verification/_queue.html" if _is_htmx(request) else "verification/queue.html"
+    template = "verification/_queue.html" if is_htmx(request) else "verification/queue.html"
     return pages.page(request, template, **values)
 
 
