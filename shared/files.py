@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TextIO
 
 PRIVATE_UMASK = 0o077
 
@@ -29,6 +30,13 @@ def keep_private(folder: Path) -> None:
         if stat.S_ISLNK(info.st_mode) or not info.st_mode & 0o077:
             continue
         path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+
+
+def append_private(path: Path) -> TextIO:
+    """The file opened for appending text, made 0600 (its folder 0700) when it is new."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(descriptor, "a", encoding="utf-8")
 
 
 def write_private(path: Path, text: str) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from shared.files import append_private
 from shared.personal.keyring import SubjectKeyring
 
 
@@ -70,7 +70,5 @@ class LoggedOutbox:
                 "case_ref": reply.case_ref,
                 "text": reply.text,
             }
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(descriptor, "a", encoding="utf-8") as file:
+            with append_private(self.path) as file:
                 file.write(json.dumps(record, ensure_ascii=False) + "\n")

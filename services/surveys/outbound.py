@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from services.surveys.invitations import Invitation
+from shared.files import append_private
 from shared.personal.sealing import Sealer
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,6 @@ def opened_contact(record: dict[str, Any], sealer: Sealer) -> Any:
     return sealer.open(record.get("contact"))
 
 
-def _append_private(path: Path) -> Any:
-    """The file opened for appending, made 0600 (its folder 0700) when it is new."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    return os.fdopen(descriptor, "a", encoding="utf-8")
-
-
 class LoggedOutbox:
     """Appends each invitation as one JSON line to a file, once per message id."""
 
@@ -114,7 +108,7 @@ class LoggedOutbox:
                 log.info("invitation %s already in the outbox", invitation.message_id)
                 return
             line = json.dumps(logged_record(invitation, self.sealer), ensure_ascii=False) + "\n"
-            with _append_private(self.path) as outbox:
+            with append_private(self.path) as outbox:
                 if outbox.tell() > 0 and not self._ends_with_newline():
                     line = "\n" + line  # close a torn line left by a crash
                 outbox.write(line)

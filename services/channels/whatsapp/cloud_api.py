@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 
 import httpx
 
 from services.channels.outbound import Reply
 from shared.errors import Refused
+from shared.files import append_private
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ class CloudApiSender:
         return self._sent
 
     def _remember(self, message_id: str) -> None:
-        self.sent_file.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.sent_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(descriptor, "a", encoding="utf-8") as file:
+        with append_private(self.sent_file) as file:
             file.write(message_id + "\n")
         self._known().add(message_id)
 
