@@ -7,6 +7,9 @@ that cannot be taken, something no longer open); the HTTP edge
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class Refused(Exception):
     """A command broke a rule. `code` is stable for programs; the texts are for people."""
@@ -40,3 +43,25 @@ def association_not_served(association_id: str) -> NotFound:
         f"No association '{association_id}' is served here.",
         f"لا توجد جمعية '{association_id}' مخدومة هنا.",
     )
+
+
+def refusal_in_answer(body: Any) -> tuple[str | None, dict[str, str] | None, Any]:
+    """What another service's refusal says, from its JSON body: the stable code, the
+    bilingual message (None when it gave none) and the detail (the fields a 422 names).
+
+    The shape is this project's (`error`, `message`, `detail`); the identity service's
+    OAuth refusals name Khidma's code in `reason`, and an HTTPException may hold the
+    message in its `detail`.
+    """
+    if not isinstance(body, Mapping):
+        return None, None, None
+    if isinstance(body.get("detail"), Mapping):
+        body = {**body["detail"], **body}
+    message = body.get("message")
+    words = (
+        {"en": str(message.get("en", "")), "ar": str(message.get("ar", ""))}
+        if isinstance(message, Mapping)
+        else None
+    )
+    code = body.get("reason") or body.get("error")
+    return (str(code) if code else None), words, body.get("detail")

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from shared.errors import Refused
+from shared.errors import Refused, refusal_in_answer
 from shared.machine_token import MachineToken
 
 
@@ -28,16 +28,14 @@ def _refusal(response: httpx.Response) -> IntakeRefused:
         body = response.json()
     except ValueError:
         body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    if not isinstance(message, dict):
-        message = {"en": f"Intake refused ({response.status_code}).", "ar": "رفض الاستقبال الطلب."}
-    code = str(body.get("error") or response.status_code) if isinstance(body, dict) else "refused"
+    code, message, detail = refusal_in_answer(body)
+    code = code or str(response.status_code)
+    words = message or {
+        "en": f"Intake refused ({response.status_code}).",
+        "ar": "رفض الاستقبال الطلب.",
+    }
     return IntakeRefused(
-        response.status_code,
-        code,
-        str(message.get("en", code)),
-        str(message.get("ar", code)),
-        body.get("detail") if isinstance(body, dict) else None,
+        response.status_code, code, words["en"] or code, words["ar"] or code, detail
     )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from shared.errors import refusal_in_answer
+
 SERVICES = ("intake", "verification", "committee", "surveys", "privacy", "audit", "identity")
 
 
@@ -46,17 +48,14 @@ def refusal_of(response: httpx.Response) -> ServiceRefused:
         body = response.json()
     except ValueError:
         body = {}
-    if isinstance(body, Mapping) and isinstance(body.get("detail"), Mapping):
-        body = {**body["detail"], **body}  # HTTPException's detail holding the message
-    message = body.get("message") if isinstance(body, Mapping) else None
-    if not isinstance(message, Mapping):
-        message = {
-            "en": f"The service refused ({response.status_code}).",
-            "ar": f"رفضت الخدمة الطلب ({response.status_code}).",
-        }
-    code = str(body.get("reason") or body.get("error") or response.status_code)
-    detail = body.get("detail") if isinstance(body, Mapping) else None
-    return ServiceRefused(response.status_code, code, message, detail)
+    code, message, detail = refusal_in_answer(body)
+    fallback = {
+        "en": f"The service refused ({response.status_code}).",
+        "ar": f"رفضت الخدمة الطلب ({response.status_code}).",
+    }
+    return ServiceRefused(
+        response.status_code, code or str(response.status_code), message or fallback, detail
+    )
 
 
 @dataclass
