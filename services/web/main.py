@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -154,7 +155,13 @@ def answer_refusals(app: FastAPI) -> None:
             code=error.code,
         )
 
+    async def invalid(request: Request, error: Exception) -> Response:
+        # A path or query the page cannot take (a malformed id, page=0): a page in the
+        # reader's language, not FastAPI's English JSON.
+        return await page_refused(request, PageRefused(422, "invalid_request", "errors.invalid"))
+
     app.add_exception_handler(SignInNeeded, sign_in_needed)
+    app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(Refused, refused)
     app.add_exception_handler(PageRefused, page_refused)
     app.add_exception_handler(ServiceRefused, service_refused)

@@ -143,3 +143,32 @@ def test_every_menu_link_opens_its_own_areas_page_not_another_areas_route(
         for link in getattr(module, "NAV", ()):
             endpoint = endpoint_of(app.router.routes, link.path)
             assert endpoint is not None and endpoint.__module__ == module.__name__, link.path
+
+
+def test_a_malformed_address_is_a_page_in_the_readers_language_not_json(tmp_path: Path) -> None:
+    import time as clock
+
+    from fastapi.testclient import TestClient
+
+    from services.web.main import build
+    from services.web.session import COOKIE
+    from services.web.settings import WebSettings
+
+    url = "http://127.0.0.1:9"
+    app = build(
+        WebSettings(
+            data_dir=tmp_path, identity_url=url, intake_url=url, verification_url=url,
+            committee_url=url, surveys_url=url, privacy_url=url, audit_url=url,
+        )
+    )
+    researcher = Session(
+        username="r", name="r", roles={"elites": ["researcher"]}, token="t",
+        expires=clock.time() + 600,
+    )
+    cookie = SessionCodec(session_key(tmp_path / "web-session.key")).seal(researcher)
+    with TestClient(app, cookies={COOKIE: cookie}) as client:
+        for path in ("/researcher/not-a-uuid", "/researcher?page=0"):
+            answer = client.get(path, follow_redirects=False)
+            assert answer.status_code == 422, path
+            assert answer.headers["content-type"].startswith("text/html")
+            assert 'lang="ar"' in answer.text and "قيمة لا يمكن قبولها" in answer.text
