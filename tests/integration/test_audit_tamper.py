@@ -10,6 +10,7 @@ import argparse
 import json
 import sqlite3
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -474,8 +475,14 @@ def test_verifying_while_a_service_writes_raises_no_false_alarm(settings, store)
     thread = threading.Thread(target=writer)
     thread.start()
     try:
+        # The writer opens its application first; verifying before it writes would prove nothing.
+        deadline = time.monotonic() + 30
+        while not written and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.01)
+        assert written, "the writer wrote nothing within 30 s"
+        before = len(written)
         results = []
-        for _ in range(15):
+        while len(results) < 15 or (len(written) == before and time.monotonic() < deadline):
             results.append(verify(settings))
     finally:
         stop.set()
