@@ -120,6 +120,16 @@ def master_key_file() -> Path:
     return MasterKeys.ensure(path).path
 
 
+def channel_clients_file() -> Path:
+    """An operator's channel clients file for compose's secret: no channel of its own
+    (the JSON endpoint and batches submit with their caller's token)."""
+    path = Path(tempfile.gettempdir()) / f"khidma-compose-channels-{os.getpid()}.json"
+    if not path.exists():
+        path.write_text("{}\n")
+        path.chmod(0o600)
+    return path
+
+
 def session_key_file() -> Path:
     """An operator's web session key file for compose's secret (`openssl rand -base64
     32`), made once per test process."""

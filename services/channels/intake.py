@@ -1,4 +1,5 @@
-"""The adapters' way into intake: a submission as the channel's machine client, and
+"""The adapters' way into intake: a submission as the channel's machine client (or as
+the caller who handed it over), and
 "where is my request?" with the reference and the applicant's secret code."""
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ class IntakeGateway:
         """Whether this channel has a client: without one its adapter is switched off."""
         return channel in self.tokens
 
-    async def submit(self, submission: dict[str, Any]) -> dict[str, Any]:
+    async def submit(
+        self, submission: dict[str, Any], *, token: str | None = None
+    ) -> dict[str, Any]:
         """Intake's answer: `case_ref`, `case_id`, `status`, `duplicate`, and the secret
-        code (`access_code`) when this submission opened the case."""
-        token = await self.tokens[submission["channel"]].get()
+        code (`access_code`) when this submission opened the case.
+
+        With `token` (a caller's own: the representative's, another system's) intake
+        records that caller as the actor; without it, the channel's machine client."""
+        token = token or await self.tokens[submission["channel"]].get()
         response = await self.client.post(
             f"{self.intake_url.rstrip('/')}/submissions",
             json=submission,

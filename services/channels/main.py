@@ -46,10 +46,13 @@ def adapter_modules() -> list[ModuleType]:
     ]
 
 
-def enabled(app: FastAPI, association_id: str, channel: str) -> bool:
-    """Whether the association's pack enables the channel and the channel has a client."""
+def enabled(app: FastAPI, association_id: str, channel: str, *, own_client: bool = True) -> bool:
+    """Whether the association's pack enables the channel and, for a channel that
+    submits as its own machine client (`own_client`), the channel has one here."""
     pack = app.state.packs.get(association_id)
-    return pack is not None and channel in pack.channels and app.state.intake.serves(channel)
+    if pack is None or channel not in pack.channels:
+        return False
+    return not own_client or bool(app.state.intake.serves(channel))
 
 
 def build(settings: ChannelsSettings) -> FastAPI:

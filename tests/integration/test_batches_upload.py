@@ -16,7 +16,9 @@ from openpyxl import Workbook, load_workbook
 
 from khidma.run import CHANNEL_CLIENTS_FILE, EmbeddedSystem
 from tests import personal_data
-from tests.auth import as_adapter, as_staff
+from shared.roles import FRONT_DESK
+from tests.auth import ISSUER, as_adapter, as_staff, bearer
+from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +225,65 @@ def test_a_corrected_batch_sent_under_its_batch_id_keeps_its_rows_references(
     assert other[2]["outcome"] == "linked" and other[2]["case_ref"] == sent[2]["case_ref"]
     assert other[2]["reason_ar"]
     assert len(cases_of("textile-coop", system)) == before + 2
+
+
+def test_a_batch_sent_to_run_on_is_answered_at_once_and_followed_to_its_result(
+    system, representative
+):
+    header = "service_code,national_id,name,level\r\n"
+    rows = [
+        "sewing-training,1757491186,نورة,beginner",
+        "sewing-training,1013962459,عبير,advanced",
+        "sewing-training,12,قصير,beginner",
+    ]
+    content = (header + "\r\n".join(rows) + "\r\n").encode()
+    response = httpx.post(
+        f"{system.services['channels'].url}/batches",
+        files={"file": ("office-3.csv", content, "text/csv")},
+        data={"association_id": "textile-coop"},
+        headers={**representative, "Prefer": "respond-async"},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    taken = response.json()
+    assert taken["rows"] == 3 and response.headers["location"] == taken["progress_url"]
+    channels = system.services["channels"].url
+    progress = wait_for(
+        lambda: (
+            found
+            if (found := httpx.get(channels + taken["progress_url"], headers=representative,
+                                   timeout=10).json())["finished"]
+            else None
+        ),
+        timeout=60,
+        what="the batch to finish",
+    )  # fmt: skip
+    assert progress["done"] == 3 and progress["counts"] == {"received": 2, "refused": 1}
+    # Another caller is told there is no such batch, in both languages.
+    elsewhere = httpx.get(channels + taken["progress_url"], headers=as_staff("someone"), timeout=10)
+    assert elsewhere.status_code == 404 and elsewhere.json()["message"]["ar"]
+    result = httpx.get(channels + taken["result_url"], headers=representative, timeout=10)
+    assert result.status_code == 200 and result.headers["cache-control"] == "no-store"
+    assert 'filename="office-3-results.csv"' in result.headers["content-disposition"]
+    got = result_rows(result)
+    assert got[2]["outcome"] == got[3]["outcome"] == "received" and got[2]["access_code"]
+    assert got[4]["outcome"] == "refused"
+
+
+def test_the_case_history_names_the_representative_who_uploaded_the_batch(system):
+    uploader = bearer(ISSUER.token("rep-amal", {"textile-coop": [FRONT_DESK]}, name="Amal"))
+    content = (
+        "service_code,national_id,name,level,attested\r\n"
+        "sewing-training,1820018263,وعد,beginner,yes\r\n"
+    )
+    rows = result_rows(upload(system, content.encode(), uploader, association_id="textile-coop"))
+    assert rows[2]["outcome"] == "received", rows[2]
+    case = httpx.get(
+        f"{system.services['intake'].url}/cases/{rows[2]['case_ref']}", headers=as_staff(), timeout=20
+    ).json()
+    messages = wait_for(
+        lambda: stream_messages_sync(system.admin_nats_url, f"khidma.*.{case['case_id']}.*"),
+        what="the case's first event on the stream (a complete request is received)",
+    )
+    assert messages[0]["event"]["actor"]["id"] == "rep-amal"
+    assert messages[0]["event"]["actor"]["role"] == FRONT_DESK

@@ -12,6 +12,7 @@ import pytest
 
 from khidma.run import CHANNEL_CLIENTS_FILE, EmbeddedSystem
 from tests.auth import as_adapter, as_staff
+from tests.helpers import stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +133,19 @@ def test_intakes_refusal_comes_back_with_its_status_and_both_languages(system):
     assert response.status_code == 422, response.text
     answer = response.json()
     assert "no-such-service" in answer["message"]["en"] and answer["message"]["ar"]
+
+
+def test_the_case_history_names_the_calling_system_itself(system):
+    crm = as_adapter(["volunteering"], ["health-coop"], subject="crm-of-health-coop")
+    sent = post(
+        system,
+        body(channel_ref="crm-msg-actor", applicant={"national_id": "1757491186", "name": "هند"},
+             attestation={"attested": True, "method": "in_person"}),
+        crm,
+    )  # fmt: skip
+    assert sent.status_code == 201, sent.text
+    messages = wait_for(
+        lambda: stream_messages_sync(system.admin_nats_url, f"khidma.*.{sent.json()['case_id']}.*"),
+        what="the case's first event on the stream (a complete request is received)",
+    )
+    assert messages[0]["event"]["actor"]["id"] == "crm-of-health-coop"

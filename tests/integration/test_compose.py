@@ -44,10 +44,16 @@ from khidma.compose import (
 from khidma.nats_server import SERVICE_USERS, free_port, secured_nats_server
 from khidma.signin import StaticStaff
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
-from tests.auth import ISSUER, auth_environment
+from tests.auth import ISSUER, as_adapter, as_staff, auth_environment
 from khidma.simulate import CaseDriver, Endpoints
 from tests.conftest import POSTGRES_DSN
-from tests.helpers import master_key_file, session_key_file, stream_messages_sync, wait_for
+from tests.helpers import (
+    channel_clients_file,
+    master_key_file,
+    session_key_file,
+    stream_messages_sync,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -66,11 +72,14 @@ REQUIRED = (
     "SURVEYS_PUBLIC_BASE_URL",
     "KHIDMA_WEB_SESSION_KEY_FILE",
     "WEBSITE_CLIENT_SECRET",
+    "KHIDMA_CHANNEL_CLIENTS_FILE",
 )
 MASTER_KEY_SECRET = "/run/secrets/master-key"
 SESSION_KEY_SECRET = "/run/secrets/web-session-key"
-# The compose services beside the five: the audit API and the web application.
-APPS = ("audit", "web")
+CHANNEL_CLIENTS_SECRET = "/run/secrets/channel-clients"
+# The compose services beside the five: the audit API, the web application and the
+# channel adapters.
+APPS = ("audit", "web", "channels")
 
 SERVICES = SERVICE_USERS
 PUBLIC_BASE_URL = "https://surveys.example.org"
@@ -84,6 +93,7 @@ def dot_env() -> dict[str, str]:
         "SURVEYS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "KHIDMA_WEB_SESSION_KEY_FILE": str(session_key_file()),
         "WEBSITE_CLIENT_SECRET": "k" + secrets.token_urlsafe(18),
+        "KHIDMA_CHANNEL_CLIENTS_FILE": str(channel_clients_file()),
     }
 
 
@@ -194,6 +204,18 @@ def test_the_deployment_shape() -> None:
     assert web["secrets"] == ["web-session-key"]
     for name in (*SERVICES, "audit", "identity"):
         assert web_env[f"KHIDMA_{name.upper()}_URL"] == f"http://{name}:8000"
+    # The channel adapters: after intake, their clients a secret, their outbox kept.
+    channels = services["channels"]
+    assert set(channels["depends_on"]) == {"identity", "intake"}
+    assert set(channels["secrets"]) == {"master-key", "channel-clients"}
+    channels_env = environment_of(channels)
+    assert channels_env["KHIDMA_CHANNEL_CLIENTS_FILE"] == CHANNEL_CLIENTS_SECRET
+    assert channels_env["KHIDMA_INTAKE_URL"] == "http://intake:8000"
+    assert channels_env["KHIDMA_PUBLIC_BASE_URL"] == PUBLIC_BASE_URL
+    assert any(
+        v == "channels-outbox:" + str(Path(channels_env["KHIDMA_OUTBOX_PATH"]).parent)
+        for v in channels["volumes"]
+    )
 
 
 def test_the_dockerfile_is_slim_non_root_and_installs_the_pinned_project() -> None:
@@ -298,6 +320,29 @@ class ComposeRun:
             "web", list(spec["command"]), env, int(env["KHIDMA_HTTP_PORT"]), self.root / "web.log"
         ).start()
         self.apps["web"].wait_ready()
+        self.start_channels()
+
+    def start_channels(self) -> None:
+        spec = self.compose["services"]["channels"]
+        env = environment_of(spec)
+        env["KHIDMA_POSTGRES_SCHEMA"] = "channels"  # for localise: the keyring's schema alone
+        env = self.trusting_identity(self.localise("channels", env))
+        self.schemas.remove(env.pop("KHIDMA_POSTGRES_SCHEMA"))
+        assert env["KHIDMA_INTAKE_URL"] == "http://intake:8000"
+        assert env["KHIDMA_TOKEN_URL"] == "http://identity:8000/oauth/token"
+        assert env["KHIDMA_CHANNEL_CLIENTS_FILE"] == CHANNEL_CLIENTS_SECRET  # compose's secret
+        env.update(
+            KHIDMA_INTAKE_URL=self.services["intake"].url,
+            KHIDMA_TOKEN_URL=f"{self.identity.url}/oauth/token",
+            KHIDMA_CHANNEL_CLIENTS_FILE=self.env["KHIDMA_CHANNEL_CLIENTS_FILE"],
+            KHIDMA_LETTERS_SMTP_HOST="127.0.0.1",
+            KHIDMA_LETTERS_SMTP_PORT=str(free_port()),
+        )
+        self.apps["channels"] = LocalService(
+            "channels", list(spec["command"]), env, int(env["KHIDMA_HTTP_PORT"]),
+            self.root / "channels.log",
+        ).start()
+        self.apps["channels"].wait_ready()
 
     def start_identity(self) -> LocalService:
         """The issuer, at a local address, with the `iss` the services will expect."""
@@ -484,6 +529,30 @@ def test_the_audit_api_and_the_web_application_run_from_the_compose_file(
     cookie = page.headers["set-cookie"]
     assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
     assert httpx.get(f"{web.url}/ready", timeout=5).json()["website_client"] is True
+
+
+@pytest.mark.postgres
+def test_the_channel_adapters_run_from_the_compose_file_and_feed_intake(
+    compose_run: ComposeRun,
+) -> None:
+    channels = compose_run.apps["channels"]
+    assert httpx.get(f"{channels.url}/ready", timeout=5).json()["ready"] is True
+    crm = as_adapter(["help_request"], ["sidr"], subject="sidr-crm")
+    request = {
+        "association_id": "sidr",
+        "channel": "help_request",
+        "channel_ref": f"crm-{compose_run.run_id}",
+        "service_code": "volunteering",
+        "applicant": {"national_id": "1013962459", "name": "سارة", "phone": "0551234567"},
+        "fields": {},
+    }
+    sent = httpx.post(f"{channels.url}/requests", json=request, headers=crm, timeout=30)
+    assert sent.status_code == 201, sent.text
+    case = httpx.get(
+        f"{compose_run.services['intake'].url}/cases/{sent.json()['case_ref']}",
+        headers=as_staff(), timeout=30,
+    )  # fmt: skip
+    assert case.status_code == 200 and case.json()["channel"] == "help_request"
 
 
 @pytest.mark.postgres

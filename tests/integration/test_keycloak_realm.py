@@ -47,7 +47,7 @@ import jsonschema
 import jwt
 import pytest
 
-from tests.helpers import master_key_file, session_key_file
+from tests.helpers import channel_clients_file, master_key_file, session_key_file
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from khidma.compose import (
@@ -116,6 +116,7 @@ def dot_env() -> dict[str, str]:
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
     env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
     env["KHIDMA_WEB_SESSION_KEY_FILE"] = str(session_key_file())
+    env["KHIDMA_CHANNEL_CLIENTS_FILE"] = str(channel_clients_file())
     return env
 
 

@@ -63,7 +63,10 @@ MAX_LETTER_BYTES = 25 * 1024 * 1024
 class LettersSettings(BaseSettings):
     """`KHIDMA_LETTERS_*`: where letters arrive, whose address is whose, the relay."""
 
-    model_config = SettingsConfigDict(env_prefix="KHIDMA_LETTERS_", extra="ignore")
+    # Empty values (compose's `${X:-}` of an unset variable) are the defaults.
+    model_config = SettingsConfigDict(
+        env_prefix="KHIDMA_LETTERS_", extra="ignore", env_ignore_empty=True
+    )
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int | None = Field(default=None, ge=1, le=65535)

@@ -4,8 +4,9 @@
 The caller is authenticated with its own client's bearer token, holding
 `channel:help_request` or `channel:volunteering` in the association; the body is
 intake's submission (`channel` one of these two, `channel_ref` the caller's own
-message id: the same one twice is one request). The answer is intake's, with its
-status (201 opened, 200 a repeat), or its refusal, in both languages.
+message id: the same one twice is one request). The caller's token is handed on to
+intake, so the history records the calling system itself. The answer is intake's,
+with its status (201 opened, 200 a repeat), or its refusal, in both languages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from services.channels.batches.auth import Caller
+from services.channels.batches.auth import VerifiedCaller
 from services.channels.intake import IntakeRefused
 from services.channels.main import enabled
 from shared.errors import NotFound, Refused, association_not_served
@@ -47,24 +48,27 @@ class ChannelRequest(Contract):
 def channel_not_enabled(association_id: str, channel: str) -> Refused:
     return NotFound(
         "channel_not_enabled",
-        f"{association_id} does not take requests by '{channel}' here (its pack does "
-        "not enable the channel, or the channel has no client in this deployment).",
-        f"لا تستقبل {association_id} الطلبات عبر '{channel}' هنا (لا تفعّل لائحتها "
-        "هذه القناة، أو لا عميل للقناة في هذا النشر).",
+        f"{association_id} does not take requests by '{channel}' (its pack does "
+        "not enable the channel).",
+        f"لا تستقبل {association_id} الطلبات عبر '{channel}' (لا تفعّل لائحتها هذه القناة).",
     )
 
 
 @router.post("/requests", status_code=201, summary="A help request or a volunteering request")
-async def submit_request(body: ChannelRequest, request: Request, principal: Caller) -> JSONResponse:
+async def submit_request(
+    body: ChannelRequest, request: Request, caller: VerifiedCaller
+) -> JSONResponse:
     app = request.app
     if body.association_id not in app.state.packs:
         raise association_not_served(body.association_id)
     # What an association serves is public (intake's GET /associations): said first.
-    if not enabled(app, body.association_id, body.channel):
+    if not enabled(app, body.association_id, body.channel, own_client=False):
         raise channel_not_enabled(body.association_id, body.channel)
-    principal.require(channel_role(body.channel), association_id=body.association_id)
+    caller.principal.require(channel_role(body.channel), association_id=body.association_id)
     try:
-        answer: dict[str, Any] = await app.state.intake.submit(body.model_dump(mode="json"))
+        answer: dict[str, Any] = await app.state.intake.submit(
+            body.model_dump(mode="json"), token=caller.token
+        )
     except IntakeRefused as refusal:
         content: dict[str, Any] = refusal.as_dict()
         if refusal.detail is not None:

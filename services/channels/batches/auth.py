@@ -9,6 +9,7 @@ the service cannot verify anyone (503), never let through.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -47,14 +48,24 @@ def verifier_for(app: FastAPI) -> Verifier:
     return found
 
 
-async def caller(
+@dataclass(frozen=True)
+class Verified:
+    """The caller and its bearer token, which intake is handed in turn: intake then
+    records this caller (the representative, the other system) as the actor."""
+
+    principal: Principal
+    token: str
+
+
+async def verified_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Principal:
+) -> Verified:
     """The verified caller (401 without a valid bearer token)."""
     if credentials is None or not credentials.credentials:
         raise token_missing()
-    return await verifier_for(request.app).verify(credentials.credentials)
+    principal = await verifier_for(request.app).verify(credentials.credentials)
+    return Verified(principal, credentials.credentials)
 
 
-Caller = Annotated[Principal, Depends(caller)]
+VerifiedCaller = Annotated[Verified, Depends(verified_caller)]

@@ -28,7 +28,10 @@ class WhatsAppSettings(BaseSettings):
       token, replies go to the logged outbox.
     """
 
-    model_config = SettingsConfigDict(env_prefix="KHIDMA_WHATSAPP_", extra="ignore")
+    # Empty values (compose's `${X:-}` of an unset variable) are the defaults.
+    model_config = SettingsConfigDict(
+        env_prefix="KHIDMA_WHATSAPP_", extra="ignore", env_ignore_empty=True
+    )
 
     app_secret: SecretStr = SecretStr("")
     verify_token: SecretStr = SecretStr("")
