@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -65,6 +66,17 @@ def ltr(value: Any) -> Markup:
     return Markup('<bdi dir="ltr">{}</bdi>').format("" if value is None else value)
 
 
+# Query parameters a page never writes back into itself: a form link's sealed
+# prefill is the applicant's data, and is used once, where it arrived.
+UNREPEATED = frozenset({"prefill"})
+
+
+def address_to_return(request: Request) -> str:
+    """The page's path and query, to come back to (after choosing the language)."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in UNREPEATED]
+    return request.url.path + ("?" + urlencode(kept) if kept else "")
+
+
 class Renderer:
     def __init__(self, catalogue: Catalogue, folder: Path = TEMPLATES):
         self.catalogue = catalogue
@@ -107,6 +119,7 @@ class Renderer:
             "menu": menu if session.signed_in else [],
             "current_menu": current,
             "refresh": request.app.state.settings.refresh_seconds,
+            "return_to": address_to_return(request),
             **values,
         }
 
