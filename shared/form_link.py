@@ -134,7 +134,7 @@ def load_key(path: Path, *, configured: bool) -> FormLinkKey | None:
     except OSError as error:
         raise FormLinkKeyProblem(
             f"the form-link key file {path} cannot be read (KHIDMA_FORM_LINK_KEY_FILE): "
-            f"{error.strerror or error!r}",
+            f"{error.strerror or repr(error)}",
             f"تعذّرت قراءة ملف مفتاح روابط النماذج {path} (KHIDMA_FORM_LINK_KEY_FILE)",
         ) from None
     try:
