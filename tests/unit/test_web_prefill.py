@@ -113,6 +113,30 @@ async def test_the_notice_is_in_english_for_an_english_reader(
     assert "The link you opened has expired" in page.text
 
 
+async def test_switching_the_language_keeps_what_the_link_filled_in(
+    web: tuple[httpx.AsyncClient, FormLinkKey],
+) -> None:
+    client, key = web
+    sealed = token(key)
+    page = await client.get(APPLY, params={"prefill": sealed})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    nxt = re.search(r'name="next" value="([^"]+)"', page.text)
+    assert csrf is not None and nxt is not None and nxt.group(1) == APPLY
+    form = {"csrf_token": csrf.group(1), "lang": "en", "next": nxt.group(1)}
+    # The browser names the page it comes from (same origin): the prefill goes back.
+    switched = await client.post("/language", data=form, headers={"referer": str(page.url)})
+    assert switched.status_code == 303
+    assert switched.headers["location"] == f"{APPLY}?prefill={sealed}"
+    english = await client.get(switched.headers["location"])
+    assert 'lang="en"' in english.text and value_of(english.text, "applicant.phone") == PHONE
+    # From another page, or another site, the address as the page gave it.
+    for referer in (f"http://web/a/sidr?prefill={sealed}", f"http://evil.example{APPLY}?prefill=x"):
+        other = await client.post("/language", data=form, headers={"referer": referer})
+        assert other.headers["location"] == APPLY
+    plain = await client.post("/language", data=form)
+    assert plain.headers["location"] == APPLY
+
+
 async def test_without_a_key_a_prefill_is_ignored(tmp_path: Path, in_process: Start) -> None:
     other = FormLinkKey(bytes(range(32)))
     settings = web_settings(tmp_path / "web")
