@@ -14,6 +14,8 @@ import httpx
 
 from khidma.nats_server import free_port, port_is_free
 from shared.files import PRIVATE_UMASK
+from shared.form_link import KEY_FILE as FORM_LINK_KEY_FILE
+from shared.form_link import ensure_key as ensure_form_link_key
 from shared.personal.master import MasterKeys
 
 SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys", "privacy")
@@ -67,6 +69,10 @@ class ServiceProcess:
             # The embedded runner's master key, made on the first start (a service
             # itself never makes one: without it, it stops).
             MasterKeys.ensure(self.data_dir / "master-key.json")
+        if "KHIDMA_FORM_LINK_KEY_FILE" not in environment:
+            # Likewise the key of the form links' prefill (channels seal, web opens):
+            # the services only read it, and without it send and take plain links.
+            ensure_form_link_key(self.data_dir / FORM_LINK_KEY_FILE)
         log_path = self.log_file or self.data_dir / f"{self.name}.log"
         # The log is the service's own (0600): a line may name a case.
         output = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")

@@ -37,6 +37,28 @@ class PersonalDataSettings(BaseModel):
         return self.keyring_file or self.data_dir / "subject-keys.sqlite"
 
 
+class FormLinkSettings(BaseModel):
+    """The key of the website form's prefilled links (shared/form_link): the channels
+    service seals with it, the web app opens with it."""
+
+    data_dir: Path = Path("data")
+    form_link_key_file: Path | None = Field(
+        default=None,
+        description="the key that seals the known fields into a form link (default "
+        "data_dir/form-link.key, made by the embedded runner; under compose a secret); "
+        "without one, links are plain; configured but unreadable or damaged, the "
+        "service stops at start",
+    )
+
+    @property
+    def form_link_key_path(self) -> Path:
+        return self.form_link_key_file or self.data_dir / "form-link.key"
+
+    @property
+    def form_link_key_configured(self) -> bool:
+        return self.form_link_key_file is not None
+
+
 class ServiceSettings(PersonalDataSettings, BaseSettings):
     """What every service needs. A service subclasses it and sets `service_name`."""
 

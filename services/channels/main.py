@@ -5,7 +5,8 @@ Adapters are the modules of `services.channels.adapters`; each may have a
 listener kept running beside the HTTP server: the SMTP endpoint). They find what
 they share on `app.state`: `settings`, `packs`, `intake` (IntakeGateway), `senders`
 (channel -> Sender; the logged outbox unless an adapter configures its real one),
-`keyring`, and `client` (an httpx.AsyncClient).
+`keyring`, `form_links` (the web form's links, the known fields sealed in), and
+`client` (an httpx.AsyncClient).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from services.channels import adapters
+from services.channels.form_links import WebFormLinks
 from services.channels.intake import IntakeGateway
 from services.channels.outbound import LoggedOutbox, Sender
 from services.channels.settings import ChannelsSettings
 from shared.apidocs_ui import install_api_docs
 from shared.files import keep_private
+from shared.form_link import load_key_or_exit
 from shared.http import answer_refusals
 from shared.logging import configure_logging
 from shared.machine_token import MachineToken
@@ -79,6 +82,16 @@ def build(settings: ChannelsSettings) -> FastAPI:
     app.state.packs = load_packs_or_exit(settings.policies_dir, settings.service_name)
     app.state.keyring = keyring
     app.state.client = client
+    # The links to the web form carry the known fields sealed (plain without a key).
+    app.state.form_links = WebFormLinks(
+        settings.public_base_url,
+        load_key_or_exit(
+            settings.form_link_key_path,
+            configured=settings.form_link_key_configured,
+            service_name=settings.service_name,
+        ),
+        settings.form_link_days,
+    )
     app.state.intake = IntakeGateway(
         settings.intake_url,
         {

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import PersonalDataSettings
+from shared.form_link import DEFAULT_DAYS
+from shared.settings import FormLinkSettings, PersonalDataSettings
 
 
 class ChannelClient(BaseModel):
@@ -18,7 +19,7 @@ class ChannelClient(BaseModel):
     client_secret: str = Field(min_length=1)
 
 
-class ChannelsSettings(PersonalDataSettings, BaseSettings):
+class ChannelsSettings(PersonalDataSettings, FormLinkSettings, BaseSettings):
     """`KHIDMA_*`: where intake and the token endpoint are, and the adapters' clients.
 
     `KHIDMA_CHANNEL_CLIENTS` is JSON: {"social_media": {"client_id": …,
@@ -52,6 +53,9 @@ class ChannelsSettings(PersonalDataSettings, BaseSettings):
     # Where applicants reach the web application: links sent on a channel (the form
     # with the known fields filled in, "where is my request?").
     public_base_url: str = "http://127.0.0.1:8100"
+    # How long a form link with the known fields filled in opens (then the form is
+    # empty, with a notice): the fields are personal data, so not for ever.
+    form_link_days: int = Field(default=DEFAULT_DAYS, ge=1, le=90)
     # The logged outbox of replies (the default sender of every channel), 0600.
     outbox_path: Path | None = None
     request_timeout_seconds: float = Field(default=15.0, gt=0)

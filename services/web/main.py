@@ -27,6 +27,7 @@ from services.web.signing import Signing
 from shared.auth import Verifier, verifier_from_environment
 from shared.errors import Refused
 from shared.files import keep_private
+from shared.form_link import load_key_or_exit
 from shared.http import refusal_status
 from shared.logging import configure_logging
 from shared.machine_token import MachineToken
@@ -76,6 +77,12 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
     )
     app.state.website = (
         MachineToken(settings.token_endpoint, *credentials, client) if credentials else None
+    )
+    # Opens the known fields a channel sealed into a form link (None: links are plain).
+    app.state.form_link_key = load_key_or_exit(
+        settings.form_link_key_path,
+        configured=settings.form_link_key_configured,
+        service_name="web",
     )
     app.state.navigation = pages.include(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -65,6 +66,34 @@ def ltr(value: Any) -> Markup:
     return Markup('<bdi dir="ltr">{}</bdi>').format("" if value is None else value)
 
 
+# Query parameters a page never writes back into itself: a form link's sealed
+# prefill is the applicant's data (sealed, but a copy in the page is one more).
+UNREPEATED = frozenset({"prefill"})
+
+
+def address_to_return(request: Request) -> str:
+    """The page's path and query, to come back to (after choosing the language)."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in UNREPEATED]
+    return request.url.path + ("?" + urlencode(kept) if kept else "")
+
+
+def returning_to(request: Request, target: str) -> str:
+    """`target` (a page's `address_to_return`) with what it left out given back, from
+    the page the browser says it comes from (its Referer, sent to this site only,
+    `Referrer-Policy: same-origin`): a reader who switches the language of a form
+    opened from a channel's link keeps what the link filled in. Without a Referer,
+    or from another page, the target as it is."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    wanted = urlsplit(target)
+    if referer.netloc != request.url.netloc or referer.path != wanted.path:
+        return target
+    given = [(k, v) for k, v in parse_qsl(referer.query) if k in UNREPEATED]
+    if not given:
+        return target
+    kept = [(k, v) for k, v in parse_qsl(wanted.query) if k not in UNREPEATED]
+    return wanted.path + "?" + urlencode(kept + given)
+
+
 class Renderer:
     def __init__(self, catalogue: Catalogue, folder: Path = TEMPLATES):
         self.catalogue = catalogue
@@ -107,6 +136,7 @@ class Renderer:
             "menu": menu if session.signed_in else [],
             "current_menu": current,
             "refresh": request.app.state.settings.refresh_seconds,
+            "return_to": address_to_return(request),
             **values,
         }
 

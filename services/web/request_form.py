@@ -196,6 +196,43 @@ def values_of(form: dict[str, Any]) -> dict[str, str]:
     return {key: text_of(form, key) for key in form if key != "csrf_token"}
 
 
+def values_of_submission(known: dict[str, Any], spec: RequestForm) -> dict[str, str]:
+    """A submission's values (`applicant`, `fields`, `documents`: what a channel knew,
+    from a form link's prefill) as the form's inputs, to fill them in. Only the
+    inputs the form has are filled; anything else is left out."""
+    form: dict[str, Any] = {}
+    applicant = known.get("applicant")
+    if isinstance(applicant, dict):
+        for name in spec.applicant:
+            form[f"applicant.{name}"] = applicant.get(name)
+    fields = known.get("fields")
+    if isinstance(fields, dict):
+        for requirement in spec.fields:
+            form[f"field.{requirement['name']}"] = fields.get(requirement["name"])
+    given = {
+        document.get("code"): document
+        for document in known.get("documents") or []
+        if isinstance(document, dict)
+    }
+    for document in spec.documents:
+        entry = given.get(document["code"]) or {}
+        for part in ("number", "expires_on"):
+            form[f"doc.{document['code']}.{part}"] = entry.get(part)
+    return {
+        name: value
+        for name, value in values_of(
+            {key: _text(value) for key, value in form.items() if value is not None}
+        ).items()
+        if value
+    }
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):  # the form's yes/no select says "true" / "false"
+        return "true" if value else "false"
+    return str(value)
+
+
 def input_name(location: list[Any], documents: list[dict[str, Any]]) -> str:
     """The form's input a refusal's location names (`["body", "applicant", "phone"]`)."""
     parts = (

@@ -7,8 +7,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.settings import FormLinkSettings
 
-class WebSettings(BaseSettings):
+
+class WebSettings(FormLinkSettings, BaseSettings):
     """`KHIDMA_*`: the web application's port, the services it calls, its secrets."""
 
     model_config = SettingsConfigDict(env_prefix="KHIDMA_", extra="ignore")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from khidma.simulate import simulated_applicant
+from shared.form_link import load_key
 from tests.browser.steps_public import (
     REQUESTS,
     VALID_CARD,
@@ -192,3 +194,32 @@ def test_a_double_click_sends_one_request_and_still_shows_the_code(
     expect(page).to_have_url(re.compile(r"/applied$"))
     expect(page.locator(".case-code bdi[dir=ltr]")).to_have_text(re.compile(r"^[A-Z0-9-]{10,}$"))
     assert len(sent) == 1
+
+
+def test_a_channels_link_opens_the_form_with_the_phone_filled_in(
+    web_system: WebSystem, lang: str, shoot
+) -> None:
+    """WhatsApp's menu links the form with the sender's phone sealed in (the
+    channels service seals with the runner's form-link key; the web app opens it)."""
+    key = load_key(web_system.system.data_dir / "form-link.key", configured=True)
+    assert key is not None
+    phone = "+966500000123"
+    token = key.seal(
+        "sidr", "seedlings", {"applicant": {"phone": phone}}, datetime.now(UTC) + timedelta(days=7)
+    )
+    page = web_system.visit(lang, f"/a/sidr/seedlings/apply?prefill={token}")
+    expect_language(page, lang)  # English: the language switched, the phone kept
+    expect(page.locator("input[name='applicant.phone']")).to_have_value(phone)
+    expect(page.locator("input[name='applicant.national_id']")).to_have_value("")
+    expect(page.locator(".flash.warn")).to_have_count(0)
+    assert token not in page.content()
+    shoot(page, "public-apply-prefilled")
+    # The same link once it has expired: the empty form, and why.
+    expired = key.seal(
+        "sidr", "seedlings", {"applicant": {"phone": phone}}, datetime.now(UTC) - timedelta(days=1)
+    )
+    page.goto(f"{web_system.url}/a/sidr/seedlings/apply?prefill={expired}")
+    expect(page.locator(".flash.warn")).to_contain_text(
+        {"ar": "انتهت صلاحية الرابط", "en": "The link you opened has expired"}[lang]
+    )
+    expect(page.locator("input[name='applicant.phone']")).to_have_value("")

@@ -79,3 +79,36 @@ def test_intakes_refusal_is_placed_beside_the_input_it_names() -> None:
     assert problems["applicant.phone"]["kind"] == "pattern"
     assert problems["doc.national_id_card.expires_on"]["kind"] == "date"
     assert problems["field.planting_site"]["kind"] == "missing"
+
+
+def test_a_links_known_values_fill_the_inputs_the_form_has_and_nothing_else() -> None:
+    known = {
+        "applicant": {"phone": "+966500000123", "name": "سارة", "iban": "SA00"},
+        "fields": {"seedling_count": "20", "not_a_field": "x"},
+        "documents": [
+            {"code": "national_id_card", "number": "1098765432", "expires_on": "2031-01-01"},
+            {"code": "not_a_document", "number": "1"},
+            "not a document",
+        ],
+    }
+    values = rf.values_of_submission(known, rf.whole_form(SERVICE))
+    assert values == {
+        "applicant.phone": "+966500000123",
+        "applicant.name": "سارة",
+        "field.seedling_count": "20",
+        "doc.national_id_card.number": "1098765432",
+        "doc.national_id_card.expires_on": "2031-01-01",
+    }
+    # The same inputs a posted form fills: what was known reads back as a submission.
+    body = rf.submission_of(
+        values, rf.whole_form(SERVICE), association_id="sidr", service_code="seedlings",
+        channel="website", method="one_time_code",
+    )
+    assert body["applicant"] == {"name": "سارة", "phone": "+966500000123"}
+    assert body["fields"] == {"seedling_count": 20}
+
+
+def test_known_values_of_the_wrong_shape_fill_nothing() -> None:
+    spec = rf.whole_form(SERVICE)
+    assert rf.values_of_submission({}, spec) == {}
+    assert rf.values_of_submission({"applicant": "x", "fields": [], "documents": {}}, spec) == {}

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from datetime import UTC, datetime
 
 import pytest
 
+from services.channels.form_links import WebFormLinks
 from services.channels.whatsapp import conversation
 from services.channels.whatsapp.conversation import Unusable, message_ref
 from services.channels.whatsapp.settings import load_whatsapp_settings
@@ -16,6 +19,8 @@ from services.channels.whatsapp.webhook import (
     signature_holds,
     signature_of,
 )
+from shared.clock import FrozenClock
+from shared.form_link import FormLinkKey
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests.fakes.graph_api import (
     PHONE_NUMBER_ID,
@@ -81,11 +86,66 @@ def test_a_message_without_a_service_line_is_not_structured() -> None:
     assert conversation.structured("مرحبا") is None
 
 
+FORM_KEY = FormLinkKey(bytes(range(32)))
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+LINK = re.compile(r"https://k\.example/a/sidr/([a-z-]+)/apply(?:\?prefill=([A-Za-z0-9_-]+))?")
+
+
+def links_in(text: str) -> list[tuple[str, str]]:
+    """(service, prefill token) of every form link in a reply."""
+    return [(m.group(1), m.group(2) or "") for m in LINK.finditer(text)]
+
+
 def test_the_menu_links_every_service_form_in_both_languages() -> None:
-    text = conversation.menu(SIDR, "https://k.example/")
+    text = conversation.menu(SIDR, WebFormLinks("https://k.example/"), "966500000123")
     for service in SIDR.services:
         assert f"https://k.example/a/sidr/{service.code}/apply" in text
         assert service.name.ar in text and service.name.en in text
+    assert "prefill" not in text  # no key: the plain links, as before
+
+
+def test_the_menus_links_carry_the_senders_phone_sealed_for_each_form() -> None:
+    links = WebFormLinks("https://k.example", FORM_KEY, clock=FrozenClock(NOW))
+    text = conversation.menu(SIDR, links, "966500000123")
+    found = links_in(text)
+    # Each service in both languages, each link opening for its own service only.
+    assert sorted({code for code, _ in found}) == sorted(s.code for s in SIDR.services)
+    assert len(found) == 2 * len(SIDR.services)
+    for code, token in found:
+        opened = FORM_KEY.open(token, "sidr", code, NOW)
+        assert opened == {"applicant": {"phone": "+966500000123"}}
+    assert "966500000123" not in text
+
+
+class _Refusal:
+    ar = "البيانات غير صالحة."
+    en = "The data is not valid."
+    detail = [{"loc": ["body", "applicant", "national_id"], "type": "string_too_long"}]
+
+
+def test_a_refused_requests_link_carries_every_line_the_applicant_sent() -> None:
+    message = seedlings_request(national_id="1" * 21) + "\nالبريد: sara@example.org"
+    lines = conversation.structured(message)
+    assert lines is not None
+    body = conversation.submission(SIDR, lines, wamid="w", sender="966500000123")
+    links = WebFormLinks("https://k.example", FORM_KEY, clock=FrozenClock(NOW))
+    text = conversation.refused(SIDR, body, _Refusal(), links)
+    assert "applicant.national_id" in text and _Refusal.en in text
+    [(code, token), (again, _)] = links_in(text)
+    assert code == again == "seedlings"
+    assert FORM_KEY.open(token, "sidr", "seedlings", NOW) == {
+        "applicant": {
+            "national_id": "1" * 21,
+            "name": "سارة العتيبي",
+            "phone": "+966500000123",
+            "email": "sara@example.org",
+        },
+        "fields": {"planting_site": "وادي حنيفة", "seedling_count": "20"},
+        "documents": [
+            {"code": "national_id_card", "number": "1000000008", "expires_on": "2030-01-01"}
+        ],
+    }
+    assert "1" * 21 not in text and "sara@example.org" not in text
 
 
 def test_the_signature_is_the_hmac_of_the_raw_body() -> None:

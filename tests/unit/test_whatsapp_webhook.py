@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from services.channels.intake import IntakeGateway
 from services.channels.main import build
 from services.channels.settings import ChannelsSettings
 from services.channels.whatsapp.conversation import message_ref
+from shared.form_link import ensure_key, load_key
 from shared.personal import MasterKeys
 from tests.auth import ISSUER, as_adapter, as_staff
 from tests.fakes.graph_api import (
@@ -42,6 +44,9 @@ from tests.in_process import InProcessService
 pytestmark = pytest.mark.unit
 
 PUBLIC_BASE_URL = "https://khidma.example.org"
+FORM_LINK = re.compile(
+    re.escape(PUBLIC_BASE_URL) + r"/a/sidr/([a-z-]+)/apply\?prefill=([A-Za-z0-9_-]+)"
+)
 REFERENCE = re.compile(r"SDR-[0-9]{4}-[0-9]{6}")
 CODE = re.compile(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}")
 
@@ -101,6 +106,7 @@ async def start_channels(
         },
     )
     MasterKeys.ensure(settings.master_key_path)
+    ensure_key(settings.form_link_key_path)  # as the runner makes it on the first start
     app = build(settings)
     # Intake in process: the gateway's requests go to its ASGI app, with the token
     # the issuer would give the channel's client.
@@ -248,9 +254,45 @@ async def test_a_first_message_gets_the_services_and_their_form_links(whatsapp: 
     assert sent.body["to"] == APPLICANT_NUMBER
     assert sent.body["type"] == "text"
     text = sent.body["text"]["body"]
-    assert f"{PUBLIC_BASE_URL}/a/sidr/seedlings/apply" in text
-    assert f"{PUBLIC_BASE_URL}/a/sidr/member-service/apply" in text
+    assert f"{PUBLIC_BASE_URL}/a/sidr/seedlings/apply?prefill=" in text
+    assert f"{PUBLIC_BASE_URL}/a/sidr/member-service/apply?prefill=" in text
     assert "طلب شتلات أشجار برية" in text and "Wild tree seedlings" in text
+    # Each link opens, with the web app's key, to the sender's phone filled in.
+    key = load_key(whatsapp.data_dir / "form-link.key", configured=True)
+    assert key is not None
+    links = FORM_LINK.findall(text)
+    sidr = whatsapp.app.state.packs["sidr"]
+    assert {code for code, _ in links} == {service.code for service in sidr.services}
+    for code, token in links:
+        opened = key.open(token, "sidr", code, datetime.now(UTC))
+        assert opened == {"applicant": {"phone": "+" + APPLICANT_NUMBER}}
+    assert APPLICANT_NUMBER not in text
+    assert await whatsapp.cases() == []
+
+
+async def test_a_refused_structured_requests_link_opens_to_its_lines(whatsapp: Harness) -> None:
+    too_long = "1" * 21  # intake takes at most 20 characters of a national id
+    message = text_message(seedlings_request(national_id=too_long) + "\nemail: sara@example.org")
+    await whatsapp.post(notification(message))
+    [sent] = await replies(whatsapp.graph, 1)
+    text = sent.body["text"]["body"]
+    assert "applicant.national_id" in text
+    [(code, token), *_] = FORM_LINK.findall(text)
+    key = load_key(whatsapp.data_dir / "form-link.key", configured=True)
+    assert key is not None and code == "seedlings"
+    assert key.open(token, "sidr", "seedlings", datetime.now(UTC)) == {
+        "applicant": {
+            "national_id": too_long,
+            "name": "سارة العتيبي",
+            "phone": "+" + APPLICANT_NUMBER,
+            "email": "sara@example.org",
+        },
+        "fields": {"planting_site": "وادي حنيفة", "seedling_count": "20"},
+        "documents": [
+            {"code": "national_id_card", "number": "1000000008", "expires_on": "2030-01-01"}
+        ],
+    }
+    assert too_long not in text and "sara@example.org" not in text
     assert await whatsapp.cases() == []
 
 
@@ -391,6 +433,7 @@ async def test_unconfigured_the_webhook_takes_nothing(
         token_url="http://issuer.invalid/oauth/token",
     )
     MasterKeys.ensure(settings.master_key_path)
+    ensure_key(settings.form_link_key_path)  # as the runner makes it on the first start
     app = build(settings)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))

@@ -148,7 +148,8 @@ class WhatsAppAdapter:
             return conversation.status_answer(view), str(view.get("case_ref") or question[0])
         lines = conversation.structured(message.text)
         if lines is None:
-            return conversation.menu(pack, self.app.state.settings.public_base_url), None
+            links = self.app.state.form_links
+            return conversation.menu(pack, links, message.sender), None
         try:
             body = conversation.submission(pack, lines, wamid=message.wamid, sender=message.sender)
             answer: dict[str, Any] = await intake.submit(body)
@@ -157,7 +158,7 @@ class WhatsAppAdapter:
         except IntakeRefused as refusal:
             if refusal.status >= 500:
                 raise
-            return conversation.refused(pack, lines, refusal, self.app.state.settings), None
+            return conversation.refused(pack, body, refusal, self.app.state.form_links), None
         return conversation.confirmation(answer), str(answer["case_ref"])
 
 

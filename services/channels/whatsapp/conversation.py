@@ -8,6 +8,10 @@
 - Anything else: the association's services, each with its web form's link, and
   how to ask for a request's status.
 
+A web form's link is made by the `FormLinks` port the adapter passes in (it seals
+the known fields into the link: the sender's phone, or the lines of a refused
+request); this module only says which values a link carries.
+
 Every reply is in Arabic, with the English beside it.
 """
 
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from shared.policy import PolicyPack, ServiceDefinition
 
@@ -42,6 +46,18 @@ _KEYS = {
     "البريد": "email",
 }
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+class FormLinks(Protocol):
+    """Makes the link of a service's web form with the values known so far filled
+    in, shaped as intake's submission (`applicant`, `fields`, `documents`)."""
+
+    def __call__(self, association_id: str, service_code: str, values: dict[str, Any]) -> str: ...
+
+
+def phone_of(sender: str) -> str:
+    """The sender's WhatsApp number as the applicant's phone (international, with +)."""
+    return "+" + sender.lstrip("+")
 
 
 def message_ref(wamid: str) -> str:
@@ -120,7 +136,7 @@ def submission(
     applicant: dict[str, Any] = {
         "national_id": lines["national_id"],
         "name": lines["name"],
-        "phone": "+" + sender.lstrip("+"),
+        "phone": phone_of(sender),
     }
     if lines.get("email"):
         applicant["email"] = lines["email"]
@@ -165,16 +181,14 @@ def bilingual(ar: str, en: str) -> str:
     return f"{ar}\n\n{en}"
 
 
-def form_link(public_base_url: str, association_id: str, service_code: str) -> str:
-    return f"{public_base_url.rstrip('/')}/a/{association_id}/{service_code}/apply"
-
-
-def menu(pack: PolicyPack, public_base_url: str) -> str:
-    """The first answer: the services, each with its web form, and the other ways."""
+def menu(pack: PolicyPack, links: FormLinks, sender: str) -> str:
+    """The first answer: the services, each with its web form (the sender's phone
+    already filled in), and the other ways."""
+    known = {"applicant": {"phone": phone_of(sender)}}
     ar = [f"أهلًا بك في {pack.name.ar}. خدماتنا، ولكلٍّ نموذجها على الموقع:"]
     en = [f"Welcome to {pack.name.en}. Our services, each with its form on the website:"]
     for service in pack.services:
-        link = form_link(public_base_url, pack.association_id, service.code)
+        link = links(pack.association_id, service.code, known)
         ar.append(f"• {service.name.ar} ({service.code}): {link}")
         en.append(f"• {service.name.en} ({service.code}): {link}")
     example = next(iter(pack.services))
@@ -249,20 +263,31 @@ def not_served(pack: PolicyPack | None) -> str:
     )
 
 
-def refused(pack: PolicyPack, lines: dict[str, str], error: Any, settings: Any) -> str:
-    """Intake's refusal of a structured request, with the fields it names and the
-    web form's link, where the request can be made instead."""
+def refused(pack: PolicyPack, body: dict[str, Any], error: Any, links: FormLinks) -> str:
+    """Intake's refusal of a structured request (`body`, its submission), with the
+    fields it names and the web form's link, with everything the applicant sent
+    already filled in, where the request can be corrected and made instead."""
     ar, en = [str(error.ar)], [str(error.en)]
     named = _named_fields(getattr(error, "detail", None))
     if named:
         ar.append("الحقول: " + ", ".join(named))
         en.append("Fields: " + ", ".join(named))
-    service = _service(pack, lines.get("service", ""))
+    service = _service(pack, str(body.get("service_code", "")))
     if service is not None:
-        link = form_link(settings.public_base_url, pack.association_id, service.code)
+        link = links(pack.association_id, service.code, sent_values(body))
         ar.append(f"أو قدّم الطلب على الموقع: {link}")
         en.append(f"Or apply on the website: {link}")
     return bilingual("\n".join(ar), "\n".join(en))
+
+
+def sent_values(body: dict[str, Any]) -> dict[str, Any]:
+    """What a submission carries of the applicant's lines, as a form link's values:
+    the applicant's details, the fields as the text they sent, the documents."""
+    return {
+        "applicant": dict(body.get("applicant") or {}),
+        "fields": {name: str(value) for name, value in (body.get("fields") or {}).items()},
+        "documents": [dict(document) for document in body.get("documents") or []],
+    }
 
 
 def _named_fields(detail: Any) -> list[str]:

@@ -9,6 +9,7 @@ website client's token; everything shown is what the services answer.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -20,6 +21,7 @@ from services.web.associations import client_term
 from services.web.backends import Backends, ServiceRefused
 from services.web.dependencies import Form, Pages, Services, Visitor, is_htmx, keep
 from services.web.pages import NavLink
+from shared.form_link import FormLinkKey, PrefillRefused
 
 router = APIRouter()
 NAV: list[NavLink] = []  # the public pages are not in the staff's menu
@@ -166,6 +168,7 @@ def apply_page(
     values: dict[str, str] | None = None,
     refusal: ServiceRefused | None = None,
     status: int = 200,
+    notice: str | None = None,
 ) -> HTMLResponse:
     spec = rf.whole_form(service)
     values = values or {}
@@ -180,6 +183,7 @@ def apply_page(
         values=values,
         problems=problems,
         refusal=refusal,
+        notice=notice,
         channel_ref=values.get("channel_ref") or str(uuid4()),
         takes_requests=website_open(request, pack),
         terms=terms(pack, lang),
@@ -194,9 +198,28 @@ async def apply_form(
     pages: Pages,
     services: Services,
     session: Visitor,
+    prefill: str | None = None,
 ) -> HTMLResponse:
+    """The empty form, or, from a channel's link, filled with what the applicant
+    already gave (a link that does not open: the empty form and a notice)."""
     pack, service = await pack_and_service(services, association_id, service_code)
-    return apply_page(request, pages, pack, service, session.lang)
+    values, notice = prefilled(request, association_id, service, prefill)
+    return apply_page(request, pages, pack, service, session.lang, values=values, notice=notice)
+
+
+def prefilled(
+    request: Request, association_id: str, service: dict[str, Any], token: str | None
+) -> tuple[dict[str, str], str | None]:
+    """The inputs a link's sealed prefill fills, and the notice's key when it does not
+    open. Without a form-link key a prefill is ignored, as links are then plain."""
+    key: FormLinkKey | None = request.app.state.form_link_key
+    if not token or key is None:
+        return {}, None
+    try:
+        known = key.open(token, association_id, service["code"], datetime.now(UTC))
+    except PrefillRefused as refused:
+        return {}, f"public.prefill_{refused.reason}"
+    return rf.values_of_submission(known, rf.whole_form(service)), None
 
 
 @router.post("/a/{association_id}/{service_code}/apply", response_model=None)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.web.backends import ServiceRefused
 from services.web.dependencies import Form, Pages, SignedIn, Visitor, keep
+from services.web.rendering import returning_to
 from services.web.session import LANGUAGES
 
 router = APIRouter()
@@ -96,7 +97,7 @@ async def language(request: Request, session: Visitor, form: Form) -> RedirectRe
     chosen = str(form.get("lang", ""))
     if chosen in LANGUAGES:
         keep(request, replace(session, lang=chosen))
-    return redirect(safe_next(form.get("next") or "/"))
+    return redirect(returning_to(request, safe_next(form.get("next") or "/")))
 
 
 @router.get("/staff", response_class=HTMLResponse)
