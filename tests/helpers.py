@@ -130,6 +130,16 @@ def channel_clients_file() -> Path:
     return path
 
 
+def form_link_key_file() -> Path:
+    """An operator's form link key file for compose's secret, made once per test process."""
+    from shared.form_link import ensure_key
+
+    # In a folder of its own: ensure_key makes the key's folder 0700.
+    path = Path(tempfile.gettempdir()) / f"khidma-compose-form-link-{os.getpid()}" / "form-link.key"
+    ensure_key(path)
+    return path
+
+
 def session_key_file() -> Path:
     """An operator's web session key file for compose's secret (`openssl rand -base64
     32`), made once per test process."""

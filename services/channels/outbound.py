@@ -3,9 +3,10 @@
 A sender is idempotent on `Reply.message_id` (an adapter that crashed after sending
 sends again). The default sender of every channel is a logged outbox: one JSON line
 per reply in a private file (0600). It never holds the address in plain: it keeps a
-keyed blind index of it (the keyring's HMAC), the channel, the text and the case
-reference, so an operator sees what was answered and to whom (by index), and the
-file is no list of applicants' phones and e-mails. A channel whose real sender is
+keyed blind index of it (the keyring's HMAC), the channel, the text (the secret
+code in it masked: a log keeps no credential) and the case reference, so an
+operator sees what was answered and to whom (by index), and the file is no list of
+applicants' phones and e-mails, nor of their codes. A channel whose real sender is
 configured (the WhatsApp Cloud API, an SMTP relay) sends through it instead.
 """
 
@@ -31,6 +32,18 @@ class Reply:
     case_ref: str | None = None
     # Channel-specific extras (an e-mail's subject and In-Reply-To, …).
     extra: dict[str, str] = field(default_factory=dict)
+    # The applicant's secret code when the reply carries it: a real sender delivers
+    # it, a log never keeps it (the outbox masks it).
+    secret: str | None = None
+
+    def logged_text(self) -> str:
+        """The text as a log may keep it: the secret code masked."""
+        if not self.secret:
+            return self.text
+        return self.text.replace(self.secret, SECRET_MASK)
+
+
+SECRET_MASK = "••••"
 
 
 class Sender(Protocol):
@@ -68,7 +81,7 @@ class LoggedOutbox:
                 "association_id": reply.association_id,
                 "to_index": self.keyring.subject_index(reply.association_id, reply.to),
                 "case_ref": reply.case_ref,
-                "text": reply.text,
+                "text": reply.logged_text(),
             }
             with append_private(self.path) as file:
                 file.write(json.dumps(record, ensure_ascii=False) + "\n")

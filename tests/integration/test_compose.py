@@ -49,6 +49,7 @@ from khidma.simulate import CaseDriver, Endpoints
 from tests.conftest import POSTGRES_DSN
 from tests.helpers import (
     channel_clients_file,
+    form_link_key_file,
     master_key_file,
     session_key_file,
     stream_messages_sync,
@@ -73,10 +74,12 @@ REQUIRED = (
     "KHIDMA_WEB_SESSION_KEY_FILE",
     "WEBSITE_CLIENT_SECRET",
     "KHIDMA_CHANNEL_CLIENTS_FILE",
+    "KHIDMA_FORM_LINK_KEY_FILE",
 )
 MASTER_KEY_SECRET = "/run/secrets/master-key"
 SESSION_KEY_SECRET = "/run/secrets/web-session-key"
 CHANNEL_CLIENTS_SECRET = "/run/secrets/channel-clients"
+FORM_LINK_KEY_SECRET = "/run/secrets/form-link-key"
 # The compose services beside the five: the audit API, the web application and the
 # channel adapters.
 APPS = ("audit", "web", "channels")
@@ -94,6 +97,7 @@ def dot_env() -> dict[str, str]:
         "KHIDMA_WEB_SESSION_KEY_FILE": str(session_key_file()),
         "WEBSITE_CLIENT_SECRET": "k" + secrets.token_urlsafe(18),
         "KHIDMA_CHANNEL_CLIENTS_FILE": str(channel_clients_file()),
+        "KHIDMA_FORM_LINK_KEY_FILE": str(form_link_key_file()),
     }
 
 
@@ -201,14 +205,16 @@ def test_the_deployment_shape() -> None:
     web_env = environment_of(web)
     assert web_env["KHIDMA_COOKIE_SECURE"] == "true"
     assert web_env["KHIDMA_SESSION_KEY_FILE"] == SESSION_KEY_SECRET
-    assert web["secrets"] == ["web-session-key"]
+    assert web["secrets"] == ["web-session-key", "form-link-key"]
+    assert web_env["KHIDMA_FORM_LINK_KEY_FILE"] == FORM_LINK_KEY_SECRET
     for name in (*SERVICES, "audit", "identity"):
         assert web_env[f"KHIDMA_{name.upper()}_URL"] == f"http://{name}:8000"
     # The channel adapters: after intake, their clients a secret, their outbox kept.
     channels = services["channels"]
     assert set(channels["depends_on"]) == {"identity", "intake"}
-    assert set(channels["secrets"]) == {"master-key", "channel-clients"}
+    assert set(channels["secrets"]) == {"master-key", "channel-clients", "form-link-key"}
     channels_env = environment_of(channels)
+    assert channels_env["KHIDMA_FORM_LINK_KEY_FILE"] == FORM_LINK_KEY_SECRET  # the web's too
     assert channels_env["KHIDMA_CHANNEL_CLIENTS_FILE"] == CHANNEL_CLIENTS_SECRET
     assert channels_env["KHIDMA_INTAKE_URL"] == "http://intake:8000"
     assert channels_env["KHIDMA_PUBLIC_BASE_URL"] == PUBLIC_BASE_URL
@@ -312,6 +318,7 @@ class ComposeRun:
         assert env["KHIDMA_SESSION_KEY_FILE"] == SESSION_KEY_SECRET  # compose's secret
         env.update(
             KHIDMA_SESSION_KEY_FILE=self.env["KHIDMA_WEB_SESSION_KEY_FILE"],
+            KHIDMA_FORM_LINK_KEY_FILE=self.env["KHIDMA_FORM_LINK_KEY_FILE"],
             KHIDMA_DATA_DIR=str(self.root / "web"),
             KHIDMA_HTTP_HOST="127.0.0.1",
             KHIDMA_HTTP_PORT=str(free_port()),
@@ -335,6 +342,7 @@ class ComposeRun:
             KHIDMA_INTAKE_URL=self.services["intake"].url,
             KHIDMA_TOKEN_URL=f"{self.identity.url}/oauth/token",
             KHIDMA_CHANNEL_CLIENTS_FILE=self.env["KHIDMA_CHANNEL_CLIENTS_FILE"],
+            KHIDMA_FORM_LINK_KEY_FILE=self.env["KHIDMA_FORM_LINK_KEY_FILE"],
             KHIDMA_LETTERS_SMTP_HOST="127.0.0.1",
             KHIDMA_LETTERS_SMTP_PORT=str(free_port()),
         )

@@ -47,7 +47,12 @@ import jsonschema
 import jwt
 import pytest
 
-from tests.helpers import channel_clients_file, master_key_file, session_key_file
+from tests.helpers import (
+    channel_clients_file,
+    form_link_key_file,
+    master_key_file,
+    session_key_file,
+)
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from khidma.compose import (
@@ -117,6 +122,7 @@ def dot_env() -> dict[str, str]:
     env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
     env["KHIDMA_WEB_SESSION_KEY_FILE"] = str(session_key_file())
     env["KHIDMA_CHANNEL_CLIENTS_FILE"] = str(channel_clients_file())
+    env["KHIDMA_FORM_LINK_KEY_FILE"] = str(form_link_key_file())
     return env
 
 

@@ -5,6 +5,7 @@ process), and the outbox holds the reply with the address only as its blind inde
 from __future__ import annotations
 
 import json
+import re
 import mailbox
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ async def test_a_letter_in_the_maildir_is_submitted_and_answered_in_the_outbox(
     assert answered["channel"] == "letter" and answered["association_id"] == "sidr"
     assert answered["to_index"] == app.state.keyring.subject_index("sidr", "abdullah.q@example.sa")
     assert "The letter names no service" in by_case[False]["text"]
+    # The reply gave the secret code; the log keeps it masked.
+    assert "Your secret code to follow the request: ••••" in answered["text"]
+    assert not re.search(r"\b[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}\b", outbox.read_text("utf-8"))
     assert outbox.stat().st_mode & 0o777 == 0o600
     assert list(mailbox.Maildir(folder).iterkeys()) == []  # taken, and not kept
 

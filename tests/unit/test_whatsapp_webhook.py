@@ -401,6 +401,8 @@ async def test_an_association_that_does_not_enable_whatsapp_is_not_served(
 
 # Without the Cloud API's token: the logged outbox --------------------------------
 
+SECRET_CODE = re.compile(r"\b[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}\b")
+
 
 async def test_without_an_access_token_replies_go_to_the_logged_outbox(
     tmp_path: Path, in_process: Start, monkeypatch: pytest.MonkeyPatch
@@ -417,6 +419,9 @@ async def test_without_an_access_token_replies_go_to_the_logged_outbox(
     record = json.loads(line)
     assert record["channel"] == "social_media" and REFERENCE.search(record["text"])
     assert APPLICANT_NUMBER not in outbox.read_text(encoding="utf-8")
+    # The secret code was in the reply, and is masked in the log: no credential kept.
+    assert "Secret code: ••••" in record["text"] and "الرمز السري: ••••" in record["text"]
+    assert not SECRET_CODE.search(outbox.read_text(encoding="utf-8"))
     assert outbox.stat().st_mode & 0o777 == 0o600
 
 

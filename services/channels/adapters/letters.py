@@ -430,7 +430,7 @@ def how_to_write(pack: PolicyPack | None, addresses: dict[str, str]) -> str:
 
 def accepted_text(answer: dict[str, Any]) -> str:
     """Intake's answer: the reference, the secret code once, what is still missing.
-    It repeats nothing of the applicant's (it is kept in the outbox)."""
+    It repeats nothing of the applicant's (it is kept in the outbox, the code masked)."""
     ref = answer["case_ref"]
     lines = [f"وصل طلبك، ورقمه المرجعي: {ref}", f"Your request was received; its reference: {ref}"]
     if answer.get("access_code"):
@@ -537,6 +537,7 @@ class Letters:
         address: str | None,
         text: str,
         case_ref: str | None = None,
+        secret: str | None = None,
     ) -> None:
         if not letter.sender or letter.automatic or letter.sender in self.settings.addresses:
             return  # a bounce, an auto-reply, our own: never answered (no mail loops)
@@ -551,6 +552,7 @@ class Letters:
             message_id=reply_id(letter),
             case_ref=case_ref,
             extra=extra,
+            secret=secret,
         )
         sender = sender_of(self.app, CHANNEL)
         try:
@@ -662,7 +664,12 @@ class Letters:
         except httpx.HTTPError as error:  # intake unreachable
             raise TryLater(type(error).__name__) from None
         await self._reply(
-            letter, association_id, address, accepted_text(answer), case_ref=answer["case_ref"]
+            letter,
+            association_id,
+            address,
+            accepted_text(answer),
+            case_ref=answer["case_ref"],
+            secret=answer.get("access_code"),
         )
         outcome = "duplicate" if answer.get("duplicate") else "submitted"
         self._record(f"{outcome} {answer['case_ref']}", association_id)

@@ -96,7 +96,7 @@ class WhatsAppAdapter:
             )
             return
         try:
-            text, case_ref = await self.answer(association_id, message)
+            text, case_ref, secret = await self.answer(association_id, message)
         except (Refused, OSError) as error:  # intake or the issuer unreachable
             log.warning(
                 "a WhatsApp message could not be processed",
@@ -105,7 +105,7 @@ class WhatsAppAdapter:
             # Forgotten, and answered under an id of its own: a redelivery processed
             # later still gets its real answer.
             self.taken.pop(reply_id(message.wamid), None)
-            text, case_ref = conversation.unavailable(), None
+            text, case_ref, secret = conversation.unavailable(), None, None
             message_id = reply_id(message.wamid + ":unavailable")
         else:
             message_id = reply_id(message.wamid)
@@ -117,6 +117,7 @@ class WhatsAppAdapter:
             message_id=message_id,
             case_ref=case_ref,
             extra={"phone_number_id": message.phone_number_id},
+            secret=secret,
         )
         try:
             await sender_of(self.app, CHANNEL).send(reply)
@@ -131,11 +132,13 @@ class WhatsAppAdapter:
             extra={"association_id": association_id, "message_id": reply.message_id},
         )
 
-    async def answer(self, association_id: str, message: Inbound) -> tuple[str, str | None]:
-        """The reply's text and the case it is about."""
+    async def answer(
+        self, association_id: str, message: Inbound
+    ) -> tuple[str, str | None, str | None]:
+        """The reply's text, the case it is about, and the secret code it carries."""
         pack = self.app.state.packs.get(association_id)
         if pack is None or not enabled(self.app, association_id, CHANNEL):
-            return conversation.not_served(pack), None
+            return conversation.not_served(pack), None, None
         intake = self.app.state.intake
         question = conversation.status_question(message.text)
         if question is not None:
@@ -144,22 +147,28 @@ class WhatsAppAdapter:
             except IntakeRefused as refusal:
                 if refusal.status >= 500:
                     raise
-                return conversation.refusal(refusal.ar, refusal.en), None
-            return conversation.status_answer(view), str(view.get("case_ref") or question[0])
+                return conversation.refusal(refusal.ar, refusal.en), None, None
+            reference = str(view.get("case_ref") or question[0])
+            return conversation.status_answer(view), reference, None
         lines = conversation.structured(message.text)
         if lines is None:
             links = self.app.state.form_links
-            return conversation.menu(pack, links, message.sender), None
+            return conversation.menu(pack, links, message.sender), None, None
         try:
             body = conversation.submission(pack, lines, wamid=message.wamid, sender=message.sender)
             answer: dict[str, Any] = await intake.submit(body)
         except Unusable as unusable:
-            return conversation.refusal(unusable.ar, unusable.en), None
+            return conversation.refusal(unusable.ar, unusable.en), None, None
         except IntakeRefused as refusal:
             if refusal.status >= 500:
                 raise
-            return conversation.refused(pack, body, refusal, self.app.state.form_links), None
-        return conversation.confirmation(answer), str(answer["case_ref"])
+            return conversation.refused(pack, body, refusal, self.app.state.form_links), None, None
+        code = answer.get("access_code")
+        return (
+            conversation.confirmation(answer),
+            str(answer["case_ref"]),
+            str(code) if code else None,
+        )
 
 
 def adapter(app: FastAPI) -> WhatsAppAdapter:
