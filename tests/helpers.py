@@ -150,3 +150,14 @@ def session_key_file() -> Path:
         path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
         path.chmod(0o600)
     return path
+
+
+def compose_key_files() -> dict[str, str]:
+    """The files an operator's .env names for compose's secrets: the master key, the
+    web session key, the channels' clients and the form link key."""
+    return {
+        "KHIDMA_MASTER_KEY_FILE": str(master_key_file()),
+        "KHIDMA_WEB_SESSION_KEY_FILE": str(session_key_file()),
+        "KHIDMA_CHANNEL_CLIENTS_FILE": str(channel_clients_file()),
+        "KHIDMA_FORM_LINK_KEY_FILE": str(form_link_key_file()),
+    }

@@ -47,14 +47,7 @@ from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from tests.auth import ISSUER, as_adapter, as_staff, auth_environment
 from khidma.simulate import CaseDriver, Endpoints
 from tests.conftest import POSTGRES_DSN
-from tests.helpers import (
-    channel_clients_file,
-    form_link_key_file,
-    master_key_file,
-    session_key_file,
-    stream_messages_sync,
-    wait_for,
-)
+from tests.helpers import compose_key_files, stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +85,9 @@ def dot_env() -> dict[str, str]:
     """What an operator's .env would hold: fresh secrets and the surveys' address."""
     return {
         **{name: "k" + secrets.token_urlsafe(18) for name in SECRETS},
-        "KHIDMA_MASTER_KEY_FILE": str(master_key_file()),
         "SURVEYS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-        "KHIDMA_WEB_SESSION_KEY_FILE": str(session_key_file()),
         "WEBSITE_CLIENT_SECRET": "k" + secrets.token_urlsafe(18),
-        "KHIDMA_CHANNEL_CLIENTS_FILE": str(channel_clients_file()),
-        "KHIDMA_FORM_LINK_KEY_FILE": str(form_link_key_file()),
+        **compose_key_files(),
     }
 
 

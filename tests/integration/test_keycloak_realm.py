@@ -47,12 +47,7 @@ import jsonschema
 import jwt
 import pytest
 
-from tests.helpers import (
-    channel_clients_file,
-    form_link_key_file,
-    master_key_file,
-    session_key_file,
-)
+from tests.helpers import compose_key_files
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from khidma.compose import (
@@ -119,10 +114,7 @@ def dot_env() -> dict[str, str]:
     env = {name: "k" + secrets.token_urlsafe(18) for name in names if "PASSWORD" in name}
     env |= {name: "k" + secrets.token_urlsafe(24) for name in names if name.endswith("_SECRET")}
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
-    env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
-    env["KHIDMA_WEB_SESSION_KEY_FILE"] = str(session_key_file())
-    env["KHIDMA_CHANNEL_CLIENTS_FILE"] = str(channel_clients_file())
-    env["KHIDMA_FORM_LINK_KEY_FILE"] = str(form_link_key_file())
+    env |= compose_key_files()
     return env
 
 

@@ -25,7 +25,7 @@ from khidma.compose import COMPOSE_FILE, COMPOSE_SCHEMA, PROJECT_ROOT, environme
 from khidma.nats_server import SERVICE_USERS, NatsServer, free_port
 from shared.stream import declare_everything, inbox_prefix
 from shared.subjects import event_subject
-from tests.helpers import master_key_file, session_key_file, async_wait_for
+from tests.helpers import async_wait_for, compose_key_files
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +38,7 @@ SECRETS = ("POSTGRES_PASSWORD", *(f"{u.upper()}_NATS_PASSWORD" for u in (*SERVIC
 def test_the_cluster_override_validates_and_points_every_service_at_three_nodes() -> None:
     env = {name: "k" + secrets.token_urlsafe(12) for name in SECRETS}
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
-    env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
-    env["KHIDMA_WEB_SESSION_KEY_FILE"] = str(session_key_file())
+    env |= compose_key_files()
     env["WEBSITE_CLIENT_SECRET"] = "k" + secrets.token_urlsafe(12)
     merged = load_merged(env, COMPOSE_FILE, OVERRIDE)
     jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text())).validate(merged)

@@ -47,7 +47,7 @@ from shared.stream import ensure_stream
 from shared.subjects import event_subject
 from tests import builders
 from tests.auth import as_staff
-from tests.helpers import master_key_file, session_key_file, stream_messages_sync, wait_for
+from tests.helpers import compose_key_files, stream_messages_sync, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -122,8 +122,7 @@ SCALE_OVERRIDE = PROJECT_ROOT / "deploy" / "compose.scale.yml"
 def test_the_scale_override_validates_and_frees_the_host_ports_of_the_scaled_services() -> None:
     env = {name: "k" + secrets.token_urlsafe(12) for name in variables_used() if "PASSWORD" in name}
     env["SURVEYS_PUBLIC_BASE_URL"] = "https://surveys.example.org"
-    env["KHIDMA_MASTER_KEY_FILE"] = str(master_key_file())
-    env["KHIDMA_WEB_SESSION_KEY_FILE"] = str(session_key_file())
+    env |= compose_key_files()
     env["WEBSITE_CLIENT_SECRET"] = "k" + secrets.token_urlsafe(12)
     base = load_compose(env)
     merged = load_merged(env, COMPOSE_FILE, SCALE_OVERRIDE)
