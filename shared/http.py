@@ -29,9 +29,10 @@ from shared.auth import (
     install,
 )
 from shared.errors import Gone, Invalid, NotFound, Refused
+from shared.limits import BodySizeLimit, Limiter, LimitSettings, TooManyRequests
 from shared.logging import correlation_id_var, log_context, set_log_context
 from shared.runtime import ServiceRuntime
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ REFUSAL_STATUS: dict[type[Refused], int] = {
     AuthUnavailable: 503,
     NotFound: 404,
     Gone: 410,
+    TooManyRequests: 429,
     Invalid: 422,
     Refused: 409,
 }
@@ -85,6 +87,9 @@ def create_http_app(
     # The associations this service serves (its packs): see shared.auth.require.
     api.state.associations = frozenset(runtime.app.packs)
     install(api, verifier)
+    limits = load_settings(LimitSettings)
+    api.state.limiter = Limiter(limits)
+    api.add_middleware(BodySizeLimit, limit=limits.max_body_bytes)
     api.add_middleware(RequestLogMiddleware)
 
     answer_refusals(api)
@@ -127,7 +132,7 @@ def answer_refusals(api: FastAPI) -> None:
         return JSONResponse(
             error.as_dict(),
             status_code=refusal_status(error),
-            headers=error.headers if isinstance(error, AuthRefused) else None,
+            headers=error.headers if isinstance(error, AuthRefused | TooManyRequests) else None,
         )
 
     async def invalid(_: Request, error: Exception) -> JSONResponse:

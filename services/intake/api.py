@@ -37,6 +37,7 @@ from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import Attestation
 from shared.http import runtime_of
+from shared.limits import LIMITED, RateLimited
 from shared.roles import FRONT_DESK
 from shared.runtime import ServiceRuntime
 from shared.submissions import Submission, SubmittedDocuments, SubmittedFields
@@ -182,7 +183,7 @@ def with_labels(doc: dict[str, Any]) -> dict[str, Any]:
 submissions = APIRouter()
 
 
-@submissions.post("/submissions", status_code=201)
+@submissions.post("/submissions", status_code=201, dependencies=[RateLimited], responses=LIMITED)
 async def submit(
     submission: Submission, runtime: IntakeRuntime, principal: Submitter
 ) -> JSONResponse:
@@ -238,7 +239,7 @@ async def get_association(association_id: str, runtime: IntakeRuntime) -> dict[s
     return pack.model_dump(mode="json")
 
 
-@associations.post("/eligibility")
+@associations.post("/eligibility", dependencies=[RateLimited], responses=LIMITED)
 async def eligibility(question: EligibilityQuestion, runtime: IntakeRuntime) -> dict[str, Any]:
     """Seed 004, article 6: may I have this service, and why? Creates nothing."""
     return runtime.app.preview_eligibility(
@@ -272,7 +273,7 @@ def _acting(
     return app.case_opened_by(case_key, caller.code), dict(APPLICANT_ACTOR)
 
 
-@cases.post("/cases/{case_id}/information")
+@cases.post("/cases/{case_id}/information", dependencies=[RateLimited], responses=LIMITED)
 async def add_information(
     case_id: UUID, information: Information, runtime: IntakeRuntime, caller: OfficerOrApplicant
 ) -> dict[str, Any]:
@@ -294,7 +295,7 @@ async def add_information(
     return result
 
 
-@cases.post("/cases/{case_key}/corrections")
+@cases.post("/cases/{case_key}/corrections", dependencies=[RateLimited], responses=LIMITED)
 async def correct(
     case_key: str, corrections: Corrections, runtime: IntakeRuntime, caller: OfficerOrApplicant
 ) -> dict[str, Any]:
@@ -327,7 +328,7 @@ async def correct(
     return result
 
 
-@cases.get("/cases/{case_ref}/status")
+@cases.get("/cases/{case_ref}/status", dependencies=[RateLimited], responses=LIMITED)
 async def my_request(
     case_ref: str, runtime: IntakeRuntime, code: CaseCode = None
 ) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from shared.auth import Principal, require
 from shared.errors import NotFound
 from shared.events import Ratings
 from shared.http import runtime_of
+from shared.limits import LIMITED, RateLimited
 from shared.roles import AUDITOR, SURVEYS_OFFICER
 from shared.runtime import ServiceRuntime
 
@@ -60,7 +61,9 @@ class Answer(BaseModel):
 router = APIRouter()
 
 
-@router.post("/surveys/{token}/answers", status_code=202)
+@router.post(
+    "/surveys/{token}/answers", status_code=202, dependencies=[RateLimited], responses=LIMITED
+)
 async def answer_survey(
     body: Answer,
     runtime: SurveysRuntime,
@@ -85,7 +88,7 @@ async def answer_survey(
     return {"case_id": str(case_id), "status": "answered"}
 
 
-@router.get("/surveys/{token}")
+@router.get("/surveys/{token}", dependencies=[RateLimited], responses=LIMITED)
 async def the_survey(
     runtime: SurveysRuntime,
     token: str = Path(min_length=1, max_length=128),

@@ -64,6 +64,8 @@ class Backends:
 
     urls: Mapping[str, str]
     client: httpx.AsyncClient
+    # The address of the person the web asks for: the services' limits count it.
+    forwarded_for: str | None = None
 
     async def call(
         self,
@@ -77,6 +79,8 @@ class Backends:
     ) -> httpx.Response:
         """The service's answer when it is a success (2xx); its refusal otherwise."""
         sent = dict(headers or {})
+        if self.forwarded_for:
+            sent["X-Forwarded-For"] = self.forwarded_for
         if token:
             sent["Authorization"] = f"Bearer {token}"
         try:

@@ -9,6 +9,7 @@ check it as a dependency of their own, so no form can forget it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -16,6 +17,7 @@ from fastapi import Depends, Request
 from services.web.backends import Backends
 from services.web.rendering import Renderer
 from services.web.session import Session, csrf_matches
+from shared.limits import limiter_of
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -60,8 +62,12 @@ def renderer_of(request: Request) -> Renderer:
 
 
 def backends_of(request: Request) -> Backends:
+    """The services, asked on behalf of this request's client: they count an
+    applicant's requests against the applicant's address, not the web's."""
     backends: Backends = request.app.state.backends
-    return backends
+    peer = request.client.host if request.client else None
+    address = limiter_of(request.app).client_address(peer, request.headers.get("x-forwarded-for"))
+    return replace(backends, forwarded_for=address)
 
 
 async def checked_form(request: Request) -> dict[str, Any]:

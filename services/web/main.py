@@ -29,6 +29,7 @@ from shared.errors import Refused
 from shared.files import keep_private
 from shared.form_link import load_key_or_exit
 from shared.http import refusal_status
+from shared.limits import BodySizeLimit, Limiter, LimitSettings
 from shared.logging import configure_logging
 from shared.machine_token import MachineToken
 from shared.settings import load_settings
@@ -84,6 +85,8 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
         configured=settings.form_link_key_configured,
         service_name="web",
     )
+    limits = load_settings(LimitSettings)
+    app.state.limiter = Limiter(limits)
     app.state.navigation = pages.include(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     answer_refusals(app)
@@ -96,6 +99,7 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
     async def ready() -> JSONResponse:
         return JSONResponse({"ready": True, "website_client": credentials is not None})
 
+    app.add_middleware(BodySizeLimit, limit=limits.max_body_bytes)
     app.add_middleware(
         SessionMiddleware,
         codec=SessionCodec(session_key(settings.session_key_path)),
@@ -154,13 +158,15 @@ def answer_refusals(app: FastAPI) -> None:
     async def refused(request: Request, error: Exception) -> Response:
         assert isinstance(error, Refused)  # one of ours, e.g. the website's client token
         renderer: Renderer = request.app.state.renderer
-        return renderer.page(
+        page = renderer.page(
             request,
             "error.html",
             status=refusal_status(error),
             message={"en": error.en, "ar": error.ar},
             code=error.code,
         )
+        page.headers.update(getattr(error, "headers", None) or {})  # Retry-After of a 429
+        return page
 
     async def invalid(request: Request, error: Exception) -> Response:
         # A path or query the page cannot take (a malformed id, page=0): a page in the

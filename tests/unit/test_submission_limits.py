@@ -70,7 +70,7 @@ def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> N
         include=intake_api.include,
         verifier=verifier_from_environment(),
     )  # type: ignore[arg-type]
-    big = {**REQUEST, "fields": {"notes": "x" * 1_200_000}}
+    big = {**REQUEST, "fields": {"notes": "x" * 600_000}}  # under the body's limit
     response = TestClient(http).post("/submissions", json=big, headers=as_staff())
     assert response.status_code == 422
     body = response.json()
@@ -79,6 +79,31 @@ def test_an_oversized_submission_is_a_bilingual_422_that_does_not_echo_it() -> N
     assert problem["loc"] == ["body", "fields"] and problem["type"] == "fields_too_large"
     assert "input" not in problem
     assert len(response.content) < 5000
+
+
+def test_a_body_over_the_service_s_limit_is_a_bilingual_413_before_it_is_read() -> None:
+    http = create_http_app(
+        SimpleNamespace(app=SimpleNamespace(packs={})),
+        title="intake",
+        include=intake_api.include,
+        verifier=verifier_from_environment(),
+    )  # type: ignore[arg-type]
+    client = TestClient(http)
+    huge = {**REQUEST, "fields": {"notes": "x" * 1_200_000}}
+    response = client.post("/submissions", json=huge, headers=as_staff())
+    assert response.status_code == 413
+    assert response.json()["error"] == "request_too_large"
+    assert response.json()["message"]["ar"] and "1048576" in response.json()["message"]["en"]
+
+    # Without a Content-Length (a chunked body), counted as it is read.
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(12):
+            yield b"x" * 100_000
+
+    chunked = client.post(
+        "/submissions", content=chunks(), headers={**as_staff(), "Content-Type": "application/json"}
+    )
+    assert chunked.status_code == 413 and chunked.json()["error"] == "request_too_large"
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,10 @@ from services.web.backends import Backends, ServiceRefused
 from services.web.dependencies import Form, Pages, Services, Visitor, is_htmx, keep
 from services.web.pages import NavLink
 from shared.form_link import FormLinkKey, PrefillRefused
+from shared.limits import RateLimited
 
-router = APIRouter()
+# The applicants' pages: each visitor's requests within the public budget.
+router = APIRouter(dependencies=[RateLimited])
 NAV: list[NavLink] = []  # the public pages are not in the staff's menu
 
 WEBSITE = "website"
