@@ -42,6 +42,7 @@ from shared.auth import Principal, Verifier, install, require, verifier_from_env
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.http import answer_refusals
+from shared.openapi import install_refusals
 from shared.personal.master import MasterKeyProblem
 from shared.roles import AUDITOR, PRIVACY_OFFICER
 
@@ -91,8 +92,8 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
     answer_refusals(app)
     guarded = APIRouter()
 
-    @app.get("/health")
-    @app.get("/ready")
+    @app.get("/health", tags=["operations"])
+    @app.get("/ready", tags=["operations"])
     def health() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -293,6 +294,7 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
     async def bad_value(_: Any, error: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=422)
 
+    install_refusals(app)
     return app
 
 

@@ -31,6 +31,7 @@ from shared.auth import (
 from shared.errors import Gone, Invalid, NotFound, Refused
 from shared.limits import BodySizeLimit, Limiter, LimitSettings, TooManyRequests
 from shared.logging import correlation_id_var, log_context, set_log_context
+from shared.openapi import install_refusals
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
 
@@ -89,17 +90,22 @@ def create_http_app(
     install(api, verifier)
     limits = load_settings(LimitSettings)
     api.state.limiter = Limiter(limits)
+    api.add_middleware(AllowedMethods, document=lambda: api.openapi())
     api.add_middleware(BodySizeLimit, limit=limits.max_body_bytes)
     api.add_middleware(RequestLogMiddleware)
 
     answer_refusals(api)
 
-    @api.get("/health", tags=["operations"])
+    not_ready: dict[int | str, dict[str, Any]] = {
+        503: {"description": "Not alive, or not ready: the report says why."}
+    }
+
+    @api.get("/health", tags=["operations"], responses=not_ready)
     async def health() -> JSONResponse:
         report = await runtime.health()
         return JSONResponse(report, status_code=200 if report["alive"] else 503)
 
-    @api.get("/ready", tags=["operations"])
+    @api.get("/ready", tags=["operations"], responses=not_ready)
     async def ready() -> JSONResponse:
         report = await runtime.readiness()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
@@ -120,6 +126,7 @@ def create_http_app(
     install_api_docs(api, asyncapi=lambda: runtime.asyncapi())
 
     include(api)
+    install_refusals(api)
     return api
 
 
@@ -198,6 +205,59 @@ async def _route_log_context(request: Request) -> None:
         set_log_context(case_id=case_id[:100])
     if isinstance(case_ref, str):
         set_log_context(case_ref=case_ref[:100])
+
+
+class AllowedMethods:
+    """ASGI middleware: a path whose documented routes take other methods answers
+    with all of them in `Allow` — 204 for OPTIONS, else a bilingual 405 — where the
+    router would name only its first route's (a path served by a GET and a PUT route).
+    The routes are read from the app's OpenAPI document, once."""
+
+    def __init__(self, app: Any, document: Callable[[], dict[str, Any]]):
+        self.app = app
+        self.document = document
+        self._paths: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def _methods_of(self, path: str) -> set[str]:
+        if self._paths is None:
+            self._paths = [
+                (
+                    re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"),
+                    frozenset(method.upper() for method in operations),
+                )
+                for template, operations in self.document().get("paths", {}).items()
+            ]
+        found: set[str] = set()
+        for pattern, methods in self._paths:
+            if pattern.match(path):
+                found |= methods
+        return found
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        allowed = self._methods_of(scope["path"])
+        method = scope["method"]
+        if not allowed or method in allowed or (method == "HEAD" and "GET" in allowed):
+            await self.app(scope, receive, send)
+            return
+        allow = ", ".join(sorted(allowed | {"OPTIONS"}))
+        if method == "OPTIONS":
+            response: Response = Response(status_code=204, headers={"Allow": allow})
+        else:
+            response = JSONResponse(
+                {
+                    "error": "method_not_allowed",
+                    "message": {
+                        "en": f"This address takes {allow} only.",
+                        "ar": f"يقبل هذا العنوان {allow} فقط.",
+                    },
+                },
+                status_code=405,
+                headers={"Allow": allow},
+            )
+        await response(scope, receive, send)
 
 
 class RequestLogMiddleware:

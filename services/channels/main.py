@@ -35,6 +35,7 @@ from shared.form_link import load_key_or_exit
 from shared.http import answer_refusals
 from shared.logging import configure_logging
 from shared.machine_token import MachineToken
+from shared.openapi import install_refusals
 from shared.personal.keyring import open_keyring_or_exit
 from shared.policy_loader import load_packs_or_exit
 from shared.settings import load_settings
@@ -118,6 +119,7 @@ def build(settings: ChannelsSettings) -> FastAPI:
         router = getattr(module, "router", None)
         if isinstance(router, APIRouter):
             app.include_router(router)
+    install_refusals(app)
     return app
 
 
