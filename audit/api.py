@@ -41,7 +41,7 @@ from shared.apidocs_ui import install_api_docs
 from shared.auth import Principal, Verifier, install, require, verifier_from_environment
 from shared.dates import both_calendars
 from shared.errors import NotFound
-from shared.http import answer_refusals
+from shared.http import AllowedMethods, answer_refusals
 from shared.openapi import install_refusals
 from shared.personal.master import MasterKeyProblem
 from shared.roles import AUDITOR, PRIVACY_OFFICER
@@ -281,20 +281,35 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
 
     app.include_router(guarded)
 
+    # Each in the bilingual refusal shape of every service (`detail` kept for the
+    # clients that read it).
     @app.exception_handler(StreamUnavailable)
     async def stream_unavailable(_: Any, error: StreamUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": error.message}, status_code=503)
+        message = dict(error.message)
+        return JSONResponse(
+            {"error": "stream_unavailable", "message": message, "detail": error.message},
+            status_code=503,
+        )
 
     @app.exception_handler(MasterKeyProblem)
     async def wrong_master_key(_: Any, problem: MasterKeyProblem) -> JSONResponse:
         # Another deployment's key file: nothing would open; never shown as "erased".
-        return JSONResponse({"detail": {"en": problem.en, "ar": problem.ar}}, status_code=503)
+        message = {"en": problem.en, "ar": problem.ar}
+        return JSONResponse(
+            {"error": "master_key_problem", "message": message, "detail": message},
+            status_code=503,
+        )
 
     @app.exception_handler(ValueError)
     async def bad_value(_: Any, error: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=422)
+        message = {"en": str(error), "ar": f"قيمة غير صالحة: {error}"}
+        return JSONResponse(
+            {"error": "invalid_request", "message": message, "detail": str(error)},
+            status_code=422,
+        )
 
     install_refusals(app)
+    app.add_middleware(AllowedMethods, document=lambda: app.openapi())
     return app
 
 

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import metrics
 from shared.apidocs_ui import install_api_docs
@@ -158,8 +159,32 @@ def answer_refusals(api: FastAPI) -> None:
             status_code=422,
         )
 
+    async def http_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        # The framework's own refusals (a body that is not JSON, an unknown path, a
+        # method the path does not take) in the same bilingual shape as ours.
+        code, en, ar = FRAMEWORK_REFUSALS.get(
+            error.status_code,
+            (f"http_{error.status_code}", str(error.detail), "تعذّر تنفيذ الطلب."),
+        )
+        return JSONResponse(
+            {"error": code, "message": {"en": en, "ar": ar}},
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
+
     api.add_exception_handler(Refused, refused)
     api.add_exception_handler(RequestValidationError, invalid)
+    api.add_exception_handler(StarletteHTTPException, http_error)
+
+
+FRAMEWORK_REFUSALS: dict[int, tuple[str, str, str]] = {
+    400: ("malformed_request", "The body is not valid JSON (or not what its Content-Type says).",
+          "محتوى الطلب ليس JSON صالحًا (أو لا يطابق نوعه المعلن)."),
+    404: ("not_found", "There is nothing at this address.", "لا يوجد شيء على هذا العنوان."),
+    405: ("method_not_allowed", "This address does not take this method.",
+          "لا يقبل هذا العنوان هذه الطريقة."),
+}  # fmt: skip
 
 
 def _without_large_input(problem: Any) -> Any:

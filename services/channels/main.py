@@ -32,7 +32,7 @@ from services.channels.settings import ChannelsSettings
 from shared.apidocs_ui import install_api_docs
 from shared.files import keep_private
 from shared.form_link import load_key_or_exit
-from shared.http import answer_refusals
+from shared.http import AllowedMethods, answer_refusals
 from shared.logging import configure_logging
 from shared.machine_token import MachineToken
 from shared.openapi import install_refusals
@@ -120,6 +120,7 @@ def build(settings: ChannelsSettings) -> FastAPI:
         if isinstance(router, APIRouter):
             app.include_router(router)
     install_refusals(app)
+    app.add_middleware(AllowedMethods, document=lambda: app.openapi())
     return app
 
 

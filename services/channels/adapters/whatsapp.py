@@ -213,7 +213,21 @@ def _refused(status: int, code: str, en: str, ar: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": {"en": en, "ar": ar}}, status_code=status)
 
 
-@router.get("/webhook", response_model=None)
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    words = {
+        400: "The body is not a Cloud API notification.",
+        401: "X-Hub-Signature-256 is missing or wrong.",
+        403: "The verify token does not match.",
+        503: "WhatsApp is not configured here: Meta retries its notifications.",
+    }
+    return {status: {"description": words[status]} for status in statuses}
+
+
+@router.get(
+    "/webhook",
+    response_model=None,
+    responses={200: {"content": {"text/plain": {}}}, **_answers(403)},
+)
 async def verify(request: Request) -> Response:
     """Meta's handshake: the challenge back, as plain text, to the right token."""
     settings = adapter(request.app).settings
@@ -236,7 +250,7 @@ async def verify(request: Request) -> Response:
     )
 
 
-@router.post("/webhook", response_model=None)
+@router.post("/webhook", response_model=None, responses=_answers(400, 401, 503))
 async def receive(request: Request) -> Response:
     """A notification of the Cloud API: verified, answered at once, processed after."""
     whatsapp = adapter(request.app)
