@@ -173,6 +173,8 @@ async def test_a_file_channels_refuses_is_shown_on_the_upload_page_in_the_reader
     page = await web.client.post("/batches", data=form, files={"file": ("scan.pdf", b"%PDF-1.4")})
     assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
     assert "This file is not a batch of requests." in page.text and 'value="office-7"' in page.text
+    bare = await web.client.post("/batches", data=form)
+    assert bare.status_code == 422 and "Choose the file of the batch." in bare.text
     web.channels.down = True
     page = await web.client.post("/batches", data=form, files={"file": ("a.csv", b"x")})
     assert page.status_code == 503 and "did not answer; please try again" in page.text
@@ -189,6 +191,9 @@ async def test_a_batch_gone_from_channels_says_so_and_a_poll_stops_with_the_word
     poll = await web.client.get("/batches/b-1", headers={"HX-Request": "true"})
     assert poll.status_code == 200 and "لا توجد لك دفعة" in poll.text
     assert "hx-get" not in poll.text
+    odd = await web.client.get("/batches/..%2Fsecret")
+    assert odd.status_code in (404, 422) and "<html" in odd.text
+    assert [r.url.path for r in web.channels.seen] == ["/batches/b-1"] * 2
 
 
 async def test_the_result_file_is_fetched_from_channels_each_time_and_never_cached(

@@ -14,7 +14,7 @@ import csv
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import UploadFile
 
@@ -30,6 +30,8 @@ UPLOADERS = (FRONT_DESK, channel_role(CHANNEL))
 router = APIRouter()
 NAV = [NavLink("/batches", "batches.nav", UPLOADERS, 12, channel=CHANNEL)]
 Uploader = Annotated[Session, Depends(signed_in_with(*UPLOADERS))]
+# A batch's id as channels makes them (jobs.new_job_id): nothing else goes into its URL.
+BatchId = Annotated[str, Path(pattern=r"^b-[A-Za-z0-9_-]{1,64}$")]
 # The outcomes of a row, in the order the page counts them (docs/operations.md).
 OUTCOMES = ("received", "already_received", "linked", "refused", "failed")
 # Refusals of a file a person can fix (or retry): shown on the upload page itself.
@@ -179,7 +181,7 @@ async def progress_of(
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
 async def progress(
-    request: Request, batch_id: str, pages: Pages, services: Services, person: Uploader
+    request: Request, batch_id: BatchId, pages: Pages, services: Services, person: Uploader
 ) -> HTMLResponse:
     """The batch's progress; it asks again by itself (htmx) until the batch is done."""
     found, refused = await progress_of(services, person, batch_id)
@@ -199,7 +201,7 @@ async def progress(
 
 
 @router.get("/batches/{batch_id}/result")
-async def result(batch_id: str, services: Services, person: Uploader) -> Response:
+async def result(batch_id: BatchId, services: Services, person: Uploader) -> Response:
     """The result file, fetched from channels now and passed on: no cache keeps it."""
     answer = await services.call(
         "channels", "GET", f"/batches/{batch_id}/result", token=person.token
