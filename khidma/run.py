@@ -77,9 +77,10 @@ class EmbeddedSystem:
                 self._start(name, {**trust, **self._nats_login(name), **links, **self.service_env})
             # The auditors' API reads the stores and, as `admin`, the stream.
             self._start(AUDIT, {**trust, **self._nats_login(NATS_ADMIN), **self.service_env})
-            self._start(WEB, {**trust, **self._web_env(), **self.service_env}, port=web_port)
-            # The channels service verifies the tokens of its own callers (uploads, JSON).
+            # The channels service verifies the tokens of its own callers (uploads, JSON);
+            # before the web app, which uploads the branch offices' batches to it.
             self._start(CHANNELS, {**trust, **public, **self._channels_env(), **self.service_env})
+            self._start(WEB, {**trust, **self._web_env(), **self.service_env}, port=web_port)
         except BaseException:
             self.stop()
             raise
@@ -103,7 +104,7 @@ class EmbeddedSystem:
         """Where the web application finds every service, and the website's client."""
         urls = {
             f"KHIDMA_{name.upper()}_URL": self.services[name].url
-            for name in (*SERVICES, IDENTITY, AUDIT)
+            for name in (*SERVICES, IDENTITY, AUDIT, CHANNELS)
         }
         return {**urls, "KHIDMA_WEBSITE_CLIENT_FILE": str(self.website_client_file)}
 

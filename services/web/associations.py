@@ -26,6 +26,20 @@ class Associations:
     async def get(self, association_id: str) -> dict[str, Any] | None:
         return next((a for a in await self.all() if a["association_id"] == association_id), None)
 
+    def enabling(self, channel: str, ids: list[str]) -> list[dict[str, Any]]:
+        """Those of these ids whose pack enables the channel, as last fetched (none
+        before the list was first asked for: the menu, which cannot wait, reads this)."""
+        wanted = set(ids)
+        return [
+            a
+            for a in self._found
+            if a["association_id"] in wanted and channel in a.get("channels", ())
+        ]
+
+    async def with_channel(self, channel: str, ids: list[str]) -> list[dict[str, Any]]:
+        await self.all()
+        return self.enabling(channel, ids)
+
     async def named(self, ids: list[str]) -> list[dict[str, Any]]:
         """The associations of these ids, in the list's order (unknown ones left out)."""
         wanted = set(ids)

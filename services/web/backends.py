@@ -17,7 +17,16 @@ import httpx
 
 from shared.errors import refusal_in_answer
 
-SERVICES = ("intake", "verification", "committee", "surveys", "privacy", "audit", "identity")
+SERVICES = (
+    "intake",
+    "verification",
+    "committee",
+    "surveys",
+    "privacy",
+    "audit",
+    "identity",
+    "channels",
+)
 
 
 class ServiceRefused(Exception):

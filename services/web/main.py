@@ -61,6 +61,7 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
             "privacy": settings.privacy_url,
             "audit": settings.audit_url,
             "identity": settings.identity_url,
+            "channels": settings.channels_url,
         },
         client,
     )

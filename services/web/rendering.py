@@ -112,7 +112,8 @@ class Renderer:
         if flash:  # shown once: the next page no longer has it
             request.state.session = session.with_flash(None)
         navigation = getattr(request.app.state, "navigation", [])
-        menu = [link for link in navigation if any(session.holds(r) for r in link.roles)]
+        associations = request.app.state.associations
+        menu = [link for link in navigation if link.offered_to(session, associations)]
         here = request.url.path
         # The menu's current entry: the longest path the page's starts with.
         current = max(

@@ -27,6 +27,8 @@ class WebSettings(FormLinkSettings, BaseSettings):
     surveys_url: str
     privacy_url: str
     audit_url: str
+    # The channel adapters: the branch offices' batches are uploaded through them.
+    channels_url: str
     # The token endpoint staff sign in at (default: identity_url/oauth/token; under
     # Keycloak, the realm's).
     token_url: str | None = None

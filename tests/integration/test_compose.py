@@ -191,13 +191,13 @@ def test_the_deployment_shape() -> None:
     assert audit["KHIDMA_NATS_USER"] == "admin" and audit["KHIDMA_STORE"] == "postgres"
     assert audit["KHIDMA_NATS_PASSWORD"] == environment_of(nats)["ADMIN_NATS_PASSWORD"]
     web = services["web"]
-    assert set(web["depends_on"]) == {"identity", *SERVICES, "audit"}
+    assert set(web["depends_on"]) == {"identity", *SERVICES, "audit", "channels"}
     web_env = environment_of(web)
     assert web_env["KHIDMA_COOKIE_SECURE"] == "true"
     assert web_env["KHIDMA_SESSION_KEY_FILE"] == SESSION_KEY_SECRET
     assert web["secrets"] == ["web-session-key", "form-link-key"]
     assert web_env["KHIDMA_FORM_LINK_KEY_FILE"] == FORM_LINK_KEY_SECRET
-    for name in (*SERVICES, "audit", "identity"):
+    for name in (*SERVICES, "audit", "identity", "channels"):
         assert web_env[f"KHIDMA_{name.upper()}_URL"] == f"http://{name}:8000"
     # The channel adapters: after intake, their clients a secret, their outbox kept.
     channels = services["channels"]
@@ -295,11 +295,13 @@ class ComposeRun:
             self.root / "audit.log",
         ).start()
         self.apps["audit"].wait_ready()
+        self.start_channels()  # the web app uploads the branch offices' batches to it
         spec = self.compose["services"]["web"]
         env = self.trusting_identity(environment_of(spec))
         urls = {
             "identity": self.identity.url,
             "audit": self.apps["audit"].url,
+            "channels": self.apps["channels"].url,
             **{n: s.url for n, s in self.services.items()},
         }
         for name, url in urls.items():
@@ -317,7 +319,6 @@ class ComposeRun:
             "web", list(spec["command"]), env, int(env["KHIDMA_HTTP_PORT"]), self.root / "web.log"
         ).start()
         self.apps["web"].wait_ready()
-        self.start_channels()
 
     def start_channels(self) -> None:
         spec = self.compose["services"]["channels"]

@@ -159,6 +159,22 @@ async def test_a_job_counts_its_rows_as_they_end_and_ends_with_the_results():
     assert job.progress()["counts"] == {"failed": 1, "received": 4, "refused": 1}
 
 
+async def test_a_finished_jobs_progress_names_the_rows_not_taken_without_any_secret():
+    job = BatchJob("b-4", "rep-1", "csv", "batch", rows=3)
+    taken = {"row": 2, "outcome": "received", "case_ref": "TX-1", "access_code": "SECRET-1"}
+    refused = {"row": 3, "outcome": "refused", "error": "invalid_national_id",
+               "reason_en": "Bad id.", "reason_ar": "رقم غير صحيح.", "national_id": "123"}  # fmt: skip
+    failed = {"row": 4, "outcome": "failed", "error": "intake_unreachable",
+              "reason_en": "Again.", "reason_ar": "مرة أخرى."}  # fmt: skip
+    assert job.progress()["refusals"] == []  # running: nothing yet
+    job.results = [taken, refused, failed]
+    listed = job.progress()["refusals"]
+    assert [r["row"] for r in listed] == [3, 4]
+    assert listed[0] == {"row": 3, "outcome": "refused", "error": "invalid_national_id",
+                         "reason_en": "Bad id.", "reason_ar": "رقم غير صحيح."}  # fmt: skip
+    assert "SECRET-1" not in str(job.progress()) and "123" not in str(listed)
+
+
 async def test_a_job_is_its_uploaders_alone_and_forgotten_an_hour_after_it_ends():
     now = [1000.0]
     jobs = BatchJobs(keep_seconds=3600, clock=lambda: now[0])

@@ -124,6 +124,7 @@ def test_every_menu_link_opens_its_own_areas_page_not_another_areas_route(
         WebSettings(
             data_dir=tmp_path, identity_url=url, intake_url=url, verification_url=url,
             committee_url=url, surveys_url=url, privacy_url=url, audit_url=url,
+            channels_url=url,
         )
     )
 
@@ -159,6 +160,7 @@ def test_a_malformed_address_is_a_page_in_the_readers_language_not_json(tmp_path
         WebSettings(
             data_dir=tmp_path, identity_url=url, intake_url=url, verification_url=url,
             committee_url=url, surveys_url=url, privacy_url=url, audit_url=url,
+            channels_url=url,
         )
     )
     researcher = Session(

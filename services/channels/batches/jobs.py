@@ -21,6 +21,10 @@ from typing import Any
 from services.channels.batches.files import Kind
 
 log = logging.getLogger(__name__)
+# The rows not taken that a finished batch's progress names with their reasons (the
+# web page's summary); the result file names them all.
+REFUSALS_LISTED = 100
+NOT_TAKEN = ("refused", "failed")
 
 
 @dataclass
@@ -54,7 +58,15 @@ class BatchJob:
             "counts": dict(sorted(self.counts.items())),
             "finished": self.finished,
             "failed": self.failure is not None,
+            "refusals": self.refusals(),
         }
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """The first rows not taken, once finished: their number and reason, and nothing
+        of what was sent or of a secret code, so that a page can show them."""
+        kept = ("row", "outcome", "error", "reason_en", "reason_ar")
+        not_taken = (r for r in self.results or () if r.get("outcome") in NOT_TAKEN)
+        return [{k: r.get(k) for k in kept} for _, r in zip(range(REFUSALS_LISTED), not_taken)]
 
 
 Work = Callable[[BatchJob], Awaitable[list[dict[str, Any]]]]

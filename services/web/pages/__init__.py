@@ -13,17 +13,27 @@ from types import ModuleType
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from services.web.associations import Associations
 from services.web.dependencies import csrf_protected
+from services.web.session import Session
 
 
 @dataclass(frozen=True)
 class NavLink:
-    """A link of the staff's menu, shown to whoever holds one of `roles`."""
+    """A link of the staff's menu, shown to whoever holds one of `roles`; with a
+    `channel`, only where they hold it in an association whose pack enables it."""
 
     path: str
     label: str  # a catalogue key
     roles: tuple[str, ...]
     order: int = 100
+    channel: str | None = None
+
+    def offered_to(self, session: Session, associations: Associations) -> bool:
+        if self.channel is None:
+            return any(session.holds(role) for role in self.roles)
+        held = session.associations_with(*self.roles)
+        return bool(associations.enabling(self.channel, held))
 
 
 def areas() -> list[ModuleType]:

@@ -102,12 +102,9 @@ async def language(request: Request, session: Visitor, form: Form) -> RedirectRe
 
 @router.get("/staff", response_class=HTMLResponse)
 async def staff_home(request: Request, pages: Pages, session: SignedIn) -> HTMLResponse:
-    links = [
-        link
-        for link in request.app.state.navigation
-        if any(session.holds(role) for role in link.roles)
-    ]
     associations = await request.app.state.associations.named(sorted(session.roles))
+    known = request.app.state.associations
+    links = [link for link in request.app.state.navigation if link.offered_to(session, known)]
     return pages.page(
         request, "signin/home.html", links=links, associations=associations, now=time.time()
     )
