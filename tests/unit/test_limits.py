@@ -83,7 +83,7 @@ def web_settings(data_dir: Path) -> WebSettings:
     url = "http://127.0.0.1:9"
     return WebSettings(
         data_dir=data_dir, identity_url=url, intake_url="http://intake", verification_url=url,
-        committee_url=url, surveys_url=url, privacy_url=url, audit_url=url,
+        committee_url=url, surveys_url=url, privacy_url=url, audit_url=url, channels_url=url,
     )  # fmt: skip
 
 
