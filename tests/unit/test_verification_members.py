@@ -23,6 +23,7 @@ AISHA = "1000000008"
 OMAR = "2000000006"
 SARA = "1012345672"
 HEADER = "national_id,name,joined_on,status,status_since\n"
+TODAY = date(2026, 1, 1)
 
 
 @pytest.fixture
@@ -97,7 +98,8 @@ def test_good_lines_are_kept_and_bad_lines_reported_with_their_line_number() -> 
         + f"{SARA},Sara,2020-01-01\n"
         + "\n"
         + f"{AISHA},Aisha again,2020-01-01,good,2020-01-01\n"
-        + f"{SARA},\"Sara, Al-Harbi\",2021-03-01,Suspended,2022-01-01\n"
+        + f"{SARA},\"Sara, Al-Harbi\",2021-03-01,Suspended,2022-01-01\n",
+        today=TODAY,
     )
     assert [(r.line, r.national_id, r.name, r.status) for r in rows] == [
         (2, AISHA, "Aisha", "good"),
@@ -115,13 +117,15 @@ def test_good_lines_are_kept_and_bad_lines_reported_with_their_line_number() -> 
 @pytest.mark.parametrize("text", ["", "id,name\n1000000008,Aisha\n"])
 def test_a_registry_without_the_header_is_refused_as_a_whole(text: str) -> None:
     with pytest.raises(Refused) as refused:
-        read_registry(text)
+        read_registry(text, today=TODAY)
     assert refusal_status(refused.value) == 422
     assert "national_id,name,joined_on,status,status_since" in refused.value.en
 
 
 def test_a_byte_order_mark_and_spaces_are_tolerated() -> None:
-    rows, problems = read_registry("\ufeff" + HEADER + f" {AISHA} , Aisha ,2020-01-01, good ,2020-01-01\n")
+    rows, problems = read_registry(
+        "\ufeff" + HEADER + f" {AISHA} , Aisha ,2020-01-01, good ,2020-01-01\n", today=TODAY
+    )
     assert problems == []
     assert rows[0].national_id == AISHA and rows[0].name == "Aisha"
 
