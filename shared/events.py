@@ -21,7 +21,6 @@ from pydantic import (
     TypeAdapter,
     field_validator,
 )
-
 from pydantic_core import PydanticCustomError
 
 from shared.dates import is_marked_hijri, read_day

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from jinja2 import Environment
 
+from services.web.rendering import when
 from shared.dates import (
     ANY_DAY,
     EXPIRY_DAY,
@@ -135,3 +137,20 @@ def test_a_document_reads_a_marked_hijri_date_as_gregorian_and_loads_any_stored_
         {"code": "id", "issued_on": "1441-05-20", "expires_on": "2099-01-01"}
     )
     assert stored.expires_on == date(2099, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "lang", "words"),
+    [
+        ("1441-05-20", "en", "20 May 1441"),
+        ("2099-01-01", "ar", "١ يناير ٢٠٩٩ م"),
+        ("2020-01-15", "en", "20 Jumada al-Ula 1441 AH (15 January 2020)"),
+    ],
+)
+def test_the_web_pages_show_a_stored_date_beyond_the_table_in_gregorian(
+    value: str, lang: str, words: str
+) -> None:
+    environment = Environment(autoescape=True)
+    environment.filters["when"] = when
+    shown = environment.from_string("{{ day | when }}").render(day=value, lang=lang)
+    assert f'<time datetime="{value}">{words}</time>' == shown
