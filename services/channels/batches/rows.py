@@ -87,8 +87,7 @@ def _day(value: Any, column: str) -> str:
     raise _unreadable(
         f"{column}: '{text}' is not a date (write it as 2027-03-31 or 31/03/2027, "
         "or in Hijri 1448-10-03h).",
-        f"{column}: '{text}' ليس تاريخًا (اكتبه 2027-03-31 أو 31/03/2027، "
-        "أو هجريًا 1448-10-03h).",
+        f"{column}: '{text}' ليس تاريخًا (اكتبه 2027-03-31 أو 31/03/2027، أو هجريًا 1448-10-03h).",
     )
 
 
