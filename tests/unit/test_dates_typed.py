@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 from jinja2 import Environment
 
+from audit.timeline import hijri_text
 from services.web.rendering import when
 from shared.dates import (
     ANY_DAY,
@@ -154,3 +155,8 @@ def test_the_web_pages_show_a_stored_date_beyond_the_table_in_gregorian(
     environment.filters["when"] = when
     shown = environment.from_string("{{ day | when }}").render(day=value, lang=lang)
     assert f'<time datetime="{value}">{words}</time>' == shown
+
+
+def test_the_auditor_s_lines_give_the_gregorian_day_beyond_the_table() -> None:
+    assert hijri_text(both_calendars(date(2099, 1, 1))) == "2099-01-01"
+    assert hijri_text(both_calendars(date(2020, 1, 15))) == "1441-05-20 هـ"
