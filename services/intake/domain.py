@@ -156,7 +156,7 @@ def dates_as_given(
     today: date,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The fields and documents just given, each date one that can be real for its
-    field, and a date field's value as its Gregorian day (YYYY-MM-DD).
+    field and written as its Gregorian day (YYYY-MM-DD).
 
     Raises Invalid at the door: what is recorded can always be shown and judged.
     Only what arrives is judged, never what the case already holds.
@@ -166,11 +166,15 @@ def dates_as_given(
     for name, value in fields.items():
         if kinds.get(name) == "date" and is_given(value):
             fields[name] = accept_day(value, name, ANY_DAY, today).isoformat()
+    judged = []
     for doc in documents:
+        doc = dict(doc)
         for key, bounds in DOCUMENT_DAYS.items():
             if doc.get(key) is not None:
-                accept_day(doc[key], f"{doc.get('code')}.{key}", bounds, today)
-    return fields, documents
+                name = f"{doc.get('code')}.{key}"
+                doc[key] = accept_day(doc[key], name, bounds, today).isoformat()
+        judged.append(doc)
+    return fields, judged
 
 
 def has_kind(value: Any, kind: str) -> bool:

@@ -641,8 +641,14 @@ def test_a_date_field_is_recorded_as_its_gregorian_day_or_refused() -> None:
         }
     )
     today = START.date()
-    fields, _ = dates_as_given(service, {"visit_on": "1448-06-01h", "note": "1441-05-20"}, [], today)
+    fields, documents = dates_as_given(
+        service,
+        {"visit_on": "1448-06-01h", "note": "1441-05-20"},
+        [{"code": "id", "issued_on": "1441-05-20h", "expires_on": None}],
+        today,
+    )
     assert fields["visit_on"] == from_hijri(1448, 6, 1).isoformat() and fields["note"] == "1441-05-20"
+    assert documents == [{"code": "id", "issued_on": "2020-01-15", "expires_on": None}]
     with pytest.raises(Refused) as refused:
         dates_as_given(service, {"visit_on": "2099-01-01"}, [], today)
     assert refused.value.code == "date_too_far"
