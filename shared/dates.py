@@ -133,7 +133,7 @@ class DayBounds:
     years_ahead: int
 
 
-# A day that has happened: a birth, an issue, a joining, a change of standing.
+# A day that has happened: a birth, an issue, a joining.
 PAST_DAY = DayBounds("past", 0)
 # An expiry: no document (ID card, iqama, passport, registration) is issued for
 # more than 10 years; 30 leaves room for any kind and still refuses the absurd.
