@@ -44,7 +44,7 @@ from audit.personal import opener_for
 from audit.replay import StreamUnavailable, available_services, replay_store, replay_stream
 from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
-from audit.timeline import CaseTimeline, actor_text, case_timeline, case_timelines
+from audit.timeline import CaseTimeline, actor_text, case_timeline, case_timelines, hijri_text
 from shared.dates import both_calendars
 from shared.personal.master import MasterKeyProblem
 
@@ -153,7 +153,7 @@ def cmd_timeline(args: argparse.Namespace, settings: AuditSettings) -> int:
             f" (النسخة / revision {event['revision']})" if event.get("revision") else ""
         )
         print(
-            f"  {when['hijri']} هـ | {when.get('at', when['gregorian'])} | {event['source']:<6} "
+            f"  {hijri_text(when)} | {when.get('at', when['gregorian'])} | {event['source']:<6} "
             f"{event['service']:<12} {name:<32} {actor_text(actor)}"
             f" [{event['channel']}]{cause_text}"
         )
@@ -371,7 +371,7 @@ def cmd_access(args: argparse.Namespace, settings: AuditSettings) -> int:
         if actor.get("name") and actor.get("id") != actor.get("name"):
             who = f"{who} ({actor.get('id')})"
         print(
-            f"{read.to_dict()['when']['hijri']} هـ | {read.at.isoformat()} | {read.service:<12} "
+            f"{hijri_text(read.to_dict()['when'])} | {read.at.isoformat()} | {read.service:<12} "
             f"{who} [{actor.get('role')}] ← {read.what} {read.record_id} ({read.association_id})"
         )
     print(f"{count} قراءة مسجلة / logged reads")

@@ -227,6 +227,11 @@ def _actor(kind: Any, id: Any, name: Any = None, role: Any = None) -> dict[str, 
     return actor
 
 
+def hijri_text(when: dict[str, Any]) -> str:
+    """A line's Hijri day, or its Gregorian day beyond the Hijri table (shared.dates)."""
+    return f"{when['hijri']} هـ" if when.get("hijri") else str(when["gregorian"])
+
+
 def actor_text(actor: dict[str, Any]) -> str:
     """Who: kind and id, and the principal's name and role when recorded."""
     text = f"{actor.get('kind', '')}:{actor.get('id', '')}"

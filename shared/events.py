@@ -15,12 +15,16 @@ from uuid import UUID
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from shared.dates import is_marked_hijri, read_day
+from shared.errors import Invalid
 from shared.roles import ActorKind
 
 SCHEMA_VERSION = 1
@@ -88,13 +92,28 @@ class Attestation(Contract):
     data_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
+def _hijri_read(value: Any) -> Any:
+    """A Hijri date typed with its mark ("1441-05-20h") is its Gregorian day; whether
+    the day can be right for the field is judged where it enters (shared.dates)."""
+    if isinstance(value, str) and is_marked_hijri(value):
+        try:
+            return read_day(value, "date")
+        except Invalid as error:
+            raise PydanticCustomError("invalid_date", f"{error.en} / {error.ar}") from None
+    return value
+
+
+# A day: Gregorian (YYYY-MM-DD), or Hijri marked (YYYY-MM-DDh), held as Gregorian.
+Day = Annotated[date, BeforeValidator(_hijri_read)]
+
+
 class Document(Contract):
     """A document the applicant provided; validity is judged at submission time."""
 
     code: str = Field(min_length=1, max_length=64)
     number: str | None = Field(default=None, max_length=64)
-    issued_on: date | None = None
-    expires_on: date | None = None
+    issued_on: Day | None = None
+    expires_on: Day | None = None
 
 
 class Correction(Contract):

@@ -104,6 +104,16 @@ class BoardApproval(Contract):
     @model_validator(mode="after")
     def _both_calendars(self) -> BoardApproval:
         """The written date is kept as written; the other calendar is derived."""
+        try:
+            return self._derive_the_other_calendar()
+        except OverflowError:
+            # A pack is judged at start-up: a clear message, not a traceback.
+            raise ValueError(
+                "the approval date is outside the Umm al-Qura table "
+                "(1343-1500 AH, 1924-08-01 .. 2077-11-16)"
+            ) from None
+
+    def _derive_the_other_calendar(self) -> BoardApproval:
         if self.calendar == "hijri":
             if self.hijri is None:
                 raise ValueError("a Hijri approval date needs `hijri` (YYYY-MM-DD)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from shared.dates import arabic_digits, both_calendars
+from shared.dates import arabic_digits, day_in_words
 from shared.suppression import MINIMUM_GROUP_SIZE
 
 TEXT: dict[str, dict[str, str]] = {
@@ -225,7 +225,7 @@ def num(value: float | None) -> str:
 
 
 def date_text(day: date | datetime, lang: str) -> str:
-    return both_calendars(day)[lang]
+    return day_in_words(day, lang)
 
 
 def round4(value: float | None) -> float | None:

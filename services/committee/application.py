@@ -33,7 +33,7 @@ DEFAULT_WINDOW_DAYS = 14  # the seeds say two weeks; a pack's own window comes f
 DEFAULT_WARNING_DAYS = 3
 
 
-def _display(moment: datetime | None) -> dict[str, str] | None:
+def _display(moment: datetime | None) -> dict[str, str | None] | None:
     return None if moment is None else both_calendars(moment)
 
 

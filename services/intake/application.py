@@ -22,6 +22,7 @@ from services.intake.domain import (
     case_reference,
     channel_ref_id,
     complete_attestation,
+    dates_as_given,
     explained_ineligibility,
     legacy_open_request_id,
     missing_information,
@@ -30,7 +31,7 @@ from services.intake.domain import (
     open_request_id,
     parse_case_reference,
 )
-from shared.dates import hijri_year
+from shared.dates import hijri_year, local_day
 from shared.errors import Invalid, NotFound, Refused
 from shared.events import CommitteeDecided, DataVerified
 from shared.personal.mapper import is_erased_value
@@ -289,8 +290,12 @@ class IntakeApplication(ServiceApplication):
         number = numbering.take_number(case_id)
         # Before the hash: the declaration covers the data as published.
         applicant = applicant_as_recorded(submission.applicant.model_dump(mode="json"))
-        fields = dict(submission.fields)
-        documents = [doc.model_dump(mode="json") for doc in submission.documents]
+        fields, documents = dates_as_given(
+            service,
+            dict(submission.fields),
+            [doc.model_dump(mode="json") for doc in submission.documents],
+            local_day(now),
+        )
         attestation = (
             complete_attestation(
                 submission.attestation.model_dump(mode="json"),
@@ -345,9 +350,12 @@ class IntakeApplication(ServiceApplication):
         case = self._keyed(self._get_case(case_id))
         service = self.service(case.association_id, case.service_code)
         now = self.clock.now()
+        fields, documents = dates_as_given(
+            service, fields or {}, list(documents or []), local_day(now)
+        )
         case.add_information(
-            fields=fields or {},
-            documents=list(documents or []),
+            fields=fields,
+            documents=documents,
             attestation=attestation,
             actor=actor,
             at=now,
@@ -399,6 +407,7 @@ class IntakeApplication(ServiceApplication):
         national_id_before = str(case.applicant["national_id"])
         index_before = case.subject_index
         national_id = str(applicant.get("national_id") or national_id_before)
+        fields, documents = dates_as_given(service, fields, documents, local_day(now))
         case.correct(
             applicant=applicant,
             fields=fields,

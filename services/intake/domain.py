@@ -32,6 +32,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from shared.dates import ANY_DAY, EXPIRY_DAY, PAST_DAY, accept_day
 from shared.errors import Refused
 from shared.phones import normalise_phone
 from shared.policy import ServiceDefinition
@@ -142,6 +143,38 @@ def applicant_as_recorded(applicant: dict[str, Any]) -> dict[str, Any]:
     if isinstance(phone, str) and phone.strip():
         recorded["phone"] = normalise_phone(phone) or phone
     return recorded
+
+
+# What each date of a document can be (shared.dates): an issue has happened.
+DOCUMENT_DAYS = {"issued_on": PAST_DAY, "expires_on": EXPIRY_DAY}
+
+
+def dates_as_given(
+    service: ServiceDefinition,
+    fields: dict[str, Any],
+    documents: list[dict[str, Any]],
+    today: date,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The fields and documents just given, each date one that can be real for its
+    field and written as its Gregorian day (YYYY-MM-DD).
+
+    Raises Invalid at the door: what is recorded can always be shown and judged.
+    Only what arrives is judged, never what the case already holds.
+    """
+    kinds = {requirement.name: requirement.kind for requirement in service.required_fields}
+    fields = dict(fields)
+    for name, value in fields.items():
+        if kinds.get(name) == "date" and is_given(value):
+            fields[name] = accept_day(value, name, ANY_DAY, today).isoformat()
+    judged = []
+    for doc in documents:
+        doc = dict(doc)
+        for key, bounds in DOCUMENT_DAYS.items():
+            if doc.get(key) is not None:
+                name = f"{doc.get('code')}.{key}"
+                doc[key] = accept_day(doc[key], name, bounds, today).isoformat()
+        judged.append(doc)
+    return fields, judged
 
 
 def has_kind(value: Any, kind: str) -> bool:

@@ -58,7 +58,8 @@ class Confirmation(BaseModel):
 
 
 class MemberEntry(BaseModel):
-    """One line of the member registry, for a single member (dates YYYY-MM-DD)."""
+    """One line of the member registry, for a single member: dates YYYY-MM-DD, or
+    YYYY-MM-DDh for a Hijri date (Umm al-Qura), each one that can be real (422 otherwise)."""
 
     model_config = ConfigDict(extra="forbid")
 

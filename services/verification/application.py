@@ -270,7 +270,7 @@ class VerificationApplication(ServiceApplication):
 
         `actor` is the administrator who imported it (the recorded principal)."""
         self._pack(association_id)
-        rows, problems = read_registry(text)
+        rows, problems = read_registry(text, today=local_day(self.clock.now()))
         counts = self._apply_registry_rows(association_id, rows, actor)
         return {
             "association_id": association_id,
@@ -293,7 +293,11 @@ class VerificationApplication(ServiceApplication):
 
         `actor` is the administrator who changed it (the recorded principal)."""
         self._pack(association_id)
-        row = read_registry_row(1, [national_id, name, joined_on, status, status_since])
+        row = read_registry_row(
+            1,
+            [national_id, name, joined_on, status, status_since],
+            today=local_day(self.clock.now()),
+        )
         if isinstance(row, RowProblem):
             raise InvalidRegistry("invalid_member", row.en, row.ar)
         self._apply_registry_rows(association_id, [row], actor)

@@ -41,9 +41,13 @@ from services.verification.domain import (
     Standing,
     id_kind,
 )
+from shared.dates import PAST_DAY, DayBounds, accept_day
 from shared.errors import Invalid
 
 CSV_COLUMNS: tuple[str, ...] = ("national_id", "name", "joined_on", "status", "status_since")
+# A member has joined; a change of standing may be recorded ahead of its day (a
+# suspension from next month), though not by more than a year.
+REGISTRY_DAYS = {"joined_on": PAST_DAY, "status_since": DayBounds("standing", 1)}
 MAX_NAME = 200
 
 
@@ -248,7 +252,7 @@ class RowProblem:
         return {"line": self.line, "problem": {"ar": self.ar, "en": self.en}}
 
 
-def read_registry(text: str) -> tuple[list[RegistryRow], list[RowProblem]]:
+def read_registry(text: str, *, today: date) -> tuple[list[RegistryRow], list[RowProblem]]:
     """The good rows and the problems of a registry CSV (line 1 is the header).
 
     Raises Refused when the header is not the expected one (nothing can be read).
@@ -270,7 +274,7 @@ def read_registry(text: str) -> tuple[list[RegistryRow], list[RowProblem]]:
     for line, cells in _numbered(reader):
         if not any(cell.strip() for cell in cells):
             continue
-        row_or_problem = read_registry_row(line, cells)
+        row_or_problem = read_registry_row(line, cells, today=today)
         if isinstance(row_or_problem, RowProblem):
             problems.append(row_or_problem)
             continue
@@ -293,7 +297,8 @@ def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, cells
 
 
-def read_registry_row(line: int, cells: list[str]) -> RegistryRow | RowProblem:
+def read_registry_row(line: int, cells: list[str], *, today: date) -> RegistryRow | RowProblem:
+    """One line of the registry read, its dates judged on `today` (shared.dates)."""
     if len(cells) != len(CSV_COLUMNS):
         return RowProblem(
             line,
@@ -317,13 +322,9 @@ def read_registry_row(line: int, cells: list[str]) -> RegistryRow | RowProblem:
     dates: dict[str, date] = {}
     for column, value in (("joined_on", joined_on), ("status_since", status_since)):
         try:
-            dates[column] = date.fromisoformat(value)
-        except ValueError:
-            return RowProblem(
-                line,
-                f"{column} must be a date written YYYY-MM-DD (Gregorian), not {value!r}.",
-                f"{column} يجب أن يكون تاريخًا ميلاديًا بالصيغة YYYY-MM-DD، لا {value!r}.",
-            )
+            dates[column] = accept_day(value, column, REGISTRY_DAYS[column], today)
+        except Invalid as refused:
+            return RowProblem(line, refused.en, refused.ar)
     status = status.lower()
     if status not in STANDINGS:
         return RowProblem(

@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 
 from services.web.i18n import Catalogue, pick
 from services.web.session import Session
-from shared.dates import RIYADH, arabic_digits, both_calendars
+from shared.dates import RIYADH, arabic_digits, day_in_words
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -50,10 +50,8 @@ def when(context: Context, value: Any, with_time: bool = False) -> Markup:
     lang = context.get("lang", "ar")
     if isinstance(moment, datetime) and moment.tzinfo is None:
         return escape(value)
-    try:
-        text = both_calendars(moment)[lang]
-    except ValueError:  # beyond the Hijri calendar's table: the Gregorian date alone
-        text = moment.isoformat()[:10]
+    # Beyond the Hijri table the words are the Gregorian date alone (shared.dates).
+    text = day_in_words(moment, lang if lang in ("ar", "en") else "ar")
     if with_time and isinstance(moment, datetime):
         clock = moment.astimezone(RIYADH).strftime("%H:%M")
         text = f"{text} {arabic_digits(clock) if lang == 'ar' else clock}"

@@ -198,3 +198,14 @@ def test_the_result_file_opens_in_excel_with_arabic_and_as_xlsx():
     values = list(book.active.iter_rows(values_only=True))
     assert values[1][:3] == (2, "received", "TXT-1448-000001")
     assert values[2][-1] == "لا."
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [("1455-01-01h", "2033-04-01"), ("١٤٥٥-٠١-٠١ هـ", "2033-04-01"), ("2029-05-31", "2029-05-31")],
+)
+def test_an_expiry_in_hijri_with_its_mark_is_read_as_its_gregorian_day(packs, written, read):
+    cells = {"association_id": "sidr", "service_code": "s", "national_id": "1748526058",
+             "name": "a", "doc:x:expires_on": written}  # fmt: skip
+    submission = submission_of(cells, ref="r", default_association=None, packs=packs)
+    assert submission.documents[0].expires_on.isoformat() == read

@@ -10,10 +10,11 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import Tracking
 
 from services.intake.application import IntakeApplication, SubmissionRefused
-from services.intake.domain import Case, attested_data_hash
+from services.intake.domain import Case, attested_data_hash, dates_as_given
 from services.intake.integration import TRANSLATORS, translators
 from services.intake.views import CASES, project
 from shared.clock import FrozenClock
+from shared.dates import from_hijri
 from shared.errors import NotFound, Refused
 from shared.events import (
     Actor,
@@ -26,6 +27,7 @@ from shared.events import (
 from shared.http import refusal_status
 from shared.personal import Sealer
 from shared.personal.requests import open_request
+from shared.policy import ServiceDefinition
 from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.submissions import Submission
 from tests import builders, personal_data
@@ -579,3 +581,74 @@ def test_information_and_corrections_cannot_grow_the_request_past_one_message() 
     with pytest.raises(Refused) as refused:
         app.add_information(result.case_id, fields={"note_3": chunk}, actor=ACTOR)
     assert refused.value.code == "request_too_large"
+
+
+# Dates at the door (decision 28) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "code"),
+    [
+        ({"expires_on": "2080-01-01"}, "date_too_far"),
+        ({"expires_on": "2090-06-30"}, "date_too_far"),
+        ({"expires_on": "1441-05-20"}, "date_looks_hijri"),
+        ({"issued_on": "1441-05-20"}, "date_looks_hijri"),
+        ({"issued_on": "2026-11-22", "expires_on": "2030-01-01"}, "date_in_future"),
+    ],
+)
+def test_a_document_whose_dates_cannot_be_real_is_refused_before_anything_is_recorded(
+    document, code
+) -> None:
+    app = make_app()
+    given = [{"code": "national_id_card", "number": "1000000008", **document}]
+    with pytest.raises(Refused) as refused:
+        app.submit(submission(documents=given), ACTOR)
+    assert refused.value.code == code
+    assert refusal_status(refused.value) == 422
+    assert "national_id_card" in refused.value.en and refused.value.ar != refused.value.en
+    assert app.max_notification_id() in (0, None)
+
+
+def test_a_hijri_date_marked_as_such_is_recorded_as_its_gregorian_day() -> None:
+    app = make_app()
+    given = [{"code": "national_id_card", "number": "1", "issued_on": "1441-05-20h",
+              "expires_on": "1455-01-01 هـ"}]
+    result = app.submit(submission(documents=given), ACTOR)
+    (document,) = app.repository.get(result.case_id).documents
+    assert (document["issued_on"], document["expires_on"]) == ("2020-01-15", "2033-04-01")
+
+
+def test_information_and_corrections_are_judged_at_the_door_too() -> None:
+    app = make_app()
+    result = app.submit(submission(documents=[]), ACTOR)
+    late = [{"code": "national_id_card", "number": "1", "expires_on": "2099-01-01"}]
+    with pytest.raises(Refused) as refused:
+        app.add_information(result.case_id, documents=late, actor=ACTOR)
+    assert refused.value.code == "date_too_far"
+    with pytest.raises(Refused) as refused:
+        app.correct(result.case_id, documents=late, actor=ACTOR)
+    assert refused.value.code == "date_too_far"
+
+
+def test_a_date_field_is_recorded_as_its_gregorian_day_or_refused() -> None:
+    service = ServiceDefinition.model_validate(
+        {
+            "code": "visit",
+            "name": {"ar": "زيارة", "en": "Visit"},
+            "required_fields": [
+                {"name": "visit_on", "label": {"ar": "يوم الزيارة", "en": "Visit day"}, "kind": "date"}
+            ],
+        }
+    )
+    today = START.date()
+    fields, documents = dates_as_given(
+        service,
+        {"visit_on": "1448-06-01h", "note": "1441-05-20"},
+        [{"code": "id", "issued_on": "1441-05-20h", "expires_on": None}],
+        today,
+    )
+    assert fields["visit_on"] == from_hijri(1448, 6, 1).isoformat() and fields["note"] == "1441-05-20"
+    assert documents == [{"code": "id", "issued_on": "2020-01-15", "expires_on": None}]
+    with pytest.raises(Refused) as refused:
+        dates_as_given(service, {"visit_on": "2099-01-01"}, [], today)
+    assert refused.value.code == "date_too_far"

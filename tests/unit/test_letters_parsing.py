@@ -3,6 +3,7 @@ quoted-printable parts, PDF and JPEG attachments) into intake's submissions."""
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,24 @@ def test_auto_replies_are_known():
         b"Subject: Out of office\r\n\r\nAway"
     )
     assert parse_letter(raw).automatic
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [("١٤٥٥/٠١/٠١ هـ", "2033-04-01"), ("1455-01-01h", "2033-04-01"), ("2031/05/30", "2031-05-30")],
+)
+def test_an_expiry_written_in_hijri_with_its_mark_is_read_as_its_gregorian_day(
+    written: str, read: str
+):
+    message = EmailMessage()
+    message["From"] = "a@example.com"
+    message["To"] = "letters@sidr.example.org"
+    message["Subject"] = "x"
+    message["Message-ID"] = "<hijri@example.com>"
+    message.set_content(
+        f"الخدمة: seedlings\nرقم الهوية: 1000000008\nالاسم: سارة\nتاريخ الانتهاء: {written}\n"
+    )
+    message.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf",
+                           filename="national_id_card.pdf")
+    submission = submission_of(parse_letter(message.as_bytes()), "sidr", PACKS["sidr"])
+    assert submission["documents"][0]["expires_on"] == read

@@ -1,8 +1,9 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from shared.policy import eligibility_failures
+from shared.policy import BoardApproval, eligibility_failures
 from shared.policy_loader import PolicyError, load_pack, load_packs
 
 pytestmark = pytest.mark.unit
@@ -99,3 +100,18 @@ def test_eligibility_rules_of_a_service(packs):
     seedlings = packs["sidr"].service("seedlings")
     assert len(eligibility_failures(seedlings, {"seedling_count": 0})) == 1
     assert len(eligibility_failures(seedlings, {"seedling_count": "many"})) == 1
+
+
+@pytest.mark.parametrize(
+    "approval",
+    [
+        {"calendar": "gregorian", "gregorian": "1445-03-01"},  # a Hijri year in the Gregorian key
+        {"calendar": "hijri", "hijri": "1501-01-01"},
+    ],
+)
+def test_a_board_date_outside_the_hijri_table_is_a_clear_problem_not_a_crash(approval):
+    with pytest.raises(ValidationError) as refused:
+        BoardApproval.model_validate(
+            {"body": {"ar": "مجلس الإدارة", "en": "The board"}, "date_as_written": "x", **approval}
+        )
+    assert "Umm al-Qura table" in str(refused.value)

@@ -23,6 +23,7 @@ AISHA = "1000000008"
 OMAR = "2000000006"
 SARA = "1012345672"
 HEADER = "national_id,name,joined_on,status,status_since\n"
+TODAY = date(2026, 1, 1)
 
 
 @pytest.fixture
@@ -97,7 +98,8 @@ def test_good_lines_are_kept_and_bad_lines_reported_with_their_line_number() -> 
         + f"{SARA},Sara,2020-01-01\n"
         + "\n"
         + f"{AISHA},Aisha again,2020-01-01,good,2020-01-01\n"
-        + f"{SARA},\"Sara, Al-Harbi\",2021-03-01,Suspended,2022-01-01\n"
+        + f"{SARA},\"Sara, Al-Harbi\",2021-03-01,Suspended,2022-01-01\n",
+        today=TODAY,
     )
     assert [(r.line, r.national_id, r.name, r.status) for r in rows] == [
         (2, AISHA, "Aisha", "good"),
@@ -115,13 +117,15 @@ def test_good_lines_are_kept_and_bad_lines_reported_with_their_line_number() -> 
 @pytest.mark.parametrize("text", ["", "id,name\n1000000008,Aisha\n"])
 def test_a_registry_without_the_header_is_refused_as_a_whole(text: str) -> None:
     with pytest.raises(Refused) as refused:
-        read_registry(text)
+        read_registry(text, today=TODAY)
     assert refusal_status(refused.value) == 422
     assert "national_id,name,joined_on,status,status_since" in refused.value.en
 
 
 def test_a_byte_order_mark_and_spaces_are_tolerated() -> None:
-    rows, problems = read_registry("\ufeff" + HEADER + f" {AISHA} , Aisha ,2020-01-01, good ,2020-01-01\n")
+    rows, problems = read_registry(
+        "\ufeff" + HEADER + f" {AISHA} , Aisha ,2020-01-01, good ,2020-01-01\n", today=TODAY
+    )
     assert problems == []
     assert rows[0].national_id == AISHA and rows[0].name == "Aisha"
 
@@ -206,3 +210,64 @@ def test_one_member_can_be_registered_and_their_standing_changed(
         )
     assert refusal_status(refused.value) == 422 and refused.value.code == "invalid_member"
     assert refused.value.ar
+
+
+# Dates that cannot be real, and dates stored before they were refused ----------------------
+
+
+@pytest.mark.parametrize(
+    ("joined_on", "status_since", "words"),
+    [
+        ("1441-05-20", "2020-01-01", "Hijri"),  # typed in Hijri, read as the year 1441
+        ("2099-01-01", "2099-01-01", "has not come yet"),
+        ("2020-01-01", "2099-01-01", "years ahead"),
+        ("1899-12-31", "2020-01-01", "before 1900-01-01"),
+    ],
+)
+def test_a_member_whose_dates_cannot_be_real_is_refused_in_both_languages(
+    app: VerificationApplication, joined_on: str, status_since: str, words: str
+) -> None:
+    with pytest.raises(Refused) as refused:
+        app.register_member(
+            "sidr", OMAR, name="Omar", joined_on=joined_on, status="good", status_since=status_since
+        )
+    assert refusal_status(refused.value) == 422
+    assert words in refused.value.en and refused.value.ar != refused.value.en
+    assert app.max_notification_id() in (0, None)  # nothing recorded
+
+
+def test_a_hijri_date_marked_as_such_is_recorded_as_its_gregorian_day(
+    app: VerificationApplication,
+) -> None:
+    shown = app.register_member(
+        "sidr", OMAR, name="Omar", joined_on="1441-05-20h", status="good", status_since="1441-05-20 هـ"
+    )
+    assert shown["joined_on"] == "2020-01-15"
+    assert shown["joined_on_display"]["hijri"] == "1441-05-20"
+
+
+def test_a_member_stored_with_dates_beyond_the_hijri_table_is_still_read_and_judged(
+    app: VerificationApplication,
+) -> None:
+    # As an earlier version recorded them: a Hijri date read as the Gregorian year
+    # 1441, and a change of standing in 2099.
+    keys = app.subject_keys
+    stored = member(
+        subject_index=keys.subject_index("sidr", AISHA),
+        personal_key=keys.key_for("sidr", AISHA),
+        joined_on=date(1441, 5, 20),
+        status="suspended",
+        status_since=date(2099, 1, 1),
+    )
+    app.save(stored)
+    shown = app.member("sidr", AISHA)
+    assert shown["joined_on"] == "1441-05-20"
+    assert shown["joined_on_display"]["hijri"] is None
+    assert "1441" in shown["joined_on_display"]["en"]
+    assert shown["status_since_display"] == {
+        "gregorian": "2099-01-01",
+        "hijri": None,
+        "ar": "١ يناير ٢٠٩٩ م",
+        "en": "1 January 2099",
+    }
+    assert app.repository.get(stored.id).standing_on(date(2025, 3, 1)).status == "good"

@@ -291,6 +291,30 @@ def test_a_non_member_or_member_not_in_good_standing_is_ineligible(standing: Sta
     assert not check["passed"] and check["detail_ar"]
 
 
+@pytest.mark.parametrize("expires_on", ["2080-01-01", "2090-06-30", "2099-12-31"])
+def test_a_document_expiring_beyond_the_hijri_table_is_judged_and_shown_in_gregorian(
+    expires_on: str,
+) -> None:
+    # Recorded before such dates were refused at the door (decision 28).
+    check = checks_of(open_with(documents=[{**ID_CARD, "expires_on": expires_on}]))[
+        "document:national_id_card"
+    ]
+    assert check["passed"], check
+    expiry = check["detail"].split("(expires ")[1]
+    assert expires_on[:4] in expiry and "AH" not in expiry
+
+
+@pytest.mark.parametrize("since", [date(1441, 5, 20), date(2099, 1, 1)])
+def test_a_standing_dated_beyond_the_hijri_table_is_judged_and_shown_in_gregorian(
+    since: date,
+) -> None:
+    good = member_service(Standing("good", since))
+    assert checks_of(good)["membership_standing"]["passed"]
+    suspended = member_service(Standing("suspended", since))
+    check = checks_of(suspended)["membership_standing"]
+    assert not check["passed"] and str(since.year) in check["detail"]
+
+
 def test_membership_is_not_judged_on_an_invalid_id() -> None:
     verification = member_service(Standing(), national_id="1000000001")
     assert verification.suggested_outcome == "discrepancies"

@@ -35,7 +35,6 @@ import smtplib
 import unicodedata
 from collections import deque
 from dataclasses import dataclass, field, replace
-from datetime import date
 from email import policy
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
@@ -51,7 +50,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.channels.intake import IntakeRefused
 from services.channels.main import enabled, sender_of
 from services.channels.outbound import Reply
-from shared.errors import Refused
+from shared.dates import read_day
+from shared.errors import Invalid, Refused
 from shared.policy import PolicyPack, ServiceDefinition
 
 log = logging.getLogger(__name__)
@@ -286,11 +286,13 @@ def _valued(value: str, kind: str) -> Any:
 
 
 def _date(value: str | None) -> str | None:
+    """The Gregorian day a letter gives (YYYY-MM-DD, or Hijri marked: 1446-05-20 هـ);
+    intake judges whether it can be right for the document (shared.dates)."""
     if not value:
         return None
     try:
-        return date.fromisoformat(value.translate(_DIGITS).strip().replace("/", "-")).isoformat()
-    except ValueError:
+        return read_day(value.translate(_DIGITS).strip().replace("/", "-"), "date").isoformat()
+    except Invalid:
         return None
 
 

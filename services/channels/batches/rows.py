@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.dates import read_day
 from shared.errors import Invalid
 from shared.policy import PolicyPack
 from shared.submissions import Submission
@@ -72,8 +73,9 @@ def _day(value: Any, column: str) -> str:
         return value.isoformat()[:10]
     text = str(value).strip()
     try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError:
+        # YYYY-MM-DD, or Hijri marked (1446-05-20h): read once, as intake reads it.
+        return read_day(text, column).isoformat()
+    except Invalid:
         pass
     found = _DAY_FIRST.fullmatch(text)
     if found:
@@ -83,8 +85,9 @@ def _day(value: Any, column: str) -> str:
         except ValueError:
             pass
     raise _unreadable(
-        f"{column}: '{text}' is not a date (write it as 2027-03-31 or 31/03/2027).",
-        f"{column}: '{text}' ليس تاريخًا (اكتبه 2027-03-31 أو 31/03/2027).",
+        f"{column}: '{text}' is not a date (write it as 2027-03-31 or 31/03/2027, "
+        "or in Hijri 1448-10-03h).",
+        f"{column}: '{text}' ليس تاريخًا (اكتبه 2027-03-31 أو 31/03/2027، أو هجريًا 1448-10-03h).",
     )
 
 
