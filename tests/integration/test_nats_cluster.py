@@ -4,7 +4,9 @@ The override validates with docker-compose.yml against the compose
 specification; three local nodes run deploy/cluster/nats-node.conf (ports,
 routes and store directories moved to local ones); the init step, as admin,
 declares the KHIDMA stream with 3 replicas, and a service, with its own
-credentials, keeps publishing after a node is lost.
+credentials and every node's URL, keeps publishing after a node is killed; the node
+comes back and catches up, and after a second node is lost every acknowledged
+message is still in the stream.
 """
 
 from __future__ import annotations
@@ -146,14 +148,47 @@ async def test_the_stream_has_three_replicas_and_survives_losing_a_node(
             )
             return ack.stream == "KHIDMA"
 
-        assert await publish()
-        # Lose the stream's leader: the other two still make a quorum.
+        acknowledged = 0
+        for _ in range(20):
+            assert await publish()
+            acknowledged += 1
+        # Lose the stream's leader (kill -9): the other two still make a quorum.
         leader = info.cluster.leader
-        victim = next(node for node in cluster if f"khidma-nats-{cluster.index(node) + 1}" == leader)
+        victim = node_named(cluster, leader)
         victim.kill()
         await async_wait_for(publish, timeout=30, interval=0.5, what="publishing after losing a node")
+        acknowledged += 1
+        for _ in range(19):
+            assert await publish()
+            acknowledged += 1
         info = await js.stream_info("KHIDMA")
-        assert info.state.messages == 2
+        assert info.state.messages == acknowledged
         assert info.cluster.leader != leader
+        # The node comes back and catches up from the others.
+        victim.start()
+
+        async def caught_up() -> bool:
+            found = await js.stream_info("KHIDMA")
+            replica = next((r for r in found.cluster.replicas or [] if r.name == leader), None)
+            return bool(replica and replica.current and not replica.lag)
+
+        await async_wait_for(caught_up, timeout=60, interval=0.5, what="the node to catch up")
+        # Then lose the new leader: what was acknowledged is on the two left,
+        # the node that came back among them.
+        second = node_named(cluster, (await js.stream_info("KHIDMA")).cluster.leader)
+        second.kill()
+        await async_wait_for(publish, timeout=30, interval=0.5, what="publishing after a second loss")
+        acknowledged += 1
+        info = await js.stream_info("KHIDMA")
+        assert info.state.messages == acknowledged
+        assert info.cluster.leader not in (second_name(cluster, second), None)
     finally:
         await connection.close()
+
+
+def node_named(cluster: list[NatsServer], name: str | None) -> NatsServer:
+    return next(node for node in cluster if f"khidma-nats-{cluster.index(node) + 1}" == name)
+
+
+def second_name(cluster: list[NatsServer], node: NatsServer) -> str:
+    return f"khidma-nats-{cluster.index(node) + 1}"
