@@ -81,6 +81,23 @@ def test_a_structured_message_without_the_applicant_is_unusable() -> None:
     assert refused.value.ar and refused.value.en
 
 
+def test_a_message_without_the_applicant_is_answered_with_the_form_filled_with_what_it_said() -> None:
+    lines = conversation.structured("service: seedlings\nseedling_count: 3")
+    assert lines is not None
+    with pytest.raises(Unusable) as refused:
+        conversation.submission(SIDR, lines, wamid="w", sender="966500000123")
+    assert refused.value.body is not None
+    links = WebFormLinks("https://k.example", FORM_KEY, clock=FrozenClock(NOW))
+    text = conversation.refused(SIDR, refused.value.body, refused.value, links)
+    assert "national_id" in text and "رقم الهوية" in text
+    [(code, token), _] = links_in(text)
+    assert FORM_KEY.open(token, "sidr", code, NOW) == {
+        "applicant": {"phone": "+966500000123"},
+        "fields": {"seedling_count": "3"},
+        "documents": [],
+    }
+
+
 def test_a_message_without_a_service_line_is_not_structured() -> None:
     assert conversation.structured("name: Sara\nnational_id: 1") is None
     assert conversation.structured("مرحبا") is None

@@ -158,6 +158,9 @@ class WhatsAppAdapter:
             body = conversation.submission(pack, lines, wamid=message.wamid, sender=message.sender)
             answer: dict[str, Any] = await intake.submit(body)
         except Unusable as unusable:
+            if unusable.body is not None:
+                links = self.app.state.form_links
+                return conversation.refused(pack, unusable.body, unusable, links), None, None
             return conversation.refusal(unusable.ar, unusable.en), None, None
         except IntakeRefused as refusal:
             if refusal.status >= 500:

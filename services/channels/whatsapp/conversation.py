@@ -95,12 +95,14 @@ def structured(text: str) -> dict[str, str] | None:
 
 
 class Unusable(Exception):
-    """A structured message that cannot be submitted: the words to answer."""
+    """A structured message that cannot be submitted: the words to answer, and what
+    it does carry (`body`, as a submission) when it names a service."""
 
-    def __init__(self, ar: str, en: str):
+    def __init__(self, ar: str, en: str, body: dict[str, Any] | None = None):
         super().__init__(en)
         self.ar = ar
         self.en = en
+        self.body = body
 
 
 def _value(requirement_kind: str, raw: str) -> Any:
@@ -128,18 +130,10 @@ def submission(
             "لا توجد خدمة بهذا الاسم. الخدمات: " + _codes(pack),
             "There is no such service. The services: " + _codes(pack),
         )
-    if not lines.get("national_id") or not lines.get("name"):
-        raise Unusable(
-            "يلزم سطر «رقم الهوية: …» وسطر «الاسم: …».",
-            "Lines 'national_id: …' and 'name: …' are needed.",
-        )
     applicant: dict[str, Any] = {
-        "national_id": lines["national_id"],
-        "name": lines["name"],
-        "phone": phone_of(sender),
+        key: lines[key] for key in ("national_id", "name", "email") if lines.get(key)
     }
-    if lines.get("email"):
-        applicant["email"] = lines["email"]
+    applicant["phone"] = phone_of(sender)
     fields = {
         requirement.name: _value(requirement.kind, lines[requirement.name])
         for requirement in service.required_fields
@@ -154,7 +148,7 @@ def submission(
         if len(given) > 1 and _DATE.match(given[1]):
             entry["expires_on"] = given[1]
         documents.append(entry)
-    return {
+    body = {
         "association_id": pack.association_id,
         "channel": CHANNEL,
         "channel_ref": message_ref(wamid),
@@ -163,6 +157,14 @@ def submission(
         "fields": fields,
         "documents": documents,
     }
+    if not applicant.get("national_id") or not applicant.get("name"):
+        # Answered with the form's link, what the message did say filled in.
+        raise Unusable(
+            "يلزم سطر «رقم الهوية: …» وسطر «الاسم: …».",
+            "Lines 'national_id: …' and 'name: …' are needed.",
+            body,
+        )
+    return body
 
 
 def _service(pack: PolicyPack, named: str) -> ServiceDefinition | None:
