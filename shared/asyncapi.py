@@ -36,6 +36,9 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     # The data subjects' cases, from the request to its closure (retention, holds).
     "privacy": ("RequestReceived", "CommitteeDecided", "ServiceDelivered"),
 }
+# The services that also read every service's dead letters (and replay notices):
+# intake, to hold the cases they concern (docs/decisions.md, 28).
+WATCHES_DEAD_LETTERS: frozenset[str] = frozenset({"intake"})
 _MODELS = {cls.__name__: cls for cls in EVENT_CLASSES}
 
 
