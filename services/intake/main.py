@@ -6,7 +6,11 @@ from fastapi import FastAPI
 
 from services.intake import api
 from services.intake.application import IntakeApplication
-from services.intake.handlers import consumer_handlers, register_submission_subscriber
+from services.intake.handlers import (
+    consumer_handlers,
+    dead_letter_handler,
+    register_submission_subscriber,
+)
 from services.intake.integration import translators
 from services.intake.views import HELD, project
 from shared.auth import Verifier, verifier_from_environment
@@ -46,7 +50,7 @@ def build(
         translators=translators(app.sealer),
         handlers=consumer_handlers(app),
         projector=project,
-        on_dead_letter=app.on_dead_letter,
+        on_dead_letter=dead_letter_handler(app),
         held_cases=lambda views: views.count(HELD),
     )
     register_submission_subscriber(runtime.broker, app, runtime.store, runtime.recorded, verifier)
