@@ -47,9 +47,7 @@ class Delivery:
 
     @property
     def metadata(self) -> Any:
-        return SimpleNamespace(
-            sequence=SimpleNamespace(stream=7), num_delivered=self.num_delivered
-        )
+        return SimpleNamespace(sequence=SimpleNamespace(stream=7), num_delivered=self.num_delivered)
 
     async def nak(self, delay: float | None = None) -> None:
         self.outcomes.append("nak")
@@ -78,8 +76,14 @@ def test_waits_at_another_instance_are_not_counted_as_failures_here() -> None:
 
     dead = DeadLetters()
     first, second = (
-        TrackingConsumer(None, ImmediateStore(), dead, service="committee",  # type: ignore[arg-type]
-                         handlers={"DataVerified": handler}, max_deliveries=5)
+        TrackingConsumer(
+            None,
+            ImmediateStore(),
+            dead,
+            service="committee",  # type: ignore[arg-type]
+            handlers={"DataVerified": handler},
+            max_deliveries=5,
+        )
         for _ in range(2)
     )
 

@@ -49,11 +49,19 @@ def test_a_subject_that_matches_its_body_passes():
     [
         ("sidr", "other-case", "DataVerified", (), "subject says case other-case"),
         ("tamr", None, "DataVerified", (), "subject says association tamr, body says sidr"),
-        ("sidr", None, "CommitteeDecided", (), "subject says CommitteeDecided, body is a DataVerified"),
+        (
+            "sidr",
+            None,
+            "CommitteeDecided",
+            (),
+            "subject says CommitteeDecided, body is a DataVerified",
+        ),
         ("sidr", None, "DataVerified", ("tamr",), "association sidr is not served here"),
     ],
 )
-def test_a_body_that_contradicts_its_subject_says_how(association, case, event_type, served, expected):
+def test_a_body_that_contradicts_its_subject_says_how(
+    association, case, event_type, served, expected
+):
     event = verified()
     subject = event_subject(association, case or event.case_id, event_type)
     assert expected in (subject_mismatch(subject, event, served) or "")
@@ -130,8 +138,11 @@ def test_a_dead_letter_names_the_cases_of_its_subject_and_its_body():
     letter = read_dead_letter(
         "khidma.deadletter.committee",
         encode_event(event),
-        {SUBJECT_HEADER: event_subject("sidr", other, "DataVerified"), SEQUENCE_HEADER: "12",
-         REASON_HEADER: "why"},
+        {
+            SUBJECT_HEADER: event_subject("sidr", other, "DataVerified"),
+            SEQUENCE_HEADER: "12",
+            REASON_HEADER: "why",
+        },
         40,
     )
     assert letter is not None and letter.kind == DEAD_LETTER
@@ -147,8 +158,11 @@ def notice(case_id, kind: str = "deadletter"):
     return read_dead_letter(
         f"khidma.{kind}.committee",
         encode_event(event),
-        {SUBJECT_HEADER: event_subject("sidr", case_id, "DataVerified"), SEQUENCE_HEADER: "12",
-         REASON_HEADER: "failed 5 times: RuntimeError('boom')"},
+        {
+            SUBJECT_HEADER: event_subject("sidr", case_id, "DataVerified"),
+            SEQUENCE_HEADER: "12",
+            REASON_HEADER: "failed 5 times: RuntimeError('boom')",
+        },
         40,
     )
 
