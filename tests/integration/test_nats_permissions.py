@@ -283,7 +283,7 @@ async def test_a_service_cannot_create_or_widen_a_consumer_not_even_its_own(
         await js.delete_consumer(STREAM_NAME, "verification")
     admin = await connect("admin")
     info = await admin.nc.jetstream().consumer_info(STREAM_NAME, "verification")
-    assert info.config.filter_subjects == ["khidma.*.*.RequestReceived"]
+    assert info.config.filter_subjects == ["khidma.*.*.RequestReceived", "khidma.replay.verification"]
     consumers = [c.name for c in await admin.nc.jetstream().consumers_info(STREAM_NAME)]
     assert sorted(consumers) == sorted(SERVICE_USERS)
 
