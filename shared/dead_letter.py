@@ -20,9 +20,14 @@ REASON_HEADER = "Khidma-Dead-Letter-Reason"
 SUBJECT_HEADER = "Khidma-Original-Subject"
 SEQUENCE_HEADER = "Khidma-Original-Sequence"
 SERVICE_HEADER = "Khidma-Service"
+# On a notice an operator wrote (`resolve`): the key of the dead letter it resolves,
+# and how (RESOLVED rather than REPLAYED_NOTICE).
+KEY_HEADER = "Khidma-Dead-Letter-Key"
+RESOLUTION_HEADER = "Khidma-Resolution"
 
 DEAD_LETTER = "dead_letter"
 REPLAYED_NOTICE = "replayed"
+RESOLVED = "resolved"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,9 @@ class DeadLetter:
     original_subject: str | None
     original_sequence: int | None
     data: bytes
+    #: on a notice: REPLAYED_NOTICE (its replay was applied) or RESOLVED (an operator
+    #: settled it otherwise)
+    resolution: str | None = None
 
     @property
     def subject_parts(self) -> SubjectParts | None:
@@ -108,9 +116,12 @@ def read_dead_letter(
         kind=kind,
         service=headers.get(SERVICE_HEADER) or service,
         sequence=sequence,
-        key=dead_letter_key(service, original_sequence, sequence),
+        key=headers.get(KEY_HEADER) or dead_letter_key(service, original_sequence, sequence),
         reason=headers.get(REASON_HEADER, ""),
         original_subject=headers.get(SUBJECT_HEADER),
         original_sequence=original_sequence,
         data=data,
+        resolution=headers.get(RESOLUTION_HEADER, REPLAYED_NOTICE)
+        if kind == REPLAYED_NOTICE
+        else None,
     )

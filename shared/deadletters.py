@@ -3,6 +3,7 @@
     python -m shared.deadletters list [--service S] [--open] [--json]
     python -m shared.deadletters show KEY [--json]
     python -m shared.deadletters replay KEY [--json]
+    python -m shared.deadletters resolve KEY --note "…" [--json]
 
 A dead letter's KEY is `<service>:<stream sequence of the message set aside>`
 (`list` shows them). `replay` publishes the message again on
@@ -10,7 +11,10 @@ A dead letter's KEY is `<service>:<stream sequence of the message set aside>`
 it under the original sequence, so what was applied already is skipped, never
 applied twice, and the other services never see it again. Once it is applied the
 service says so on `khidma.replayed.<service>` and intake lifts the hold of the
-cases it concerns. Connects with KHIDMA_NATS_URL / _USER / _PASSWORD (the admin).
+cases it concerns. `resolve` is for what no replay can mend (an event the outbox relay
+set aside, a body that contradicts its subject, once its producer has published it
+again rightly): it says so on the same subject, with the operator's note, and the
+hold lifts as well. Connects with KHIDMA_NATS_URL / _USER / _PASSWORD (the admin).
 """
 
 from __future__ import annotations
@@ -28,17 +32,23 @@ from nats.js.errors import NotFoundError
 
 from shared.dead_letter import (
     DEAD_LETTER,
+    KEY_HEADER,
+    REASON_HEADER,
+    RESOLUTION_HEADER,
+    RESOLVED,
     SEQUENCE_HEADER,
+    SERVICE_HEADER,
     SUBJECT_HEADER,
     DeadLetter,
     read_dead_letter,
 )
-from shared.subjects import DEAD_LETTERS, REPLAYED, STREAM_NAME, replay_subject
+from shared.subjects import DEAD_LETTERS, REPLAYED, STREAM_NAME, replay_subject, replayed_subject
 
 OPEN, REPLAYED_STATE = "open", "replayed"
 STATE_LABELS = {
     OPEN: ("open: waiting for an operator", "مفتوحة: بانتظار أحد المشغّلين"),
     REPLAYED_STATE: ("replayed and applied", "أُعيدت وطُبّقت"),
+    RESOLVED: ("resolved by an operator", "عالجها أحد المشغّلين"),
 }
 
 
@@ -63,8 +73,9 @@ class Entry:
 
     @property
     def state(self) -> str:
-        replayed = self.replays and self.replays[-1].sequence > self.latest.sequence
-        return REPLAYED_STATE if replayed else OPEN
+        if not self.replays or self.replays[-1].sequence < self.latest.sequence:
+            return OPEN
+        return RESOLVED if self.replays[-1].resolution == RESOLVED else REPLAYED_STATE
 
     def as_dict(self, *, full: bool = False) -> dict[str, Any]:
         en, ar = STATE_LABELS[self.state]
@@ -77,6 +88,7 @@ class Entry:
         }
         if full:
             shown["reasons"] = [letter.reason for letter in self.letters]
+            shown["notes"] = [n.reason for n in self.replays if n.resolution == RESOLVED]
             shown["body"] = self.latest.body() or self.latest.data.decode("utf-8", "replace")
         return shown
 
@@ -153,6 +165,37 @@ async def replay(js: JetStreamContext, key: str) -> dict[str, Any]:
     }
 
 
+async def resolve(js: JetStreamContext, key: str, note: str) -> dict[str, Any]:
+    """Says that an operator settled the dead letter without a replay: its holds lift."""
+    if not note.strip():
+        raise CommandError(
+            "note_required",
+            "Say how it was resolved (--note).",
+            "اذكر كيف عولجت (--note).",
+        )
+    letter = (await find(js, key)).latest
+    await js.publish(
+        replayed_subject(letter.service),
+        letter.data,
+        headers={
+            KEY_HEADER: key,
+            RESOLUTION_HEADER: RESOLVED,
+            REASON_HEADER: " ".join(note.split())[:1000],
+            SERVICE_HEADER: letter.service,
+            SUBJECT_HEADER: letter.original_subject or "",
+            "Nats-Msg-Id": f"resolved:{key}:{letter.sequence}",
+        },
+    )
+    return {
+        "key": key,
+        "service": letter.service,
+        "message": {
+            "en": f"Resolved {key}; the cases it held are released.",
+            "ar": f"عولجت {key}؛ ورُفع الإيقاف عن الطلبات التي أوقفتها.",
+        },
+    }
+
+
 def _text_list(shown: list[dict[str, Any]]) -> str:
     if not shown:
         return "No dead letters. / لا توجد رسائل مُنحّاة."
@@ -178,6 +221,11 @@ def _text_show(item: dict[str, Any]) -> str:
         f"replays applied / مرات الإعادة المطبّقة: {item['replays_applied']}",
         "reasons / الأسباب:",
         *[f"  - {reason}" for reason in item["reasons"]],
+        *(
+            ["notes / الملاحظات:", *[f"  - {note}" for note in item["notes"]]]
+            if item["notes"]
+            else []
+        ),
         "body / المحتوى:",
         json.dumps(item["body"], ensure_ascii=False, indent=2),
     ]
@@ -194,7 +242,10 @@ async def run(args: argparse.Namespace, js: JetStreamContext) -> tuple[Any, str]
     if args.command == "show":
         item = (await find(js, args.key)).as_dict(full=True)
         return item, _text_show(item)
-    result = await replay(js, args.key)
+    if args.command == "resolve":
+        result = await resolve(js, args.key, args.note)
+    else:
+        result = await replay(js, args.key)
     return result, f"{result['message']['en']}\n{result['message']['ar']}"
 
 
@@ -234,6 +285,11 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("key")
     again = commands.add_parser("replay", parents=[common], help="send it again to its service")
     again.add_argument("key")
+    settle = commands.add_parser(
+        "resolve", parents=[common], help="settled without a replay: lift its holds"
+    )
+    settle.add_argument("key")
+    settle.add_argument("--note", required=True, help="how it was resolved (kept on the stream)")
     return top
 
 

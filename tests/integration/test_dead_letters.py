@@ -246,3 +246,39 @@ async def test_a_case_another_service_could_not_process_is_held_until_the_replay
         await async_wait_for(lambda: intake_store.run(lambda: not status()["held"]))
     assert effects.effects() == [verified.event_id]
     assert (await intake_store.run(status))["status"] == "verified"
+
+
+async def test_what_no_replay_can_mend_is_resolved_by_an_operator_and_the_hold_lifts(
+    tmp_path, nats_server, js
+):
+    intake = intake_app(tmp_path)
+    intake_store = StoreRunner()
+    case_id: UUID = (await intake_store.run(intake.submit, submission(), ACTOR)).case_id
+    watcher = TrackingConsumer(
+        intake, intake_store, js, service="intake",
+        handlers=consumer_handlers(intake), on_dead_letter=dead_letter_handler(intake),
+    )
+    # What the outbox relay sets aside: a record of an event it could never publish.
+    record = {"source": "outbox", "case_id": str(case_id), "reason": "too large"}
+    await js.publish(
+        dead_letter_subject("intake"),
+        json.dumps(record).encode(),
+        headers={REASON_HEADER: "too large", "Khidma-Dead-Letter-Source": "outbox"},
+    )
+
+    def held() -> bool:
+        return bool(intake.case_status(case_id)["held"])
+
+    async with running(watcher):
+        await async_wait_for(lambda: intake_store.run(held))
+        (entry,) = (await deadletters.entries(js, "intake")).values()
+        key = entry.latest.key
+        with pytest.raises(deadletters.CommandError) as refused:
+            await deadletters.replay(js, key)
+        assert refused.value.code == "not_replayable" and refused.value.ar
+        await deadletters.resolve(js, key, "republished by hand after the fix of release 1.4")
+        await async_wait_for(lambda: intake_store.run(lambda: not held()))
+    shown = (await deadletters.find(js, key)).as_dict(full=True)
+    assert shown["state"] == "resolved" and shown["notes"] == [
+        "republished by hand after the fix of release 1.4"
+    ]
