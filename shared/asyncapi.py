@@ -20,9 +20,13 @@ from faststream.specification import AsyncAPI
 from shared.events import EVENT_CLASSES, PRODUCERS
 from shared.subjects import (
     DEAD_LETTERS,
+    REPLAY,
+    REPLAYED,
     SUBMISSIONS_WILDCARD,
     dead_letter_subject,
     event_type_filter,
+    replay_subject,
+    replayed_subject,
 )
 
 SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys", "privacy")
@@ -79,6 +83,27 @@ def documentation_broker(
             "could never be published (too large, or refused by its translation): "
             "event_id, event_type, case_id, reason_code, reason, size_bytes.",
         )
+        broker.publisher(
+            replayed_subject(service),
+            title=f"{REPLAYED}.{service} (replays of {service}'s dead letters, applied)",
+            description=f"From {service}'s tracking consumer once it applied (or had "
+            "applied) an operator's replay: the replayed body; headers "
+            "Khidma-Original-Subject, Khidma-Original-Sequence, Khidma-Service. An "
+            "operator's `resolve` writes one with Khidma-Dead-Letter-Key, "
+            "Khidma-Resolution: resolved and the note in Khidma-Dead-Letter-Reason. "
+            "Intake lifts the hold of the cases it concerns (docs/decisions.md, 28).",
+        )
+
+        async def replayed(event: Any) -> None:
+            """Documentation only: the tracking consumer handles it."""
+
+        broker.subscriber(
+            replay_subject(service),
+            title=f"{REPLAY}.{service} (an operator's replay, for {service} alone)",
+            description="From `python -m shared.deadletters replay`: the dead letter's body; "
+            "headers Khidma-Original-Subject and Khidma-Original-Sequence, the position "
+            "it is tracked at, so what was applied is skipped.",
+        )(replayed)
     for service, event_type in consumes:
         model = _MODELS[event_type]
 
