@@ -752,3 +752,41 @@ def _window_days(timeline: CaseTimeline) -> int:
         if entry.data.get("window_days"):
             return int(entry.data["window_days"])
     return 14
+
+
+@check(
+    "held_by_dead_letter",
+    ar="طلب موقوف بسبب رسالة تعذّرت معالجتها",
+    en="Case held by a dead letter",
+    needs_stores=("intake",),
+)
+def held_by_dead_letter(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
+    """A case a dead letter still holds (intake's Case.Held, not lifted by its replay).
+
+    It is proven at the audit's moment: the case is stuck as of then, whenever
+    the message was set aside, so a board report lists every case still held.
+    """
+    holds: dict[str, TimelineEntry] = {}
+    for entry in timeline.entries:
+        if entry.source != "store" or entry.service != "intake":
+            continue
+        key = str(entry.data.get("key"))
+        if entry.name == "Case.Held":
+            holds[key] = entry
+        elif entry.name == "Case.HoldLifted":
+            holds.pop(key, None)
+    for key, held in holds.items():
+        service, reason = held.data.get("service"), held.data.get("reason")
+        yield exception(
+            "held_by_dead_letter",
+            timeline,
+            f"الطلب موقوف منذ {held.occurred_at:%Y-%m-%d %H:%M} UTC: رسالة تخصه نحّتها خدمة "
+            f"{service} (الرسالة المنحّاة {key}) ولم تُعَد بعد. السبب: {reason}",
+            f"The case has been held since {held.occurred_at:%Y-%m-%d %H:%M} UTC: a message "
+            f"about it was set aside by {service} (dead letter {key}) and not replayed yet. "
+            f"Reason: {reason}",
+            [],
+            proven_at=context.now,
+        )

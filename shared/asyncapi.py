@@ -20,9 +20,13 @@ from faststream.specification import AsyncAPI
 from shared.events import EVENT_CLASSES, PRODUCERS
 from shared.subjects import (
     DEAD_LETTERS,
+    REPLAY,
+    REPLAYED,
     SUBMISSIONS_WILDCARD,
     dead_letter_subject,
     event_type_filter,
+    replay_subject,
+    replayed_subject,
 )
 
 SERVICES: tuple[str, ...] = ("intake", "verification", "committee", "surveys", "privacy")
@@ -36,6 +40,9 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     # The data subjects' cases, from the request to its closure (retention, holds).
     "privacy": ("RequestReceived", "CommitteeDecided", "ServiceDelivered"),
 }
+# The services that also read every service's dead letters (and replay notices):
+# intake, to hold the cases they concern (docs/decisions.md, 29).
+WATCHES_DEAD_LETTERS: frozenset[str] = frozenset({"intake"})
 _MODELS = {cls.__name__: cls for cls in EVENT_CLASSES}
 
 
@@ -76,6 +83,27 @@ def documentation_broker(
             "could never be published (too large, or refused by its translation): "
             "event_id, event_type, case_id, reason_code, reason, size_bytes.",
         )
+        broker.publisher(
+            replayed_subject(service),
+            title=f"{REPLAYED}.{service} (replays of {service}'s dead letters, applied)",
+            description=f"From {service}'s tracking consumer once it applied (or had "
+            "applied) an operator's replay: the replayed body; headers "
+            "Khidma-Original-Subject, Khidma-Original-Sequence, Khidma-Service. An "
+            "operator's `resolve` writes one with Khidma-Dead-Letter-Key, "
+            "Khidma-Resolution: resolved and the note in Khidma-Dead-Letter-Reason. "
+            "Intake lifts the hold of the cases it concerns (docs/decisions.md, 29).",
+        )
+
+        async def replayed(event: Any) -> None:
+            """Documentation only: the tracking consumer handles it."""
+
+        broker.subscriber(
+            replay_subject(service),
+            title=f"{REPLAY}.{service} (an operator's replay, for {service} alone)",
+            description="From `python -m shared.deadletters replay`: the dead letter's body; "
+            "headers Khidma-Original-Subject and Khidma-Original-Sequence, the position "
+            "it is tracked at, so what was applied is skipped.",
+        )(replayed)
     for service, event_type in consumes:
         model = _MODELS[event_type]
 

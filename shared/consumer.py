@@ -7,9 +7,17 @@ message whose sequence is already recorded (redelivered after a crash between
 commit and ack, or handled by another instance) is acknowledged and skipped.
 A message that fails validation, or still fails after the maximum number of
 deliveries, goes to the dead-letter subject with its reason and is terminated,
-so it never blocks the ones behind it. A handler that says `RetryLater` (an
+so it never blocks the ones behind it; so does, at once, a body that contradicts
+its subject (another case, association or type, or an association this service
+does not serve), which no retry can mend. A handler that says `RetryLater` (an
 earlier event it depends on has not arrived yet) is not failing: those
 redeliveries have their own, much longer budget in time.
+
+An operator replays a dead letter on `khidma.replay.<service>` (shared/deadletters.py):
+the consumer handles it under the original message's stream sequence, so a replay
+of what was already applied is skipped like any redelivery, and it then says so on
+`khidma.replayed.<service>`. A service given `on_dead_letter` (intake) also reads
+every service's dead letters and replay notices, to hold the cases they concern.
 """
 
 from __future__ import annotations
@@ -30,6 +38,14 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from shared import metrics
+from shared.dead_letter import (
+    REASON_HEADER,
+    SEQUENCE_HEADER,
+    SERVICE_HEADER,
+    SUBJECT_HEADER,
+    DeadLetter,
+    read_dead_letter,
+)
 from shared.events import IntegrationEvent, decode_event
 from shared.logging import context_of_event, log_context
 from shared.store import (
@@ -39,16 +55,31 @@ from shared.store import (
     consumer_tracking_name,
     process_tracked,
 )
-from shared.subjects import STREAM_NAME, dead_letter_subject, event_type_filter
+from shared.subjects import (
+    DEAD_LETTER_FILTERS,
+    STREAM_NAME,
+    dead_letter_subject,
+    event_type_filter,
+    replay_subject,
+    replayed_subject,
+    subject_mismatch,
+)
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[IntegrationEvent, ProcessingEvent], None]
+DeadLetterHandler = Callable[[DeadLetter, ProcessingEvent], None]
 
-REASON_HEADER = "Khidma-Dead-Letter-Reason"
-SUBJECT_HEADER = "Khidma-Original-Subject"
-SEQUENCE_HEADER = "Khidma-Original-Sequence"
-SERVICE_HEADER = "Khidma-Service"
+__all__ = [
+    "REASON_HEADER",
+    "SEQUENCE_HEADER",
+    "SERVICE_HEADER",
+    "SUBJECT_HEADER",
+    "DeadLetterHandler",
+    "Handler",
+    "RetryLater",
+    "TrackingConsumer",
+]
 
 # The exit code of a process ended by the fault-injection point (EX_TEMPFAIL).
 FAULT_EXIT_CODE = 75
@@ -92,6 +123,7 @@ class TrackingConsumer:
         batch_size: int = 64,
         on_recorded: Callable[[], None] = lambda: None,
         exit_after_commit: str | None = None,
+        on_dead_letter: DeadLetterHandler | None = None,
     ):
         self.app = app
         self.store = store
@@ -106,6 +138,7 @@ class TrackingConsumer:
         self.ack_wait = ack_wait
         self.batch_size = batch_size
         self.on_recorded = on_recorded
+        self.on_dead_letter = on_dead_letter
         # Testing only (KHIDMA_FAULT_EXIT_AFTER_COMMIT): the event type, or "any",
         # whose commit ends the process before its ack. None in production.
         self.exit_after_commit = exit_after_commit
@@ -118,7 +151,14 @@ class TrackingConsumer:
         self._failures: dict[int, int] = {}
 
     def consumer_config(self) -> ConsumerConfig:
-        return durable_consumer_config(self.durable, self.handlers, self.ack_wait, self.batch_size)
+        return durable_consumer_config(
+            self.durable,
+            self.handlers,
+            self.ack_wait,
+            self.batch_size,
+            service=self.service,
+            watches_dead_letters=self.on_dead_letter is not None,
+        )
 
     async def ensure_consumer(self) -> None:
         """Creates the durable consumer or updates it to this code's configuration.
@@ -174,33 +214,61 @@ class TrackingConsumer:
             await _unsubscribe(subscription)
 
     async def handle_message(self, message: Msg) -> None:
+        notice = read_dead_letter(
+            message.subject, message.data, message.headers, message.metadata.sequence.stream
+        )
+        if notice is not None:
+            await self._handle_notice(message, notice)
+            return
+        origin = self._origin(message)
+        if origin is None:
+            await self.dead_letter(message, "a replay without its original subject and sequence")
+            return
+        subject, _ = origin
+        event_type = subject.rsplit(".", 1)[-1]
         try:
             event = decode_event(message.data)
         except ValidationError as error:
-            event_type = message.subject.rsplit(".", 1)[-1]
             metrics.MESSAGES_CONSUMED.labels(self.service, event_type, "invalid").inc()
             await self.dead_letter(message, f"invalid event: {_summary(error)}")
+            return
+        mismatch = subject_mismatch(subject, event, getattr(self.app, "packs", None) or ())
+        if mismatch is not None:
+            metrics.MESSAGES_CONSUMED.labels(self.service, event_type, "invalid").inc()
+            await self.dead_letter(message, f"body contradicts its subject: {mismatch}")
             return
         # Every log line about this message, here and on the store thread,
         # carries the case id and the correlation id.
         with log_context(**context_of_event(event)):
-            await self._handle_event(message, event)
+            await self._handle_event(message, event, origin[1])
 
-    async def _handle_event(self, message: Msg, event: IntegrationEvent) -> None:
-        metadata = message.metadata
-        sequence = metadata.sequence.stream
+    def _origin(self, message: Msg) -> tuple[str, int] | None:
+        """The subject and stream sequence the message stands for: its own, or for a
+        replay, those of the message it replays (None when a replay lacks them)."""
+        if message.subject != replay_subject(self.service):
+            return message.subject, message.metadata.sequence.stream
+        headers = message.headers or {}
+        subject, sequence = headers.get(SUBJECT_HEADER), headers.get(SEQUENCE_HEADER, "")
+        if not subject or not sequence.isdigit():
+            return None
+        return subject, int(sequence)
+
+    async def _handle_event(self, message: Msg, event: IntegrationEvent, position: int) -> None:
+        # Retries are counted per message delivered; the effect is tracked at the
+        # position it stands for, so a replay of what was applied is a duplicate.
+        sequence = message.metadata.sequence.stream
         handler = self.handlers.get(event.event_type)
         if handler is None:
             await self.dead_letter(message, f"no handler for {event.event_type}")
             return
-        tracking = Tracking(self.tracking_name, sequence)
+        tracking = Tracking(self.tracking_name, position)
         started = time.perf_counter()
         try:
             await self.store.run(process_tracked, self.app, tracking, lambda p: handler(event, p))
         except DuplicateDelivery:
             self.stats.duplicates += 1
             metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "duplicate").inc()
-            log.info("skipped %s already handled", event.event_type, extra={"sequence": sequence})
+            log.info("skipped %s already handled", event.event_type, extra={"sequence": position})
         except RetryLater as error:
             waiting = self._waiting_on(sequence)
             waited = time.monotonic() - waiting.since
@@ -261,6 +329,8 @@ class TrackingConsumer:
             self.on_recorded()
             if self.exit_after_commit is not None:
                 self._exit_if_injected(event.event_type, sequence)
+        if position != sequence:
+            await self._say_replayed(message, position)
         self.stats.last_sequence = max(self.stats.last_sequence, sequence)
         await message.ack()
         self._waiting.pop(sequence, None)
@@ -299,16 +369,64 @@ class TrackingConsumer:
                 del self._waiting[stale]
         return self._waiting.setdefault(sequence, _Waiting(since=time.monotonic()))
 
+    async def _say_replayed(self, message: Msg, position: int) -> None:
+        """Tells the watchers (intake) that the replay of a dead letter was applied.
+
+        Said before the ack, and again when a redelivered replay is skipped as a
+        duplicate, so a crash in between loses no notice; the server drops a
+        repeated one (Nats-Msg-Id)."""
+        headers = message.headers or {}
+        await self.js.publish(
+            replayed_subject(self.service),
+            message.data,
+            headers={
+                SUBJECT_HEADER: headers.get(SUBJECT_HEADER, ""),
+                SEQUENCE_HEADER: str(position),
+                SERVICE_HEADER: self.service,
+                "Nats-Msg-Id": f"replayed:{self.service}:{message.metadata.sequence.stream}",
+            },
+        )
+        log.info("applied the replay of a dead letter", extra={"sequence": position})
+
+    async def _handle_notice(self, message: Msg, notice: DeadLetter) -> None:
+        """A dead letter or replay notice, for a service that watches them (intake).
+
+        Tracked like an event, so each is applied once. One that cannot be applied
+        is dropped with an error after max_deliveries, never dead-lettered: its
+        dead letter would come back here."""
+        sequence = message.metadata.sequence.stream
+        watcher = self.on_dead_letter
+        if watcher is not None:
+            tracking = Tracking(self.tracking_name, sequence)
+            try:
+                await self.store.run(
+                    process_tracked, self.app, tracking, lambda p: watcher(notice, p)
+                )
+            except DuplicateDelivery:
+                pass
+            except Exception:
+                failures = self._failed(sequence)
+                if failures < self.max_deliveries:
+                    await message.nak(delay=min(0.2 * 2**failures, 10.0))
+                    return
+                log.exception("could not apply a dead letter", extra={"sequence": sequence})
+            else:
+                self.on_recorded()
+        await message.ack()
+        self._failures.pop(sequence, None)
+
     async def dead_letter(self, message: Msg, reason: str) -> None:
         sequence = message.metadata.sequence.stream
+        subject, position = self._origin(message) or (message.subject, sequence)
         await self.js.publish(
             dead_letter_subject(self.service),
             message.data,
             headers={
                 REASON_HEADER: _header_safe(reason),
-                SUBJECT_HEADER: message.subject,
-                SEQUENCE_HEADER: str(sequence),
+                SUBJECT_HEADER: subject,
+                SEQUENCE_HEADER: str(position),
                 SERVICE_HEADER: self.service,
+                # A replay that fails again is a new dead letter of the same message.
                 "Nats-Msg-Id": f"deadletter:{self.service}:{sequence}",
             },
         )
@@ -325,9 +443,21 @@ class TrackingConsumer:
 
 
 def durable_consumer_config(
-    durable: str, event_types: Iterable[str], ack_wait: float, batch_size: int
+    durable: str,
+    event_types: Iterable[str],
+    ack_wait: float,
+    batch_size: int,
+    *,
+    service: str | None = None,
+    watches_dead_letters: bool = False,
 ) -> ConsumerConfig:
-    """The configuration of a service's durable pull consumer on the stream."""
+    """The configuration of a service's durable pull consumer on the stream: the
+    event types it handles, the replays of its dead letters and, for a service
+    that holds the cases they concern, every service's dead letters."""
+    filters = [event_type_filter(t) for t in sorted(event_types)]
+    filters.append(replay_subject(service or durable))
+    if watches_dead_letters:
+        filters.extend(DEAD_LETTER_FILTERS)
     return ConsumerConfig(
         name=durable,
         durable_name=durable,
@@ -338,7 +468,7 @@ def durable_consumer_config(
         # stop redelivering first and strand the message.
         max_deliver=-1,
         max_ack_pending=max(1000, batch_size * 4),
-        filter_subjects=[event_type_filter(t) for t in sorted(event_types)],
+        filter_subjects=filters,
     )
 
 

@@ -44,6 +44,18 @@ DEAD_LETTERS = Counter(
     "Messages moved to the dead-letter subject khidma.deadletter.<service>.",
     ["service"],
 )
+DEAD_LETTERS_STORED = Gauge(
+    "khidma_dead_letters_stored",
+    "Dead letters of the service kept on the stream (khidma.deadletter.<service>), counted "
+    "on the stream at scrape: unlike khidma_dead_letters, a restart does not reset it.",
+    ["service"],
+)
+CASES_HELD = Gauge(
+    "khidma_cases_held",
+    "Cases a dead letter holds until an operator replays it (intake's read model, "
+    "measured at scrape).",
+    ["service"],
+)
 OUTBOX_SET_ASIDE = Counter(
     "khidma_outbox_set_aside",
     "Events the outbox relay could never publish and set aside on the dead-letter subject, "

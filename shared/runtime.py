@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from faststream.nats import NatsBroker
@@ -17,11 +17,12 @@ from faststream.security import SASLPlaintext
 
 from shared import metrics
 from shared.asyncapi import service_specification
-from shared.consumer import Handler, TrackingConsumer
+from shared.consumer import DeadLetterHandler, Handler, TrackingConsumer
 from shared.outbox import OutboxRelay, Translator
 from shared.settings import ServiceSettings
 from shared.store import ServiceApplication, StoreRunner
 from shared.stream import DeclaredTrackingConsumer, ensure_stream, inbox_prefix
+from shared.subjects import STREAM_NAME, dead_letter_subject
 from shared.views import ProjectionRunner, Projector, ViewStore
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,17 @@ class ServiceRuntime(Generic[AppT]):
         translators: Mapping[str, Translator] | None = None,
         handlers: Mapping[str, Handler] | None = None,
         projector: Projector | None = None,
+        on_dead_letter: DeadLetterHandler | None = None,
+        held_cases: Callable[[ViewStore], int] | None = None,
     ):
         self.settings = settings
         self.app = app
         self.store = StoreRunner()
         self.translators = dict(translators or {})
         self.handlers = dict(handlers or {})
+        self.on_dead_letter = on_dead_letter
+        # How many cases a dead letter holds (intake's read model), for /ready and /metrics.
+        self.held_cases = held_cases
         self.views: ViewStore | None = None
         self.projections: ProjectionRunner | None = None
         if projector:
@@ -124,6 +130,7 @@ class ServiceRuntime(Generic[AppT]):
                 batch_size=self.settings.consumer_batch,
                 on_recorded=self.recorded,
                 exit_after_commit=self.settings.fault_exit_after_commit,
+                on_dead_letter=self.on_dead_letter,
             )
             await self.consumer.ensure_consumer()
             self.spawn(self.consumer.run(), "consumer")
@@ -184,7 +191,8 @@ class ServiceRuntime(Generic[AppT]):
             stats = self.consumer.stats
             report["consumed"] = stats.handled
             report["duplicates_skipped"] = stats.duplicates
-            report["dead_letters"] = stats.dead_letters
+            # Counted on the stream, so a restart does not start it again at zero.
+            report["dead_letters"] = await self._dead_letters_stored() if connected else None
             report["consumer_pending"] = None
             if connected:  # asking a server that is away would stall the probe
                 try:
@@ -195,6 +203,8 @@ class ServiceRuntime(Generic[AppT]):
                     pass
         if self.projections:
             report["views_lag"] = await self.projections.lag() if report["store"] else None
+        if self.held_cases and self.views:
+            report["held_cases"] = self.held_cases(self.views)
         report["caught_up"] = self._caught_up(report)
         report["ready"] = bool(
             connected
@@ -203,6 +213,20 @@ class ServiceRuntime(Generic[AppT]):
             and not report.get("outbox_stalled")
         )
         return report
+
+    async def _dead_letters_stored(self) -> int | None:
+        """This service's dead letters on the stream; None when the server does not say."""
+        subject = dead_letter_subject(self.settings.service_name)
+        try:
+            info = await asyncio.wait_for(
+                self.broker.connection.jetstream().stream_info(
+                    STREAM_NAME, subjects_filter=subject
+                ),
+                timeout=2.0,
+            )
+        except Exception:  # noqa: BLE001 — unknown (None) in the report, not a crash
+            return None
+        return int((info.state.subjects or {}).get(subject, 0))
 
     def _outbox_stalled(self, lag: int | None) -> dict[str, Any] | None:
         """Why publishing is stuck, when the relay has a backlog and has not moved for a while.
@@ -287,3 +311,7 @@ class ServiceRuntime(Generic[AppT]):
             )
         if self.projections and report.get("views_lag") is not None:
             metrics.VIEWS_LAG.labels(name).set(report["views_lag"])
+        if report.get("dead_letters") is not None:
+            metrics.DEAD_LETTERS_STORED.labels(name).set(report["dead_letters"])
+        if report.get("held_cases") is not None:
+            metrics.CASES_HELD.labels(name).set(report["held_cases"])

@@ -169,10 +169,16 @@ class DeclaredTrackingConsumer(TrackingConsumer):
 
 def service_durables(ack_wait: float = 30.0, batch_size: int = 64) -> dict[str, ConsumerConfig]:
     """Each service's durable consumer, configured as the service configures it."""
-    from shared.asyncapi import CONSUMERS  # who consumes what
+    from shared.asyncapi import CONSUMERS, WATCHES_DEAD_LETTERS  # who consumes what
 
     return {
-        service: durable_consumer_config(service, CONSUMERS[service], ack_wait, batch_size)
+        service: durable_consumer_config(
+            service,
+            CONSUMERS[service],
+            ack_wait,
+            batch_size,
+            watches_dead_letters=service in WATCHES_DEAD_LETTERS,
+        )
         for service in SERVICES
     }
 

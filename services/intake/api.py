@@ -30,7 +30,7 @@ from services.intake.access import (
     submitting_role,
 )
 from services.intake.application import IntakeApplication, no_such_request
-from services.intake.domain import CaseStatus
+from services.intake.domain import CaseStatus, shown_status
 from services.intake.views import CASES, REFS
 from shared.access_log import CASE_FILE
 from shared.dates import both_calendars
@@ -70,6 +70,7 @@ STATUS_LABELS: dict[CaseStatus, tuple[str, str]] = {
     CaseStatus.APPROVED: ("Approved by the committee", "تمت الموافقة من اللجنة"),
     CaseStatus.REJECTED: ("Rejected by the committee", "تم الرفض من اللجنة"),
     CaseStatus.DELIVERED: ("Service delivered", "تم تقديم الخدمة"),
+    CaseStatus.HELD: ("Held: an operator must look", "موقوف: يجب أن يراجعه أحد المشغّلين"),
 }
 
 
@@ -158,6 +159,11 @@ HISTORY_LABELS = {
     "verification": ("Verification", "التحقق"),
     "decision": ("Research committee decision", "قرار لجنة البحث"),
     "delivered": ("Service delivered", "تم تقديم الخدمة"),
+    "held": (
+        "Held: a message about it could not be processed; an operator must look",
+        "موقوف: تعذّرت معالجة رسالة تخصه؛ يجب أن يراجعه أحد المشغّلين",
+    ),
+    "hold_lifted": ("Hold lifted; processing resumed", "رُفع الإيقاف واستؤنفت المعالجة"),
 }
 
 
@@ -173,7 +179,10 @@ def history_label(what: str) -> dict[str, str]:
 
 
 def with_labels(doc: dict[str, Any]) -> dict[str, Any]:
-    en, ar = STATUS_LABELS.get(doc["status"], (doc["status"], doc["status"]))
+    status = doc["status"]
+    if status in STATUS_LABELS:
+        status = shown_status(CaseStatus(status), bool(doc.get("held")))
+    en, ar = STATUS_LABELS.get(status, (status, status))
     history = [{**item, "label": history_label(item["what"])} for item in doc.get("history", [])]
     return with_displays({**doc, "history": history, "status_label": {"en": en, "ar": ar}})
 
@@ -346,7 +355,7 @@ async def my_request(
         {"at": item["at"], "what": item["what"], "label": history_label(item["what"])}
         for item in (doc or {}).get("history", [])
     ]
-    en, ar = STATUS_LABELS[CaseStatus(view["status"])]
+    en, ar = STATUS_LABELS[shown_status(CaseStatus(view["status"]), view["held"])]
     return with_displays({**view, "status_label": {"en": en, "ar": ar}, "history": history})
 
 
@@ -385,6 +394,8 @@ async def list_cases(
     limit = min(limit, 1000)
     associations = principal.associations_listed(CASE_READERS, association_id)
     filters: dict[str, Any] = {"status": status} if status else {}
+    if status == CaseStatus.HELD:  # shown over the stored status: found by its holds
+        filters = {"held": True}
     docs = runtime.views.find(
         CASES, limit=limit, offset=offset, association_id=associations, **filters
     )

@@ -32,6 +32,7 @@ from services.intake.domain import (
     parse_case_reference,
 )
 from shared.dates import hijri_year, local_day
+from shared.dead_letter import REPLAYED_NOTICE, DeadLetter
 from shared.errors import Invalid, NotFound, Refused
 from shared.events import CommitteeDecided, DataVerified
 from shared.personal.mapper import is_erased_value
@@ -614,6 +615,7 @@ class IntakeApplication(ServiceApplication):
             "association_id": case.association_id,
             "service_code": case.service_code,
             "status": case.status,
+            "held": case.held,
             "complete": case.complete,
             "missing": list(case.missing),
             "corrections": list(case.corrections),
@@ -675,6 +677,7 @@ class IntakeApplication(ServiceApplication):
             "channel_ref": case.channel_ref,
             "linked_channels": list(case.linked_channels),
             "status": case.status,
+            "held": case.held,
             "complete": case.complete,
             "correcting": case.correcting,
             "revision": case.revision,
@@ -699,6 +702,7 @@ class IntakeApplication(ServiceApplication):
             "case_id": str(case.id),
             "case_ref": case.case_ref,
             "status": case.status,
+            "held": case.held,
             "complete": case.complete,
             "missing": case.missing,
             "referred": case.referred,
@@ -733,6 +737,21 @@ class IntakeApplication(ServiceApplication):
         case = self._get_case(event.case_id)
         case.note_decision(source_event_id=event.event_id, decision=event.payload.decision)
         processing.collect_events(case, *self._released(case))
+
+    def on_dead_letter(self, notice: DeadLetter, processing: ProcessingEvent) -> None:
+        """A message about a case was set aside (by any service): the case is held
+        until the operator's replay of it is applied; then the hold lifts."""
+        now = self.clock.now()
+        for case_id in notice.case_ids():
+            try:
+                case: Case = self.repository.get(case_id)
+            except AggregateNotFoundError:
+                continue  # no such case here: nothing to hold (the dead letter still lists it)
+            if notice.kind == REPLAYED_NOTICE:
+                case.lift_hold(key=notice.key, at=now)
+            else:
+                case.hold(key=notice.key, service=notice.service, reason=notice.reason, at=now)
+            processing.collect_events(case)
 
     # -----------------------------------------------------------------------
 

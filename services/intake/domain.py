@@ -376,6 +376,14 @@ class CaseStatus(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     DELIVERED = "delivered"
+    # Shown, never stored: while a dead letter holds the case (`shown_status`), over
+    # the status beneath it, which `status_after` keeps moving.
+    HELD = "held"
+
+
+def shown_status(status: CaseStatus, held: bool) -> CaseStatus:
+    """What a case says it is: held while a dead letter concerns it, else its status."""
+    return CaseStatus.HELD if held else status
 
 
 # Where the committee's decision has put the case: what verification finds later
@@ -491,6 +499,8 @@ class Case(Aggregate):
         self.verification_revision: int | None = None
         self.corrections: list[dict[str, str]] = []
         self.ineligible_reason: dict[str, str] | None = None
+        # The dead letters that hold the case, by key, until their replay is applied.
+        self.holds: dict[str, dict[str, Any]] = {}
         self.ineligible_rule: str | None = None
 
     def opened_by(self, code: str) -> bool:
@@ -1013,6 +1023,38 @@ class Case(Aggregate):
             case.status = status_after(case.status, self)
 
     # What intake learns from the other services ----------------------------------
+
+    # Held by a dead letter -------------------------------------------------------
+
+    @property
+    def held(self) -> bool:
+        return bool(self.holds)
+
+    def hold(self, *, key: str, service: str, reason: str, at: datetime) -> None:
+        """A message about this case was set aside (a dead letter): an operator must look."""
+        if key not in self.holds:
+            self.trigger_event(self.Held, key=key, service=service, reason=reason, at=at)
+
+    class Held(Event):
+        key: str
+        service: str
+        reason: str
+        at: datetime
+
+        def apply(self, case: Case) -> None:
+            case.holds[self.key] = {"service": self.service, "reason": self.reason}
+
+    def lift_hold(self, *, key: str, at: datetime) -> None:
+        """The dead letter's replay was applied: it holds the case no more."""
+        if key in self.holds:
+            self.trigger_event(self.HoldLifted, key=key, at=at)
+
+    class HoldLifted(Event):
+        key: str
+        at: datetime
+
+        def apply(self, case: Case) -> None:
+            case.holds.pop(self.key, None)
 
     def has_noted(self, source_event_id: UUID) -> bool:
         return source_event_id in self.noted_event_ids

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from services.intake.access import submitting_role
 from services.intake.application import IntakeApplication
 from shared.auth import AuthRefused, AuthUnavailable, Forbidden, Principal, Verifier, token_missing
-from shared.consumer import Handler
+from shared.consumer import DeadLetterHandler, Handler
+from shared.dead_letter import DeadLetter
 from shared.errors import Refused
 from shared.events import CommitteeDecided, DataVerified, IntegrationEvent
 from shared.store import StoreRunner
@@ -33,6 +34,15 @@ def consumer_handlers(app: IntakeApplication) -> dict[str, Handler]:
         app.on_committee_decided(event, processing)
 
     return {"DataVerified": on_data_verified, "CommitteeDecided": on_committee_decided}
+
+
+def dead_letter_handler(app: IntakeApplication) -> DeadLetterHandler:
+    """Every service's dead letters and replay notices: they hold and release cases."""
+
+    def on_dead_letter(notice: DeadLetter, processing: ProcessingEvent) -> None:
+        app.on_dead_letter(notice, processing)
+
+    return on_dead_letter
 
 
 def invalid_reply(problems: list[dict[str, Any]]) -> dict[str, Any]:

@@ -6,9 +6,13 @@ from fastapi import FastAPI
 
 from services.intake import api
 from services.intake.application import IntakeApplication
-from services.intake.handlers import consumer_handlers, register_submission_subscriber
+from services.intake.handlers import (
+    consumer_handlers,
+    dead_letter_handler,
+    register_submission_subscriber,
+)
 from services.intake.integration import translators
-from services.intake.views import project
+from services.intake.views import HELD, project
 from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
 from shared.files import keep_private
@@ -46,6 +50,8 @@ def build(
         translators=translators(app.sealer),
         handlers=consumer_handlers(app),
         projector=project,
+        on_dead_letter=dead_letter_handler(app),
+        held_cases=lambda views: views.count(HELD),
     )
     register_submission_subscriber(runtime.broker, app, runtime.store, runtime.recorded, verifier)
     return create_http_app(runtime, title="Khidma intake", include=api.include, verifier=verifier)

@@ -10,6 +10,8 @@ from shared.views import ViewTransaction
 
 CASES = "cases"
 REFS = "case_refs"
+# The cases a dead letter holds, by case id: what /ready and the metrics count.
+HELD = "held_cases"
 
 
 def _iso(moment: Any) -> str:
@@ -95,9 +97,34 @@ def project(event: Any, views: ViewTransaction) -> None:
     elif isinstance(event, Case.ServiceDelivered):
         doc["delivered_at"] = at
         what = "delivered"
+    elif isinstance(event, Case.Held | Case.HoldLifted):
+        what = _project_hold(event, doc, views)
     else:
         return
     doc["status"] = status_after(CaseStatus(doc["status"]), event)
     doc["updated_at"] = at
     doc["history"].append({"at": at, "what": what})
     views.put(CASES, key, doc)
+
+
+def _project_hold(
+    event: Case.Held | Case.HoldLifted, doc: dict[str, Any], views: ViewTransaction
+) -> str:
+    """The dead letters holding the case, on its document and in the held view."""
+    held_by = [h for h in doc.get("held_by", []) if h["key"] != event.key]
+    if isinstance(event, Case.Held):
+        held_by.append(
+            {
+                "key": event.key,
+                "service": event.service,
+                "reason": event.reason,
+                "at": _iso(event.at),
+            }
+        )
+    doc["held_by"] = held_by
+    doc["held"] = bool(held_by)
+    if held_by:
+        views.put(HELD, doc["case_id"], {"case_id": doc["case_id"], "held_by": held_by})
+    else:
+        views.delete(HELD, doc["case_id"])
+    return "held" if isinstance(event, Case.Held) else "hold_lifted"

@@ -130,7 +130,7 @@ def test_benchmark_smoke(tmp_path: Path, monkeypatch) -> None:
     # the checks that need a store (there are none here) were not run.
     assert packs_seen and all(seen == set(load_packs(DEFAULT_POLICIES_DIR)) for seen in packs_seen)
     assert result["report"]["checks_not_run"] == [
-        "referral_never_closed", "no_survey_invitation", "acted_without_role"]
+        "referral_never_closed", "no_survey_invitation", "acted_without_role", "held_by_dead_letter"]
     assert result["report"]["exceptions_by_check"].get("decision_after_window", 0) > 0
     written = json.loads(Path(result["written"]).read_text())
     assert written["replay"] == result["replay"]
@@ -245,7 +245,8 @@ def test_a_report_without_the_stores_names_the_checks_it_could_not_run(nats_serv
         assert audit_main(["--nats-url", nats_server.url, "report", "--from", START.isoformat(), "--to",
                            END.isoformat(), "--lang", lang, "--out", str(out), "--no-progress"]) == 0
     data = json.loads((out / f"figures-{START}_{END}.json").read_text(encoding="utf-8"))
-    assert data["checks_not_run"] == ["referral_never_closed", "no_survey_invitation", "acted_without_role"]
+    assert data["checks_not_run"] == ["referral_never_closed", "no_survey_invitation", "acted_without_role",
+                                      "held_by_dead_letter"]
     english = (out / f"report-{START}_{END}-en.html").read_text(encoding="utf-8")
     arabic = (out / f"report-{START}_{END}-ar.html").read_text(encoding="utf-8")
     assert "These checks were not run" in english and "لم تُجرَ هذه الفحوص" in arabic

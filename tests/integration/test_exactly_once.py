@@ -244,6 +244,7 @@ async def test_a_changed_filter_is_applied_to_an_existing_durable(tmp_path, js):
     assert sorted(info.config.filter_subjects) == [
         "khidma.*.*.DataVerified",
         "khidma.*.*.RequestReceived",
+        "khidma.replay.effects",  # the operator's replays of its dead letters
     ]
 
 

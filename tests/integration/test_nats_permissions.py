@@ -39,7 +39,13 @@ from shared.stream import (
     service_durables,
     stream_config,
 )
-from shared.subjects import STREAM_NAME, dead_letter_subject, event_subject
+from shared.subjects import (
+    STREAM_NAME,
+    dead_letter_subject,
+    event_subject,
+    replay_subject,
+    replayed_subject,
+)
 from tests.helpers import async_wait_for, stream_messages
 
 pytestmark = pytest.mark.integration
@@ -159,8 +165,14 @@ async def test_a_jetstream_publish_of_another_services_event_is_never_stored(
     await js.publish(dead_letter_subject("verification"), b"{}")
     with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError)):
         await js.publish(dead_letter_subject("intake"), b"{}")
+    # So are its notices that it applied a replay; a replay itself is the admin's.
+    await js.publish(replayed_subject("verification"), b"{}")
+    for forbidden in (replayed_subject("intake"), replay_subject("verification")):
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError)):
+            await js.publish(forbidden, b"{}")
     on_stream = await stream_messages(admin_url(secured, passwords), "khidma.>")
-    assert [m["subject"] for m in on_stream] == [dead_letter_subject("verification")]
+    assert [m["subject"] for m in on_stream] == [
+        dead_letter_subject("verification"), replayed_subject("verification")]
 
 
 async def test_a_service_cannot_read_events_or_use_another_services_consumer(
@@ -283,7 +295,7 @@ async def test_a_service_cannot_create_or_widen_a_consumer_not_even_its_own(
         await js.delete_consumer(STREAM_NAME, "verification")
     admin = await connect("admin")
     info = await admin.nc.jetstream().consumer_info(STREAM_NAME, "verification")
-    assert info.config.filter_subjects == ["khidma.*.*.RequestReceived"]
+    assert info.config.filter_subjects == ["khidma.*.*.RequestReceived", "khidma.replay.verification"]
     consumers = [c.name for c in await admin.nc.jetstream().consumers_info(STREAM_NAME)]
     assert sorted(consumers) == sorted(SERVICE_USERS)
 

@@ -21,7 +21,7 @@ from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.roles import SURVEYS_OFFICER
 from tests.auth import as_role
 from services.surveys.outbound import opened_contact
-from tests.helpers import survey_token, wait_for
+from tests.helpers import stream_messages_sync, survey_token, wait_for
 from tests.personal_data import assert_no_plaintext, keyring_sealer, sealed
 from tests.integration.test_surveys_service import (
     OFFICER,
@@ -158,24 +158,30 @@ def test_the_applicant_opens_the_survey_by_its_link_until_answering(
         service.stop()
 
 
-def test_an_association_without_a_pack_still_gets_its_invitation(
+def test_an_event_of_an_association_without_a_pack_is_dead_lettered_at_once(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
+    # No association without a pack exists anywhere (intake refuses its requests): an
+    # event of one is filed wrongly, and is set aside at once with its reason (issue 13;
+    # docs/decisions.md, 29), where surveys once sent it a generic invitation.
     data_dir = tmp_path / "data"
     service = start(nats_server, data_dir)
     try:
         received = request_received().model_copy(update={"association_id": "no-pack"})
         publish(nats_server.url, received, service_delivered(received))
-        sent_of(service, received.case_id, "no-pack")
-        token = survey_token(data_dir / "surveys-outbox.jsonl", received.case_id)
-        form = httpx.get(f"{service.url}/surveys/{token}").json()
-        assert form["association"]["name"] == {"ar": "no-pack", "en": "no-pack"}
+        dead = wait_for(
+            lambda: len(found := stream_messages_sync(nats_server.url, "khidma.deadletter.surveys")) == 2
+            and found,
+            what="both events dead-lettered",
+        )
+        assert all(
+            "association no-pack is not served here" in m["headers"]["Khidma-Dead-Letter-Reason"]
+            for m in dead
+        )
         assert httpx.get(f"{service.url}/health").json()["alive"] is True
     finally:
         service.stop()
-    [line] = outbox(data_dir)
-    assert line["generic_text"] is True and line["text"]["ar"] and line["text"]["en"]
-    assert "no policy pack" in (data_dir / "surveys.log").read_text()
+    assert outbox(data_dir) == []
 
 
 def test_a_broken_policy_pack_stops_the_service_at_start_with_file_and_key(

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from shared.consumer import RetryLater, TrackingConsumer
-from shared.events import encode_event
+from shared.events import decode_event, encode_event
+from shared.subjects import event_subject
 from tests.unit.test_audit_compliance import CaseHistory
 
 pytestmark = pytest.mark.unit
@@ -28,20 +29,25 @@ class DeadLetters:
         self.published.append(headers)
 
 
+def event_subject_of(data: bytes) -> str:
+    """The subject the event belongs on: the consumer refuses a body that contradicts it."""
+    event = decode_event(data)
+    return event_subject(event.association_id, event.case_id, event.event_type)
+
+
 class Delivery:
     """One stream message, delivered again and again (num_delivered as the server counts)."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self.subject = "khidma.sidr.case.DataVerified"
+        self.subject = event_subject_of(data)
         self.num_delivered = 0
+        self.headers = None
         self.outcomes: list[str] = []
 
     @property
     def metadata(self) -> Any:
-        return SimpleNamespace(
-            sequence=SimpleNamespace(stream=7), num_delivered=self.num_delivered
-        )
+        return SimpleNamespace(sequence=SimpleNamespace(stream=7), num_delivered=self.num_delivered)
 
     async def nak(self, delay: float | None = None) -> None:
         self.outcomes.append("nak")
@@ -70,8 +76,14 @@ def test_waits_at_another_instance_are_not_counted_as_failures_here() -> None:
 
     dead = DeadLetters()
     first, second = (
-        TrackingConsumer(None, ImmediateStore(), dead, service="committee",  # type: ignore[arg-type]
-                         handlers={"DataVerified": handler}, max_deliveries=5)
+        TrackingConsumer(
+            None,
+            ImmediateStore(),
+            dead,
+            service="committee",  # type: ignore[arg-type]
+            handlers={"DataVerified": handler},
+            max_deliveries=5,
+        )
         for _ in range(2)
     )
 

@@ -14,11 +14,18 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_init_step_declares_the_durable_each_service_consumes_with(service: str) -> None:
-    handlers = importlib.import_module(f"services.{service}.handlers").consumer_handlers(
-        None  # the handlers only close over the application; their names are what counts
-    )
+    module = importlib.import_module(f"services.{service}.handlers")
+    # The handlers only close over the application; their names are what counts.
+    handlers = module.consumer_handlers(None)
+    # A service that holds cases (intake) also reads every service's dead letters.
+    watcher = getattr(module, "dead_letter_handler", None)
     as_the_service_would = TrackingConsumer(
-        None, None, None, service=service, handlers=handlers  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        service=service,
+        handlers=handlers,
+        on_dead_letter=watcher(None) if watcher else None,
     ).consumer_config()
     assert service_durables()[service] == as_the_service_would
 

@@ -52,6 +52,8 @@ STATUSES = (
     "approved",
     "rejected",
     "delivered",
+    # Shown over the status beneath it while a dead letter holds the case (intake).
+    "held",
 )
 
 
