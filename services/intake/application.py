@@ -23,6 +23,7 @@ from services.intake.domain import (
     channel_ref_id,
     complete_attestation,
     explained_ineligibility,
+    fields_as_taken,
     legacy_open_request_id,
     missing_information,
     new_access_code,
@@ -289,7 +290,7 @@ class IntakeApplication(ServiceApplication):
         number = numbering.take_number(case_id)
         # Before the hash: the declaration covers the data as published.
         applicant = applicant_as_recorded(submission.applicant.model_dump(mode="json"))
-        fields = dict(submission.fields)
+        fields = fields_as_taken(service, submission.fields)
         documents = [doc.model_dump(mode="json") for doc in submission.documents]
         attestation = (
             complete_attestation(
@@ -346,7 +347,7 @@ class IntakeApplication(ServiceApplication):
         service = self.service(case.association_id, case.service_code)
         now = self.clock.now()
         case.add_information(
-            fields=fields or {},
+            fields=fields_as_taken(service, fields or {}),
             documents=list(documents or []),
             attestation=attestation,
             actor=actor,
@@ -401,7 +402,7 @@ class IntakeApplication(ServiceApplication):
         national_id = str(applicant.get("national_id") or national_id_before)
         case.correct(
             applicant=applicant,
-            fields=fields,
+            fields=fields_as_taken(service, fields),
             documents=documents,
             attestation=attestation,
             actor=actor,
@@ -501,6 +502,7 @@ class IntakeApplication(ServiceApplication):
         """Seed 004, article 6: whether the applicant is eligible and why. Records nothing."""
         pack = self.pack(association_id)
         service = self.service(association_id, service_code)
+        fields = fields_as_taken(service, fields)
         failures = eligibility_failures(service, fields)
         missing = missing_information(
             service,

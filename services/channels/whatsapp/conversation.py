@@ -21,11 +21,11 @@ import hashlib
 import re
 from typing import Any, Protocol
 
+from shared.inputs import ascii_digits
 from shared.policy import PolicyPack, ServiceDefinition
 
 CHANNEL = "social_media"
 
-_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
 _STATUS = re.compile(
     r"^\s*(?:status|حالة|حاله)(?:\s+(?:الطلب|طلبي))?\s*[:：]?\s+(\S+)\s+(\S+)\s*$",
     re.IGNORECASE,
@@ -68,7 +68,7 @@ def message_ref(wamid: str) -> str:
 
 def normalised(text: str) -> str:
     """The message with Arabic-Indic (and Persian) digits read as ASCII digits."""
-    return text.translate(_DIGITS).strip()
+    return ascii_digits(text).strip()
 
 
 def status_question(text: str) -> tuple[str, str] | None:
