@@ -57,7 +57,9 @@ def test_every_bad_submission_over_nats_gets_a_bilingual_refusal(intake):
         "lone surrogate": json.dumps(
             {**BODY, "applicant": {"national_id": "1000000008", "name": "\ud800"}}
         ).encode(),
-        "unknown field": json.dumps({**BODY, "fields": {**BODY["fields"], "password": "x"}}).encode(),
+        "unknown field": json.dumps(
+            {**BODY, "fields": {**BODY["fields"], "password": "x"}}
+        ).encode(),
         "not JSON": b"\xff\xfe{",
     }
 

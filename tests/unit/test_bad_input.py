@@ -40,7 +40,9 @@ pytestmark = pytest.mark.unit
 
 PACKS = load_packs(DEFAULT_POLICIES_DIR)
 SEEDLINGS = PACKS["sidr"].service("seedlings")
-SCHOLARSHIP = next(s for s in PACKS["elites"].services if any(r.field == "gpa" for r in s.eligibility))
+SCHOLARSHIP = next(
+    s for s in PACKS["elites"].services if any(r.field == "gpa" for r in s.eligibility)
+)
 REQUEST: dict[str, Any] = {
     "association_id": "sidr",
     "channel": "website",
@@ -232,7 +234,8 @@ def test_bad_numbers_and_text_over_http_are_a_bilingual_422(body: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", [f"offset={MAX_OFFSET + 1}", "offset=-1", "limit=-1", "limit=0", f"limit={MAX_PAGE + 1}"]
+    "query",
+    [f"offset={MAX_OFFSET + 1}", "offset=-1", "limit=-1", "limit=0", f"limit={MAX_PAGE + 1}"],
 )
 def test_list_parameters_out_of_bounds_are_a_bilingual_422(query: str) -> None:
     response = _client().get(f"/cases?{query}", headers=as_staff())

@@ -20,9 +20,7 @@ from tests import builders
 pytestmark = pytest.mark.unit
 
 # Modest counts: these run with every unit test run.
-PROPERTY = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Any text, lone surrogates included (Hypothesis leaves them out by default).
 any_text = st.text(alphabet=st.characters(exclude_categories=()), max_size=20)
@@ -37,8 +35,12 @@ scalars = (
 )
 json_ish = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(any_text | st.sampled_from(["seedling_count", "name"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            any_text | st.sampled_from(["seedling_count", "name"]), children, max_size=4
+        )
+    ),
     max_leaves=12,
 )
 
@@ -46,14 +48,18 @@ json_ish = st.recursive(
 def _or(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """Mostly a plausible value, sometimes anything at all in its place: so that some
     whole submissions are valid and their round trip is tested too."""
-    return st.integers(min_value=0, max_value=9).flatmap(
-        lambda n: json_ish if n == 0 else strategy
-    )
+    return st.integers(min_value=0, max_value=9).flatmap(lambda n: json_ish if n == 0 else strategy)
 
 
 applicants = st.fixed_dictionaries(
-    {"national_id": _or(st.sampled_from(["1000000008", "١٠١٢٣٤٥٦٧٢"])), "name": _or(st.text(min_size=1, max_size=20))},
-    optional={"phone": _or(st.sampled_from(["0501234567", "٠٥٠١٢٣٤٥٦٧"])), "email": _or(st.just("a@example.org"))},
+    {
+        "national_id": _or(st.sampled_from(["1000000008", "١٠١٢٣٤٥٦٧٢"])),
+        "name": _or(st.text(min_size=1, max_size=20)),
+    },
+    optional={
+        "phone": _or(st.sampled_from(["0501234567", "٠٥٠١٢٣٤٥٦٧"])),
+        "email": _or(st.just("a@example.org")),
+    },
 )
 submission_like = st.fixed_dictionaries(
     {
