@@ -16,8 +16,10 @@ from uuid import uuid4
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import metrics
 from shared.apidocs_ui import install_api_docs
@@ -175,8 +177,26 @@ def answer_refusals(api: FastAPI) -> None:
             status_code=422,
         )
 
+    async def unparsable(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        if error.status_code != 400 or error.detail != _BODY_NOT_PARSED:
+            return await http_exception_handler(request, error)
+        # JSON that Python's parser gives up on (nested thousands deep, an integer of
+        # thousands of digits): as unreadable as broken JSON, which is a 422.
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "message": {
+                    "en": "The body cannot be read as JSON: nested too deep, or a number too long.",
+                    "ar": "تعذّرت قراءة محتوى الطلب بصيغة JSON: تداخل عميق جدًا أو رقم طويل جدًا.",
+                },
+            },
+            status_code=422,
+        )
+
     api.add_exception_handler(Refused, refused)
     api.add_exception_handler(RequestValidationError, invalid)
+    api.add_exception_handler(StarletteHTTPException, unparsable)
 
 
 def _without_large_input(problem: Any) -> Any:
@@ -193,6 +213,9 @@ def _too_large_to_repeat(value: Any) -> bool:
     except RecursionError:  # nested too deep even to show
         return True
 
+
+# What FastAPI says (a 400) when its JSON parser raised something else than a decode error.
+_BODY_NOT_PARSED = "There was an error parsing the body"
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _QUIET_PATHS = {"/health", "/ready", "/metrics"}

@@ -82,14 +82,14 @@ STATUS_LABELS: dict[CaseStatus, tuple[str, str]] = {
 # still sends (`referred_by`, `delivered_by`, `added_by`, `corrected_by`) is ignored.
 
 
-class Referral(BaseModel):
+class Referral(FromOutside):
     reason: str = Field(min_length=1, max_length=2000)
     questions: list[Annotated[str, Field(max_length=1000)]] = Field(
         default_factory=list, max_length=50
     )
 
 
-class Delivery(BaseModel):
+class Delivery(FromOutside):
     delivered: str = Field(min_length=1, max_length=2000)
 
 

@@ -262,3 +262,23 @@ def test_every_list_route_of_every_service_takes_the_one_bounded_page() -> None:
                 assert query["offset"]["minimum"] == 0, path
                 assert query["offset"]["maximum"] == MAX_OFFSET, path
     assert lists >= 10  # the issue found seven routes that overflowed; there are more lists
+
+
+@pytest.mark.parametrize(
+    "fields",
+    ['{"a": ' + "[" * 20_000 + "]" * 20_000 + "}", '{"seedling_count": ' + "7" * 5_000 + "}"],
+)
+def test_json_the_parser_gives_up_on_is_a_bilingual_422(fields: str) -> None:
+    body = json.dumps({**REQUEST, "fields": "@"}).replace('"@"', fields)
+    response = _client().post(
+        "/submissions",
+        content=body.encode(),
+        headers={**as_staff(), "content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["message"]["ar"] and response.json()["message"]["en"]
+
+
+def test_other_http_errors_keep_their_status() -> None:
+    assert _client().get("/no-such-route").status_code == 404
+    assert _client().delete("/submissions", headers=as_staff()).status_code == 405
