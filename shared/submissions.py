@@ -101,10 +101,10 @@ def with_ascii_digits(value: str | None) -> str | None:
     return None if value is None else ascii_digits(value)
 
 
-# The service's fields of a request, limited in their encoded (JSON) size.
+# The service's fields of a request, limited in their encoded (JSON) size. The models
+# that take them are FromOutside: what the fields may hold is checked with the body.
 SubmittedFields = Annotated[
     dict[str, Any],
-    AfterValidator(refuse_unreadable),
     AfterValidator(_fields_within_limit),
     Field(
         default_factory=dict,
