@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
+from faststream import Response
 from faststream.message import StreamMessage
 from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
@@ -101,13 +102,13 @@ def register_submission_subscriber(
     # JSON parser should follow (nested 20,000 deep, an integer of 5,000 digits) with
     # an exception that leaves the adapter without any reply.
     @broker.subscriber(SUBMISSIONS_WILDCARD, queue="intake", decoder=_body_as_sent)
-    async def on_submission(message: NatsMessage) -> bytes:
+    async def on_submission(message: NatsMessage) -> Response:
         try:
             reply = await _answer(message, app, store, recorded, verifier)
         except Exception:
             log.exception("a submission could not be processed")
             reply = failed_reply()
-        return reply_bytes(reply)
+        return Response(reply_bytes(reply), headers={"content-type": "application/json"})
 
 
 def _body_as_sent(message: StreamMessage[Any]) -> Any:

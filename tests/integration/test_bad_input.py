@@ -71,6 +71,7 @@ def test_every_bad_submission_over_nats_gets_a_bilingual_refusal(intake):
                 reply = await connection.request(
                     submission_subject("sidr", "website"), data, timeout=5, headers=ADAPTER
                 )
+                assert (reply.headers or {}).get("content-type") == "application/json"
                 replies[name] = json.loads(reply.data)
             return replies
         finally:
@@ -79,7 +80,6 @@ def test_every_bad_submission_over_nats_gets_a_bilingual_refusal(intake):
     before = store_position(intake)
     replies = asyncio.run(scenario())
     for name, reply in replies.items():
-        print(name, reply)
         _assert_bilingual_refusal(reply)
     assert "password" in json.dumps(replies["unknown field"], ensure_ascii=False)
     assert store_position(intake) == before
