@@ -62,6 +62,24 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, str) and _INTEGER.fullmatch(ascii_digits(value).strip()) is not None
 
 
+def typed_value(text: str, kind: str) -> Any:
+    """Text a person typed, as the pack's kind of field when it reads as one (an
+    integer, a finite number, true/false); as typed otherwise, for intake to say
+    what is wrong with it."""
+    plain = ascii_digits(text)
+    if kind == "integer":
+        try:
+            return int(plain) if is_integer(plain) else text
+        except ValueError:  # more digits than Python reads as one integer
+            return text
+    if kind == "number":
+        number = finite_number(plain)
+        return text if number is None else number
+    if kind == "boolean":
+        return {"true": True, "false": False}.get(plain, text)
+    return text
+
+
 def has_lone_surrogate(text: str) -> bool:
     return _SURROGATE.search(text) is not None
 

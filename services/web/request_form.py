@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.inputs import ascii_digits, finite_number, is_integer
+from shared.inputs import typed_value
 
 APPLICANT_DETAILS = ("national_id", "name", "phone", "email")
 # The declaration's methods intake records (shared.events.Attestation).
@@ -84,19 +84,7 @@ def text_of(form: dict[str, Any], name: str) -> str:
 def typed(value: str, kind: str) -> Any:
     """The value as the pack's kind, when it reads as one; as typed otherwise (intake
     says what is wrong with it)."""
-    plain = ascii_digits(value)
-    if kind == "integer":
-        try:
-            return int(plain) if is_integer(plain) else value
-        except ValueError:  # more digits than Python reads as one integer
-            return value
-    if kind == "number":
-        # A finite number only: "nan" or "1e999" typed stays text, for intake to refuse.
-        number = finite_number(plain)
-        return value if number is None else number
-    if kind == "boolean":
-        return {"true": True, "false": False}.get(plain, value)
-    return value
+    return typed_value(value, kind)
 
 
 def applicant_of(

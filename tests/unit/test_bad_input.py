@@ -282,3 +282,21 @@ def test_json_the_parser_gives_up_on_is_a_bilingual_422(fields: str) -> None:
 def test_other_http_errors_keep_their_status() -> None:
     assert _client().get("/no-such-route").status_code == 404
     assert _client().delete("/submissions", headers=as_staff()).status_code == 405
+
+
+def test_whatsapp_reads_typed_fields_as_the_web_form_does() -> None:
+    from services.channels.whatsapp import conversation
+
+    lines = {
+        "service": "seedlings",
+        "national_id": "1000000008",
+        "name": "علي",
+        "planting_site": "وادي حنيفة",
+        "seedling_count": "٢٠",
+    }
+    body = conversation.submission(PACKS["sidr"], lines, wamid="wamid-1", sender="966501234567")
+    assert body["fields"] == {"planting_site": "وادي حنيفة", "seedling_count": 20}
+    nan = conversation.submission(
+        PACKS["sidr"], {**lines, "seedling_count": "nan"}, wamid="wamid-2", sender="966501234567"
+    )
+    assert nan["fields"]["seedling_count"] == "nan"  # text, for intake to name

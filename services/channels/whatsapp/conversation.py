@@ -21,7 +21,7 @@ import hashlib
 import re
 from typing import Any, Protocol
 
-from shared.inputs import ascii_digits
+from shared.inputs import ascii_digits, typed_value
 from shared.policy import PolicyPack, ServiceDefinition
 
 CHANNEL = "social_media"
@@ -103,20 +103,6 @@ class Unusable(Exception):
         self.en = en
 
 
-def _value(requirement_kind: str, raw: str) -> Any:
-    if requirement_kind == "integer":
-        try:
-            return int(raw)
-        except ValueError:
-            return raw  # intake names the field and says what it expects
-    if requirement_kind == "number":
-        try:
-            return float(raw)
-        except ValueError:
-            return raw
-    return raw
-
-
 def submission(
     pack: PolicyPack, lines: dict[str, str], *, wamid: str, sender: str
 ) -> dict[str, Any]:
@@ -141,7 +127,7 @@ def submission(
     if lines.get("email"):
         applicant["email"] = lines["email"]
     fields = {
-        requirement.name: _value(requirement.kind, lines[requirement.name])
+        requirement.name: typed_value(lines[requirement.name], requirement.kind)
         for requirement in service.required_fields
         if lines.get(requirement.name)
     }
