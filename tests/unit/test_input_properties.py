@@ -5,6 +5,7 @@ ValidationError, and what they accept reads back the same after encoding."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -13,11 +14,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared.events import RequestReceived, decode_event, encode_event
-from shared.inputs import plain_data_problem
 from shared.submissions import Submission, SubmissionBody
 from tests import builders
 
 pytestmark = pytest.mark.unit
+
+LONE_SURROGATE_ESCAPE = re.compile(r"\\ud[89a-f][0-9a-f]{2}")
 
 # Modest counts: these run with every unit test run.
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,5 +144,4 @@ def test_an_event_the_decoder_accepts_reads_back_the_same(
         except ValidationError:
             # Only an unknown field no JSON reader takes (a lone surrogate's escape)
             # may make the whole message unreadable.
-            problem = plain_data_problem(extra)
-            assert problem is not None and problem.code == "lone_surrogate"
+            assert LONE_SURROGATE_ESCAPE.search(json.dumps(extra))
