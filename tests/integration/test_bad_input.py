@@ -43,9 +43,9 @@ def _raw(body: dict, fields: str) -> bytes:
     return json.dumps({**body, "fields": "@@"}).replace('"@@"', fields).encode()
 
 
-def _assert_bilingual_refusal(reply: dict) -> None:
-    assert reply["ok"] is False
-    assert reply["message"]["en"] and reply["message"]["ar"]
+def _assert_bilingual_refusal(name: str, reply: dict) -> None:
+    assert reply["ok"] is False, name
+    assert reply["message"]["en"] and reply["message"]["ar"], name
 
 
 def test_every_bad_submission_over_nats_gets_a_bilingual_refusal(intake):
@@ -80,7 +80,7 @@ def test_every_bad_submission_over_nats_gets_a_bilingual_refusal(intake):
     before = store_position(intake)
     replies = asyncio.run(scenario())
     for name, reply in replies.items():
-        _assert_bilingual_refusal(reply)
+        _assert_bilingual_refusal(name, reply)
     assert "password" in json.dumps(replies["unknown field"], ensure_ascii=False)
     assert store_position(intake) == before
 
