@@ -161,13 +161,14 @@ def has_kind(value: Any, kind: str) -> bool:
     return True
 
 
-# The kinds whose typed text is read with ASCII digits (٢٠ is 20, ١٤٤٨-٠١-٠١ a date).
-_DIGIT_KINDS = ("integer", "number", "date")
+# The kinds whose typed text is read with ASCII digits (٢٠ is 20). Dates are read
+# where dates are (shared/dates.py), as typed here.
+_DIGIT_KINDS = ("integer", "number")
 
 
 def fields_as_taken(service: ServiceDefinition, fields: dict[str, Any]) -> dict[str, Any]:
     """The fields as intake records them: only those the service names (any other is
-    refused, naming them), the digits of its numbers and dates as ASCII digits."""
+    refused, naming them), the digits of its numbers as ASCII digits."""
     known = {requirement.name: requirement.kind for requirement in service.required_fields}
     known.update({rule.field: known.get(rule.field, "text") for rule in service.eligibility})
     unknown = sorted(name for name in fields if name not in known)
