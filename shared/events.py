@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -25,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.dates import is_marked_hijri, read_day
 from shared.errors import Invalid
+from shared.inputs import plain_data_problem
 from shared.roles import ActorKind
 
 SCHEMA_VERSION = 1
@@ -40,7 +42,8 @@ RESERVED_ASSOCIATION_IDS = frozenset({"submissions", "deadletter"})
 
 
 class Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A NaN passes every comparison as false, so no contract carries one (nor infinity).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _is_none(value: Any) -> bool:
@@ -131,6 +134,18 @@ class Explanation(Contract):
     en: str = Field(min_length=1)
 
 
+def _plain_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    problem = plain_data_problem(fields)
+    if problem is not None:
+        raise ValueError(f"the fields cannot be taken: {problem.code} at {problem.where}")
+    return fields
+
+
+# A request's fields are free JSON: finite numbers and real text only, as intake takes
+# them, so what a consumer decodes is what was submitted and re-encodes the same.
+PlainFields = Annotated[dict[str, Any], AfterValidator(_plain_fields)]
+
+
 class RequestReceivedPayload(Contract):
     channel: str = Field(min_length=1, max_length=64)
     channel_ref: str = Field(min_length=1, max_length=200)
@@ -138,7 +153,7 @@ class RequestReceivedPayload(Contract):
     # Personal data: sealed on the stream under the applicant's key (`personal_key`);
     # plain only in events published before encryption.
     applicant: Sealed | Applicant
-    fields: Sealed | dict[str, Any] = Field(default_factory=dict)
+    fields: Sealed | PlainFields = Field(default_factory=dict)
     documents: Sealed | list[Document] = Field(default_factory=list)
     attestation: Sealed | Attestation | None = None
     personal_key: str | None = Field(

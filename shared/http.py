@@ -9,11 +9,12 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 from uuid import uuid4
 
 import uvicorn
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -30,6 +31,7 @@ from shared.auth import (
     install,
 )
 from shared.errors import Gone, Invalid, NotFound, Refused
+from shared.inputs import printable
 from shared.limits import BodySizeLimit, Limiter, LimitSettings, TooManyRequests
 from shared.logging import correlation_id_var, log_context, set_log_context
 from shared.openapi import install_refusals
@@ -57,6 +59,29 @@ def refusal_status(error: Refused) -> int:
         if kind in REFUSAL_STATUS:
             return REFUSAL_STATUS[kind]
     return 409
+
+
+# Every list route of every service pages with these two parameters, bounded here once:
+# at most MAX_PAGE rows an answer, and an offset SQLite can hold (its integers are
+# 64-bit: a larger one overflows in the query instead of finding an empty page).
+MAX_PAGE = 1000
+MAX_OFFSET = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ListPage:
+    limit: int
+    offset: int
+
+
+def list_page(
+    limit: int = Query(default=100, ge=1, le=MAX_PAGE, description="rows in the answer"),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET, description="rows skipped first"),
+) -> ListPage:
+    return ListPage(limit=limit, offset=offset)
+
+
+Page = Annotated[ListPage, Depends(list_page)]
 
 
 def create_http_app(
@@ -154,7 +179,28 @@ def answer_refusals(api: FastAPI) -> None:
                     "en": "The request is not valid; see the fields listed in detail.",
                     "ar": "الطلب غير صالح؛ راجع الحقول المذكورة في التفاصيل.",
                 },
-                "detail": jsonable_encoder([_without_large_input(e) for e in error.errors()]),
+                # Printable: a refused body may hold text no UTF-8 can write (a lone
+                # surrogate), and the refusal must still be answered.
+                "detail": printable(
+                    jsonable_encoder([_without_large_input(e) for e in error.errors()])
+                ),
+            },
+            status_code=422,
+        )
+
+    async def unparsable(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        if error.status_code != 400 or error.detail != _BODY_NOT_PARSED:
+            return await http_error(request, error)
+        # JSON that Python's parser gives up on (nested thousands deep, an integer of
+        # thousands of digits): as unreadable as broken JSON, which is a 422.
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "message": {
+                    "en": "The body cannot be read as JSON: nested too deep, or a number too long.",
+                    "ar": "تعذّرت قراءة محتوى الطلب بصيغة JSON: تداخل عميق جدًا أو رقم طويل جدًا.",
+                },
             },
             status_code=422,
         )
@@ -175,7 +221,7 @@ def answer_refusals(api: FastAPI) -> None:
 
     api.add_exception_handler(Refused, refused)
     api.add_exception_handler(RequestValidationError, invalid)
-    api.add_exception_handler(StarletteHTTPException, http_error)
+    api.add_exception_handler(StarletteHTTPException, unparsable)
 
 
 FRAMEWORK_REFUSALS: dict[int, tuple[str, str, str]] = {
@@ -190,10 +236,20 @@ FRAMEWORK_REFUSALS: dict[int, tuple[str, str, str]] = {
 def _without_large_input(problem: Any) -> Any:
     """A problem without its input when that is large: a refused oversized
     request must not come back whole in the refusal."""
-    if len(repr(problem.get("input"))) > 1000:
+    if _too_large_to_repeat(problem.get("input")):
         return {key: value for key, value in problem.items() if key != "input"}
     return problem
 
+
+def _too_large_to_repeat(value: Any) -> bool:
+    try:
+        return len(repr(value)) > 1000
+    except RecursionError:  # nested too deep even to show
+        return True
+
+
+# What FastAPI says (a 400) when its JSON parser raised something else than a decode error.
+_BODY_NOT_PARSED = "There was an error parsing the body"
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _QUIET_PATHS = {"/health", "/ready", "/metrics"}

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 
+from shared.inputs import ascii_digits
+
 _SEPARATORS = re.compile(r"[\s\-().]+")
-_ARABIC_INDIC = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 
 
@@ -27,7 +28,7 @@ def normalise_phone(phone: str | None) -> str | None:
     """
     if phone is None:
         return None
-    value = _SEPARATORS.sub("", phone.strip().translate(_ARABIC_INDIC))
+    value = _SEPARATORS.sub("", ascii_digits(phone.strip()))
     if not value:
         return None
     if value.startswith("00"):

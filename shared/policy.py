@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from shared.dates import from_hijri, to_hijri
 from shared.events import ASSOCIATION_ID_PATTERN, RESERVED_ASSOCIATION_IDS, Contract
+from shared.inputs import finite_number
 from shared.submissions import CHANNELS
 
 
@@ -212,9 +213,10 @@ def _satisfies(rule: EligibilityRule, value: Any) -> bool:
     if rule.one_of is not None and str(value) not in rule.one_of:
         return False
     if rule.minimum is not None or rule.maximum is not None:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
+        # Finite only: NaN is neither below a minimum nor above a maximum, so read as a
+        # number it would meet every bound.
+        number = finite_number(value)
+        if number is None:
             return False
         if rule.minimum is not None and number < rule.minimum:
             return False

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError, to_json
 
 from shared.events import ASSOCIATION_ID_PATTERN, Applicant, Attestation, Contract, Document
+from shared.inputs import MAX_DEPTH, ascii_digits, plain_data_problem
 
 # The channels named by the seed policies; each association enables a subset.
 CHANNELS: tuple[str, ...] = (
@@ -55,7 +56,53 @@ def _fields_within_limit(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-# The service's fields of a request, limited in their encoded (JSON) size.
+# What each problem of `plain_data_problem` tells the sender, in both languages.
+_UNREADABLE: dict[str, tuple[str, str]] = {
+    "too_deep": (
+        f"A value is nested more than {MAX_DEPTH} levels deep.",
+        f"في الطلب قيمة متداخلة بأكثر من {MAX_DEPTH} مستوى.",
+    ),
+    "not_finite": (
+        "A number is NaN or infinite; give a finite number.",
+        "في الطلب رقم غير معرَّف (NaN) أو لا نهائي؛ أدخل رقمًا محددًا.",
+    ),
+    "lone_surrogate": (
+        "A text holds a lone surrogate, which is not a character; send UTF-8 text.",
+        "في الطلب نص يحوي رمزًا بديلًا منفردًا ليس حرفًا؛ أرسل نصًا بترميز UTF-8.",
+    ),
+}
+
+
+def refuse_unreadable(data: Any) -> Any:
+    """The data as given, if every part of it can be taken (see shared.inputs)."""
+    problem = plain_data_problem(data)
+    if problem is not None:
+        en, ar = _UNREADABLE[problem.code]
+        raise PydanticCustomError(
+            f"input_{problem.code}",
+            "{en} (at: {where}) / {ar} (الموضع: {where})",
+            {"en": en, "ar": ar, "where": problem.where or "(body)"},
+        )
+    return data
+
+
+class FromOutside(BaseModel):
+    """A body a person or an adapter sent: checked whole before any of its fields, so no
+    NaN, lone surrogate or runaway nesting reaches a rule, a store or a log."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readable(cls, data: Any) -> Any:
+        return refuse_unreadable(data)
+
+
+def with_ascii_digits(value: str | None) -> str | None:
+    """A national id or a phone number as typed, its Arabic-Indic digits as ASCII."""
+    return None if value is None else ascii_digits(value)
+
+
+# The service's fields of a request, limited in their encoded (JSON) size. The models
+# that take them are FromOutside: what the fields may hold is checked with the body.
 SubmittedFields = Annotated[
     dict[str, Any],
     AfterValidator(_fields_within_limit),
@@ -70,7 +117,21 @@ SubmittedDocuments = Annotated[
 ]
 
 
-class Submission(Contract):
+class _Submitted(FromOutside):
+    @field_validator("applicant", check_fields=False)
+    @classmethod
+    def _applicant_digits(cls, applicant: Applicant) -> Applicant:
+        # The boundary reads the digits once: every rule, index and check after it
+        # (verification's "10 digits", the open-request index) sees ASCII.
+        return applicant.model_copy(
+            update={
+                "national_id": ascii_digits(applicant.national_id),
+                "phone": with_ascii_digits(applicant.phone),
+            }
+        )
+
+
+class Submission(_Submitted, Contract):
     """A request as an adapter hands it over. `(channel, channel_ref)` identifies it."""
 
     association_id: str = Field(pattern=ASSOCIATION_ID_PATTERN)
@@ -83,7 +144,7 @@ class Submission(Contract):
     attestation: Attestation | None = None
 
 
-class SubmissionBody(Contract):
+class SubmissionBody(_Submitted, Contract):
     """The body on `khidma.submissions.<association_id>.<channel>`: the rest is in the subject."""
 
     channel_ref: str = Field(min_length=1, max_length=200)

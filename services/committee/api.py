@@ -26,7 +26,7 @@ from services.committee.views import CASES, SITTINGS
 from shared.access_log import CASE_FILE
 from shared.auth import Forbidden, Principal, require
 from shared.errors import NotFound
-from shared.http import runtime_of
+from shared.http import ListPage, Page, runtime_of
 from shared.roles import AUDITOR, COMMITTEE_CHAIR, COMMITTEE_MEMBER, RESEARCHER
 from shared.runtime import ServiceRuntime
 
@@ -114,14 +114,10 @@ class Decision(BaseModel):
 AgendaOutcome = Literal["verified", "ineligible"]
 
 
-MAX_PAGE = 1000  # the most cases one list answers with, whatever `limit` asks
-
-
 def _cases(
     runtime: ServiceRuntime[CommitteeApplication],
     associations: list[str],
-    limit: int,
-    offset: int,
+    page: ListPage,
     **filters: Any,
 ) -> list[dict[str, Any]]:
     """A page of the read model's cases of these associations matching the filters
@@ -129,8 +125,8 @@ def _cases(
     assert runtime.views is not None  # the committee's runtime always has its read model
     return runtime.views.find(
         CASES,
-        limit=min(limit, MAX_PAGE),
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
         association_id=associations,
         **{name: value for name, value in filters.items() if value is not None},
     )
@@ -162,11 +158,10 @@ lists = APIRouter()
 async def agenda(
     runtime: CommitteeRuntime,
     principal: ListReader,
+    page: Page,
     association_id: str | None = None,
     outcome: AgendaOutcome | None = None,
     case_ref: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Received, attested cases waiting for a decision, the nearest deadline first,
     of the associations where the caller holds one of the roles (or the one asked);
@@ -179,8 +174,7 @@ async def agenda(
     return _cases(
         runtime,
         principal.associations_listed(COMMITTEE_READERS, association_id),
-        limit,
-        offset,
+        page,
         on_agenda=True,
         verification_outcome=outcome,
         case_ref=case_ref,
@@ -191,17 +185,15 @@ async def agenda(
 async def awaiting_correction(
     runtime: CommitteeRuntime,
     principal: ListReader,
+    page: Page,
     association_id: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Cases whose verification found discrepancies, waiting for the applicant's
     correction (`corrections`), the nearest deadline first: the window keeps running."""
     return _cases(
         runtime,
         principal.associations_listed(COMMITTEE_READERS, association_id),
-        limit,
-        offset,
+        page,
         awaiting_correction=True,
     )
 
@@ -210,10 +202,9 @@ async def awaiting_correction(
 async def researcher_queue(
     runtime: CommitteeRuntime,
     principal: Researcher,
+    page: Page,
     association_id: str | None = None,
     case_ref: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
-    limit: int = 100,
-    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Cases with a referral the researcher has not closed, the nearest deadline first,
     of the associations where the caller is a researcher; each referral with its
@@ -222,8 +213,7 @@ async def researcher_queue(
     docs = _cases(
         runtime,
         principal.associations_listed((RESEARCHER,), association_id),
-        limit,
-        offset,
+        page,
         referral_open=True,
         case_ref=case_ref.strip().upper() if case_ref else None,
     )
@@ -240,18 +230,16 @@ async def researcher_queue(
 async def deadlines(
     runtime: CommitteeRuntime,
     principal: ListReader,
+    page: Page,
     status: Literal["approaching", "overdue"] | None = None,
     association_id: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Undecided cases flagged by the scanner as approaching or past their deadline;
     each with `days_left` by the committee's clock (whole days, negative once past)."""
     found = _cases(
         runtime,
         principal.associations_listed(COMMITTEE_READERS, association_id),
-        limit,
-        offset,
+        page,
         deadline_flagged=True,
         deadline_flag=status,
     )
@@ -372,10 +360,9 @@ async def convene(body: Convening, runtime: CommitteeRuntime, principal: Chair) 
 async def list_sittings(
     runtime: CommitteeRuntime,
     principal: ListReader,
+    page: Page,
     association_id: str | None = None,
     closed: bool | None = None,
-    limit: int = 100,
-    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The sittings of the associations where the caller holds one of the roles (or
     the one asked), the latest first: when each was held, who was present, its
@@ -384,8 +371,8 @@ async def list_sittings(
     filters = {} if closed is None else {"closed": closed}
     return runtime.views.find(
         SITTINGS,
-        limit=min(limit, MAX_PAGE),
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
         association_id=principal.associations_listed(COMMITTEE_READERS, association_id),
         **filters,
     )
@@ -404,9 +391,8 @@ async def sitting_agenda(
     sitting_id: UUID,
     runtime: CommitteeRuntime,
     principal: SittingReader,
+    page: Page,
     outcome: AgendaOutcome | None = None,
-    limit: int = 100,
-    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The attested, undecided cases of the sitting's association, by deadline:
     verified ones, and ineligible ones to be rejected (see `GET /agenda`)."""
@@ -414,8 +400,7 @@ async def sitting_agenda(
     return _cases(
         runtime,
         [association_id],
-        limit,
-        offset,
+        page,
         on_agenda=True,
         verification_outcome=outcome,
     )

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.intake.access import (
     APPLICANT_ACTOR,
@@ -36,11 +36,17 @@ from shared.access_log import CASE_FILE
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.events import Attestation
-from shared.http import runtime_of
+from shared.http import Page, runtime_of
 from shared.limits import LIMITED, RateLimited
 from shared.roles import FRONT_DESK
 from shared.runtime import ServiceRuntime
-from shared.submissions import Submission, SubmittedDocuments, SubmittedFields
+from shared.submissions import (
+    FromOutside,
+    Submission,
+    SubmittedDocuments,
+    SubmittedFields,
+    with_ascii_digits,
+)
 
 # The runtime every route works on, typed with intake's application.
 IntakeRuntime = Annotated[ServiceRuntime[IntakeApplication], Depends(runtime_of)]
@@ -78,18 +84,18 @@ STATUS_LABELS: dict[CaseStatus, tuple[str, str]] = {
 # still sends (`referred_by`, `delivered_by`, `added_by`, `corrected_by`) is ignored.
 
 
-class Referral(BaseModel):
+class Referral(FromOutside):
     reason: str = Field(min_length=1, max_length=2000)
     questions: list[Annotated[str, Field(max_length=1000)]] = Field(
         default_factory=list, max_length=50
     )
 
 
-class Delivery(BaseModel):
+class Delivery(FromOutside):
     delivered: str = Field(min_length=1, max_length=2000)
 
 
-class Information(BaseModel):
+class Information(FromOutside):
     """What the applicant still owed: any of fields, documents, the declaration."""
 
     fields: SubmittedFields
@@ -107,8 +113,11 @@ class ApplicantCorrection(BaseModel):
     phone: str | None = Field(default=None, max_length=32)
     email: str | None = Field(default=None, max_length=254)
 
+    # Read as a submission's are (shared.submissions): ASCII digits from here on.
+    _digits = field_validator("national_id", "phone")(with_ascii_digits)
 
-class Corrections(BaseModel):
+
+class Corrections(FromOutside):
     """What verification asked to correct, and the declaration on the corrected data."""
 
     applicant: ApplicantCorrection | None = None
@@ -117,7 +126,7 @@ class Corrections(BaseModel):
     attestation: Attestation | None = None
 
 
-class EligibilityQuestion(BaseModel):
+class EligibilityQuestion(FromOutside):
     association_id: str = Field(min_length=1, max_length=32)
     service_code: str = Field(min_length=1, max_length=64)
     fields: SubmittedFields
@@ -381,23 +390,21 @@ async def where_is_my_request(
 async def list_cases(
     runtime: IntakeRuntime,
     principal: CaseLister,
+    page: Page,
     status: str | None = None,
     association_id: str | None = Query(default=None, min_length=1, max_length=32),
-    limit: int = 100,
-    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The cases of the associations where the caller holds a staff role (or of the
     one `association_id` names), oldest first."""
     # `status` is not typed by CaseStatus: an unknown one finds no case (200, []),
     # as it always has, rather than a 422.
     assert runtime.views is not None
-    limit = min(limit, 1000)
     associations = principal.associations_listed(CASE_READERS, association_id)
     filters: dict[str, Any] = {"status": status} if status else {}
     if status == CaseStatus.HELD:  # shown over the stored status: found by its holds
         filters = {"held": True}
     docs = runtime.views.find(
-        CASES, limit=limit, offset=offset, association_id=associations, **filters
+        CASES, limit=page.limit, offset=page.offset, association_id=associations, **filters
     )
     return [with_labels(doc) for doc in docs]
 

@@ -24,6 +24,7 @@ from services.intake.domain import (
     complete_attestation,
     dates_as_given,
     explained_ineligibility,
+    fields_as_taken,
     legacy_open_request_id,
     missing_information,
     new_access_code,
@@ -293,7 +294,7 @@ class IntakeApplication(ServiceApplication):
         applicant = applicant_as_recorded(submission.applicant.model_dump(mode="json"))
         fields, documents = dates_as_given(
             service,
-            dict(submission.fields),
+            fields_as_taken(service, submission.fields),
             [doc.model_dump(mode="json") for doc in submission.documents],
             local_day(now),
         )
@@ -355,7 +356,7 @@ class IntakeApplication(ServiceApplication):
             service, fields or {}, list(documents or []), local_day(now)
         )
         case.add_information(
-            fields=fields,
+            fields=fields_as_taken(service, fields),
             documents=documents,
             attestation=attestation,
             actor=actor,
@@ -411,7 +412,7 @@ class IntakeApplication(ServiceApplication):
         fields, documents = dates_as_given(service, fields, documents, local_day(now))
         case.correct(
             applicant=applicant,
-            fields=fields,
+            fields=fields_as_taken(service, fields),
             documents=documents,
             attestation=attestation,
             actor=actor,
@@ -511,6 +512,7 @@ class IntakeApplication(ServiceApplication):
         """Seed 004, article 6: whether the applicant is eligible and why. Records nothing."""
         pack = self.pack(association_id)
         service = self.service(association_id, service_code)
+        fields = fields_as_taken(service, fields)
         failures = eligibility_failures(service, fields)
         missing = missing_information(
             service,

@@ -33,7 +33,8 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from shared.dates import ANY_DAY, EXPIRY_DAY, PAST_DAY, accept_day
-from shared.errors import Refused
+from shared.errors import Invalid, Refused
+from shared.inputs import ascii_digits, finite_number, is_integer
 from shared.phones import normalise_phone
 from shared.policy import ServiceDefinition
 from shared.submissions import MAX_DOCUMENTS, MAX_FIELDS_BYTES, is_given
@@ -59,7 +60,6 @@ REFERRAL_TEXT = ("reason", "questions")
 ACCESS_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
 ACCESS_CODE_GROUPS = 3
 ACCESS_CODE_GROUP_LENGTH = 4
-_EASTERN_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
 
 
 # Pure rules ----------------------------------------------------------------------
@@ -117,7 +117,7 @@ def new_access_code() -> str:
 def normalised_access_code(code: str) -> str:
     """The code as typed, read the way it was issued: upper case, without spaces or
     hyphens, Arabic-Indic digits as ASCII digits."""
-    return "".join(ch for ch in code.translate(_EASTERN_DIGITS).upper() if ch.isalnum())
+    return "".join(ch for ch in ascii_digits(code).upper() if ch.isalnum())
 
 
 def access_code_digest(case_id: UUID, code: str) -> str:
@@ -180,19 +180,9 @@ def dates_as_given(
 def has_kind(value: Any, kind: str) -> bool:
     """Whether a given value is of the kind the pack asks for (text is anything)."""
     if kind == "integer":
-        if isinstance(value, bool):
-            return False
-        if isinstance(value, int):
-            return True
-        return isinstance(value, str) and value.strip().lstrip("-").isdigit()
+        return is_integer(value)
     if kind == "number":
-        if isinstance(value, bool):
-            return False
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            return False
-        return True
+        return finite_number(value) is not None
     if kind == "date":
         try:
             date.fromisoformat(str(value))
@@ -202,6 +192,37 @@ def has_kind(value: Any, kind: str) -> bool:
     if kind == "boolean":
         return isinstance(value, bool)
     return True
+
+
+# The kinds whose typed text is read with ASCII digits (٢٠ is 20). Dates are read
+# where dates are (shared/dates.py), as typed here.
+_DIGIT_KINDS = ("integer", "number")
+
+
+def fields_as_taken(service: ServiceDefinition, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields as intake records them: only those the service names (any other is
+    refused, naming them), the digits of its numbers as ASCII digits."""
+    known = {requirement.name: requirement.kind for requirement in service.required_fields}
+    known.update({rule.field: known.get(rule.field, "text") for rule in service.eligibility})
+    unknown = sorted(name for name in fields if name not in known)
+    if unknown:
+        raise unknown_fields(service, unknown, sorted(known))
+    return {
+        name: ascii_digits(value)
+        if isinstance(value, str) and known[name] in _DIGIT_KINDS
+        else value
+        for name, value in fields.items()
+    }
+
+
+def unknown_fields(service: ServiceDefinition, unknown: list[str], known: list[str]) -> Invalid:
+    named = ", ".join(unknown)
+    taken = ", ".join(known) or "none"
+    return Invalid(
+        "unknown_fields",
+        f"The service {service.code} takes no field named {named}; its fields: {taken}.",
+        f"لا تقبل الخدمة {service.code} حقلًا باسم {named}؛ حقولها: {taken}.",
+    )
 
 
 _KIND_HINT = {

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
+from faststream import Response
+from faststream.message import StreamMessage
 from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
@@ -17,6 +20,7 @@ from shared.consumer import DeadLetterHandler, Handler
 from shared.dead_letter import DeadLetter
 from shared.errors import Refused
 from shared.events import CommitteeDecided, DataVerified, IntegrationEvent
+from shared.inputs import printable
 from shared.store import StoreRunner
 from shared.subjects import SUBMISSIONS_WILDCARD
 from shared.submissions import Submission, SubmissionBody
@@ -104,36 +108,80 @@ def register_submission_subscriber(
     the reply is a bilingual refusal and nothing is recorded.
     """
 
-    @broker.subscriber(SUBMISSIONS_WILDCARD, queue="intake")
-    async def on_submission(message: NatsMessage) -> dict[str, Any]:
-        _, _, association_id, channel = message.raw_message.subject.split(".")
+    # The body is decoded here, not by faststream: its decoder gives up on a body no
+    # JSON parser should follow (nested 20,000 deep, an integer of 5,000 digits) with
+    # an exception that leaves the adapter without any reply.
+    @broker.subscriber(SUBMISSIONS_WILDCARD, queue="intake", decoder=_body_as_sent)
+    async def on_submission(message: NatsMessage) -> Response:
         try:
-            principal = await authenticated_submitter(verifier, message.headers)
-            # What the association serves is public: refused first, as over HTTP.
-            app.check_channel(association_id, channel)
-            role = submitting_role(principal, association_id, channel)
-        except AuthRefused as refusal:
-            return refused_reply(refusal)
-        except Refused as refused:
-            return {"ok": False, **refused.as_dict()}
-        try:
-            body = SubmissionBody.model_validate_json(message.body)
-            submission = Submission(
-                association_id=association_id, channel=channel, **body.model_dump()
-            )
-        except ValidationError as error:
-            return invalid_reply(
-                [
-                    {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
-                    for e in error.errors()
-                ]
-            )
-        except (ValueError, TypeError):
-            return invalid_reply([{"field": "(body)", "problem": "not a JSON object"}])
-        try:
-            result = await store.run(app.submit, submission, principal.actor(role))
-        except Refused as refused:
-            # Unknown association, channel not enabled, service not in the catalogue.
-            return {"ok": False, **refused.as_dict()}
-        recorded()
-        return {"ok": True, **result.as_dict()}
+            reply = await _answer(message, app, store, recorded, verifier)
+        except Exception:
+            log.exception("a submission could not be processed")
+            reply = failed_reply()
+        return Response(reply_bytes(reply), headers={"content-type": "application/json"})
+
+
+def _body_as_sent(message: StreamMessage[Any]) -> Any:
+    return message.body
+
+
+def reply_bytes(reply: dict[str, Any]) -> bytes:
+    """The reply as UTF-8 JSON, whatever text of the submission it repeats."""
+    return json.dumps(printable(reply), ensure_ascii=False).encode("utf-8")
+
+
+def failed_reply() -> dict[str, Any]:
+    return {
+        "ok": False,
+        "error": "submission_failed",
+        "message": {
+            "en": "The submission could not be processed; nothing was recorded. Try again later.",
+            "ar": "تعذّرت معالجة الطلب المقدم ولم يُسجَّل شيء؛ حاول مرة أخرى لاحقًا.",
+        },
+    }
+
+
+def _submission(association_id: str, channel: str, body: bytes) -> Submission | dict[str, Any]:
+    """The submission the message carries, or the reply that refuses it."""
+    try:
+        parsed = SubmissionBody.model_validate_json(body)
+        return Submission(association_id=association_id, channel=channel, **parsed.model_dump())
+    except ValidationError as error:
+        return invalid_reply(
+            [
+                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
+                for e in error.errors()
+            ]
+        )
+    except (ValueError, TypeError):
+        return invalid_reply([{"field": "(body)", "problem": "not a JSON object"}])
+
+
+async def _answer(
+    message: NatsMessage,
+    app: IntakeApplication,
+    store: StoreRunner,
+    recorded: Callable[[], None],
+    verifier: Verifier,
+) -> dict[str, Any]:
+    _, _, association_id, channel = message.raw_message.subject.split(".")
+    try:
+        principal = await authenticated_submitter(verifier, message.headers)
+        # What the association serves is public: refused first, as over HTTP.
+        app.check_channel(association_id, channel)
+        role = submitting_role(principal, association_id, channel)
+    except AuthRefused as refusal:
+        return refused_reply(refusal)
+    except Refused as refused:
+        return {"ok": False, **refused.as_dict()}
+    submission = _submission(association_id, channel, message.body)
+    if isinstance(submission, dict):
+        return submission
+    try:
+        result = await store.run(app.submit, submission, principal.actor(role))
+    except Refused as refused:
+        # Unknown association, channel not enabled, service not in the catalogue,
+        # fields the service does not take.
+        return {"ok": False, **refused.as_dict()}
+    recorded()
+    return {"ok": True, **result.as_dict()}

@@ -18,7 +18,7 @@ from services.privacy.application import PrivacyApplication
 from services.privacy.views import CASES, ERASURES
 from shared.auth import Principal, require
 from shared.errors import NotFound
-from shared.http import runtime_of
+from shared.http import Page, runtime_of
 from shared.roles import PRIVACY_OFFICER
 from shared.runtime import ServiceRuntime
 
@@ -72,14 +72,14 @@ async def list_erasures(
     association_id: str,
     runtime: PrivacyRuntime,
     principal: PrivacyOfficer,
-    limit: int = 100,
-    offset: int = 0,
+    page: Page,
 ) -> list[dict[str, Any]]:
     """The association's erasures, the oldest first: why, on what basis, by whom, and
     the ids of the keys destroyed."""
     assert runtime.views is not None
-    limit, offset = max(0, min(limit, 1000)), max(0, offset)
-    return runtime.views.find(ERASURES, limit=limit, offset=offset, association_id=association_id)
+    return runtime.views.find(
+        ERASURES, limit=page.limit, offset=page.offset, association_id=association_id
+    )
 
 
 @router.get("/associations/{association_id}/erasures/{erasure_id}")
@@ -138,14 +138,12 @@ async def list_holds(
     association_id: str,
     runtime: PrivacyRuntime,
     principal: PrivacyOfficer,
-    limit: int = 100,
-    offset: int = 0,
+    page: Page,
 ) -> list[dict[str, Any]]:
     """The association's cases under a legal hold."""
     assert runtime.views is not None
-    limit, offset = max(0, min(limit, 1000)), max(0, offset)
     return runtime.views.find(
-        CASES, limit=limit, offset=offset, association_id=association_id, held=True
+        CASES, limit=page.limit, offset=page.offset, association_id=association_id, held=True
     )
 
 

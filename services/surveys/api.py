@@ -14,7 +14,7 @@ from services.surveys.views import DIMENSIONS, RESULTS, SURVEYS, TOKENS, tallies
 from shared.auth import Principal, require
 from shared.errors import NotFound
 from shared.events import Ratings
-from shared.http import runtime_of
+from shared.http import Page, runtime_of
 from shared.limits import LIMITED, RateLimited
 from shared.roles import AUDITOR, SURVEYS_OFFICER
 from shared.runtime import ServiceRuntime
@@ -125,10 +125,9 @@ async def by_case(
 async def list_surveys(
     runtime: SurveysRuntime,
     principal: SurveysOfficer,
+    page: Page,
     answered: bool | None = None,
     association_id: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The invitations of the associations where the caller is the surveys officer
     (or of the one `association_id` names), without their tokens (a token answers
@@ -136,8 +135,9 @@ async def list_surveys(
     assert runtime.views is not None
     held = principal.associations_listed((SURVEYS_OFFICER,), association_id)
     filters: dict[str, Any] = {} if answered is None else {"answered": answered}
-    limit, offset = max(0, min(limit, 1000)), max(0, offset)
-    docs = runtime.views.find(SURVEYS, limit=limit, offset=offset, association_id=held, **filters)
+    docs = runtime.views.find(
+        SURVEYS, limit=page.limit, offset=page.offset, association_id=held, **filters
+    )
     return [without_token(doc) for doc in docs]
 
 

@@ -22,7 +22,7 @@ from services.verification.members import InvalidRegistry
 from services.verification.views import VERIFICATIONS
 from shared.auth import Principal, require
 from shared.errors import NotFound
-from shared.http import runtime_of
+from shared.http import Page, runtime_of
 from shared.roles import ADMIN, AUDITOR, VERIFIER
 from shared.runtime import ServiceRuntime
 
@@ -76,11 +76,10 @@ router = APIRouter()
 async def list_verifications(
     runtime: VerificationRuntime,
     principal: Verifier,
+    page: Page,
     status: Status | None = None,
     association_id: str | None = Query(default=None, min_length=1, max_length=32),
     case_ref: str | None = Query(default=None, min_length=1, max_length=40),
-    limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
 ) -> list[dict[str, Any]]:
     """The verifications of the associations where the caller verifies (or of the one
     asked, where they must verify), as the read model holds them, oldest submission
@@ -93,7 +92,7 @@ async def list_verifications(
         filters["status"] = status
     if case_ref:
         filters["case_ref"] = case_ref.strip().upper()
-    return runtime.views.find(VERIFICATIONS, limit=limit, offset=offset, **filters)
+    return runtime.views.find(VERIFICATIONS, limit=page.limit, offset=page.offset, **filters)
 
 
 @router.get("/verifications/{case_id}")

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.inputs import typed_value
+
 APPLICANT_DETAILS = ("national_id", "name", "phone", "email")
 # The declaration's methods intake records (shared.events.Attestation).
 METHODS = ("in_person", "paper_scan", "one_time_code")
-_EASTERN = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
 
 
 @dataclass(frozen=True)
@@ -83,17 +84,7 @@ def text_of(form: dict[str, Any], name: str) -> str:
 def typed(value: str, kind: str) -> Any:
     """The value as the pack's kind, when it reads as one; as typed otherwise (intake
     says what is wrong with it)."""
-    plain = value.translate(_EASTERN)
-    try:
-        if kind == "integer":
-            return int(plain)
-        if kind == "number":
-            return float(plain)
-    except ValueError:
-        return value
-    if kind == "boolean":
-        return {"true": True, "false": False}.get(plain, value)
-    return value
+    return typed_value(value, kind)
 
 
 def applicant_of(

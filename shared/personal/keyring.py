@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from shared.inputs import ascii_digits
 from shared.personal.master import KEY_BYTES, MasterKeyProblem, MasterKeys
 
 NONCE_BYTES = 12
@@ -42,11 +43,7 @@ CHECK_PLAINTEXT = b"khidma master key check"
 
 def normalised_national_id(national_id: str) -> str:
     """Digits only, Arabic-Indic digits read as ASCII: one person, one index."""
-    text = (
-        str(national_id)
-        .strip()
-        .translate(str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789"))
-    )
+    text = ascii_digits(str(national_id).strip())
     return "".join(text.split())
 
 

@@ -375,7 +375,7 @@ def test_an_incomplete_request_reaches_the_stream_only_once_completed(intake, na
     )
     assert received["received_at_display"]["en"]
     again = httpx.post(
-        f"{intake.url}/cases/{case['case_id']}/information", json={"fields": {"x": 1}}, headers=OFFICER
+        f"{intake.url}/cases/{case['case_id']}/information", json={"fields": {"seedling_count": 1}}, headers=OFFICER
     )
     assert again.status_code == 409 and again.json()["error"] == "already_complete"
 

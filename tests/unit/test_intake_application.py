@@ -574,12 +574,13 @@ def test_information_and_corrections_cannot_grow_the_request_past_one_message() 
     result = app.submit(submission(), ACTOR)
     verify(app, result.case_id)
     chunk = "x" * (MAX_FIELDS_BYTES // 2)  # each call alone is within its limit
-    app.correct(result.case_id, fields={"note_1": chunk}, actor=ACTOR)
+    # Only the service's own fields are taken: two of them, each half the limit.
+    app.correct(result.case_id, fields={"planting_site": chunk}, actor=ACTOR)
     with pytest.raises(Refused) as refused:
-        app.correct(result.case_id, fields={"note_2": chunk}, actor=ACTOR)
+        app.correct(result.case_id, fields={"seedling_count": chunk}, actor=ACTOR)
     assert refused.value.code == "request_too_large"
     with pytest.raises(Refused) as refused:
-        app.add_information(result.case_id, fields={"note_3": chunk}, actor=ACTOR)
+        app.add_information(result.case_id, fields={"seedling_count": chunk}, actor=ACTOR)
     assert refused.value.code == "request_too_large"
 
 

@@ -52,6 +52,7 @@ from services.channels.main import enabled, sender_of
 from services.channels.outbound import Reply
 from shared.dates import read_day
 from shared.errors import Invalid, Refused
+from shared.inputs import ascii_digits
 from shared.policy import PolicyPack, ServiceDefinition
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,6 @@ def parse_letter(raw: bytes, envelope_to: list[str] | None = None) -> Letter:
 
 # What the letter asks ---------------------------------------------------------------
 
-_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
 _LINE = re.compile(r"^\s*([^:：]{1,80}?)\s*[:：]\s*(.*?)\s*$")
 
 SERVICE_KEYS = ("الخدمة", "نوع الخدمة", "رمز الخدمة", "service", "service code")
@@ -270,7 +270,7 @@ def find_service(pack: PolicyPack, value: str) -> ServiceDefinition | None:
 
 
 def _valued(value: str, kind: str) -> Any:
-    digits = value.translate(_DIGITS).strip()
+    digits = ascii_digits(value).strip()
     if kind == "integer" and digits.lstrip("-").isdigit():
         return int(digits)
     if kind == "number":
@@ -291,7 +291,7 @@ def _date(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        return read_day(value.translate(_DIGITS).strip().replace("/", "-"), "date").isoformat()
+        return read_day(ascii_digits(value).strip().replace("/", "-"), "date").isoformat()
     except Invalid:
         return None
 
@@ -361,7 +361,7 @@ def submission_of(letter: Letter, association_id: str, pack: PolicyPack) -> dict
             "The service the letter names is not one of the association's.",
             "الخدمة المذكورة في الرسالة ليست من خدمات الجمعية.",
         )
-    national_id = (_take(lines, NATIONAL_ID_KEYS) or "").translate(_DIGITS).replace(" ", "")
+    national_id = ascii_digits(_take(lines, NATIONAL_ID_KEYS) or "").replace(" ", "")
     if not national_id or len(national_id) > 20:
         raise Unreadable(
             "no_national_id",
@@ -376,7 +376,7 @@ def submission_of(letter: Letter, association_id: str, pack: PolicyPack) -> dict
     applicant: dict[str, Any] = {"national_id": national_id, "name": name}
     phone = _take(lines, PHONE_KEYS)
     if phone:
-        applicant["phone"] = phone.translate(_DIGITS).replace(" ", "")[:32]
+        applicant["phone"] = ascii_digits(phone).replace(" ", "")[:32]
     if letter.sender and len(letter.sender) <= 254:
         applicant["email"] = letter.sender
     fields: dict[str, Any] = {}

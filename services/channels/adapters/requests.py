@@ -23,13 +23,13 @@ from services.channels.main import enabled
 from shared.errors import NotFound, Refused, association_not_served
 from shared.events import ASSOCIATION_ID_PATTERN, Applicant, Attestation, Contract
 from shared.roles import channel_role
-from shared.submissions import SubmittedDocuments, SubmittedFields
+from shared.submissions import FromOutside, SubmittedDocuments, SubmittedFields
 
 router = APIRouter(tags=["help requests and volunteering"])
 CHANNELS = ("help_request", "volunteering")
 
 
-class ChannelRequest(Contract):
+class ChannelRequest(FromOutside, Contract):
     """A request from an association's own system: intake's submission, its channel
     one of `help_request` and `volunteering`."""
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from shared.dates import read_day
 from shared.errors import Invalid
+from shared.inputs import ascii_digits
 from shared.policy import PolicyPack
 from shared.submissions import Submission
 
@@ -129,7 +130,8 @@ def submission_of(
             "association_id is missing (a column, or the upload's association_id field).",
             "معرّف الجمعية association_id غير مذكور (عمود، أو حقل association_id في الرفع).",
         )
-    national_id = _text(cells.get("national_id")) or ""
+    # Arabic-Indic digits are digits: the row's id is judged as intake will read it.
+    national_id = ascii_digits(_text(cells.get("national_id")) or "")
     # Excel may show a 10-digit id as a number: it comes back whole, as digits.
     if not national_id_valid(national_id):
         raise _unreadable(

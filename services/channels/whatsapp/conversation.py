@@ -21,11 +21,11 @@ import hashlib
 import re
 from typing import Any, Protocol
 
+from shared.inputs import ascii_digits, typed_value
 from shared.policy import PolicyPack, ServiceDefinition
 
 CHANNEL = "social_media"
 
-_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
 _STATUS = re.compile(
     r"^\s*(?:status|حالة|حاله)(?:\s+(?:الطلب|طلبي))?\s*[:：]?\s+(\S+)\s+(\S+)\s*$",
     re.IGNORECASE,
@@ -68,7 +68,7 @@ def message_ref(wamid: str) -> str:
 
 def normalised(text: str) -> str:
     """The message with Arabic-Indic (and Persian) digits read as ASCII digits."""
-    return text.translate(_DIGITS).strip()
+    return ascii_digits(text).strip()
 
 
 def status_question(text: str) -> tuple[str, str] | None:
@@ -105,20 +105,6 @@ class Unusable(Exception):
         self.body = body
 
 
-def _value(requirement_kind: str, raw: str) -> Any:
-    if requirement_kind == "integer":
-        try:
-            return int(raw)
-        except ValueError:
-            return raw  # intake names the field and says what it expects
-    if requirement_kind == "number":
-        try:
-            return float(raw)
-        except ValueError:
-            return raw
-    return raw
-
-
 def submission(
     pack: PolicyPack, lines: dict[str, str], *, wamid: str, sender: str
 ) -> dict[str, Any]:
@@ -135,7 +121,7 @@ def submission(
     }
     applicant["phone"] = phone_of(sender)
     fields = {
-        requirement.name: _value(requirement.kind, lines[requirement.name])
+        requirement.name: typed_value(lines[requirement.name], requirement.kind)
         for requirement in service.required_fields
         if lines.get(requirement.name)
     }
