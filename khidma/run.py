@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -28,6 +29,7 @@ from khidma.nats_server import (
     secured_nats_server,
 )
 from khidma.processes import SERVICES, ServiceProcess, pick_port
+from khidma.supervise import Child, RestartPolicy, Supervisor
 from services.identity.application import IdentityApplication
 from services.identity.main import IdentitySettings, open_identity
 from shared.errors import Refused
@@ -61,6 +63,9 @@ class EmbeddedSystem:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     # The first administrator's one-time password, when this start created them.
     admin_password: str | None = None
+    # Restarts a child that dies (khidma/supervise.py); None: a dead one stays dead.
+    restart_policy: Callable[[], RestartPolicy] | None = RestartPolicy
+    supervisor: Supervisor | None = None
 
     def start(self) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +89,20 @@ class EmbeddedSystem:
             self.stop()
             raise
         self.write_endpoints()
+        if self.restart_policy:
+            self.supervisor = Supervisor(self.children(), self.restart_policy).start()
         return self
+
+    def children(self) -> dict[str, Child]:
+        """Every process this system started: the embedded NATS server, the services."""
+        return {**({"nats": self.nats} if self.nats else {}), **self.services}
+
+    def restart_nats(self) -> None:
+        """Stops the embedded server and starts it again on its port and store."""
+        if not self.nats:
+            raise RuntimeError("no embedded NATS server to restart (NATS_URL names one)")
+        self.nats.stop()
+        self.nats.start()
 
     def _start(self, name: str, env: dict[str, str], port: int | None = None) -> None:
         if port is None:
@@ -206,6 +224,9 @@ class EmbeddedSystem:
         return path
 
     def stop(self) -> None:
+        if self.supervisor:
+            self.supervisor.stop()
+            self.supervisor = None
         for process in reversed(list(self.services.values())):
             process.stop()
         if self.nats:
@@ -213,10 +234,15 @@ class EmbeddedSystem:
         (self.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
 
     def failed_services(self) -> list[str]:
+        """The services that are not running and will not be started again."""
+        given_up = self.supervisor.given_up if self.supervisor else set()
         return [
             name
             for name, process in self.services.items()
-            if process.process is None or process.process.poll() is not None
+            if name in given_up
+            or (
+                not self.supervisor and (process.process is None or process.exit_code() is not None)
+            )
         ]
 
     def __enter__(self) -> Self:
@@ -352,15 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  endpoints     {args.data_dir / ENDPOINTS_FILE}")
     print("  logs          " + str(args.data_dir / "<service>.log"))
     print("Simulate cases: make simulate ARGS='--cases 20'.  Ctrl-C stops everything.", flush=True)
+    print(
+        "A service that dies is started again; one that keeps failing is left stopped "
+        "/ تُعاد الخدمة التي تتوقف، وتُترك متوقفة إن تكرر فشلها",
+        flush=True,
+    )
     try:
-        while not stopping.is_set():
-            failed = system.failed_services()
-            if failed:
-                print(
-                    f"stopped unexpectedly: {', '.join(failed)} (see their logs)", file=sys.stderr
-                )
-                return 1
-            stopping.wait(1.0)
+        # The supervisor restarts and reports; this thread only waits for Ctrl-C.
+        stopping.wait()
     except KeyboardInterrupt:
         pass
     finally:
