@@ -82,6 +82,9 @@ class RetryingDriver(CaseDriver):
     refused (409) after an attempt whose answer was lost is taken as done: the lost
     attempt was the one that counted, as the stream will tell."""
 
+    # Requests sent again (a connection error, a 5xx), over all cases.
+    retries = 0
+
     async def _retrying(self, send: Any) -> httpx.Response:
         deadline = time.monotonic() + self.step_timeout
         pause, ambiguous = 0.2, False
@@ -98,6 +101,7 @@ class RetryingDriver(CaseDriver):
                 return response
             if time.monotonic() > deadline:
                 raise SimulationError(f"no answer within {self.step_timeout}s")
+            RetryingDriver.retries += 1
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, 2.0)
 
@@ -139,6 +143,8 @@ class RetryingDriver(CaseDriver):
                 response = await self.client.get(url, headers=await self._headers(who))
             except httpx.TransportError:
                 response = None
+            if response is None or response.status_code >= 500:
+                RetryingDriver.retries += 1
             if response is not None and response.status_code == 200:
                 doc: dict[str, Any] = response.json()
                 if ready(doc):
@@ -159,6 +165,7 @@ class ChaosReport:
     completed: int = 0
     kills: Counter[str] = field(default_factory=Counter)
     nats_restarts: int = 0
+    retries: int = 0
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
@@ -178,6 +185,7 @@ class ChaosReport:
             f"chaos: {self.cases} cases in {self.elapsed:.1f}s",
             f"  kills           {sum(self.kills.values())} ({kills or 'none'})",
             f"  NATS restarts   {self.nats_restarts}",
+            f"  client retries  {self.retries} (requests sent again: no connection, or a 5xx)",
             (
                 f"  cases           {self.cases}: {self.completed} to the end, "
                 f"{len(self.held)} held where a person acts next, {len(self.stuck)} stuck"
@@ -258,8 +266,10 @@ async def _drive(
 
         schedule = _schedule(args.kills, args.nats_restarts, random.Random(args.seed))
         chaos = asyncio.ensure_future(_chaos(system, schedule, progress, len(kinds), report))
+        RetryingDriver.retries = 0
         runs = list(await asyncio.gather(*(one(kind) for kind in kinds)))
         await chaos
+        report.retries = RetryingDriver.retries
         await _classify_unfinished(driver, runs, report)
         return runs
 
