@@ -384,8 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        # The supervisor restarts and reports; this thread only waits for Ctrl-C.
-        stopping.wait()
+        # The supervisor restarts and reports; this thread only waits for Ctrl-C
+        # (in short waits, so that a signal's handler runs promptly).
+        while not stopping.wait(1.0):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
