@@ -66,8 +66,11 @@ STEP_EVENTS = {
 END_STEP = "surveyed"
 # An answer is anonymous by default: on the stream it names no case (decision 16).
 ANONYMOUS_EVENT = "SurveyAnswered"
-# The services a person's request may meet; any of them, or NATS, is killed.
-VICTIMS = ("intake", "verification", "committee", "surveys", "identity", "privacy", "web")
+# The services the simulated people's requests meet; any of them, or NATS, is killed.
+VICTIMS = ("intake", "verification", "committee", "surveys", "identity")
+# The requests a person makes in each kind of case (the simulator's plans): the kills
+# are spread over the run by how many of them have been answered.
+REQUESTS_PER_CASE = {"approved": 9, "rejected": 8, "referred": 11, "ineligible": 8, "corrected": 11}
 AUDIT_COMMANDS = (("crosscheck", "--grace-minutes", "0"), ("verify",), ("compliance",))
 
 
@@ -82,8 +85,9 @@ class RetryingDriver(CaseDriver):
     refused (409) after an attempt whose answer was lost is taken as done: the lost
     attempt was the one that counted, as the stream will tell."""
 
-    # Requests sent again (a connection error, a 5xx), over all cases.
+    # Requests sent again (a connection error, a 5xx), and answered, over all cases.
     retries = 0
+    answered = 0
 
     async def _retrying(self, send: Any) -> httpx.Response:
         deadline = time.monotonic() + self.step_timeout
@@ -122,6 +126,7 @@ class RetryingDriver(CaseDriver):
             return await self.client.post(url, json=body, headers=await self._headers(who))
 
         response = await self._retrying(send)
+        RetryingDriver.answered += 1
         # A submission sent again is answered 200 with the same case (channel_ref).
         if response.status_code not in (*expect, 200):
             raise SimulationError(f"POST {url} -> {response.status_code} {response.text[:300]}")
@@ -225,14 +230,15 @@ async def _kill(system: EmbeddedSystem, name: str) -> None:
 async def _chaos(
     system: EmbeddedSystem,
     schedule: list[str],
-    progress: list[int],
-    cases: int,
+    requests: int,
+    done: asyncio.Event,
     report: ChaosReport,
 ) -> None:
-    """Each kill when the share of cases done reaches its point of the run."""
+    """Each kill when the share of the people's requests answered reaches its point
+    of the run (the rest at once, should the cases end first)."""
     for index, victim in enumerate(schedule):
-        point = (index + 1) * cases // (len(schedule) + 1)
-        while progress[0] < point:
+        point = (index + 1) * requests // (len(schedule) + 1)
+        while RetryingDriver.answered < point and not done.is_set():
             await asyncio.sleep(0.05)
         await _kill(system, victim)
         if victim == "nats":
@@ -241,8 +247,10 @@ async def _chaos(
             report.kills[victim] += 1
 
 
-def _schedule(kills: int, nats_restarts: int, rng: random.Random) -> list[str]:
-    victims = [rng.choice(VICTIMS) for _ in range(kills)] + ["nats"] * nats_restarts
+def _schedule(
+    kills: int, nats_restarts: int, rng: random.Random, among: tuple[str, ...] = VICTIMS
+) -> list[str]:
+    victims = [rng.choice(among) for _ in range(kills)] + ["nats"] * nats_restarts
     rng.shuffle(victims)
     return victims
 
@@ -251,7 +259,7 @@ async def _drive(
     system: EmbeddedSystem, kinds: list[str], args: argparse.Namespace, report: ChaosReport
 ) -> list[CaseRun]:
     endpoints = Endpoints.from_mapping(system.endpoints())
-    progress = [0]
+    done = asyncio.Event()
     semaphore = asyncio.Semaphore(args.concurrency)
     limits = httpx.Limits(max_connections=args.concurrency * 2)
     async with httpx.AsyncClient(timeout=20.0, limits=limits) as client:
@@ -260,14 +268,16 @@ async def _drive(
 
         async def one(kind: str) -> CaseRun:
             async with semaphore:
-                run = await driver.run(kind)
-            progress[0] += 1
-            return run
+                return await driver.run(kind)
 
-        schedule = _schedule(args.kills, args.nats_restarts, random.Random(args.seed))
-        chaos = asyncio.ensure_future(_chaos(system, schedule, progress, len(kinds), report))
-        RetryingDriver.retries = 0
+        schedule = _schedule(
+            args.kills, args.nats_restarts, random.Random(args.seed), tuple(args.victims)
+        )
+        requests = sum(REQUESTS_PER_CASE[kind] for kind in kinds)
+        RetryingDriver.retries = RetryingDriver.answered = 0
+        chaos = asyncio.ensure_future(_chaos(system, schedule, requests, done, report))
         runs = list(await asyncio.gather(*(one(kind) for kind in kinds)))
+        done.set()
         await chaos
         report.retries = RetryingDriver.retries
         await _classify_unfinished(driver, runs, report)
@@ -424,6 +434,12 @@ def parser() -> argparse.ArgumentParser:
     parsed.add_argument("--kills", type=int, default=5, help="services killed with -9")
     parsed.add_argument(
         "--nats-restarts", type=int, default=None, help="default: one per five kills, at least 1"
+    )
+    parsed.add_argument(
+        "--victims",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=list(VICTIMS),
+        help=f"the services killed, comma-separated (default {','.join(VICTIMS)})",
     )
     parsed.add_argument("--concurrency", type=int, default=16)
     parsed.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX)
