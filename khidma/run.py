@@ -97,13 +97,6 @@ class EmbeddedSystem:
         """Every process this system started: the embedded NATS server, the services."""
         return {**({"nats": self.nats} if self.nats else {}), **self.services}
 
-    def restart_nats(self) -> None:
-        """Stops the embedded server and starts it again on its port and store."""
-        if not self.nats:
-            raise RuntimeError("no embedded NATS server to restart (NATS_URL names one)")
-        self.nats.stop()
-        self.nats.start()
-
     def _start(self, name: str, env: dict[str, str], port: int | None = None) -> None:
         if port is None:
             port = pick_port(name) if self.fixed_ports else 0
@@ -349,11 +342,18 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     # Both explicitly: a shell that starts us in the background hands us SIGINT
     # ignored, and Ctrl-C or `kill -INT` must still stop everything cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     nats_url = environment_nats_url()
     print(f"Khidma: starting in {args.data_dir.resolve()} …", flush=True)
     system = EmbeddedSystem(args.data_dir, nats_url=nats_url)
+
+    def on_signal(*_: object) -> None:
+        # Ctrl-C reaches the children too (one process group): none is restarted.
+        if system.supervisor:
+            system.supervisor.halt()
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         system.start()
     except (RuntimeError, TimeoutError) as error:

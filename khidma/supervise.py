@@ -99,6 +99,10 @@ class Supervisor:
         self._thread.start()
         return self
 
+    def halt(self) -> None:
+        """No more restarts from now on (safe in a signal handler: it does not wait)."""
+        self._stopping.set()
+
     def stop(self) -> None:
         self._stopping.set()
         if self._thread:
@@ -110,11 +114,13 @@ class Supervisor:
             self.check(time.monotonic())
 
     def check(self, now: float) -> None:
+        if self._stopping.is_set():
+            return
         for name, child in self.children.items():
             if name in self.given_up:
                 continue
             if name in self.due:
-                if now >= self.due[name] and not self._stopping.is_set():
+                if now >= self.due[name]:
                     self._restart(name, child, now)
                 continue
             code = child.exit_code()

@@ -74,3 +74,15 @@ def test_a_child_that_fails_every_start_is_left_stopped_and_the_others_are_not()
     supervisor.check(40.0)
     supervisor.check(41.0)
     assert other.starts == 1
+
+
+def test_after_a_halt_nothing_is_restarted() -> None:
+    # Ctrl-C reaches the children too: their exits are no crash to repair.
+    child = FakeChild()
+    said: list[str] = []
+    supervisor = Supervisor({"intake": child}, say=said.append)
+    supervisor.halt()
+    child.code = -2
+    for now in range(5):
+        supervisor.check(float(now))
+    assert child.starts == 0 and said == []
