@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint run test browser screenshots test-browser bench-web bench-batches test-unit test-integration test-e2e test-postgres simulate bench bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test browser screenshots test-browser bench-web bench-batches test-unit test-integration test-e2e test-postgres simulate bench bench-fsync chaos bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -65,6 +65,15 @@ simulate: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m khidma.bench $(ARGS)
+
+# What `sync_interval: always` costs a windowed JetStream publish (make bench includes it).
+bench-fsync: $(STAMP)
+	$(PY) -m khidma.bench_fsync $(ARGS)
+
+# Kills services and restarts NATS under simulated cases, then checks nothing was lost,
+# doubled or left stuck: make chaos ARGS="--cases 10000 --kills 30"
+chaos: $(STAMP)
+	$(PY) -m khidma.chaos $(ARGS)
 
 # The auditors' command line on the data folder (read-only):
 # make audit ARGS="compliance"   (replay | timeline REF | asof --hijri 1448-06-11 | crosscheck | verify | report ...)

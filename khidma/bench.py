@@ -26,6 +26,9 @@ from typing import Any
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from khidma.bench_fsync import as_json as fsync_json
+from khidma.bench_fsync import measure as measure_fsync
+from khidma.bench_fsync import report_lines as fsync_report_lines
 from khidma.bench_personal import measure as measure_encryption
 from khidma.bench_personal import report_lines
 from khidma.bench_web import measure as measure_web_list
@@ -128,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--web-cases", type=int, default=100_000, help="cases behind the web list page (0: skip)"
     )
+    parser.add_argument(
+        "--fsync-messages",
+        type=int,
+        default=5000,
+        help="messages of the publish with and without sync_interval: always (0: skip)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="khidma-bench-") as folder:
@@ -181,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     encryption = measure_encryption()
     lines += report_lines(encryption)
+    fsync = None
+    if args.fsync_messages:
+        print(
+            f"publishing {args.fsync_messages:,} messages with and without fsync …", file=sys.stderr
+        )
+        fsync = measure_fsync(args.fsync_messages)
+        lines += fsync_report_lines(fsync)
     web_list = None
     if args.web_cases:
         print(f"timing the web list page over {args.web_cases:,} cases …", file=sys.stderr)
@@ -209,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_memory_kib": memory,
         "encryption": encryption,
         "web_list_page": web_list,
+        "publish_per_second_by_sync_interval": fsync_json(fsync) if fsync else None,
         "note": POLLING_NOTE,
     }
     path = args.output / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"

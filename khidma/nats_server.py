@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Self
 
+from khidma.supervise import die_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -53,13 +55,17 @@ class NatsServer:
         config_file: Path | None = None,
         log_file: Path | None = None,
         env: dict[str, str] | None = None,
+        sync_interval: str | None = None,
     ):
-        """`env` is added to the server's environment (the config may read `$VAR`s)."""
+        """`env` is added to the server's environment (the config may read `$VAR`s).
+        `sync_interval` (e.g. "always"), without a `config_file`, is the JetStream
+        fsync setting of a plain server (its own default: every two minutes)."""
         self.store_dir = Path(store_dir)
         self.env = dict(env or {})
         self.port = port or free_port()
         self.config_file = config_file
         self.log_file = log_file
+        self.sync_interval = sync_interval
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,6 +79,8 @@ class NatsServer:
             # The configuration's `jetstream` block names the store directory;
             # `-sd` beside it is refused as a duplicate.
             command += ["-c", str(self.config_file)]
+        elif self.sync_interval:
+            command += ["-c", str(self._plain_config())]
         else:
             command += ["-js", "-sd", str(self.store_dir)]
         output = (
@@ -85,6 +93,8 @@ class NatsServer:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Safe beside threads here: the child only makes a prctl and a getppid call.
+            preexec_fn=die_with_parent(),  # noqa: PLW1509
             # The JetStream files hold every event, kept for the audit: the server's own.
             umask=0o077,
             env={**os.environ, **self.env} if self.env else None,
@@ -100,21 +110,35 @@ class NatsServer:
         self.stop()
         raise TimeoutError(f"nats-server did not listen on {self.port} in {timeout}s")
 
+    def _plain_config(self) -> Path:
+        """JetStream in the store directory with the sync setting (it has no flag)."""
+        path = self.store_dir / "plain-nats.conf"
+        path.write_text(
+            f'jetstream {{\n  store_dir: "{self.store_dir}"\n'
+            f"  sync_interval: {self.sync_interval}\n}}\n"
+        )
+        return path
+
+    def exit_code(self) -> int | None:
+        """The code it exited with, or None while it runs or after a deliberate stop."""
+        return self.process.poll() if self.process else None
+
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+        # Forgotten first, so that a supervisor never takes a deliberate stop for a crash.
+        process, self.process = self.process, None
+        if process and process.poll() is None:
+            process.terminate()
             try:
-                self.process.wait(timeout)
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+                process.kill()
+                process.wait()
 
     def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        process, self.process = self.process, None
+        if process and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def __enter__(self) -> Self:
         return self.start()

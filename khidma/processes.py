@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from khidma.nats_server import free_port, port_is_free
+from khidma.supervise import die_with_parent
 from shared.files import PRIVATE_UMASK
 from shared.form_link import KEY_FILE as FORM_LINK_KEY_FILE
 from shared.form_link import ensure_key as ensure_form_link_key
@@ -83,6 +84,8 @@ class ServiceProcess:
             stdout=output,
             stderr=subprocess.STDOUT,
             umask=PRIVATE_UMASK,
+            # Safe beside threads here: the child only makes a prctl and a getppid call.
+            preexec_fn=die_with_parent(),  # noqa: PLW1509
         )
         output.close()
         self.wait_ready(timeout, log_path)
@@ -103,22 +106,27 @@ class ServiceProcess:
         self.stop()
         raise TimeoutError(f"{self.name} was not ready within {timeout}s (log: {log_path})")
 
+    def exit_code(self) -> int | None:
+        """The code it exited with, or None while it runs or after a deliberate stop."""
+        return self.process.poll() if self.process else None
+
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        # Forgotten first, so that a supervisor never takes a deliberate stop for a crash.
+        process, self.process = self.process, None
+        if process and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout)
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+                process.kill()
+                process.wait()
 
     def kill(self) -> None:
-        """Ends the process at once, as a crash would."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        """Ends the process at once, as a crash would (but not restarted: deliberate)."""
+        process, self.process = self.process, None
+        if process and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def peak_memory_kib(self) -> int | None:
         """The process's peak resident memory (VmHWM), while it runs."""

@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -28,6 +29,7 @@ from khidma.nats_server import (
     secured_nats_server,
 )
 from khidma.processes import SERVICES, ServiceProcess, pick_port
+from khidma.supervise import Child, RestartPolicy, Supervisor
 from services.identity.application import IdentityApplication
 from services.identity.main import IdentitySettings, open_identity
 from shared.errors import Refused
@@ -61,6 +63,9 @@ class EmbeddedSystem:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     # The first administrator's one-time password, when this start created them.
     admin_password: str | None = None
+    # Restarts a child that dies (khidma/supervise.py); None: a dead one stays dead.
+    restart_policy: Callable[[], RestartPolicy] | None = RestartPolicy
+    supervisor: Supervisor | None = None
 
     def start(self) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +90,13 @@ class EmbeddedSystem:
             self.stop()
             raise
         self.write_endpoints()
+        if self.restart_policy:
+            self.supervisor = Supervisor(self.children(), self.restart_policy).start()
         return self
+
+    def children(self) -> dict[str, Child]:
+        """Every process this system started: the embedded NATS server, the services."""
+        return {**({"nats": self.nats} if self.nats else {}), **self.services}
 
     def _start(self, name: str, env: dict[str, str], port: int | None = None) -> None:
         if port is None:
@@ -207,6 +218,9 @@ class EmbeddedSystem:
         return path
 
     def stop(self) -> None:
+        if self.supervisor:
+            self.supervisor.stop()
+            self.supervisor = None
         for process in reversed(list(self.services.values())):
             process.stop()
         if self.nats:
@@ -214,10 +228,15 @@ class EmbeddedSystem:
         (self.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
 
     def failed_services(self) -> list[str]:
+        """The services that are not running and will not be started again."""
+        given_up = self.supervisor.given_up if self.supervisor else set()
         return [
             name
             for name, process in self.services.items()
-            if process.process is None or process.process.poll() is not None
+            if name in given_up
+            or (
+                not self.supervisor and (process.process is None or process.exit_code() is not None)
+            )
         ]
 
     def __enter__(self) -> Self:
@@ -324,11 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     # Both explicitly: a shell that starts us in the background hands us SIGINT
     # ignored, and Ctrl-C or `kill -INT` must still stop everything cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     nats_url = environment_nats_url()
     print(f"Khidma: starting in {args.data_dir.resolve()} …", flush=True)
     system = EmbeddedSystem(args.data_dir, nats_url=nats_url)
+
+    def on_signal(*_: object) -> None:
+        # Ctrl-C reaches the children too (one process group): none is restarted.
+        if system.supervisor:
+            system.supervisor.halt()
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         system.start()
     except (RuntimeError, TimeoutError) as error:
@@ -353,15 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  endpoints     {args.data_dir / ENDPOINTS_FILE}")
     print("  logs          " + str(args.data_dir / "<service>.log"))
     print("Simulate cases: make simulate ARGS='--cases 20'.  Ctrl-C stops everything.", flush=True)
+    print(
+        "A service that dies is started again; one that keeps failing is left stopped "
+        "/ تُعاد الخدمة التي تتوقف، وتُترك متوقفة إن تكرر فشلها",
+        flush=True,
+    )
     try:
-        while not stopping.is_set():
-            failed = system.failed_services()
-            if failed:
-                print(
-                    f"stopped unexpectedly: {', '.join(failed)} (see their logs)", file=sys.stderr
-                )
-                return 1
-            stopping.wait(1.0)
+        # The supervisor restarts and reports; this thread only waits for Ctrl-C
+        # (in short waits, so that a signal's handler runs promptly).
+        while not stopping.wait(1.0):
+            pass
     except KeyboardInterrupt:
         pass
     finally:

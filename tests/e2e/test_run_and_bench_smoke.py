@@ -107,7 +107,7 @@ def test_make_bench_reports_rates_latencies_and_memory_for_three_cases(tmp_path:
     output_dir = tmp_path / "bench-results"
     bench = subprocess.run(
         [sys.executable, "-m", "khidma.bench", "--cases", "3", "--concurrency", "3",
-         "--output", str(output_dir), "--web-cases", "300"],
+         "--output", str(output_dir), "--web-cases", "300", "--fsync-messages", "200"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert bench.returncode == 0, bench.stdout + bench.stderr[-3000:]
@@ -118,8 +118,10 @@ def test_make_bench_reports_rates_latencies_and_memory_for_three_cases(tmp_path:
         assert figure in report, figure
     assert "polling" in report  # cases/s and hops include the simulated people's waits
     assert "web list page (/desk) over 300 cases" in report
+    assert "sync_interval default" in report and "sync_interval always" in report
     (written,) = output_dir.glob("bench-*.json")
     result = json.loads(written.read_text())
     assert result["completed"] == 3 and result["cases_per_second"] > 0
     assert result["events"] > 0 and result["hop_latency_ms"]
     assert set(result["web_list_page"]["pages"]) >= {"first", "middle", "last"}
+    assert set(result["publish_per_second_by_sync_interval"]) == {"default", "always"}
