@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -49,6 +50,16 @@ ADAPTER_CHANNELS = ("social_media", "letter", "branch_office", "help_request", "
 ENDPOINTS_FILE = "endpoints.json"
 NATS_CONFIG_DIR = "nats-config"
 NATS_CREDENTIALS_FILE = "credentials.json"
+
+
+# Every process is on this machine: the web application, at 127.0.0.1, names the
+# applicant it asks a service for, and the public limits count that applicant
+# (shared/limits.py). An operator's own KHIDMA_LIMITS_TRUSTED_PROXIES wins.
+LOCAL_LIMITS = (
+    {}
+    if "KHIDMA_LIMITS_TRUSTED_PROXIES" in os.environ
+    else {"KHIDMA_LIMITS_TRUSTED_PROXIES": '["127.0.0.1"]'}
+)
 
 
 @dataclass
@@ -106,7 +117,7 @@ class EmbeddedSystem:
             str(self.nats_url),
             self.data_dir,
             port=port,
-            env=env,
+            env={**LOCAL_LIMITS, **env},
         )
         self.services[name] = process
         process.start()
