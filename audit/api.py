@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from audit.asof import hijri_moment, parse_moment, states_as_of
@@ -45,12 +45,13 @@ from shared.http import AllowedMethods, answer_refusals
 from shared.openapi import install_refusals
 from shared.personal.master import MasterKeyProblem
 from shared.roles import AUDITOR, PRIVACY_OFFICER
+from shared.submissions import FromOutside
 
 Auditor = Annotated[Principal, Depends(require(AUDITOR, association=None))]
 PrivacyOfficer = Annotated[Principal, Depends(require(PRIVACY_OFFICER, association=None))]
 
 
-class ExportAsked(BaseModel):
+class ExportAsked(FromOutside):
     association_id: str = Field(min_length=1, max_length=64)
     national_id: str = Field(min_length=1, max_length=20)
     # The person's staff account, if they have one: its identity records are exported.

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
 from services.committee.application import CommitteeApplication
 from services.committee.views import CASES, SITTINGS
@@ -29,6 +29,7 @@ from shared.errors import NotFound
 from shared.http import ListPage, Page, runtime_of
 from shared.roles import AUDITOR, COMMITTEE_CHAIR, COMMITTEE_MEMBER, RESEARCHER
 from shared.runtime import ServiceRuntime
+from shared.submissions import FromOutside
 
 # Every route's way to the committee's runtime, typed with its application.
 CommitteeRuntime = Annotated[ServiceRuntime[CommitteeApplication], Depends(runtime_of)]
@@ -51,7 +52,7 @@ Text = Annotated[str, Field(min_length=1, max_length=2000)]
 MemberId = Annotated[str, Field(min_length=1, max_length=100)]
 
 
-class _NoNamedActor(BaseModel):
+class _NoNamedActor(FromOutside):
     """A command's body: who acts is the caller's token. The fields older clients
     sent to name the actor (`IGNORED`) are accepted and have no effect."""
 
@@ -76,7 +77,7 @@ class Closure(_NoNamedActor):
     note: str = Field(default="", max_length=8000)
 
 
-class Convening(BaseModel):
+class Convening(FromOutside):
     """The chair opens the sitting and records attendance: the seats present
     (the ids of the pack's committee members)."""
 
@@ -104,7 +105,7 @@ class CastVote(_NoNamedActor):
     dissent_note: str | None = Field(default=None, max_length=4000)
 
 
-class Decision(BaseModel):
+class Decision(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approved", "rejected"]

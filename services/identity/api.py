@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from services.identity.application import IdentityApplication
 from services.identity.tokens import (
@@ -32,6 +32,7 @@ from shared.errors import Refused
 from shared.http import runtime_of
 from shared.roles import ADMIN, ROLES
 from shared.runtime import ServiceRuntime
+from shared.submissions import FromOutside
 
 Runtime = Annotated[ServiceRuntime[IdentityApplication], Depends(runtime_of)]
 Admin = Annotated[Principal, Depends(require(ADMIN))]
@@ -194,7 +195,7 @@ async def authorization_server_metadata(runtime: Runtime) -> dict[str, Any]:
 # The user's own account ---------------------------------------------------------------
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(min_length=1, max_length=64)
@@ -218,7 +219,7 @@ async def change_password(body: PasswordChange, runtime: Runtime) -> Response:
 # Administration ------------------------------------------------------------------------
 
 
-class NewUser(BaseModel):
+class NewUser(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(min_length=1, max_length=64)
@@ -228,20 +229,20 @@ class NewUser(BaseModel):
     )
 
 
-class RoleGrant(BaseModel):
+class RoleGrant(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     role: str = Field(min_length=1, max_length=64)
     association_id: str = Field(min_length=1, max_length=32)
 
 
-class Disabling(BaseModel):
+class Disabling(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=2000)
 
 
-class NewClient(BaseModel):
+class NewClient(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str = Field(min_length=1, max_length=64)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from services.privacy.application import PrivacyApplication
 from services.privacy.views import CASES, ERASURES
@@ -21,6 +21,7 @@ from shared.errors import NotFound
 from shared.http import Page, runtime_of
 from shared.roles import PRIVACY_OFFICER
 from shared.runtime import ServiceRuntime
+from shared.submissions import FromOutside
 
 PrivacyRuntime = Annotated[ServiceRuntime[PrivacyApplication], Depends(runtime_of)]
 # The association is the path's: `require` checks the role is held there.
@@ -30,7 +31,7 @@ PrivacyOfficer = Annotated[Principal, Depends(require(PRIVACY_OFFICER))]
 Text = Annotated[str, Field(default="", max_length=4000)]
 
 
-class ErasureRequest(BaseModel):
+class ErasureRequest(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     national_id: str = Field(default="", max_length=20)
@@ -38,7 +39,7 @@ class ErasureRequest(BaseModel):
     legal_basis: Text
 
 
-class HoldChange(BaseModel):
+class HoldChange(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     reason: Text

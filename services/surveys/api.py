@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from services.surveys.application import SurveysApplication
 from services.surveys.domain import MINIMUM_GROUP_SIZE, group_results, survey_not_found
@@ -18,6 +18,7 @@ from shared.http import Page, runtime_of
 from shared.limits import LIMITED, RateLimited
 from shared.roles import AUDITOR, SURVEYS_OFFICER
 from shared.runtime import ServiceRuntime
+from shared.submissions import FromOutside
 
 # Every route reaches surveys' runtime, its application typed, through this.
 SurveysRuntime = Annotated[ServiceRuntime[SurveysApplication], Depends(runtime_of)]
@@ -50,7 +51,7 @@ RESULTS_NOTE = {
 }
 
 
-class Answer(BaseModel):
+class Answer(FromOutside):
     model_config = ConfigDict(extra="forbid")
 
     ratings: Ratings

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from services.verification.application import VerificationApplication
 from services.verification.domain import OFFICER_MAX_LENGTH
@@ -25,6 +25,7 @@ from shared.errors import NotFound
 from shared.http import Page, runtime_of
 from shared.roles import ADMIN, AUDITOR, VERIFIER
 from shared.runtime import ServiceRuntime
+from shared.submissions import FromOutside
 
 # Every route reaches verification's runtime, its application typed, through this.
 VerificationRuntime = Annotated[ServiceRuntime[VerificationApplication], Depends(runtime_of)]
@@ -38,7 +39,7 @@ Outcome = Literal["verified", "discrepancies", "ineligible"]
 Status = Literal["pending", "confirmed"]
 
 
-class Confirmation(BaseModel):
+class Confirmation(FromOutside):
     # A misspelt field (say "outcom") must not silently confirm the suggestion.
     model_config = ConfigDict(extra="forbid")
 
@@ -57,7 +58,7 @@ class Confirmation(BaseModel):
     )
 
 
-class MemberEntry(BaseModel):
+class MemberEntry(FromOutside):
     """One line of the member registry, for a single member: dates YYYY-MM-DD, or
     YYYY-MM-DDh for a Hijri date (Umm al-Qura), each one that can be real (422 otherwise)."""
 

@@ -300,3 +300,36 @@ def test_whatsapp_reads_typed_fields_as_the_web_form_does() -> None:
         PACKS["sidr"], {**lines, "seedling_count": "nan"}, wamid="wamid-2", sender="966501234567"
     )
     assert nan["fields"]["seedling_count"] == "nan"  # text, for intake to name
+
+
+@pytest.mark.parametrize(
+    "service, path, body",
+    [
+        (
+            "surveys",
+            "/surveys/no-such-token/answers",
+            '{"ratings": {"satisfaction": 4}, "comment": "\\ud800"}',
+        ),
+        (
+            "privacy",
+            "/associations/sidr/erasures",
+            '{"national_id": "1000000008", "reason": "\\ud800", "legal_basis": "x"}',
+        ),
+        (
+            "verification",
+            "/members/sidr/1000000008",
+            '{"name": "\\udfff", "joined_on": "2020-01-01", "status": "good", '
+            '"status_since": "2020-01-01"}',
+        ),
+    ],
+)
+async def test_every_service_refuses_a_lone_surrogate_in_its_bodies(
+    in_process: Any, service: str, path: str, body: str
+) -> None:
+    running = await in_process(service)
+    method = "PUT" if service == "verification" else "POST"
+    answer = await running.client.request(
+        method, path, content=body, headers={**as_staff(), "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["message"]["ar"]
