@@ -270,71 +270,84 @@ class TrackingConsumer:
             metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "duplicate").inc()
             log.info("skipped %s already handled", event.event_type, extra={"sequence": position})
         except RetryLater as error:
-            waiting = self._waiting_on(sequence)
-            waited = time.monotonic() - waiting.since
-            if waited >= self.retry_later_seconds:
-                metrics.MESSAGES_CONSUMED.labels(
-                    self.service, event.event_type, "dead_letter"
-                ).inc()
-                await self.dead_letter(
-                    message,
-                    f"waited {waited:.0f}s ({waiting.deliveries} deliveries) "
-                    f"for an earlier event: {error!r}",
-                )
-                return
-            waiting.deliveries += 1
-            self.stats.retried += 1
-            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "retried").inc()
-            log.info(
-                "will retry message: %r",
-                error,
-                extra={"case_id": str(event.case_id), "sequence": sequence},
-            )
-            await message.nak(delay=min(0.2 * 2**waiting.deliveries, 10.0))
+            await self._retry_later(message, event, sequence, error)
             return
-        except Exception as error:
-            # Counted here, not from the server's delivery count: that one also counts
-            # the deliveries that only waited (RetryLater), here or at another instance
-            # sharing the durable, which are not failures.
-            failures = self._failed(sequence)
-            if failures >= self.max_deliveries:
-                log.exception(
-                    "giving up on message",
-                    extra={"case_id": str(event.case_id), "sequence": sequence},
-                )
-                metrics.MESSAGES_CONSUMED.labels(
-                    self.service, event.event_type, "dead_letter"
-                ).inc()
-                await self.dead_letter(message, f"failed {failures} times: {error!r}")
-                return
-            self.stats.retried += 1
-            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "retried").inc()
-            log.warning(
-                "will retry message: %r",
-                error,
-                extra={"case_id": str(event.case_id), "sequence": sequence},
-            )
-            await message.nak(delay=min(0.2 * 2**failures, 10.0))
+        except Exception as error:  # noqa: BLE001 — any failure of a handler is retried, then dead-lettered
+            await self._failed(message, event, sequence, error)
             return
         else:
-            metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(
-                time.perf_counter() - started
-            )
-            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "handled").inc()
-            log.info("handled %s", event.event_type, extra={"sequence": sequence})
-            self.stats.handled += 1
-            self.stats.handled_by_type[event.event_type] = (
-                self.stats.handled_by_type.get(event.event_type, 0) + 1
-            )
-            self.on_recorded()
-            if self.exit_after_commit is not None:
-                self._exit_if_injected(event.event_type, sequence)
+            self._handled(event, sequence, started)
         if position != sequence:
             await self._say_replayed(message, position)
         self.stats.last_sequence = max(self.stats.last_sequence, sequence)
         await message.ack()
         self._waiting.pop(sequence, None)
         self._failures.pop(sequence, None)
+
+    async def _retry_later(
+        self, message: Msg, event: IntegrationEvent, sequence: int, error: RetryLater
+    ) -> None:
+        """An event that waits for an earlier one: redelivered, until it has waited
+        `retry_later_seconds`, then dead-lettered."""
+        waiting = self._waiting_on(sequence)
+        waited = time.monotonic() - waiting.since
+        if waited >= self.retry_later_seconds:
+            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "dead_letter").inc()
+            await self.dead_letter(
+                message,
+                f"waited {waited:.0f}s ({waiting.deliveries} deliveries) "
+                f"for an earlier event: {error!r}",
+            )
+            return
+        waiting.deliveries += 1
+        self.stats.retried += 1
+        metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "retried").inc()
+        log.info(
+            "will retry message: %r",
+            error,
+            extra={"case_id": str(event.case_id), "sequence": sequence},
+        )
+        await message.nak(delay=min(0.2 * 2**waiting.deliveries, 10.0))
+
+    async def _failed(
+        self, message: Msg, event: IntegrationEvent, sequence: int, error: Exception
+    ) -> None:
+        """A handler that raised: redelivered with a backoff, dead-lettered after
+        `max_deliveries` failures."""
+        # Counted here, not from the server's delivery count: that one also counts
+        # the deliveries that only waited (RetryLater), here or at another instance
+        # sharing the durable, which are not failures.
+        failures = self._count_failure(sequence)
+        if failures >= self.max_deliveries:
+            log.exception(
+                "giving up on message",
+                extra={"case_id": str(event.case_id), "sequence": sequence},
+            )
+            metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "dead_letter").inc()
+            await self.dead_letter(message, f"failed {failures} times: {error!r}")
+            return
+        self.stats.retried += 1
+        metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "retried").inc()
+        log.warning(
+            "will retry message: %r",
+            error,
+            extra={"case_id": str(event.case_id), "sequence": sequence},
+        )
+        await message.nak(delay=min(0.2 * 2**failures, 10.0))
+
+    def _handled(self, event: IntegrationEvent, sequence: int, started: float) -> None:
+        metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(
+            time.perf_counter() - started
+        )
+        metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "handled").inc()
+        log.info("handled %s", event.event_type, extra={"sequence": sequence})
+        self.stats.handled += 1
+        self.stats.handled_by_type[event.event_type] = (
+            self.stats.handled_by_type.get(event.event_type, 0) + 1
+        )
+        self.on_recorded()
+        if self.exit_after_commit is not None:
+            self._exit_if_injected(event.event_type, sequence)
 
     def _exit_if_injected(self, event_type: str, sequence: int) -> None:
         """FAULT INJECTION, testing only: dies between the commit and the ack.
@@ -351,7 +364,7 @@ class TrackingConsumer:
         )
         os._exit(FAULT_EXIT_CODE)
 
-    def _failed(self, sequence: int) -> int:
+    def _count_failure(self, sequence: int) -> int:
         """One more failure of this message in this process; how many so far."""
         if sequence not in self._failures and len(self._failures) >= 10_000:
             # Messages another instance finished never come back here.
@@ -405,7 +418,7 @@ class TrackingConsumer:
             except DuplicateDelivery:
                 pass
             except Exception:
-                failures = self._failed(sequence)
+                failures = self._count_failure(sequence)
                 if failures < self.max_deliveries:
                     await message.nak(delay=min(0.2 * 2**failures, 10.0))
                     return
