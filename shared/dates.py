@@ -17,6 +17,7 @@ from typing import Any
 from hijridate import Gregorian, Hijri
 
 from shared.errors import Invalid
+from shared.inputs import ascii_digits
 
 # Saudi Arabia keeps UTC+3 all year; a person's "day" is the day in Riyadh.
 RIYADH = timezone(timedelta(hours=3), "AST")
@@ -114,7 +115,6 @@ def day_in_words(moment: datetime | date, lang: str) -> str:
 # A Hijri date is written like a Gregorian one and marked: "1441-05-20h" or
 # "1441-05-20 هـ". Unmarked, a date is Gregorian.
 _TYPED_DAY = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})\s*(h|H|هـ|ه)?")
-_DIGITS_IN = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
 
 # No person, membership or document a service judges is older; and every year of
 # the Hijri table (1343-1500) falls before it, so a Hijri date typed as a
@@ -153,7 +153,7 @@ def invalid_date(field: str, value: Any) -> Invalid:
 
 
 def is_marked_hijri(value: Any) -> bool:
-    found = _TYPED_DAY.fullmatch(str(value).strip().translate(_DIGITS_IN))
+    found = _TYPED_DAY.fullmatch(ascii_digits(str(value).strip()))
     return found is not None and found.group(4) is not None
 
 
@@ -163,7 +163,7 @@ def read_day(value: Any, field: str) -> date:
         return local_day(value)
     if isinstance(value, date):
         return value
-    found = _TYPED_DAY.fullmatch(str(value).strip().translate(_DIGITS_IN))
+    found = _TYPED_DAY.fullmatch(ascii_digits(str(value).strip()))
     if found is None:
         raise invalid_date(field, value)
     year, month, day = (int(part) for part in found.groups()[:3])
