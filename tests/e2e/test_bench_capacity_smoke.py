@@ -43,7 +43,9 @@ def test_bench_capacity_prints_sane_figures_and_fails_on_a_request_not_verified(
     floor = re.search(r"publish +(\d+) msg/s\n +pull consume +(\d+) msg/s", bench.stdout)
     assert floor and int(floor[1]) > 0 and int(floor[2]) > 0, output
     for process in ("intake", "verification", "committee", "nats-server"):
-        assert re.search(rf"^  {process} +[\d.]+ +[\d.]+ +[\d.]+$", bench.stdout, re.MULTILINE), process
+        assert re.search(rf"^  {process} +[\d.]+ +[\d.]+ +[\d.]+$", bench.stdout, re.MULTILINE), (
+            process
+        )
 
     # The verifier left one request of the NATS pass alone: it is accepted, never
     # verified, and the run says so and fails.
