@@ -63,8 +63,10 @@ compose-check: $(STAMP)
 simulate: $(STAMP)
 	$(PY) -m khidma.simulate $(ARGS)
 
+# The simulator's cases, then a short capacity run (make bench-capacity for the full one).
 bench: $(STAMP)
 	$(PY) -m khidma.bench $(ARGS)
+	$(PY) -m khidma.bench_capacity --requests 300
 
 # What `sync_interval: always` costs a windowed JetStream publish (make bench includes it).
 bench-fsync: $(STAMP)
