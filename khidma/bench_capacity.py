@@ -399,11 +399,12 @@ def postgres_database() -> Iterator[dict[str, str]]:
     service (and the identity store this process prepares) keeps its schema there.
     The settings go into this process's environment too, for that identity store."""
     import psycopg
+    from psycopg.sql import Identifier
 
     name = f"khidma_capacity_{uuid.uuid4().hex[:12]}"
     admin = {**POSTGRES, "dbname": "test", "autocommit": True}
     with psycopg.connect(**admin) as connection:  # type: ignore[arg-type]
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(Identifier(name)))
     env = {
         "KHIDMA_STORE": "postgres",
         "KHIDMA_POSTGRES_HOST": POSTGRES["host"],
@@ -422,7 +423,9 @@ def postgres_database() -> Iterator[dict[str, str]]:
             else:
                 os.environ[key] = value
         with psycopg.connect(**admin) as connection:  # type: ignore[arg-type]
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            connection.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(Identifier(name))
+            )
 
 
 def report_lines(
