@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint run test browser screenshots test-browser bench-web bench-batches test-unit test-integration test-e2e test-postgres simulate bench bench-fsync chaos bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test browser screenshots test-browser bench-web bench-batches bench-capacity test-unit test-integration test-e2e test-postgres simulate bench bench-fsync chaos bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -63,8 +63,10 @@ compose-check: $(STAMP)
 simulate: $(STAMP)
 	$(PY) -m khidma.simulate $(ARGS)
 
+# The simulator's cases, then a short capacity run (make bench-capacity for the full one).
 bench: $(STAMP)
 	$(PY) -m khidma.bench $(ARGS)
+	$(PY) -m khidma.bench_capacity --requests 300
 
 # What `sync_interval: always` costs a windowed JetStream publish (make bench includes it).
 bench-fsync: $(STAMP)
@@ -111,3 +113,9 @@ bench-web: $(STAMP)
 # (ARGS="--rows 2000 --concurrency 32 --again").
 bench-batches: $(STAMP)
 	$(PY) -m khidma.bench_batches $(ARGS)
+
+# Complete requests through intake (HTTP, then NATS request/reply) to the last DataVerified,
+# beside the same NATS server's raw floor; CPU and peak memory of each process (issue 14).
+# make bench-capacity ARGS="--requests 2000 --concurrency 64 --store postgres"
+bench-capacity: $(STAMP)
+	$(PY) -m khidma.bench_capacity $(ARGS)

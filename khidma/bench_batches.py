@@ -54,8 +54,9 @@ def batch(rows: int, seed: int = 1448) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
-def token(system: EmbeddedSystem) -> str:
-    client = json.loads((system.data_dir / CHANNEL_CLIENTS_FILE).read_text())["branch_office"]
+def token(system: EmbeddedSystem, channel: str = "branch_office") -> str:
+    """A bearer token of the channel's adapter client (client credentials)."""
+    client = json.loads((system.data_dir / CHANNEL_CLIENTS_FILE).read_text())[channel]
     response = httpx.post(
         f"{system.services['identity'].url}/oauth/token",
         data={"grant_type": "client_credentials", **client},
