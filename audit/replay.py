@@ -330,9 +330,6 @@ def replay_stream(
     stop = threading.Event()
 
     async def read() -> None:
-        import nats
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
         connection = await connect_to_stream(nats_url, user=user, password=password)
         try:
             js = connection.jetstream()
@@ -340,45 +337,7 @@ def replay_stream(
             handover.put(("total", info.state.messages))
             if not info.state.messages:
                 return
-            # An ephemeral pull consumer without acks: the audit reads, it consumes
-            # nothing; each fetch brings at most STREAM_BATCH messages into memory.
-            subscription = await js.pull_subscribe(
-                subject,
-                stream=STREAM_NAME,
-                config=ConsumerConfig(
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.NONE,
-                    inactive_threshold=60.0,
-                    mem_storage=True,
-                ),
-            )
-            try:
-                while not stop.is_set():
-                    try:
-                        messages = await subscription.fetch(
-                            batch=STREAM_BATCH, timeout=idle_timeout
-                        )
-                    except (TimeoutError, nats.errors.TimeoutError):
-                        return
-                    batch = [
-                        (message.metadata.sequence.stream, message.subject, message.data)
-                        for message in messages
-                    ]
-                    while not stop.is_set():
-                        try:
-                            handover.put(("batch", batch), timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    if not messages or messages[-1].metadata.num_pending == 0:
-                        return
-            finally:
-                try:
-                    await subscription.unsubscribe()
-                    consumer = subscription._consumer
-                    await js.delete_consumer(STREAM_NAME, consumer)
-                except Exception:  # noqa: BLE001, S110 — the ephemeral consumer expires on its own anyway
-                    pass
+            await _pull_all(connection, js, subject, idle_timeout, handover, stop)
         finally:
             await connection.close()
 
@@ -436,3 +395,105 @@ def _put_until(handover: queue.Queue[Any], item: Any, stop: threading.Event) -> 
                     handover.get_nowait()
                 except queue.Empty:
                     pass
+
+
+class _Batch:
+    """The messages of one pull request, gathered by the subscription's callback.
+
+    nats-py's own `fetch` waits for each message with a timeout of its own (a task
+    per message) and parses each reply subject into a Metadata with a datetime:
+    that was most of the replay's time. Here a message costs a tuple and a split.
+    """
+
+    def __init__(self, wanted: int, reply: str) -> None:
+        self.wanted = wanted
+        self.reply = reply
+        self.items: list[tuple[int, str, bytes]] = []
+        self.pending = -1  # what the server still holds for the consumer after the last one
+        self.done = asyncio.Event()
+
+    async def take(self, message: Any) -> None:
+        headers = message.headers
+        if headers and headers.get("Status"):
+            # 404 no messages / 408 request expired, sent to the request's own reply
+            # subject: the server has sent all it will for it (a late one of an
+            # earlier request ends nothing).
+            if message.subject == self.reply:
+                self.done.set()
+            return
+        tokens = message.reply.split(".")
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>,
+        # or with the domain and account hash in front (11 tokens and more).
+        offset = 0 if len(tokens) == ACK_V1_TOKENS else 2
+        self.items.append((int(tokens[5 + offset]), message.subject, message.data))
+        self.pending = int(tokens[8 + offset])
+        if len(self.items) >= self.wanted or self.pending == 0:
+            self.done.set()
+
+
+ACK_V1_TOKENS = 9
+
+
+async def _pull_all(
+    connection: Any,
+    js: Any,
+    subject: str,
+    idle_timeout: float,
+    handover: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    """Reads the stream through an ephemeral pull consumer, STREAM_BATCH per request."""
+    import json
+
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    # An ephemeral pull consumer without acks: the audit reads, it consumes
+    # nothing; each request brings at most STREAM_BATCH messages into memory.
+    consumer = await js.add_consumer(
+        STREAM_NAME,
+        ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE,
+            filter_subject=subject,
+            inactive_threshold=60.0,
+            mem_storage=True,
+        ),
+    )
+    name = consumer.name
+    inbox = connection.new_inbox()
+    batch = _Batch(0, "")
+
+    async def deliver(message: Any) -> None:
+        await batch.take(message)
+
+    subscription = await connection.subscribe(
+        f"{inbox}.*", cb=deliver, pending_msgs_limit=STREAM_BATCH * 4, pending_bytes_limit=-1
+    )
+    request = json.dumps({"batch": STREAM_BATCH, "no_wait": True}).encode()
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM_NAME}.{name}"
+    requests = 0
+    try:
+        while not stop.is_set():
+            requests += 1
+            batch = _Batch(STREAM_BATCH, f"{inbox}.{requests}")
+            await connection.publish(next_subject, request, reply=batch.reply)
+            try:
+                await asyncio.wait_for(batch.done.wait(), timeout=idle_timeout)
+            except TimeoutError:
+                if not batch.items:
+                    return
+            if batch.items:
+                while not stop.is_set():
+                    try:
+                        handover.put(("batch", batch.items), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+            if not batch.items or batch.pending == 0:
+                return
+    finally:
+        try:
+            await subscription.unsubscribe()
+            await js.delete_consumer(STREAM_NAME, name)
+        except Exception:  # noqa: BLE001, S110 — the ephemeral consumer expires on its own anyway
+            pass
