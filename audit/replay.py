@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import orjson
+import msgspec
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
@@ -178,12 +178,7 @@ class StoreReader:
             state = self.cipher.decrypt(state)
         if self.compressor is not None:
             state = self.compressor.decompress(state)
-        try:
-            return _plain_json(orjson.loads(state))
-        except orjson.JSONDecodeError:
-            # What orjson refuses and json reads (an integer past 64 bits, a NaN):
-            # the library's own transcoder, as before.
-            return _plain(self.transcoder.decode(state))
+        return decode_state(state, self.transcoder)
 
     def records(self, *, after: int = 0, page: int = PAGE) -> Iterator[StoredRecord]:
         position = after
@@ -208,6 +203,16 @@ class StoreReader:
 
     def close(self) -> None:
         self.factory.close()
+
+
+def decode_state(state: bytes, transcoder: JSONTranscoder) -> dict[str, Any]:
+    """A stored event's state (deciphered, decompressed) as the audit reads it."""
+    try:
+        return _plain_json(_JSON.decode(state))
+    except msgspec.DecodeError:
+        # What msgspec refuses and json reads (a NaN, an infinity, bytes that are
+        # no JSON at all): the library's own transcoder, as before, with its error.
+        return _plain(transcoder.decode(state))
 
 
 def _plain(value: Any) -> Any:
@@ -244,8 +249,12 @@ _TRANSCODED: dict[str, Callable[[Any], Any]] = {
 }
 
 
+# msgspec, not orjson: orjson reads an integer past 64 bits as a float, silently.
+_JSON = msgspec.json.Decoder()
+
+
 def _plain_json(value: Any) -> Any:
-    """A stored state parsed by orjson, its transcoded values decoded: one walk.
+    """A stored state parsed by msgspec, its transcoded values decoded: one walk.
 
     The same result as the library's transcoder followed by `_plain` (children
     first, as its object hook sees them), without json's per-object Python hook.
