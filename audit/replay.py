@@ -468,15 +468,20 @@ class _Batch:
         self.reply = reply
         self.items: list[tuple[int, str, bytes]] = []
         self.pending = -1  # what the server still holds for the consumer after the last one
+        self.refused: str | None = None
         self.done = asyncio.Event()
 
     async def take(self, message: Any) -> None:
         headers = message.headers
-        if headers and headers.get("Status"):
-            # 404 no messages / 408 request expired, sent to the request's own reply
-            # subject: the server has sent all it will for it (a late one of an
-            # earlier request ends nothing).
+        status = headers.get("Status") if headers else None
+        if status:
+            # Sent to the request's own reply subject (a late one of an earlier
+            # request ends nothing): 404 no messages / 408 request expired mean the
+            # server has sent all it will; anything else (a 409: the consumer was
+            # deleted, ...) must not pass for the end of the stream.
             if message.subject == self.reply:
+                if status not in ("404", "408"):
+                    self.refused = f"{status} {headers.get('Description', '')}".strip()
                 self.done.set()
             return
         tokens = message.reply.split(".")
@@ -540,6 +545,8 @@ async def _pull_all(
             except TimeoutError:
                 if not batch.items:
                     return
+            if batch.refused:
+                raise RuntimeError(f"the server stopped the read of {STREAM_NAME}: {batch.refused}")
             if batch.items:
                 while not stop.is_set():
                     try:

@@ -113,3 +113,13 @@ def test_only_the_requests_own_status_ends_it() -> None:
     _take(batch, _Message("_INBOX.x.2", "", b"", {"Status": "404"}))
     assert batch.done.is_set()
     assert batch.items == []
+
+
+def test_a_status_other_than_the_end_is_a_refusal() -> None:
+    batch = _Batch(10, "_INBOX.x.3")
+    _take(
+        batch,
+        _Message("_INBOX.x.3", "", b"", {"Status": "409", "Description": "Consumer Deleted"}),
+    )
+    assert batch.done.is_set()
+    assert batch.refused == "409 Consumer Deleted"
