@@ -234,7 +234,14 @@ def _plain(value: Any) -> Any:
 # DecimalAsStr, DatetimeAsISO, as `_transcoder` registers them), read the way `_plain`
 # leaves them: a UUID as its string, a datetime aware (UTC when stored naive).
 def _uuid_text(data: str) -> str:
+    # UUIDAsHex writes `uuid.hex`: its string is the same digits with the dashes put in,
+    # without building a UUID; anything else is read by UUID, as the library reads it.
+    if _UUID_HEX.fullmatch(data):
+        return f"{data[:8]}-{data[8:12]}-{data[12:16]}-{data[16:20]}-{data[20:]}"
     return str(UUID(data))
+
+
+_UUID_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 def _aware(data: str) -> datetime:

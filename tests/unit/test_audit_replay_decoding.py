@@ -123,3 +123,11 @@ def test_a_status_other_than_the_end_is_a_refusal() -> None:
     )
     assert batch.done.is_set()
     assert batch.refused == "409 Consumer Deleted"
+
+
+@pytest.mark.parametrize(
+    "data", [CASE.hex, CASE.hex.upper(), str(CASE), "{" + CASE.hex + "}", "urn:uuid:" + CASE.hex]
+)
+def test_a_uuid_in_any_form_the_library_reads_is_its_string(data: str) -> None:
+    state = b'{"id": {"_type_": "uuid_hex", "_data_": "' + data.encode() + b'"}}'
+    assert decode_state(state, _transcoder()) == _reference(state) == {"id": str(CASE)}
