@@ -6,10 +6,12 @@ bounded whatever the length of the history:
 * a store is read through its notification log, `page` notifications at a time
   (eventsourcing's `select_notifications` with a limit); each stored event is
   decoded generically (topic + JSON state with the UUID, datetime and Decimal
-  transcodings), without importing the services' modules;
+  transcodings, parsed by msgspec in one walk: `decode_state`), without
+  importing the services' modules;
 * the stream is read with an ephemeral pull consumer (no acks) on
-  `khidma.*.*.*`, STREAM_BATCH messages per fetch, in a background thread that
-  hands them over through a bounded queue (STREAM_QUEUE).
+  `khidma.*.*.*`, STREAM_BATCH messages per pull request (sent by the audit
+  itself, `_pull_all`), in a background thread that hands them over through a
+  bounded queue (STREAM_QUEUE).
 
 A progress bar (tqdm, on stderr) is shown when asked (`progress=True`) or, with
 `progress=None`, when stderr is a terminal.

@@ -56,10 +56,10 @@ def test_an_integer_past_64_bits_stays_exact() -> None:
 
 
 def test_what_msgspec_refuses_is_read_by_the_library() -> None:
-    state = b'{"score": NaN, "limit": Infinity}'
+    state = b'{"score": NaN, "limit": Infinity, "huge": 1e400}'
     decoded = decode_state(state, _transcoder())
     assert decoded["score"] != decoded["score"]  # NaN, as json reads it
-    assert decoded["limit"] == float("inf")
+    assert decoded["limit"] == decoded["huge"] == float("inf")
 
 
 def test_an_unknown_transcoding_is_refused_by_both() -> None:
