@@ -506,6 +506,33 @@ class _Batch:
 ACK_V1_TOKENS = 9
 
 
+async def _ephemeral_consumer(js: Any, subject: str) -> str:
+    """An ephemeral pull consumer without acks: the audit reads, it consumes nothing."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    consumer = await js.add_consumer(
+        STREAM_NAME,
+        ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE,
+            filter_subject=subject,
+            inactive_threshold=60.0,
+            mem_storage=True,
+        ),
+    )
+    return str(consumer.name)
+
+
+def _hand_over(handover: queue.Queue[Any], items: list[Any], stop: threading.Event) -> None:
+    # Waits for room (the reading side is slower), unless the reading side stopped.
+    while not stop.is_set():
+        try:
+            handover.put(("batch", items), timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
 async def _pull_all(
     connection: Any,
     js: Any,
@@ -517,27 +544,15 @@ async def _pull_all(
     """Reads the stream through an ephemeral pull consumer, STREAM_BATCH per request."""
     import json
 
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-    # An ephemeral pull consumer without acks: the audit reads, it consumes
-    # nothing; each request brings at most STREAM_BATCH messages into memory.
-    consumer = await js.add_consumer(
-        STREAM_NAME,
-        ConsumerConfig(
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.NONE,
-            filter_subject=subject,
-            inactive_threshold=60.0,
-            mem_storage=True,
-        ),
-    )
-    name = consumer.name
+    name = await _ephemeral_consumer(js, subject)
     inbox = connection.new_inbox()
     batch = _Batch(0, "")
 
     async def deliver(message: Any) -> None:
         await batch.take(message)
 
+    # One request in flight at a time: at most STREAM_BATCH messages and a status wait
+    # here, well under the limit past which nats-py would drop messages (slow consumer).
     subscription = await connection.subscribe(
         f"{inbox}.*", cb=deliver, pending_msgs_limit=STREAM_BATCH * 4, pending_bytes_limit=-1
     )
@@ -557,12 +572,7 @@ async def _pull_all(
             if batch.refused:
                 raise RuntimeError(f"the server stopped the read of {STREAM_NAME}: {batch.refused}")
             if batch.items:
-                while not stop.is_set():
-                    try:
-                        handover.put(("batch", batch.items), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                _hand_over(handover, batch.items, stop)
             if not batch.items or batch.pending == 0:
                 return
     finally:
