@@ -1,6 +1,6 @@
 """`make bench-audit`: a long history on a real stream, replayed and reported, measured.
 
-    python -m audit.bench [--events 1000000] [--compliance]
+    python -m audit.bench [--events 1000000] [--store-events 1000000] [--compliance]
 
 1. Generates a history of integration events (realistic cases of every
    association through the six event types, over a year) and publishes it to
@@ -15,6 +15,16 @@
    the policy packs (the decision window and the quorum of each association's
    pack), as the board's report runs them; there are no stores here, so the
    checks that need one are named as not run, as the report names them.
+
+4. The store side (`--store-events N`, 0 to skip): writes N events to a SQLite
+   store of the surveys service the way it writes them (its application, the
+   hash-chained process recorder, a save of many aggregates per transaction:
+   each survey registered, then invited), then replays that store with the
+   audit's own reader (`audit.replay.replay_store`, decoding every event).
+
+Each replay also reports its process CPU time (the reading thread with the
+decoding one; not the nats-server's): on a machine shared with other work
+the wall clock says more about the neighbours than about the audit.
 
 Peak memory is the process's `ru_maxrss`, read after each phase (it only
 grows), and the nats-server's own peak (VmHWM). Results are printed and written
@@ -343,9 +353,90 @@ def server_peak_mib(pid: int | None) -> float | None:
     return None
 
 
+SAVE_BATCH = 250  # surveys per save: two events each
+
+
+def write_store(folder: Path, events: int, *, seed: int = 7) -> int:
+    """Writes `events` events to a fresh surveys store in `folder`; returns the count."""
+    from services.surveys.application import SurveysApplication
+    from services.surveys.domain import Survey
+    from shared.settings import ServiceSettings
+
+    rng = random.Random(seed)
+    # No broker here: the store is all that is written.
+    settings = ServiceSettings(
+        service_name="surveys", store="sqlite", data_dir=folder, nats_url="nats://127.0.0.1:1"
+    )
+    app = SurveysApplication(env=settings.eventsourcing_env())
+    packs = list(load_packs(DEFAULT_POLICIES_DIR).values())
+    invited_at = datetime(2026, 1, 1, tzinfo=UTC)
+    written = 0
+    try:
+        while written < events:
+            surveys = []
+            for _ in range(min(SAVE_BATCH, (events - written + 1) // 2)):
+                pack = rng.choice(packs)
+                case_id = UUID(_uuid(rng))
+                survey = Survey(
+                    case_id=case_id,
+                    association_id=pack.association_id,
+                    case_ref=f"{pack.case_prefix}-1447-{written:07d}",
+                    correlation_id=case_id,
+                    channel=rng.choice(pack.channels),
+                    service_code=rng.choice(pack.services).code,
+                    phone=None,
+                    email=None,
+                    language="ar",
+                    revision=1,
+                    personal_key=None,
+                )
+                survey.invite(
+                    stage="delivered",
+                    causation_id=UUID(_uuid(rng)),
+                    token=_uuid(rng),
+                    invited_at=invited_at,
+                )
+                surveys.append(survey)
+            app.save(*surveys)
+            written += 2 * len(surveys)
+        return written
+    finally:
+        app.close()
+
+
+def bench_store(events: int, folder: Path, *, progress: bool, seed: int) -> dict[str, Any]:
+    """Writes a surveys store of `events` events, then replays it with the audit's reader."""
+    from audit.replay import replay_store
+    from audit.settings import AuditSettings
+
+    started = time.perf_counter()
+    written = write_store(folder, events, seed=seed)
+    write_seconds = time.perf_counter() - started
+    started, cpu = time.perf_counter(), time.process_time()
+    replayed = sum(
+        1
+        for _ in replay_store(
+            "surveys", AuditSettings(data_dir=folder, store="sqlite"), progress=progress
+        )
+    )
+    replay_seconds = time.perf_counter() - started
+    replay_cpu = time.process_time() - cpu
+    return {
+        "events": written,
+        "write_seconds": round(write_seconds, 2),
+        "write_events_per_second": round(written / write_seconds),
+        "replayed": replayed,
+        "replay_seconds": round(replay_seconds, 2),
+        "replay_events_per_second": round(replayed / replay_seconds),
+        "replay_cpu_seconds": round(replay_cpu, 2),
+        "replay_events_per_cpu_second": round(replayed / replay_cpu),
+    }
+
+
 def run_bench(
     events: int,
     *,
+    store_events: int = 0,
     compliance: bool = False,
     progress: bool = True,
     out_dir: Path = Path("bench-results"),
@@ -376,25 +467,29 @@ def run_bench(
             }
             result["peak_rss_mib_after_publish"] = round(peak_rss_mib(), 1)
 
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             replayed = 0
             for _ in stream_events(server.url, progress=progress):
                 replayed += 1
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
             result["replay"] = {
                 "events": replayed,
                 "seconds": round(elapsed, 2),
                 "events_per_second": round(replayed / elapsed),
+                "cpu_seconds": round(cpu, 2),
+                "events_per_cpu_second": round(replayed / cpu),
             }
             result["peak_rss_mib_after_replay"] = round(peak_rss_mib(), 1)
 
             start = date.fromtimestamp(generator.start_ts)
             end = start + timedelta(days=generator.days - 1)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             figures = compute_figures(
                 stream_events(server.url, progress=progress), start=start, end=end, packs=packs
             )
             figures_done = time.perf_counter()
+            figures_cpu = time.process_time() - cpu
             # As `python -m audit report` runs them: against the packs, with the report's
             # default grace; the stores' checks cannot run on a stream alone.
             not_run = checks_not_run((), packs=packs) if compliance else []
@@ -424,6 +519,7 @@ def run_bench(
                 "requests_in_period": figures.requests_total,
                 "figures_seconds": round(figures_done - started, 2),
                 "figures_events_per_second": round(figures.events_read / (figures_done - started)),
+                "figures_cpu_seconds": round(figures_cpu, 2),
                 "exceptions": files.exceptions_total,
                 "checks_not_run": not_run if compliance else None,
                 "exceptions_by_check": json.loads(files.json.read_text(encoding="utf-8"))[
@@ -435,6 +531,11 @@ def run_bench(
                 "build_seconds": round(written - started, 2),
                 "html_bytes": files.html.stat().st_size,
             }
+            result["peak_rss_mib_after_report"] = round(peak_rss_mib(), 1)
+            if store_events:
+                result["store"] = bench_store(
+                    store_events, Path(folder) / "stores", progress=progress, seed=seed
+                )
             result["peak_rss_mib"] = round(peak_rss_mib(), 1)
             result["nats_server_peak_mib"] = server_peak_mib(
                 server.process.pid if server.process else None
@@ -454,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument(
+        "--store-events",
+        type=int,
+        default=None,
+        help="events written to a surveys store and replayed (default: --events; 0 skips)",
+    )
+    parser.add_argument(
         "--compliance", action="store_true", help="also run the compliance checks (slower)"
     )
     parser.add_argument("--seed", type=int, default=7)
@@ -465,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_bench(
         args.events,
+        store_events=args.events if args.store_events is None else args.store_events,
         compliance=args.compliance,
         progress=not args.quiet,
         out_dir=args.output,
@@ -475,8 +583,14 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Khidma audit benchmark: {publish['events']:,} events ({publish['cases']:,} cases)",
         f"  publish to the stream     {publish['seconds']:8.2f} s  {publish['events_per_second']:>10,} events/s",
-        f"  replay (read + decode)    {replay['seconds']:8.2f} s  {replay['events_per_second']:>10,} events/s",
-        f"  report figures            {report['figures_seconds']:8.2f} s  {report['figures_events_per_second']:>10,} events/s",
+        (
+            f"  replay (read + decode)    {replay['seconds']:8.2f} s  {replay['events_per_second']:>10,} events/s"
+            f"  (CPU {replay['cpu_seconds']:.2f} s: {replay['events_per_cpu_second']:,}/CPU s)"
+        ),
+        (
+            f"  report figures            {report['figures_seconds']:8.2f} s  {report['figures_events_per_second']:>10,} events/s"
+            f"  (CPU {report['figures_cpu_seconds']:.2f} s)"
+        ),
     ]
     checks = (
         f", compliance checks: {report['exceptions']:,} exceptions"
@@ -486,9 +600,21 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         f"  report files written      {report['write_seconds']:8.3f} s  (HTML {report['html_bytes']:,} bytes{checks})",
         f"  report build in all       {report['build_seconds']:8.2f} s",
+    ]
+    store = result.get("store")
+    if store:
+        lines += [
+            f"  store write (surveys)     {store['write_seconds']:8.2f} s  {store['write_events_per_second']:>10,} events/s",
+            (
+                f"  store replay (+ decode)   {store['replay_seconds']:8.2f} s  {store['replay_events_per_second']:>10,} events/s"
+                f"  (CPU {store['replay_cpu_seconds']:.2f} s: {store['replay_events_per_cpu_second']:,}/CPU s)"
+            ),
+        ]
+    lines += [
         (
             f"  peak memory (ru_maxrss)   after publish {result['peak_rss_mib_after_publish']:.0f} MiB, "
-            f"after replay {result['peak_rss_mib_after_replay']:.0f} MiB, at the end {result['peak_rss_mib']:.0f} MiB"
+            f"after replay {result['peak_rss_mib_after_replay']:.0f} MiB, "
+            f"after the report {result['peak_rss_mib_after_report']:.0f} MiB, at the end {result['peak_rss_mib']:.0f} MiB"
         ),
         f"  nats-server peak (VmHWM)  {result['nats_server_peak_mib'] or 0:.0f} MiB",
         f"written {result['written']}",

@@ -6,10 +6,12 @@ bounded whatever the length of the history:
 * a store is read through its notification log, `page` notifications at a time
   (eventsourcing's `select_notifications` with a limit); each stored event is
   decoded generically (topic + JSON state with the UUID, datetime and Decimal
-  transcodings), without importing the services' modules;
+  transcodings, parsed by msgspec in one walk: `decode_state`), without
+  importing the services' modules;
 * the stream is read with an ephemeral pull consumer (no acks) on
-  `khidma.*.*.*`, STREAM_BATCH messages per fetch, in a background thread that
-  hands them over through a bounded queue (STREAM_QUEUE).
+  `khidma.*.*.*`, STREAM_BATCH messages per pull request (sent by the audit
+  itself, `_pull_all`), in a background thread that hands them over through a
+  bounded queue (STREAM_QUEUE).
 
 A progress bar (tqdm, on stderr) is shown when asked (`progress=True`) or, with
 `progress=None`, when stderr is a terminal.
@@ -22,16 +24,20 @@ import queue
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
+import msgspec
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
     InfrastructureFactory,
     JSONTranscoder,
+    TranscodingNotRegisteredError,
     UUIDAsHex,
 )
 from eventsourcing.utils import Environment
@@ -174,8 +180,7 @@ class StoreReader:
             state = self.cipher.decrypt(state)
         if self.compressor is not None:
             state = self.compressor.decompress(state)
-        decoded = self.transcoder.decode(state)
-        return _plain(decoded)
+        return decode_state(state, self.transcoder)
 
     def records(self, *, after: int = 0, page: int = PAGE) -> Iterator[StoredRecord]:
         position = after
@@ -202,6 +207,16 @@ class StoreReader:
         self.factory.close()
 
 
+def decode_state(state: bytes, transcoder: JSONTranscoder) -> dict[str, Any]:
+    """A stored event's state (deciphered, decompressed) as the audit reads it."""
+    try:
+        return _plain_json(_JSON.decode(state))
+    except msgspec.DecodeError:
+        # What msgspec refuses and json reads (a NaN, an infinity, bytes that are
+        # no JSON at all): the library's own transcoder, as before, with its error.
+        return _plain(transcoder.decode(state))
+
+
 def _plain(value: Any) -> Any:
     """UUIDs as strings; datetimes stay datetimes (aware, UTC)."""
     from uuid import UUID
@@ -214,6 +229,58 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
+    return value
+
+
+# The library's transcodings of a stored state (eventsourcing.persistence: UUIDAsHex,
+# DecimalAsStr, DatetimeAsISO, as `_transcoder` registers them), read the way `_plain`
+# leaves them: a UUID as its string, a datetime aware (UTC when stored naive).
+def _uuid_text(data: str) -> str:
+    # UUIDAsHex writes `uuid.hex`: its string is the same digits with the dashes put in,
+    # without building a UUID; anything else is read by UUID, as the library reads it.
+    if _UUID_HEX.fullmatch(data):
+        return f"{data[:8]}-{data[8:12]}-{data[12:16]}-{data[16:20]}-{data[20:]}"
+    return str(UUID(data))
+
+
+_UUID_HEX = re.compile(r"[0-9a-f]{32}")
+
+
+def _aware(data: str) -> datetime:
+    value = datetime.fromisoformat(data)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+_TRANSCODED: dict[str, Callable[[Any], Any]] = {
+    "uuid_hex": _uuid_text,
+    "decimal_str": Decimal,
+    "datetime_iso": _aware,
+}
+
+
+# msgspec, not orjson: orjson reads an integer past 64 bits as a float, silently.
+_JSON = msgspec.json.Decoder()
+
+
+def _plain_json(value: Any) -> Any:
+    """A stored state parsed by msgspec, its transcoded values decoded: one walk.
+
+    The same result as the library's transcoder followed by `_plain` (children
+    first, as its object hook sees them), without json's per-object Python hook.
+    """
+    if isinstance(value, dict):
+        value = {k: _plain_json(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
+            decode = _TRANSCODED.get(value["_type_"])
+            if decode is None:
+                raise TranscodingNotRegisteredError(
+                    f"Data serialized with name '{value['_type_']}' is not deserializable. "
+                    "Please register a custom transcoding for this type."
+                )
+            return decode(value["_data_"])
+        return value
+    if isinstance(value, list):
+        return [_plain_json(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 
@@ -330,9 +397,6 @@ def replay_stream(
     stop = threading.Event()
 
     async def read() -> None:
-        import nats
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
         connection = await connect_to_stream(nats_url, user=user, password=password)
         try:
             js = connection.jetstream()
@@ -340,45 +404,7 @@ def replay_stream(
             handover.put(("total", info.state.messages))
             if not info.state.messages:
                 return
-            # An ephemeral pull consumer without acks: the audit reads, it consumes
-            # nothing; each fetch brings at most STREAM_BATCH messages into memory.
-            subscription = await js.pull_subscribe(
-                subject,
-                stream=STREAM_NAME,
-                config=ConsumerConfig(
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.NONE,
-                    inactive_threshold=60.0,
-                    mem_storage=True,
-                ),
-            )
-            try:
-                while not stop.is_set():
-                    try:
-                        messages = await subscription.fetch(
-                            batch=STREAM_BATCH, timeout=idle_timeout
-                        )
-                    except (TimeoutError, nats.errors.TimeoutError):
-                        return
-                    batch = [
-                        (message.metadata.sequence.stream, message.subject, message.data)
-                        for message in messages
-                    ]
-                    while not stop.is_set():
-                        try:
-                            handover.put(("batch", batch), timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    if not messages or messages[-1].metadata.num_pending == 0:
-                        return
-            finally:
-                try:
-                    await subscription.unsubscribe()
-                    consumer = subscription._consumer
-                    await js.delete_consumer(STREAM_NAME, consumer)
-                except Exception:  # noqa: BLE001, S110 — the ephemeral consumer expires on its own anyway
-                    pass
+            await _pull_all(connection, js, subject, idle_timeout, handover, stop)
         finally:
             await connection.close()
 
@@ -436,3 +462,122 @@ def _put_until(handover: queue.Queue[Any], item: Any, stop: threading.Event) -> 
                     handover.get_nowait()
                 except queue.Empty:
                     pass
+
+
+class _Batch:
+    """The messages of one pull request, gathered by the subscription's callback.
+
+    nats-py's own `fetch` waits for each message with a timeout of its own (a task
+    per message) and parses each reply subject into a Metadata with a datetime:
+    that was most of the replay's time. Here a message costs a tuple and a split.
+    """
+
+    def __init__(self, wanted: int, reply: str) -> None:
+        self.wanted = wanted
+        self.reply = reply
+        self.items: list[tuple[int, str, bytes]] = []
+        self.pending = -1  # what the server still holds for the consumer after the last one
+        self.refused: str | None = None
+        self.done = asyncio.Event()
+
+    async def take(self, message: Any) -> None:
+        headers = message.headers
+        status = headers.get("Status") if headers else None
+        if status:
+            # Sent to the request's own reply subject (a late one of an earlier
+            # request ends nothing): 404 no messages / 408 request expired mean the
+            # server has sent all it will; anything else (a 409: the consumer was
+            # deleted, ...) must not pass for the end of the stream.
+            if message.subject == self.reply:
+                if status not in ("404", "408"):
+                    self.refused = f"{status} {headers.get('Description', '')}".strip()
+                self.done.set()
+            return
+        tokens = message.reply.split(".")
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>,
+        # or with the domain and account hash in front (11 tokens and more).
+        offset = 0 if len(tokens) == ACK_V1_TOKENS else 2
+        self.items.append((int(tokens[5 + offset]), message.subject, message.data))
+        self.pending = int(tokens[8 + offset])
+        if len(self.items) >= self.wanted or self.pending == 0:
+            self.done.set()
+
+
+ACK_V1_TOKENS = 9
+
+
+async def _ephemeral_consumer(js: Any, subject: str) -> str:
+    """An ephemeral pull consumer without acks: the audit reads, it consumes nothing."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    consumer = await js.add_consumer(
+        STREAM_NAME,
+        ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE,
+            filter_subject=subject,
+            inactive_threshold=60.0,
+            mem_storage=True,
+        ),
+    )
+    return str(consumer.name)
+
+
+def _hand_over(handover: queue.Queue[Any], items: list[Any], stop: threading.Event) -> None:
+    # Waits for room (the reading side is slower), unless the reading side stopped.
+    while not stop.is_set():
+        try:
+            handover.put(("batch", items), timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
+async def _pull_all(
+    connection: Any,
+    js: Any,
+    subject: str,
+    idle_timeout: float,
+    handover: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    """Reads the stream through an ephemeral pull consumer, STREAM_BATCH per request."""
+    import json
+
+    name = await _ephemeral_consumer(js, subject)
+    inbox = connection.new_inbox()
+    batch = _Batch(0, "")
+
+    async def deliver(message: Any) -> None:
+        await batch.take(message)
+
+    # One request in flight at a time: at most STREAM_BATCH messages and a status wait
+    # here, well under the limit past which nats-py would drop messages (slow consumer).
+    subscription = await connection.subscribe(
+        f"{inbox}.*", cb=deliver, pending_msgs_limit=STREAM_BATCH * 4, pending_bytes_limit=-1
+    )
+    request = json.dumps({"batch": STREAM_BATCH, "no_wait": True}).encode()
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM_NAME}.{name}"
+    requests = 0
+    try:
+        while not stop.is_set():
+            requests += 1
+            batch = _Batch(STREAM_BATCH, f"{inbox}.{requests}")
+            await connection.publish(next_subject, request, reply=batch.reply)
+            try:
+                await asyncio.wait_for(batch.done.wait(), timeout=idle_timeout)
+            except TimeoutError:
+                if not batch.items:
+                    return
+            if batch.refused:
+                raise RuntimeError(f"the server stopped the read of {STREAM_NAME}: {batch.refused}")
+            if batch.items:
+                _hand_over(handover, batch.items, stop)
+            if not batch.items or batch.pending == 0:
+                return
+    finally:
+        try:
+            await subscription.unsubscribe()
+            await js.delete_consumer(STREAM_NAME, name)
+        except Exception:  # noqa: BLE001, S110 — the ephemeral consumer expires on its own anyway
+            pass
