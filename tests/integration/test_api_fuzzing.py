@@ -30,7 +30,7 @@ SERVICES = (
     "audit",
     "channels",
 )
-EXAMPLES = os.environ.get("KHIDMA_FUZZ_EXAMPLES", "8")
+EXAMPLES = os.environ.get("KHIDMA_FUZZ_EXAMPLES", "5")
 
 
 @pytest.fixture(scope="module")
