@@ -55,6 +55,17 @@ class ServiceProcess:
         return self.process.pid if self.process else None
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or self.data_dir / f"{self.name}.log"
+
+    def launch(self) -> ServiceProcess:
+        """The process started, not yet ready: several start side by side, then
+        each is waited for (`wait_ready`)."""
         if not self.port:
             self.port = free_port()
         environment = {
@@ -74,9 +85,9 @@ class ServiceProcess:
             # Likewise the key of the form links' prefill (channels seal, web opens):
             # the services only read it, and without it send and take plain links.
             ensure_form_link_key(self.data_dir / FORM_LINK_KEY_FILE)
-        log_path = self.log_file or self.data_dir / f"{self.name}.log"
         # The log is the service's own (0600): a line may name a case.
-        output = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        output = os.fdopen(os.open(self.log_path, flags, 0o600), "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", MODULES.get(self.name, f"services.{self.name}")],
             cwd=PROJECT_ROOT,
@@ -88,10 +99,10 @@ class ServiceProcess:
             preexec_fn=die_with_parent(),  # noqa: PLW1509
         )
         output.close()
-        self.wait_ready(timeout, log_path)
         return self
 
-    def wait_ready(self, timeout: float, log_path: Path) -> None:
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        log_path = self.log_path
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:

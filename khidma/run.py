@@ -88,15 +88,19 @@ class EmbeddedSystem:
             # The web port first: the survey link (surveys' public base URL) points at it.
             web_port = pick_port(WEB) if self.fixed_ports else free_port()
             public = {"KHIDMA_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}"}
+            # Side by side (their start-up is mostly imports), then each waited for:
+            # each one's address is known once it is launched.
             for name in SERVICES:
                 links = public if name == "surveys" else {}
-                self._start(name, {**trust, **self._nats_login(name), **links, **self.service_env})
+                self._launch(name, {**trust, **self._nats_login(name), **links, **self.service_env})
             # The auditors' API reads the stores and, as `admin`, the stream.
-            self._start(AUDIT, {**trust, **self._nats_login(NATS_ADMIN), **self.service_env})
+            self._launch(AUDIT, {**trust, **self._nats_login(NATS_ADMIN), **self.service_env})
             # The channels service verifies the tokens of its own callers (uploads, JSON);
             # before the web app, which uploads the branch offices' batches to it.
-            self._start(CHANNELS, {**trust, **public, **self._channels_env(), **self.service_env})
-            self._start(WEB, {**trust, **self._web_env(), **self.service_env}, port=web_port)
+            self._launch(CHANNELS, {**trust, **public, **self._channels_env(), **self.service_env})
+            self._launch(WEB, {**trust, **self._web_env(), **self.service_env}, port=web_port)
+            for name in (*SERVICES, AUDIT, CHANNELS, WEB):
+                self.services[name].wait_ready()
         except BaseException:
             self.stop()
             raise
@@ -109,7 +113,7 @@ class EmbeddedSystem:
         """Every process this system started: the embedded NATS server, the services."""
         return {**({"nats": self.nats} if self.nats else {}), **self.services}
 
-    def _start(self, name: str, env: dict[str, str], port: int | None = None) -> None:
+    def _launch(self, name: str, env: dict[str, str], port: int | None = None) -> None:
         if port is None:
             port = pick_port(name) if self.fixed_ports else 0
         process = ServiceProcess(
@@ -120,7 +124,7 @@ class EmbeddedSystem:
             env={**LOCAL_LIMITS, **env},
         )
         self.services[name] = process
-        process.start()
+        process.launch()
 
     def _web_env(self) -> dict[str, str]:
         """Where the web application finds every service, and the website's client."""

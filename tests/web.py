@@ -130,7 +130,7 @@ ALL_LANGUAGES = "KHIDMA_WEB_ALL_LANGUAGES"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`lang`: a test marked `both_languages` (sign-in, the journey) runs in Arabic
+    """`lang`: a test marked `both_languages` (sign-in) runs in Arabic
     and in English; every other browser test in one of them, half the screens'
     tests in each (by a stable hash of the test's name), so that `make test` stays
     within its time. `KHIDMA_WEB_ALL_LANGUAGES=1` (`make screenshots`,

@@ -32,7 +32,8 @@ from tests.browser.steps_verify import answer_referral, confirm, staff_token
 from tests.browser.test_desk import survey_link
 from tests.web import WebSystem
 
-pytestmark = [pytest.mark.e2e, pytest.mark.both_languages]
+# One language in make test (by the test's stable hash); both under make test-browser.
+pytestmark = [pytest.mark.e2e]
 
 ASSOCIATION = "sidr"
 VOTERS = ["member-2", "member-3", "member-4"]
