@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint run test browser screenshots test-browser bench-web bench-batches bench-capacity test-unit test-integration test-e2e test-postgres simulate bench bench-fsync chaos bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test test-bench browser screenshots test-browser bench-web bench-batches bench-capacity test-unit test-integration test-e2e test-postgres simulate bench bench-fsync chaos bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ screenshots: $(STAMP) browser
 # in each language, and the sign-in and the journey in both).
 test-browser: $(STAMP) browser
 	KHIDMA_WEB_ALL_LANGUAGES=1 $(PY) -m pytest tests/browser -q
+
+# The benchmarks run small: that each still runs and reports (make bench for figures).
+test-bench: $(STAMP)
+	$(PY) -m pytest -m bench_smoke
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m unit

@@ -13,7 +13,8 @@ import pytest
 
 from khidma.processes import PROJECT_ROOT
 
-pytestmark = pytest.mark.e2e
+# A benchmark's smoke: under make test-bench, to keep make test within its time.
+pytestmark = [pytest.mark.e2e, pytest.mark.bench_smoke]
 
 ROW = re.compile(
     r"^  (?P<transport>http|nats) +(?P<accepted>\d+) +(?P<verified>\d+) +(?P<accepted_s>[\d.]+)"

@@ -103,6 +103,8 @@ def test_make_run_serves_every_service_drives_cases_and_stops_cleanly_on_ctrl_c(
             httpx.get(f"{endpoints[name]}/health", timeout=2)
 
 
+# A benchmark's smoke: under make test-bench, to keep make test within its time.
+@pytest.mark.bench_smoke
 def test_make_bench_reports_rates_latencies_and_memory_for_three_cases(tmp_path: Path) -> None:
     output_dir = tmp_path / "bench-results"
     bench = subprocess.run(
