@@ -188,25 +188,21 @@ def answer_refusals(api: FastAPI) -> None:
             status_code=422,
         )
 
-    async def unparsable(request: Request, error: Exception) -> Response:
+    async def framework_refusal(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
-        if error.status_code != 400 or error.detail != _BODY_NOT_PARSED:
-            return await http_error(request, error)
-        # JSON that Python's parser gives up on (nested thousands deep, an integer of
-        # thousands of digits): as unreadable as broken JSON, which is a 422.
-        return JSONResponse(
-            {
-                "error": "invalid_request",
-                "message": {
-                    "en": "The body cannot be read as JSON: nested too deep, or a number too long.",
-                    "ar": "تعذّرت قراءة محتوى الطلب بصيغة JSON: تداخل عميق جدًا أو رقم طويل جدًا.",
+        if error.status_code == 400 and error.detail == _BODY_NOT_PARSED:
+            # JSON that Python's parser gives up on (nested thousands deep, an integer
+            # of thousands of digits): as unreadable as broken JSON, which is a 422.
+            return JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "message": {
+                        "en": "The body cannot be read as JSON: nested too deep, or a number too long.",
+                        "ar": "تعذّرت قراءة محتوى الطلب بصيغة JSON: تداخل عميق جدًا أو رقم طويل جدًا.",
+                    },
                 },
-            },
-            status_code=422,
-        )
-
-    async def http_error(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, StarletteHTTPException)
+                status_code=422,
+            )
         # The framework's own refusals (a body that is not JSON, an unknown path, a
         # method the path does not take) in the same bilingual shape as ours.
         code, en, ar = FRAMEWORK_REFUSALS.get(
@@ -221,7 +217,7 @@ def answer_refusals(api: FastAPI) -> None:
 
     api.add_exception_handler(Refused, refused)
     api.add_exception_handler(RequestValidationError, invalid)
-    api.add_exception_handler(StarletteHTTPException, unparsable)
+    api.add_exception_handler(StarletteHTTPException, framework_refusal)
 
 
 FRAMEWORK_REFUSALS: dict[int, tuple[str, str, str]] = {
