@@ -55,11 +55,7 @@ NATS_CREDENTIALS_FILE = "credentials.json"
 # Every process is on this machine: the web application, at 127.0.0.1, names the
 # applicant it asks a service for, and the public limits count that applicant
 # (shared/limits.py). An operator's own KHIDMA_LIMITS_TRUSTED_PROXIES wins.
-LOCAL_LIMITS = (
-    {}
-    if "KHIDMA_LIMITS_TRUSTED_PROXIES" in os.environ
-    else {"KHIDMA_LIMITS_TRUSTED_PROXIES": '["127.0.0.1"]'}
-)
+LOCAL_PROXIES = {"KHIDMA_LIMITS_TRUSTED_PROXIES": '["127.0.0.1"]'}
 
 
 @dataclass
@@ -121,7 +117,8 @@ class EmbeddedSystem:
             str(self.nats_url),
             self.data_dir,
             port=port,
-            env={**LOCAL_LIMITS, **env},
+            # Read at each start, not at import: the operator's environment as it is then.
+            env={**({} if "KHIDMA_LIMITS_TRUSTED_PROXIES" in os.environ else LOCAL_PROXIES), **env},
         )
         self.services[name] = process
         process.launch()
