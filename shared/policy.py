@@ -7,12 +7,15 @@ stopping a service on a broken one, is shared.policy_loader's work.
 
 from __future__ import annotations
 
-from datetime import date
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shared.dates import from_hijri, to_hijri
+from shared.dates import RIYADH, from_hijri, to_hijri
 from shared.events import ASSOCIATION_ID_PATTERN, RESERVED_ASSOCIATION_IDS, Contract
 from shared.inputs import finite_number
 from shared.submissions import CHANNELS
@@ -131,6 +134,37 @@ class BoardApproval(Contract):
         return self
 
 
+class PolicyVersion(Contract):
+    """Which version of the association's policy a pack is, and from when it governs.
+
+    A pack without a `[version]` table is version 1, in force since always: an
+    association with one pack behaves as before versions existed.
+    """
+
+    number: int = Field(default=1, ge=1, le=10_000)
+    takes_effect: datetime | None = Field(
+        default=None,
+        description="the moment this version governs the requests received from then on; "
+        "a day alone is its start in Riyadh time; none only for version 1 (since always)",
+    )
+
+    @field_validator("takes_effect", mode="before")
+    @classmethod
+    def _a_day_starts_in_riyadh(cls, value: Any) -> Any:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime.combine(value, time(0, 0), RIYADH)
+        return value
+
+    @field_validator("takes_effect")
+    @classmethod
+    def _aware_in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("give the moment with its offset (2025-01-01T00:00:00+03:00) or a day")
+        return value.astimezone(UTC)
+
+
 class ClientTerm(Contract):
     """What the association calls the people it serves."""
 
@@ -160,6 +194,7 @@ class PolicyPack(Contract):
         "data subject whose cases are all closed that long and none under a legal hold",
     )
     source: str = Field(description="the seed policy this pack transcribes")
+    version: PolicyVersion = Field(default_factory=PolicyVersion)
 
     @field_validator("association_id")
     @classmethod
@@ -167,6 +202,27 @@ class PolicyPack(Contract):
         if value in RESERVED_ASSOCIATION_IDS:
             raise ValueError(f"'{value}' is reserved")
         return value
+
+    @model_validator(mode="after")
+    def _a_later_version_is_approved_before_it_governs(self) -> PolicyPack:
+        if self.version.number == 1:
+            return self
+        takes_effect = self.version.takes_effect
+        if takes_effect is None:
+            raise ValueError(
+                f"version.takes_effect: version {self.version.number} needs the moment it takes effect"
+            )
+        if self.board_approval is None or self.board_approval.gregorian is None:
+            raise ValueError(
+                f"board_approval: version {self.version.number} needs the board's approval "
+                "(meeting and date as written)"
+            )
+        if self.board_approval.gregorian > takes_effect.astimezone(RIYADH).date():
+            raise ValueError(
+                f"version.takes_effect: {takes_effect.isoformat()} is before the board "
+                f"approved it ({self.board_approval.gregorian})"
+            )
+        return self
 
     @field_validator("channels")
     @classmethod
@@ -191,6 +247,110 @@ class PolicyPack(Contract):
 
     def enables(self, channel: str) -> bool:
         return channel in self.channels
+
+    @property
+    def number(self) -> int:
+        return self.version.number
+
+    def digest(self) -> str:
+        """The SHA-256 of the version's whole content: an adopted version is this text."""
+        content = self.model_dump(mode="json")
+        canonical = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class PolicyHistory:
+    """An association's policy versions, side by side, in their order.
+
+    Which version governs a request is decided once, when it is received (the
+    version in force then), and recorded on the case; the history answers for
+    the moments and the numbers the cases and their events name.
+    """
+
+    def __init__(self, versions: list[PolicyPack] | tuple[PolicyPack, ...]):
+        if not versions:
+            raise ValueError("a policy history holds at least one version")
+        self.versions: tuple[PolicyPack, ...] = tuple(sorted(versions, key=lambda p: p.number))
+        self.association_id = self.versions[0].association_id
+
+    @property
+    def latest(self) -> PolicyPack:
+        return self.versions[-1]
+
+    def version(self, number: int) -> PolicyPack | None:
+        return next((pack for pack in self.versions if pack.number == number), None)
+
+    def in_force(self, at: datetime) -> PolicyPack:
+        """The version governing a request received at `at`: the latest that has taken
+        effect (the first version governs whatever came before it)."""
+        governing = self.versions[0]
+        for pack in self.versions[1:]:
+            takes_effect = pack.version.takes_effect
+            if takes_effect is not None and takes_effect <= at:
+                governing = pack
+        return governing
+
+    def governing(self, number: int | None, received_at: datetime | None) -> PolicyPack | None:
+        """The version a case names (None when this history has no such version); a
+        case recorded before versions names none and is governed by the version in
+        force when it was received (else the first)."""
+        if number is not None:
+            return self.version(number)
+        return self.in_force(received_at) if received_at is not None else self.versions[0]
+
+    def in_force_during(self, start: datetime, end: datetime) -> list[PolicyPack]:
+        """The versions that governed some moment of [start, end]."""
+        first = self.in_force(start)
+        return [
+            pack
+            for pack in self.versions
+            if pack.number >= first.number
+            and (pack.version.takes_effect is None or pack.version.takes_effect <= end)
+        ]
+
+
+class Policies(Mapping[str, PolicyPack]):
+    """Every association's policy history. As a mapping (association id -> pack) it
+    gives the version in force now, at the clock it is bound to, so code that only
+    needs today's policy reads it as it always did."""
+
+    def __init__(
+        self,
+        histories: Mapping[str, PolicyHistory],
+        now: Callable[[], datetime] | None = None,
+    ):
+        self.histories: dict[str, PolicyHistory] = dict(histories)
+        self._now = now or (lambda: datetime.now(UTC))
+
+    @classmethod
+    def of(cls, packs: Mapping[str, PolicyPack] | None) -> Policies:
+        """Packs given one per association (a single version each), or already Policies."""
+        if isinstance(packs, Policies):
+            return packs
+        return cls({key: PolicyHistory([pack]) for key, pack in (packs or {}).items()})
+
+    def bound_to(self, now: Callable[[], datetime]) -> Policies:
+        return Policies(self.histories, now)
+
+    def __getitem__(self, association_id: str) -> PolicyPack:
+        return self.histories[association_id].in_force(self._now())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.histories)
+
+    def __len__(self) -> int:
+        return len(self.histories)
+
+    def history(self, association_id: str) -> PolicyHistory | None:
+        return self.histories.get(association_id)
+
+    def governing(
+        self, association_id: str, number: int | None, received_at: datetime | None
+    ) -> PolicyPack | None:
+        """The version that governs a case (see PolicyHistory.governing); None for an
+        association without a pack."""
+        history = self.histories.get(association_id)
+        return history.governing(number, received_at) if history else None
 
 
 def eligibility_failures(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import (
     IntegrityError,
     Mapper,
@@ -31,7 +32,8 @@ from shared.chain import chained_process_recorder
 from shared.clock import Clock, SystemClock
 from shared.personal.mapper import PersonalDataMapper
 from shared.personal.sealing import Sealer
-from shared.policy import PolicyPack
+from shared.policy import Policies, PolicyPack
+from shared.policy_adoption import AdoptedVersionChanged, PolicyAdoptions, adoptions_id
 
 T = TypeVar("T")
 AppT = TypeVar("AppT", bound="ServiceApplication")
@@ -65,7 +67,43 @@ class ServiceApplication(Application):
         self.sealer = sealer
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
-        self.packs: dict[str, PolicyPack] = dict(packs or {})
+        # As a mapping, the version of each association's policy in force at this
+        # application's clock; each case keeps the version it was received under.
+        self.packs: Policies = Policies.of(packs).bound_to(self.clock.now)
+
+    def adopt_policies(self) -> list[tuple[str, int]]:
+        """Records each policy version this service sees for the first time (the record
+        replay reads); the (association, version) pairs newly adopted.
+
+        Raises AdoptedVersionChanged when an adopted version's file was edited since.
+        """
+
+        def adopt(association_id: str, versions: tuple[PolicyPack, ...]) -> list[int]:
+            try:
+                record: PolicyAdoptions = self.repository.get(adoptions_id(association_id))
+            except AggregateNotFoundError:
+                record = PolicyAdoptions(association_id)
+            now = self.clock.now()
+            adopted = [pack.number for pack in versions if record.adopt(pack, now)]
+            if adopted:
+                self.save(record)
+            return adopted
+
+        newly: list[tuple[str, int]] = []
+        for association_id, history in self.packs.histories.items():
+            numbers = self.retrying(
+                functools.partial(adopt, association_id, history.versions), "the policy's adoption"
+            )
+            newly.extend((association_id, number) for number in numbers)
+        return newly
+
+    def adopted_versions(self, association_id: str) -> dict[int, Any]:
+        """The versions of the association this service adopted, by number: when, and what."""
+        try:
+            record: PolicyAdoptions = self.repository.get(adoptions_id(association_id))
+        except AggregateNotFoundError:
+            return {}
+        return {int(number): adopted for number, adopted in record.versions.items()}
 
     def construct_mapper(self) -> Mapper[Any]:
         # Personal attributes are sealed before anything is written (shared/personal).
@@ -154,10 +192,18 @@ def prepare_postgres_schema(env: dict[str, str]) -> None:
 
 
 def open_application(cls: type[AppT], env: dict[str, str], **kwargs: Any) -> AppT:
-    """Builds a service's application on the store its environment names."""
+    """Builds a service's application on the store its environment names, and records
+    the policy versions it sees for the first time; an adopted version whose file was
+    edited since stops it (exit code 2)."""
     if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
         prepare_postgres_schema(env)
-    return cls(env=env, **kwargs)
+    app = cls(env=env, **kwargs)
+    try:
+        app.adopt_policies()
+    except AdoptedVersionChanged as error:
+        print(f"{cls.name}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return app
 
 
 class DuplicateDelivery(Exception):

@@ -44,7 +44,7 @@ PRESENT = ["chair", "member-2", "member-3", "member-4"]
 
 @pytest.fixture(scope="module")
 def packs() -> dict[str, PolicyPack]:
-    packs = load_packs(DEFAULT_POLICIES_DIR)
+    packs = dict(load_packs(DEFAULT_POLICIES_DIR))
     packs["sidr"] = packs["sidr"].model_copy(update={"decision_window_days": SIDR_WINDOW})
     return packs
 

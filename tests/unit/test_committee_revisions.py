@@ -49,7 +49,7 @@ SIGN = Correction(
 
 @pytest.fixture(scope="module")
 def packs() -> dict[str, PolicyPack]:
-    packs = load_packs(DEFAULT_POLICIES_DIR)
+    packs = dict(load_packs(DEFAULT_POLICIES_DIR))
     packs["sidr"] = packs["sidr"].model_copy(update={"decision_window_days": SIDR_WINDOW})
     return packs
 

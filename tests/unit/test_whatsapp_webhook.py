@@ -389,8 +389,9 @@ async def test_a_structured_request_for_no_such_service_lists_the_services(
 async def test_an_association_that_does_not_enable_whatsapp_is_not_served(
     whatsapp: Harness,
 ) -> None:
-    packs = whatsapp.app.state.packs
+    packs = dict(whatsapp.app.state.packs)
     packs["sidr"] = packs["sidr"].model_copy(update={"channels": ["website", "interview"]})
+    whatsapp.app.state.packs = packs
     await whatsapp.post(notification(text_message(seedlings_request())))
     [sent] = await replies(whatsapp.graph, 1)
     assert "لا تستقبل" in sent.body["text"]["body"]
