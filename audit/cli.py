@@ -9,6 +9,8 @@
     python -m audit roles [USER] [--role R --association A --at MOMENT]
     python -m audit verify | checkpoint        (audit.tamper)
     python -m audit report --from ... --to ... [--as-of ... | --hijri ...] (audit.report)
+    python -m audit policy versions [--as-of MOMENT | --hijri DAY]
+    python -m audit policy diff ASSOCIATION [FROM TO]
     python -m audit export --association A --national-id N [--username U]
                            [--format html|json] [--lang ar|en] [--out FILE]
 
@@ -44,6 +46,7 @@ from audit.personal import opener_for
 from audit.replay import StreamUnavailable, available_services, replay_store, replay_stream
 from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
+from audit.stores import store_exists
 from audit.timeline import CaseTimeline, actor_text, case_timeline, case_timelines, hijri_text
 from shared.dates import both_calendars
 from shared.personal.master import MasterKeyProblem
@@ -439,6 +442,84 @@ def cmd_roles(args: argparse.Namespace, settings: AuditSettings) -> int:
     return 0
 
 
+def cmd_policy_versions(args: argparse.Namespace, settings: AuditSettings) -> int:
+    """The version of each association's policy in force at a moment (default now)."""
+    from audit.policy_versions import ADOPTING_SERVICE, adoptions, versions_in_force
+    from shared.policy_loader import load_packs
+
+    at = _as_of(args) or datetime.now(UTC)
+    adopted = (
+        adoptions(replay_store(ADOPTING_SERVICE, settings))
+        if store_exists(ADOPTING_SERVICE, settings)
+        else None
+    )
+    rows = versions_in_force(load_packs(settings.policies_dir), at, adopted)
+    moment = both_calendars(at)
+    if args.json:
+        print(json.dumps({"as_of": moment, "associations": rows}, ensure_ascii=False, indent=2))
+        return 0
+    print(
+        f"السياسة النافذة في {moment['ar']} / The policy in force on {moment['en']} ({moment['at']})"
+    )
+    if adopted is None:
+        print(
+            "  (لم يُقرأ مخزن الاستقبال: حسب تواريخ النفاذ / intake's store not read: by the moments versions take effect)"
+        )
+    for row in rows:
+        approval = row["approval"]
+        approved = f" — {approval['as_written']} ({approval['hijri']} هـ)" if approval else ""
+        print(
+            f"  {row['association_id']:<14} الإصدار / version {row['version']} "
+            f"(من / of {row['versions']}){approved}: "
+            f"مهلة / window {row['decision_window_days']}, نصاب / quorum {row['quorum']}"
+        )
+    return 0
+
+
+def cmd_policy_diff(args: argparse.Namespace, settings: AuditSettings) -> int:
+    """What changed between two versions of an association's policy, in both languages."""
+    from audit.policy_versions import policy_diff
+    from shared.policy_loader import load_packs
+
+    history = load_packs(settings.policies_dir).history(args.association)
+    if history is None:
+        print(
+            f"لا توجد سياسة للجمعية {args.association} / no policy for {args.association}",
+            file=sys.stderr,
+        )
+        return 2
+    first = args.before if args.before is not None else max(1, history.latest.number - 1)
+    second = args.after if args.after is not None else history.latest.number
+    before, after = history.version(first), history.version(second)
+    if before is None or after is None:
+        known = [pack.number for pack in history.versions]
+        print(
+            f"الإصداران {first} و{second} ليسا كلاهما من إصدارات {args.association} {known} / "
+            f"versions {first} and {second} are not both among {args.association}'s {known}",
+            file=sys.stderr,
+        )
+        return 2
+    changes = policy_diff(before, after)
+    if args.json:
+        document = {
+            "association_id": args.association,
+            "from": first,
+            "to": second,
+            "changes": [change.to_dict() for change in changes],
+        }
+        print(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+        return 0
+    print(
+        f"{args.association}: ما تغيّر من الإصدار {first} إلى الإصدار {second} / "
+        f"what changed from version {first} to version {second}"
+    )
+    if not changes:
+        print("  لا فرق / no difference")
+    for change in changes:
+        print(f"  {change.text('ar')}\n  {change.text('en')}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace, settings: AuditSettings) -> int:
     """A data subject's access export (audit.export), logged as a read."""
     import getpass
@@ -577,6 +658,31 @@ def build_parser() -> argparse.ArgumentParser:
             help="events this recent may not be followed up yet (published, survey invitation sent): "
             f"not reported (default {DEFAULT_GRACE.total_seconds() / 60:g})",
         )
+
+    policy = subparsers.add_parser(
+        "policy", help="the policy's versions: in force when, and what changed / إصدارات السياسة"
+    )
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    versions = policy_commands.add_parser(
+        "versions", help="the version in force at a moment / الإصدار النافذ في لحظة"
+    )
+    versions.add_argument("--json", action="store_true", help="JSON output")
+    versions.add_argument("--as-of", dest="as_of", default=None, help="ISO moment or day")
+    versions.add_argument("--hijri", help="a Hijri day, Umm al-Qura (1448-06-11): its end")
+    versions.set_defaults(func=cmd_policy_versions)
+    diff = policy_commands.add_parser(
+        "diff", help="what changed between two versions / الفرق بين إصدارين"
+    )
+    diff.add_argument("association", help="the association id")
+    diff.add_argument(
+        "before",
+        nargs="?",
+        type=int,
+        help="the earlier version (default: the one before the latest)",
+    )
+    diff.add_argument("after", nargs="?", type=int, help="the later version (default: the latest)")
+    diff.add_argument("--json", action="store_true", help="JSON output")
+    diff.set_defaults(func=cmd_policy_diff)
 
     export = add(
         "export",

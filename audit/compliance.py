@@ -34,6 +34,7 @@ from typing import Any
 
 from audit.personal import is_unknown
 from audit.timeline import CaseTimeline, Fact, TimelineEntry
+from shared.policy import Policies, UnknownPolicyVersion
 
 #: Events recorded this recently may not have been followed up yet (an invitation
 #: is sent a moment after a delivery): not an exception on a live system.
@@ -55,6 +56,10 @@ class CheckContext:
 
     def pack(self, association_id: str) -> Any:
         return self.packs.get(association_id)
+
+    @property
+    def policies(self) -> Policies:
+        return Policies.of(self.packs)
 
 
 CheckFunction = Callable[..., Iterable["ComplianceException"]]
@@ -335,11 +340,60 @@ def _first_receipt(timeline: CaseTimeline) -> Fact | None:
     return requests[0] if requests else None
 
 
+def governing_version(timeline: CaseTimeline) -> int | None:
+    """The policy version the case's request names (None: published before versions)."""
+    receipt = _first_receipt(timeline)
+    number = receipt.data.get("policy_version") if receipt is not None else None
+    return int(number) if number is not None else None
+
+
+def governing_pack(timeline: CaseTimeline, context: CheckContext) -> Any:
+    """The version of the association's policy that governed the case: the one its
+    request names, else the one in force when it was received; None without a pack,
+    or when the audit's policies lack the version (policy_version_unknown says so)."""
+    receipt = _first_receipt(timeline)
+    try:
+        return context.policies.governing(
+            timeline.association_id,
+            governing_version(timeline),
+            receipt.occurred_at if receipt is not None else None,
+        )
+    except UnknownPolicyVersion:
+        return None
+
+
+@check(
+    "policy_version_unknown",
+    ar="إصدار سياسة غير معروف",
+    en="Unknown policy version",
+    needs_packs=True,
+)
+def policy_version_unknown(
+    timeline: CaseTimeline, context: CheckContext
+) -> Iterator[ComplianceException]:
+    number = governing_version(timeline)
+    history = context.policies.history(timeline.association_id)
+    if number is None or history is None or history.version(number) is not None:
+        return
+    known = ", ".join(str(pack.number) for pack in history.versions)
+    receipt = _first_receipt(timeline)
+    yield exception(
+        "policy_version_unknown",
+        timeline,
+        f"يحكم الطلبَ الإصدار {number} من السياسة، وليس في سياسات المراجعة (لديها {known}): "
+        "لم تُراجَع المهلة ولا النصاب.",
+        f"The request is governed by version {number} of the policy, which the audit's "
+        f"policies do not hold (they hold {known}): its window and quorum were not checked.",
+        [receipt.event_id if receipt else None],
+    )
+
+
 def policy_deadline(timeline: CaseTimeline, context: CheckContext) -> tuple[int, datetime] | None:
-    """(window days, deadline) from the association's policy pack, as the committee computes it:
-    the receipt of the request plus the pack's decision window in whole days
-    (services.committee.domain.decision_deadline); None without a pack or a receipt."""
-    pack = context.pack(timeline.association_id)
+    """(window days, deadline) from the policy version that governed the case, as the
+    committee computes it: the receipt of the request plus that version's decision
+    window in whole days (services.committee.domain.decision_deadline); None without
+    a pack or a receipt."""
+    pack = governing_pack(timeline, context)
     receipt = _first_receipt(timeline)
     if pack is None or receipt is None:
         return None
@@ -504,7 +558,7 @@ def no_survey_invitation(
 def votes_below_quorum(
     timeline: CaseTimeline, context: CheckContext
 ) -> Iterator[ComplianceException]:
-    pack = context.pack(timeline.association_id)
+    pack = governing_pack(timeline, context)
     for decision in timeline.facts("CommitteeDecided"):
         recorded = decision.data.get("quorum")
         present = list(dict.fromkeys(decision.data.get("members_present") or []))
@@ -535,7 +589,7 @@ def votes_below_quorum(
 def quorum_differs_from_policy(
     timeline: CaseTimeline, context: CheckContext
 ) -> Iterator[ComplianceException]:
-    pack = context.pack(timeline.association_id)
+    pack = governing_pack(timeline, context)
     if pack is None:
         return
     quorum = int(pack.committee.quorum)

@@ -27,11 +27,12 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.dates import RIYADH, local_day
 from shared.events import IntegrationEvent
+from shared.policy import Policies
 from shared.suppression import MINIMUM_GROUP_SIZE, hidden_in_breakdowns
 
 SLOWEST = 10  # how many of the slowest decisions the report names
@@ -184,6 +185,9 @@ class Figures:
     erasures_by_association: dict[str, int] | None = None
     #: the period's PersonalDataErased events on the stream, by association
     erasures_on_stream: dict[str, int] = field(default_factory=dict)
+    #: each association's policy versions in force during the period (up to the
+    #: moment), with the cases of the period's cohort each governed
+    policy_versions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def erasures_total(self) -> int | None:
@@ -213,6 +217,7 @@ class Figures:
             "events_after_period": self.events_after_period,
             "events_after_as_of": self.events_after_as_of,
             "associations": list(self.associations),
+            "policy_versions": [dict(row) for row in self.policy_versions],
             "requests": {
                 "total": self.requests_total,
                 "by_channel": self.requests_by_channel,
@@ -331,8 +336,13 @@ class _Decisions:
 class _Reading:
     """One pass over the events: one small record per case and the period's tallies."""
 
-    def __init__(self, period: Period, moment: datetime, granularity: str) -> None:
+    def __init__(
+        self, period: Period, moment: datetime, granularity: str, policies: Policies | None = None
+    ) -> None:
         self.granularity = granularity
+        self.policies = policies
+        # association -> governing policy version -> cases of the period's cohort
+        self.by_version: dict[str, Counter[int]] = defaultdict(Counter)
         self.start_ts, self.end_ts = period.start_at.timestamp(), period.end_at.timestamp()
         # Ages are counted at the end of the period itself (its first instant after), as before.
         self.moment_ts = self.end_ts if moment == period.last_moment else moment.timestamp()
@@ -411,6 +421,19 @@ class _Reading:
             case.cohort = True
             self.by_channel[case.association][case.channel] += 1
             self.by_service[case.association][case.service] += 1
+            self.by_version[case.association][
+                self._governing_version(case.association, payload.policy_version, ts)
+            ] += 1
+
+    def _governing_version(self, association: str, named: int | None, ts: float) -> int:
+        """The version a request names; for one published before versions, the one in
+        force when it was received (the first without the packs)."""
+        if named is not None:
+            return int(named)
+        history = self.policies.history(association) if self.policies is not None else None
+        if history is None:
+            return 1
+        return history.in_force(datetime.fromtimestamp(ts, UTC)).number
 
     def _answered(self, case: _Case, event: IntegrationEvent) -> None:
         payload: Any = event.payload
@@ -445,7 +468,8 @@ def compute_figures(
         raise ValueError("granularity is 'month' or 'week'")
     period = Period(start, end)
     moment = period.moment(as_of)
-    reading = _Reading(period, moment, granularity)
+    policies = Policies.of(packs) if packs else None
+    reading = _Reading(period, moment, granularity, policies)
     reading.read(events)
     figures = Figures(
         period=period,
@@ -464,7 +488,47 @@ def compute_figures(
     )
     figures.associations = _association_order(reading.associations, packs)
     figures.erasures_on_stream = dict(sorted(reading.erasures.items()))
+    figures.policy_versions = _policy_version_figures(figures, reading, policies)
     return figures
+
+
+def _policy_version_figures(
+    figures: Figures, reading: _Reading, policies: Policies | None
+) -> list[dict[str, Any]]:
+    """Each association's versions in force during the period, up to its moment, and
+    the cohort's cases each governed (a version no pack of the audit holds is listed
+    with its cases, without its approval)."""
+    rows = []
+    start = figures.period.start_at
+    moment = figures.as_of or figures.period.last_moment
+    for association in figures.associations:
+        counted = reading.by_version.get(association, Counter())
+        history = policies.history(association) if policies is not None else None
+        in_force = (
+            {pack.number: pack for pack in history.in_force_during(start, moment)}
+            if history
+            else {}
+        )
+        for number in sorted(set(in_force) | set(counted)):
+            pack = in_force.get(number) or (history.version(number) if history else None)
+            rows.append(_version_row(association, number, pack, counted.get(number, 0)))
+    return rows
+
+
+def _version_row(association: str, number: int, pack: Any, cases: int) -> dict[str, Any]:
+    approval = getattr(pack, "board_approval", None)
+    takes_effect = pack.version.takes_effect if pack is not None else None
+    return {
+        "association_id": association,
+        "version": number,
+        "takes_effect": takes_effect.isoformat() if takes_effect else None,
+        "approved_on_hijri": approval.hijri if approval else None,
+        "approved_on": approval.gregorian.isoformat() if approval and approval.gregorian else None,
+        "approval_as_written": approval.date_as_written if approval else None,
+        "meeting": (approval.meeting or approval.session) if approval else None,
+        "known": pack is not None,
+        "cases": cases,
+    }
 
 
 # The privacy service's event: a data subject's keys were destroyed (shared/events.py).

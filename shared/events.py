@@ -35,6 +35,11 @@ SCHEMA_VERSION = 1
 # under the applicant's key (`personal_key`). Version 1 carried them plain; a
 # consumer reads both (the fields accept either), docs/operations.md, 7.
 SEALED_WORDS_SCHEMA_VERSION = 2
+# The version of RequestReceived, DataVerified and CommitteeDecided that names the
+# version of the association's policy governing the case (`policy_version`, the
+# version in force when the request was received). Older events name none: the case
+# is governed by the version in force when it was received (docs/decisions.md, 37).
+POLICY_VERSIONS_SCHEMA_VERSION = 3
 
 # An association id is a subject token: lower-case letters, digits and dashes.
 ASSOCIATION_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
@@ -48,6 +53,24 @@ class Contract(BaseModel):
 
 def _is_none(value: Any) -> bool:
     return value is None
+
+
+def _policy_version() -> Any:
+    return Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="the version of the association's policy that governs the case: the "
+        "one in force when the request was received; absent in events published before "
+        "policies were versioned",
+        exclude_if=_is_none,
+    )
+
+
+def schema_version_of(policy_version: int | None, earlier: int) -> int:
+    """An event naming its case's policy version is of the versioned contract; one
+    translated from a store event recorded before versions keeps its earlier one."""
+    return POLICY_VERSIONS_SCHEMA_VERSION if policy_version is not None else earlier
 
 
 class Actor(Contract):
@@ -185,6 +208,7 @@ class RequestReceivedPayload(Contract):
         description="the DataVerified (outcome discrepancies) whose corrections this "
         "revision answers; null for revision 1",
     )
+    policy_version: int | None = _policy_version()
 
 
 class CheckResult(Contract):
@@ -214,6 +238,7 @@ class DataVerifiedPayload(Contract):
         description="the id of the applicant's key `override_reason` is sealed with",
         exclude_if=_is_none,
     )
+    policy_version: int | None = _policy_version()
 
 
 class ReferredToResearcherPayload(Contract):
@@ -247,6 +272,7 @@ class CommitteeDecidedPayload(Contract):
     quorum: int | None = None
     recusals: list[str] = Field(default_factory=list)
     dissent_notes: list[str] = Field(default_factory=list)
+    policy_version: int | None = _policy_version()
 
 
 class ServiceDeliveredPayload(Contract):
@@ -317,13 +343,14 @@ class IntegrationEvent(Contract):
 
 class RequestReceived(IntegrationEvent):
     event_type: Literal["RequestReceived"] = "RequestReceived"
+    schema_version: int = POLICY_VERSIONS_SCHEMA_VERSION
     causation_id: None = None
     payload: RequestReceivedPayload
 
 
 class DataVerified(IntegrationEvent):
     event_type: Literal["DataVerified"] = "DataVerified"
-    schema_version: int = SEALED_WORDS_SCHEMA_VERSION
+    schema_version: int = POLICY_VERSIONS_SCHEMA_VERSION
     causation_id: UUID
     payload: DataVerifiedPayload
 
@@ -337,6 +364,7 @@ class ReferredToResearcher(IntegrationEvent):
 
 class CommitteeDecided(IntegrationEvent):
     event_type: Literal["CommitteeDecided"] = "CommitteeDecided"
+    schema_version: int = POLICY_VERSIONS_SCHEMA_VERSION
     causation_id: UUID
     payload: CommitteeDecidedPayload
 

@@ -309,6 +309,23 @@ class PolicyHistory:
         ]
 
 
+class UnknownPolicyVersion(LookupError):
+    """A case names a version of its association's policy this service has not loaded:
+    its policies folder is behind the one that received the case."""
+
+    def __init__(self, association_id: str, number: int, known: list[int]):
+        self.en = (
+            f"{association_id}: the case is governed by version {number} of the policy, "
+            f"which this service has not loaded (it has {known}); give every service the "
+            "same policies folder"
+        )
+        self.ar = (
+            f"{association_id}: يحكم الطلبَ الإصدار {number} من السياسة، ولم تحمّله هذه "
+            f"الخدمة (لديها {known})؛ اجعل مجلد السياسات واحدًا لكل الخدمات"
+        )
+        super().__init__(f"{self.en} / {self.ar}")
+
+
 class Policies(Mapping[str, PolicyPack]):
     """Every association's policy history. As a mapping (association id -> pack) it
     gives the version in force now, at the clock it is bound to, so code that only
@@ -348,9 +365,18 @@ class Policies(Mapping[str, PolicyPack]):
         self, association_id: str, number: int | None, received_at: datetime | None
     ) -> PolicyPack | None:
         """The version that governs a case (see PolicyHistory.governing); None for an
-        association without a pack."""
+        association without a pack. A version this service has not loaded is not
+        guessed at: UnknownPolicyVersion."""
         history = self.histories.get(association_id)
-        return history.governing(number, received_at) if history else None
+        if history is None:
+            return None
+        pack = history.governing(number, received_at)
+        if pack is None:
+            assert number is not None
+            raise UnknownPolicyVersion(
+                association_id, number, [version.number for version in history.versions]
+            )
+        return pack
 
 
 def eligibility_failures(

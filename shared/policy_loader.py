@@ -12,6 +12,7 @@ and stops the service that needs it (exit code 2).
 
 from __future__ import annotations
 
+import itertools
 import sys
 import tomllib
 from pathlib import Path
@@ -94,7 +95,7 @@ def load_history(folder: Path) -> PolicyHistory:
                 f"{path}: case_prefix: '{pack.case_prefix}' differs from version 1's "
                 f"'{first.case_prefix}' ({first_path.name}): case numbers keep one prefix"
             )
-    for (_, earlier), (path, later) in zip(versions, versions[1:], strict=False):
+    for (_, earlier), (path, later) in itertools.pairwise(versions):
         before = earlier.version.takes_effect
         after = later.version.takes_effect
         if before is not None and after is not None and after <= before:

@@ -39,6 +39,20 @@ def csv_tables(figures: Figures) -> dict[str, tuple[list[str], list[list[Any]]]]
         ["association_id", "service_code", "requests"],
         [[a, s, n] for a, counts in figures.requests_by_service.items() for s, n in counts.items()],
     )
+    tables["policy_versions"] = (
+        ["association_id", "version", "takes_effect", "approved_on_hijri", "meeting", "cases"],
+        [
+            [
+                row["association_id"],
+                row["version"],
+                row["takes_effect"] or "",
+                row["approved_on_hijri"] or "",
+                row["meeting"] or "",
+                row["cases"],
+            ]
+            for row in figures.policy_versions
+        ],
+    )
     tables["funnel"] = (["stage", "cases"], [[s, figures.funnel.get(s, 0)] for s in FUNNEL_STAGES])
     tables["verification_outcomes"] = (
         ["outcome", "cases"],

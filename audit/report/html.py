@@ -44,6 +44,7 @@ from shared.dates import RIYADH
 
 SECTIONS = (
     "summary",
+    "policy_versions",
     "requests",
     "funnel",
     "rates",
@@ -104,6 +105,7 @@ def render_html(
         sections=SECTIONS,
         header=view.header(generated_at or datetime.now(UTC)),
         summary=view.summary(),
+        policy_versions=view.policy_versions(),
         requests=view.requests(),
         funnel=view.funnel(),
         rates=view.rates(),
@@ -190,6 +192,39 @@ class _View:
             {"label": t(label, self.lang), "cell": Cell(key, _card_value(value), shown(value))}
             for label, key, value, shown in cards
         ]
+
+    def policy_versions(self) -> list[dict[str, Any]]:
+        """Each version in force during the period: its approval, since when, and the
+        cohort's cases it governed."""
+        rows = []
+        for row in self.figures.policy_versions:
+            association, number = row["association_id"], row["version"]
+            takes_effect = row["takes_effect"]
+            approved = row["approved_on"]
+            rows.append(
+                {
+                    "association": self.names.association(association),
+                    "version": number,
+                    "takes_effect": (
+                        self.date(datetime.fromisoformat(takes_effect))
+                        if takes_effect
+                        else t("since_always", self.lang)
+                    ),
+                    "approval": (
+                        f"{row['approval_as_written']}"
+                        + (f" ({self.date(date.fromisoformat(approved))})" if approved else "")
+                        + (
+                            f" — {t('meeting', self.lang)} {row['meeting']}"
+                            if row["meeting"]
+                            else ""
+                        )
+                        if row["approval_as_written"]
+                        else ("—" if row["known"] else t("version_not_held", self.lang))
+                    ),
+                    "cases": cell(f"policy_versions.{association}.{number}", row["cases"]),
+                }
+            )
+        return rows
 
     def requests(self) -> dict[str, Any]:
         names, figures = self.names, self.figures

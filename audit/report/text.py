@@ -89,6 +89,26 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Open backlog by age at the report's moment",
     },
     "age": {"ar": "العمر (أيام)", "en": "Age (days)"},
+    "policy_versions": {
+        "ar": "إصدارات السياسة النافذة في الفترة",
+        "en": "Policy versions in force in the period",
+    },
+    "policy_versions_note": {
+        "ar": "يحكم كلَّ طلب إصدارُ السياسة النافذ يوم استلامه، ولا يغيّره إصدار لاحق. "
+        "العدد: طلبات الفترة التي حكمها كل إصدار.",
+        "en": "Each request is governed by the version of the policy in force when it was "
+        "received; a later version never changes it. The count: the period's requests "
+        "each version governed.",
+    },
+    "version": {"ar": "الإصدار", "en": "Version"},
+    "takes_effect": {"ar": "نافذ منذ", "en": "In force from"},
+    "approval": {"ar": "موافقة المجلس", "en": "Board approval"},
+    "cases_governed": {"ar": "الطلبات التي حكمها", "en": "Requests governed"},
+    "since_always": {"ar": "منذ البداية", "en": "From the start"},
+    "version_not_held": {
+        "ar": "ليس في سياسات المراجعة",
+        "en": "Not among the audit's policies",
+    },
     "erasures": {
         "ar": "محو البيانات الشخصية في الفترة",
         "en": "Erasures of personal data in the period",

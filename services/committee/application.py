@@ -63,10 +63,20 @@ class CommitteeApplication(ServiceApplication):
         self.window_days = window_days
         self.warning_days = warning_days
 
-    def window_for(self, association_id: str) -> int:
-        """The association's decision window from its pack; the setting only as a fallback."""
-        pack = self.packs.get(association_id)
-        return pack.decision_window_days if pack else self.window_days
+    def governing(self, event: RequestReceived) -> dict[str, Any]:
+        """The request's window and quorum, from the policy version that governs it
+        (the one it names, or for a request published before versions the one in
+        force when it was received); the setting's window without a pack."""
+        pack = self.packs.governing(
+            event.association_id, event.payload.policy_version, event.occurred_at
+        )
+        if pack is None:
+            return {"window_days": self.window_days, "policy_version": None, "quorum": None}
+        return {
+            "window_days": pack.decision_window_days,
+            "policy_version": pack.number,
+            "quorum": pack.committee.quorum,
+        }
 
     # What the other services tell the committee -----------------------------------
 
@@ -92,7 +102,7 @@ class CommitteeApplication(ServiceApplication):
             # The request is complete when RequestReceived is published: the window starts
             # (a later revision does not restart it).
             received_at=event.occurred_at,
-            window_days=self.window_for(event.association_id),
+            **self.governing(event),
             attestation=attestation.model_dump(mode="json") if attestation else None,
             revision=event.payload.revision,
             corrects=event.payload.corrects,

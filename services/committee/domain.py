@@ -153,6 +153,10 @@ class CommitteeCase(Aggregate):
         self.received_at: datetime | None = None
         self.window_days: int | None = None
         self.deadline: datetime | None = None
+        # The version of the association's policy the case is governed by, and the
+        # quorum that version sets; None for a request recorded before versions.
+        self.policy_version: int | None = None
+        self.quorum: int | None = None
         self.attestation: dict[str, Any] | None = None
         self.attested = False
         # The id of the applicant's key (from the request), which seals what is personal.
@@ -221,8 +225,12 @@ class CommitteeCase(Aggregate):
         revision: int = 1,
         corrects: UUID | None = None,
         personal_key: str | None = None,
+        policy_version: int | None = None,
+        quorum: int | None = None,
     ) -> None:
-        """Records the (complete) request; the deadline is fixed now, for good.
+        """Records the (complete) request; the deadline is fixed now, for good, by the
+        window of the policy version that governs it (`policy_version`, with its
+        `quorum`).
 
         `personal_key` is the id of the applicant's key: the declaration (it names
         who attested) is personal data, kept sealed under it (decision 24).
@@ -260,6 +268,8 @@ class CommitteeCase(Aggregate):
             attested=is_attested(attestation),
             revision=revision,
             personal_key=personal_key,
+            policy_version=policy_version,
+            quorum=quorum,
         )
 
     class RequestRecorded(Aggregate.Event):
@@ -281,11 +291,17 @@ class CommitteeCase(Aggregate):
         revision: int = 1
         # The applicant's key id; requests recorded before encryption have none.
         personal_key: str | None = None
+        # The policy version governing the case and its quorum; requests recorded
+        # before versions have none (the sitting's quorum applies).
+        policy_version: int | None = None
+        quorum: int | None = None
 
         def apply(self, aggregate: CommitteeCase) -> None:
             aggregate.received_at = self.received_at
             aggregate.window_days = self.window_days
             aggregate.deadline = self.deadline
+            aggregate.policy_version = self.policy_version
+            aggregate.quorum = self.quorum
             aggregate._take_revision(self, at=self.received_at)
 
     class RevisionRecorded(Aggregate.Event):
@@ -579,6 +595,7 @@ class CommitteeCase(Aggregate):
             recusals=list(recusals or []),
             dissent_notes=list(dissent_notes or []),
             actor=dict(actor) if actor else None,
+            policy_version=self.policy_version,
         )
 
     class Decided(Aggregate.Event):
@@ -608,6 +625,7 @@ class CommitteeCase(Aggregate):
         # The chair who recorded the decision; decisions recorded before identities
         # were proven are stored without it (published as the committee's).
         actor: dict[str, str] | None = None
+        policy_version: int | None = None  # the case's
 
         def apply(self, aggregate: CommitteeCase) -> None:
             aggregate.decision = self.decision
@@ -942,7 +960,7 @@ class Sitting(Aggregate):
             decided_at=decided_at,
             sitting_id=self.id,
             members_present=list(self.members_present),
-            quorum=self.quorum,
+            quorum=self.quorum_for(case),
             recusals=recusals,
             dissent_notes=dissent_notes,
             actor=actor,
@@ -984,15 +1002,20 @@ class Sitting(Aggregate):
                 "dissent_notes": list(self.dissent_notes),
             }
 
+    def quorum_for(self, case: CommitteeCase) -> int:
+        """The quorum a case is decided by: the one of the policy version that governs
+        it; for a case recorded before versions, the sitting's."""
+        return case.quorum if case.quorum is not None else self.quorum
+
     def _refuse_without_quorum(self, case: CommitteeCase) -> None:
         voters = self.voters(case.id)
-        if len(voters) < self.quorum:
+        quorum = self.quorum_for(case)
+        if len(voters) < quorum:
             raise Refused(
                 "quorum_not_reached",
                 f"{len(voters)} members may vote on this case (present and not recused); "
-                f"the quorum is {self.quorum}.",
-                f"عدد الأعضاء الذين يحق لهم التصويت على هذا الطلب {len(voters)}، "
-                f"والنصاب {self.quorum}.",
+                f"the quorum is {quorum}.",
+                f"عدد الأعضاء الذين يحق لهم التصويت على هذا الطلب {len(voters)}، والنصاب {quorum}.",
             )
 
     def _refuse_votes_on_an_earlier_revision(

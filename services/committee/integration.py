@@ -8,11 +8,13 @@ from eventsourcing.utils import get_topic
 
 from services.committee.domain import CommitteeCase
 from shared.events import (
+    SCHEMA_VERSION,
     Actor,
     CommitteeDecided,
     CommitteeDecidedPayload,
     IntegrationEvent,
     Vote,
+    schema_version_of,
 )
 from shared.outbox import carried_envelope
 
@@ -27,8 +29,10 @@ def decided_by(event: Any) -> Actor:
 
 
 def committee_decided(event: Any) -> IntegrationEvent:
+    policy_version = getattr(event, "policy_version", None)
     return CommitteeDecided(
         **carried_envelope(event),
+        schema_version=schema_version_of(policy_version, SCHEMA_VERSION),
         # The clock's time of the decision, the one `within_window` was judged by.
         occurred_at=event.decided_at,
         actor=decided_by(event),
@@ -44,6 +48,7 @@ def committee_decided(event: Any) -> IntegrationEvent:
             quorum=event.quorum,
             recusals=list(event.recusals),
             dissent_notes=list(event.dissent_notes),
+            policy_version=policy_version,
         ),
     )
 

@@ -172,8 +172,16 @@ class IntakeApplication(ServiceApplication):
             )
         return pack
 
-    def service(self, association_id: str, service_code: str) -> ServiceDefinition:
-        pack = self.pack(association_id)
+    def governing_pack(self, case: Case) -> PolicyPack:
+        """The version of the association's policy that governs the case: the one in
+        force when it was received, whatever version is in force now."""
+        pack = self.packs.governing(case.association_id, case.policy_version, case.submitted_at)
+        return pack if pack is not None else self.pack(case.association_id)
+
+    def service(
+        self, association_id: str, service_code: str, pack: PolicyPack | None = None
+    ) -> ServiceDefinition:
+        pack = pack or self.pack(association_id)
         service = pack.service(service_code)
         if service is None:
             catalogue_en = "; ".join(f"{s.code} ({s.name.en})" for s in pack.services)
@@ -186,8 +194,10 @@ class IntakeApplication(ServiceApplication):
             )
         return service
 
-    def check_channel(self, association_id: str, channel: str) -> None:
-        pack = self.pack(association_id)
+    def check_channel(
+        self, association_id: str, channel: str, pack: PolicyPack | None = None
+    ) -> None:
+        pack = pack or self.pack(association_id)
         if not pack.enables(channel):
             enabled = ", ".join(pack.channels)
             raise SubmissionRefused(
@@ -242,16 +252,23 @@ class IntakeApplication(ServiceApplication):
         Nothing is recorded for an unknown association, a channel the
         association does not enable or a service outside its catalogue.
         """
-        self.check_channel(submission.association_id, submission.channel)
-        service = self.service(submission.association_id, submission.service_code)
+        # The version in force now governs the request: its channels, its services'
+        # requirements, and (recorded on the case) everything after.
+        pack = self.pack(submission.association_id)
+        self.check_channel(submission.association_id, submission.channel, pack)
+        service = self.service(submission.association_id, submission.service_code, pack)
         # Another instance may take the number, the channel reference or the
         # applicant's open request first: reload and decide again.
         return self.retrying(
-            lambda: self._submit_once(submission, service, actor), "the submission"
+            lambda: self._submit_once(submission, pack, service, actor), "the submission"
         )
 
     def _submit_once(
-        self, submission: Submission, service: ServiceDefinition, actor: dict[str, str]
+        self,
+        submission: Submission,
+        pack: PolicyPack,
+        service: ServiceDefinition,
+        actor: dict[str, str],
     ) -> SubmissionResult:
         association_id = submission.association_id
         national_id = submission.applicant.national_id
@@ -286,7 +303,6 @@ class IntakeApplication(ServiceApplication):
 
         case_id = uuid4()
         access_code = new_access_code()
-        pack = self.pack(association_id)
         year = hijri_year(now)
         numbering = self._numbering(association_id, year)
         number = numbering.take_number(case_id)
@@ -323,6 +339,7 @@ class IntakeApplication(ServiceApplication):
             actor=actor,
             submitted_at=now,
             access_code_hash=access_code_digest(case_id, access_code),
+            policy_version=pack.number,
             **self.subject(association_id, national_id),
         )
         case.check_completeness(service, at=now, actor=actor)
@@ -350,7 +367,7 @@ class IntakeApplication(ServiceApplication):
     ) -> SubmissionResult:
         """What the applicant still owed arrives; the case completes when nothing is missing."""
         case = self._keyed(self._get_case(case_id))
-        service = self.service(case.association_id, case.service_code)
+        service = self.service(case.association_id, case.service_code, self.governing_pack(case))
         now = self.clock.now()
         fields, documents = dates_as_given(
             service, fields or {}, list(documents or []), local_day(now)
@@ -404,7 +421,7 @@ class IntakeApplication(ServiceApplication):
         actor: dict[str, str],
     ) -> SubmissionResult:
         case = self._keyed(self._get_case(case_id))
-        service = self.service(case.association_id, case.service_code)
+        service = self.service(case.association_id, case.service_code, self.governing_pack(case))
         now = self.clock.now()
         national_id_before = str(case.applicant["national_id"])
         index_before = case.subject_index
@@ -609,7 +626,7 @@ class IntakeApplication(ServiceApplication):
         deadline = None
         undecided = case.decision is None and not case.closed
         if case.completed_at is not None and undecided and case.status != CaseStatus.INELIGIBLE:
-            window = self.pack(case.association_id).decision_window_days
+            window = self.governing_pack(case).decision_window_days
             deadline = case.completed_at + timedelta(days=window)
         return {
             "case_id": str(case.id),

@@ -457,6 +457,10 @@ class Case(Aggregate):
         # submitted before encryption.
         personal_key: str | None = None
         subject_index: str | None = None
+        # The version of the association's policy in force when the request was
+        # received: it governs the case for good. None in a case submitted before
+        # policies were versioned (governed by the version in force then).
+        policy_version: int | None = None
         personal_attributes = REQUEST_DATA
 
     @event(Submitted)
@@ -479,8 +483,10 @@ class Case(Aggregate):
         access_code_hash: str | None = None,
         personal_key: str | None = None,
         subject_index: str | None = None,
+        policy_version: int | None = None,
     ):
         self.association_id = association_id
+        self.policy_version = policy_version
         self.access_code_hash = access_code_hash
         # The applicant's subject key and blind index: what seals their data, and
         # what finds their requests without the number.
@@ -561,6 +567,7 @@ class Case(Aggregate):
             "documents": self.documents,
             "attestation": self.attestation,
             **self._subject(),
+            "policy_version": self.policy_version,
         }
 
     def _subject(self) -> dict[str, str | None]:
@@ -667,6 +674,7 @@ class Case(Aggregate):
         at: datetime
         personal_key: str | None = None
         subject_index: str | None = None
+        policy_version: int | None = None  # the case's (Submitted's)
         personal_attributes = REQUEST_DATA
 
         def apply(self, case: Case) -> None:
@@ -912,6 +920,7 @@ class Case(Aggregate):
         at: datetime
         personal_key: str | None = None
         subject_index: str | None = None
+        policy_version: int | None = None  # the case's (Submitted's)
         personal_attributes = REQUEST_DATA
 
         def apply(self, case: Case) -> None:

@@ -16,6 +16,7 @@ from eventsourcing.utils import get_topic
 
 from services.intake.domain import Case
 from shared.events import (
+    SCHEMA_VERSION,
     Actor,
     Applicant,
     Attestation,
@@ -27,6 +28,7 @@ from shared.events import (
     RequestReceivedPayload,
     ServiceDelivered,
     ServiceDeliveredPayload,
+    schema_version_of,
 )
 from shared.outbox import carried_envelope
 from shared.personal.mapper import is_erased_value
@@ -106,8 +108,10 @@ def _request(
     revision: int,
     corrects: Any,
 ) -> IntegrationEvent:
+    policy_version = getattr(event, "policy_version", None)
     return RequestReceived(
         **envelope,
+        schema_version=schema_version_of(policy_version, SCHEMA_VERSION),
         occurred_at=event.at,
         actor=Actor(**event.actor),
         payload=RequestReceivedPayload(
@@ -118,6 +122,7 @@ def _request(
             submitted_at=event.submitted_at,
             revision=revision,
             corrects=corrects,
+            policy_version=policy_version,
         ),
     )
 

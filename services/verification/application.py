@@ -136,7 +136,10 @@ class VerificationApplication(ServiceApplication):
             ),
             "fields": request.fields,
             "documents": [document.model_dump(mode="json") for document in request.documents],
-            "pack": self.packs.get(event.association_id),
+            # The version the request names governs its checks, whatever is in force now.
+            "pack": self.packs.governing(
+                event.association_id, payload.policy_version, submitted_at
+            ),
             "standing": self._standing(event.association_id, national_id, submitted_at),
             "personal_key": payload.personal_key
             or self.subject_keys.key_for(event.association_id, national_id),

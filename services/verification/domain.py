@@ -687,6 +687,9 @@ class Verification(Aggregate):
         # was sealed have none and read as they were.
         personal_attributes: ClassVar[tuple[str, ...]] = ("received",)
         personal_key: str | None = None
+        # The version of the association's policy the case is governed by (the
+        # request's); None for a verification opened before policies were versioned.
+        policy_version: int | None = None
 
     @staticmethod
     def create_id(case_id: UUID, **_: Any) -> UUID:
@@ -743,6 +746,7 @@ class Verification(Aggregate):
             revision=revision,
             received=received_data(applicant, attestation, fields or {}, documents),
             personal_key=personal_key,
+            policy_version=pack.number if pack is not None else None,
         )
 
     @event(Opened)
@@ -762,8 +766,10 @@ class Verification(Aggregate):
         revision: int = 1,
         received: dict[str, Any] | None = None,
         personal_key: str | None = None,  # the event's, for the store's mapper
+        policy_version: int | None = None,
     ):
         self.association_id = association_id
+        self.policy_version = policy_version
         self.case_ref = case_ref
         self.correlation_id = correlation_id
         # The applicant's key id: what seals the data received and the officer's words.
@@ -981,6 +987,7 @@ class Verification(Aggregate):
             revision=self.revision,
             actor=dict(actor) if actor is not None else None,
             personal_key=self.personal_key,
+            policy_version=self.policy_version,
         )
 
     def _refuse_unless_open_at(self, revision: int | None) -> None:
@@ -1045,6 +1052,7 @@ class Verification(Aggregate):
         # applicant's key (shared/personal); confirmations recorded before hold none.
         personal_attributes: ClassVar[tuple[str, ...]] = ("reason", "override_reason")
         personal_key: str | None = None
+        policy_version: int | None = None  # the verification's (Opened's)
 
         def apply(self, aggregate: Verification) -> None:
             aggregate.confirmed = True

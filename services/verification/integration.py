@@ -8,6 +8,7 @@ from eventsourcing.utils import get_topic
 
 from services.verification.domain import INELIGIBLE, Verification, ineligible_reason_of
 from shared.events import (
+    SEALED_WORDS_SCHEMA_VERSION,
     Actor,
     CheckResult,
     Correction,
@@ -15,6 +16,7 @@ from shared.events import (
     DataVerifiedPayload,
     Explanation,
     IntegrationEvent,
+    schema_version_of,
 )
 from shared.outbox import carried_envelope
 from shared.personal.sealing import Sealer
@@ -28,8 +30,10 @@ def data_verified(event: Any, sealer: Sealer | None = None) -> IntegrationEvent:
     older event lacks the later fields), hence `getattr` with each field's default;
     and without a sealer: the override's reason is sealed at rest already.
     """
+    policy_version = getattr(event, "policy_version", None)
     return DataVerified(
         **carried_envelope(event),
+        schema_version=schema_version_of(policy_version, SEALED_WORDS_SCHEMA_VERSION),
         # The officer's confirmation time, from the service's injectable clock.
         occurred_at=event.confirmed_at,
         actor=Actor(**actor) if (actor := getattr(event, "actor", None)) else _officer(event),
@@ -46,6 +50,7 @@ def data_verified(event: Any, sealer: Sealer | None = None) -> IntegrationEvent:
             **_override_reason(event, sealer),
             # Confirmations recorded before revisions existed verified the first.
             revision=getattr(event, "revision", 1),
+            policy_version=policy_version,
         ),
     )
 

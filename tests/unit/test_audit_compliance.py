@@ -603,7 +603,8 @@ def test_the_checks_that_cannot_run_are_named() -> None:
     assert compliance.checks_not_run((), packs={"sidr": object()}) == [
         "referral_never_closed", "no_survey_invitation", "acted_without_role", "held_by_dead_letter"]
     assert set(compliance.checks_not_run(("committee", "surveys", "identity"), packs={})) == {
-        "window_differs_from_policy", "quorum_differs_from_policy", "held_by_dead_letter"}
+        "policy_version_unknown", "window_differs_from_policy", "quorum_differs_from_policy",
+        "held_by_dead_letter"}
 
 
 # --- a live system: the audit's moment and a grace period -----------------------------

@@ -518,6 +518,7 @@ async def test_a_case_from_before_codes_is_reachable_by_staff_only(in_process: S
         access_code_hash=None,
         personal_key=None,
         subject_index=None,
+        policy_version=None,
     )
     intake.app.save(older)
     await intake.settle()

@@ -61,7 +61,7 @@ def submitted_case(fields=FIELDS, documents=DOCUMENTS, attest=None, **subject) -
         actor={"kind": "adapter", "id": "website"},
         submitted_at=datetime(2026, 11, 21, tzinfo=timezone.utc),
         access_code_hash=None,
-        **{"personal_key": None, "subject_index": None, **subject},
+        **{"personal_key": None, "subject_index": None, "policy_version": 1, **subject},
     )
 
 

@@ -28,6 +28,7 @@ from services.verification.domain import Verification
 from services.verification.integration import translators as verification_translators
 from services.verification.views import VERIFICATIONS
 from shared.events import (
+    POLICY_VERSIONS_SCHEMA_VERSION,
     SEALED_WORDS_SCHEMA_VERSION,
     Applicant,
     DataVerified,
@@ -289,7 +290,9 @@ async def test_verification_keeps_and_publishes_an_overrides_reason_sealed_and_e
     assert_no_plaintext(tmp_path / "verification", MARKERS)
 
     published = published_verification(verification)
-    assert published.schema_version == SEALED_WORDS_SCHEMA_VERSION
+    # Sealed words (2), and since policy versions the version governing the case (3).
+    assert published.schema_version == POLICY_VERSIONS_SCHEMA_VERSION
+    assert published.payload.policy_version == 1
     wire = json.loads(published.model_dump_json())["payload"]
     assert is_sealed(wire["override_reason"]) and wire["personal_key"] == state["personal_key"]
     assert "OVERRIDE" not in json.dumps(wire, ensure_ascii=False)  # nor in the checks
