@@ -64,16 +64,21 @@ class Change:
         return "changed"
 
     def label(self, lang: str) -> str:
+        """Where, in words: "Services › seedlings › Required fields › water_source"."""
+        index = 0 if lang == "ar" else 1
         parts = self.path.split(".")
-        for length in range(len(parts), 0, -1):
-            key = ".".join(parts[:length])
-            generic = ".".join(p for p in parts[:length] if not p.startswith("["))
-            found = LABELS.get(key) or LABELS.get(generic) or LABELS.get(parts[length - 1])
-            if found:
-                rest = ".".join(parts[length:])
-                text = found[0 if lang == "ar" else 1]
-                return f"{text} {rest}".strip() if rest else text
-        return self.path
+        shown = []
+        at = 0
+        while at < len(parts):
+            pair = ".".join(parts[at : at + 2])
+            if at + 1 < len(parts) and pair in LABELS:
+                shown.append(LABELS[pair][index])
+                at += 2
+                continue
+            found = LABELS.get(parts[at])
+            shown.append(found[index] if found else parts[at])
+            at += 1
+        return " › ".join(shown)
 
     def text(self, lang: str) -> str:
         label = self.label(lang)

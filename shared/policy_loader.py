@@ -13,6 +13,7 @@ and stops the service that needs it (exit code 2).
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -37,9 +38,7 @@ def load_pack(path: Path, association_id: str | None = None) -> PolicyPack:
     try:
         pack = PolicyPack.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{_key(problem['loc'])}: {problem['msg']}" for problem in error.errors()
-        )
+        problems = "; ".join(_problem(problem) for problem in error.errors())
         raise PolicyError(f"{path}: {problems}") from None
     expected = association_id or path.stem
     if expected != pack.association_id:
@@ -126,6 +125,14 @@ def load_packs_or_exit(folder: Path, service: str) -> Policies:
     except PolicyError as error:
         print(f"{service}: invalid policy pack / سياسة غير صالحة: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _problem(problem: Any) -> str:
+    """`key: what is wrong`; a rule across keys names its key at the head of its message."""
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    if not problem["loc"] and re.match(r"^[a-z_.]+: ", message):
+        return message
+    return f"{_key(problem['loc'])}: {message}"
 
 
 def _key(location: tuple[Any, ...]) -> str:
