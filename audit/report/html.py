@@ -200,7 +200,6 @@ class _View:
         for row in self.figures.policy_versions:
             association, number = row["association_id"], row["version"]
             takes_effect = row["takes_effect"]
-            approved = row["approved_on"]
             rows.append(
                 {
                     "association": self.names.association(association),
@@ -210,21 +209,26 @@ class _View:
                         if takes_effect
                         else t("since_always", self.lang)
                     ),
-                    "approval": (
-                        f"{row['approval_as_written']}"
-                        + (f" ({self.date(date.fromisoformat(approved))})" if approved else "")
-                        + (
-                            f" — {t('meeting', self.lang)} {row['meeting']}"
-                            if row["meeting"]
-                            else ""
-                        )
-                        if row["approval_as_written"]
-                        else ("—" if row["known"] else t("version_not_held", self.lang))
-                    ),
+                    "approval": self._approval(row),
                     "cases": cell(f"policy_versions.{association}.{number}", row["cases"]),
                 }
             )
         return rows
+
+    def _approval(self, row: dict[str, Any]) -> dict[str, str]:
+        """The board's approval: the date as the minutes write it (isolated, it may be in
+        the other script), then the day in the report's calendars and the meeting."""
+        if not row["approval_as_written"]:
+            return {
+                "as_written": "",
+                "rest": "—" if row["known"] else t("version_not_held", self.lang),
+            }
+        rest = []
+        if row["approved_on"]:
+            rest.append(self.date(date.fromisoformat(row["approved_on"])))
+        if row["meeting"]:
+            rest.append(f"{t('meeting', self.lang)} {row['meeting']}")
+        return {"as_written": row["approval_as_written"], "rest": " · ".join(rest)}
 
     def requests(self) -> dict[str, Any]:
         names, figures = self.names, self.figures

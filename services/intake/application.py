@@ -700,6 +700,9 @@ class IntakeApplication(ServiceApplication):
             "complete": case.complete,
             "correcting": case.correcting,
             "revision": case.revision,
+            # The version of the association's policy the case is governed by (None:
+            # received before versions, governed by the one in force then).
+            "policy_version": case.policy_version,
             "missing": list(case.missing),
             "corrections": list(case.corrections),
             "submitted_at": _iso(case.submitted_at),
