@@ -27,6 +27,9 @@ class CaseState:
     last_event: dict[str, Any] | None
     #: the request's latest revision received (the applicant's corrections publish it again)
     revision: int = 1
+    #: the version of the association's policy the case is governed by (None: received
+    #: before policies were versioned, governed by the version in force then)
+    policy_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,9 +80,11 @@ def state_at(timeline: CaseTimeline, at: datetime) -> CaseState | None:
     closed: set[str] = set()
     survey = None
     revision = 0
+    policy_version: int | None = None
     for entry in entries:
         kind = entry.event_type
         if kind == "RequestReceived":
+            policy_version = policy_version or entry.data.get("policy_version")
             received = entry.revision or 1
             if received > revision and revision and status in ("received", "verified"):
                 # A corrected request: its data waits for verification again.
@@ -125,6 +130,7 @@ def state_at(timeline: CaseTimeline, at: datetime) -> CaseState | None:
             "when": both_calendars(last.occurred_at),
         },
         revision=revision or 1,
+        policy_version=policy_version,
     )
 
 

@@ -199,7 +199,8 @@ def cmd_asof(args: argparse.Namespace, settings: AuditSettings) -> int:
         print(
             f"  {state.case_ref:<18} {label['ar']} / {label['en']:<24} "
             f"verification={state.verification_outcome} decision={state.decision} "
-            f"delivered={state.delivered} referral_open={state.referral_open} survey={state.survey}"
+            f"delivered={state.delivered} referral_open={state.referral_open} survey={state.survey} "
+            f"policy_version={state.policy_version}"
         )
     print(f"  {count} حالة / cases")
     return 0

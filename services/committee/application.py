@@ -381,6 +381,9 @@ class CommitteeApplication(ServiceApplication):
                 "window_days": case.window_days,
                 "deadline": case.deadline.isoformat() if case.deadline else None,
                 "deadline_display": _display(case.deadline),
+                # The policy version that governs the case, and the quorum it sets.
+                "policy_version": case.policy_version,
+                "quorum": case.quorum,
                 "revision": case.revision,
                 "revisions": [
                     {

@@ -15,6 +15,7 @@ import pytest
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import Tracking
 
+from audit.asof import state_at
 from audit.compliance import CheckContext, run_checks
 from audit.figures import compute_figures
 from audit.policy_versions import adoptions, policy_diff, versions_in_force
@@ -557,3 +558,11 @@ def test_a_removed_channel_and_an_added_requirement_are_named(tmp_path: Path) ->
         text.startswith("Added — Services › seedlings › Required fields › water_source")
         for text in texts
     ), texts
+
+
+def test_a_case_as_of_a_moment_names_the_version_that_governs_it() -> None:
+    events = decided_case(AFTER_CHANGE, 2, within=False)
+    state = state_at(timeline_of(*events), AFTER_CHANGE + timedelta(hours=2))
+    assert state is not None and state.status == "verified" and state.policy_version == 2
+    older = state_at(timeline_of(*decided_case(BEFORE_CHANGE, None, True)), AFTER_CHANGE)
+    assert older is not None and older.policy_version is None
