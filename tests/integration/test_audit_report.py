@@ -75,7 +75,9 @@ def test_report_command_from_the_stream(nats_server, tmp_path: Path, monkeypatch
     assert f'id="case-{c3.case_id}"' in html
     assert html.count("<svg") >= 8
     csv_files = sorted(p.name for p in out.glob("*.csv"))
-    assert f"requests_by_channel-{START}_{END}.csv" in csv_files and len(csv_files) == 12  # with erasures
+    assert f"requests_by_channel-{START}_{END}.csv" in csv_files
+    assert f"policy_versions-{START}_{END}.csv" in csv_files
+    assert len(csv_files) == 13  # with erasures and the policy versions
 
 
 def test_report_command_needs_the_stream(tmp_path: Path, monkeypatch, capsys) -> None:
