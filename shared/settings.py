@@ -92,6 +92,8 @@ class ServiceSettings(PersonalDataSettings, BaseSettings):
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     consumer_batch: int = Field(default=64, ge=1, le=1000)
     relay_batch: int = Field(default=256, ge=1, le=5000)
+    # How many publishes the outbox relay keeps in flight (1: one after the other).
+    relay_window: int = Field(default=64, ge=1, le=1000)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     log_level: str = "INFO"
     policies_dir: Path = Field(
