@@ -35,7 +35,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from pydantic import ValidationError
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.consumer import REASON_HEADER, SERVICE_HEADER, SUBJECT_HEADER
 from shared.events import IntegrationEvent, encode_event
 from shared.logging import context_of_event, log_context
@@ -106,6 +106,7 @@ class _InFlight:
     notification: Notification
     event: IntegrationEvent
     ack: asyncio.Future[PubAck]
+    span: Any = None  # its `publish` span while tracing, ended at the ack
 
 
 class _Window:
@@ -150,10 +151,15 @@ class _Window:
     async def settle_oldest(self) -> None:
         sent = self.in_flight.popleft()
         self.cases.discard(sent.event.case_id)
-        if sent.ack.done():
-            ack = sent.ack.result()  # raises what the publish failed with
-        else:
-            ack = await asyncio.wait_for(sent.ack, self.ack_timeout)
+        try:
+            if sent.ack.done():
+                ack = sent.ack.result()  # raises what the publish failed with
+            else:
+                ack = await asyncio.wait_for(sent.ack, self.ack_timeout)
+        except BaseException as error:
+            tracing.end_publish(sent.span, error)
+            raise
+        tracing.end_publish(sent.span)
         self.on_ack(sent.event, ack)
         self.reached = sent.notification.id
 
@@ -179,6 +185,7 @@ class _Window:
         """No ack is awaited any more (the client stops waiting for it)."""
         for sent in self.in_flight:
             sent.ack.cancel()
+            tracing.end_publish(sent.span, asyncio.CancelledError())
         self.in_flight.clear()
         self.cases.clear()
 
@@ -312,19 +319,22 @@ class OutboxRelay:
 
         If it cannot be sent, what was sent before it is still settled (and counts).
         """
+        span = tracing.publish_span(event)
         try:
             ack = await self.js.publish_async(
                 event_subject(event.association_id, event.case_id, event.event_type),
                 data,
-                headers={"Nats-Msg-Id": str(event.event_id)},
+                headers={"Nats-Msg-Id": str(event.event_id), **tracing.publish_headers(event)},
             )
-        except MaxPayloadError:
+        except MaxPayloadError as error:
+            tracing.end_publish(span, error)
             limit = self._max_payload() - ENVELOPE_ALLOWANCE
             raise self._too_large(event, len(data), limit) from None
-        except Exception:
+        except Exception as error:
+            tracing.end_publish(span, error)
             await window.settle_all()
             raise
-        window.add(_InFlight(notification, event, ack))
+        window.add(_InFlight(notification, event, ack, span))
 
     def _past_a_gap(self, count: int) -> None:
         if count:
@@ -375,7 +385,7 @@ class OutboxRelay:
         return await self.js.publish(
             event_subject(event.association_id, event.case_id, event.event_type),
             encode_event(event) if data is None else data,
-            headers={"Nats-Msg-Id": str(event.event_id)},
+            headers={"Nats-Msg-Id": str(event.event_id), **tracing.publish_headers(event)},
         )
 
     def _max_payload(self) -> int:

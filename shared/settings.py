@@ -96,6 +96,9 @@ class ServiceSettings(PersonalDataSettings, BaseSettings):
     relay_window: int = Field(default=64, ge=1, le=1000)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     log_level: str = "INFO"
+    # Where traces go over OTLP/HTTP (the collector's base URL; `/v1/traces` is added).
+    # OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT works too; unset: no traces.
+    otlp_endpoint: str | None = None
     policies_dir: Path = Field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "policies"
     )
