@@ -374,7 +374,9 @@ class RequestLogMiddleware:
         traced = (
             contextlib.nullcontext()
             if quiet
-            else tracing.request_span(scope["method"], correlation)
+            else tracing.request_span(
+                scope["method"], correlation, {"http.request.method": scope["method"]}
+            )
         )
         with (
             log_context(correlation_id=correlation, case_id=None, case_ref=None, event_id=None),

@@ -217,19 +217,19 @@ _request: ContextVar[RequestTrace | None] = ContextVar("khidma_request_trace", d
 
 
 def request_span(
-    method: str, correlation: str | None
+    name: str, correlation: str | None, attributes: Mapping[str, Any] | None = None
 ) -> contextlib.AbstractContextManager[RequestTrace | None]:
-    """Around one HTTP request. Once it is routed the caller names it (`name`: the
-    method and the route's template) and sets `attributes` (`url.path` with any
-    personal data masked, `http.response.status_code`)."""
-    return _OFF if _tracer is None else _request_span(method, correlation)
+    """Around one request (HTTP, or a submission over NATS request/reply). The caller
+    may rename it once it knows more (the HTTP edge: the method and the route's
+    template) and add `attributes` (no personal data: a path with it masked)."""
+    return _OFF if _tracer is None else _request_span(name, correlation, attributes)
 
 
 @contextlib.contextmanager
-def _request_span(method: str, correlation: str | None) -> Iterator[RequestTrace]:
-    request = RequestTrace(
-        name=method, correlation=correlation, attributes={"http.request.method": method}
-    )
+def _request_span(
+    name: str, correlation: str | None, attributes: Mapping[str, Any] | None
+) -> Iterator[RequestTrace]:
+    request = RequestTrace(name=name, correlation=correlation, attributes=dict(attributes or {}))
     token = _request.set(request)
     try:
         yield request

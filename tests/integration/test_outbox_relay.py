@@ -65,6 +65,10 @@ async def run_relay_until_published(relay: OutboxRelay, count: int) -> None:
     task = asyncio.create_task(relay.run())
     try:
         await async_wait_for(lambda: _value(relay.stats.published >= count), timeout=15)
+        # The acks are counted before the position is recorded: wait for that too, or
+        # the cancel below can come between the two.
+        last = last_public(relay.app, relay)  # type: ignore[arg-type]
+        await async_wait_for(lambda: _value(relay.stats.position >= last), timeout=15)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -10,6 +10,7 @@ the other by the message's `traceparent`.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -34,6 +35,7 @@ from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
 from shared.settings import ServiceSettings
 from shared.store import StoreRunner, open_application
 from shared.stream import ensure_stream
+from shared.subjects import submission_subject
 from tests.helpers import async_wait_for, stream_messages, wait_for
 from tests.integration.test_exactly_once import make_app, record_effect
 from tests.integration.test_intake_service import ADAPTER, SUBMISSION
