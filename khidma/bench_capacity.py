@@ -41,6 +41,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from khidma.bench import percentile, process_memory
 from khidma.bench_batches import token as adapter_token
 from khidma.bench_fsync import publish_windowed
+from khidma.otlp_collector import Collector, ReceivedSpan
 from khidma.run import EmbeddedSystem
 from khidma.signin import embedded_staff
 from khidma.simulate import TEMPLATES, simulated_applicant
@@ -289,6 +290,7 @@ class Options:
     concurrency: int
     timeout: float
     unconfirmed: int
+    traces: bool = False
 
 
 async def run_passes(system: EmbeddedSystem, options: Options) -> list[Pass]:
@@ -475,14 +477,46 @@ def report_lines(
     return lines
 
 
-def measure(options: Options, store: str) -> tuple[list[Pass], Floor, dict[str, int | None]]:
+def trace_lines(spans: list[ReceivedSpan]) -> list[str]:
+    """Where the time goes: each hop's span durations, per service."""
+    durations: dict[tuple[str, str], list[float]] = {}
+    for span in spans:
+        durations.setdefault((span.service or "?", span.name), []).append(span.milliseconds)
+    lines = [
+        f"traces: {len(spans)} spans, {len({s.trace_id for s in spans})} traces; per hop:",
+        f"  {'service':13} {'span':44} {'count':>7} {'p50 ms':>8} {'p99 ms':>8}",
+    ]
+    for (service, name), values in sorted(durations.items()):
+        lines.append(
+            f"  {service:13} {name[:44]:44} {len(values):7d} "
+            f"{percentile(values, 0.5):8.2f} {percentile(values, 0.99):8.2f}"
+        )
+    return lines
+
+
+def measure(
+    options: Options, store: str
+) -> tuple[list[Pass], Floor, dict[str, int | None], list[ReceivedSpan]]:
     database: contextlib.AbstractContextManager[dict[str, str]] = (
         postgres_database() if store == "postgres" else contextlib.nullcontext({})
     )
+    collector: contextlib.AbstractContextManager[Collector | None] = (
+        Collector() if options.traces else contextlib.nullcontext()
+    )
     with (
         database as env,
+        collector as traces,
         tempfile.TemporaryDirectory(prefix="khidma-capacity-") as folder,
     ):
+        if traces is not None:
+            # Every service sends its spans to the benchmark's own collector; a queue
+            # large enough that none is dropped, sent every half second.
+            env = {
+                **env,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": traces.url,
+                "OTEL_BSP_SCHEDULE_DELAY": "500",
+                "OTEL_BSP_MAX_QUEUE_SIZE": "1000000",
+            }
         print(f"starting an embedded system in {folder} ({store}) …", file=sys.stderr)
         with EmbeddedSystem(Path(folder), fixed_ports=False, service_env=env) as system:
             passes = asyncio.run(run_passes(system, options))
@@ -492,7 +526,9 @@ def measure(options: Options, store: str) -> tuple[list[Pass], Floor, dict[str, 
                 **process_memory(system),
                 "benchmark": own_peak_memory(),
             }
-    return passes, floor, memory
+        # The services sent what they still held as they stopped.
+        spans = traces.spans() if traces is not None else []
+    return passes, floor, memory, spans
 
 
 def own_peak_memory() -> int | None:
@@ -517,10 +553,19 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="requests of the NATS pass the verifier leaves alone (to see the benchmark fail)",
     )
+    parser.add_argument(
+        "--traces",
+        action="store_true",
+        help="the services send their spans to a local collector; prints p50/p99 per hop",
+    )
     args = parser.parse_args(argv)
-    options = Options(args.requests, args.concurrency, args.timeout, args.leave_unconfirmed)
-    passes, floor, memory = measure(options, args.store)
+    options = Options(
+        args.requests, args.concurrency, args.timeout, args.leave_unconfirmed, args.traces
+    )
+    passes, floor, memory, spans = measure(options, args.store)
     print("\n".join(report_lines(options, args.store, passes, floor, memory)))
+    if options.traces:
+        print("\n".join(trace_lines(spans)))
     args.output.mkdir(parents=True, exist_ok=True)
     result = {
         "store": args.store,

@@ -37,7 +37,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.dead_letter import (
     REASON_HEADER,
     SEQUENCE_HEADER,
@@ -239,7 +239,12 @@ class TrackingConsumer:
             return
         # Every log line about this message, here and on the store thread,
         # carries the case id and the correlation id.
-        with log_context(**context_of_event(event)):
+        with (
+            log_context(**context_of_event(event)),
+            tracing.consume_span(
+                self.service, event, message.headers, message.metadata.num_delivered or 1
+            ),
+        ):
             await self._handle_event(message, event, origin[1])
 
     def _origin(self, message: Msg) -> tuple[str, int] | None:

@@ -4,6 +4,7 @@ statuses, request logging, and serving under uvicorn."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -20,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.apidocs_ui import install_api_docs
 from shared.auth import (
     AuthRefused,
@@ -369,11 +370,27 @@ class RequestLogMiddleware:
             await send(message)
 
         started = time.perf_counter()
-        with log_context(correlation_id=correlation, case_id=None, case_ref=None, event_id=None):
+        quiet = scope["path"] in _QUIET_PATHS
+        traced = (
+            contextlib.nullcontext()
+            if quiet
+            else tracing.request_span(
+                scope["method"], correlation, {"http.request.method": scope["method"]}
+            )
+        )
+        with (
+            log_context(correlation_id=correlation, case_id=None, case_ref=None, event_id=None),
+            traced as request_trace,
+        ):
             try:
                 await self.app(scope, receive, send_status)
             finally:
-                if scope["path"] not in _QUIET_PATHS:
+                if request_trace is not None:
+                    # Once routed: the route's template, and the path with a national id masked.
+                    request_trace.name = f"{scope['method']} {_route_path(scope)}"
+                    request_trace.attributes["url.path"] = _logged_path(scope)
+                    request_trace.attributes["http.response.status_code"] = status["code"]
+                if not quiet:
                     log.info(
                         "%s %s %d",
                         scope["method"],
@@ -386,7 +403,15 @@ class RequestLogMiddleware:
                     )
 
 
+def _route_path(scope: dict[str, Any]) -> str:
+    """The route's template (`/cases/{case_key}`), which names a span for all its cases."""
+    route = scope.get("route")
+    return str(getattr(route, "path", None) or _logged_path(scope))
+
+
 def serve(api: FastAPI, settings: ServiceSettings) -> None:
+    # Traces, when an endpoint is configured (shared/tracing.py); nothing otherwise.
+    tracing.configure_tracing(settings.service_name, settings.otlp_endpoint)
     config = uvicorn.Config(
         api,
         host=settings.http_host,
@@ -397,7 +422,10 @@ def serve(api: FastAPI, settings: ServiceSettings) -> None:
         log_config=None,  # our JSON handler (shared/logging.py) formats uvicorn's lines too
     )
     server = uvicorn.Server(config)
-    asyncio.run(server.serve())
+    try:
+        asyncio.run(server.serve())
+    finally:
+        tracing.shutdown_tracing()  # what is still buffered goes out
 
 
 def runtime_of(request: Request) -> ServiceRuntime[Any]:

@@ -2,12 +2,14 @@
 
 Publishing is never a second write inside a command. The relay reads the
 events already committed, translates the public ones into integration events,
-and publishes them one after the other, in the store's order, each with
-`Nats-Msg-Id` = event id. It records its position only up to the last event the
-server acknowledged: a failed publish stops the batch there (no later event may
-reach the stream before an earlier one), and the next attempt starts from it. A
-crash before that position is recorded re-publishes from there, and the server
-drops what it already holds.
+and publishes them in the store's order, each with `Nats-Msg-Id` = event id,
+keeping up to `window` publishes in flight on its one connection (the server
+stores a connection's messages in the order they arrive). It records its
+position only up to the last event such that it and every event before it was
+acknowledged: a failed publish stops the batch there (nothing more is sent),
+and the next attempt starts from it; what was in flight behind it is sent again
+and the server drops what it already holds. A crash before the position is
+recorded re-publishes from there in the same way (docs/decisions.md, 35).
 
 An event that can never be published (larger than the server's maximum
 payload, or one its translator refuses) would otherwise hold back every event
@@ -21,6 +23,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +35,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from pydantic import ValidationError
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.consumer import REASON_HEADER, SERVICE_HEADER, SUBJECT_HEADER
 from shared.events import IntegrationEvent, encode_event
 from shared.logging import context_of_event, log_context
@@ -85,11 +88,106 @@ class RelayStats:
     published: int = 0
     duplicates: int = 0
     set_aside: int = 0
+    # Acknowledged after an earlier publish of the same window had failed: not
+    # recorded, sent again (then a duplicate). If the failed one was not stored,
+    # the stream holds these before it.
+    acked_past_a_gap: int = 0
     published_by_type: dict[str, int] = field(default_factory=dict)
     # When the relay last moved its position or found nothing to publish
     # (time.monotonic), and why its last attempt failed: /ready reads both.
     last_progress: float = field(default_factory=time.monotonic)
     last_error: str | None = None
+
+
+@dataclass
+class _InFlight:
+    """A publish sent and not yet settled."""
+
+    notification: Notification
+    event: IntegrationEvent
+    ack: asyncio.Future[PubAck]
+    span: Any = None  # its `publish` span while tracing, ended at the ack
+
+
+class _Window:
+    """The publishes of one batch in flight, settled oldest first.
+
+    `reached` is the last position such that it and everything before it in
+    the batch was acknowledged (or set aside). At most one publish per case is
+    in flight: an event is sent only once the one before it of the same case
+    was acknowledged, so that a connection lost mid-window (what the client
+    had written is lost, what it still held is sent after it reconnects) can
+    never put a case's events out of order on the stream.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        ack_timeout: float,
+        on_ack: Callable[[IntegrationEvent, PubAck], None],
+    ):
+        self.size = size
+        self.ack_timeout = ack_timeout
+        self.on_ack = on_ack
+        self.in_flight: deque[_InFlight] = deque()
+        self.cases: set[Any] = set()
+        self.reached: int | None = None
+
+    async def make_room(self, case_id: Any) -> None:
+        """Settles the oldest publishes until one more of this case may be sent.
+
+        What is acknowledged already is settled too, without waiting: the
+        sends that follow then go out together rather than one per ack.
+        """
+        while len(self.in_flight) >= self.size or case_id in self.cases:
+            await self.settle_oldest()
+        while self.in_flight and self.in_flight[0].ack.done():
+            await self.settle_oldest()
+
+    def add(self, sent: _InFlight) -> None:
+        self.in_flight.append(sent)
+        self.cases.add(sent.event.case_id)
+
+    async def settle_oldest(self) -> None:
+        sent = self.in_flight.popleft()
+        self.cases.discard(sent.event.case_id)
+        try:
+            if sent.ack.done():
+                ack = sent.ack.result()  # raises what the publish failed with
+            else:
+                ack = await asyncio.wait_for(sent.ack, self.ack_timeout)
+        except BaseException as error:
+            tracing.end_publish(sent.span, error)
+            raise
+        tracing.end_publish(sent.span)
+        self.on_ack(sent.event, ack)
+        self.reached = sent.notification.id
+
+    async def settle_all(self) -> None:
+        while self.in_flight:
+            await self.settle_oldest()
+
+    async def abandon(self) -> int:
+        """After a failure: lets what is still in flight settle; returns how many got
+        past it (acknowledged as new messages). None of them is recorded."""
+        if not self.in_flight:
+            return 0
+        done, _ = await asyncio.wait(
+            [sent.ack for sent in self.in_flight], timeout=self.ack_timeout
+        )
+        return sum(
+            1
+            for ack in done
+            if not ack.cancelled() and ack.exception() is None and not ack.result().duplicate
+        )
+
+    def cancel(self) -> None:
+        """No ack is awaited any more (the client stops waiting for it)."""
+        for sent in self.in_flight:
+            sent.ack.cancel()
+            tracing.end_publish(sent.span, asyncio.CancelledError())
+        self.in_flight.clear()
+        self.cases.clear()
 
 
 class OutboxRelay:
@@ -101,16 +199,26 @@ class OutboxRelay:
         translators: Mapping[str, Translator],
         *,
         batch_size: int = 256,
+        window: int = 64,
+        ack_timeout: float = 5.0,
         poll_interval: float = 0.25,
         service: str | None = None,
     ):
-        """`translators` maps the topic of each public domain event to its translation."""
+        """`translators` maps the topic of each public domain event to its translation.
+
+        `window` publishes at most are in flight at once (1: each waits for the
+        ack of the one before); `ack_timeout` is how long one may wait for its ack.
+        """
+        if window < 1:
+            raise ValueError("the relay's window holds at least one publish")
         self.app = app
         self.store = store
         self.js = js
         self.translators = dict(translators)
         self.topics = tuple(self.translators)
         self.batch_size = batch_size
+        self.window = window
+        self.ack_timeout = ack_timeout
         self.poll_interval = poll_interval
         self.service = service or app.name.lower()
         self.stats = RelayStats()
@@ -158,34 +266,86 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publishes the next batch in order; returns how many events it got past.
 
-        On a failure, the position reached so far is recorded before the error
-        is raised, so the events already acknowledged are not sent again.
+        Up to `window` publishes are in flight; they are settled oldest first,
+        and the position moves over an event only once it and every one before
+        it was acknowledged (or set aside). On a failure nothing more is sent,
+        the position reached so far is recorded, and the error is raised.
         """
         notifications = await self.store.run(
             self.app.read_notifications, self.stats.position, self.batch_size, self.topics
         )
-        reached: int | None = None
+        window = _Window(self.window, self.ack_timeout, self._count_published)
         try:
             for notification in notifications:
-                await self._publish_or_set_aside(notification)
-                reached = notification.id
+                await self._publish_in_window(window, notification)
+            await window.settle_all()
         except Exception:
-            if reached is not None:
+            self._past_a_gap(await window.abandon())
+            if window.reached is not None:
                 self.stats.last_progress = time.monotonic()
-                await self._record_position(reached)
+                await self._record_position(window.reached)
             raise
-        if reached is not None:
-            await self._record_position(reached)
+        finally:
+            window.cancel()
+        if window.reached is not None:
+            await self._record_position(window.reached)
         return len(notifications)
 
-    async def _publish_or_set_aside(self, notification: Notification) -> None:
+    async def _publish_in_window(self, window: _Window, notification: Notification) -> None:
         try:
-            event = self._translate(notification)
-            data = encode_event(event)
-            ack = await self._send(event, data)
+            event, data = self._prepare(notification)
+            await window.make_room(event.case_id)
+            await self._send(window, notification, event, data)
         except Unpublishable as unpublishable:
+            # Rare: the window drains first, so that the record's ack, like
+            # every other, is settled in the store's order.
+            await window.settle_all()
             await self._set_aside(notification, unpublishable)
-            return
+            window.reached = notification.id
+
+    def _prepare(self, notification: Notification) -> tuple[IntegrationEvent, bytes]:
+        """The integration event and its body; `Unpublishable` if it can never be sent."""
+        event = self._translate(notification)
+        data = encode_event(event)
+        limit = self._max_payload() - ENVELOPE_ALLOWANCE
+        if len(data) > limit:
+            raise self._too_large(event, len(data), limit)
+        return event, data
+
+    async def _send(
+        self, window: _Window, notification: Notification, event: IntegrationEvent, data: bytes
+    ) -> None:
+        """Sends one publish into the window.
+
+        If it cannot be sent, what was sent before it is still settled (and counts).
+        """
+        span = tracing.publish_span(event)
+        try:
+            ack = await self.js.publish_async(
+                event_subject(event.association_id, event.case_id, event.event_type),
+                data,
+                headers={"Nats-Msg-Id": str(event.event_id), **tracing.publish_headers(event)},
+            )
+        except MaxPayloadError as error:
+            tracing.end_publish(span, error)
+            limit = self._max_payload() - ENVELOPE_ALLOWANCE
+            raise self._too_large(event, len(data), limit) from None
+        except Exception as error:
+            tracing.end_publish(span, error)
+            await window.settle_all()
+            raise
+        window.add(_InFlight(notification, event, ack, span))
+
+    def _past_a_gap(self, count: int) -> None:
+        if count:
+            self.stats.acked_past_a_gap += count
+            log.warning(
+                "%d publishes were acknowledged after an earlier one failed; they are sent "
+                "again from the failed one, and the server drops the copies",
+                count,
+            )
+
+    def _count_published(self, event: IntegrationEvent, ack: PubAck) -> None:
         self.stats.published += 1
         self.stats.published_by_type[event.event_type] = (
             self.stats.published_by_type.get(event.event_type, 0) + 1
@@ -220,20 +380,12 @@ class OutboxRelay:
                 },
             ) from error
 
-    async def _send(self, event: IntegrationEvent, data: bytes) -> PubAck:
-        limit = self._max_payload() - ENVELOPE_ALLOWANCE
-        if len(data) > limit:
-            raise self._too_large(event, len(data), limit)
-        try:
-            return await self._publish(event, data)
-        except MaxPayloadError:
-            raise self._too_large(event, len(data), limit) from None
-
     async def _publish(self, event: IntegrationEvent, data: bytes | None = None) -> PubAck:
+        """One publish that waits for its ack (tests use it to crash after publishing)."""
         return await self.js.publish(
             event_subject(event.association_id, event.case_id, event.event_type),
             encode_event(event) if data is None else data,
-            headers={"Nats-Msg-Id": str(event.event_id)},
+            headers={"Nats-Msg-Id": str(event.event_id), **tracing.publish_headers(event)},
         )
 
     def _max_payload(self) -> int:

@@ -113,6 +113,7 @@ class ServiceRuntime(Generic[AppT]):
                 js,
                 self.translators,
                 batch_size=self.settings.relay_batch,
+                window=self.settings.relay_window,
                 poll_interval=self.settings.poll_interval_seconds,
                 service=self.settings.service_name,
             )

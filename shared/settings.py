@@ -92,8 +92,13 @@ class ServiceSettings(PersonalDataSettings, BaseSettings):
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     consumer_batch: int = Field(default=64, ge=1, le=1000)
     relay_batch: int = Field(default=256, ge=1, le=5000)
+    # How many publishes the outbox relay keeps in flight (1: one after the other).
+    relay_window: int = Field(default=64, ge=1, le=1000)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     log_level: str = "INFO"
+    # Where traces go over OTLP/HTTP (the collector's base URL; `/v1/traces` is added).
+    # OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT works too; unset: no traces.
+    otlp_endpoint: str | None = None
     policies_dir: Path = Field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "policies"
     )

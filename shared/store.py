@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import (
+    EventStore,
     IntegrityError,
     Mapper,
     Notification,
     ProcessRecorder,
+    Recording,
     Tracking,
 )
 from eventsourcing.postgres import PostgresProcessRecorder
@@ -34,6 +36,7 @@ from shared.personal.mapper import PersonalDataMapper
 from shared.personal.sealing import Sealer
 from shared.policy import Policies, PolicyPack
 from shared.policy_adoption import AdoptedVersionChanged, PolicyAdoptions, adoptions_id
+from shared.tracing import commit_span
 
 T = TypeVar("T")
 AppT = TypeVar("AppT", bound="ServiceApplication")
@@ -47,6 +50,14 @@ MAX_ATTEMPTS = 20
 
 def consumer_tracking_name(stream: str) -> str:
     return f"nats:{stream}"
+
+
+class TracedEventStore(EventStore[Any]):
+    """The library's event store, each write in a `store commit` span (shared/tracing.py)."""
+
+    def put(self, domain_events: Sequence[Any], **kwargs: Any) -> list[Recording[Any]]:
+        with commit_span(domain_events):
+            return super().put(domain_events, **kwargs)
 
 
 class ServiceApplication(Application):
@@ -109,6 +120,9 @@ class ServiceApplication(Application):
         # Personal attributes are sealed before anything is written (shared/personal).
         base = super().construct_mapper()
         return PersonalDataMapper(base, self.sealer) if self.sealer else base
+
+    def construct_event_store(self) -> EventStore[Any]:
+        return TracedEventStore(mapper=self.mapper, recorder=self.recorder)
 
     def construct_recorder(self) -> ProcessRecorder:
         # The process recorder, extended so that every recorded event is also

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from services.intake.access import submitting_role
 from services.intake.application import IntakeApplication
+from shared import tracing
 from shared.auth import AuthRefused, AuthUnavailable, Forbidden, Principal, Verifier, token_missing
 from shared.consumer import DeadLetterHandler, Handler
 from shared.dead_letter import DeadLetter
@@ -113,11 +114,14 @@ def register_submission_subscriber(
     # an exception that leaves the adapter without any reply.
     @broker.subscriber(SUBMISSIONS_WILDCARD, queue="intake", decoder=_body_as_sent)
     async def on_submission(message: NatsMessage) -> Response:
-        try:
-            reply = await _answer(message, app, store, recorded, verifier)
-        except Exception:
-            log.exception("a submission could not be processed")
-            reply = failed_reply()
+        # One trace with the case it opens, as over HTTP (shared/tracing.py).
+        subject = {"messaging.destination.name": message.raw_message.subject}
+        with tracing.request_span(f"submit {SUBMISSIONS_WILDCARD}", None, subject):
+            try:
+                reply = await _answer(message, app, store, recorded, verifier)
+            except Exception:
+                log.exception("a submission could not be processed")
+                reply = failed_reply()
         return Response(reply_bytes(reply), headers={"content-type": "application/json"})
 
 

@@ -65,6 +65,10 @@ async def run_relay_until_published(relay: OutboxRelay, count: int) -> None:
     task = asyncio.create_task(relay.run())
     try:
         await async_wait_for(lambda: _value(relay.stats.published >= count), timeout=15)
+        # The acks are counted before the position is recorded: wait for that too, or
+        # the cancel below can come between the two.
+        last = last_public(relay.app, relay)  # type: ignore[arg-type]
+        await async_wait_for(lambda: _value(relay.stats.position >= last), timeout=15)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -204,7 +208,11 @@ async def _value(value):
 
 
 class FlakyJetStream:
-    """A JetStream context whose publishes fail while `refuse` says so."""
+    """A JetStream context whose publishes fail while `refuse` says so.
+
+    The relay publishes with `publish_async` (a window in flight) and sets
+    events aside with `publish`: a refused one fails before it is sent.
+    """
 
     def __init__(self, js: Any, refuse: Callable[[str, bytes], bool] = lambda s, d: False):
         self._js = js
@@ -219,6 +227,12 @@ class FlakyJetStream:
             self.refused += 1
             raise nats.errors.TimeoutError
         return await self._js.publish(subject, payload, **options)
+
+    async def publish_async(self, subject: str, payload: bytes = b"", **options: Any) -> Any:
+        if self.refuse(subject, payload):
+            self.refused += 1
+            raise nats.errors.TimeoutError
+        return await self._js.publish_async(subject, payload, **options)
 
 
 def last_public(app: IntakeApplication, relay: OutboxRelay) -> int:
@@ -265,13 +279,13 @@ async def test_the_position_moves_only_after_the_server_acknowledged(backend, na
     js = connection.jetstream(timeout=1)
     attempts = FlakyJetStream(js)
     counted: list[str] = []
-    real_publish = attempts.publish
+    real_publish = attempts.publish_async
 
     async def counting_publish(subject: str, payload: bytes = b"", **options: Any) -> Any:
         counted.append(subject)
         return await real_publish(subject, payload, **options)
 
-    attempts.publish = counting_publish  # type: ignore[method-assign]
+    attempts.publish_async = counting_publish  # type: ignore[method-assign]
     relay = OutboxRelay(app, store, attempts, TRANSLATORS, poll_interval=0.1)
     task = asyncio.create_task(relay.run())
     try:

@@ -1,0 +1,418 @@
+"""OpenTelemetry traces: the one place that configures them (docs/decisions.md, 35).
+
+A case's events share its correlation id (the `RequestReceived` event id), and
+that id's 128 bits are the trace id, so every process names the same trace
+without being told. Span ids that another process must find are derived too:
+
+- the *root* span, the HTTP request that recorded the case's first event
+  (the one whose event id is the correlation id): `span_id("root", correlation)`;
+- the relay's *publish* of an event: `span_id("publish", event id)`; its parent
+  is the publish of the event that caused it, or the root for an event with no
+  cause. The relay also carries it in the message's `traceparent` header.
+
+A service adds its own spans under those: the HTTP request (shared/http.py),
+the store commit (shared/store.py), the consume of each message (shared/consumer.py,
+parent: the `traceparent` it carried). An HTTP request is only known to belong to a
+case once it committed an event of it, so its span is written when it ends, with
+the time it started and the id its commit span named as parent.
+
+Traces go out over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or the setting `KHIDMA_OTLP_ENDPOINT`) is
+set. Without one nothing is configured: every helper here returns at once
+(`enabled()` is false), no header is added, and no span object is made.
+The provider is this module's own, not OpenTelemetry's global one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+_provider: TracerProvider | None = None
+_tracer: trace.Tracer | None = None
+# What every helper returns while tracing is off: entered, it gives None.
+_OFF: contextlib.nullcontext[None] = contextlib.nullcontext()
+# The ids the next span is given (trace id, span id), when they are not random.
+_forced: ContextVar[tuple[int | None, int | None]] = ContextVar(
+    "khidma_forced_span_ids", default=(None, None)
+)
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def otlp_traces_endpoint(setting: str | None = None) -> str | None:
+    """Where spans go: the traces URL, or None when no endpoint is configured."""
+    full = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if full:
+        return full
+    base = (setting or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).strip()
+    return f"{base.rstrip('/')}/v1/traces" if base else None
+
+
+def configure_tracing(
+    service: str,
+    endpoint: str | None = None,
+    *,
+    exporter: SpanExporter | None = None,
+    batch: bool = False,
+) -> TracerProvider | None:
+    """Sets up traces for this process: to `exporter` (tests: in memory, each span at
+    once unless `batch`), else over OTLP/HTTP to the configured endpoint in batches,
+    else nothing."""
+    global _provider, _tracer
+    shutdown_tracing()
+    if exporter is None:
+        url = otlp_traces_endpoint(endpoint)
+        if url is None:
+            return None
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        processor: Any = BatchSpanProcessor(OTLPSpanExporter(endpoint=url))
+        log.info("traces go to %s", url)
+    else:
+        processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    _provider = TracerProvider(
+        resource=Resource.create({"service.name": service}), id_generator=_Ids()
+    )
+    _provider.add_span_processor(processor)
+    _tracer = _provider.get_tracer("khidma")
+    return _provider
+
+
+def shutdown_tracing() -> None:
+    """Sends what is still buffered and stops tracing (at the end of the process)."""
+    global _provider, _tracer
+    provider, _provider, _tracer = _provider, None, None
+    if provider is not None:
+        provider.shutdown()
+
+
+def force_flush(timeout_millis: int = 5000) -> None:
+    if _provider is not None:
+        _provider.force_flush(timeout_millis)
+
+
+class _Ids(RandomIdGenerator):
+    """Random ids, except those `_start` asks for."""
+
+    def generate_span_id(self) -> int:
+        return _forced.get()[1] or super().generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        return _forced.get()[0] or super().generate_trace_id()
+
+
+# The ids every process derives alike.
+
+
+def trace_id_of(correlation_id: UUID | str) -> int:
+    return UUID(str(correlation_id)).int or 1
+
+
+def span_id(kind: str, *parts: object) -> int:
+    digest = hashlib.blake2b("|".join([kind, *map(str, parts)]).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
+def root_span_id(correlation_id: UUID | str) -> int:
+    return span_id("root", correlation_id)
+
+
+def publish_span_id(event_id: UUID | str) -> int:
+    return span_id("publish", event_id)
+
+
+def publish_parent_id(event: Any) -> int:
+    """The span an event's publish hangs from: its cause's publish, or the root."""
+    if event.causation_id is None:
+        return root_span_id(event.correlation_id)
+    return publish_span_id(event.causation_id)
+
+
+def traceparent(trace_id: int, span: int) -> str:
+    return f"00-{trace_id:032x}-{span:016x}-01"
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int] | None:
+    parts = (value or "").split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        trace_id, parent = int(parts[1], 16), int(parts[2], 16)
+    except ValueError:
+        return None
+    return (trace_id, parent) if trace_id and parent else None
+
+
+def _start(
+    name: str,
+    *,
+    trace_id: int | None,
+    parent: int | None,
+    span: int | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    start_time: int | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Span:
+    assert _tracer is not None
+    if parent is not None and trace_id is not None:
+        remote = SpanContext(trace_id, parent, is_remote=True, trace_flags=_SAMPLED)
+        context = trace.set_span_in_context(NonRecordingSpan(remote))
+    else:
+        context = otel_context.Context()  # a root: the trace id is `trace_id`
+    token = _forced.set((trace_id, span))
+    try:
+        return _tracer.start_span(
+            name, context=context, kind=kind, start_time=start_time, attributes=attributes
+        )
+    finally:
+        _forced.reset(token)
+
+
+# The HTTP request.
+
+
+@dataclass
+class RequestTrace:
+    """A request in progress: its span is written when it ends (see the module)."""
+
+    name: str
+    started: int = field(default_factory=time.time_ns)
+    span: int = field(default_factory=lambda: RandomIdGenerator().generate_span_id())
+    trace_id: int | None = None
+    root: bool = False
+    correlation: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+_request: ContextVar[RequestTrace | None] = ContextVar("khidma_request_trace", default=None)
+
+
+def request_span(
+    name: str, correlation: str | None, attributes: Mapping[str, Any] | None = None
+) -> contextlib.AbstractContextManager[RequestTrace | None]:
+    """Around one request (HTTP, or a submission over NATS request/reply). The caller
+    may rename it once it knows more (the HTTP edge: the method and the route's
+    template) and add `attributes` (no personal data: a path with it masked)."""
+    return _OFF if _tracer is None else _request_span(name, correlation, attributes)
+
+
+@contextlib.contextmanager
+def _request_span(
+    name: str, correlation: str | None, attributes: Mapping[str, Any] | None
+) -> Iterator[RequestTrace]:
+    request = RequestTrace(name=name, correlation=correlation, attributes=dict(attributes or {}))
+    token = _request.set(request)
+    try:
+        yield request
+    finally:
+        _request.reset(token)
+        _end_request(request)
+
+
+def _end_request(request: RequestTrace) -> None:
+    if _tracer is None:
+        return
+    trace_id, parent = request.trace_id, None
+    if trace_id is None:  # it committed nothing: a trace of its own
+        trace_id = _uuid_int(request.correlation)
+    elif not request.root:  # a later request about a case: under the case's root
+        parent = _root_of(trace_id)
+    status = int(request.attributes.get("http.response.status_code", 0))
+    span = _start(
+        request.name,
+        trace_id=trace_id,
+        parent=parent,
+        span=request.span,
+        kind=SpanKind.SERVER,
+        start_time=request.started,
+        attributes=request.attributes,
+    )
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
+def _root_of(trace_id: int) -> int:
+    return root_span_id(UUID(int=trace_id))
+
+
+def _uuid_int(text: str | None) -> int | None:
+    try:
+        return UUID(str(text)).int or None
+    except ValueError:
+        return None
+
+
+# The store commit.
+
+
+def commit_span(events: Sequence[Any]) -> contextlib.AbstractContextManager[None]:
+    """Around writing `events` in one transaction."""
+    return _OFF if _tracer is None else _commit_span(events)
+
+
+@contextlib.contextmanager
+def _commit_span(events: Sequence[Any]) -> Iterator[None]:
+    correlation, begins = _correlation_of(events)
+    current = trace.get_current_span().get_span_context()
+    request = _request.get()
+    trace_id: int | None
+    parent: int | None
+    if current.is_valid:  # inside a consume: its trace, under it
+        trace_id, parent = current.trace_id, current.span_id
+    elif request is not None:  # inside an HTTP request: the case's trace, under the request
+        trace_id = request.trace_id or (trace_id_of(correlation) if correlation else None)
+        if request.trace_id is None and trace_id is not None:
+            request.trace_id = trace_id
+            request.root = begins
+            if begins and correlation is not None:
+                request.span = root_span_id(correlation)
+        parent = request.span if trace_id is not None else None
+    else:  # a background task of the service
+        trace_id = trace_id_of(correlation) if correlation else None
+        parent = root_span_id(correlation) if correlation else None
+    span = _start(
+        "store commit",
+        trace_id=trace_id,
+        parent=parent,
+        attributes={
+            "khidma.events": len(events),
+            "khidma.event_types": sorted({type(e).__qualname__ for e in events}),
+        },
+    )
+    with trace.use_span(span, end_on_exit=True, record_exception=True):
+        yield
+
+
+def _correlation_of(events: Sequence[Any]) -> tuple[Any, bool]:
+    """The correlation id of what is written, and whether these events begin it.
+
+    A public event carries its correlation id; the event that begins a case (intake's
+    completed request) carries none, and its own event id becomes the case's.
+    """
+    for event in events:
+        correlation = getattr(event, "correlation_id", None)
+        if correlation is not None:
+            return correlation, False
+    for event in events:
+        event_id = getattr(event, "event_id", None)
+        if event_id is not None:
+            return event_id, True
+    return None, False
+
+
+# The relay's publish.
+
+
+def publish_span(event: Any) -> Span | None:
+    """Started when the relay sends `event`; `end_publish` ends it at the ack."""
+    if _tracer is None:
+        return None
+    return _start(
+        f"publish {event.event_type}",
+        trace_id=trace_id_of(event.correlation_id),
+        parent=publish_parent_id(event),
+        span=publish_span_id(event.event_id),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": "publish",
+            "messaging.message.id": str(event.event_id),
+            "khidma.case_id": str(event.case_id),
+        },
+    )
+
+
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+def publish_headers(event: Any) -> Mapping[str, str]:
+    """The `traceparent` the relay adds to a message (none while tracing is off)."""
+    if _tracer is None:
+        return _NO_HEADERS
+    return {
+        TRACEPARENT: traceparent(trace_id_of(event.correlation_id), publish_span_id(event.event_id))
+    }
+
+
+def end_publish(span: Span | None, error: BaseException | None = None) -> None:
+    if span is None:
+        return
+    if error is not None:
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    span.end()
+
+
+# The consume.
+
+
+def consume_span(
+    service: str, event: Any, headers: Mapping[str, str] | None, delivery: int = 1
+) -> contextlib.AbstractContextManager[None]:
+    """Around handling one consumed event; the current span meanwhile (the store
+    commit on the store thread hangs from it)."""
+    return _OFF if _tracer is None else _consume_span(service, event, headers, delivery)
+
+
+@contextlib.contextmanager
+def _consume_span(
+    service: str, event: Any, headers: Mapping[str, str] | None, delivery: int
+) -> Iterator[None]:
+    carried = parse_traceparent((headers or {}).get(TRACEPARENT))
+    if carried is not None:
+        trace_id, parent = carried
+    else:  # published without tracing: the ids are derived alike
+        trace_id, parent = trace_id_of(event.correlation_id), publish_span_id(event.event_id)
+    span = _start(
+        f"consume {event.event_type}",
+        trace_id=trace_id,
+        parent=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.message.id": str(event.event_id),
+            "messaging.consumer.group.name": service,
+            "khidma.delivery": delivery,
+        },
+    )
+    with trace.use_span(span, end_on_exit=True, record_exception=True):
+        yield
+
+
+def span_summary(spans: Sequence[ReadableSpan]) -> dict[str, list[float]]:
+    """Each span name's durations in milliseconds (the capacity benchmark prints them)."""
+    durations: dict[str, list[float]] = {}
+    for span in spans:
+        if span.start_time is not None and span.end_time is not None:
+            durations.setdefault(span.name, []).append((span.end_time - span.start_time) / 1e6)
+    return durations
