@@ -100,8 +100,13 @@ def stream_events(
     is skipped and reported to `on_error(subject, sequence, error)`.
     """
     from audit.replay import replay_stream
+    from shared.event_structs import decode_event_fast
 
-    for record in replay_stream(nats_url, progress=progress, user=user, password=password):
+    # The figures read the events' fields by name: the contract's structs (pydantic's
+    # model for what they refuse), several times faster over a long history.
+    for record in replay_stream(
+        nats_url, progress=progress, user=user, password=password, decode=decode_event_fast
+    ):
         if record.event is not None:
             yield record.event
         elif on_error is not None:
