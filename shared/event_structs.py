@@ -325,13 +325,26 @@ def decode_event_fast(data: bytes | str) -> IntegrationEvent | Any:
     """An event read by its struct (its fields as the pydantic model's, by name),
     or, when the struct refuses it, by `decode_event`: pydantic's event, or its
     ValidationError for anything that is not a valid event."""
-    seven = _SEVEN_DIGITS if isinstance(data, bytes) else _SEVEN_DIGITS_TEXT
-    if seven.search(data) is None:  # type: ignore[arg-type]
+    if isinstance(data, bytes):
+        plain = (data.isascii() or _utf8(data)) and _SEVEN_DIGITS.search(data) is None
+    else:
+        plain = _SEVEN_DIGITS_TEXT.search(data) is None
+    if plain:
         try:
             return _decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.DecodeError, ValueError):  # ValueError: a str that is no UTF-8
             pass
     return decode_event(data)
+
+
+def _utf8(data: bytes) -> bool:
+    # msgspec skips a field no struct names without reading its text; pydantic
+    # refuses the whole message when any of it is not UTF-8 (a lone surrogate).
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 __all__ = ["EVENT_STRUCTS", "decode_event_fast", "struct_of"]

@@ -277,7 +277,9 @@ def corrupted(draw: st.DrawFn) -> bytes:
             event = _set(event, (draw(st.text(max_size=8)),), draw(json_values))
         if not isinstance(event, dict):
             break
-    return json.dumps(event, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    # Raw UTF-8 (lone surrogates as their bytes), or JSON's escapes (\ud800).
+    ascii_only = draw(st.booleans())
+    return json.dumps(event, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -346,3 +348,12 @@ def test_an_unknown_field_is_ignored_as_the_model_ignores_it() -> None:
     fast = decode_event_fast(json.dumps(event).encode())
     assert isinstance(fast, msgspec.Struct)
     assert fast.case_id == UUID(VALID[3]["case_id"])
+
+
+@pytest.mark.parametrize("ascii_only", [False, True], ids=["raw-bytes", "escaped"])
+def test_text_that_is_no_utf8_is_refused_even_in_a_field_no_struct_names(ascii_only: bool) -> None:
+    event = {**VALID[0], "unknown": "\ud800"}
+    data = json.dumps(event, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    assert_read_alike(data)
+    with pytest.raises(ValidationError):
+        decode_event(data)
