@@ -478,7 +478,7 @@ def run_bench(
 ) -> dict[str, Any]:
     from audit.compliance import CheckContext, checks_not_run
     from audit.figures import compute_figures
-    from audit.report import compliance_exceptions, stream_events, write_report
+    from audit.report import figures_and_exceptions, stream_events, write_report
     from khidma.nats_server import NatsServer
 
     packs = load_packs(DEFAULT_POLICIES_DIR)
@@ -511,24 +511,26 @@ def run_bench(
             start = date.fromtimestamp(generator.start_ts)
             end = start + timedelta(days=generator.days - 1)
             started, cpu = time.perf_counter(), time.process_time()
-            figures = compute_figures(
-                stream_events(server.url, progress=progress), start=start, end=end, packs=packs
-            )
-            figures_done = time.perf_counter()
-            figures_cpu = time.process_time() - cpu
             # As `python -m audit report` runs them: against the packs, with the report's
-            # default grace; the stores' checks cannot run on a stream alone.
+            # default grace; the stores' checks cannot run on a stream alone. With the
+            # checks, the figures come from the same read of the stream as the timelines.
             not_run = checks_not_run((), packs=packs) if compliance else []
-            exceptions = (
-                compliance_exceptions(
+            exceptions: Any = None
+            if compliance:
+                figures, exceptions = figures_and_exceptions(
                     server.url,
-                    figures,
+                    start=start,
+                    end=end,
+                    packs=packs,
                     progress=progress,
                     context=CheckContext(packs=packs),
                 )
-                if compliance
-                else None
-            )
+            else:
+                figures = compute_figures(
+                    stream_events(server.url, progress=progress), start=start, end=end, packs=packs
+                )
+            figures_done = time.perf_counter()
+            figures_cpu = time.process_time() - cpu
             # the checks run while the report is written (they are read once, as an iterator)
             files = write_report(
                 figures,

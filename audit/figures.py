@@ -328,10 +328,16 @@ class _Decisions:
             heapq.heapreplace(self.slowest, item)
 
 
-class _Reading:
-    """One pass over the events: one small record per case and the period's tallies."""
+class FiguresReading:
+    """One pass over the events: one small record per case and the period's tallies.
+
+    Fed by `compute_figures`, or one event at a time (`read_event`) by another pass
+    over the stream: the board report's one pass that also builds the case timelines
+    for the compliance checks (audit.report.build.figures_and_exceptions)."""
 
     def __init__(self, period: Period, moment: datetime, granularity: str) -> None:
+        self.period = period
+        self.moment = moment
         self.granularity = granularity
         self.start_ts, self.end_ts = period.start_at.timestamp(), period.end_at.timestamp()
         # Ages are counted at the end of the period itself (its first instant after), as before.
@@ -349,15 +355,20 @@ class _Reading:
         self.ratings_by_channel: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
 
     def read(self, events: Iterable[IntegrationEvent]) -> None:
+        read_event = self.read_event
         for event in events:
-            self.events_read += 1
-            ts = event.occurred_at.timestamp()
-            if ts >= self.end_ts:
-                self.events_after_period += 1
-            elif ts > self.moment_ts:
-                self.events_after_as_of += 1
-            else:
-                self._read_one(event, ts)
+            read_event(event)
+
+    def read_event(self, event: IntegrationEvent) -> None:
+        """One event, in stream order (also fed by another pass: `start_figures`)."""
+        self.events_read += 1
+        ts = event.occurred_at.timestamp()
+        if ts >= self.end_ts:
+            self.events_after_period += 1
+        elif ts > self.moment_ts:
+            self.events_after_as_of += 1
+        else:
+            self._read_one(event, ts)
 
     def _read_one(self, event: IntegrationEvent, ts: float) -> None:
         if event.event_type == ERASED_EVENT:
@@ -441,12 +452,24 @@ def compute_figures(
     figures come from the events alone. Events must come in stream order (a
     case's RequestReceived before its other events), as the stream gives them.
     """
+    reading = start_figures(start=start, end=end, granularity=granularity, as_of=as_of)
+    reading.read(events)
+    return finish_figures(reading, packs=packs)
+
+
+def start_figures(
+    *, start: date, end: date, granularity: str = "month", as_of: datetime | None = None
+) -> FiguresReading:
+    """The figures of the period [start, end] to come, as `compute_figures` reads them."""
     if granularity not in ("month", "week"):
         raise ValueError("granularity is 'month' or 'week'")
     period = Period(start, end)
-    moment = period.moment(as_of)
-    reading = _Reading(period, moment, granularity)
-    reading.read(events)
+    return FiguresReading(period, period.moment(as_of), granularity)
+
+
+def finish_figures(reading: FiguresReading, *, packs: Mapping[str, Any] | None = None) -> Figures:
+    """The figures of a reading once every event has been read."""
+    period, moment, granularity = reading.period, reading.moment, reading.granularity
     figures = Figures(
         period=period,
         granularity=granularity,
@@ -488,7 +511,7 @@ def count_erasures(figures: Figures, erasures: Iterable[Any] | None) -> Figures:
     return figures
 
 
-def _request_figures(figures: Figures, reading: _Reading) -> None:
+def _request_figures(figures: Figures, reading: FiguresReading) -> None:
     """Requests received in the period, by channel and by service."""
     figures.requests_by_channel = {
         a: dict(sorted(c.items())) for a, c in sorted(reading.by_channel.items())
@@ -499,7 +522,7 @@ def _request_figures(figures: Figures, reading: _Reading) -> None:
     figures.requests_total = sum(sum(c.values()) for c in reading.by_channel.values())
 
 
-def _cohort_figures(figures: Figures, reading: _Reading) -> None:
+def _cohort_figures(figures: Figures, reading: FiguresReading) -> None:
     """The funnel, the verification outcomes and the referrals of the period's cohort."""
     cohort = {case_id: case for case_id, case in reading.cases.items() if case.cohort}
     funnel = Counter({stage: 0 for stage in FUNNEL_STAGES})
@@ -532,7 +555,7 @@ def _decision_figures(figures: Figures, decisions: _Decisions) -> None:
     ]
 
 
-def _backlog_figures(figures: Figures, reading: _Reading) -> None:
+def _backlog_figures(figures: Figures, reading: FiguresReading) -> None:
     """Every case open at the moment (not delivered, not rejected), by its age then."""
     backlog = {label: {stage: 0 for stage in BACKLOG_STAGES} for label, _ in BACKLOG_BUCKETS}
     for case in reading.cases.values():

@@ -67,6 +67,8 @@ class WireReader:
         except (OSError, TimeoutError) as error:
             raise WireUnavailable(str(error)) from error
         wire = cls(reader, writer)
+        # The connection's own inbox prefix: the subjects its user may subscribe to.
+        wire.inbox = str(connection.new_inbox())
         try:
             await asyncio.wait_for(wire._handshake(url, options), timeout)
         except BaseException:
@@ -81,7 +83,6 @@ class WireReader:
         info = json.loads(line[5:])
         if info.get("tls_required") or info.get("nonce"):
             raise WireUnavailable("the server asks for TLS or a signed nonce")
-        self.inbox = f"_INBOX.{info.get('server_id', 'x')[:8]}{id(self):x}"
         connect: dict[str, Any] = {
             "verbose": False,
             "pedantic": False,
