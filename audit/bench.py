@@ -1,6 +1,12 @@
 """`make bench-audit`: a long history on a real stream, replayed and reported, measured.
 
     python -m audit.bench [--events 1000000] [--store-events 1000000] [--compliance]
+        [--stream-dir DIR] [--report-dir DIR]
+
+`--stream-dir` keeps the published stream (and a note of what was published) and
+reuses it on the next run with the same --events and --seed, so that A/B runs read
+one stream without publishing it again; `--report-dir` keeps the report's files
+(to compare them, SHA-256, between two versions).
 
 1. Generates a history of integration events (realistic cases of every
    association through the six event types, over a year) and publishes it to
@@ -11,7 +17,8 @@
    decoding every event) and reports events per second.
 3. Builds the board report of the whole year from the stream (figures and the
    HTML/CSV/JSON files) and reports the build time; with `--compliance`, also
-   runs the compliance checks over the case timelines from the stream, against
+   runs the compliance checks over the case timelines from the stream (the same
+   read of the stream as the figures, as the report does), against
    the policy packs (the decision window and the quorum of each association's
    pack), as the board's report runs them; there are no stores here, so the
    checks that need one are named as not run, as the report names them.
