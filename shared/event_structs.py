@@ -1,7 +1,8 @@
 """The contract as msgspec structs, for the readers that decode a whole history.
 
-`decode_event_fast` reads an event about ten times faster than `decode_event`
-(pydantic): the audit's passes over a million events decode with it. The structs
+`decode_event_fast` reads an event about three times faster than `decode_event`
+(pydantic; docs/performance.md): the audit's passes over a million events that
+read the events' fields by name decode with it. The structs
 are not a second contract: they are built here, at import, from the pydantic
 models of shared/events.py (their fields, types, constraints, defaults and
 validators), so a change to a model changes its struct. Whatever a struct
@@ -17,11 +18,13 @@ read differently:
 * string and number constraints become `msgspec.Meta`; a pattern's closing `$`
   becomes `\\Z` (Python's `$` also matches before a final newline, pydantic's
   Rust regex does not);
-* an aware datetime is read from a string of RFC 3339 with at most six digits
-  of fraction (msgspec rounds a seventh, pydantic cuts it) by
-  `datetime.fromisoformat`; anything else goes to pydantic;
+* an aware datetime is msgspec's (RFC 3339 with an offset); msgspec rounds a
+  seventh digit of a second's fraction where pydantic cuts it, so a message with
+  seven digits after a dot anywhere is read by pydantic; so is a message that is
+  not UTF-8 (msgspec skips a field no struct names without reading its text,
+  pydantic refuses the whole message);
 * a union msgspec cannot tell apart by the JSON type (`Sealed | Applicant`,
-  `Sealed | dict`) is kept raw and read member by member: the one member that
+  `Sealed | dict`) is decoded as plain JSON and read member by member: the one member that
   accepts it, or the one struct among several (pydantic prefers a model to a
   dict); when two structs accept, pydantic decides (it counts the fields set);
 * an `AfterValidator`, and a model's `field_validator` in "after" mode, run on
