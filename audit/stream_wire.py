@@ -71,6 +71,9 @@ class WireReader:
         wire.inbox = str(connection.new_inbox())
         try:
             await asyncio.wait_for(wire._handshake(url, options), timeout)
+        except (OSError, TimeoutError, ValueError) as error:  # no answer, or not NATS's
+            wire.writer.close()
+            raise WireUnavailable(str(error) or type(error).__name__) from error
         except BaseException:
             wire.writer.close()
             raise
