@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint run test test-bench browser screenshots test-browser bench-web bench-batches bench-capacity test-unit test-integration test-e2e test-postgres simulate bench bench-fsync chaos bench-audit audit audit-api schemas docs docs-check compose-check clean
+.PHONY: install lint run test test-bench browser screenshots test-browser bench-web bench-batches bench-capacity bench-coldstart test-unit test-integration test-e2e test-postgres simulate bench bench-fsync chaos bench-audit audit audit-api schemas docs docs-check compose-check clean
 
 install: $(STAMP)
 
@@ -123,3 +123,8 @@ bench-batches: $(STAMP)
 # make bench-capacity ARGS="--requests 2000 --concurrency 64 --store postgres"
 bench-capacity: $(STAMP)
 	$(PY) -m khidma.bench_capacity $(ARGS)
+
+# A service's cold start on a long store, its read models rebuilt (issue 14).
+# make bench-coldstart ARGS="--events 1000000 --store-dir /tmp/coldstart"
+bench-coldstart: $(STAMP)
+	$(PY) -m khidma.bench_coldstart $(ARGS)

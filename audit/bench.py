@@ -1,6 +1,12 @@
 """`make bench-audit`: a long history on a real stream, replayed and reported, measured.
 
     python -m audit.bench [--events 1000000] [--store-events 1000000] [--compliance]
+        [--stream-dir DIR] [--report-dir DIR]
+
+`--stream-dir` keeps the published stream (and a note of what was published) and
+reuses it on the next run with the same --events and --seed, so that A/B runs read
+one stream without publishing it again; `--report-dir` keeps the report's files
+(to compare them, SHA-256, between two versions).
 
 1. Generates a history of integration events (realistic cases of every
    association through the six event types, over a year) and publishes it to
@@ -11,7 +17,8 @@
    decoding every event) and reports events per second.
 3. Builds the board report of the whole year from the stream (figures and the
    HTML/CSV/JSON files) and reports the build time; with `--compliance`, also
-   runs the compliance checks over the case timelines from the stream, against
+   runs the compliance checks over the case timelines from the stream (the same
+   read of the stream as the figures, as the report does), against
    the policy packs (the decision window and the quorum of each association's
    pack), as the board's report runs them; there are no stores here, so the
    checks that need one are named as not run, as the report names them.
@@ -433,6 +440,37 @@ def bench_store(events: int, folder: Path, *, progress: bool, seed: int) -> dict
     }
 
 
+PUBLISHED_NOTE = "published.json"
+
+
+def _published(
+    nats_url: str, generator: HistoryGenerator, home: Path, *, seed: int, progress: bool
+) -> dict[str, Any]:
+    """Publishes the history, or reuses the stream a run before published in `home`
+    (`--stream-dir`: the same events and seed, noted in published.json), so that
+    A/B runs read one stream without the minutes of publishing it again."""
+    note = home / PUBLISHED_NOTE
+    wanted = {"events_requested": generator.total, "seed": seed}
+    if note.exists():
+        seen = json.loads(note.read_text())
+        if {k: seen.get(k) for k in wanted} == wanted:
+            return {**seen["publish"], "reused": True}
+        raise SystemExit(f"{home} holds another history ({seen}); use another --stream-dir")
+    started = time.perf_counter()
+    published = asyncio.run(
+        publish_history(nats_url, generator, progress=progress, total=generator.total)
+    )
+    elapsed = time.perf_counter() - started
+    publish = {
+        "events": published,
+        "cases": generator.case_number,
+        "seconds": round(elapsed, 2),
+        "events_per_second": round(published / elapsed),
+    }
+    note.write_text(json.dumps({**wanted, "publish": publish}))
+    return publish
+
+
 def run_bench(
     events: int,
     *,
@@ -442,29 +480,24 @@ def run_bench(
     out_dir: Path = Path("bench-results"),
     work_dir: Path | None = None,
     seed: int = 7,
+    stream_dir: Path | None = None,
+    report_dir: Path | None = None,
 ) -> dict[str, Any]:
     from audit.compliance import CheckContext, checks_not_run
     from audit.figures import compute_figures
-    from audit.report import compliance_exceptions, stream_events, write_report
+    from audit.report import figures_and_exceptions, stream_events, write_report
     from khidma.nats_server import NatsServer
 
     packs = load_packs(DEFAULT_POLICIES_DIR)
     result: dict[str, Any] = {"events_requested": events, "seed": seed}
     with tempfile.TemporaryDirectory(prefix="khidma-audit-bench-", dir=work_dir) as folder:
-        server = NatsServer(Path(folder) / "nats", log_file=Path(folder) / "nats.log").start()
+        home = stream_dir or Path(folder)
+        server = NatsServer(home / "nats", log_file=Path(folder) / "nats.log").start()
         try:
             generator = HistoryGenerator(events, seed=seed)
-            started = time.perf_counter()
-            published = asyncio.run(
-                publish_history(server.url, generator, progress=progress, total=events)
+            result["publish"] = _published(
+                server.url, generator, home, seed=seed, progress=progress
             )
-            elapsed = time.perf_counter() - started
-            result["publish"] = {
-                "events": published,
-                "cases": generator.case_number,
-                "seconds": round(elapsed, 2),
-                "events_per_second": round(published / elapsed),
-            }
             result["peak_rss_mib_after_publish"] = round(peak_rss_mib(), 1)
 
             started, cpu = time.perf_counter(), time.process_time()
@@ -485,29 +518,31 @@ def run_bench(
             start = date.fromtimestamp(generator.start_ts)
             end = start + timedelta(days=generator.days - 1)
             started, cpu = time.perf_counter(), time.process_time()
-            figures = compute_figures(
-                stream_events(server.url, progress=progress), start=start, end=end, packs=packs
-            )
-            figures_done = time.perf_counter()
-            figures_cpu = time.process_time() - cpu
             # As `python -m audit report` runs them: against the packs, with the report's
-            # default grace; the stores' checks cannot run on a stream alone.
+            # default grace; the stores' checks cannot run on a stream alone. With the
+            # checks, the figures come from the same read of the stream as the timelines.
             not_run = checks_not_run((), packs=packs) if compliance else []
-            exceptions = (
-                compliance_exceptions(
+            exceptions: Any = None
+            if compliance:
+                figures, exceptions = figures_and_exceptions(
                     server.url,
-                    figures,
+                    start=start,
+                    end=end,
+                    packs=packs,
                     progress=progress,
                     context=CheckContext(packs=packs),
                 )
-                if compliance
-                else None
-            )
+            else:
+                figures = compute_figures(
+                    stream_events(server.url, progress=progress), start=start, end=end, packs=packs
+                )
+            figures_done = time.perf_counter()
+            figures_cpu = time.process_time() - cpu
             # the checks run while the report is written (they are read once, as an iterator)
             files = write_report(
                 figures,
                 exceptions,
-                out_dir=Path(folder) / "report",
+                out_dir=report_dir or Path(folder) / "report",
                 lang="ar",
                 packs=packs,
                 checks_not_run=not_run,
@@ -568,6 +603,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="where the temporary nats store goes"
     )
+    parser.add_argument(
+        "--stream-dir",
+        type=Path,
+        default=None,
+        help="keep the published stream here, and reuse it on the next run with the same "
+        "--events and --seed (publishing a million events takes minutes)",
+    )
+    parser.add_argument(
+        "--report-dir", type=Path, default=None, help="keep the report's files here"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     result = run_bench(
@@ -578,11 +623,14 @@ def main(argv: list[str] | None = None) -> int:
         out_dir=args.output,
         work_dir=args.work_dir,
         seed=args.seed,
+        stream_dir=args.stream_dir,
+        report_dir=args.report_dir,
     )
     publish, replay, report = result["publish"], result["replay"], result["report"]
     lines = [
         f"Khidma audit benchmark: {publish['events']:,} events ({publish['cases']:,} cases)",
-        f"  publish to the stream     {publish['seconds']:8.2f} s  {publish['events_per_second']:>10,} events/s",
+        f"  publish to the stream     {publish['seconds']:8.2f} s  {publish['events_per_second']:>10,} events/s"
+        + ("  (a run before: reused)" if publish.get("reused") else ""),
         (
             f"  replay (read + decode)    {replay['seconds']:8.2f} s  {replay['events_per_second']:>10,} events/s"
             f"  (CPU {replay['cpu_seconds']:.2f} s: {replay['events_per_cpu_second']:,}/CPU s)"

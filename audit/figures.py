@@ -333,12 +333,18 @@ class _Decisions:
             heapq.heapreplace(self.slowest, item)
 
 
-class _Reading:
-    """One pass over the events: one small record per case and the period's tallies."""
+class FiguresReading:
+    """One pass over the events: one small record per case and the period's tallies.
+
+    Fed by `compute_figures`, or one event at a time (`read_event`) by another pass
+    over the stream: the board report's one pass that also builds the case timelines
+    for the compliance checks (audit.report.build.figures_and_exceptions)."""
 
     def __init__(
         self, period: Period, moment: datetime, granularity: str, policies: Policies | None = None
     ) -> None:
+        self.period = period
+        self.moment = moment
         self.granularity = granularity
         self.policies = policies
         # association -> governing policy version -> cases of the period's cohort
@@ -359,15 +365,20 @@ class _Reading:
         self.ratings_by_channel: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
 
     def read(self, events: Iterable[IntegrationEvent]) -> None:
+        read_event = self.read_event
         for event in events:
-            self.events_read += 1
-            ts = event.occurred_at.timestamp()
-            if ts >= self.end_ts:
-                self.events_after_period += 1
-            elif ts > self.moment_ts:
-                self.events_after_as_of += 1
-            else:
-                self._read_one(event, ts)
+            read_event(event)
+
+    def read_event(self, event: IntegrationEvent) -> None:
+        """One event, in stream order (also fed by another pass: `start_figures`)."""
+        self.events_read += 1
+        ts = event.occurred_at.timestamp()
+        if ts >= self.end_ts:
+            self.events_after_period += 1
+        elif ts > self.moment_ts:
+            self.events_after_as_of += 1
+        else:
+            self._read_one(event, ts)
 
     def _read_one(self, event: IntegrationEvent, ts: float) -> None:
         if event.event_type == ERASED_EVENT:
@@ -464,13 +475,31 @@ def compute_figures(
     figures come from the events alone. Events must come in stream order (a
     case's RequestReceived before its other events), as the stream gives them.
     """
+    reading = start_figures(start=start, end=end, granularity=granularity, as_of=as_of, packs=packs)
+    reading.read(events)
+    return finish_figures(reading, packs=packs)
+
+
+def start_figures(
+    *,
+    start: date,
+    end: date,
+    granularity: str = "month",
+    as_of: datetime | None = None,
+    packs: Mapping[str, Any] | None = None,
+) -> FiguresReading:
+    """The figures of the period [start, end] to come, as `compute_figures` reads them;
+    `packs` say which policy version governed a request published before versions."""
     if granularity not in ("month", "week"):
         raise ValueError("granularity is 'month' or 'week'")
     period = Period(start, end)
-    moment = period.moment(as_of)
     policies = Policies.of(packs) if packs else None
-    reading = _Reading(period, moment, granularity, policies)
-    reading.read(events)
+    return FiguresReading(period, period.moment(as_of), granularity, policies)
+
+
+def finish_figures(reading: FiguresReading, *, packs: Mapping[str, Any] | None = None) -> Figures:
+    """The figures of a reading once every event has been read."""
+    period, moment, granularity = reading.period, reading.moment, reading.granularity
     figures = Figures(
         period=period,
         granularity=granularity,
@@ -488,12 +517,12 @@ def compute_figures(
     )
     figures.associations = _association_order(reading.associations, packs)
     figures.erasures_on_stream = dict(sorted(reading.erasures.items()))
-    figures.policy_versions = _policy_version_figures(figures, reading, policies)
+    figures.policy_versions = _policy_version_figures(figures, reading, reading.policies)
     return figures
 
 
 def _policy_version_figures(
-    figures: Figures, reading: _Reading, policies: Policies | None
+    figures: Figures, reading: FiguresReading, policies: Policies | None
 ) -> list[dict[str, Any]]:
     """Each association's versions in force during the period, up to its moment, and
     the cohort's cases each governed (a version no pack of the audit holds is listed
@@ -552,7 +581,7 @@ def count_erasures(figures: Figures, erasures: Iterable[Any] | None) -> Figures:
     return figures
 
 
-def _request_figures(figures: Figures, reading: _Reading) -> None:
+def _request_figures(figures: Figures, reading: FiguresReading) -> None:
     """Requests received in the period, by channel and by service."""
     figures.requests_by_channel = {
         a: dict(sorted(c.items())) for a, c in sorted(reading.by_channel.items())
@@ -563,7 +592,7 @@ def _request_figures(figures: Figures, reading: _Reading) -> None:
     figures.requests_total = sum(sum(c.values()) for c in reading.by_channel.values())
 
 
-def _cohort_figures(figures: Figures, reading: _Reading) -> None:
+def _cohort_figures(figures: Figures, reading: FiguresReading) -> None:
     """The funnel, the verification outcomes and the referrals of the period's cohort."""
     cohort = {case_id: case for case_id, case in reading.cases.items() if case.cohort}
     funnel = Counter({stage: 0 for stage in FUNNEL_STAGES})
@@ -596,7 +625,7 @@ def _decision_figures(figures: Figures, decisions: _Decisions) -> None:
     ]
 
 
-def _backlog_figures(figures: Figures, reading: _Reading) -> None:
+def _backlog_figures(figures: Figures, reading: FiguresReading) -> None:
     """Every case open at the moment (not delivered, not rejected), by its age then."""
     backlog = {label: {stage: 0 for stage in BACKLOG_STAGES} for label, _ in BACKLOG_BUCKETS}
     for case in reading.cases.values():

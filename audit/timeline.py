@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -468,11 +468,16 @@ def stream_entries(
     case_id: str | None = None,
     user: str | None = None,
     password: str | None = None,
+    tap: Callable[[Any], None] | None = None,
 ) -> Iterator[TimelineEntry]:
+    """The stream's entries; `tap`, when given, also sees every event as it is read
+    (the board report's figures, in the same pass)."""
     subject = case_filter(case_id) if case_id else "khidma.*.*.*"
     for record in replay_stream(
         nats_url, subject=subject, progress=progress, user=user, password=password
     ):
+        if tap is not None and record.event is not None:
+            tap(record.event)
         if record.event is not None and record.event.event_type == ERASED_EVENT:
             yield from erasure_entries(record, case_id)
             continue
@@ -513,9 +518,11 @@ def case_timelines(
     progress: bool | None = False,
     case_id: str | None = None,
     opener: Opener | None = None,
+    tap: Callable[[Any], None] | None = None,
 ) -> Iterator[CaseTimeline]:
     """Every case's timeline from the stores and/or the stream; personal values opened
-    with the deployment's keyring (`opener`, default audit.personal.opener_for)."""
+    with the deployment's keyring (`opener`, default audit.personal.opener_for).
+    `tap` sees every stream event as it is read (`stream_entries`)."""
     nats_url = nats_url or settings.nats_url
     if stream and not nats_url:
         raise ValueError("the stream needs KHIDMA_NATS_URL (or --nats-url)")
@@ -531,6 +538,7 @@ def case_timelines(
                 case_id=case_id,
                 user=settings.nats_user,
                 password=settings.nats_password,
+                tap=tap,
             )
 
     return group_by_case(
@@ -547,10 +555,12 @@ def case_timelines_from_stream(
     progress: bool | None = False,
     user: str | None = None,
     password: str | None = None,
+    tap: Callable[[Any], None] | None = None,
 ) -> Iterator[CaseTimeline]:
-    """Every case's timeline from the KHIDMA stream alone."""
+    """Every case's timeline from the KHIDMA stream alone (`tap`: see `stream_entries`)."""
     return group_by_case(
-        stream_entries(nats_url, progress=progress, user=user, password=password), stream_read=True
+        stream_entries(nats_url, progress=progress, user=user, password=password, tap=tap),
+        stream_read=True,
     )
 
 

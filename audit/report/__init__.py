@@ -30,7 +30,13 @@ the figures and the exceptions) and `cli` (the command). The names below are
 the package's interface, importable from `audit.report` as before.
 """
 
-from audit.report.build import ReportFiles, compliance_exceptions, stream_events, write_report
+from audit.report.build import (
+    ReportFiles,
+    compliance_exceptions,
+    figures_and_exceptions,
+    stream_events,
+    write_report,
+)
 from audit.report.cli import parse_day, register_commands, run_report_command
 from audit.report.exceptions import MAX_LISTED, EvidenceTimelines, ExceptionList
 from audit.report.exports import CSV_FILES, EXCEPTION_COLUMNS, csv_tables, report_json
@@ -48,6 +54,7 @@ __all__ = [
     "ReportFiles",
     "compliance_exceptions",
     "csv_tables",
+    "figures_and_exceptions",
     "parse_day",
     "register_commands",
     "render_html",

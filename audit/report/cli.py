@@ -14,7 +14,7 @@ from audit.compliance import DEFAULT_GRACE
 from audit.figures import Figures, Period, compute_figures, count_erasures
 from audit.personal import keyring_erasures
 from audit.replay import StreamUnavailable
-from audit.report.build import compliance_exceptions, stream_events, write_report
+from audit.report.build import figures_and_exceptions, stream_events, write_report
 from audit.report.exceptions import MAX_LISTED, EvidenceTimelines
 from shared.dates import from_hijri
 
@@ -131,17 +131,11 @@ def run_report_command(args: argparse.Namespace, settings: Any = None) -> int:
     credentials = {"user": settings.nats_user, "password": settings.nats_password}
     started = time.perf_counter()
     try:
-        figures = compute_figures(
-            stream_events(settings.nats_url, progress=args.progress, **credentials),
-            start=args.start,
-            end=args.end,
-            packs=packs,
-            granularity=args.by,
-            as_of=as_of,
+        evidence = EvidenceTimelines(args.max_listed)
+        figures, exceptions, not_run = _figures_and_exceptions(
+            args, settings, packs, as_of, evidence, credentials
         )
         count_erasures(figures, keyring_erasures(settings))
-        evidence = EvidenceTimelines(args.max_listed)
-        exceptions, not_run = _exceptions(args, settings, figures, packs, evidence, credentials)
         files = write_report(
             figures,
             exceptions,
@@ -187,18 +181,24 @@ def _refusal(args: argparse.Namespace, settings: Any, as_of: datetime) -> str | 
     return None
 
 
-def _exceptions(
+def _figures_and_exceptions(
     args: argparse.Namespace,
     settings: Any,
-    figures: Figures,
     packs: Mapping[str, Any],
+    as_of: datetime,
     evidence: EvidenceTimelines,
     credentials: Mapping[str, Any],
-) -> tuple[Iterable[Any] | None, list[str]]:
-    """The compliance exceptions to report (None with --no-compliance) and the checks
-    that cannot run."""
+) -> tuple[Figures, Iterable[Any] | None, list[str]]:
+    """The figures, the compliance exceptions to report (None with --no-compliance) and
+    the checks that cannot run; with the checks, from one read of the stream."""
+    period = {"start": args.start, "end": args.end, "packs": packs, "granularity": args.by}
     if args.no_compliance:
-        return None, []
+        figures = compute_figures(
+            stream_events(settings.nats_url, progress=args.progress, **credentials),
+            **period,
+            as_of=as_of,
+        )
+        return figures, None, []
     from audit.compliance import CheckContext, checks_not_run
     from audit.replay import available_services
     from audit.roles import load_role_history, stores_read
@@ -208,13 +208,14 @@ def _exceptions(
     stores = available_services(settings)
     roles = load_role_history(settings)
     context = CheckContext(packs=packs, grace=timedelta(minutes=args.grace_minutes), roles=roles)
-    exceptions = compliance_exceptions(
+    figures, exceptions = figures_and_exceptions(
         settings.nats_url,
-        figures,
+        **period,
+        as_of=as_of,
         progress=args.progress,
         settings=settings if stores else None,
         context=context,
         evidence=evidence,
         **credentials,
     )
-    return exceptions, checks_not_run(stores_read(stores, roles), packs=packs)
+    return figures, exceptions, checks_not_run(stores_read(stores, roles), packs=packs)

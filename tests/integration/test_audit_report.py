@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import date
 from pathlib import Path
 
 import nats
@@ -297,3 +298,29 @@ def test_the_report_command_as_of_two_moments_and_of_the_end_of_the_period(
     code = audit_main(["--nats-url", nats_server.url, "report", "--from", "2026-11-01", "--to", "2026-11-30",
                        "--out", str(tmp_path / "early"), "--no-progress", "--as-of", "2026-10-30"])
     assert code == 2 and "before the period starts" in capsys.readouterr().err
+
+
+def test_one_read_of_the_stream_gives_the_figures_and_exceptions_of_two(nats_server) -> None:
+    """`figures_and_exceptions` (the report's pass with the checks) against the figures
+    of their own pass and `compliance_exceptions` of another: the same, to the byte."""
+    from audit.bench import HistoryGenerator
+    from audit.compliance import CheckContext
+    from audit.figures import compute_figures
+    from audit.report import compliance_exceptions, figures_and_exceptions, report_json
+    from shared.policy_loader import DEFAULT_POLICIES_DIR, load_packs
+
+    packs = load_packs(DEFAULT_POLICIES_DIR)
+    asyncio.run(publish_history(nats_server.url, HistoryGenerator(2500, days=60)))
+    # The generator's history starts on 2025-12-01; the period ends while cases are open.
+    period = {"start": date(2025, 12, 1), "end": date(2026, 1, 15), "packs": packs}
+    context = CheckContext(packs=packs)
+    figures, found = figures_and_exceptions(nats_server.url, **period, context=context)
+    exceptions = list(found)
+    apart = compute_figures(stream_events(nats_server.url), **period)
+    assert json.dumps(figures.to_dict()) == json.dumps(apart.to_dict())
+    assert figures.events_read == 2500 and figures.decisions > 0
+    twice = list(compliance_exceptions(nats_server.url, apart, context=context))
+    assert exceptions and [vars(e) for e in exceptions] == [vars(e) for e in twice]
+    assert json.dumps(report_json(figures, None, lang="en"), default=str) == json.dumps(
+        report_json(apart, None, lang="en"), default=str
+    )

@@ -62,3 +62,47 @@ def test_a_file_of_an_older_version_is_dropped_to_be_rebuilt(tmp_path: Path) -> 
     assert store.count("cases") == 0
     _fill(store, {"a": {"n": 1, "sort_key": "x", "association_id": "sidr"}})
     assert store.find("cases", association_id="sidr")[0]["n"] == 1
+
+
+class _Log:
+    """A notification log of `length` notifications, as the application reads it."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.mapper = self
+        self.limits: list[int] = []
+
+    def read_notifications(self, position: int, limit: int) -> list[object]:
+        self.limits.append(limit)
+        from types import SimpleNamespace
+
+        last = min(self.length, position + limit)
+        return [SimpleNamespace(id=n) for n in range(position + 1, last + 1)]
+
+    def to_domain_event(self, notification: object) -> object:
+        return notification
+
+
+def test_the_catch_up_at_start_applies_larger_batches_than_the_tail(tmp_path: Path) -> None:
+    from shared.store import StoreRunner
+    from shared.views import ProjectionRunner
+
+    log = _Log(2500)
+    seen: list[int] = []
+
+    def project(event: object, views: ViewTransaction) -> None:
+        seen.append(event.id)  # type: ignore[attr-defined]
+
+    runner = ProjectionRunner(
+        log,  # type: ignore[arg-type]
+        StoreRunner(),
+        ViewStore(tmp_path / "views.sqlite"),
+        project,
+        batch_size=100,
+        catch_up_batch_size=1000,
+    )
+    assert runner.catch_up() == 2500
+    assert seen == list(range(1, 2501)) and runner.position == 2500
+    assert log.limits == [1000, 1000, 1000, 1000]  # three batches, then the empty read
+    log.length = 2550
+    assert runner.catch_up_once() == 50 and log.limits[-1] == 100  # the tail's batch
