@@ -11,6 +11,7 @@ is to see, so each caller gets its own answer and one refusal sinks no other.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -52,8 +53,11 @@ class GroupCommit(Generic[T, R]):
         if len(self._queue) >= self.max_batch and self._filling and not self._filling.done():
             self._filling.set_result(None)
         if self._drainer is None:
-            # Only while there is work: no task outlives the last batch.
-            self._drainer = asyncio.create_task(self._drain(), name="group commit")
+            # Only while there is work: no task outlives the last batch. In a context
+            # of its own, or its log lines would carry this first caller's ids.
+            self._drainer = asyncio.create_task(
+                self._drain(), name="group commit", context=contextvars.Context()
+            )
         return await future
 
     async def _drain(self) -> None:

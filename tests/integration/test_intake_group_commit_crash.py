@@ -37,7 +37,7 @@ CHILD = textwrap.dedent(
     from tests.unit.test_intake_group_commit import ACTOR, make_app, submission
     from services.intake.application import SubmissionResult
 
-    folder, batches, kill_in_batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    folder, batches, kill_in_batch, size = Path(sys.argv[1]), *map(int, sys.argv[2:5])
     app = make_app(folder)
     insert = app.recorder._insert_events
     current = {"batch": -1, "written": 0}
@@ -54,7 +54,7 @@ CHILD = textwrap.dedent(
     app.recorder._insert_events = insert_or_die
     for b in range(batches):
         current["batch"], current["written"] = b, 0
-        numbers = range(b * %(batch)d, (b + 1) * %(batch)d)
+        numbers = range(b * size, (b + 1) * size)
         print(json.dumps({"batch": b, "numbers": list(numbers)}), flush=True)
         outcomes = app.submit_all([(submission(n, channel_ref=f"ref-{n}"), ACTOR) for n in numbers])
         answered = [
@@ -64,13 +64,12 @@ CHILD = textwrap.dedent(
         ]
         print(json.dumps({"batch": b, "answered": answered}), flush=True)
     """
-    % {"batch": BATCH}
 )
 
 
 def run_child(folder: Path, batches: int, kill_in_batch: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(folder), str(batches), str(kill_in_batch)],
+        [sys.executable, "-c", CHILD, str(folder), str(batches), str(kill_in_batch), str(BATCH)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,

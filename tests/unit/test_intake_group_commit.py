@@ -170,9 +170,7 @@ def test_duplicates_inside_one_batch_are_answered_as_they_are_one_after_the_othe
 
     refs_alone: dict[Any, int] = {}
     refs_together: dict[Any, int] = {}
-    assert [shape(o, refs_together) for o in batched] == [
-        shape(o, refs_alone) for o in sequential
-    ]
+    assert [shape(o, refs_together) for o in batched] == [shape(o, refs_alone) for o in sequential]
     assert shape(batched[3], {}) == ("refused", "channel_ref_conflict")
     assert batched[1].case_id == batched[0].case_id  # type: ignore[union-attr]
     assert batched[2].linked  # type: ignore[union-attr]
@@ -181,7 +179,9 @@ def test_duplicates_inside_one_batch_are_answered_as_they_are_one_after_the_othe
         n.topic for n in alone.read_notifications(0, 1000)
     )
     case_topics = [
-        n.topic for n in together.read_notifications(0, 1000) if n.topic.split(":")[1][:5] == "Case."
+        n.topic
+        for n in together.read_notifications(0, 1000)
+        if n.topic.split(":")[1][:5] == "Case."
     ]
     assert case_topics == [
         n.topic for n in alone.read_notifications(0, 1000) if n.topic.split(":")[1][:5] == "Case."
@@ -317,9 +317,7 @@ def test_concurrent_callers_are_gathered_into_one_batch_and_get_their_own_outcom
     def double_or_refuse(items: list[int]) -> list[int | Exception]:
         return [ValueError(f"odd {i}") if i % 2 else i * 2 for i in items]
 
-    group: GroupCommit[int, int] = GroupCommit(
-        store, double_or_refuse, max_batch=4, max_wait=0.05
-    )
+    group: GroupCommit[int, int] = GroupCommit(store, double_or_refuse, max_batch=4, max_wait=0.05)
 
     async def all_of_them() -> list[Any]:
         return await asyncio.gather(*(group.run(i) for i in range(6)), return_exceptions=True)
