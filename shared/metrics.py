@@ -39,6 +39,12 @@ HANDLER_SECONDS = Histogram(
     ["service", "event_type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+GROUP_COMMIT_SIZE = Histogram(
+    "khidma_group_commit_size",
+    "How many commands one group commit recorded in one transaction (shared/group_commit.py).",
+    ["service", "what"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 DEAD_LETTERS = Counter(
     "khidma_dead_letters",
     "Messages moved to the dead-letter subject khidma.deadletter.<service>.",

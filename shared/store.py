@@ -12,11 +12,23 @@ import asyncio
 import contextvars
 import functools
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from contextlib import contextmanager
+from copy import deepcopy
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    LRUCache,
+    ProcessingEvent,
+    Repository,
+    project_aggregate,
+)
+from eventsourcing.domain import MutableOrImmutableAggregate
 from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
@@ -60,12 +72,127 @@ class TracedEventStore(EventStore[Any]):
             return super().put(domain_events, **kwargs)
 
 
+class KeptAggregatesRepository(Repository[UUID]):
+    """A repository that keeps the aggregates of a few types in memory once loaded.
+
+    A kept aggregate is caught up with what the store holds after its version
+    (the events this process saved since, or another instance sharing the store)
+    on every `get`, and the caller gets a copy of it: a command's changes reach
+    the kept one only through the store, so a save that failed or rolled back
+    leaves nothing of itself in memory. The library's own cache
+    (`AGGREGATE_CACHE_MAXSIZE`) keeps every type, the cases too, whose personal
+    data must not outlive an erasure in memory (docs/decisions.md, 34).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        kept_types: tuple[type[Any], ...],
+        kept_maxsize: int,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.kept_types = kept_types
+        self._kept: LRUCache[UUID, Any] = LRUCache(maxsize=kept_maxsize)
+        self._kept_lock = threading.Lock()
+
+    def get(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        projector_func: Any = project_aggregate,
+        **kwargs: Any,
+    ) -> Any:
+        if version is not None or projector_func is not project_aggregate:
+            return super().get(aggregate_id, version=version, projector_func=projector_func)
+        with self._kept_lock:
+            try:
+                kept = self._kept.get(aggregate_id)
+            except KeyError:
+                aggregate: Any = super().get(aggregate_id)
+                if isinstance(aggregate, self.kept_types):
+                    self._kept.put(aggregate_id, deepcopy(aggregate))
+                return aggregate
+            try:
+                kept = project_aggregate(
+                    kept, self.event_store.get(originator_id=aggregate_id, gt=kept.version)
+                )
+            except BaseException:
+                self._kept.get(aggregate_id, evict=True)
+                raise
+            return deepcopy(kept)
+
+
+class UnitOfWork:
+    """The aggregates a batch of commands loads and changes, saved together at the end.
+
+    Each command runs in `command()`: what it loads or stages is its own until it
+    returns; if it raises, all of it is forgotten, so one refused command leaves
+    no trace in the batch, and a later command sees exactly what the earlier
+    successful ones left (the same aggregate objects' state, pending events
+    included), as it would have seen it in the store had they been saved one by one.
+    """
+
+    def __init__(self, load: Callable[[UUID], Any]):
+        self._load = load
+        self._done: dict[UUID, Any] = {}
+        self._current: dict[UUID, Any] | None = None
+
+    def get(self, aggregate_id: UUID) -> Any:
+        """The aggregate as the batch left it so far (loaded from the store at first)."""
+        current = self._in_command()
+        if aggregate_id in current:
+            return current[aggregate_id]
+        done = self._done.get(aggregate_id)
+        # A copy, so that a command that fails cannot spoil what the earlier ones did;
+        # their pending events are immutable and shared, not copied.
+        aggregate = _copy_aggregate(done) if done is not None else self._load(aggregate_id)
+        current[aggregate_id] = aggregate
+        return aggregate
+
+    def stage(self, *aggregates: MutableOrImmutableAggregate[UUID]) -> None:
+        """New or changed aggregates to save with the batch."""
+        current = self._in_command()
+        for aggregate in aggregates:
+            current[aggregate.id] = aggregate
+
+    @contextmanager
+    def command(self) -> Iterator[None]:
+        if self._current is not None:
+            raise RuntimeError("a command is already running in this unit of work")
+        self._current = {}
+        try:
+            yield
+            self._done.update(self._current)
+        finally:
+            self._current = None
+
+    def aggregates(self) -> list[Any]:
+        """Everything the successful commands loaded or staged, in their order."""
+        return list(self._done.values())
+
+    def _in_command(self) -> dict[UUID, Any]:
+        if self._current is None:
+            raise RuntimeError("outside a command of the unit of work")
+        return self._current
+
+
+def _copy_aggregate(aggregate: Any) -> Any:
+    memo: dict[int, Any] = {id(event): event for event in aggregate.pending_events}
+    return deepcopy(aggregate, memo)
+
+
 class ServiceApplication(Application):
     """An eventsourcing application whose recorder also records tracking positions.
 
     Every service's application also holds its clock and the associations'
-    policy packs (none for plumbing tests).
+    policy packs (none for plumbing tests). The aggregates of `kept_aggregates`
+    are kept in memory once loaded (KeptAggregatesRepository).
     """
+
+    kept_aggregates: ClassVar[tuple[type[Any], ...]] = ()
+    kept_maxsize: ClassVar[int] = 10_000
 
     def __init__(
         self,
@@ -123,6 +250,16 @@ class ServiceApplication(Application):
 
     def construct_event_store(self) -> EventStore[Any]:
         return TracedEventStore(mapper=self.mapper, recorder=self.recorder)
+
+    def construct_repository(self) -> Repository[UUID]:
+        if not self.kept_aggregates:
+            return super().construct_repository()
+        return KeptAggregatesRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            kept_types=self.kept_aggregates,
+            kept_maxsize=self.kept_maxsize,
+        )
 
     def construct_recorder(self) -> ProcessRecorder:
         # The process recorder, extended so that every recorded event is also

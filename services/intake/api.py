@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,6 +31,7 @@ from services.intake.access import (
 )
 from services.intake.application import IntakeApplication, no_such_request
 from services.intake.domain import CaseStatus, shown_status
+from services.intake.submitting import SubmissionGroup, submission_group
 from services.intake.views import CASES, REFS
 from shared.access_log import CASE_FILE
 from shared.dates import both_calendars
@@ -201,9 +202,19 @@ def with_labels(doc: dict[str, Any]) -> dict[str, Any]:
 submissions = APIRouter()
 
 
+def submissions_of(request: Request, runtime: ServiceRuntime[IntakeApplication]) -> SubmissionGroup:
+    """The group commit of the service's submissions (main assembles it, shared with
+    the NATS ones); an API assembled without one (the tests' in-process services)
+    gets its own on first use."""
+    group: SubmissionGroup | None = getattr(request.app.state, "submissions", None)
+    if group is None:
+        group = request.app.state.submissions = submission_group(runtime.app, runtime.store)
+    return group
+
+
 @submissions.post("/submissions", status_code=201, dependencies=[RateLimited], responses=LIMITED)
 async def submit(
-    submission: Submission, runtime: IntakeRuntime, principal: Submitter
+    submission: Submission, runtime: IntakeRuntime, principal: Submitter, request: Request
 ) -> JSONResponse:
     """A request from a channel adapter (`channel:<channel>` in the association) or
     the front desk there. The answer that opens the case carries the applicant's
@@ -212,7 +223,7 @@ async def submit(
     # What the association serves is public (GET /associations): checked first.
     app.check_channel(submission.association_id, submission.channel)
     role = submitting_role(principal, submission.association_id, submission.channel)
-    result = await runtime.store.run(app.submit, submission, principal.actor(role))
+    result = await submissions_of(request, runtime).run((submission, principal.actor(role)))
     runtime.recorded()
     return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
 

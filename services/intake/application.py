@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, cast
@@ -9,6 +12,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.domain import MutableOrImmutableAggregate
+from eventsourcing.persistence import IntegrityError
 
 from services.intake.domain import (
     Case,
@@ -36,11 +40,14 @@ from shared.dates import hijri_year, local_day
 from shared.dead_letter import REPLAYED_NOTICE, DeadLetter
 from shared.errors import Invalid, NotFound, Refused
 from shared.events import CommitteeDecided, DataVerified
+from shared.personal.keyring import SubjectKeyBatch, SubjectKeyring
 from shared.personal.mapper import is_erased_value
 from shared.personal.sealing import ERASED_TEXT
 from shared.policy import PolicyPack, ServiceDefinition, eligibility_failures
-from shared.store import ServiceApplication
+from shared.store import ServiceApplication, UnitOfWork
 from shared.submissions import Submission
+
+log = logging.getLogger(__name__)
 
 
 class SubmissionRefused(Invalid):
@@ -156,6 +163,10 @@ class IntakeApplication(ServiceApplication):
     snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[Any]], int]] = {
         CaseNumbering: 100
     }
+    # Loaded once, then caught up from the store on each use (docs/decisions.md, 34):
+    # the indexes every submission reads. Never the cases, whose personal data
+    # must not stay in memory past an erasure.
+    kept_aggregates: ClassVar[tuple[type[Any], ...]] = (CaseNumbering, OpenRequest, ChannelRef)
 
     # The association's pack ----------------------------------------------------
 
@@ -221,9 +232,12 @@ class IntakeApplication(ServiceApplication):
         keys = self.subject_keys
         return keys.subject_index(association_id, national_id) if keys else None
 
-    def subject(self, association_id: str, national_id: str) -> dict[str, str | None]:
-        """The applicant's key id (created on their first request) and blind index."""
-        keys = self.subject_keys
+    def subject(
+        self, association_id: str, national_id: str, keys: SubjectKeys | None = None
+    ) -> dict[str, str | None]:
+        """The applicant's key id (created on their first request) and blind index,
+        from the keyring (or the batch's keys, `keys`)."""
+        keys = keys or self.subject_keys
         if keys is None:
             return {"personal_key": None, "subject_index": None}
         return {
@@ -252,29 +266,101 @@ class IntakeApplication(ServiceApplication):
         Nothing is recorded for an unknown association, a channel the
         association does not enable or a service outside its catalogue.
         """
+        (outcome,) = self.submit_all([(submission, actor)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def submit_all(
+        self, submissions: Sequence[tuple[Submission, dict[str, str]]]
+    ) -> list[SubmissionResult | Exception]:
+        """Many submissions (with their actors) decided in their order and recorded in
+        one transaction (group commit, docs/decisions.md 34): one outcome each, its
+        result or the refusal (or failure) its caller is to see.
+
+        Each is decided on what the earlier ones left, so two in one batch for the
+        same channel reference or applicant behave as they would one after the
+        other; a refused one records nothing and changes nothing for the others.
+        When the batch cannot be recorded (another instance saved first, a store
+        error), nothing of it is, and each submission is decided and recorded
+        again on its own.
+        """
+        if len(submissions) > 1:
+            try:
+                return self._submit_together(submissions)
+            except Exception:  # nothing was recorded: one by one, below
+                log.warning(
+                    "a batch of %d submissions could not be recorded together; "
+                    "recording them one by one",
+                    len(submissions),
+                    exc_info=True,
+                )
+        return [self._submit_alone(submission, actor) for submission, actor in submissions]
+
+    def _submit_alone(
+        self, submission: Submission, actor: dict[str, str]
+    ) -> SubmissionResult | Exception:
+        try:
+            # Another instance may take the number, the channel reference or the
+            # applicant's open request first: reload and decide again.
+            (outcome,) = self.retrying(
+                lambda: self._submit_together([(submission, actor)]), "the submission"
+            )
+        except Exception as error:  # noqa: BLE001 — the caller's own failure
+            return error
+        return outcome
+
+    def _submit_together(
+        self, submissions: Sequence[tuple[Submission, dict[str, str]]]
+    ) -> list[SubmissionResult | Exception]:
+        """Decides each submission in one unit of work, then saves it all at once.
+
+        Raises (and records nothing) when the save fails."""
+        work = UnitOfWork(self.repository.get)
+        keys = self._key_batch(submissions)
+        outcomes: list[SubmissionResult | Exception] = []
+        for submission, actor in submissions:
+            try:
+                with work.command(), keys.command() if keys else nullcontext():
+                    outcomes.append(self._decide_submission(submission, actor, work, keys))
+            except Exception as error:  # noqa: BLE001 — this submission's answer alone
+                outcomes.append(error)
+        if keys is not None and not keys.record():
+            raise IntegrityError("an applicant's key was made elsewhere meanwhile")
+        aggregates = work.aggregates()
+        if any(aggregate.pending_events for aggregate in aggregates):
+            self.save(*aggregates)
+        return outcomes
+
+    def _key_batch(
+        self, submissions: Sequence[tuple[Submission, dict[str, str]]]
+    ) -> SubjectKeyBatch | None:
+        """The applicants' keys, read in one transaction (the new ones written in one)."""
+        keyring = self.subject_keys
+        if not isinstance(keyring, SubjectKeyring):
+            return None
+        return keyring.batch(
+            (submission.association_id, submission.applicant.national_id)
+            for submission, _ in submissions
+        )
+
+    def _decide_submission(
+        self,
+        submission: Submission,
+        actor: dict[str, str],
+        work: UnitOfWork,
+        keys: SubjectKeys | None,
+    ) -> SubmissionResult:
         # The version in force now governs the request: its channels, its services'
         # requirements, and (recorded on the case) everything after.
         pack = self.pack(submission.association_id)
         self.check_channel(submission.association_id, submission.channel, pack)
         service = self.service(submission.association_id, submission.service_code, pack)
-        # Another instance may take the number, the channel reference or the
-        # applicant's open request first: reload and decide again.
-        return self.retrying(
-            lambda: self._submit_once(submission, pack, service, actor), "the submission"
-        )
-
-    def _submit_once(
-        self,
-        submission: Submission,
-        pack: PolicyPack,
-        service: ServiceDefinition,
-        actor: dict[str, str],
-    ) -> SubmissionResult:
         association_id = submission.association_id
         national_id = submission.applicant.national_id
         subject_index = self.subject_index(association_id, national_id)
         existing = self._case_for_channel_ref(
-            association_id, submission.channel, submission.channel_ref
+            association_id, submission.channel, submission.channel_ref, work
         )
         if existing is not None:
             if not existing.is_retry_of(national_id, submission.service_code, subject_index):
@@ -286,9 +372,10 @@ class IntakeApplication(ServiceApplication):
             submission.service_code,
             subject_index=subject_index,
             national_id=national_id,
+            work=work,
         )
         if open_request is not None and open_request.case_id is not None:
-            case = self._get_case(open_request.case_id)
+            case = self._get_case(open_request.case_id, work)
             case.link_duplicate(
                 channel=submission.channel, channel_ref=submission.channel_ref, at=now
             )
@@ -298,13 +385,13 @@ class IntakeApplication(ServiceApplication):
                 channel_ref=submission.channel_ref,
                 case_id=case.id,
             )
-            self.save(case, index)
+            work.stage(case, index)
             return self._result(case, duplicate=True, linked=True)
 
         case_id = uuid4()
         access_code = new_access_code()
         year = hijri_year(now)
-        numbering = self._numbering(association_id, year)
+        numbering = self._numbering(association_id, year, work)
         number = numbering.take_number(case_id)
         # Before the hash: the declaration covers the data as published.
         applicant = applicant_as_recorded(submission.applicant.model_dump(mode="json"))
@@ -340,7 +427,7 @@ class IntakeApplication(ServiceApplication):
             submitted_at=now,
             access_code_hash=access_code_digest(case_id, access_code),
             policy_version=pack.number,
-            **self.subject(association_id, national_id),
+            **self.subject(association_id, national_id, keys),
         )
         case.check_completeness(service, at=now, actor=actor)
         channel_index = ChannelRef(
@@ -353,7 +440,7 @@ class IntakeApplication(ServiceApplication):
             open_request = self._new_open_request(case, national_id)
         else:
             open_request.reopen(case_id)
-        self.save(case, channel_index, numbering, open_request)
+        work.stage(case, channel_index, numbering, open_request)
         return self._result(case, duplicate=False, access_code=access_code)
 
     def add_information(
@@ -813,9 +900,13 @@ class IntakeApplication(ServiceApplication):
         index.release(case.id)
         return [index]
 
-    def _get_case(self, case_id: UUID) -> Case:
+    def _load(self, aggregate_id: UUID, work: UnitOfWork | None) -> Any:
+        """From the batch's unit of work when deciding in one, else from the store."""
+        return work.get(aggregate_id) if work is not None else self.repository.get(aggregate_id)
+
+    def _get_case(self, case_id: UUID, work: UnitOfWork | None = None) -> Case:
         try:
-            return self.repository.get(case_id)
+            return cast(Case, self._load(case_id, work))
         except AggregateNotFoundError:
             raise NotFound(
                 "case_not_found",
@@ -823,11 +914,16 @@ class IntakeApplication(ServiceApplication):
                 f"لا يوجد طلب بالرقم {case_id}.",
             ) from None
 
-    def _numbering(self, association_id: str, year: int) -> CaseNumbering:
+    def _numbering(
+        self, association_id: str, year: int, work: UnitOfWork | None = None
+    ) -> CaseNumbering:
         try:
-            return self.repository.get(numbering_id(association_id, year))
+            return cast(CaseNumbering, self._load(numbering_id(association_id, year), work))
         except AggregateNotFoundError:
-            return CaseNumbering(association_id=association_id, hijri_year=year)
+            numbering = CaseNumbering(association_id=association_id, hijri_year=year)
+            if work is not None:
+                work.stage(numbering)
+            return numbering
 
     def _open_request(
         self,
@@ -836,24 +932,29 @@ class IntakeApplication(ServiceApplication):
         *,
         subject_index: str | None,
         national_id: str | None,
+        work: UnitOfWork | None = None,
     ) -> OpenRequest | None:
         """The applicant's open-request index for the service: by their blind index,
         or the one derived from the national ID before the blind index existed, when
         that one still holds an open case (or without the keyring)."""
         current = None
         if subject_index is not None:
-            current = self._index(open_request_id(association_id, subject_index, service_code))
+            current = self._index(
+                open_request_id(association_id, subject_index, service_code), work
+            )
             if current is not None and current.case_id is not None:
                 return current
         if national_id:
-            legacy = self._index(legacy_open_request_id(association_id, national_id, service_code))
+            legacy = self._index(
+                legacy_open_request_id(association_id, national_id, service_code), work
+            )
             if legacy is not None and (legacy.case_id is not None or subject_index is None):
                 return legacy
         return current
 
-    def _index(self, index_id: UUID) -> OpenRequest | None:
+    def _index(self, index_id: UUID, work: UnitOfWork | None = None) -> OpenRequest | None:
         try:
-            return self.repository.get(index_id)
+            return cast(OpenRequest, self._load(index_id, work))
         except AggregateNotFoundError:
             return None
 
@@ -868,11 +969,11 @@ class IntakeApplication(ServiceApplication):
         )
 
     def _case_for_channel_ref(
-        self, association_id: str, channel: str, channel_ref: str
+        self, association_id: str, channel: str, channel_ref: str, work: UnitOfWork | None = None
     ) -> Case | None:
         index_id = channel_ref_id(association_id, channel, channel_ref)
         try:
-            index: ChannelRef = self.repository.get(index_id)
+            index: ChannelRef = self._load(index_id, work)
         except AggregateNotFoundError:
             return None
-        return self.repository.get(index.case_id)
+        return cast(Case, self._load(index.case_id, work))

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from services.intake.access import submitting_role
 from services.intake.application import IntakeApplication
+from services.intake.submitting import SubmissionGroup
 from shared import tracing
 from shared.auth import AuthRefused, AuthUnavailable, Forbidden, Principal, Verifier, token_missing
 from shared.consumer import DeadLetterHandler, Handler
@@ -22,11 +23,13 @@ from shared.dead_letter import DeadLetter
 from shared.errors import Refused
 from shared.events import CommitteeDecided, DataVerified, IntegrationEvent
 from shared.inputs import printable
-from shared.store import StoreRunner
 from shared.subjects import SUBMISSIONS_WILDCARD
 from shared.submissions import Submission, SubmissionBody
 
 log = logging.getLogger(__name__)
+
+# How many submission messages are handled at once (each waits for its batch's commit).
+SUBMISSION_WORKERS = 128
 
 
 def consumer_handlers(app: IntakeApplication) -> dict[str, Handler]:
@@ -97,7 +100,7 @@ async def authenticated_submitter(verifier: Verifier, headers: dict[str, Any] | 
 def register_submission_subscriber(
     broker: NatsBroker,
     app: IntakeApplication,
-    store: StoreRunner,
+    submissions: SubmissionGroup,
     recorded: Callable[[], None],
     verifier: Verifier,
 ) -> None:
@@ -107,18 +110,26 @@ def register_submission_subscriber(
     verified as the HTTP edge verifies it (the same `Verifier`): without a valid
     one, or without the channel's role (or the front desk's) in the association,
     the reply is a bilingual refusal and nothing is recorded.
+
+    Messages are handled concurrently (up to SUBMISSION_WORKERS at a time), so that
+    those arriving together are recorded together (the group commit).
     """
 
     # The body is decoded here, not by faststream: its decoder gives up on a body no
     # JSON parser should follow (nested 20,000 deep, an integer of 5,000 digits) with
     # an exception that leaves the adapter without any reply.
-    @broker.subscriber(SUBMISSIONS_WILDCARD, queue="intake", decoder=_body_as_sent)
+    @broker.subscriber(
+        SUBMISSIONS_WILDCARD,
+        queue="intake",
+        decoder=_body_as_sent,
+        max_workers=SUBMISSION_WORKERS,
+    )
     async def on_submission(message: NatsMessage) -> Response:
         # One trace with the case it opens, as over HTTP (shared/tracing.py).
         subject = {"messaging.destination.name": message.raw_message.subject}
         with tracing.request_span(f"submit {SUBMISSIONS_WILDCARD}", None, subject):
             try:
-                reply = await _answer(message, app, store, recorded, verifier)
+                reply = await _answer(message, app, submissions, recorded, verifier)
             except Exception:
                 log.exception("a submission could not be processed")
                 reply = failed_reply()
@@ -164,7 +175,7 @@ def _submission(association_id: str, channel: str, body: bytes) -> Submission | 
 async def _answer(
     message: NatsMessage,
     app: IntakeApplication,
-    store: StoreRunner,
+    submissions: SubmissionGroup,
     recorded: Callable[[], None],
     verifier: Verifier,
 ) -> dict[str, Any]:
@@ -182,7 +193,7 @@ async def _answer(
     if isinstance(submission, dict):
         return submission
     try:
-        result = await store.run(app.submit, submission, principal.actor(role))
+        result = await submissions.run((submission, principal.actor(role)))
     except Refused as refused:
         # Unknown association, channel not enabled, service not in the catalogue,
         # fields the service does not take.

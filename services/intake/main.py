@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from pydantic import Field
 
 from services.intake import api
 from services.intake.application import IntakeApplication
@@ -12,6 +13,7 @@ from services.intake.handlers import (
     register_submission_subscriber,
 )
 from services.intake.integration import translators
+from services.intake.submitting import submission_group
 from services.intake.views import HELD, project
 from shared.auth import Verifier, verifier_from_environment
 from shared.clock import Clock, clock_from
@@ -29,6 +31,10 @@ from shared.store import open_application
 class IntakeSettings(ServiceSettings):
     service_name: str = "intake"
     http_port: int = 8101
+    # Group commit of submissions (docs/decisions.md, 34): at most this many in one
+    # transaction, gathered for at most this long when fewer are waiting.
+    submission_batch: int = Field(default=64, ge=1, le=1000)
+    submission_wait_ms: float = Field(default=2.0, ge=0, le=100)
 
 
 def build(
@@ -53,8 +59,16 @@ def build(
         on_dead_letter=dead_letter_handler(app),
         held_cases=lambda views: views.count(HELD),
     )
-    register_submission_subscriber(runtime.broker, app, runtime.store, runtime.recorded, verifier)
-    return create_http_app(runtime, title="Khidma intake", include=api.include, verifier=verifier)
+    submissions = submission_group(
+        app,
+        runtime.store,
+        max_batch=settings.submission_batch,
+        max_wait=settings.submission_wait_ms / 1000,
+    )
+    register_submission_subscriber(runtime.broker, app, submissions, runtime.recorded, verifier)
+    http = create_http_app(runtime, title="Khidma intake", include=api.include, verifier=verifier)
+    http.state.submissions = submissions
+    return http
 
 
 def main() -> None:

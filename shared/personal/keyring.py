@@ -22,7 +22,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -259,6 +259,64 @@ class SubjectKeyring:
             cursor.execute(select, (index,))
             return str(cursor.fetchone()[0])
 
+    def batch(self, subjects: Iterable[tuple[str, str]]) -> SubjectKeyBatch:
+        """The keys of a batch of subjects (association, national id): the live ones
+        read in one transaction; the missing ones made by the batch and written in
+        one more (`SubjectKeyBatch.record`)."""
+        indexes = sorted({self.subject_index(a, n) for a, n in subjects})
+        return SubjectKeyBatch(self, self._live_keys(indexes))
+
+    def _live_keys(self, indexes: Sequence[str]) -> dict[str, str]:
+        """The live key id of each subject that has one, by blind index."""
+        with self.database.transaction() as cursor:
+            return self._select_live(cursor, indexes)
+
+    def _select_live(self, cursor: Any, indexes: Sequence[str]) -> dict[str, str]:
+        live: dict[str, str] = {}
+        for start in range(0, len(indexes), 500):
+            chunk = indexes[start : start + 500]
+            cursor.execute(
+                self._sql(
+                    "SELECT subject_index, key_id FROM subject_keys WHERE destroyed_at IS NULL "
+                    f"AND subject_index IN ({', '.join('?' * len(chunk))})"
+                ),
+                chunk,
+            )
+            live.update({str(row[0]): str(row[1]) for row in cursor.fetchall()})
+        return live
+
+    def _record_new(self, proposals: Mapping[str, tuple[str, str, bytes]]) -> dict[str, str]:
+        """Writes new keys (blind index -> association, key id, key), a subject that
+        meanwhile got a key elsewhere keeping that one; returns the live key ids."""
+        if not proposals:
+            return {}
+        insert = self._sql(
+            "INSERT INTO subject_keys (key_id, subject_index, association_id, wrapped, "
+            "wrapped_by, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        )
+        with self.database.transaction() as cursor:
+            cursor.executemany(
+                insert,
+                [
+                    (
+                        key_id,
+                        index,
+                        association_id,
+                        _wrap(self.master.current_key, key_id, key),
+                        self.master.current,
+                        _now(),
+                    )
+                    for index, (association_id, key_id, key) in proposals.items()
+                ],
+            )
+            live = self._select_live(cursor, sorted(proposals))
+        now = time.monotonic()
+        for index, (_, key_id, key) in proposals.items():
+            if live.get(index) == key_id:
+                # The records are about to be sealed with it: no read back per key.
+                self._cache[key_id] = (now, key)
+        return live
+
     def key(self, key_id: str) -> bytes | None:
         """The subject key, or None once it was destroyed (or never existed)."""
         now = time.monotonic()
@@ -359,6 +417,53 @@ class SubjectKeyring:
                 "SELECT DISTINCT wrapped_by FROM subject_keys WHERE wrapped_by IS NOT NULL"
             )
             return {str(row[0]) for row in cursor.fetchall()}
+
+
+class SubjectKeyBatch:
+    """The subject keys one batch of commands uses (SubjectKeyring.batch).
+
+    `key_for` answers from the keys read at the start, or makes a new key, kept
+    in memory until `record` writes all the batch's new keys in one transaction.
+    A command run in `command()` that fails takes back the keys it made.
+    """
+
+    def __init__(self, keyring: SubjectKeyring, live: dict[str, str]):
+        self.keyring = keyring
+        self._live = live
+        # Blind index -> (association, key id, key), not written yet.
+        self._new: dict[str, tuple[str, str, bytes]] = {}
+
+    def subject_index(self, association_id: str, national_id: str) -> str:
+        return self.keyring.subject_index(association_id, national_id)
+
+    def key_for(self, association_id: str, national_id: str) -> str:
+        index = self.subject_index(association_id, national_id)
+        if index in self._live:
+            return self._live[index]
+        if index not in self._new:
+            key_id = "sk-" + secrets.token_hex(12)
+            self._new[index] = (association_id, key_id, secrets.token_bytes(KEY_BYTES))
+        return self._new[index][1]
+
+    @contextmanager
+    def command(self) -> Iterator[None]:
+        before = set(self._new)
+        try:
+            yield
+        except BaseException:
+            for index in set(self._new) - before:
+                del self._new[index]
+            raise
+
+    def record(self) -> bool:
+        """Writes the batch's new keys; False when a subject got another key
+        meanwhile (another service made it first): what was decided with the key
+        made here must then be decided again."""
+        live = self.keyring._record_new(self._new)
+        agreed = all(live.get(index) == key_id for index, (_, key_id, _) in self._new.items())
+        self._live.update(live)
+        self._new.clear()
+        return agreed
 
 
 def _now() -> str:

@@ -550,3 +550,86 @@ def test_the_code_in_the_nats_reply_opens_the_applicants_status(intake):
     # The adapter's retry gets the same case, and no code this time.
     again = asyncio.run(submit())
     assert again["case_id"] == accepted["case_id"] and again["access_code"] is None
+
+
+def group_commit_total(intake: ServiceProcess) -> float:
+    """How many submissions the group commit gathered so far (its histogram's sum)."""
+    text = httpx.get(f"{intake.url}/metrics").text
+    lines = [line for line in text.splitlines() if line.startswith("khidma_group_commit_size_sum")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def test_concurrent_submissions_over_http_and_nats_are_each_answered_and_recorded_once(
+    intake, nats_server
+):
+    """Sent together (each twice, as adapters retrying), they are gathered into
+    batches: every caller gets its case, the retry the same one, and each request
+    reaches the stream once."""
+    count = 24
+
+    def body(n: int, channel: str) -> dict:
+        national_id = f"20{n:08d}"
+        return {
+            **SUBMISSION,
+            "channel": channel,
+            "channel_ref": f"together-{channel}-{n}",
+            "applicant": {"national_id": national_id, "name": "علي", "phone": "0500000000"},
+            "documents": [
+                {"code": "national_id_card", "number": national_id, "expires_on": "2030-01-01"}
+            ],
+        }
+
+    async def all_at_once() -> tuple[list[httpx.Response], list[dict]]:
+        connection = await nats.connect(intake.nats_url)
+        try:
+            async with httpx.AsyncClient(base_url=intake.url, timeout=30) as client:
+                over_http = [
+                    client.post("/submissions", json=body(n, "website"), headers=ADAPTER)
+                    for n in range(count)
+                    for _ in range(2)
+                ]
+                over_nats = [
+                    connection.request(
+                        submission_subject("sidr", "phone"),
+                        json.dumps(
+                            {
+                                k: v
+                                for k, v in body(count + n, "phone").items()
+                                if k not in ("association_id", "channel")
+                            }
+                        ).encode(),
+                        timeout=30,
+                        headers=ADAPTER,
+                    )
+                    for n in range(count)
+                    for _ in range(2)
+                ]
+                http_answers = await asyncio.gather(*over_http)
+                nats_answers = await asyncio.gather(*over_nats)
+                return list(http_answers), [json.loads(m.data) for m in nats_answers]
+        finally:
+            await connection.close()
+
+    before = group_commit_total(intake)
+    http_answers, nats_answers = asyncio.run(all_at_once())
+
+    assert sorted(r.status_code for r in http_answers) == [200] * count + [201] * count
+    answers = [r.json() for r in http_answers] + nats_answers
+    assert all(a.get("ok", True) for a in answers), answers
+    by_ref: dict[str, set[str]] = {}
+    for a, sent in zip(answers, [n for n in range(2 * count) for _ in range(2)], strict=True):
+        by_ref.setdefault(str(sent), set()).add(a["case_id"])
+    assert all(len(ids) == 1 for ids in by_ref.values())  # a retry is the same case
+    assert len({a["case_ref"] for a in answers}) == 2 * count
+    assert group_commit_total(intake) - before == 4 * count
+    received = wait_for(
+        lambda: (
+            m
+            if len(m := stream_messages_sync(nats_server.url, "khidma.*.*.RequestReceived"))
+            >= 2 * count
+            else None
+        ),
+        what="every request on the stream",
+    )
+    assert len(received) == 2 * count
+    assert len({m["event"]["case_id"] for m in received}) == 2 * count
