@@ -238,6 +238,19 @@ def _request_span(
         _end_request(request)
 
 
+def join_case(correlation_id: UUID | str | None, *, opened: bool) -> None:
+    """The request in progress turned out to be about this case (its commit ran in a
+    task of its own, intake's group commit): its span goes into the case's trace, as
+    the root when the request opened the case."""
+    request = _request.get()
+    if request is None or correlation_id is None or request.trace_id is not None:
+        return
+    request.trace_id = trace_id_of(correlation_id)
+    request.root = opened
+    if opened:
+        request.span = root_span_id(correlation_id)
+
+
 def _end_request(request: RequestTrace) -> None:
     if _tracer is None:
         return

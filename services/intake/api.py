@@ -31,7 +31,7 @@ from services.intake.access import (
 )
 from services.intake.application import IntakeApplication, no_such_request
 from services.intake.domain import CaseStatus, shown_status
-from services.intake.submitting import SubmissionGroup, submission_group
+from services.intake.submitting import SubmissionGroup, submission_group, submit_through
 from services.intake.views import CASES, REFS
 from shared.access_log import CASE_FILE
 from shared.dates import both_calendars
@@ -223,7 +223,9 @@ async def submit(
     # What the association serves is public (GET /associations): checked first.
     app.check_channel(submission.association_id, submission.channel)
     role = submitting_role(principal, submission.association_id, submission.channel)
-    result = await submissions_of(request, runtime).run((submission, principal.actor(role)))
+    result = await submit_through(
+        submissions_of(request, runtime), submission, principal.actor(role)
+    )
     runtime.recorded()
     return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
 

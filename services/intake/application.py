@@ -125,6 +125,8 @@ class SubmissionResult:
     # The applicant's secret code, in the answer that opened the case only: the
     # case keeps its digest, so no later answer can repeat it.
     access_code: str | None = None
+    # The case's correlation id (its trace, shared/tracing.py); not in the answer.
+    correlation_id: UUID | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -882,6 +884,7 @@ class IntakeApplication(ServiceApplication):
             data_hash=case.expected_hash(),
             revision=case.revision,
             access_code=access_code,
+            correlation_id=case.correlation_id,
         )
 
     def _released(self, case: Case) -> list[OpenRequest]:

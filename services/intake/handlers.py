@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from services.intake.access import submitting_role
 from services.intake.application import IntakeApplication
-from services.intake.submitting import SubmissionGroup
+from services.intake.submitting import SubmissionGroup, submit_through
 from shared import tracing
 from shared.auth import AuthRefused, AuthUnavailable, Forbidden, Principal, Verifier, token_missing
 from shared.consumer import DeadLetterHandler, Handler
@@ -193,7 +193,7 @@ async def _answer(
     if isinstance(submission, dict):
         return submission
     try:
-        result = await submissions.run((submission, principal.actor(role)))
+        result = await submit_through(submissions, submission, principal.actor(role))
     except Refused as refused:
         # Unknown association, channel not enabled, service not in the catalogue,
         # fields the service does not take.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.intake.application import IntakeApplication, SubmissionResult
-from shared import metrics
+from shared import metrics, tracing
 from shared.group_commit import GroupCommit
 from shared.store import StoreRunner
 from shared.submissions import Submission
@@ -22,3 +22,13 @@ def submission_group(
     return GroupCommit(
         store, app.submit_all, max_batch=max_batch, max_wait=max_wait, on_batch=sizes.observe
     )
+
+
+async def submit_through(
+    group: SubmissionGroup, submission: Submission, actor: dict[str, str]
+) -> SubmissionResult:
+    """One submission through the group commit: its result, or its refusal raised."""
+    result = await group.run((submission, actor))
+    # Recorded by the batch's own task: the request's span joins the case's trace here.
+    tracing.join_case(result.correlation_id, opened=not result.duplicate)
+    return result
