@@ -326,8 +326,8 @@ def test_a_corrupted_event_is_read_or_refused_by_both_alike(data: bytes) -> None
         (("payload", "attestation"), {"attested": True, "sealed": "v1", "key": "k", "data": "d"}),
         (("payload", "revision"), 0),
         (("payload", "submitted_at"), 1767225600.5),
-        (("case_id",), "{" + str(uuid4()) + "}"),
-        (("causation_id",), str(uuid4())),
+        (("case_id",), "{" + str(AN_ID) + "}"),
+        (("causation_id",), str(AN_ID)),
     ],
 )
 def test_an_edge_of_the_contract_is_read_or_refused_by_both_alike(
