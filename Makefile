@@ -26,12 +26,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check shared services audit khidma
 	$(VENV)/bin/mypy
 
-# Two workers, a test file each at a time (its module fixtures stay its own): the
-# suite spends much of its time waiting on the services it starts.
-TEST_WORKERS ?= 2
-
 test: $(STAMP) lint browser
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest
 
 # Debian's chromium for the browser tests (Playwright's own download cannot work here).
 browser: $(STAMP)
