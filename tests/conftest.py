@@ -7,10 +7,13 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+from nats.js import JetStreamContext
 
 from khidma.nats_server import NatsServer
 from shared.clock import Clock
+from shared.stream import ensure_stream
 from tests.auth import ISSUER, auth_environment
 from tests.in_process import InProcessService, start_in_process
 
@@ -41,6 +44,16 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
+    """JetStream on the test's own server, with the KHIDMA stream declared."""
+    connection = await nats.connect(nats_server.url)
+    stream = connection.jetstream()
+    await ensure_stream(stream)
+    yield stream
+    await connection.close()
 
 
 @pytest.fixture

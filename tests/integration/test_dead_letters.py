@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-import nats
 import pytest
 
 from services.intake.application import IntakeApplication
@@ -28,7 +27,6 @@ from shared.events import IntegrationEvent, encode_event
 from shared.personal import Sealer
 from shared.settings import ServiceSettings
 from shared.store import StoreRunner, open_application
-from shared.stream import ensure_stream
 from shared.subjects import dead_letter_subject, event_subject, replay_subject, replayed_subject
 from tests import builders
 from tests.helpers import async_wait_for, stream_messages
@@ -36,15 +34,6 @@ from tests.integration.test_exactly_once import Effect, make_app, request
 from tests.unit.test_intake_application import ACTOR, PACKS, START, keyring, submission
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def js(nats_server):
-    connection = await nats.connect(nats_server.url)
-    stream = connection.jetstream()
-    await ensure_stream(stream)
-    yield stream
-    await connection.close()
 
 
 async def publish(js: Any, event: IntegrationEvent, subject: str | None = None) -> int:

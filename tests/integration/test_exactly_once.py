@@ -21,7 +21,6 @@ from shared.events import (
 )
 from shared.settings import ServiceSettings
 from shared.store import ServiceApplication, StoreRunner, open_application
-from shared.stream import ensure_stream
 from shared.subjects import dead_letter_subject, event_subject
 from tests import builders
 from tests.backends import Backend
@@ -83,15 +82,6 @@ def record_effect(app: EffectsApplication):
         processing.collect_events(Effect(evt.event_id))
 
     return handle
-
-
-@pytest.fixture
-async def js(nats_server):
-    connection = await nats.connect(nats_server.url)
-    stream = connection.jetstream()
-    await ensure_stream(stream)
-    yield stream
-    await connection.close()
 
 
 def consumer_for(app, store, js, handler, **options) -> TrackingConsumer:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from uuid import uuid4
 
 import nats
@@ -50,15 +51,6 @@ def submission(n: int, site: str = "Wadi Hanifa") -> Submission:
         documents=[{"code": "national_id_card", "expires_on": "2030-01-01"}],
         attestation={"attested": True, "method": "in_person"},
     )
-
-
-@pytest.fixture
-async def js(nats_server):
-    connection = await nats.connect(nats_server.url)
-    stream = connection.jetstream()
-    await ensure_stream(stream)
-    yield stream
-    await connection.close()
 
 
 async def run_relay_until_published(relay: OutboxRelay, count: int) -> None:

@@ -109,15 +109,6 @@ async def run_until(relay: OutboxRelay, condition: Any, timeout: float = 20) -> 
         await asyncio.gather(task, return_exceptions=True)
 
 
-@pytest.fixture
-async def js(nats_server):
-    connection = await nats.connect(nats_server.url)
-    stream = connection.jetstream()
-    await ensure_stream(stream)
-    yield stream
-    await connection.close()
-
-
 async def test_a_window_of_publishes_in_flight_keeps_the_stores_order_on_the_stream(
     backend, js, nats_server
 ):
