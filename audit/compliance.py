@@ -30,6 +30,7 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from audit.personal import is_unknown
@@ -57,8 +58,9 @@ class CheckContext:
     def pack(self, association_id: str) -> Any:
         return self.packs.get(association_id)
 
-    @property
+    @cached_property
     def policies(self) -> Policies:
+        """The packs as policy histories, made once for every check of every case."""
         return Policies.of(self.packs)
 
 

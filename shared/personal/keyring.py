@@ -62,6 +62,13 @@ def _unwrap(master: bytes, key_id: str, wrapped: bytes) -> bytes:
     return AESGCM(master).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_id.encode())
 
 
+# A subject's new key; one made meanwhile by another process is kept instead.
+_INSERT_KEY = (
+    "INSERT INTO subject_keys (key_id, subject_index, association_id, wrapped, "
+    "wrapped_by, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
 class _Database(Protocol):
     placeholder: str
 
@@ -242,19 +249,7 @@ class SubjectKeyring:
             key_id = "sk-" + secrets.token_hex(12)
             key = secrets.token_bytes(KEY_BYTES)
             cursor.execute(
-                self._sql(
-                    "INSERT INTO subject_keys (key_id, subject_index, association_id, wrapped, "
-                    "wrapped_by, created_at) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT DO NOTHING"
-                ),
-                (
-                    key_id,
-                    index,
-                    association_id,
-                    _wrap(self.master.current_key, key_id, key),
-                    self.master.current,
-                    _now(),
-                ),
+                self._sql(_INSERT_KEY), self._key_row(index, association_id, key_id, key)
             )
             cursor.execute(select, (index,))
             return str(cursor.fetchone()[0])
@@ -285,27 +280,29 @@ class SubjectKeyring:
             live.update({str(row[0]): str(row[1]) for row in cursor.fetchall()})
         return live
 
+    def _key_row(
+        self, index: str, association_id: str, key_id: str, key: bytes
+    ) -> tuple[str, str, str, Any, str, Any]:
+        """A new key's row, wrapped under the current master key (`_INSERT_KEY`)."""
+        return (
+            key_id,
+            index,
+            association_id,
+            _wrap(self.master.current_key, key_id, key),
+            self.master.current,
+            _now(),
+        )
+
     def _record_new(self, proposals: Mapping[str, tuple[str, str, bytes]]) -> dict[str, str]:
         """Writes new keys (blind index -> association, key id, key), a subject that
         meanwhile got a key elsewhere keeping that one; returns the live key ids."""
         if not proposals:
             return {}
-        insert = self._sql(
-            "INSERT INTO subject_keys (key_id, subject_index, association_id, wrapped, "
-            "wrapped_by, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-        )
         with self.database.transaction() as cursor:
             cursor.executemany(
-                insert,
+                self._sql(_INSERT_KEY),
                 [
-                    (
-                        key_id,
-                        index,
-                        association_id,
-                        _wrap(self.master.current_key, key_id, key),
-                        self.master.current,
-                        _now(),
-                    )
+                    self._key_row(index, association_id, key_id, key)
                     for index, (association_id, key_id, key) in proposals.items()
                 ],
             )
