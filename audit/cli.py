@@ -44,6 +44,7 @@ from audit.compliance import (
 from audit.crosscheck import CrossCheckTotals, crosscheck_system
 from audit.personal import opener_for
 from audit.replay import StreamUnavailable, available_services, replay_store, replay_stream
+from audit.report.cli import hijri_argument, moment_argument
 from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
 from audit.stores import store_exists
@@ -450,7 +451,8 @@ def cmd_policy_versions(args: argparse.Namespace, settings: AuditSettings) -> in
     from audit.policy_versions import ADOPTING_SERVICE, adoptions, versions_in_force
     from shared.policy_loader import load_packs
 
-    at = _as_of(args) or datetime.now(UTC)
+    # Read by the report's argument types: a bad moment is refused before anything runs.
+    at = args.hijri or args.as_of or datetime.now(UTC)
     adopted = (
         adoptions(replay_store(ADOPTING_SERVICE, settings))
         if store_exists(ADOPTING_SERVICE, settings)
@@ -670,8 +672,12 @@ def build_parser() -> argparse.ArgumentParser:
         "versions", help="the version in force at a moment / الإصدار النافذ في لحظة"
     )
     versions.add_argument("--json", action="store_true", help="JSON output")
-    versions.add_argument("--as-of", dest="as_of", default=None, help="ISO moment or day")
-    versions.add_argument("--hijri", help="a Hijri day, Umm al-Qura (1448-06-11): its end")
+    versions.add_argument(
+        "--as-of", dest="as_of", type=moment_argument, default=None, help="ISO moment or day"
+    )
+    versions.add_argument(
+        "--hijri", type=hijri_argument, help="a Hijri day, Umm al-Qura (1448-06-11): its end"
+    )
     versions.set_defaults(func=cmd_policy_versions)
     diff = policy_commands.add_parser(
         "diff", help="what changed between two versions / الفرق بين إصدارين"

@@ -80,7 +80,7 @@ def register_commands(subparsers: Any) -> None:
     moment.add_argument(
         "--as-of",
         dest="as_of",
-        type=_moment_argument,
+        type=moment_argument,
         default=None,
         help="the report as the records stood at this moment (ISO moment, or a day: its end, "
         "Riyadh), at the latest the end of the period; also the checks' clock (default: now)",
@@ -88,13 +88,13 @@ def register_commands(subparsers: Any) -> None:
     moment.add_argument(
         "--hijri",
         dest="as_of",
-        type=_hijri_argument,
+        type=hijri_argument,
         help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day",
     )
     parser.set_defaults(handler=run_report_command)
 
 
-def _moment_argument(text: str) -> datetime:
+def moment_argument(text: str) -> datetime:
     from audit.asof import parse_moment
 
     try:
@@ -105,7 +105,7 @@ def _moment_argument(text: str) -> datetime:
         ) from None
 
 
-def _hijri_argument(text: str) -> datetime:
+def hijri_argument(text: str) -> datetime:
     from audit.asof import hijri_moment
 
     try:

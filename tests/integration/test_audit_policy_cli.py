@@ -61,3 +61,13 @@ def test_the_version_in_force_as_of_a_date_comes_from_intakes_adoptions(
     assert "Changed — Committee's decision window (days): 14 → 10" in printed
     assert main(["--data-dir", str(data), "policy", "diff", "sidr", "1", "5"]) == 2
     assert "versions 1 and 5 are not both" in capsys.readouterr().err
+
+
+def test_a_moment_that_is_no_moment_is_refused_in_both_languages(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["policy", "versions", "--as-of", "nonsense"])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err
+    assert "'nonsense' is not an ISO moment or day" in error and "لحظة غير صالحة" in error
