@@ -97,14 +97,15 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 
 @pytest.fixture(scope="session")
-def web_system(
-    tmp_path_factory: pytest.TempPathFactory, browser: Browser
-) -> Iterator[WebSystem]:
+def web_system(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[WebSystem]:
     data_dir = tmp_path_factory.mktemp("khidma-web")
     environment = {
         "KHIDMA_CLOCK_FILE": str(data_dir / "clock-offset"),
         "KHIDMA_DEADLINE_SCAN_SECONDS": "0.5",
         "KHIDMA_REFRESH_SECONDS": "1",
+        # Every page of every browser test comes from one address, 127.0.0.1: the
+        # public budget per visitor (tests/unit/test_limits.py) would throttle the suite.
+        "KHIDMA_LIMITS_PUBLIC_PER_MINUTE": "0",
     }
     with EmbeddedSystem(data_dir, fixed_ports=False, service_env=environment) as system:
         passwords = prepare_web_staff(data_dir, system.services["identity"].url)

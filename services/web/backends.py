@@ -29,6 +29,13 @@ SERVICES = (
 )
 
 
+# What the person can fix in what they sent, and what goes through if sent again in a
+# moment (too many at once, a service restarting): either way the form comes back with
+# what they typed and the service's words, so nothing they entered is lost.
+FIXABLE = frozenset({400, 409, 422})
+RETRYABLE = frozenset({429, 502, 503, 504})
+
+
 class ServiceRefused(Exception):
     """What a service answered instead of doing what was asked."""
 
@@ -38,6 +45,11 @@ class ServiceRefused(Exception):
         self.code = code
         self.message = {"en": message.get("en", code), "ar": message.get("ar", code)}
         self.detail = detail
+
+    @property
+    def shown_on_form(self) -> bool:
+        """Whether the page re-renders its form with this refusal, rather than an error page."""
+        return self.status in FIXABLE or self.status in RETRYABLE
 
 
 def _unreachable(service: str) -> ServiceRefused:

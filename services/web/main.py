@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.web import pages
@@ -120,6 +120,28 @@ def _to_sign_in(request: Request, expired: bool) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
+# htmx swaps no 4xx or 5xx answer: a refused submission would change nothing on the
+# screen. It gets a 200 whose fragment goes above the page instead, so the person reads
+# why and keeps what they typed; a refused poll (a GET) waits for the next one.
+REFUSAL_PANEL = {
+    "HX-Retarget": "#page-refusal",
+    "HX-Reswap": "innerHTML show:top",
+    "HX-Reselect": ".refusal",
+}
+
+
+def refusal_page(
+    request: Request, status: int, message: Mapping[str, str], code: str
+) -> HTMLResponse:
+    """The error page, or for an htmx submission the refusal above the page it came from."""
+    renderer: Renderer = request.app.state.renderer
+    if is_htmx(request) and request.method != "GET":
+        panel = renderer.page(request, "_refusal.html", message=message, code=code)
+        panel.headers.update(REFUSAL_PANEL)
+        return panel
+    return renderer.page(request, "error.html", status=status, message=message, code=code)
+
+
 def answer_refusals(app: FastAPI) -> None:
     """A refusal ends in a page a person can read, in their language."""
 
@@ -132,18 +154,13 @@ def answer_refusals(app: FastAPI) -> None:
         renderer: Renderer = request.app.state.renderer
         lang = session_of(request).lang
         message = {lang: renderer.catalogue.text(error.message_key, lang)}
-        return renderer.page(
-            request, "error.html", status=error.status, message=message, code=error.code
-        )
+        return refusal_page(request, error.status, message, error.code)
 
     async def service_refused(request: Request, error: Exception) -> Response:
         assert isinstance(error, ServiceRefused)
         if error.status == 401:  # the token ended, or was revoked: sign in again
             return _to_sign_in(request, expired=True)
-        renderer: Renderer = request.app.state.renderer
-        return renderer.page(
-            request, "error.html", status=error.status, message=error.message, code=error.code
-        )
+        return refusal_page(request, error.status, error.message, error.code)
 
     async def not_found(request: Request, error: Exception) -> Response:
         renderer: Renderer = request.app.state.renderer
@@ -158,14 +175,8 @@ def answer_refusals(app: FastAPI) -> None:
 
     async def refused(request: Request, error: Exception) -> Response:
         assert isinstance(error, Refused)  # one of ours, e.g. the website's client token
-        renderer: Renderer = request.app.state.renderer
-        page = renderer.page(
-            request,
-            "error.html",
-            status=refusal_status(error),
-            message={"en": error.en, "ar": error.ar},
-            code=error.code,
-        )
+        message = {"en": error.en, "ar": error.ar}
+        page = refusal_page(request, refusal_status(error), message, error.code)
         page.headers.update(getattr(error, "headers", None) or {})  # Retry-After of a 429
         return page
 

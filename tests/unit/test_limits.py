@@ -70,7 +70,9 @@ async def test_a_token_has_its_own_budget_apart_from_the_public_one(in_process: 
     )
     adapter = as_adapter(["website"], ["sidr"])
     question = {"association_id": "sidr", "service_code": "seedlings", "fields": {}}
-    anonymous = [(await intake.client.post("/eligibility", json=question)).status_code for _ in range(2)]
+    anonymous = [
+        (await intake.client.post("/eligibility", json=question)).status_code for _ in range(2)
+    ]
     with_token = [
         (await intake.client.post("/eligibility", json=question, headers=adapter)).status_code
         for _ in range(3)
@@ -119,3 +121,29 @@ async def test_the_web_counts_each_visitor_and_the_services_count_them_as_the_we
         over = await ask("198.51.100.1")
     assert over.status_code == 429
     assert 'lang="ar"' in over.text and "أعد المحاولة" in over.text
+
+
+async def test_an_htmx_submission_over_the_budget_shows_the_429_above_the_form_it_came_from(
+    tmp_path: Path,
+) -> None:
+    """htmx swaps no 4xx: the refusal comes as a 200 aimed at the page's refusal panel,
+    so the applicant reads why and what they typed stays in the form."""
+    app = build(web_settings(tmp_path / "web"))
+    app.state.limiter = Limiter(LimitSettings(public_per_minute=1, public_burst=1))
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://web") as web:
+        page = await web.get("/status")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf, page.text
+        over = await web.post(
+            "/status",
+            data={"case_ref": "SDR-1448-000001", "code": "A", "csrf_token": csrf.group(1)},
+            headers={"HX-Request": "true"},
+        )
+        plain = await web.get("/status")
+    assert over.status_code == 200
+    assert over.headers["HX-Retarget"] == "#page-refusal"
+    assert over.headers["HX-Reselect"] == ".refusal" and over.headers["Retry-After"]
+    assert 'class="flash error refusal"' in over.text and "أعد المحاولة" in over.text
+    assert "<form" not in over.text  # the panel only: the form on the screen stays
+    assert plain.status_code == 429 and "<h1>" in plain.text and 'lang="ar"' in plain.text

@@ -21,7 +21,6 @@ from services.web.backends import Backends, ServiceRefused
 from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.pages.public import (
-    FIXABLE,
     after_submission,
     pack_and_service,
     pack_of,
@@ -175,7 +174,7 @@ async def submit_request(
             "intake", "POST", "/submissions", token=officer.token, json=body
         )
     except ServiceRefused as refusal:
-        if refusal.status not in FIXABLE:
+        if not refusal.shown_on_form:
             raise
         return await new_page(
             request,
@@ -299,7 +298,7 @@ async def command(
             json=command_body(what, form, file, service),
         )
     except ServiceRefused as refusal:
-        if refusal.status not in FIXABLE:
+        if not refusal.shown_on_form:
             raise
         return await case_page(
             request,

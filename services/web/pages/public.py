@@ -31,10 +31,9 @@ NAV: list[NavLink] = []  # the public pages are not in the staff's menu
 WEBSITE = "website"
 # The applicant declares online, on the website or with their secret code.
 ONLINE = "one_time_code"
+
+
 # A refusal the applicant can fix on the form they sent.
-FIXABLE = (400, 409, 422)
-
-
 def redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
@@ -250,7 +249,7 @@ async def apply(
         token = await request.app.state.website.get()
         result = await services.json("intake", "POST", "/submissions", token=token, json=body)
     except ServiceRefused as refusal:
-        if refusal.status not in FIXABLE:
+        if not refusal.shown_on_form:
             raise
         values = rf.values_of(form)
         return apply_page(
@@ -382,7 +381,7 @@ async def status_send(
     try:
         await services.json("intake", "POST", path, json=body, headers={"X-Case-Code": code})
     except ServiceRefused as refusal:
-        if refusal.status not in FIXABLE:
+        if not refusal.shown_on_form:
             raise
         return await status_page(request, pages, services, session.lang, form, refusal=refusal)
     return await status_page(request, pages, services, session.lang, form, sent=True)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.web.associations import client_term
-from services.web.backends import Backends, ServiceRefused
+from services.web.backends import FIXABLE, Backends, ServiceRefused
 from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.pages.verification import clients_of, named_row
@@ -27,11 +27,10 @@ router = APIRouter()
 NAV = [NavLink("/researcher", "researcher.nav", (RESEARCHER,), order=35)]
 
 ResearcherSession = Annotated[Session, Depends(signed_in_with(RESEARCHER))]
+
+
 # Refusals the researcher can answer on the same form (an answer left empty, the
 # referral closed meanwhile).
-FIXABLE = (400, 409, 422)
-
-
 @router.get("/researcher", response_class=HTMLResponse)
 async def queue(
     request: Request,
@@ -130,13 +129,13 @@ async def close(
             json={"answers": answers, "note": note},
         )
     except ServiceRefused as refusal:
-        if refusal.status not in FIXABLE:
+        if not refusal.shown_on_form:
             raise
         values = await _referral_values(request, services, session, case_id)
         return pages.page(
             request,
             "researcher/referral.html",
-            status=400,
+            status=400 if refusal.status in FIXABLE else refusal.status,
             refusal=refusal,
             typed={"answers": answers, "note": note},
             **values,

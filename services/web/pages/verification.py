@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.web.associations import client_term
-from services.web.backends import Backends, ServiceRefused
+from services.web.backends import FIXABLE, Backends, ServiceRefused
 from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.paging import Page
@@ -30,11 +30,10 @@ NAV = [NavLink("/verification", "verification.nav", (VERIFIER,), order=30)]
 VerifierSession = Annotated[Session, Depends(signed_in_with(VERIFIER))]
 STATUSES = ("pending", "confirmed")
 OUTCOMES = ("verified", "discrepancies", "ineligible")
+
+
 # Refusals the verifier can answer on the same form (a reason missing, a newer
 # revision arrived, already confirmed by someone else).
-FIXABLE = (400, 409, 422)
-
-
 async def _association_names(request: Request, session: Session) -> list[dict[str, Any]]:
     named: list[dict[str, Any]] = await request.app.state.associations.named(
         session.associations_with(VERIFIER)
@@ -173,13 +172,13 @@ async def confirm(
             json=body,
         )
     except ServiceRefused as refusal:
-        if refusal.status not in FIXABLE:
+        if not refusal.shown_on_form:
             raise
         values = await _case_values(request, services, session, case_id)
         return pages.page(
             request,
             "verification/case.html",
-            status=400,
+            status=400 if refusal.status in FIXABLE else refusal.status,
             refusal=refusal,
             typed={"outcome": outcome, "reason": reason},
             **values,
