@@ -32,7 +32,7 @@ from typing import Any
 
 from audit import report as report_module
 from audit import tamper as tamper_module
-from audit.asof import STATUS_LABELS, hijri_moment, parse_moment, states_as_of
+from audit.asof import STATUS_LABELS, parse_moment, states_as_of
 from audit.compliance import (
     DEFAULT_GRACE,
     REGISTRY,
@@ -167,12 +167,7 @@ def cmd_timeline(args: argparse.Namespace, settings: AuditSettings) -> int:
 
 
 def cmd_asof(args: argparse.Namespace, settings: AuditSettings) -> int:
-    if args.hijri:
-        at = hijri_moment(args.hijri)
-    elif args.moment:
-        at = parse_moment(args.moment)
-    else:
-        at = datetime.now(UTC)
+    at = args.hijri or args.moment or datetime.now(UTC)
     stores, stream = _sources(args, settings)
     states = states_as_of(
         case_timelines(settings, stores=stores, stream=stream, progress=args.progress), at
@@ -260,11 +255,8 @@ def cmd_crosscheck(args: argparse.Namespace, settings: AuditSettings) -> int:
 
 
 def _as_of(args: argparse.Namespace) -> datetime | None:
-    if getattr(args, "hijri", None):
-        return hijri_moment(args.hijri)
-    if getattr(args, "as_of", None):
-        return parse_moment(args.as_of)
-    return None
+    moment: datetime | None = getattr(args, "hijri", None) or getattr(args, "as_of", None)
+    return moment
 
 
 def cmd_compliance(args: argparse.Namespace, settings: AuditSettings) -> int:
@@ -340,6 +332,15 @@ def start_moment(text: str) -> datetime:
     return parse_moment(text)
 
 
+def start_argument(text: str) -> datetime:
+    try:
+        return start_moment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not an ISO moment or day / لحظة غير صالحة: {error}"
+        ) from None
+
+
 def cmd_access(args: argparse.Namespace, settings: AuditSettings) -> int:
     """Who read which case file or member record, and when (the services' access logs)."""
     from audit.access import access_reads
@@ -348,12 +349,7 @@ def cmd_access(args: argparse.Namespace, settings: AuditSettings) -> int:
     record_id = None
     if args.case:
         record_id = resolve_case_id(settings, args.case) or args.case
-    try:
-        start = start_moment(args.start) if args.start else None
-        end = parse_moment(args.end) if args.end else None
-    except ValueError as error:
-        print(f"--from / --to: {error}", file=sys.stderr)
-        return 2
+    start, end = args.start, args.end
     reads = access_reads(
         settings,
         record_id=record_id,
@@ -409,7 +405,7 @@ def cmd_roles(args: argparse.Namespace, settings: AuditSettings) -> int:
         if not (args.user and args.role and args.association):
             print("--role and --association need a USER (and --at, default now)", file=sys.stderr)
             return 2
-        at = parse_moment(args.at) if args.at else datetime.now(UTC)
+        at = args.at or datetime.now(UTC)
         held = bool(history.held(args.user, args.role, args.association, at))
         answer = {
             "user": holders[0].as_dict(),
@@ -600,9 +596,16 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("case", help="case id or case reference (e.g. SDR-1448-000001)")
     asof = add("asof", "every case as it stood at a moment / الحالات كما كانت في لحظة", cmd_asof)
     asof.add_argument(
-        "moment", nargs="?", help="ISO moment (2026-11-21T12:00:00Z) or day (end of day, Riyadh)"
+        "moment",
+        nargs="?",
+        type=moment_argument,
+        help="ISO moment (2026-11-21T12:00:00Z) or day (end of day, Riyadh)",
     )
-    asof.add_argument("--hijri", help="a Hijri day, Umm al-Qura (1448-06-11): the end of that day")
+    asof.add_argument(
+        "--hijri",
+        type=hijri_argument,
+        help="a Hijri day, Umm al-Qura (1448-06-11): the end of that day",
+    )
     crosscheck = add(
         "crosscheck",
         "stores against the stream / مطابقة المخازن مع التدفق",
@@ -625,12 +628,15 @@ def build_parser() -> argparse.ArgumentParser:
     compliance.add_argument(
         "--as-of",
         dest="as_of",
+        type=moment_argument,
         default=None,
         help="audit the history as it stood at this moment (ISO moment or day); "
         "also the clock of the time-based checks (default: now)",
     )
     compliance.add_argument(
-        "--hijri", help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day"
+        "--hijri",
+        type=hijri_argument,
+        help="--as-of a Hijri day, Umm al-Qura (1448-06-11): the end of that day",
     )
     access = add(
         "access",
@@ -642,9 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_argument("--who", help="only the reads by this subject (actor id or name)")
     access.add_argument("--association", help="only the reads in this association")
     access.add_argument(
-        "--from", dest="start", help="from this moment (ISO) or day (its start, Riyadh)"
+        "--from",
+        dest="start",
+        type=start_argument,
+        help="from this moment (ISO) or day (its start, Riyadh)",
     )
-    access.add_argument("--to", dest="end", help="up to this moment (ISO) or day (its end)")
+    access.add_argument(
+        "--to", dest="end", type=moment_argument, help="up to this moment (ISO) or day (its end)"
+    )
     roles = add(
         "roles",
         "who held which role where and when (the identity store) / سجل الأدوار",
@@ -654,7 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("user", nargs="?", help="a user name, or a user's id (a token's subject)")
     roles.add_argument("--role", help="with --association and --at: was it held then?")
     roles.add_argument("--association", help="the association of --role")
-    roles.add_argument("--at", help="the moment (ISO) or day (its end); default now")
+    roles.add_argument(
+        "--at", type=moment_argument, help="the moment (ISO) or day (its end); default now"
+    )
     for grace_parser in (compliance, crosscheck):
         grace_parser.add_argument(
             "--grace-minutes",

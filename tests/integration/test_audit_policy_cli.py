@@ -63,11 +63,35 @@ def test_the_version_in_force_as_of_a_date_comes_from_intakes_adoptions(
     assert "versions 1 and 5 are not both" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["policy", "versions", "--as-of", "nonsense"],
+        ["asof", "nonsense"],
+        ["compliance", "--as-of", "nonsense"],
+        ["access", "--from", "nonsense"],
+        ["access", "--to", "nonsense"],
+        ["roles", "someone", "--at", "nonsense"],
+    ],
+    ids=lambda argv: " ".join(argv[:-1]),
+)
 def test_a_moment_that_is_no_moment_is_refused_in_both_languages(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
+    """Every command that takes a moment refuses a bad one before it reads anything."""
     with pytest.raises(SystemExit) as refused:
-        main(["policy", "versions", "--as-of", "nonsense"])
+        main(argv)
     assert refused.value.code == 2
     error = capsys.readouterr().err
     assert "'nonsense' is not an ISO moment or day" in error and "لحظة غير صالحة" in error
+
+
+@pytest.mark.parametrize("command", [["asof"], ["compliance"], ["policy", "versions"]])
+def test_a_hijri_day_that_is_no_day_is_refused_in_both_languages(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main([*command, "--hijri", "1448-13-40"])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err
+    assert "is not a Hijri day YYYY-MM-DD" in error and "تاريخ هجري غير صالح" in error
