@@ -26,8 +26,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check shared services audit khidma
 	$(VENV)/bin/mypy
 
+# Two pytest sessions side by side (khidma/testsuite.py): the browser and end-to-end
+# tests, and the rest. `$(PY) -m pytest` runs the same tests one after the other.
 test: $(STAMP) lint browser
-	$(PY) -m pytest
+	$(PY) -m khidma.testsuite $(ARGS)
 
 # Debian's chromium for the browser tests (Playwright's own download cannot work here).
 browser: $(STAMP)

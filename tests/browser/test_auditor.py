@@ -3,11 +3,12 @@ report and the access log, from the audit API."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from playwright.sync_api import expect
 
+from shared.dates import RIYADH
 from shared.roles import AUDITOR, FRONT_DESK
 from tests.browser.oversight_cases import override_verification, submit_case
 from tests.browser.steps_auditor import (
@@ -63,7 +64,7 @@ def test_the_auditor_sees_the_override_among_the_exceptions(
 def test_the_auditor_opens_the_board_report(
     web_system: WebSystem, lang: str, shoot, overridden: dict
 ) -> None:
-    today = datetime.now(UTC).date()
+    today = datetime.now(RIYADH).date()  # the report's days are Riyadh's
     page = auditor_opens_report(
         web_system, lang, "sidr", (today - timedelta(days=30)).isoformat(), today.isoformat()
     )

@@ -4,16 +4,16 @@ agree, and the timelines, as-of states, command line and HTTP API read it."""
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import asyncio
 import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -29,6 +29,7 @@ from audit.timeline import case_timeline, case_timelines
 from khidma.run import EmbeddedSystem
 from khidma.signin import embedded_staff
 from khidma.simulate import CaseDriver, Endpoints, Scenario
+from shared.dates import RIYADH
 from tests.auth import as_staff
 from tests.helpers import wait_for
 
@@ -230,7 +231,7 @@ def test_after_an_erasure_the_audit_runs_and_shows_erased(history: dict[str, Any
         assert [e.check for e in exceptions] == ["decision_after_window"]
     finally:
         close_keyrings()
-    today = datetime.now(UTC).date()
+    today = datetime.now(RIYADH).date()  # the report's days are Riyadh's
     env = {**os.environ, "KHIDMA_DATA_DIR": str(settings.data_dir), "KHIDMA_NATS_URL": str(settings.nats_url),
            "PYTHONPATH": str(ROOT)}
     result = subprocess.run(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -36,6 +36,7 @@ from audit.timeline import case_timeline
 from khidma.nats_server import NatsServer
 from shared import events as ev
 from shared.chain import chained_process_recorder
+from shared.dates import RIYADH
 from shared.events import encode_event
 from shared.personal.keyring import SubjectKeyring, open_keyring
 from shared.personal.mapper import shape_of
@@ -308,7 +309,7 @@ def test_the_report_runs_after_an_erasure_and_counts_it(world: dict[str, Any], t
     erase(world, world["fatimah"])
     settings = world["settings"]
     out = tmp_path / "report"
-    today = datetime.now(UTC).date()
+    today = datetime.now(RIYADH).date()  # the report's days are Riyadh's
     end = date(today.year + 1, 1, 31)
     args = ["--data-dir", str(settings.data_dir), "--nats-url", str(settings.nats_url)]
     assert audit_main([*args, "report", "--from", "2026-11-01", "--to", end.isoformat(),
