@@ -9,6 +9,7 @@ recorded must never stop a read or a replay.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -77,30 +78,34 @@ def arabic_digits(text: str) -> str:
 
 def both_calendars(moment: datetime | date) -> dict[str, str | None]:
     """A date in both calendars, in Arabic and in English, for anything a person reads."""
-    day = local_day(moment)
+    result = dict(_day_in_both_calendars(local_day(moment)))
+    if isinstance(moment, datetime):
+        result["at"] = moment.astimezone(UTC).isoformat()
+    return result
+
+
+@functools.lru_cache(maxsize=8192)
+def _day_in_both_calendars(day: date) -> dict[str, str | None]:
+    # A day's words never change, and a projection that rebuilds its views writes the
+    # same few hundred days a million times: each is worked out once (copied by the caller).
     gregorian_ar = f"{day.day} {_GREGORIAN_MONTHS_AR[day.month - 1]} {day.year} م"
     gregorian_en = f"{day.day} {day:%B} {day.year}"
-    result: dict[str, str | None]
-    if in_hijri_table(day):
-        hijri = to_hijri(day)
-        result = {
-            "gregorian": day.isoformat(),
-            "hijri": f"{hijri.year:04d}-{hijri.month:02d}-{hijri.day:02d}",
-            "ar": arabic_digits(f"{hijri.day} {hijri.month_name('ar')} {hijri.year} هـ الموافق ")
-            + arabic_digits(gregorian_ar),
-            "en": f"{hijri.day} {hijri.month_name()} {hijri.year} AH ({gregorian_en})",
-        }
-    else:
+    if not in_hijri_table(day):
         # Beyond the Umm al-Qura table: the Gregorian date alone, never an error.
-        result = {
+        return {
             "gregorian": day.isoformat(),
             "hijri": None,
             "ar": arabic_digits(gregorian_ar),
             "en": gregorian_en,
         }
-    if isinstance(moment, datetime):
-        result["at"] = moment.astimezone(UTC).isoformat()
-    return result
+    hijri = to_hijri(day)
+    return {
+        "gregorian": day.isoformat(),
+        "hijri": f"{hijri.year:04d}-{hijri.month:02d}-{hijri.day:02d}",
+        "ar": arabic_digits(f"{hijri.day} {hijri.month_name('ar')} {hijri.year} هـ الموافق ")
+        + arabic_digits(gregorian_ar),
+        "en": f"{hijri.day} {hijri.month_name()} {hijri.year} AH ({gregorian_en})",
+    }
 
 
 def day_in_words(moment: datetime | date, lang: str) -> str:
