@@ -196,6 +196,39 @@ def test_a_double_click_sends_one_request_and_still_shows_the_code(
     assert len(sent) == 1
 
 
+EXPIRED_FORM = {
+    "ar": "انتهت صلاحية النموذج أو لم يُرسل من هذا الموقع",
+    "en": "The form has expired or was not sent from this site",
+}
+
+
+def test_a_refused_submission_says_why_above_the_form_and_keeps_what_was_typed(
+    web_system: WebSystem, lang: str, shoot
+) -> None:
+    """htmx swaps no 403: the web's refusal (here a form whose session token no longer
+    matches, as after the session ended in another tab) is aimed at the page's panel."""
+    page = web_system.visit(lang, "/a/sidr/seedlings/apply")
+    fields, documents = REQUESTS[("sidr", "seedlings")]
+    applicant = simulated_applicant()
+    fill_request(page, applicant, fields, documents)
+    page.evaluate(
+        """() => {
+            document.body.setAttribute("hx-headers", JSON.stringify({"X-CSRF-Token": "stale"}));
+            document.querySelectorAll("input[name=csrf_token]").forEach(i => i.value = "stale");
+        }"""
+    )
+    page.locator("form.request-form button[type=submit]").click()
+    panel = page.locator("#page-refusal .refusal[role=alert]")
+    expect(panel).to_contain_text(EXPIRED_FORM[lang])
+    expect(panel).to_contain_text("csrf_failed")
+    expect(page).to_have_url(re.compile(r"/apply$"))
+    expect(page.locator("input[name='applicant.national_id']")).to_have_value(
+        applicant["national_id"]
+    )
+    expect(page.locator("form.request-form button[type=submit]")).to_be_enabled()
+    shoot(page, "apply-refused", full_page=False)
+
+
 def test_a_channels_link_opens_the_form_with_the_phone_filled_in(
     web_system: WebSystem, lang: str, shoot
 ) -> None:
