@@ -2,7 +2,9 @@
 
 A durable pull consumer with explicit acks. Each message is handled on the
 store thread; the handler's new events and the message's stream sequence are
-recorded in one transaction, and only then is the message acknowledged. A
+recorded in one transaction, and only then is the message acknowledged. The
+event messages of a fetched batch share that transaction, a tracking row each,
+handled in stream order (docs/decisions.md, 39). A
 message whose sequence is already recorded (redelivered after a crash between
 commit and ack, or handled by another instance) is acknowledged and skipped.
 A message that fails validation, or still fails after the maximum number of
@@ -335,6 +337,7 @@ class TrackingConsumer:
             outcomes = await self.store.run(process_tracked_all, self.app, items)
         except Exception as error:  # noqa: BLE001 — nothing was recorded: each is retried
             outcomes = [error] * len(run)
+        # The batch's time shared out: a handler's own time is not measured apart.
         each = (time.perf_counter() - started) / len(run)
         for consumed, outcome in zip(run, outcomes, strict=True):
             if outcome is None:
