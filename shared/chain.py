@@ -42,6 +42,7 @@ from eventsourcing.persistence import (
     InfrastructureFactory,
     ProcessRecorder,
     StoredEvent,
+    Tracking,
 )
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteFactory, SQLiteProcessRecorder
@@ -105,6 +106,26 @@ def chain_entries(
     return entries
 
 
+# The keyword of `insert_events` (and so of `EventStore.put`) that names more
+# tracking positions, each written as its own row in the events' transaction: a
+# batch of consumed messages is recorded at once (docs/decisions.md, 39). The
+# library's `tracking=` takes one.
+TRACKINGS = "trackings"
+
+
+def _insert_trackings(recorder: Any, cursor: Any, kwargs: dict[str, Any]) -> None:
+    trackings: Sequence[Tracking] = kwargs.get(TRACKINGS, ())
+    for tracking in trackings:
+        # The library's own insert, so a position already recorded is an
+        # IntegrityError and the whole transaction rolls back, as for `tracking=`.
+        recorder._insert_tracking(cursor, tracking)
+
+
+def records_trackings(recorder: ProcessRecorder) -> bool:
+    """Whether `recorder` writes the rows of `trackings=` (the in-memory one does not)."""
+    return isinstance(recorder, (ChainedSQLiteProcessRecorder, ChainedPostgresProcessRecorder))
+
+
 # --------------------------------------------------------------------- SQLite
 
 
@@ -128,6 +149,7 @@ class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        _insert_trackings(self, c, kwargs)
         if notification_ids:
             # Inside the writing transaction: SQLite holds the write lock now.
             c.execute(
@@ -209,6 +231,13 @@ class ChainedPostgresProcessRecorder(PostgresProcessRecorder):
             msg = "POSTGRES_ENABLE_DB_FUNCTIONS cannot be used with the hash chain"
             raise OSError(msg)
         return super().insert_events(stored_events, **kwargs)
+
+    def _insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # The library writes `tracking=` here, in the events' transaction; the others too.
+        super()._insert_events(curs, stored_events, **kwargs)
+        _insert_trackings(self, curs, kwargs)
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any

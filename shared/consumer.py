@@ -2,7 +2,9 @@
 
 A durable pull consumer with explicit acks. Each message is handled on the
 store thread; the handler's new events and the message's stream sequence are
-recorded in one transaction, and only then is the message acknowledged. A
+recorded in one transaction, and only then is the message acknowledged. The
+event messages of a fetched batch share that transaction, a tracking row each,
+handled in stream order (docs/decisions.md, 39). A
 message whose sequence is already recorded (redelivered after a crash between
 commit and ack, or handled by another instance) is acknowledged and skipped.
 A message that fails validation, or still fails after the maximum number of
@@ -23,10 +25,11 @@ every service's dead letters and replay notices, to hold the cases they concern.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eventsourcing.application import ProcessingEvent
@@ -54,6 +57,7 @@ from shared.store import (
     StoreRunner,
     consumer_tracking_name,
     process_tracked,
+    process_tracked_all,
 )
 from shared.subjects import (
     DEAD_LETTER_FILTERS,
@@ -95,6 +99,24 @@ class _Waiting:
 
     since: float
     deliveries: int = 0
+
+
+@dataclass(frozen=True)
+class _Consumed:
+    """An event message its handler is to apply, at the position it stands for."""
+
+    message: Msg
+    event: IntegrationEvent
+    position: int
+    handler: Handler
+
+
+@dataclass(frozen=True)
+class _Aside:
+    """A message no handler may apply, and why: it goes to the dead letters."""
+
+    reason: str
+    invalid_type: str | None = None  # counted as an invalid message of this type
 
 
 @dataclass
@@ -194,58 +216,84 @@ class TrackingConsumer:
                     except Exception:
                         log.exception("could not bind consumer %s", self.durable)
                     continue
-                for message in messages:
-                    try:
-                        await self.handle_message(message)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        # The dead-letter publish or the ack failed (the server
-                        # is away, a timeout): the message was not acknowledged
-                        # and comes back; the loop must not die with it.
-                        log.exception(
-                            "could not finish a message; it will be redelivered",
-                            extra={"subject": message.subject},
-                        )
-                        await _nak_quietly(message)
+                if len(messages) == 1:
+                    await self._finishing(messages[0], self.handle_message(messages[0]))
+                else:
+                    await self.handle_batch(messages)
         finally:
             # A fetch cancelled mid-flight leaves its late reply queued; without
             # this, draining the connection at shutdown waits on it.
             await _unsubscribe(subscription)
 
     async def handle_message(self, message: Msg) -> None:
+        read = self._read(message)
+        if isinstance(read, DeadLetter):
+            await self._handle_notice(message, read)
+        elif isinstance(read, _Aside):
+            await self._set_aside(message, read)
+        else:
+            with self._about(read):
+                await self._handle_event(read)
+
+    async def handle_batch(self, messages: Sequence[Msg]) -> None:
+        """A fetched batch, in stream order: its runs of event messages are each
+        recorded in one transaction (process_tracked_all); any other message
+        (a dead letter or replay notice, one set aside) on its own path, after the
+        run before it is settled, so nothing is applied out of order."""
+        run: list[_Consumed] = []
+        for message in messages:
+            try:
+                read: _Consumed | _Aside | DeadLetter | None = self._read(message)
+            except Exception:  # noqa: BLE001 — its own path says what went wrong
+                read = None
+            if isinstance(read, _Consumed):
+                run.append(read)
+                continue
+            await self._handle_run(run)
+            run = []
+            await self._finishing(message, self.handle_message(message))
+        await self._handle_run(run)
+
+    def _read(self, message: Msg) -> _Consumed | _Aside | DeadLetter:
+        """What a message is: a notice, one to set aside (and why), or an event to apply."""
         notice = read_dead_letter(
             message.subject, message.data, message.headers, message.metadata.sequence.stream
         )
         if notice is not None:
-            await self._handle_notice(message, notice)
-            return
+            return notice
         origin = self._origin(message)
         if origin is None:
-            await self.dead_letter(message, "a replay without its original subject and sequence")
-            return
-        subject, _ = origin
+            return _Aside("a replay without its original subject and sequence")
+        subject, position = origin
         event_type = subject.rsplit(".", 1)[-1]
         try:
             event = decode_event(message.data)
         except ValidationError as error:
-            metrics.MESSAGES_CONSUMED.labels(self.service, event_type, "invalid").inc()
-            await self.dead_letter(message, f"invalid event: {_summary(error)}")
-            return
+            return _Aside(f"invalid event: {_summary(error)}", event_type)
         mismatch = subject_mismatch(subject, event, getattr(self.app, "packs", None) or ())
         if mismatch is not None:
-            metrics.MESSAGES_CONSUMED.labels(self.service, event_type, "invalid").inc()
-            await self.dead_letter(message, f"body contradicts its subject: {mismatch}")
-            return
-        # Every log line about this message, here and on the store thread,
-        # carries the case id and the correlation id.
+            return _Aside(f"body contradicts its subject: {mismatch}", event_type)
+        handler = self.handlers.get(event.event_type)
+        if handler is None:
+            return _Aside(f"no handler for {event.event_type}")
+        return _Consumed(message, event, position, handler)
+
+    async def _set_aside(self, message: Msg, aside: _Aside) -> None:
+        if aside.invalid_type is not None:
+            metrics.MESSAGES_CONSUMED.labels(self.service, aside.invalid_type, "invalid").inc()
+        await self.dead_letter(message, aside.reason)
+
+    @contextlib.contextmanager
+    def _about(self, consumed: _Consumed) -> Iterator[None]:
+        """Every log line about the message, on the loop and on the store thread,
+        carries its case and correlation ids; its handling is one consume span."""
+        message, event = consumed.message, consumed.event
+        delivery = message.metadata.num_delivered or 1
         with (
             log_context(**context_of_event(event)),
-            tracing.consume_span(
-                self.service, event, message.headers, message.metadata.num_delivered or 1
-            ),
+            tracing.consume_span(self.service, event, message.headers, delivery),
         ):
-            await self._handle_event(message, event, origin[1])
+            yield
 
     def _origin(self, message: Msg) -> tuple[str, int] | None:
         """The subject and stream sequence the message stands for: its own, or for a
@@ -258,36 +306,96 @@ class TrackingConsumer:
             return None
         return subject, int(sequence)
 
-    async def _handle_event(self, message: Msg, event: IntegrationEvent, position: int) -> None:
+    async def _handle_event(self, consumed: _Consumed) -> None:
+        """One event message in its own transaction (process_tracked)."""
+        tracking = Tracking(self.tracking_name, consumed.position)
+        handler, event = consumed.handler, consumed.event
+        started = time.perf_counter()
+        outcome: Exception | None = None
+        try:
+            await self.store.run(process_tracked, self.app, tracking, lambda p: handler(event, p))
+        except Exception as error:  # noqa: BLE001 — settled below, as any outcome
+            outcome = error
+        else:
+            self._handled(consumed, time.perf_counter() - started)
+        await self._settle(consumed, outcome)
+
+    async def _handle_run(self, run: Sequence[_Consumed]) -> None:
+        """Event messages recorded in one transaction, then each settled.
+
+        Every message's `_handled` (the fault-injection point among them) comes after
+        the commit and before any ack, so a crash there leaves the whole batch to be
+        redelivered and skipped as duplicates."""
+        if len(run) <= 1:
+            for consumed in run:
+                await self._finishing(consumed.message, self._handle_alone(consumed))
+            return
+        items = [(Tracking(self.tracking_name, c.position), self._handling(c)) for c in run]
+        started = time.perf_counter()
+        outcomes: Sequence[Exception | None]
+        try:
+            outcomes = await self.store.run(process_tracked_all, self.app, items)
+        except Exception as error:  # noqa: BLE001 — nothing was recorded: each is retried
+            outcomes = [error] * len(run)
+        # The batch's time shared out: a handler's own time is not measured apart.
+        each = (time.perf_counter() - started) / len(run)
+        for consumed, outcome in zip(run, outcomes, strict=True):
+            if outcome is None:
+                self._handled(consumed, each)
+        for consumed, outcome in zip(run, outcomes, strict=True):
+            await self._finishing(consumed.message, self._settle(consumed, outcome))
+
+    async def _handle_alone(self, consumed: _Consumed) -> None:
+        with self._about(consumed):
+            await self._handle_event(consumed)
+
+    def _handling(self, consumed: _Consumed) -> Callable[[ProcessingEvent], None]:
+        """The handler's call for a batch, on the store thread, in the message's context."""
+
+        def handle(processing: ProcessingEvent) -> None:
+            with self._about(consumed):
+                consumed.handler(consumed.event, processing)
+
+        return handle
+
+    async def _settle(self, consumed: _Consumed, outcome: Exception | None) -> None:
+        """After the message's transaction: acknowledged when recorded (or already
+        recorded before), else redelivered or dead-lettered by what its handler raised."""
+        message, event, position = consumed.message, consumed.event, consumed.position
         # Retries are counted per message delivered; the effect is tracked at the
         # position it stands for, so a replay of what was applied is a duplicate.
         sequence = message.metadata.sequence.stream
-        handler = self.handlers.get(event.event_type)
-        if handler is None:
-            await self.dead_letter(message, f"no handler for {event.event_type}")
-            return
-        tracking = Tracking(self.tracking_name, position)
-        started = time.perf_counter()
-        try:
-            await self.store.run(process_tracked, self.app, tracking, lambda p: handler(event, p))
-        except DuplicateDelivery:
+        if isinstance(outcome, DuplicateDelivery):
             self.stats.duplicates += 1
             metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "duplicate").inc()
             log.info("skipped %s already handled", event.event_type, extra={"sequence": position})
-        except RetryLater as error:
-            await self._retry_later(message, event, sequence, error)
+        elif isinstance(outcome, RetryLater):
+            await self._retry_later(message, event, sequence, outcome)
             return
-        except Exception as error:  # noqa: BLE001 — any failure of a handler is retried, then dead-lettered
-            await self._failed(message, event, sequence, error)
+        elif outcome is not None:  # any failure of a handler is retried, then dead-lettered
+            await self._failed(message, event, sequence, outcome)
             return
-        else:
-            self._handled(event, sequence, started)
         if position != sequence:
             await self._say_replayed(message, position)
         self.stats.last_sequence = max(self.stats.last_sequence, sequence)
         await message.ack()
         self._waiting.pop(sequence, None)
         self._failures.pop(sequence, None)
+
+    async def _finishing(self, message: Msg, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The dead-letter publish or the ack failed (the server is away, a
+            # timeout): the message was not acknowledged and comes back; the loop
+            # must not die with it.
+            log.exception(
+                "could not finish a message; it will be redelivered",
+                extra={"subject": message.subject},
+            )
+            await _nak_quietly(message)
 
     async def _retry_later(
         self, message: Msg, event: IntegrationEvent, sequence: int, error: RetryLater
@@ -340,10 +448,9 @@ class TrackingConsumer:
         )
         await message.nak(delay=min(0.2 * 2**failures, 10.0))
 
-    def _handled(self, event: IntegrationEvent, sequence: int, started: float) -> None:
-        metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(
-            time.perf_counter() - started
-        )
+    def _handled(self, consumed: _Consumed, seconds: float) -> None:
+        event, sequence = consumed.event, consumed.message.metadata.sequence.stream
+        metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(seconds)
         metrics.MESSAGES_CONSUMED.labels(self.service, event.event_type, "handled").inc()
         log.info("handled %s", event.event_type, extra={"sequence": sequence})
         self.stats.handled += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,13 +43,15 @@ from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteRecorder
 
 from shared.access_log import Access
-from shared.chain import chained_process_recorder
+from shared.chain import TRACKINGS, chained_process_recorder, records_trackings
 from shared.clock import Clock, SystemClock
 from shared.personal.mapper import PersonalDataMapper
 from shared.personal.sealing import Sealer
 from shared.policy import Policies, PolicyPack
 from shared.policy_adoption import AdoptedVersionChanged, PolicyAdoptions, adoptions_id
 from shared.tracing import commit_span
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 AppT = TypeVar("AppT", bound="ServiceApplication")
@@ -72,7 +75,57 @@ class TracedEventStore(EventStore[Any]):
             return super().put(domain_events, **kwargs)
 
 
-class KeptAggregatesRepository(Repository[UUID]):
+# The unit of work a batch of consumed messages is handled in, and the repository it
+# stands in for, on the store thread only (process_tracked_all).
+_WORK: contextvars.ContextVar[tuple[Repository[UUID], UnitOfWork] | None] = contextvars.ContextVar(
+    "khidma_unit_of_work", default=None
+)
+
+
+class WorkingRepository(Repository[UUID]):
+    """The library's repository, whose `get` answers from a unit of work while one is
+    in use (`working_in`): handlers written for one message at a time, which load
+    with `repository.get`, then see what the earlier handlers of their batch did."""
+
+    def get(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        projector_func: Any = project_aggregate,
+        **kwargs: Any,
+    ) -> Any:
+        working = _WORK.get()
+        if working is not None and working[0] is self and _latest(version, projector_func):
+            return working[1].get(aggregate_id)
+        return self.load(aggregate_id, version=version, projector_func=projector_func, **kwargs)
+
+    def load(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        projector_func: Any = project_aggregate,
+        **kwargs: Any,
+    ) -> Any:
+        """The aggregate as the store holds it, whatever unit of work is in use."""
+        return super().get(aggregate_id, version=version, projector_func=projector_func, **kwargs)
+
+    @contextmanager
+    def working_in(self, work: UnitOfWork) -> Iterator[None]:
+        token = _WORK.set((self, work))
+        try:
+            yield
+        finally:
+            _WORK.reset(token)
+
+
+def _latest(version: int | None, projector_func: Any) -> bool:
+    """Whether a `get` asks for the aggregate as it is now (what a unit of work holds)."""
+    return version is None and projector_func is project_aggregate
+
+
+class KeptAggregatesRepository(WorkingRepository):
     """A repository that keeps the aggregates of a few types in memory once loaded.
 
     A kept aggregate is caught up with what the store holds after its version
@@ -96,7 +149,7 @@ class KeptAggregatesRepository(Repository[UUID]):
         self._kept: LRUCache[UUID, Any] = LRUCache(maxsize=kept_maxsize)
         self._kept_lock = threading.Lock()
 
-    def get(
+    def load(
         self,
         aggregate_id: UUID,
         *,
@@ -104,13 +157,13 @@ class KeptAggregatesRepository(Repository[UUID]):
         projector_func: Any = project_aggregate,
         **kwargs: Any,
     ) -> Any:
-        if version is not None or projector_func is not project_aggregate:
-            return super().get(aggregate_id, version=version, projector_func=projector_func)
+        if not _latest(version, projector_func):
+            return super().load(aggregate_id, version=version, projector_func=projector_func)
         with self._kept_lock:
             try:
                 kept = self._kept.get(aggregate_id)
             except KeyError:
-                aggregate: Any = super().get(aggregate_id)
+                aggregate: Any = super().load(aggregate_id)
                 if isinstance(aggregate, self.kept_types):
                     self._kept.put(aggregate_id, deepcopy(aggregate))
                 return aggregate
@@ -253,7 +306,8 @@ class ServiceApplication(Application):
 
     def construct_repository(self) -> Repository[UUID]:
         if not self.kept_aggregates:
-            return super().construct_repository()
+            # No library cache (decision 34), so its options have nothing to set.
+            return WorkingRepository(event_store=self.events, snapshot_store=self.snapshots)
         return KeptAggregatesRepository(
             event_store=self.events,
             snapshot_store=self.snapshots,
@@ -290,6 +344,21 @@ class ServiceApplication(Application):
     def record_processing(self, processing: ProcessingEvent) -> None:
         """Writes a handler's new events together with the position it consumed."""
         self.events.put(processing.events, tracking=processing.tracking)
+
+    def record_processings(self, processings: Sequence[ProcessingEvent]) -> None:
+        """Writes the new events of many handlers, in their order, and every position
+        they consumed, in one transaction (a row each)."""
+        if not records_trackings(self.process_recorder):
+            raise TypeError(f"a {type(self.recorder).__name__} records one tracking at a time")
+        events = [event for processing in processings for event in processing.events]
+        self.events.put(events, **{TRACKINGS: [p.tracking for p in processings]})
+
+    @property
+    def working_repository(self) -> WorkingRepository:
+        repository = self.repository
+        if not isinstance(repository, WorkingRepository):
+            raise TypeError(f"a {type(repository).__name__} cannot answer from a unit of work")
+        return repository
 
     def position_recorded(self, tracking: Tracking) -> bool:
         """Whether this exact position was recorded (not just a greater one)."""
@@ -381,6 +450,78 @@ def process_tracked(
         if app.position_recorded(tracking):
             raise DuplicateDelivery(tracking) from None
         raise
+
+
+Handle = Callable[[ProcessingEvent], None]
+
+
+class _NotBatchable(Exception):
+    """A handler collected an event of no aggregate it handed over: a later handler of
+    the batch could not see it, so the batch is recorded one message at a time."""
+
+
+def process_tracked_all(
+    app: ServiceApplication, items: Sequence[tuple[Tracking, Handle]]
+) -> list[Exception | None]:
+    """Runs the handlers of a batch of consumed messages in their order and records
+    all their events and positions in one transaction (docs/decisions.md, 39).
+
+    One outcome per message: None when recorded, DuplicateDelivery when its position
+    already was, or what its handler raised (it recorded nothing, and changed
+    nothing the later ones saw). When the batch cannot be recorded (another
+    instance recorded one of its positions first, a store error) nothing of it
+    is, and each message is processed again on its own (process_tracked).
+    """
+    if len(items) > 1:
+        try:
+            return _process_together(app, items)
+        except Exception:  # nothing was recorded: one by one, below
+            log.warning(
+                "a batch of %d messages could not be recorded together; recording them one by one",
+                len(items),
+                exc_info=True,
+            )
+    return [_process_alone(app, tracking, handle) for tracking, handle in items]
+
+
+def _process_alone(app: ServiceApplication, tracking: Tracking, handle: Handle) -> Exception | None:
+    try:
+        process_tracked(app, tracking, handle)
+    except Exception as error:  # noqa: BLE001 — this message's outcome alone
+        return error
+    return None
+
+
+def _process_together(
+    app: ServiceApplication, items: Sequence[tuple[Tracking, Handle]]
+) -> list[Exception | None]:
+    """Each handler in a command of one unit of work, then one write. Raises (and
+    records nothing) when the write fails."""
+    repository = app.working_repository
+    work = UnitOfWork(repository.load)
+    outcomes: list[Exception | None] = []
+    recorded: list[ProcessingEvent[Any]] = []
+    with repository.working_in(work):
+        for tracking, handle in items:
+            if app.position_recorded(tracking):
+                outcomes.append(DuplicateDelivery(tracking))
+                continue
+            processing: ProcessingEvent[Any] = ProcessingEvent(tracking=tracking)
+            try:
+                with work.command():
+                    handle(processing)
+                    # What it collected, new aggregates too, is what the next ones load.
+                    work.stage(*processing.aggregates.values())
+            except Exception as error:  # noqa: BLE001 — this message's outcome alone
+                outcomes.append(error)
+                continue
+            if any(e.originator_id not in processing.aggregates for e in processing.events):
+                raise _NotBatchable(tracking)
+            recorded.append(processing)
+            outcomes.append(None)
+    if recorded:
+        app.record_processings(recorded)
+    return outcomes
 
 
 def position_recorded(recorder: ProcessRecorder, tracking: Tracking) -> bool:
