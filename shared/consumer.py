@@ -331,6 +331,7 @@ class TrackingConsumer:
                 await self._finishing(consumed.message, self._handle_alone(consumed))
             return
         items = [(Tracking(self.tracking_name, c.position), self._handling(c)) for c in run]
+        metrics.GROUP_COMMIT_SIZE.labels(self.service, "consumed messages").observe(len(run))
         started = time.perf_counter()
         outcomes: Sequence[Exception | None]
         try:

@@ -41,7 +41,8 @@ HANDLER_SECONDS = Histogram(
 )
 GROUP_COMMIT_SIZE = Histogram(
     "khidma_group_commit_size",
-    "How many commands one group commit recorded in one transaction (shared/group_commit.py).",
+    "How many commands one group commit recorded in one transaction: intake's submissions "
+    "(shared/group_commit.py), a consumer's run of messages (shared/consumer.py).",
     ["service", "what"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.consumer import RetryLater, TrackingConsumer
 from shared.events import IntegrationEvent
@@ -41,6 +42,12 @@ def consumer_for(
     return TrackingConsumer(app, store, js, service="tallies", handlers={"RequestReceived": handle})
 
 
+def gathered() -> float:
+    """How many messages the tallies' consumer recorded in runs (its histogram's sum on /metrics)."""
+    labels = {"service": "tallies", "what": "consumed messages"}
+    return REGISTRY.get_sample_value("khidma_group_commit_size_sum", labels) or 0.0
+
+
 async def run_until(consumer: TrackingConsumer, condition: Callable[[], bool]) -> None:
     async def met() -> bool:
         return condition()
@@ -68,8 +75,10 @@ async def test_two_messages_about_one_case_in_one_batch_are_one_transaction(
     for evt in (first, other, second):
         await publish(js, evt)
     consumer = consumer_for(app, store, js, counting(app))
+    before = gathered()
     await run_until(consumer, lambda: consumer.stats.handled == 3)
     assert (app.batches, app.singles) == ([3], 0)
+    assert gathered() - before == 3
     assert await store.run(app.seen, case) == [str(first.event_id), str(second.event_id)]
     assert await store.run(app.seen, other.case_id) == [str(other.event_id)]
 
