@@ -14,6 +14,13 @@ Then the same server's floor: a windowed publish of N messages of an event's siz
 a pull consume of them. Each process's CPU seconds and peak memory are printed too.
 
     python -m khidma.bench_capacity --requests 2000 --concurrency 64 [--store postgres]
+
+With `--rate R` the submissions are offered at R a second instead (an open loop: the
+i-th starts at i/R s whatever the answers before it, up to `--concurrency` × 2 open
+connections), and each latency runs from the moment it was due, so the p99 says what a
+sender at that rate would see, the time it waited for a connection included.
+
+    python -m khidma.bench_capacity --requests 1000 --rate 20
 """
 
 from __future__ import annotations
@@ -238,18 +245,30 @@ async def drive(
     bodies: list[dict[str, Any]],
     concurrency: int,
     unconfirmed: int,
+    rate: float | None = None,
 ) -> None:
-    """Submits every body, `concurrency` at a time, while a few officers confirm each
-    accepted request (but the last `unconfirmed`: the benchmark must then fail)."""
+    """Submits every body, `concurrency` at a time (or offered at `rate` a second), while
+    a few officers confirm each accepted request (but the last `unconfirmed`: the
+    benchmark must then fail)."""
     semaphore = asyncio.Semaphore(concurrency)
     queue: asyncio.Queue[str] = asyncio.Queue()
     deadline = time.monotonic() + 600
+    opened = time.perf_counter()
+
+    async def timed(index: int, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        if rate is not None:  # due at index/rate: the latency counts from then
+            due = opened + index / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            answer = await submitted(submit, body)
+        else:
+            async with semaphore:
+                due = time.perf_counter()
+                answer = await submitted(submit, body)
+        run.latencies.append(time.perf_counter() - due)
+        return answer
 
     async def one(index: int, body: dict[str, Any]) -> None:
-        async with semaphore:
-            began = time.perf_counter()
-            answer, retried = await submitted(submit, body)
-            run.latencies.append(time.perf_counter() - began)
+        answer, retried = await timed(index, body)
         run.last_accepted = time.time()
         # A retry may find the first attempt recorded: the same request, said once.
         if not answer.get("ok") or (answer.get("duplicate") and not retried):
@@ -291,6 +310,7 @@ class Options:
     timeout: float
     unconfirmed: int
     traces: bool = False
+    rate: float | None = None  # submissions offered a second (an open loop), else closed
 
 
 async def run_passes(system: EmbeddedSystem, options: Options) -> list[Pass]:
@@ -344,7 +364,7 @@ async def one_pass(
     if watcher.done():
         watcher.result()  # it failed before its consumer existed: say why
     cpu_before = cpu_of(system)
-    await drive(run, submit, officer, bodies, options.concurrency, unconfirmed)
+    await drive(run, submit, officer, bodies, options.concurrency, unconfirmed, options.rate)
     await until_verified(run, options.timeout)
     cpu_after = cpu_of(system)
     stop.set()
@@ -436,7 +456,12 @@ def report_lines(
     lines = [
         (
             f"Khidma capacity: {options.requests} complete requests per transport, "
-            f"{options.concurrency} at a time, {store} stores"
+            + (
+                f"offered at {options.rate:g} a second"
+                if options.rate
+                else f"{options.concurrency} at a time"
+            )
+            + f", {store} stores"
         ),
         (
             f"  {'':6} {'accepted':>9} {'verified':>9} {'accepted/s':>11} {'verified/s':>11} "
@@ -538,6 +563,16 @@ def own_peak_memory() -> int | None:
     return None
 
 
+def positive_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a rate above 0 / ليس معدلًا أكبر من 0")
+    return rate
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -558,9 +593,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the services send their spans to a local collector; prints p50/p99 per hop",
     )
+    parser.add_argument(
+        "--rate",
+        type=positive_rate,
+        default=None,
+        help="offer the submissions at this many a second (an open loop), not N at a time",
+    )
     args = parser.parse_args(argv)
     options = Options(
-        args.requests, args.concurrency, args.timeout, args.leave_unconfirmed, args.traces
+        args.requests,
+        args.concurrency,
+        args.timeout,
+        args.leave_unconfirmed,
+        args.traces,
+        args.rate,
     )
     passes, floor, memory, spans = measure(options, args.store)
     print("\n".join(report_lines(options, args.store, passes, floor, memory)))
@@ -571,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         "store": args.store,
         "requests": args.requests,
         "concurrency": args.concurrency,
+        "rate": args.rate,
         "passes": {run.transport: run.as_json() for run in passes},
         "floor": {
             "messages": floor.messages,

@@ -57,3 +57,31 @@ def test_bench_capacity_prints_sane_figures_and_fails_on_a_request_not_verified(
     assert written["passes"]["http"]["verified"] == 12
     assert written["passes"]["nats"]["verified"] == 11
     assert written["floor"]["publish_per_second"] > 0
+
+
+def test_bench_capacity_offers_the_requests_at_a_rate_and_times_each_from_when_it_was_due(
+    tmp_path: Path,
+) -> None:
+    bench = subprocess.run(
+        [sys.executable, "-m", "khidma.bench_capacity", "--requests", "8", "--rate", "16",
+         "--timeout", "30", "--output", str(tmp_path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = bench.stdout + bench.stderr[-3000:]
+    assert bench.returncode == 0, output
+    assert "8 complete requests per transport, offered at 16 a second, sqlite stores" in output
+    rows = {match["transport"]: match for match in ROW.finditer(bench.stdout)}
+    for transport in ("http", "nats"):
+        assert (rows[transport]["accepted"], rows[transport]["verified"]) == ("8", "8"), output
+        # The 8 were offered over 7/16 s: a pass cannot be quicker than its offer.
+        assert float(rows[transport]["accepted_s"]) <= 16 * 8 / 7, output
+    assert json.loads(next(tmp_path.glob("capacity-sqlite-*.json")).read_text())["rate"] == 16
+
+
+def test_a_rate_that_is_no_rate_is_refused_in_both_languages() -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "khidma.bench_capacity", "--rate", "0"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "'0' is not a rate above 0" in refused.stderr and "ليس معدلًا أكبر من 0" in refused.stderr
