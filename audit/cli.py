@@ -44,7 +44,7 @@ from audit.compliance import (
 from audit.crosscheck import CrossCheckTotals, crosscheck_system
 from audit.personal import opener_for
 from audit.replay import StreamUnavailable, available_services, replay_store, replay_stream
-from audit.report.cli import hijri_argument, moment_argument
+from audit.report.cli import hijri_argument, moment_argument, moment_type
 from audit.roles import load_role_history, stores_read
 from audit.settings import AuditSettings, load_audit_settings
 from audit.stores import store_exists
@@ -332,13 +332,7 @@ def start_moment(text: str) -> datetime:
     return parse_moment(text)
 
 
-def start_argument(text: str) -> datetime:
-    try:
-        return start_moment(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not an ISO moment or day / لحظة غير صالحة: {error}"
-        ) from None
+start_argument = moment_type(start_moment)
 
 
 def cmd_access(args: argparse.Namespace, settings: AuditSettings) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,15 +94,24 @@ def register_commands(subparsers: Any) -> None:
     parser.set_defaults(handler=run_report_command)
 
 
+def moment_type(parse: Callable[[str], datetime]) -> Callable[[str], datetime]:
+    """An argparse type: the moment `parse` reads, or a usage error in both languages."""
+
+    def argument(text: str) -> datetime:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not an ISO moment or day / لحظة غير صالحة: {error}"
+            ) from None
+
+    return argument
+
+
 def moment_argument(text: str) -> datetime:
     from audit.asof import parse_moment
 
-    try:
-        return parse_moment(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not an ISO moment or day / لحظة غير صالحة: {error}"
-        ) from None
+    return moment_type(parse_moment)(text)
 
 
 def hijri_argument(text: str) -> datetime:
