@@ -232,8 +232,7 @@ class TrackingConsumer:
         elif isinstance(read, _Aside):
             await self._set_aside(message, read)
         else:
-            with self._about(read):
-                await self._handle_event(read)
+            await self._handle_alone(read)
 
     async def handle_batch(self, messages: Sequence[Msg]) -> None:
         """A fetched batch, in stream order: its runs of event messages are each
