@@ -51,6 +51,12 @@ class ServiceRefused(Exception):
         """Whether the page re-renders its form with this refusal, rather than an error page."""
         return self.status in FIXABLE or self.status in RETRYABLE
 
+    @property
+    def form_status(self) -> int:
+        """The status of a form sent back with this refusal: 400 for data to fix (whatever
+        the service said), else the service's own (429, 503: try again)."""
+        return 400 if self.status in FIXABLE else self.status
+
 
 def _unreachable(service: str) -> ServiceRefused:
     return ServiceRefused(

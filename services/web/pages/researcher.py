@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.web.associations import client_term
-from services.web.backends import FIXABLE, Backends, ServiceRefused
+from services.web.backends import Backends, ServiceRefused
 from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.pages.verification import clients_of, named_row
@@ -135,7 +135,7 @@ async def close(
         return pages.page(
             request,
             "researcher/referral.html",
-            status=400 if refusal.status in FIXABLE else refusal.status,
+            status=refusal.form_status,
             refusal=refusal,
             typed={"answers": answers, "note": note},
             **values,

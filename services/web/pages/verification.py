@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.web.associations import client_term
-from services.web.backends import FIXABLE, Backends, ServiceRefused
+from services.web.backends import Backends, ServiceRefused
 from services.web.dependencies import Form, Pages, Services, is_htmx, keep, signed_in_with
 from services.web.pages import NavLink
 from services.web.paging import Page
@@ -178,7 +178,7 @@ async def confirm(
         return pages.page(
             request,
             "verification/case.html",
-            status=400 if refusal.status in FIXABLE else refusal.status,
+            status=refusal.form_status,
             refusal=refusal,
             typed={"outcome": outcome, "reason": reason},
             **values,
