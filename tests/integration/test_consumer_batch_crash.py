@@ -11,21 +11,19 @@ each as a duplicate: one verification per case, none lost.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
 from khidma.nats_server import NatsServer
 from khidma.processes import ServiceProcess
-from shared.consumer import FAULT_EXIT_CODE
 from tests.backends import Backend
-from tests.helpers import wait_for
 from tests.integration.test_crash_between_commit_and_ack import (
     _publish,
     durable_info,
+    exited_after_commit,
     request,
+    skipped_after_restart,
     store_env,
     stored,
 )
@@ -48,12 +46,7 @@ def test_a_process_killed_between_a_batch_commit_and_its_acks_leaves_each_effect
         env={**env, "KHIDMA_FAULT_EXIT_AFTER_COMMIT": "RequestReceived"},
     ).launch()
     try:
-        assert crashing.process is not None
-        try:
-            exit_code = crashing.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the service did not exit after committing the batch")
-        assert exit_code == FAULT_EXIT_CODE, (tmp_path / "first" / "verification.log").read_text()
+        exited_after_commit(crashing, tmp_path / "first" / "verification.log")
     finally:
         crashing.kill()
 
@@ -68,16 +61,7 @@ def test_a_process_killed_between_a_batch_commit_and_its_acks_leaves_each_effect
     restarted = ServiceProcess("verification", nats_server.url, tmp_path / "second", env=env)
     try:
         restarted.start()
-        report = wait_for(
-            lambda: (
-                ready
-                if (ready := httpx.get(f"{restarted.url}/ready").json())["consumer_pending"] == 0
-                and ready["duplicates_skipped"] >= BATCH
-                else None
-            ),
-            timeout=30,
-            what="the redelivered batch skipped and acknowledged",
-        )
+        report = skipped_after_restart(restarted, BATCH)
         assert report["duplicates_skipped"] == BATCH
         assert report["consumed"] == 0
         info = durable_info(nats_server.url)

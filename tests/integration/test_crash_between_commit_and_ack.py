@@ -118,6 +118,31 @@ def stored(backend: Backend, case_id: Any, sequence: int) -> tuple[int, bool]:
         app.close()
 
 
+def exited_after_commit(crashing: ServiceProcess, log: Path) -> None:
+    """The fault-injected process ended after its commit, with the fault's exit code."""
+    assert crashing.process is not None
+    try:
+        exit_code = crashing.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the service did not exit after its commit")
+    assert exit_code == FAULT_EXIT_CODE, log.read_text()
+
+
+def skipped_after_restart(restarted: ServiceProcess, duplicates: int) -> dict[str, Any]:
+    """The restarted service's /ready once nothing is pending and at least `duplicates`
+    redeliveries were skipped."""
+    return wait_for(
+        lambda: (
+            ready
+            if (ready := httpx.get(f"{restarted.url}/ready").json())["consumer_pending"] == 0
+            and ready["duplicates_skipped"] >= duplicates
+            else None
+        ),
+        timeout=30,
+        what=f"{duplicates} redelivered message(s) skipped and acknowledged",
+    )
+
+
 def test_a_service_process_killed_between_commit_and_ack_leaves_one_verification(
     nats_server: NatsServer, tmp_path: Path, backend: Backend
 ) -> None:
@@ -132,12 +157,7 @@ def test_a_service_process_killed_between_commit_and_ack_leaves_one_verification
     try:
         event = request()
         sequence = asyncio.run(_publish(nats_server.url, event))
-        assert crashing.process is not None
-        try:
-            exit_code = crashing.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the service did not exit after committing the request")
-        assert exit_code == FAULT_EXIT_CODE, (tmp_path / "first" / "verification.log").read_text()
+        exited_after_commit(crashing, tmp_path / "first" / "verification.log")
     finally:
         crashing.kill()
 
@@ -153,16 +173,7 @@ def test_a_service_process_killed_between_commit_and_ack_leaves_one_verification
     restarted = ServiceProcess("verification", nats_server.url, tmp_path / "second", env=env)
     try:
         restarted.start()
-        report = wait_for(
-            lambda: (
-                ready
-                if (ready := httpx.get(f"{restarted.url}/ready").json())["consumer_pending"] == 0
-                and ready["duplicates_skipped"] >= 1
-                else None
-            ),
-            timeout=30,
-            what="the redelivered request skipped and acknowledged",
-        )
+        report = skipped_after_restart(restarted, 1)
         # The redelivery was recognised by its recorded position, not handled again.
         assert report["duplicates_skipped"] == 1
         assert report["consumed"] == 0
