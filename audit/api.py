@@ -41,7 +41,7 @@ from shared.apidocs_ui import install_api_docs
 from shared.auth import Principal, Verifier, install, require, verifier_from_environment
 from shared.dates import both_calendars
 from shared.errors import NotFound
-from shared.http import AllowedMethods, answer_refusals
+from shared.http import AllowedMethods, TracedRequests, answer_refusals, run_server
 from shared.openapi import install_refusals
 from shared.personal.master import MasterKeyProblem
 from shared.roles import AUDITOR, PRIVACY_OFFICER
@@ -311,15 +311,18 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
 
     install_refusals(app)
     app.add_middleware(AllowedMethods, document=lambda: app.openapi())
+    app.add_middleware(TracedRequests)
     return app
 
 
 def main() -> None:
-    import uvicorn
-
     settings = load_audit_settings()
-    uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info"
+    run_server(
+        create_app(settings),
+        "audit",
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="info",
     )
 
 

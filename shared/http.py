@@ -8,12 +8,13 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import uuid4
 
+import httpx
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -371,25 +372,13 @@ class RequestLogMiddleware:
 
         started = time.perf_counter()
         quiet = scope["path"] in _QUIET_PATHS
-        traced = (
-            contextlib.nullcontext()
-            if quiet
-            else tracing.request_span(
-                scope["method"], correlation, {"http.request.method": scope["method"]}
-            )
-        )
         with (
             log_context(correlation_id=correlation, case_id=None, case_ref=None, event_id=None),
-            traced as request_trace,
+            traced_request(scope, correlation) as answer,
         ):
             try:
-                await self.app(scope, receive, send_status)
+                await self.app(scope, receive, answer(send_status))
             finally:
-                if request_trace is not None:
-                    # Once routed: the route's template, and the path with a national id masked.
-                    request_trace.name = f"{scope['method']} {_route_path(scope)}"
-                    request_trace.attributes["url.path"] = _logged_path(scope)
-                    request_trace.attributes["http.response.status_code"] = status["code"]
                 if not quiet:
                     log.info(
                         "%s %s %d",
@@ -403,6 +392,90 @@ class RequestLogMiddleware:
                     )
 
 
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@contextlib.contextmanager
+def traced_request(
+    scope: dict[str, Any], correlation: str | None
+) -> Iterator[Callable[[Send], Send]]:
+    """The request's span (shared/tracing.py), around the app; what it yields wraps
+    the app's `send` to read the status and answer a caller of ours its trace
+    (`traceresponse`). Without tracing, or for /health, /ready, /metrics: nothing."""
+    if not tracing.enabled() or scope["path"] in _QUIET_PATHS:
+        yield _unchanged
+        return
+    carried = dict(scope.get("headers") or []).get(b"traceparent", b"").decode("latin-1")
+    method = scope["method"]
+    with tracing.request_span(
+        method, correlation, {"http.request.method": method}, carried=carried or None
+    ) as request_trace:
+        assert request_trace is not None
+        status = {"code": 500}
+
+        def answer(send: Send) -> Send:
+            async def sending(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    status["code"] = message["status"]
+                    response = tracing.trace_response(request_trace)
+                    if response:
+                        message["headers"] = [
+                            *message.get("headers", []),
+                            (b"traceresponse", response.encode("latin-1")),
+                        ]
+                await send(message)
+
+            return sending
+
+        try:
+            yield answer
+        finally:
+            # Once routed: the route's template, and the path with a national id masked.
+            request_trace.name = f"{method} {_route_path(scope)}"
+            request_trace.attributes["url.path"] = _logged_path(scope)
+            request_trace.attributes["http.response.status_code"] = status["code"]
+
+
+def _unchanged(send: Send) -> Send:
+    return send
+
+
+class TracedRequests:
+    """A span per request, for an app without the API's request log (the web app, the
+    channels, the audit API): its calls to our services hang from it."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not tracing.enabled():
+            await self.app(scope, receive, send)
+            return
+        with traced_request(scope, None) as answer:
+            await self.app(scope, receive, answer(send))
+
+
+def traced_client(own: Iterable[str], **options: Any) -> httpx.AsyncClient:
+    """An HTTP client whose calls to our own services (the URLs under `own`) carry the
+    request in progress (`traceparent`) and learn from the answer the case it joined
+    (`traceresponse`). Calls elsewhere (Meta's Graph API) carry nothing."""
+    prefixes = tuple(url.rstrip("/") + "/" for url in own if url)
+
+    def ours(url: httpx.URL) -> bool:
+        return str(url).startswith(prefixes)
+
+    async def carry(request: httpx.Request) -> None:
+        header = tracing.outgoing_traceparent()
+        if header and ours(request.url):
+            request.headers["traceparent"] = header
+
+    async def learn(response: httpx.Response) -> None:
+        if "traceresponse" in response.headers and ours(response.request.url):
+            tracing.answered(response.headers["traceresponse"])
+
+    return httpx.AsyncClient(event_hooks={"request": [carry], "response": [learn]}, **options)
+
+
 def _route_path(scope: dict[str, Any]) -> str:
     """The route's template (`/cases/{case_key}`), which names a span for all its cases."""
     route = scope.get("route")
@@ -410,20 +483,39 @@ def _route_path(scope: dict[str, Any]) -> str:
 
 
 def serve(api: FastAPI, settings: ServiceSettings) -> None:
-    # Traces, when an endpoint is configured (shared/tracing.py); nothing otherwise.
-    tracing.configure_tracing(settings.service_name, settings.otlp_endpoint)
-    config = uvicorn.Config(
+    run_server(
         api,
+        settings.service_name,
         host=settings.http_host,
         port=settings.http_port,
-        log_level=settings.log_level.lower(),
+        log_level=settings.log_level,
+        otlp_endpoint=settings.otlp_endpoint,
+    )
+
+
+def run_server(
+    app: Any,
+    service_name: str,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    otlp_endpoint: str | None = None,
+) -> None:
+    """Serves `app` under uvicorn, with traces when an endpoint is configured
+    (shared/tracing.py; nothing otherwise)."""
+    tracing.configure_tracing(service_name, otlp_endpoint)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
         access_log=False,
         lifespan="on",
         log_config=None,  # our JSON handler (shared/logging.py) formats uvicorn's lines too
     )
-    server = uvicorn.Server(config)
     try:
-        asyncio.run(server.serve())
+        asyncio.run(uvicorn.Server(config).serve())
     finally:
         tracing.shutdown_tracing()  # what is still buffered goes out
 

@@ -16,6 +16,13 @@ parent: the `traceparent` it carried). An HTTP request is only known to belong t
 case once it committed an event of it, so its span is written when it ends, with
 the time it started and the id its commit span named as parent.
 
+A request one of our own apps makes to another (the web app, the channels) carries
+the caller's request in `traceparent`; the called request hangs from it. When the
+called request joined a case, its answer's `traceresponse` names the case's trace,
+and the caller's span, written when it ends, goes into that trace: at its top when
+the call opened the case, else under the case's root. The caller cannot know the
+case before it asks, which is why the answer says it.
+
 Traces go out over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or the setting `KHIDMA_OTLP_ENDPOINT`) is
 set. Without one nothing is configured: every helper here returns at once
@@ -211,25 +218,58 @@ class RequestTrace:
     root: bool = False
     correlation: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The caller's (trace id, span id), from its `traceparent`: the parent of this span.
+    carried: tuple[int, int] | None = None
+    kind: SpanKind = SpanKind.SERVER
+    # The trace this request is in until it joins a case: the caller's, else its own.
+    own_trace: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.own_trace:
+            self.own_trace = (
+                self.carried[0]
+                if self.carried
+                else _uuid_int(self.correlation) or RandomIdGenerator().generate_trace_id()
+            )
 
 
 _request: ContextVar[RequestTrace | None] = ContextVar("khidma_request_trace", default=None)
 
 
 def request_span(
-    name: str, correlation: str | None, attributes: Mapping[str, Any] | None = None
+    name: str,
+    correlation: str | None,
+    attributes: Mapping[str, Any] | None = None,
+    carried: str | None = None,
+    kind: SpanKind = SpanKind.SERVER,
 ) -> contextlib.AbstractContextManager[RequestTrace | None]:
     """Around one request (HTTP, or a submission over NATS request/reply). The caller
     may rename it once it knows more (the HTTP edge: the method and the route's
-    template) and add `attributes` (no personal data: a path with it masked)."""
-    return _OFF if _tracer is None else _request_span(name, correlation, attributes)
+    template) and add `attributes` (no personal data: a path with it masked).
+    `carried`: the `traceparent` the request came with, from one of our own apps.
+    A piece of work that calls our services outside any request (a letter taken, a
+    WhatsApp message answered after its webhook, a batch's row) is one too, of kind
+    INTERNAL: the case it joins is then its trace."""
+    if _tracer is None:
+        return _OFF
+    return _request_span(name, correlation, attributes, carried, kind)
 
 
 @contextlib.contextmanager
 def _request_span(
-    name: str, correlation: str | None, attributes: Mapping[str, Any] | None
+    name: str,
+    correlation: str | None,
+    attributes: Mapping[str, Any] | None,
+    carried: str | None,
+    kind: SpanKind,
 ) -> Iterator[RequestTrace]:
-    request = RequestTrace(name=name, correlation=correlation, attributes=dict(attributes or {}))
+    request = RequestTrace(
+        name=name,
+        correlation=correlation,
+        attributes=dict(attributes or {}),
+        carried=parse_traceparent(carried),
+        kind=kind,
+    )
     token = _request.set(request)
     try:
         yield request
@@ -251,12 +291,46 @@ def join_case(correlation_id: UUID | str | None, *, opened: bool) -> None:
         request.span = root_span_id(correlation_id)
 
 
+def outgoing_traceparent() -> str | None:
+    """What a call to one of our own services carries: the request in progress."""
+    request = _request.get()
+    if request is None:
+        return None
+    return traceparent(request.trace_id or request.own_trace, request.span)
+
+
+def trace_response(request: RequestTrace | None) -> str | None:
+    """The `traceresponse` of a request another of our apps made: the trace it ended
+    in, and the case's root when it (or a call it made) opened the case; else its own
+    span. None for a request nobody of ours made."""
+    if request is None or request.carried is None:
+        return None
+    trace_id = request.trace_id or request.own_trace
+    return traceparent(trace_id, _root_of(trace_id) if request.root else request.span)
+
+
+def answered(value: str | None) -> None:
+    """A call the request in progress made answered `value` (its `traceresponse`):
+    if that call joined a case first, this request's span goes into the case's trace."""
+    request = _request.get()
+    answer = parse_traceparent(value)
+    if request is None or answer is None or request.trace_id is not None:
+        return
+    trace_id, span = answer
+    if trace_id != request.own_trace:
+        request.trace_id = trace_id
+        request.root = span == _root_of(trace_id)
+
+
 def _end_request(request: RequestTrace) -> None:
     if _tracer is None:
         return
     trace_id, parent = request.trace_id, None
-    if trace_id is None:  # it committed nothing: a trace of its own
-        trace_id = _uuid_int(request.correlation)
+    if trace_id is None:  # it joined no case: the caller's trace, or a trace of its own
+        trace_id = request.own_trace
+        parent = request.carried[1] if request.carried else None
+    elif request.carried is not None:  # the caller's span is in this trace too (answered)
+        parent = request.carried[1]
     elif not request.root:  # a later request about a case: under the case's root
         parent = _root_of(trace_id)
     status = int(request.attributes.get("http.response.status_code", 0))
@@ -265,7 +339,7 @@ def _end_request(request: RequestTrace) -> None:
         trace_id=trace_id,
         parent=parent,
         span=request.span,
-        kind=SpanKind.SERVER,
+        kind=request.kind,
         start_time=request.started,
         attributes=request.attributes,
     )

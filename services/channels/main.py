@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
 
-import httpx
-import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
@@ -32,7 +30,7 @@ from services.channels.settings import ChannelsSettings
 from shared.apidocs_ui import install_api_docs
 from shared.files import keep_private
 from shared.form_link import load_key_or_exit
-from shared.http import AllowedMethods, answer_refusals
+from shared.http import AllowedMethods, TracedRequests, answer_refusals, run_server, traced_client
 from shared.logging import configure_logging
 from shared.machine_token import MachineToken
 from shared.openapi import install_refusals
@@ -60,7 +58,10 @@ def enabled(app: FastAPI, association_id: str, channel: str, *, own_client: bool
 
 
 def build(settings: ChannelsSettings) -> FastAPI:
-    client = httpx.AsyncClient(timeout=settings.request_timeout_seconds)
+    # Calls to intake and to the token endpoint carry the request's trace; Meta's do not.
+    client = traced_client(
+        [settings.intake_url, settings.token_url], timeout=settings.request_timeout_seconds
+    )
     modules = adapter_modules()
 
     @asynccontextmanager
@@ -121,6 +122,7 @@ def build(settings: ChannelsSettings) -> FastAPI:
             app.include_router(router)
     install_refusals(app)
     app.add_middleware(AllowedMethods, document=lambda: app.openapi())
+    app.add_middleware(TracedRequests)
     return app
 
 
@@ -134,15 +136,13 @@ def main() -> None:
     settings = load_settings(ChannelsSettings)
     keep_private(settings.data_dir)
     configure_logging(settings.service_name, settings.log_level)
-    config = uvicorn.Config(
+    run_server(
         build(settings),
+        settings.service_name,
         host=settings.http_host,
         port=settings.http_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        log_config=None,
+        log_level=settings.log_level,
     )
-    asyncio.run(uvicorn.Server(config).serve())
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -28,7 +26,7 @@ from shared.auth import Verifier, verifier_from_environment
 from shared.errors import Refused
 from shared.files import keep_private
 from shared.form_link import load_key_or_exit
-from shared.http import refusal_status
+from shared.http import TracedRequests, refusal_status, run_server, traced_client
 from shared.limits import BodySizeLimit, Limiter, LimitSettings
 from shared.logging import configure_logging
 from shared.machine_token import MachineToken
@@ -39,7 +37,19 @@ STATIC = Path(__file__).parent / "static"
 
 
 def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
-    client = httpx.AsyncClient(timeout=settings.backend_timeout_seconds)
+    urls = {
+        "intake": settings.intake_url,
+        "verification": settings.verification_url,
+        "committee": settings.committee_url,
+        "surveys": settings.surveys_url,
+        "privacy": settings.privacy_url,
+        "audit": settings.audit_url,
+        "identity": settings.identity_url,
+        "channels": settings.channels_url,
+    }
+    client = traced_client(
+        [*urls.values(), settings.token_endpoint], timeout=settings.backend_timeout_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -52,19 +62,7 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.renderer = Renderer(Catalogue.load())
-    backends = Backends(
-        {
-            "intake": settings.intake_url,
-            "verification": settings.verification_url,
-            "committee": settings.committee_url,
-            "surveys": settings.surveys_url,
-            "privacy": settings.privacy_url,
-            "audit": settings.audit_url,
-            "identity": settings.identity_url,
-            "channels": settings.channels_url,
-        },
-        client,
-    )
+    backends = Backends(urls, client)
     app.state.backends = backends
     app.state.associations = Associations(backends)
     app.state.signing = Signing(
@@ -106,6 +104,7 @@ def build(settings: WebSettings, verifier: Verifier | None = None) -> FastAPI:
         codec=SessionCodec(session_key(settings.session_key_path)),
         secure=settings.cookie_secure,
     )
+    app.add_middleware(TracedRequests)
     return app
 
 
@@ -197,17 +196,13 @@ def main() -> None:
     settings = load_settings(WebSettings)
     keep_private(settings.data_dir)
     configure_logging("web", settings.log_level)
-    config = uvicorn.Config(
+    run_server(
         build(settings),
+        "web",
         host=settings.http_host,
         port=settings.http_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        log_config=None,
+        log_level=settings.log_level,
     )
-    import asyncio
-
-    asyncio.run(uvicorn.Server(config).serve())
 
 
 if __name__ == "__main__":

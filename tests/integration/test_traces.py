@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import smtplib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -201,4 +205,179 @@ def test_the_trace_crosses_from_intake_to_verification_and_reaches_the_collector
     assert intake_commit.trace_id == http.trace_id
     assert any(s.service == "verification" and s.parent == consume.span_id for s in commits), (
         "verification's commit hangs from its consume"
+    )
+
+
+# Our own apps' hops: the channels, the web app, the audit API, as `make run` starts them.
+
+
+LETTERS_TO = "letters@sidr.example.org"
+LETTER = (
+    Path(__file__).resolve().parent.parent / "fixtures" / "letters" / "seedlings_arabic_pdf.eml"
+)
+
+
+@dataclass
+class TracedSystem:
+    system: Any  # khidma.run.EmbeddedSystem, imported with the fixture
+    collector: Collector
+    letters_port: int
+
+
+@pytest.fixture(scope="module")
+def traced_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TracedSystem]:
+    from khidma.nats_server import free_port
+    from khidma.run import EmbeddedSystem
+    from tests.fakes.smtp_relay import FakeSmtpRelay
+
+    with Collector() as collector, FakeSmtpRelay() as relay:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "KHIDMA_LETTERS_SMTP_PORT": str(free_port()),
+            "KHIDMA_LETTERS_ADDRESSES": json.dumps({LETTERS_TO: "sidr"}),
+            "KHIDMA_LETTERS_RELAY_HOST": relay.host,
+            "KHIDMA_LETTERS_RELAY_PORT": str(relay.port),
+        }
+        data_dir = tmp_path_factory.mktemp("traced")
+        with EmbeddedSystem(data_dir, fixed_ports=False, service_env=env) as system:
+            yield TracedSystem(system, collector, int(env["KHIDMA_LETTERS_SMTP_PORT"]))
+
+
+def spans_named(collector: Collector, service: str, name: str) -> list[ReceivedSpan]:
+    return [s for s in collector.spans() if s.service == service and s.name == name]
+
+
+def send_letter(port: int) -> None:
+    def sent() -> bool:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            smtp.sendmail("abdullah.q@example.sa", [LETTERS_TO], LETTER.read_bytes())
+        return True
+
+    wait_for(sent, timeout=30, what="the letters' SMTP endpoint to take the letter")
+
+
+def test_a_letter_is_one_trace_from_the_channels_taking_it_to_intakes_publish(
+    traced_system: TracedSystem,
+) -> None:
+    system, collector = traced_system.system, traced_system.collector
+    send_letter(traced_system.letters_port)
+
+    def the_hops() -> tuple[ReceivedSpan, ReceivedSpan, ReceivedSpan] | None:
+        taken = spans_named(collector, "channels", "take letter")
+        submit = spans_named(collector, "intake", "POST /submissions")
+        publish = spans_named(collector, "intake", "publish RequestReceived")
+        return (taken[0], submit[0], publish[0]) if taken and submit and publish else None
+
+    taken, submit, publish = wait_for(the_hops, timeout=60, what="the channels' and intake's spans")
+    (message,) = asyncio.run(stream_messages(system.admin_nats_url, "khidma.*.*.RequestReceived"))
+    case = UUID(message["event"]["correlation_id"])
+    assert taken.trace_id == submit.trace_id == publish.trace_id == case.int
+    assert taken.parent is None  # the top of the case's trace
+    assert submit.parent == taken.span_id
+    # The request that opened the case keeps the root's derived id: the relay's publish
+    # of RequestReceived, in another task, hangs from it without being told.
+    assert submit.span_id == tracing.root_span_id(case)
+    assert publish.parent == submit.span_id
+
+
+def test_a_website_application_is_one_trace_from_the_web_apps_post_to_the_consumers(
+    traced_system: TracedSystem,
+) -> None:
+    collector = traced_system.collector
+    web = httpx.Client(base_url=traced_system.system.services["web"].url, timeout=20)
+    form_page = web.get("/a/sidr/seedlings/apply")
+    assert form_page.status_code == 200
+    hidden = dict(
+        re.findall(
+            r'<input[^>]*name="(csrf_token|channel_ref)"[^>]*value="([^"]*)"', form_page.text
+        )
+    )
+    answer = web.post(
+        "/a/sidr/seedlings/apply",
+        data={
+            **hidden,
+            "applicant.national_id": "1000000024",
+            "applicant.name": "سارة العتيبي",
+            "applicant.phone": "0500000001",
+            "field.planting_site": "وادي حنيفة",
+            "field.seedling_count": "20",
+            "doc.national_id_card.number": "1000000024",
+            "doc.national_id_card.expires_on": "2030-01-01",
+            "attested": "yes",
+        },
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/applied", answer.text
+
+    def the_hops() -> tuple[ReceivedSpan, ReceivedSpan, ReceivedSpan, ReceivedSpan] | None:
+        (apply, *_) = spans_named(
+            collector, "web", "POST /a/{association_id}/{service_code}/apply"
+        ) or [None]
+        if apply is None:
+            return None
+        submits = [
+            s
+            for s in spans_named(collector, "intake", "POST /submissions")
+            if s.parent == apply.span_id
+        ]
+        publishes = [
+            s
+            for s in collector.spans()
+            if submits and s.parent == submits[0].span_id and s.name == "publish RequestReceived"
+        ]
+        consumes = [
+            s
+            for s in spans_named(collector, "verification", "consume RequestReceived")
+            if publishes and s.parent == publishes[0].span_id
+        ]
+        return (apply, submits[0], publishes[0], consumes[0]) if consumes else None
+
+    apply, submit, publish, consume = wait_for(the_hops, timeout=60, what="the application's hops")
+    assert apply.trace_id == submit.trace_id == publish.trace_id == consume.trace_id
+    assert apply.parent is None  # the web's request is the top of the case's trace
+    assert submit.span_id == tracing.root_span_id(UUID(int=apply.trace_id))
+
+
+def test_a_web_page_and_the_service_it_asks_are_one_trace(
+    traced_system: TracedSystem,
+) -> None:
+    system, collector = traced_system.system, traced_system.collector
+    page = httpx.get(f"{system.services['web'].url}/surveys/no-such-survey", timeout=10)
+    assert page.status_code in (200, 404, 410), page.text
+    assert "traceresponse" not in page.headers  # a browser is told nothing of it
+
+    def the_hops() -> tuple[ReceivedSpan, ReceivedSpan] | None:
+        web = spans_named(collector, "web", "GET /surveys/{token}")
+        asked = spans_named(collector, "surveys", "GET /surveys/{token}")
+        return (web[0], asked[0]) if web and asked else None
+
+    web, asked = wait_for(the_hops, timeout=30, what="the web's and the surveys' spans")
+    assert asked.trace_id == web.trace_id and asked.parent == web.span_id
+    assert web.parent is None
+
+
+def test_the_audit_api_hangs_its_request_from_the_caller_and_answers_its_trace(
+    traced_system: TracedSystem,
+) -> None:
+    system, collector = traced_system.system, traced_system.collector
+    caller_trace, caller_span = 0x1234ABCD << 64 | 7, 0xBEEF
+    answer = httpx.get(
+        f"{system.services['audit'].url}/crosscheck",
+        headers={"traceparent": tracing.traceparent(caller_trace, caller_span)},
+        timeout=10,
+    )
+    assert answer.status_code == 401  # no token: refused, and still a hop of the trace
+    assert tracing.parse_traceparent(answer.headers["traceresponse"]) is not None
+
+    def the_span() -> ReceivedSpan | None:
+        found = [
+            s for s in collector.spans() if s.service == "audit" and s.trace_id == caller_trace
+        ]
+        return found[0] if found else None
+
+    span = wait_for(the_span, timeout=30, what="the audit API's span")
+    assert span.parent == caller_span and span.name == "GET /crosscheck"
+    assert tracing.parse_traceparent(answer.headers["traceresponse"]) == (
+        caller_trace,
+        span.span_id,
     )

@@ -44,12 +44,14 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.trace import SpanKind
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.channels.intake import IntakeRefused
 from services.channels.main import enabled, sender_of
 from services.channels.outbound import Reply
+from shared import tracing
 from shared.dates import read_day
 from shared.errors import Invalid, Refused
 from shared.inputs import ascii_digits
@@ -579,6 +581,10 @@ class Letters:
     ) -> str:
         """Reads the letter, submits it, answers the sender; its outcome. Raises
         TryLater when intake did not answer (the letter is to be taken again)."""
+        with tracing.request_span("take letter", None, kind=SpanKind.INTERNAL):
+            return await self._handle(raw, envelope_to, envelope_from)
+
+    async def _handle(self, raw: bytes, envelope_to: list[str] | None, envelope_from: str) -> str:
         try:
             letter = parse_letter(raw, envelope_to)
         except (ValueError, LookupError, TypeError) as error:

@@ -29,6 +29,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from opentelemetry.trace import SpanKind
 
 from services.channels.intake import IntakeRefused
 from services.channels.main import enabled, sender_of
@@ -44,6 +45,7 @@ from services.channels.whatsapp.webhook import (
     messages_of,
     signature_holds,
 )
+from shared import tracing
 from shared.errors import Refused
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,11 @@ class WhatsAppAdapter:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
     async def process(self, message: Inbound) -> None:
+        # Answered after its webhook: a trace of its own, the case's when it asks intake.
+        with tracing.request_span("answer WhatsApp message", None, kind=SpanKind.INTERNAL):
+            await self._process(message)
+
+    async def _process(self, message: Inbound) -> None:
         association_id = self.settings.numbers.get(message.phone_number_id)
         if association_id is None:
             log.warning(
