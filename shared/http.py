@@ -251,15 +251,16 @@ _BODY_NOT_PARSED = "There was an error parsing the body"
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _QUIET_PATHS = {"/health", "/ready", "/metrics"}
-# Path parameters that are personal data (verification's member routes): masked in the log.
-_PERSONAL_PATH_PARAMS = ("national_id",)
+# Path parameters masked in the log and in traces: personal data (verification's member
+# routes) and a survey link's token, which lets whoever holds it answer for the applicant.
+_MASKED_PATH_PARAMS = ("national_id", "token")
 
 
 def _logged_path(scope: dict[str, Any]) -> str:
-    """The request's path as the log shows it: a national id in it masked."""
+    """The request's path as the log shows it: a national id or a token in it masked."""
     path = str(scope["path"])
     params = scope.get("path_params") or {}
-    for name in _PERSONAL_PATH_PARAMS:
+    for name in _MASKED_PATH_PARAMS:
         value = params.get(name)
         if isinstance(value, str) and value:
             path = path.replace(value, "***")

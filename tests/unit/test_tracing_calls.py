@@ -182,3 +182,31 @@ async def test_without_tracing_a_call_carries_nothing_and_no_span_is_made() -> N
     assert answer.status_code == 200
     assert "traceparent" not in received[0] and "traceresponse" not in answer.headers
     assert not tracing.enabled()
+
+
+async def test_a_survey_links_token_is_masked_in_the_span_and_the_log_line(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "s3cr3t-survey-token-0123456789"
+    service = FastAPI()
+    service.add_middleware(RequestLogMiddleware)
+
+    @service.get("/surveys/{token}")
+    async def survey(token: str) -> dict[str, str]:
+        return {}
+
+    web = FastAPI()
+    web.add_middleware(TracedRequests)
+    client = traced_client(["http://surveys"], transport=httpx.ASGITransport(app=service))
+
+    @web.get("/surveys/{token}")
+    async def page(token: str) -> dict[str, str]:
+        (await client.get(f"http://surveys/surveys/{token}")).raise_for_status()
+        return {}
+
+    with caplog.at_level("INFO", logger="shared.http"):
+        assert (await send(web, "GET", f"http://web/surveys/{token}")).status_code == 200
+    finished = spans.get_finished_spans()
+    assert [s.attributes["url.path"] for s in finished if s.attributes] == ["/surveys/***"] * 2
+    assert token not in caplog.text and "/surveys/***" in caplog.text
+    assert all(token not in str(dict(s.attributes or {})) + s.name for s in finished)
