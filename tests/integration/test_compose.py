@@ -197,6 +197,9 @@ def test_the_deployment_shape() -> None:
     assert web_env["KHIDMA_SESSION_KEY_FILE"] == SESSION_KEY_SECRET
     assert web["secrets"] == ["web-session-key", "form-link-key"]
     assert web_env["KHIDMA_FORM_LINK_KEY_FILE"] == FORM_LINK_KEY_SECRET
+    # Traces: every process that makes spans is told where they go (decisions 35, 40).
+    for name in (*SERVICES, "identity", "audit", "channels", "web"):
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" in environment_of(services[name]), name
     for name in (*SERVICES, "audit", "identity", "channels"):
         assert web_env[f"KHIDMA_{name.upper()}_URL"] == f"http://{name}:8000"
     # The channel adapters: after intake, their clients a secret, their outbox kept.
