@@ -42,6 +42,7 @@ from shared.auth import Principal, Verifier, install, require, verifier_from_env
 from shared.dates import both_calendars
 from shared.errors import NotFound
 from shared.http import AllowedMethods, TracedRequests, answer_refusals, run_server
+from shared.logging import configure_logging
 from shared.openapi import install_refusals
 from shared.personal.master import MasterKeyProblem
 from shared.roles import AUDITOR, PRIVACY_OFFICER
@@ -317,12 +318,14 @@ def create_app(settings: AuditSettings | None = None, verifier: Verifier | None 
 
 def main() -> None:
     settings = load_audit_settings()
+    # One JSON line per record, as every service logs (run_server leaves uvicorn's to it).
+    configure_logging("audit", settings.log_level)
     run_server(
         create_app(settings),
         "audit",
         host=settings.http_host,
         port=settings.http_port,
-        log_level="info",
+        log_level=settings.log_level,
     )
 
 

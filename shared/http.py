@@ -406,10 +406,14 @@ def traced_request(
     if not tracing.enabled() or scope["path"] in _QUIET_PATHS:
         yield _unchanged
         return
-    carried = dict(scope.get("headers") or []).get(b"traceparent", b"").decode("latin-1")
+    headers = dict(scope.get("headers") or [])
+    carried = tracing.carried_from(
+        headers.get(b"traceparent", b"").decode("latin-1"),
+        headers.get(b"tracestate", b"").decode("latin-1"),
+    )
     method = scope["method"]
     with tracing.request_span(
-        method, correlation, {"http.request.method": method}, carried=carried or None
+        method, correlation, {"http.request.method": method}, carried=carried
     ) as request_trace:
         assert request_trace is not None
         status = {"code": 500}
@@ -460,15 +464,17 @@ def traced_client(own: Iterable[str], **options: Any) -> httpx.AsyncClient:
     """An HTTP client whose calls to our own services (the URLs under `own`) carry the
     request in progress (`traceparent`) and learn from the answer the case it joined
     (`traceresponse`). Calls elsewhere (Meta's Graph API) carry nothing."""
-    prefixes = tuple(url.rstrip("/") + "/" for url in own if url)
+    bases = tuple(url.rstrip("/") for url in own if url)
+    prefixes = tuple(base + "/" for base in bases)
 
     def ours(url: httpx.URL) -> bool:
-        return str(url).startswith(prefixes)
+        # A service's base URL, and an endpoint named whole (the token endpoint).
+        text = str(url).split("?", 1)[0]
+        return text in bases or text.startswith(prefixes)
 
     async def carry(request: httpx.Request) -> None:
-        header = tracing.outgoing_traceparent()
-        if header and ours(request.url):
-            request.headers["traceparent"] = header
+        if ours(request.url):
+            request.headers.update(tracing.outgoing_headers())
 
     async def learn(response: httpx.Response) -> None:
         if "traceresponse" in response.headers and ours(response.request.url):

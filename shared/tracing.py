@@ -80,7 +80,12 @@ def otlp_traces_endpoint(setting: str | None = None) -> str | None:
     full = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     if full:
         return full
-    base = (setting or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).strip()
+    # The setting, for the apps without the services' settings (web, channels, audit) too.
+    base = (
+        setting
+        or os.environ.get("KHIDMA_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    ).strip()
     return f"{base.rstrip('/')}/v1/traces" if base else None
 
 
@@ -170,13 +175,43 @@ def traceparent(trace_id: int, span: int) -> str:
 
 def parse_traceparent(value: str | None) -> tuple[int, int] | None:
     parts = (value or "").split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+    if len(parts) != 4 or parts[0] == "ff" or len(parts[1]) != 32 or len(parts[2]) != 16:
         return None
     try:
         trace_id, parent = int(parts[1], 16), int(parts[2], 16)
     except ValueError:
         return None
     return (trace_id, parent) if trace_id and parent else None
+
+
+# Our own apps' calls say so in `tracestate` (the W3C header for a vendor's own data):
+# `khidma=follows` while the caller's span is in no case yet (it follows the answer's
+# `traceresponse`), `khidma=joined` once it is in its case's trace. A `traceparent`
+# without it (a browser's, a partner system's instrumented client) is not followed.
+TRACESTATE = "tracestate"
+_STATE_KEY = "khidma"
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The caller's span, from one of our own apps' `traceparent` and `tracestate`."""
+
+    trace_id: int
+    span: int
+    # The caller's span goes where this request's answer says (it joined no case yet).
+    follows: bool
+
+
+def carried_from(traceparent_value: str | None, tracestate: str | None) -> Carried | None:
+    """The caller of ours a request names, or None for anyone else's headers."""
+    ids = parse_traceparent(traceparent_value)
+    states = dict(
+        entry.strip().split("=", 1) for entry in (tracestate or "").split(",") if "=" in entry
+    )
+    state = states.get(_STATE_KEY)
+    if ids is None or state not in ("follows", "joined"):
+        return None
+    return Carried(*ids, follows=state == "follows")
 
 
 def _start(
@@ -218,8 +253,8 @@ class RequestTrace:
     root: bool = False
     correlation: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    # The caller's (trace id, span id), from its `traceparent`: the parent of this span.
-    carried: tuple[int, int] | None = None
+    # The caller of ours whose span is the parent of this one.
+    carried: Carried | None = None
     kind: SpanKind = SpanKind.SERVER
     # The trace this request is in until it joins a case: the caller's, else its own.
     own_trace: int = 0
@@ -227,7 +262,7 @@ class RequestTrace:
     def __post_init__(self) -> None:
         if not self.own_trace:
             self.own_trace = (
-                self.carried[0]
+                self.carried.trace_id
                 if self.carried
                 else _uuid_int(self.correlation) or RandomIdGenerator().generate_trace_id()
             )
@@ -240,13 +275,13 @@ def request_span(
     name: str,
     correlation: str | None,
     attributes: Mapping[str, Any] | None = None,
-    carried: str | None = None,
+    carried: Carried | None = None,
     kind: SpanKind = SpanKind.SERVER,
 ) -> contextlib.AbstractContextManager[RequestTrace | None]:
     """Around one request (HTTP, or a submission over NATS request/reply). The caller
     may rename it once it knows more (the HTTP edge: the method and the route's
     template) and add `attributes` (no personal data: a path with it masked).
-    `carried`: the `traceparent` the request came with, from one of our own apps.
+    `carried`: the caller of ours it came from (`carried_from` its headers).
     A piece of work that calls our services outside any request (a letter taken, a
     WhatsApp message answered after its webhook, a batch's row) is one too, of kind
     INTERNAL: the case it joins is then its trace."""
@@ -260,14 +295,14 @@ def _request_span(
     name: str,
     correlation: str | None,
     attributes: Mapping[str, Any] | None,
-    carried: str | None,
+    carried: Carried | None,
     kind: SpanKind,
 ) -> Iterator[RequestTrace]:
     request = RequestTrace(
         name=name,
         correlation=correlation,
         attributes=dict(attributes or {}),
-        carried=parse_traceparent(carried),
+        carried=carried,
         kind=kind,
     )
     token = _request.set(request)
@@ -291,12 +326,16 @@ def join_case(correlation_id: UUID | str | None, *, opened: bool) -> None:
         request.span = root_span_id(correlation_id)
 
 
-def outgoing_traceparent() -> str | None:
+def outgoing_headers() -> Mapping[str, str]:
     """What a call to one of our own services carries: the request in progress."""
     request = _request.get()
     if request is None:
-        return None
-    return traceparent(request.trace_id or request.own_trace, request.span)
+        return _NO_HEADERS
+    state = "joined" if request.trace_id is not None else "follows"
+    return {
+        TRACEPARENT: traceparent(request.trace_id or request.own_trace, request.span),
+        TRACESTATE: f"{_STATE_KEY}={state}",
+    }
 
 
 def trace_response(request: RequestTrace | None) -> str | None:
@@ -326,11 +365,12 @@ def _end_request(request: RequestTrace) -> None:
     if _tracer is None:
         return
     trace_id, parent = request.trace_id, None
+    carried = request.carried
     if trace_id is None:  # it joined no case: the caller's trace, or a trace of its own
         trace_id = request.own_trace
-        parent = request.carried[1] if request.carried else None
-    elif request.carried is not None:  # the caller's span is in this trace too (answered)
-        parent = request.carried[1]
+        parent = carried.span if carried else None
+    elif carried is not None and (carried.follows or carried.trace_id == trace_id):
+        parent = carried.span  # the caller's span is in this trace too (it follows, or was)
     elif not request.root:  # a later request about a case: under the case's root
         parent = _root_of(trace_id)
     status = int(request.attributes.get("http.response.status_code", 0))

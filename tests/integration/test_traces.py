@@ -363,7 +363,10 @@ def test_the_audit_api_hangs_its_request_from_the_caller_and_answers_its_trace(
     caller_trace, caller_span = 0x1234ABCD << 64 | 7, 0xBEEF
     answer = httpx.get(
         f"{system.services['audit'].url}/crosscheck",
-        headers={"traceparent": tracing.traceparent(caller_trace, caller_span)},
+        headers={
+            "traceparent": tracing.traceparent(caller_trace, caller_span),
+            "tracestate": "khidma=follows",  # as the web app's calls say it
+        },
         timeout=10,
     )
     assert answer.status_code == 401  # no token: refused, and still a hop of the trace

@@ -77,6 +77,17 @@ def test_the_endpoint_is_the_collectors_base_url_or_the_full_traces_url(monkeypa
     assert tracing.otlp_traces_endpoint("http://other:4318") == "http://c/traces"
 
 
+def test_khidmas_own_setting_names_the_endpoint_for_the_apps_without_service_settings(
+    monkeypatch,
+):
+    # The web app, the channels and the audit API read it from the environment.
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert tracing.otlp_traces_endpoint() is None
+    monkeypatch.setenv("KHIDMA_OTLP_ENDPOINT", "http://collector:4318")
+    assert tracing.otlp_traces_endpoint() == "http://collector:4318/v1/traces"
+
+
 def test_spans_carry_the_services_name():
     exporter = InMemorySpanExporter()
     tracing.configure_tracing("verification", exporter=exporter)

@@ -97,6 +97,7 @@ async def test_a_call_that_joins_no_case_hangs_from_the_callers_span_in_the_call
     assert received[0]["traceparent"] == tracing.traceparent(
         page.context.trace_id, page.context.span_id
     )
+    assert received[0]["tracestate"] == "khidma=follows"
 
 
 async def test_a_call_that_opens_a_case_puts_the_callers_span_at_the_top_of_the_cases_trace(
@@ -210,3 +211,75 @@ async def test_a_survey_links_token_is_masked_in_the_span_and_the_log_line(
     assert [s.attributes["url.path"] for s in finished if s.attributes] == ["/surveys/***"] * 2
     assert token not in caplog.text and "/surveys/***" in caplog.text
     assert all(token not in str(dict(s.attributes or {})) + s.name for s in finished)
+
+
+async def test_a_traceparent_from_outside_our_apps_is_not_followed_and_told_nothing(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A partner system's instrumented client sends its own `traceparent`: the case it
+    opens still has its root at the top, and the partner learns nothing of the trace."""
+    first = opened_case()
+    intake = backend([first], [])
+    outsiders = tracing.traceparent(0xABCDEF << 64, 0x1234)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=intake)) as partner:
+        answer = await partner.post("http://intake/work", headers={"traceparent": outsiders})
+    assert answer.status_code == 200 and "traceresponse" not in answer.headers
+    submit = named(spans, "POST /work")
+    assert submit.parent is None and submit.context.trace_id == first.event_id.int
+    assert submit.context.span_id == tracing.root_span_id(first.event_id)
+    # Nor is a traceparent with another vendor's tracestate, or a version-ff one.
+    assert tracing.carried_from(outsiders, "congo=t61rcWkgMzE") is None
+    assert tracing.carried_from(outsiders.replace("00-", "ff-", 1), "khidma=follows") is None
+    assert tracing.carried_from(outsiders, "congo=x, khidma=joined") is not None
+
+
+async def test_a_caller_already_in_one_case_that_touches_another_leaves_it_under_its_own_root(
+    spans: InMemorySpanExporter,
+) -> None:
+    first, second = uuid4(), uuid4()
+    verification = httpx.ASGITransport(app=backend([about_case(second)], []))
+    client = traced_client(["http://verification"], transport=verification)
+    app = FastAPI()
+    app.add_middleware(TracedRequests)
+
+    @app.post("/two")
+    async def two() -> dict[str, str]:
+        with tracing.commit_span([about_case(first)]):  # this request joins the first case
+            pass
+        (await client.post("http://verification/work")).raise_for_status()
+        return {}
+
+    assert (await send(app, "POST", "http://web/two")).status_code == 200
+    page, called = named(spans, "POST /two"), named(spans, "POST /work")
+    assert page.context.trace_id == first.int  # the first case it joined stays its trace
+    assert called.context.trace_id == second.int
+    assert parent_of(called) == tracing.root_span_id(second)  # not a span of another trace
+
+
+async def test_a_call_to_an_endpoint_named_whole_carries_the_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    received: dict[str, httpx.Headers] = {}
+    identity = FastAPI()
+
+    @identity.api_route("/{path:path}", methods=["POST"])
+    async def anything(path: str, request: Request) -> dict[str, str]:
+        received[path] = httpx.Headers(request.headers)
+        return {}
+
+    # The channels name the token endpoint itself, not a base URL under which it lies.
+    client = traced_client(
+        ["http://identity/oauth/token"], transport=httpx.ASGITransport(app=identity)
+    )
+    app = FastAPI()
+    app.add_middleware(TracedRequests)
+
+    @app.get("/token")
+    async def token() -> dict[str, str]:
+        (await client.post("http://identity/oauth/token")).raise_for_status()
+        (await client.post("http://identity/oauth/tokenizer")).raise_for_status()  # not it
+        return {}
+
+    assert (await send(app, "GET", "http://channels/token")).status_code == 200
+    assert "traceparent" in received["oauth/token"]
+    assert "traceparent" not in received["oauth/tokenizer"]
