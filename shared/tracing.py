@@ -59,6 +59,8 @@ from opentelemetry.trace.status import Status, StatusCode
 log = logging.getLogger(__name__)
 
 TRACEPARENT = "traceparent"
+# What a call carries while tracing is off, or outside any request.
+_NO_HEADERS: Mapping[str, str] = {}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 _provider: TracerProvider | None = None
@@ -287,24 +289,14 @@ def request_span(
     INTERNAL: the case it joins is then its trace."""
     if _tracer is None:
         return _OFF
-    return _request_span(name, correlation, attributes, carried, kind)
+    request = RequestTrace(
+        name, correlation=correlation, attributes=dict(attributes or {}), carried=carried, kind=kind
+    )
+    return _request_span(request)
 
 
 @contextlib.contextmanager
-def _request_span(
-    name: str,
-    correlation: str | None,
-    attributes: Mapping[str, Any] | None,
-    carried: Carried | None,
-    kind: SpanKind,
-) -> Iterator[RequestTrace]:
-    request = RequestTrace(
-        name=name,
-        correlation=correlation,
-        attributes=dict(attributes or {}),
-        carried=carried,
-        kind=kind,
-    )
+def _request_span(request: RequestTrace) -> Iterator[RequestTrace]:
     token = _request.set(request)
     try:
         yield request
@@ -477,9 +469,6 @@ def publish_span(event: Any) -> Span | None:
             "khidma.case_id": str(event.case_id),
         },
     )
-
-
-_NO_HEADERS: Mapping[str, str] = {}
 
 
 def publish_headers(event: Any) -> Mapping[str, str]:

@@ -50,10 +50,7 @@ class ViewTransaction:
         if (view, key) in self._written:
             written = self._written[(view, key)]
             return None if written is None else json.loads(written[0])
-        row = self._cursor.execute(
-            "SELECT doc FROM docs WHERE view=? AND key=?", (view, key)
-        ).fetchone()
-        return None if row is None else json.loads(row[0])
+        return _document(self._cursor, view, key)
 
     def put(self, view: str, key: str, doc: Document) -> None:
         text = json.dumps(doc, ensure_ascii=False, default=str)
@@ -71,6 +68,11 @@ class ViewTransaction:
             self._cursor.executemany(_UPSERT, puts)
         if deletes:
             self._cursor.executemany("DELETE FROM docs WHERE view=? AND key=?", deletes)
+
+
+def _document(reader: sqlite3.Connection | sqlite3.Cursor, view: str, key: str) -> Document | None:
+    row = reader.execute("SELECT doc FROM docs WHERE view=? AND key=?", (view, key)).fetchone()
+    return None if row is None else json.loads(row[0])
 
 
 _UPSERT = (
@@ -240,12 +242,7 @@ class ViewStore:
             )
 
     def get(self, view: str, key: str) -> Document | None:
-        row = (
-            self._connection()
-            .execute("SELECT doc FROM docs WHERE view=? AND key=?", (view, key))
-            .fetchone()
-        )
-        return None if row is None else json.loads(row[0])
+        return _document(self._connection(), view, key)
 
     def find(
         self, view: str, *, limit: int = 100, offset: int = 0, **equals: Any
