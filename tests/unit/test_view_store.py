@@ -3,7 +3,6 @@ an older version (without them) is rebuilt rather than misread."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import date
 from pathlib import Path
@@ -48,21 +47,42 @@ def test_a_list_is_filtered_and_ordered_as_the_documents_say(tmp_path: Path) -> 
     assert all(d["n"] != 1 for d in store.find("cases", limit=100, association_id=["sidr"]))
 
 
-def test_a_file_of_an_older_version_is_dropped_to_be_rebuilt(tmp_path: Path) -> None:
+OLDER_LAYOUTS = {
+    "without the indexed columns": (
+        "CREATE TABLE docs (view TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, "
+        "PRIMARY KEY (view, key)) WITHOUT ROWID",
+        "INSERT INTO docs VALUES ('cases', 'a', '{\"n\": 1}')",
+    ),
+    "in a WITHOUT ROWID table": (
+        "CREATE TABLE docs (view TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, "
+        "sort_key, association_id, status, PRIMARY KEY (view, key)) WITHOUT ROWID",
+        "INSERT INTO docs VALUES ('cases', 'a', '{}', NULL, NULL, NULL)",
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", OLDER_LAYOUTS, ids=list(OLDER_LAYOUTS))
+def test_a_file_of_an_older_version_is_dropped_to_be_rebuilt(tmp_path: Path, layout: str) -> None:
     path = tmp_path / "views.sqlite"
+    create, insert = OLDER_LAYOUTS[layout]
     with sqlite3.connect(path) as old:
-        old.execute(
-            "CREATE TABLE docs (view TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, "
-            "PRIMARY KEY (view, key)) WITHOUT ROWID"
-        )
+        old.execute(create)
         old.execute("CREATE TABLE positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
-        old.execute("INSERT INTO docs VALUES ('cases', 'a', ?)", (json.dumps({"n": 1}),))
+        old.execute(insert)
         old.execute("INSERT INTO positions VALUES ('test', 7)")
     store = ViewStore(path)
     assert store.position("test") == 0  # caught up again from the store's start
     assert store.count("cases") == 0
+    with sqlite3.connect(path) as reopened:
+        (kept,) = reopened.execute("SELECT sql FROM sqlite_master WHERE name='docs'").fetchone()
+    assert "WITHOUT ROWID" not in kept.upper()
     _fill(store, {"a": {"n": 1, "sort_key": "x", "association_id": "sidr"}})
     assert store.find("cases", association_id="sidr")[0]["n"] == 1
+    assert ViewStore(path).get("cases", "a") == {  # the new layout is kept as it is
+        "n": 1,
+        "sort_key": "x",
+        "association_id": "sidr",
+    }
 
 
 class _Log:
@@ -160,7 +180,9 @@ def test_a_rebuild_from_nothing_writes_without_the_lists_indexes_and_builds_them
 
     def project(event: object, views: ViewTransaction) -> None:
         number = event.id  # type: ignore[attr-defined]
-        views.put("cases", f"k{number}", {"n": number, "sort_key": number, "association_id": "sidr"})
+        views.put(
+            "cases", f"k{number}", {"n": number, "sort_key": number, "association_id": "sidr"}
+        )
         if number == 1:
             during.append(_indexes(path))
 
@@ -190,23 +212,3 @@ def test_a_process_stopped_in_a_rebuild_finds_the_indexes_built_when_it_opens_th
         killed.execute("DROP INDEX docs_by_association")
     ViewStore(path)
     assert _indexes(path) == {"docs_in_order", "docs_by_association"}
-
-
-def test_a_file_of_the_without_rowid_layout_is_dropped_to_be_rebuilt(tmp_path: Path) -> None:
-    path = tmp_path / "views.sqlite"
-    with sqlite3.connect(path) as old:
-        old.execute(
-            "CREATE TABLE docs (view TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, "
-            "sort_key, association_id, status, PRIMARY KEY (view, key)) WITHOUT ROWID"
-        )
-        old.execute("CREATE TABLE positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
-        old.execute("INSERT INTO docs VALUES ('cases', 'a', '{}', NULL, NULL, NULL)")
-        old.execute("INSERT INTO positions VALUES ('test', 7)")
-    store = ViewStore(path)
-    assert store.position("test") == 0 and store.count("cases") == 0
-    with sqlite3.connect(path) as reopened:
-        (layout,) = reopened.execute("SELECT sql FROM sqlite_master WHERE name='docs'").fetchone()
-    assert "WITHOUT ROWID" not in layout.upper()
-    ViewStore(path)  # the new layout is kept as it is
-    _fill(store, {"b": {"n": 2}})
-    assert ViewStore(path).get("cases", "b") == {"n": 2}
